@@ -1,0 +1,119 @@
+import { z } from 'zod';
+import { canonicalJson, sha256Digest } from './canonical-json';
+
+/**
+ * The build graph, in the spirit of BuildKit's LLB. The frontend emits it and never runs it;
+ * the solver validates it (re-deriving every digest, checking every input index) and runs it.
+ *
+ * Every op has one output (index 0): a filesystem. An input index of -1 means `scratch`
+ * (an empty filesystem) wherever an op refers to one of its inputs by position.
+ */
+
+/** A reference to output `index` of the op whose digest is `digest`. */
+export const opInputSchema = z.object({ digest: z.string().regex(/^sha256:[a-f0-9]{64}$/), index: z.number().int().min(0) }).strict();
+export type OpInput = z.infer<typeof opInputSchema>;
+
+/**
+ * A filesystem from outside the graph:
+ * - `docker-image://<ref>` with attrs.digest set to the manifest digest it was resolved to;
+ * - `local://<name>` a directory the client sends in the session (`--local name=DIR`).
+ */
+export const sourceOpSchema = z.object({
+  kind: z.literal('source'),
+  identifier: z.string().min(1).max(4096),
+  attrs: z.record(z.string()).default({}),
+}).strict();
+
+/** `user:group` names or numbers, resolved against /etc/passwd and /etc/group of the op's base. */
+export const chownSchema = z.object({ user: z.string().min(1), group: z.string().min(1).optional() }).strict();
+export type Chown = z.infer<typeof chownSchema>;
+
+export const execMountSchema = z.object({
+  /** input position, -1 for scratch */
+  input: z.number().int().min(-1),
+  dest: z.string().startsWith('/'),
+  /** output position this mount's result is published at, -1 when it produces none */
+  output: z.number().int().min(-1),
+  readonly: z.boolean().default(false),
+}).strict();
+export type ExecMount = z.infer<typeof execMountSchema>;
+
+export const execOpSchema = z.object({
+  kind: z.literal('exec'),
+  inputs: z.array(opInputSchema),
+  meta: z.object({
+    args: z.array(z.string()).min(1),
+    env: z.array(z.string()),
+    cwd: z.string().startsWith('/'),
+    /** `user[:group]` as written in USER, resolved inside the rootfs at run time */
+    user: z.string(),
+  }).strict(),
+  mounts: z.array(execMountSchema).min(1),
+  network: z.enum(['none', 'sandbox']).default('sandbox'),
+}).strict();
+export type ExecOp = z.infer<typeof execOpSchema>;
+
+export const copyActionSchema = z.object({
+  type: z.literal('copy'),
+  /** input position of the source filesystem, -1 for scratch */
+  src: z.number().int().min(-1),
+  /** paths inside the source, may hold globs (`*`, `?`, `[...]`) */
+  srcPaths: z.array(z.string().min(1)).min(1),
+  /** destination; ending in `/` (or several sources) means "into this directory" */
+  dest: z.string().startsWith('/'),
+  chown: chownSchema.optional(),
+  chmod: z.number().int().min(0).max(0o7777).optional(),
+}).strict();
+export type CopyAction = z.infer<typeof copyActionSchema>;
+
+export const mkdirActionSchema = z.object({
+  type: z.literal('mkdir'),
+  path: z.string().startsWith('/'),
+  mode: z.number().int().min(0).max(0o7777),
+  makeParents: z.boolean(),
+  chown: chownSchema.optional(),
+}).strict();
+export type MkdirAction = z.infer<typeof mkdirActionSchema>;
+
+export const fileActionSchema = z.discriminatedUnion('type', [copyActionSchema, mkdirActionSchema]);
+export type FileAction = z.infer<typeof fileActionSchema>;
+
+export const fileOpSchema = z.object({
+  kind: z.literal('file'),
+  inputs: z.array(opInputSchema),
+  /** input position the actions apply on top of, -1 for scratch */
+  base: z.number().int().min(-1),
+  actions: z.array(fileActionSchema).min(1),
+}).strict();
+export type FileOp = z.infer<typeof fileOpSchema>;
+
+export type SourceOp = z.infer<typeof sourceOpSchema>;
+export const opSchema = z.discriminatedUnion('kind', [sourceOpSchema, execOpSchema, fileOpSchema]);
+export type Op = z.infer<typeof opSchema>;
+
+/** What progress shows for an op; not part of its digest. */
+export const opMetaSchema = z.object({
+  /** e.g. `[build 2/3] RUN make` */
+  name: z.string(),
+  range: z.object({ file: z.string(), startLine: z.number().int(), endLine: z.number().int() }).strict().optional(),
+  /** set by --no-cache: run even when a cache record exists */
+  ignoreCache: z.boolean().optional(),
+}).strict();
+export type OpMeta = z.infer<typeof opMetaSchema>;
+
+export const definitionSchema = z.object({
+  ops: z.array(z.object({ digest: z.string(), op: opSchema, meta: opMetaSchema }).strict()).max(10000),
+  /** the build's result; null means an empty (scratch) filesystem */
+  result: opInputSchema.nullable(),
+}).strict();
+export type Definition = z.infer<typeof definitionSchema>;
+
+/** The digest of an op: sha256 of its canonical JSON, which includes its inputs' digests. */
+export function opDigest(op: Op): string {
+  return sha256Digest(canonicalJson(op));
+}
+
+/** The inputs an op refers to by position. */
+export function opInputs(op: Op): OpInput[] {
+  return op.kind === 'source' ? [] : op.inputs;
+}
