@@ -1,0 +1,63 @@
+import type { Writable } from 'node:stream';
+import type { SourceRange } from '../solver/build-error';
+
+/**
+ * The seam between the daemon's API layer (gRPC, TLS, sessions) and the build machinery
+ * (frontend, solver, worker, store). The API layer receives a request and the client's local
+ * directories, then calls `Builder.build` once per build; everything after that belongs to
+ * the builder.
+ */
+
+/** One `--output` of buildctl: `type=image,name=...,push=true`, `type=oci,dest=...`, `type=docker,dest=...`. */
+export interface ExportSpec {
+  type: 'image' | 'oci' | 'docker';
+  /** every key=value of the --output flag but `type` (and `dest`, which the client keeps) */
+  attrs: Record<string, string>;
+}
+
+export interface BuildRequest {
+  /** unique id of this build, for logs and progress */
+  ref: string;
+  /** `dockerfile.v0` */
+  frontend: string;
+  /** `--opt` pairs: `filename`, `target`, `build-arg:K` ... */
+  frontendAttrs: Record<string, string>;
+  /** `--local` name → directory on the daemon holding what the client sent (read-only for the builder) */
+  locals: Record<string, string>;
+  exports: ExportSpec[];
+  noCache: boolean;
+}
+
+/** Progress, as the client renders it. Times are milliseconds since the epoch. */
+export type ProgressEvent =
+  | { type: 'vertex'; digest: string; name: string; started?: number; completed?: number; cached: boolean; error?: string }
+  | { type: 'log'; vertex: string; stream: 1 | 2; data: Buffer }
+  | { type: 'warning'; message: string; range?: SourceRange };
+
+/**
+ * What one build may use of its client connection. Lives exactly as long as one `build` call.
+ */
+export interface BuildSession {
+  progress(event: ProgressEvent): void;
+  /**
+   * A stream to the client for an exporter whose destination is on the client (oci/docker
+   * tar). Call at most once per build; end it when the tar is complete. Honour its
+   * backpressure (write callbacks / 'drain').
+   */
+  exportStream(): Writable;
+  /** aborted when the client goes away or the daemon shuts down */
+  signal: AbortSignal;
+}
+
+/** Exporter response: `containerimage.digest`, `containerimage.config.digest`, `image.name`. */
+export type ExporterResponse = Record<string, string>;
+
+/**
+ * Lifecycle: made once by the daemon at start (`createBuilder`), serves any number of
+ * concurrent `build` calls, and `close` releases everything it holds (after the daemon has
+ * cancelled the running builds and they have settled).
+ */
+export interface Builder {
+  build(req: BuildRequest, session: BuildSession): Promise<ExporterResponse>;
+  close(): Promise<void>;
+}
