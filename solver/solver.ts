@@ -1,0 +1,134 @@
+import { BuildError, toBuildError } from './build-error';
+import { CacheStore } from './cache-store';
+import { DefinitionGraph, Vertex } from './definition-graph';
+import { opInputs } from './op';
+import { Semaphore } from './semaphore';
+import { OpContext, OpResult, Worker } from './worker';
+
+/** Progress of vertices as the solver sees it; the daemon forwards these to the client. */
+export type SolveEvent =
+  | { type: 'vertex'; digest: string; name: string; started?: number; completed?: number; cached: boolean; error?: string }
+  | { type: 'log'; vertex: string; stream: 1 | 2; data: Buffer };
+
+export interface SolveOptions {
+  locals: Record<string, string>;
+  onEvent: (event: SolveEvent) => void;
+  signal: AbortSignal;
+}
+
+interface Solved {
+  key: string;
+  result: OpResult;
+}
+
+/**
+ * Runs definition graphs: each op once per build (deduplicated by digest), independent
+ * branches in parallel up to `maxParallelism` running steps, results looked up and stored in
+ * the persistent cache by content-based key, and the same key shared by concurrent builds
+ * (the second waits for the first). The first failure cancels the rest of its build.
+ *
+ * Lifecycle: one per daemon; `solve` is called once per build.
+ */
+export class Solver {
+  private readonly slots: Semaphore;
+  private readonly inflight = new Map<string, Promise<OpResult>>();
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly cache: CacheStore,
+    opts: { maxParallelism: number },
+  ) {
+    this.slots = new Semaphore(opts.maxParallelism);
+  }
+
+  /** Returns the result of the graph's output, or a scratch snapshot when it has none. */
+  async solve(graph: DefinitionGraph, opts: SolveOptions): Promise<OpResult> {
+    if (!graph.result) return { kind: 'snapshot', id: null };
+    const failFast = new AbortController();
+    const signal = AbortSignal.any([opts.signal, failFast.signal]);
+    const memo = new Map<string, Promise<Solved>>();
+    const solveVertex = (digest: string): Promise<Solved> => {
+      let p = memo.get(digest);
+      if (!p) {
+        const vertex = graph.vertices.get(digest) as Vertex;
+        p = this.solveOne(vertex, solveVertex, { ...opts, signal });
+        // Keep the first failure as the build's error; siblings then see an abort.
+        p.catch(() => failFast.abort(new BuildError('cancelled', 'Cannot continue: another step failed')));
+        memo.set(digest, p);
+      }
+      return p;
+    };
+    try {
+      const solved = await solveVertex(graph.result.digest);
+      return solved.result;
+    } catch (err) {
+      opts.signal.throwIfAborted();
+      throw toBuildError(err);
+    } finally {
+      // Let every started branch settle before returning, so no step outlives its build.
+      await Promise.allSettled(memo.values());
+    }
+  }
+
+  private async solveOne(vertex: Vertex, solveInput: (d: string) => Promise<Solved>, opts: SolveOptions): Promise<Solved> {
+    const inputs = await Promise.all(opInputs(vertex.op).map((i) => solveInput(i.digest)));
+    opts.signal.throwIfAborted();
+    const ctx: OpContext = {
+      locals: opts.locals,
+      signal: opts.signal,
+      log: { write: (stream, data) => opts.onEvent({ type: 'log', vertex: vertex.digest, stream, data }) },
+    };
+    const started = Date.now();
+    const emit = (extra: Partial<Extract<SolveEvent, { type: 'vertex' }>>): void =>
+      opts.onEvent({ type: 'vertex', digest: vertex.digest, name: vertex.meta.name, cached: false, started, ...extra });
+    emit({});
+    try {
+      const { key, cacheable } = await this.worker.cacheKey(vertex, inputs, ctx);
+      if (cacheable && !vertex.meta.ignoreCache) {
+        const hit = await this.lookup(key);
+        if (hit) {
+          emit({ cached: true, completed: Date.now() });
+          return { key, result: hit };
+        }
+      }
+      const result = await this.runShared(key, cacheable, vertex, inputs.map((i) => i.result), ctx);
+      emit({ completed: Date.now() });
+      return { key, result };
+    } catch (err) {
+      const error = toBuildError(err);
+      emit({ completed: Date.now(), error: error.message });
+      throw error;
+    }
+  }
+
+  private async lookup(key: string): Promise<OpResult | undefined> {
+    const record = await this.cache.get(key);
+    if (!record) return undefined;
+    const result: OpResult = { kind: 'snapshot', id: record.snapshot };
+    return (await this.worker.exists(result)) ? result : undefined;
+  }
+
+  private runShared(key: string, cacheable: boolean, vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
+    if (!cacheable) return this.runLimited(vertex, inputs, ctx);
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const p = (async () => {
+      const result = await this.runLimited(vertex, inputs, ctx);
+      if (result.kind === 'snapshot') {
+        await this.cache.put({ key, snapshot: result.id, createdAt: new Date().toISOString() });
+      }
+      return result;
+    })().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  private async runLimited(vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
+    const release = await this.slots.acquire(ctx.signal);
+    try {
+      return await this.worker.run(vertex, inputs, ctx);
+    } finally {
+      release();
+    }
+  }
+}

@@ -1,0 +1,40 @@
+import type { Vertex } from './definition-graph';
+
+/**
+ * What an op produced: a committed snapshot (`id: null` is the empty scratch filesystem),
+ * or a client directory received for this build (`local://` sources), which lives only as
+ * long as the build.
+ */
+export type OpResult = { kind: 'snapshot'; id: string | null } | { kind: 'local'; name: string; dir: string };
+
+/** Where a running step reports its output. */
+export interface StepLog {
+  write(stream: 1 | 2, data: Buffer): void;
+}
+
+/** Everything one op needs from its build; valid while that op runs. */
+export interface OpContext {
+  /** `--local` name → directory of this build */
+  locals: Record<string, string>;
+  log: StepLog;
+  signal: AbortSignal;
+}
+
+/** An op's content-based cache key and whether its result may be stored in the cache. */
+export interface CacheKey {
+  key: string;
+  /** false for results that live only as long as one build (local directories) */
+  cacheable: boolean;
+}
+
+/**
+ * Runs ops on one machine. The solver owns scheduling, deduplication and cache lookups;
+ * the worker owns what an op means. Lifecycle: one per daemon, shared by all builds.
+ */
+export interface Worker {
+  /** The cache key of `vertex`, from the op (normalized), its inputs' keys and, for copies from a local source, the checksum of the selected paths. */
+  cacheKey(vertex: Vertex, inputs: Array<{ key: string; result: OpResult }>, ctx: OpContext): Promise<CacheKey>;
+  run(vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult>;
+  /** whether a result recorded in the cache is still usable (its snapshot exists) */
+  exists(result: OpResult): Promise<boolean>;
+}

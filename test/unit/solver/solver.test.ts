@@ -1,0 +1,187 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { CacheStore } from '../../../solver/cache-store';
+import { sha256Digest } from '../../../solver/canonical-json';
+import { loadDefinition, Vertex } from '../../../solver/definition-graph';
+import { Op, opDigest } from '../../../solver/op';
+import { Solver, SolveEvent } from '../../../solver/solver';
+import { OpResult, Worker } from '../../../solver/worker';
+
+/** A worker whose exec ops "run" by counting, so the scheduler's choices can be observed. */
+class CountingWorker implements Worker {
+  runs = new Map<string, number>();
+  running = 0;
+  maxRunning = 0;
+  failOn = new Set<string>();
+  gates: Array<() => void> = [];
+  gate = false;
+
+  async cacheKey(vertex: Vertex, inputs: Array<{ key: string }>): Promise<{ key: string; cacheable: boolean }> {
+    return { key: sha256Digest(vertex.digest + inputs.map((i) => i.key).join()), cacheable: true };
+  }
+
+  async run(vertex: Vertex): Promise<OpResult> {
+    this.runs.set(vertex.meta.name, (this.runs.get(vertex.meta.name) ?? 0) + 1);
+    this.running++;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    try {
+      if (this.gate) await new Promise<void>((resolve) => this.gates.push(resolve));
+      else await new Promise((resolve) => setImmediate(resolve));
+      if (this.failOn.has(vertex.meta.name)) throw new Error(`step ${vertex.meta.name} failed`);
+      return { kind: 'snapshot', id: `snap-${vertex.meta.name}` };
+    } finally {
+      this.running--;
+    }
+  }
+
+  async exists(): Promise<boolean> {
+    return true;
+  }
+}
+
+function graphOf(spec: Array<{ name: string; deps: string[] }>) {
+  const digests = new Map<string, string>();
+  const ops: Array<{ digest: string; op: Op; meta: { name: string } }> = [];
+  for (const { name, deps } of spec) {
+    const op: Op = {
+      kind: 'exec',
+      inputs: deps.map((d) => ({ digest: digests.get(d) as string, index: 0 })),
+      meta: { args: ['echo', name], env: [], cwd: '/', user: '' },
+      mounts: [{ input: deps.length ? 0 : -1, dest: '/', output: 0, readonly: false }],
+      network: 'sandbox',
+    };
+    const digest = opDigest(op);
+    digests.set(name, digest);
+    ops.push({ digest, op, meta: { name } });
+  }
+  return { ops, result: { digest: ops[ops.length - 1].digest, index: 0 } };
+}
+
+describe('Solver', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'solver-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const diamond = [
+    { name: 'a', deps: [] },
+    { name: 'b', deps: ['a'] },
+    { name: 'c', deps: ['a'] },
+    { name: 'd', deps: ['b', 'c'] },
+  ];
+
+  test('runs a shared input once and returns the result of the output op', async () => {
+    const worker = new CountingWorker();
+    const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 4 });
+    const result = await solver.solve(loadDefinition(graphOf(diamond)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
+    expect(result).toEqual({ kind: 'snapshot', id: 'snap-d' });
+    expect(Object.fromEntries(worker.runs)).toEqual({ a: 1, b: 1, c: 1, d: 1 });
+  });
+
+  test('runs independent branches in parallel, never more than maxParallelism at once', async () => {
+    const worker = new CountingWorker();
+    const wide = [...Array.from({ length: 6 }, (_, i) => ({ name: `leaf${i}`, deps: [] as string[] })), { name: 'join', deps: ['leaf0', 'leaf1', 'leaf2', 'leaf3', 'leaf4', 'leaf5'] }];
+    const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 3 });
+    await solver.solve(loadDefinition(graphOf(wide)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
+    expect(worker.maxRunning).toBe(3);
+    expect(worker.runs.size).toBe(7);
+  });
+
+  test('a second solve with nothing changed runs no step and marks every vertex cached, also with a reopened cache', async () => {
+    const first = new CountingWorker();
+    await new Solver(first, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(diamond)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
+    const second = new CountingWorker();
+    const events: SolveEvent[] = [];
+    const result = await new Solver(second, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(diamond)), {
+      locals: {},
+      onEvent: (e) => events.push(e),
+      signal: new AbortController().signal,
+    });
+    expect(second.runs.size).toBe(0);
+    expect(result).toEqual({ kind: 'snapshot', id: 'snap-d' });
+    const done = events.filter((e) => e.type === 'vertex' && e.completed !== undefined);
+    expect(done).toHaveLength(4);
+    expect(done.every((e) => e.type === 'vertex' && e.cached)).toBe(true);
+  });
+
+  test('ignoreCache runs the step even when a record exists', async () => {
+    await new Solver(new CountingWorker(), await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(diamond)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
+    const def = graphOf(diamond);
+    for (const o of def.ops) (o.meta as { ignoreCache?: boolean }).ignoreCache = true;
+    const worker = new CountingWorker();
+    await new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(def), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
+    expect(worker.runs.size).toBe(4);
+  });
+
+  test('a failing step fails the solve with its message and reports the error on its vertex', async () => {
+    const worker = new CountingWorker();
+    worker.failOn.add('b');
+    const events: SolveEvent[] = [];
+    const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 });
+    await expect(
+      solver.solve(loadDefinition(graphOf(diamond)), { locals: {}, onEvent: (e) => events.push(e), signal: new AbortController().signal }),
+    ).rejects.toThrow('step b failed');
+    expect(worker.runs.get('d')).toBeUndefined();
+    expect(events.some((e) => e.type === 'vertex' && e.name === 'b' && e.error === 'step b failed')).toBe(true);
+  });
+
+  test('two concurrent solves of the same graph share each step', async () => {
+    const worker = new CountingWorker();
+    worker.gate = true;
+    const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 4 });
+    const opts = { locals: {}, onEvent: () => undefined, signal: new AbortController().signal };
+    const both = Promise.all([solver.solve(loadDefinition(graphOf(diamond)), opts), solver.solve(loadDefinition(graphOf(diamond)), opts)]);
+    const deadline = Date.now() + 5000;
+    while (Object.keys(Object.fromEntries(worker.runs)).length < 4 || worker.gates.length > 0) {
+      if (Date.now() > deadline) throw new Error('steps did not finish');
+      const open = worker.gates.splice(0);
+      open.forEach((g) => g());
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await both;
+    expect(Object.fromEntries(worker.runs)).toEqual({ a: 1, b: 1, c: 1, d: 1 });
+  });
+
+  test('cancelling the build rejects the solve', async () => {
+    const worker = new CountingWorker();
+    worker.gate = true;
+    const ac = new AbortController();
+    const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 1 });
+    const p = solver.solve(loadDefinition(graphOf(diamond)), { locals: {}, onEvent: () => undefined, signal: ac.signal });
+    const deadline = Date.now() + 5000;
+    while (worker.gates.length === 0) {
+      if (Date.now() > deadline) throw new Error('step never started');
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    ac.abort(new Error('client went away'));
+    worker.gates.splice(0).forEach((g) => g());
+    await expect(p).rejects.toThrow();
+    expect(worker.runs.has('d')).toBe(false);
+  });
+});
+
+describe('loadDefinition', () => {
+  test('rejects an op whose digest does not match its content', () => {
+    const def = graphOf([{ name: 'a', deps: [] }]);
+    def.ops[0].digest = 'sha256:' + '0'.repeat(64);
+    def.result.digest = def.ops[0].digest;
+    expect(() => loadDefinition(def)).toThrow(/has digest sha256:/);
+  });
+
+  test('rejects an input position out of range', () => {
+    const def = graphOf([{ name: 'a', deps: [] }]);
+    const op = def.ops[0].op as Extract<Op, { kind: 'exec' }>;
+    op.mounts[0].input = 2;
+    def.ops[0].digest = opDigest(op);
+    def.result.digest = def.ops[0].digest;
+    expect(() => loadDefinition(def)).toThrow(/input position 2 of 0/);
+  });
+
+  test('rejects a reference to a missing op', () => {
+    const def = graphOf([{ name: 'a', deps: [] }, { name: 'b', deps: ['a'] }]);
+    def.ops.shift();
+    expect(() => loadDefinition(def)).toThrow(/refers to missing op/);
+  });
+});
