@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { readJsonFile, writeFileAtomic } from '../store/atomic-file';
 
 const recordSchema = z.object({ key: z.string(), snapshot: z.string().nullable(), createdAt: z.string() }).strict();
 
@@ -27,40 +27,16 @@ export class CacheStore {
   }
 
   async get(key: string): Promise<CacheRecord | undefined> {
-    let text: string;
-    try {
-      text = await fsp.readFile(this.file(key), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
-    const parsed = recordSchema.safeParse(safeJson(text));
+    const parsed = recordSchema.safeParse(await readJsonFile(this.file(key)));
     // A damaged record is a miss, not a failed build: the step simply runs again.
     return parsed.success && parsed.data.key === key ? parsed.data : undefined;
   }
 
   async put(record: CacheRecord): Promise<void> {
-    const target = this.file(record.key);
-    const tmp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
-    const fh = await fsp.open(tmp, 'wx');
-    try {
-      await fh.writeFile(JSON.stringify(record));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, target);
+    await writeFileAtomic(this.file(record.key), JSON.stringify(record));
   }
 
   async delete(key: string): Promise<void> {
     await fsp.rm(this.file(key), { force: true });
-  }
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
   }
 }
