@@ -1,0 +1,55 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Logger } from 'pino';
+import { CacheStore } from '../solver/cache-store';
+import { Solver } from '../solver/solver';
+import { LocalContentStore } from '../store/content-store';
+import { ImageStore } from '../store/image-store';
+import { OverlaySnapshotter } from '../store/overlay-snapshotter';
+import { RegistryClient } from '../store/registry-client';
+import { Builder } from './builder';
+import { DaemonConfig } from './config';
+import { DockerfileBuilder } from './dockerfile-builder';
+import { BuildWorker } from './worker/build-worker';
+import { ImagePuller } from './worker/image-puller';
+import { LayerIndex } from './worker/layer-index';
+import { RuncExecutor } from './worker/runc-executor';
+
+/** Options of the daemon's one builder. */
+export interface CreateBuilderOptions {
+  root: string;
+  logger: Logger;
+  config: DaemonConfig;
+}
+
+/**
+ * Opens the stores under `root` and wires frontend, solver, worker and exporters into the
+ * daemon's Builder. Lifecycle: once per daemon; its `close` kills any container still running
+ * and releases the registry connections.
+ */
+export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder> {
+  const root = path.resolve(opts.root);
+  await fsp.mkdir(root, { recursive: true, mode: 0o711 });
+  const tmpDir = path.join(root, 'tmp');
+  await fsp.rm(tmpDir, { recursive: true, force: true });
+  await fsp.mkdir(tmpDir, { recursive: true });
+  const content = await LocalContentStore.open(path.join(root, 'content'));
+  const snapshotter = await OverlaySnapshotter.open(root);
+  const cache = await CacheStore.open(root);
+  const layers = await LayerIndex.open(root);
+  const images = await ImageStore.open(root);
+  const insecureRegistries = Object.entries(opts.config.registry)
+    .filter(([, v]) => v.insecure === true)
+    .map(([host]) => host);
+  const registry = new RegistryClient({ insecureRegistries });
+  const executor = new RuncExecutor({
+    runcRoot: path.join(root, 'runc'),
+    stateDir: path.join(root, 'bundles'),
+    logger: opts.logger,
+  });
+  const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
+  const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir });
+  const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length) });
+  return new DockerfileBuilder({ solver, registry, content, snapshotter, layers, images, executor, logger: opts.logger });
+}

@@ -1,0 +1,100 @@
+import { promises as fsp } from 'node:fs';
+import type { Logger } from 'pino';
+import { BuildError } from '../solver/build-error';
+import { sha256Digest } from '../solver/canonical-json';
+import { loadDefinition } from '../solver/definition-graph';
+import { Solver } from '../solver/solver';
+import { ContentStore } from '../store/content-store';
+import { ImageStore } from '../store/image-store';
+import { RegistryClient } from '../store/registry-client';
+import { resolveInRoot } from '../store/safe-path';
+import { Snapshotter } from '../store/snapshotter';
+import { dockerfileToGraph } from '../frontend/dockerfile-frontend';
+import { Builder, BuildRequest, BuildSession, ExporterResponse } from './builder';
+import { exportImage } from './image-export';
+import { Executor } from './worker/executor';
+import { LayerIndex } from './worker/layer-index';
+
+/** Everything a Dockerfile build uses; opened by createBuilder, shared by all builds. */
+export interface DockerfileBuilderDeps {
+  solver: Solver;
+  registry: RegistryClient;
+  content: ContentStore;
+  snapshotter: Snapshotter;
+  layers: LayerIndex;
+  images: ImageStore;
+  executor: Executor;
+  logger: Logger;
+}
+
+const MAX_DOCKERFILE_BYTES = 2 * 1024 * 1024;
+
+/**
+ * The `dockerfile.v0` frontend end to end: reads the Dockerfile the client sent, turns it into
+ * a graph (resolving base images through the registry), solves it, and runs each `--output`.
+ */
+export class DockerfileBuilder implements Builder {
+  constructor(private readonly deps: DockerfileBuilderDeps) {}
+
+  async build(req: BuildRequest, session: BuildSession): Promise<ExporterResponse> {
+    if (req.frontend !== 'dockerfile.v0') {
+      throw new BuildError('invalid-argument', `Cannot build: unknown frontend ${JSON.stringify(req.frontend)} (only dockerfile.v0)`);
+    }
+    const attrs = req.frontendAttrs;
+    const filename = attrs.filename ?? 'Dockerfile';
+    const dockerfile = await readDockerfile(req.locals.dockerfile ?? req.locals.context, filename);
+    const buildArgs: Record<string, string> = {};
+    for (const [k, v] of Object.entries(attrs)) if (k.startsWith('build-arg:')) buildArgs[k.slice('build-arg:'.length)] = v;
+    const frontend = await dockerfileToGraph({
+      dockerfile,
+      filename,
+      target: attrs.target || undefined,
+      buildArgs,
+      noCache: req.noCache,
+      contextName: 'context',
+      signal: session.signal,
+      resolveImage: async (ref, signal) => {
+        const resolved = await this.deps.registry.resolve(ref, signal ?? session.signal);
+        return { ref: resolved.ref, digest: resolved.digest, config: resolved.config };
+      },
+    });
+    for (const w of frontend.warnings) session.progress({ type: 'warning', message: w.message, range: w.range });
+    const graph = loadDefinition(frontend.definition);
+    const result = await this.deps.solver.solve(graph, { locals: req.locals, onEvent: (e) => session.progress(e), signal: session.signal });
+    if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
+    const response: ExporterResponse = {};
+    for (const spec of req.exports) {
+      const vertex = sha256Digest(`export ${req.ref} ${spec.type} ${JSON.stringify(spec.attrs)}`);
+      const name = spec.type === 'image' ? 'exporting to image' : `exporting to ${spec.type === 'oci' ? 'oci' : 'docker'} image format`;
+      const started = Date.now();
+      session.progress({ type: 'vertex', digest: vertex, name, started, cached: false });
+      try {
+        Object.assign(response, await exportImage(this.deps, spec, result.id, frontend.image, session));
+        session.progress({ type: 'vertex', digest: vertex, name, started, completed: Date.now(), cached: false });
+      } catch (err) {
+        session.progress({ type: 'vertex', digest: vertex, name, started, completed: Date.now(), cached: false, error: (err as Error).message });
+        throw err;
+      }
+    }
+    return response;
+  }
+
+  async close(): Promise<void> {
+    await this.deps.executor.close();
+    await this.deps.registry.close();
+  }
+}
+
+async function readDockerfile(dir: string | undefined, filename: string): Promise<string> {
+  if (dir === undefined) throw new BuildError('invalid-argument', 'Cannot read Dockerfile: the client sent no --local dockerfile=DIR');
+  const file = await resolveInRoot(dir, filename);
+  let st;
+  try {
+    st = await fsp.stat(file);
+  } catch {
+    throw new BuildError('not-found', `Cannot read Dockerfile: ${filename} not found in the dockerfile directory`);
+  }
+  if (!st.isFile()) throw new BuildError('invalid-argument', `Cannot read Dockerfile: ${filename} is not a file`);
+  if (st.size > MAX_DOCKERFILE_BYTES) throw new BuildError('invalid-argument', `Cannot read Dockerfile: ${filename} is over ${MAX_DOCKERFILE_BYTES} bytes`);
+  return fsp.readFile(file, 'utf8');
+}

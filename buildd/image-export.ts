@@ -1,0 +1,70 @@
+import { BuildError } from '../solver/build-error';
+import { ContentStore } from '../store/content-store';
+import { ImageConfig } from '../store/image-config';
+import { parseImageRef } from '../store/image-ref';
+import { ImageStore } from '../store/image-store';
+import { RegistryClient } from '../store/registry-client';
+import { Snapshotter } from '../store/snapshotter';
+import { writeOciArchive, writeDockerArchive } from './archive-export';
+import { BuildSession, ExportSpec, ExporterResponse } from './builder';
+import { assembleImage } from './worker/image-assembler';
+import { LayerIndex } from './worker/layer-index';
+
+/** The stores and clients one export uses. */
+export interface ImageExportDeps {
+  content: ContentStore;
+  snapshotter: Snapshotter;
+  layers: LayerIndex;
+  images: ImageStore;
+  registry: RegistryClient;
+}
+
+/**
+ * Runs one `--output`: assembles the image in the content store, then names it
+ * (`type=image`, pushing with `push=true`) or streams it to the client as an OCI layout or
+ * Docker archive tar. Returns BuildKit's exporter response keys.
+ */
+export async function exportImage(
+  deps: ImageExportDeps,
+  spec: ExportSpec,
+  result: string | null,
+  image: ImageConfig,
+  session: BuildSession,
+): Promise<ExporterResponse> {
+  const assembled = await assembleImage(deps, result, image, session.signal);
+  const names = (spec.attrs.name ?? '').split(',').map((n) => n.trim()).filter((n) => n.length > 0);
+  const response: ExporterResponse = {
+    'containerimage.digest': assembled.manifestDescriptor.digest,
+    'containerimage.config.digest': assembled.configDescriptor.digest,
+    'containerimage.descriptor': Buffer.from(JSON.stringify(assembled.manifestDescriptor)).toString('base64'),
+  };
+  if (names.length > 0) response['image.name'] = names.join(',');
+  if (spec.type === 'image') {
+    const push = spec.attrs.push === 'true';
+    if (push && names.length === 0) throw new BuildError('invalid-argument', 'Cannot push: --output type=image,push=true needs a name=');
+    for (const name of names) {
+      const ref = parseImageRef(name);
+      await deps.images.put(ref.toString(), assembled.manifestDescriptor);
+      if (!push) continue;
+      // registry.insecure=true allows plain HTTP to this output's registry, as in BuildKit.
+      const insecure = spec.attrs['registry.insecure'] === 'true';
+      const client = insecure ? new RegistryClient({ insecureRegistries: [ref.registry] }) : deps.registry;
+      try {
+        await client.push(ref, {
+          manifest: assembled.manifestBytes,
+          mediaType: assembled.manifestDescriptor.mediaType,
+          blobs: [assembled.configDescriptor, ...assembled.layers],
+          store: deps.content,
+        }, session.signal);
+      } finally {
+        if (client !== deps.registry) await client.close();
+      }
+    }
+    return response;
+  }
+  const out = session.exportStream();
+  const archive = { assembled, names, store: deps.content, signal: session.signal };
+  if (spec.type === 'oci') await writeOciArchive(out, archive);
+  else await writeDockerArchive(out, archive);
+  return response;
+}

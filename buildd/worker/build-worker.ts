@@ -1,0 +1,156 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import * as path from 'node:path';
+import { BuildError } from '../../solver/build-error';
+import { canonicalJson, sha256Digest } from '../../solver/canonical-json';
+import { Vertex } from '../../solver/definition-graph';
+import { ExecOp, FileOp, Op } from '../../solver/op';
+import { CacheKey, OpContext, OpResult, Worker } from '../../solver/worker';
+import { checksumPaths } from '../../store/content-checksum';
+import { copyAction, mkdirAction } from '../../store/fs-copy';
+import { Snapshotter } from '../../store/snapshotter';
+import { Executor } from './executor';
+import { ImagePuller } from './image-puller';
+import { stepLogStream } from './step-log-stream';
+
+/** What the worker runs ops with; all shared by every build of the daemon. */
+export interface BuildWorkerDeps {
+  snapshotter: Snapshotter;
+  executor: Executor;
+  puller: ImagePuller;
+  /** where scratch directories for a step live (removed when the step ends) */
+  tmpDir: string;
+}
+
+/**
+ * Runs ops on this machine: image sources become snapshot chains, RUN becomes a runc
+ * container on a fresh snapshot, COPY and WORKDIR are file actions on a fresh snapshot.
+ * Every snapshot a step prepares is committed on success and released in every outcome.
+ */
+export class BuildWorker implements Worker {
+  constructor(private readonly deps: BuildWorkerDeps) {}
+
+  async cacheKey(vertex: Vertex, inputs: Array<{ key: string; result: OpResult }>, ctx: OpContext): Promise<CacheKey> {
+    const op = vertex.op;
+    if (op.kind === 'source') {
+      const local = localName(op.identifier);
+      if (local !== undefined) return { key: sha256Digest(`local ${local}`), cacheable: false };
+      return { key: sha256Digest(canonicalJson(op)), cacheable: true };
+    }
+    // The op with its inputs' digests replaced by their cache keys: a step is the same step
+    // when its inputs have the same content, however the graph that made them was written.
+    const normalized: Record<string, unknown> = { ...op, inputs: inputs.map((i) => i.key) };
+    if (op.kind === 'file') {
+      const checksums: Array<string | null> = [];
+      for (const action of op.actions) {
+        const src = action.type === 'copy' && action.src >= 0 ? inputs[action.src].result : undefined;
+        if (action.type === 'copy' && src?.kind === 'local') {
+          checksums.push(await checksumPaths(src.dir, action.srcPaths, ctx.signal));
+        } else checksums.push(null);
+      }
+      normalized.contentChecksums = checksums;
+    }
+    return { key: sha256Digest(canonicalJson(normalized)), cacheable: true };
+  }
+
+  async run(vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
+    const op: Op = vertex.op;
+    switch (op.kind) {
+      case 'source':
+        return this.runSource(op.identifier, op.attrs, ctx);
+      case 'exec':
+        return this.runExec(op, inputs, ctx);
+      case 'file':
+        return this.runFile(op, inputs, ctx);
+    }
+  }
+
+  async exists(result: OpResult): Promise<boolean> {
+    if (result.kind !== 'snapshot' || result.id === null) return true;
+    return (await this.deps.snapshotter.get(result.id))?.kind === 'committed';
+  }
+
+  private async runSource(identifier: string, attrs: Record<string, string>, ctx: OpContext): Promise<OpResult> {
+    const local = localName(identifier);
+    if (local !== undefined) {
+      const dir = ctx.locals[local];
+      if (dir === undefined) throw new BuildError('invalid-argument', `Cannot use local ${local}: the client sent no --local ${local}=DIR`);
+      return { kind: 'local', name: local, dir };
+    }
+    if (!identifier.startsWith('docker-image://')) throw new BuildError('invalid-argument', `Cannot use source ${identifier}: unknown source type`);
+    const digest = attrs.digest;
+    if (!digest) throw new BuildError('invalid-argument', `Cannot use source ${identifier}: no resolved digest`);
+    const id = await this.deps.puller.pull(identifier.slice('docker-image://'.length), digest, ctx.signal);
+    return { kind: 'snapshot', id };
+  }
+
+  private async runExec(op: ExecOp, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
+    const rootMount = op.mounts.find((m) => m.dest === '/');
+    if (!rootMount || op.mounts.length > 1) {
+      throw new BuildError('invalid-argument', 'Cannot run step: only a root mount is supported for now');
+    }
+    const base = snapshotOf(rootMount.input < 0 ? undefined : inputs[rootMount.input], 'the root of a RUN');
+    const active = await this.deps.snapshotter.prepare(base, ctx.signal);
+    try {
+      const rootfs = await active.mount();
+      const { exitCode } = await this.deps.executor.run({
+        rootfs,
+        args: op.meta.args,
+        env: op.meta.env,
+        cwd: op.meta.cwd,
+        user: op.meta.user,
+        network: op.network,
+        stdout: stepLogStream(ctx.log, 1),
+        stderr: stepLogStream(ctx.log, 2),
+        signal: ctx.signal,
+      });
+      if (exitCode !== 0) {
+        throw new BuildError('failed-precondition', `process "${op.meta.args.join(' ')}" did not complete successfully: exit code: ${exitCode}`, { exitCode });
+      }
+      return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active) };
+    } finally {
+      await active.release();
+    }
+  }
+
+  private async runFile(op: FileOp, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
+    const base = snapshotOf(op.base < 0 ? undefined : inputs[op.base], 'the base of a file operation');
+    const active = await this.deps.snapshotter.prepare(base, ctx.signal);
+    const releases: Array<() => Promise<void>> = [];
+    try {
+      const destRoot = await active.mount();
+      for (const action of op.actions) {
+        ctx.signal.throwIfAborted();
+        if (action.type === 'mkdir') {
+          await mkdirAction(action, destRoot);
+          continue;
+        }
+        const src = action.src < 0 ? undefined : inputs[action.src];
+        let srcRoot: string;
+        if (src?.kind === 'local') srcRoot = src.dir;
+        else if (src?.kind === 'snapshot' && src.id !== null) {
+          const view = await this.deps.snapshotter.mountView(src.id);
+          releases.push(view.release);
+          srcRoot = view.path;
+        } else {
+          srcRoot = await mkdtemp(path.join(this.deps.tmpDir, 'scratch-'));
+          releases.push(() => rm(srcRoot, { recursive: true, force: true }));
+        }
+        await copyAction(action, srcRoot, destRoot);
+      }
+      return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active) };
+    } finally {
+      for (const release of releases.reverse()) await release();
+      await active.release();
+    }
+  }
+}
+
+function localName(identifier: string): string | undefined {
+  return identifier.startsWith('local://') ? identifier.slice('local://'.length) : undefined;
+}
+
+function snapshotOf(result: OpResult | undefined, what: string): string | undefined {
+  if (result === undefined) return undefined;
+  if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', `Cannot use local ${result.name} as ${what}`);
+  return result.id ?? undefined;
+}

@@ -1,0 +1,89 @@
+import { Readable } from 'node:stream';
+import { canonicalJson } from '../../solver/canonical-json';
+import { ContentStore } from '../../store/content-store';
+import { History, ImageConfig } from '../../store/image-config';
+import { diffToLayer } from '../../store/layer-diff';
+import { Descriptor, ImageManifest } from '../../store/manifest';
+import { MediaTypes } from '../../store/oci-media-types';
+import { Snapshotter } from '../../store/snapshotter';
+import { LayerIndex } from './layer-index';
+
+/** An image whose manifest, config and layers are all in the content store. */
+export interface AssembledImage {
+  manifest: ImageManifest;
+  manifestBytes: Buffer;
+  manifestDescriptor: Descriptor;
+  configDescriptor: Descriptor;
+  layers: Descriptor[];
+}
+
+export interface AssemblerDeps {
+  snapshotter: Snapshotter;
+  content: ContentStore;
+  layers: LayerIndex;
+}
+
+/**
+ * Turns a build result (a committed snapshot chain) and the frontend's image config into an
+ * OCI image in the content store. A snapshot's layer is diffed and compressed once and then
+ * reused (base layers keep the blob they were pulled as), and every timestamp comes from
+ * when a snapshot was made, so the same result always gives the same image digest: after a
+ * fully cached rebuild, and after a daemon restart.
+ */
+export async function assembleImage(deps: AssemblerDeps, result: string | null, image: ImageConfig, signal: AbortSignal): Promise<AssembledImage> {
+  const chain = result === null ? [] : await deps.snapshotter.chain(result);
+  const layers: Descriptor[] = [];
+  const diffIds: string[] = [];
+  const createdAt: string[] = [];
+  for (const id of chain) {
+    signal.throwIfAborted();
+    let record = await deps.layers.get(id);
+    if (!record) {
+      const diff = await diffToLayer(deps.snapshotter, id, deps.content, signal);
+      record = { digest: diff.digest, size: diff.size, diffId: diff.diffId, mediaType: diff.mediaType };
+      await deps.layers.put(id, record);
+    }
+    layers.push({ mediaType: ociLayerType(record.mediaType), digest: record.digest, size: record.size });
+    diffIds.push(record.diffId);
+    createdAt.push((await deps.snapshotter.get(id))?.createdAt ?? new Date(0).toISOString());
+  }
+  const baseLayerCount = Math.min(image.rootfs.diff_ids.length, chain.length);
+  const history = datedHistory(image.history ?? [], baseLayerCount, createdAt);
+  const created = chain.length > baseLayerCount ? createdAt[createdAt.length - 1] : (image.created ?? createdAt[createdAt.length - 1]);
+  const config: ImageConfig = { ...image, created, rootfs: { type: 'layers', diff_ids: diffIds }, history };
+  const configBytes = Buffer.from(canonicalJson(config));
+  const configInfo = await deps.content.ingest(Readable.from([configBytes]), {}, signal);
+  const configDescriptor: Descriptor = { mediaType: MediaTypes.ociConfig, digest: configInfo.digest, size: configInfo.size };
+  const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: configDescriptor, layers };
+  const manifestBytes = Buffer.from(canonicalJson(manifest));
+  const manifestInfo = await deps.content.ingest(Readable.from([manifestBytes]), {}, signal);
+  return {
+    manifest,
+    manifestBytes,
+    manifestDescriptor: { mediaType: MediaTypes.ociManifest, digest: manifestInfo.digest, size: manifestInfo.size },
+    configDescriptor,
+    layers,
+  };
+}
+
+/**
+ * Gives every new history entry the time its layer's snapshot was made; an entry without a
+ * layer takes the time of the layer before it. Base entries keep their own times.
+ */
+function datedHistory(history: History[], baseLayerCount: number, createdAt: string[]): History[] {
+  let layer = -1;
+  let last = baseLayerCount > 0 ? createdAt[baseLayerCount - 1] : createdAt[0];
+  return history.map((entry) => {
+    if (!entry.empty_layer) {
+      layer++;
+      if (layer < createdAt.length) last = createdAt[layer];
+    }
+    return entry.created !== undefined || last === undefined ? entry : { ...entry, created: last };
+  });
+}
+
+/** Our manifests are OCI; a Docker layer type names the same bytes under another name. */
+function ociLayerType(mediaType: string): string {
+  if (mediaType === MediaTypes.dockerLayerGzip) return MediaTypes.ociLayerGzip;
+  return mediaType;
+}

@@ -1,0 +1,68 @@
+import { BuildError } from '../../solver/build-error';
+import { sha256Digest } from '../../solver/canonical-json';
+import { CacheStore } from '../../solver/cache-store';
+import { ContentStore } from '../../store/content-store';
+import { applyLayer } from '../../store/layer-apply';
+import { RegistryClient } from '../../store/registry-client';
+import { Snapshotter } from '../../store/snapshotter';
+import { LayerIndex } from './layer-index';
+
+/** The stores a pull writes to; shared with the rest of the worker. */
+export interface PullerDeps {
+  registry: RegistryClient;
+  content: ContentStore;
+  snapshotter: Snapshotter;
+  cache: CacheStore;
+  layers: LayerIndex;
+}
+
+/**
+ * Unpacks a base image into a chain of committed snapshots, one per layer. Each layer's
+ * snapshot is found again by its chain ID (the layer's diff ID and all below it), so two
+ * images sharing base layers share snapshots and a pulled layer is never applied twice.
+ * Every blob is verified as it streams in; every applied layer's diff ID is checked against
+ * the image config.
+ */
+export class ImagePuller {
+  constructor(private readonly deps: PullerDeps) {}
+
+  /** Returns the top snapshot of the image (null for an image without layers). */
+  async pull(ref: string, digest: string, signal: AbortSignal): Promise<string | null> {
+    const { registry, content, snapshotter, cache, layers } = this.deps;
+    const pinned = ref.includes('@') ? ref : `${ref}@${digest}`;
+    const image = await registry.resolve(pinned, signal);
+    const diffIds = image.config.rootfs.diff_ids;
+    if (diffIds.length !== image.manifest.layers.length) {
+      throw new BuildError('invalid-argument', `Cannot unpack ${ref}: ${image.manifest.layers.length} layers but ${diffIds.length} diff_ids in its config`);
+    }
+    let parent: string | null = null;
+    let chainId = '';
+    for (let i = 0; i < diffIds.length; i++) {
+      signal.throwIfAborted();
+      chainId = i === 0 ? diffIds[0] : sha256Digest(`${chainId} ${diffIds[i]}`);
+      const key = sha256Digest(`layer-chain ${chainId}`);
+      const hit = await cache.get(key);
+      if (hit?.snapshot && (await snapshotter.get(hit.snapshot))?.kind === 'committed') {
+        parent = hit.snapshot;
+        continue;
+      }
+      const desc = image.manifest.layers[i];
+      await registry.fetchBlob(pinned, desc, content, signal);
+      const active = await snapshotter.prepare(parent ?? undefined, signal);
+      try {
+        const root = await active.mount();
+        const applied = await applyLayer(await content.read(desc.digest), root, signal);
+        if (applied.diffId !== diffIds[i]) {
+          throw new BuildError('invalid-argument', `Cannot unpack ${ref}: layer ${desc.digest} has diff ID ${applied.diffId}, the config says ${diffIds[i]}`);
+        }
+        const id = await snapshotter.commit(active);
+        await layers.put(id, { digest: desc.digest, size: desc.size, diffId: diffIds[i], mediaType: desc.mediaType });
+        await cache.put({ key, snapshot: id, createdAt: new Date().toISOString() });
+        parent = id;
+      } finally {
+        await active.release();
+      }
+    }
+    return parent;
+  }
+}

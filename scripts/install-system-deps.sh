@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages buildd and its tests use, when a command is missing.
+# Needs root (CI and the dev machines run as root).
+set -euo pipefail
+need=()
+want() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+want runc runc
+want skopeo skopeo
+want docker-registry docker-registry
+want busybox busybox-static
+want openssl openssl
+want getfattr attr
+want newuidmap uidmap
+want rootlesskit rootlesskit
+want curl curl
+want python3 python3
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
