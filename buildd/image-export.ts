@@ -5,7 +5,8 @@ import { parseImageRef } from '../store/image-ref';
 import { ImageStore } from '../store/image-store';
 import { RegistryClient } from '../store/registry-client';
 import { Snapshotter } from '../store/snapshotter';
-import { writeOciArchive, writeDockerArchive } from './archive-export';
+import { exportDockerArchive } from '../store/docker-archive-exporter';
+import { ExportImage, exportOciLayout } from '../store/oci-layout-exporter';
 import { BuildSession, ExportSpec, ExporterResponse } from './builder';
 import { assembleImage } from './worker/image-assembler';
 import { LayerIndex } from './worker/layer-index';
@@ -62,9 +63,16 @@ export async function exportImage(
     }
     return response;
   }
+  const archive: ExportImage = {
+    manifestDigest: assembled.manifestDescriptor.digest,
+    manifest: assembled.manifestBytes,
+    mediaType: assembled.manifestDescriptor.mediaType,
+    configDigest: assembled.configDescriptor.digest,
+    layers: assembled.layers,
+    name: names[0] === undefined ? undefined : parseImageRef(names[0]).toString(),
+  };
   const out = session.exportStream();
-  const archive = { assembled, names, store: deps.content, signal: session.signal };
-  if (spec.type === 'oci') await writeOciArchive(out, archive);
-  else await writeDockerArchive(out, archive);
+  if (spec.type === 'oci') await exportOciLayout(archive, deps.content, out, session.signal);
+  else await exportDockerArchive(archive, deps.content, out, session.signal);
   return response;
 }

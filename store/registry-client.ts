@@ -1,0 +1,184 @@
+import { createHash } from 'node:crypto';
+import { BuildError } from '../solver/build-error';
+import type { BlobInfo, ContentStore } from './content-store';
+import { ImageConfig, imageConfigSchema } from './image-config';
+import { ImageRef, parseImageRef } from './image-ref';
+import { Descriptor, ImageManifest, Platform, imageIndexSchema, imageManifestSchema } from './manifest';
+import { INDEX_TYPES, MANIFEST_ACCEPT } from './oci-media-types';
+import { PushImage, pushImage } from './registry-push';
+import { HttpResponse, discard, header, parseJson, readCapped, sendRequest } from './registry-http';
+import { RegistryTransport, RegistryTransportOptions } from './registry-transport';
+
+/** Manifests and configs are small; anything bigger is refused before it is parsed. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_REDIRECTS = 5;
+
+/** What `resolve` learns about an image, for one platform. */
+export interface ResolvedImage {
+  /** The normalized reference that was resolved (`docker.io/library/busybox:latest`). */
+  ref: string;
+  /** Digest of the platform's image manifest (the one `manifest` is). */
+  digest: string;
+  /** Digest of the index or manifest list the tag pointed at, when it was one. */
+  indexDigest?: string;
+  manifest: ImageManifest;
+  /** The manifest exactly as served: its sha256 is `digest`. */
+  manifestBytes: Buffer;
+  mediaType: string;
+  config: ImageConfig;
+  configDescriptor: Descriptor;
+}
+
+/** Options of a RegistryClient. */
+export interface RegistryClientOptions extends RegistryTransportOptions {
+  /** The platform picked from an index; linux/amd64 unless said. */
+  platform?: Platform;
+}
+
+function sha256(bytes: Buffer): string {
+  return 'sha256:' + createHash('sha256').update(bytes).digest('hex');
+}
+
+function asRef(ref: ImageRef | string): ImageRef {
+  return typeof ref === 'string' ? parseImageRef(ref) : ref;
+}
+
+function pullScope(ref: ImageRef): string {
+  return `repository:${ref.repository}:pull`;
+}
+
+/**
+ * Pulls and pushes images over the distribution API (OCI and Docker schema 2).
+ *
+ * Lifecycle: create one per daemon (or per build), share it across builds so that tokens and
+ * connections are reused; `close` when done to release its connections.
+ */
+export class RegistryClient {
+  private readonly transport: RegistryTransport;
+  private readonly platform: Platform;
+
+  constructor(opts: RegistryClientOptions = {}) {
+    this.transport = new RegistryTransport(opts);
+    this.platform = opts.platform ?? { os: 'linux', architecture: 'amd64' };
+  }
+
+  /** Fetches the manifest (picking this client's platform from an index) and the config. */
+  async resolve(refIn: ImageRef | string, signal?: AbortSignal): Promise<ResolvedImage> {
+    const ref = asRef(refIn);
+    let got = await this.getManifest(ref, ref.digest ?? (ref.tag as string), signal);
+    let indexDigest: string | undefined;
+    if (INDEX_TYPES.includes(got.mediaType)) {
+      const index = imageIndexSchema.safeParse(got.json);
+      if (!index.success) throw this.malformed(ref, 'index', index.error.issues[0]?.message);
+      const pick = index.data.manifests.find((m) => this.matches(m.platform));
+      if (!pick) {
+        const want = `${this.platform.os}/${this.platform.architecture}${this.platform.variant ? '/' + this.platform.variant : ''}`;
+        throw new BuildError('not-found', `Cannot pull ${ref.familiar}: no manifest for platform ${want} in its index`);
+      }
+      indexDigest = got.digest;
+      got = await this.getManifest(ref, pick.digest, signal);
+      if (INDEX_TYPES.includes(got.mediaType)) throw this.malformed(ref, 'index', 'an index inside an index');
+    }
+    const manifest = imageManifestSchema.safeParse(got.json);
+    if (!manifest.success) throw this.malformed(ref, 'manifest', `${manifest.error.issues[0]?.path.join('.')} ${manifest.error.issues[0]?.message}`);
+    const configDescriptor = manifest.data.config;
+    if (configDescriptor.size > MAX_MANIFEST_BYTES) {
+      throw new BuildError('invalid-argument', `Cannot pull ${ref.familiar}: its config is ${configDescriptor.size} bytes, over the ${MAX_MANIFEST_BYTES} byte limit`);
+    }
+    const res = await this.getBlob(ref, configDescriptor.digest, signal);
+    const bytes = await readCapped(res, configDescriptor.size, `config of ${ref.familiar}`);
+    if (bytes.length !== configDescriptor.size || sha256(bytes) !== configDescriptor.digest) {
+      throw new BuildError('invalid-argument', `Cannot pull ${ref.familiar}: its config does not match ${configDescriptor.digest}`);
+    }
+    const config = imageConfigSchema.safeParse(parseJson(bytes, `config of ${ref.familiar}`));
+    if (!config.success) throw this.malformed(ref, 'config', `${config.error.issues[0]?.path.join('.')} ${config.error.issues[0]?.message}`);
+    return {
+      ref: ref.toString(),
+      digest: got.digest,
+      indexDigest,
+      manifest: manifest.data,
+      manifestBytes: got.bytes,
+      mediaType: got.mediaType,
+      config: config.data,
+      configDescriptor,
+    };
+  }
+
+  /**
+   * Streams a blob into the content store, whose ingest verifies digest and size. Nothing is
+   * fetched when the store already has it.
+   */
+  async fetchBlob(refIn: ImageRef | string, descriptor: Descriptor, store: ContentStore, signal?: AbortSignal): Promise<BlobInfo> {
+    const ref = asRef(refIn);
+    const have = await store.info(descriptor.digest);
+    if (have) return have;
+    const res = await this.getBlob(ref, descriptor.digest, signal);
+    const declared = Number(header(res, 'content-length'));
+    if (Number.isFinite(declared) && declared !== descriptor.size) {
+      await discard(res);
+      throw new BuildError('invalid-argument', `Cannot pull ${ref.familiar}: blob ${descriptor.digest} is ${declared} bytes, expected ${descriptor.size}`);
+    }
+    try {
+      return await store.ingest(res.body, { digest: descriptor.digest, size: descriptor.size }, signal);
+    } catch (err) {
+      res.body.destroy();
+      if (err instanceof BuildError && err.code === 'invalid-argument') {
+        throw new BuildError('invalid-argument', `Cannot pull ${ref.familiar}: blob from ${ref.registry} rejected: ${err.message}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** Pushes blobs (skipping those the registry has) then the manifest; returns its digest. */
+  async push(refIn: ImageRef | string, image: PushImage, signal?: AbortSignal): Promise<string> {
+    return pushImage(this.transport, asRef(refIn), image, signal);
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  private matches(p: Platform | undefined): boolean {
+    if (!p || p.os !== this.platform.os || p.architecture !== this.platform.architecture) return false;
+    return !this.platform.variant || p.variant === this.platform.variant;
+  }
+
+  private malformed(ref: ImageRef, what: string, why: string | undefined): BuildError {
+    return new BuildError('invalid-argument', `Cannot pull ${ref.familiar}: malformed ${what}: ${why ?? 'invalid'}`);
+  }
+
+  private async getManifest(ref: ImageRef, reference: string, signal?: AbortSignal): Promise<{ digest: string; bytes: Buffer; json: unknown; mediaType: string }> {
+    const url = this.transport.url(ref.registry, `${ref.repository}/manifests/${reference}`);
+    const res = await this.transport.send(ref, 'pull', pullScope(ref), url, { method: 'GET', headers: { accept: MANIFEST_ACCEPT }, signal });
+    if (res.statusCode !== 200) throw await this.transport.fail(res, ref, 'pull');
+    const bytes = await readCapped(res, MAX_MANIFEST_BYTES, `manifest of ${ref.familiar}`);
+    const digest = sha256(bytes);
+    // By digest the content must be that digest; by tag we trust our own hash over any header.
+    if (reference.startsWith('sha256:') && digest !== reference) {
+      throw new BuildError('invalid-argument', `Cannot pull ${ref.familiar}: ${ref.registry} served a manifest with digest ${digest} for ${reference}`);
+    }
+    const json = parseJson(bytes, `manifest of ${ref.familiar}`);
+    const declaredType = typeof json === 'object' && json !== null && 'mediaType' in json ? (json as { mediaType: unknown }).mediaType : undefined;
+    const contentType = (header(res, 'content-type') ?? '').split(';')[0].trim();
+    const mediaType = typeof declaredType === 'string' ? declaredType
+      : contentType && contentType !== 'application/json' ? contentType
+        : json !== null && typeof json === 'object' && 'manifests' in json ? INDEX_TYPES[0] : 'application/vnd.oci.image.manifest.v1+json';
+    return { digest, bytes, json, mediaType };
+  }
+
+  /** GET a blob, following redirects (to a CDN) without sending our credentials there. */
+  private async getBlob(ref: ImageRef, digest: string, signal?: AbortSignal): Promise<HttpResponse> {
+    const url = this.transport.url(ref.registry, `${ref.repository}/blobs/${digest}`);
+    let res = await this.transport.send(ref, 'pull', pullScope(ref), url, { method: 'GET', signal });
+    let at = url;
+    for (let hops = 0; res.statusCode >= 300 && res.statusCode < 400; hops++) {
+      const location = header(res, 'location');
+      await discard(res);
+      if (!location || hops >= MAX_REDIRECTS) throw new BuildError('unavailable', `Cannot pull ${ref.familiar}: blob ${digest}: too many or broken redirects`);
+      at = new URL(location, at);
+      res = await sendRequest(this.transport.dispatcher, at, { method: 'GET', signal }, `${ref.registry} (redirected to ${at.host})`);
+    }
+    if (res.statusCode !== 200) throw await this.transport.fail(res, ref, 'pull', `blob ${digest}`);
+    return res;
+  }
+}

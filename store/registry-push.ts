@@ -1,0 +1,82 @@
+import { createHash } from 'node:crypto';
+import { BuildError } from '../solver/build-error';
+import type { ContentStore } from './content-store';
+import type { ImageRef } from './image-ref';
+import { Descriptor, imageIndexSchema, imageManifestSchema } from './manifest';
+import { INDEX_TYPES } from './oci-media-types';
+import { discard, header, parseJson } from './registry-http';
+import type { RegistryTransport } from './registry-transport';
+
+/** An image (or index) to push: the manifest's bytes and the blobs it needs, from a store. */
+export interface PushImage {
+  manifest: Buffer;
+  mediaType: string;
+  /** Config and layers (for an index: none; its manifests must be pushed first, by digest). */
+  blobs: readonly Pick<Descriptor, 'digest' | 'size'>[];
+  store: ContentStore;
+}
+
+/**
+ * Pushes `image` to `ref` (by tag, or by digest when the ref has one): each blob is checked
+ * with HEAD and uploaded only when missing (POST + monolithic PUT streamed from the store),
+ * then the manifest is PUT. Returns the manifest's digest.
+ */
+export async function pushImage(transport: RegistryTransport, ref: ImageRef, image: PushImage, signal?: AbortSignal): Promise<string> {
+  const digest = 'sha256:' + createHash('sha256').update(image.manifest).digest('hex');
+  if (ref.digest && ref.digest !== digest) {
+    throw new BuildError('invalid-argument', `Cannot push ${ref.familiar}: the manifest's digest is ${digest}`);
+  }
+  // Refuse to send what a registry would reject, with our words rather than its.
+  const schema = INDEX_TYPES.includes(image.mediaType) ? imageIndexSchema : imageManifestSchema;
+  if (!schema.safeParse(parseJson(image.manifest, 'manifest to push')).success) {
+    throw new BuildError('invalid-argument', `Cannot push ${ref.familiar}: the manifest is not a valid ${image.mediaType}`);
+  }
+  const scope = `repository:${ref.repository}:pull,push`;
+  const seen = new Set<string>();
+  for (const blob of image.blobs) {
+    if (seen.has(blob.digest)) continue;
+    seen.add(blob.digest);
+    await pushBlob(transport, ref, scope, blob, image.store, signal);
+  }
+  const reference = ref.digest ?? ref.tag ?? digest;
+  const url = transport.url(ref.registry, `${ref.repository}/manifests/${reference}`);
+  const res = await transport.send(ref, 'push', scope, url, {
+    method: 'PUT',
+    headers: { 'content-type': image.mediaType, 'content-length': String(image.manifest.length) },
+    body: async () => image.manifest,
+    signal,
+  });
+  if (res.statusCode !== 201 && res.statusCode !== 200) throw await transport.fail(res, ref, 'push', 'manifest');
+  await discard(res);
+  const said = header(res, 'docker-content-digest');
+  if (said && said !== digest) {
+    throw new BuildError('internal', `Cannot push ${ref.familiar}: ${ref.registry} stored the manifest as ${said}, expected ${digest}`);
+  }
+  return digest;
+}
+
+async function pushBlob(transport: RegistryTransport, ref: ImageRef, scope: string, blob: Pick<Descriptor, 'digest' | 'size'>, store: ContentStore, signal?: AbortSignal): Promise<void> {
+  const head = await transport.send(ref, 'push', scope, transport.url(ref.registry, `${ref.repository}/blobs/${blob.digest}`), { method: 'HEAD', signal });
+  await discard(head);
+  if (head.statusCode === 200) return;
+  if (head.statusCode !== 404) throw await transport.fail(head, ref, 'push', `blob ${blob.digest}`);
+  const info = await store.info(blob.digest);
+  if (!info) throw new BuildError('not-found', `Cannot push ${ref.familiar}: blob ${blob.digest} is not in the content store`);
+  const start = transport.url(ref.registry, `${ref.repository}/blobs/uploads/`);
+  const post = await transport.send(ref, 'push', scope, start, { method: 'POST', headers: { 'content-length': '0' }, signal });
+  if (post.statusCode !== 202) throw await transport.fail(post, ref, 'push', `blob ${blob.digest} (starting the upload)`);
+  await discard(post);
+  const location = header(post, 'location');
+  if (!location) throw new BuildError('failed-precondition', `Cannot push ${ref.familiar}: ${ref.registry} started an upload without a Location`);
+  // Location may be relative or absolute and carries state in its query (e.g. _state): keep it.
+  const put = new URL(location, start);
+  put.searchParams.append('digest', blob.digest);
+  const res = await transport.send(ref, 'push', scope, put, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(info.size) },
+    body: () => store.read(blob.digest),
+    signal,
+  });
+  if (res.statusCode !== 201) throw await transport.fail(res, ref, 'push', `blob ${blob.digest}`);
+  await discard(res);
+}

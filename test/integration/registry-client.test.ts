@@ -1,0 +1,247 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { BuildError } from '../../solver/build-error';
+import { LocalContentStore } from '../../store/content-store';
+import { StaticCredentials } from '../../store/docker-credentials';
+import { Descriptor } from '../../store/manifest';
+import { MediaTypes } from '../../store/oci-media-types';
+import { RegistryClient } from '../../store/registry-client';
+import { PushImage } from '../../store/registry-push';
+import { PushedImage, pushBusyboxImage } from '../helpers/busybox-image';
+import { CountingDispatcher, countingDispatcher } from '../helpers/counting-dispatcher';
+import { TestRegistry, freePort, startRegistry } from '../helpers/registry';
+
+const run = promisify(execFile);
+jest.setTimeout(60_000);
+
+let registry: TestRegistry;
+let busybox: PushedImage;
+let tmp: string;
+let store: LocalContentStore;
+let counter: CountingDispatcher;
+let client: RegistryClient;
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  busybox = await pushBusyboxImage(registry.host);
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-registry-client-'));
+  store = await LocalContentStore.open(path.join(tmp, 'content'));
+  counter = countingDispatcher();
+  client = new RegistryClient({ dispatcher: counter.dispatcher });
+});
+
+afterAll(async () => {
+  await client?.close();
+  await counter?.close();
+  await registry?.stop();
+  if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+async function rejection(p: Promise<unknown>): Promise<BuildError> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(BuildError);
+  return err as BuildError;
+}
+
+async function putJson(s: LocalContentStore, value: unknown, mediaType: string): Promise<Descriptor> {
+  const info = await s.ingest(Readable.from([Buffer.from(JSON.stringify(value))]));
+  return { mediaType, ...info };
+}
+
+/** An image of the busybox layer (fetched into `store`) with a config for `architecture`. */
+async function buildImage(architecture: string, label: string): Promise<PushImage & { layer: Descriptor }> {
+  const pulled = await client.resolve(busybox.ref);
+  const layer = pulled.manifest.layers[0];
+  await client.fetchBlob(busybox.ref, layer, store);
+  const config = await putJson(store, { ...pulled.config, architecture, config: { ...pulled.config.config, Labels: { label } } }, MediaTypes.ociConfig);
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config, layers: [layer] }));
+  return { manifest, mediaType: MediaTypes.ociManifest, blobs: [config, layer], store, layer };
+}
+
+describe('resolve', () => {
+  test('by tag returns the manifest, its digest and the config', async () => {
+    const got = await client.resolve(busybox.ref);
+    expect(got.ref).toBe(busybox.ref);
+    expect(got.digest).toBe(busybox.digest);
+    expect(got.mediaType).toBe(MediaTypes.ociManifest);
+    expect(got.configDescriptor.digest).toBe(busybox.configDigest);
+    expect(got.manifest.layers.map((l) => l.digest)).toEqual([busybox.layerDigest]);
+    expect(got.config.config?.Cmd).toEqual(['sh']);
+    expect('sha256:' + createHash('sha256').update(got.manifestBytes).digest('hex')).toBe(busybox.digest);
+  });
+
+  test('by digest returns the same manifest', async () => {
+    const got = await client.resolve(`${registry.host}/busybox@${busybox.digest}`);
+    expect(got.digest).toBe(busybox.digest);
+    expect(got.config.architecture).toBe('amd64');
+  });
+
+  test('an unknown tag is not-found naming the ref and the status', async () => {
+    const err = await rejection(client.resolve(`${registry.host}/busybox:nope`));
+    expect(err.code).toBe('not-found');
+    expect(err.message).toContain(`Cannot pull ${registry.host}/busybox:nope: manifest unknown (404`);
+  });
+
+  test('an index resolves to its linux/amd64 manifest', async () => {
+    const amd = await buildImage('amd64', 'amd');
+    const arm = await buildImage('arm64', 'arm');
+    const ref = `${registry.host}/multi`;
+    const amdDigest = await client.push(`${ref}@sha256:${createHash('sha256').update(amd.manifest).digest('hex')}`, amd);
+    const armDigest = await client.push(`${ref}@sha256:${createHash('sha256').update(arm.manifest).digest('hex')}`, arm);
+    const index = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaTypes.ociIndex,
+      manifests: [
+        { mediaType: MediaTypes.ociManifest, digest: armDigest, size: arm.manifest.length, platform: { os: 'linux', architecture: 'arm64' } },
+        { mediaType: MediaTypes.ociManifest, digest: amdDigest, size: amd.manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+      ],
+    }));
+    const indexDigest = await client.push(`${ref}:v1`, { manifest: index, mediaType: MediaTypes.ociIndex, blobs: [], store });
+    const got = await client.resolve(`${ref}:v1`);
+    expect(got.indexDigest).toBe(indexDigest);
+    expect(got.digest).toBe(amdDigest);
+    expect(got.config.config?.Labels).toEqual({ label: 'amd' });
+    const armClient = new RegistryClient({ platform: { os: 'linux', architecture: 'arm64' } });
+    try {
+      expect((await armClient.resolve(`${ref}:v1`)).digest).toBe(armDigest);
+    } finally {
+      await armClient.close();
+    }
+  });
+
+  test('an unreachable registry is unavailable naming it', async () => {
+    const host = `127.0.0.1:${await freePort()}`;
+    const err = await rejection(client.resolve(`${host}/x:1`));
+    expect(err.code).toBe('unavailable');
+    expect(err.message).toContain(`Cannot reach registry ${host}`);
+  });
+});
+
+describe('fetchBlob', () => {
+  test('streams a layer into the content store, then skips it', async () => {
+    const fresh = await LocalContentStore.open(path.join(tmp, 'fetch'));
+    const { manifest } = await client.resolve(busybox.ref);
+    const layer = manifest.layers[0];
+    const before = counter.count('GET', `/blobs/${layer.digest}`);
+    expect(await client.fetchBlob(busybox.ref, layer, fresh)).toEqual({ digest: layer.digest, size: layer.size });
+    expect(await fresh.info(layer.digest)).toEqual({ digest: layer.digest, size: layer.size });
+    await client.fetchBlob(busybox.ref, layer, fresh);
+    expect(counter.count('GET', `/blobs/${layer.digest}`)).toBe(before + 1);
+  });
+
+  test('rejects a blob that does not match its descriptor, storing nothing', async () => {
+    const fresh = await LocalContentStore.open(path.join(tmp, 'mismatch'));
+    const { manifest, configDescriptor } = await client.resolve(busybox.ref);
+    const wrongSize = { ...manifest.layers[0], size: manifest.layers[0].size - 1 };
+    expect((await rejection(client.fetchBlob(busybox.ref, wrongSize, fresh))).code).toBe('invalid-argument');
+    expect(await fresh.info(wrongSize.digest)).toBeUndefined();
+    // The registry serves the config's bytes under its digest; we expected the layer's digest.
+    const dir = (await fsp.readdir(path.join(tmp, 'mismatch', 'blobs', 'sha256'))).length;
+    const lying = { ...configDescriptor, digest: manifest.layers[0].digest };
+    const err = await rejection(client.fetchBlob(busybox.ref, lying, fresh));
+    expect(err.message).toMatch(/Cannot pull .*busybox:latest/);
+    expect((await fsp.readdir(path.join(tmp, 'mismatch', 'blobs', 'sha256'))).length).toBe(dir);
+  });
+
+  test('rejects a blob the registry serves corrupted (same size, other digest)', async () => {
+    const bytes = Buffer.from(JSON.stringify({ corrupt: 'me', pad: 'x'.repeat(100) }));
+    const info = await store.ingest(Readable.from([bytes]));
+    const blob: Descriptor = { mediaType: 'application/octet-stream', ...info };
+    const image = await buildImage('amd64', 'corrupt');
+    await client.push(`${registry.host}/corrupt:1`, { ...image, blobs: [...image.blobs, blob] });
+    const hex = info.digest.slice('sha256:'.length);
+    const onDisk = path.join(registry.storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+    const flipped = Buffer.from(bytes);
+    flipped[10] ^= 0x20;
+    await fsp.writeFile(onDisk, flipped);
+    const fresh = await LocalContentStore.open(path.join(tmp, 'corrupt'));
+    const err = await rejection(client.fetchBlob(`${registry.host}/corrupt:1`, blob, fresh));
+    expect(err.code).toBe('invalid-argument');
+    expect(err.message).toContain(`expected ${info.digest}`);
+    expect(await fresh.info(info.digest)).toBeUndefined();
+  });
+});
+
+describe('push', () => {
+  test('uploads missing blobs, HEAD-skips present ones, and skopeo sees the image', async () => {
+    const image = await buildImage('amd64', 'pushed');
+    const ref = `${registry.host}/pushed:1`;
+    const posts = counter.count('POST');
+    const digest = await client.push(ref, image);
+    // Blobs are per repository: this new repository gets both the config and the layer.
+    expect(counter.count('POST') - posts).toBe(2);
+    const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${ref}`]);
+    const inspected = JSON.parse(stdout) as { Digest: string; Labels: Record<string, string>; Layers: string[] };
+    expect(inspected.Digest).toBe(digest);
+    expect(inspected.Labels).toEqual({ label: 'pushed' });
+    expect(inspected.Layers).toEqual([image.layer.digest]);
+
+    const heads = counter.count('HEAD');
+    const posts2 = counter.count('POST');
+    const puts = counter.count('PUT');
+    expect(await client.push(ref, image)).toBe(digest);
+    expect(counter.count('HEAD') - heads).toBe(2);
+    expect(counter.count('POST') - posts2).toBe(0);
+    expect(counter.count('PUT') - puts).toBe(1);
+  });
+
+  test('refuses a blob missing from the content store', async () => {
+    const image = await buildImage('amd64', 'missing');
+    const absent = { digest: 'sha256:' + 'a'.repeat(64), size: 3 };
+    const err = await rejection(client.push(`${registry.host}/pushed:2`, { ...image, blobs: [absent] }));
+    expect(err.code).toBe('not-found');
+  });
+});
+
+describe('auth', () => {
+  test('bearer: token flow with credentials, cached per scope; refused without', async () => {
+    const secured = await startRegistry({ token: { user: 'alice', pass: 's3cret' } });
+    const creds = new StaticCredentials(new Map([[secured.host, { username: 'alice', password: 's3cret' }]]));
+    const authed = new RegistryClient({ credentials: creds });
+    const anonymous = new RegistryClient();
+    const wrong = new RegistryClient({ credentials: new StaticCredentials(new Map([[secured.host, { username: 'alice', password: 'nope' }]])) });
+    try {
+      const image = await buildImage('amd64', 'secret');
+      const ref = `${secured.host}/private:1`;
+      const digest = await authed.push(ref, image);
+      expect((await authed.resolve(ref)).digest).toBe(digest);
+      const requests = secured.tokenServer?.requests ?? [];
+      expect(requests.every((r) => r.authenticated)).toBe(true);
+      // One token for push scope, one for pull scope: every other request reused them.
+      expect(requests.map((r) => r.scopes[0])).toEqual(['repository:private:pull,push', 'repository:private:pull']);
+
+      const denied = await rejection(anonymous.resolve(ref));
+      expect(denied.code).toBe('unauthenticated');
+      expect(denied.message).toContain(`Cannot pull ${ref}: unauthorized (401): no credentials for ${secured.host}`);
+      const refused = await rejection(wrong.resolve(ref));
+      expect(refused.code).toBe('unauthenticated');
+      expect(refused.message).toContain(`the credentials for ${secured.host} were refused`);
+    } finally {
+      await Promise.all([authed.close(), anonymous.close(), wrong.close()]);
+      await secured.stop();
+    }
+  });
+
+  test('basic: htpasswd registry with credentials; refused without', async () => {
+    const secured = await startRegistry({ htpasswd: { user: 'bob', pass: 'pw' } });
+    const authed = new RegistryClient({ credentials: new StaticCredentials(new Map([[secured.host, { username: 'bob', password: 'pw' }]])) });
+    const anonymous = new RegistryClient();
+    try {
+      const image = await buildImage('amd64', 'basic');
+      const ref = `${secured.host}/basic:1`;
+      const digest = await authed.push(ref, image);
+      expect((await authed.resolve(ref)).digest).toBe(digest);
+      const err = await rejection(anonymous.resolve(ref));
+      expect(err.code).toBe('unauthenticated');
+      expect(err.message).toContain('no credentials');
+    } finally {
+      await Promise.all([authed.close(), anonymous.close()]);
+      await secured.stop();
+    }
+  });
+});
