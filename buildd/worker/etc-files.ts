@@ -1,0 +1,68 @@
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { EtcFiles } from './oci-spec';
+
+const MAX_RESOLV_CONF_BYTES = 64 * 1024;
+
+/**
+ * Writes hosts, resolv.conf and hostname into `bundleDir` for the container to bind-mount
+ * read-only. They live and die with the bundle.
+ */
+export async function writeEtcFiles(bundleDir: string, hostname: string, hostResolvConf: string): Promise<EtcFiles> {
+  const files: EtcFiles = {
+    hosts: path.join(bundleDir, 'hosts'),
+    resolvConf: path.join(bundleDir, 'resolv.conf'),
+    hostname: path.join(bundleDir, 'hostname'),
+  };
+  // the own hostname on the loopback line, as BuildKit does, so that tools resolving it work offline
+  const hosts = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
+  await fsp.writeFile(files.hosts, hosts, { mode: 0o644 });
+  await fsp.writeFile(files.resolvConf, containerResolvConf(await readHostResolvConf(hostResolvConf)), { mode: 0o644 });
+  await fsp.writeFile(files.hostname, `${hostname}\n`, { mode: 0o644 });
+  return files;
+}
+
+/**
+ * The container's resolv.conf, derived from the host's like BuildKit and Docker do: keep
+ * `nameserver`, `search` and `options`, but drop loopback nameservers, because in the
+ * container's own network namespace 127.0.0.53 (systemd-resolved) is the container itself.
+ * Unlike BuildKit we add no public fallback servers: a build only talks to resolvers the
+ * operator configured. With loopback-only networking nothing is reachable yet anyway, but
+ * the file is what CNI networking will need, and programs expect it to exist.
+ */
+export function containerResolvConf(host: string): string {
+  const out: string[] = [];
+  for (const raw of host.split('\n')) {
+    const line = raw.trim();
+    const [key, ...rest] = line.split(/\s+/);
+    if (key === 'nameserver') {
+      const addr = rest[0];
+      if (addr === undefined || isLoopback(addr)) continue;
+      out.push(`nameserver ${addr}`);
+    } else if ((key === 'search' || key === 'options') && rest.length > 0) {
+      out.push(`${key} ${rest.join(' ')}`);
+    }
+  }
+  return out.length === 0 ? '' : out.join('\n') + '\n';
+}
+
+function isLoopback(addr: string): boolean {
+  return addr.startsWith('127.') || addr === '::1';
+}
+
+async function readHostResolvConf(file: string): Promise<string> {
+  try {
+    const fh = await fsp.open(file, 'r');
+    try {
+      // capped: the host file is trusted, but a daemon reads nothing unbounded
+      const buf = Buffer.alloc(MAX_RESOLV_CONF_BYTES);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      return buf.subarray(0, bytesRead).toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+}

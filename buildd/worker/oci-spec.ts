@@ -1,0 +1,132 @@
+import type { ResolvedUser } from '../../store/passwd';
+import {
+  DEFAULT_CAPABILITIES,
+  DEFAULT_MASKED_PATHS,
+  DEFAULT_NOFILE,
+  DEFAULT_PATH,
+  DEFAULT_READONLY_PATHS,
+} from './oci-defaults';
+
+/** The part of the OCI runtime spec 1.0 (config.json) that buildd writes. */
+export interface OciSpec {
+  ociVersion: string;
+  process: {
+    terminal: boolean;
+    user: { uid: number; gid: number; additionalGids?: number[] };
+    args: string[];
+    env: string[];
+    cwd: string;
+    capabilities: { bounding: string[]; effective: string[]; permitted: string[]; inheritable: string[]; ambient: string[] };
+    rlimits: { type: string; soft: number; hard: number }[];
+    noNewPrivileges: boolean;
+  };
+  root: { path: string; readonly: boolean };
+  hostname: string;
+  mounts: OciMount[];
+  linux: {
+    namespaces: { type: 'pid' | 'ipc' | 'uts' | 'mount' | 'network' }[];
+    cgroupsPath: string;
+    maskedPaths: string[];
+    readonlyPaths: string[];
+  };
+}
+
+export interface OciMount {
+  destination: string;
+  type: string;
+  source: string;
+  options: string[];
+}
+
+/** Host paths of the files the bundle provides for /etc inside the container. */
+export interface EtcFiles {
+  hosts: string;
+  resolvConf: string;
+  hostname: string;
+}
+
+/** Everything the spec of one RUN container depends on, already resolved. */
+export interface OciSpecInput {
+  rootfs: string;
+  args: string[];
+  env: string[];
+  /** absolute path inside the container */
+  cwd: string;
+  user: ResolvedUser;
+  hostname: string;
+  cgroupsPath: string;
+  etcFiles: EtcFiles;
+}
+
+/**
+ * Builds the runtime spec of one RUN container, Docker's defaults included. Pure: the caller
+ * resolves the user, generates the /etc files and writes the result as `<bundle>/config.json`.
+ */
+export function buildOciSpec(input: OciSpecInput): OciSpec {
+  const caps = [...DEFAULT_CAPABILITIES];
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      // no terminal: stdout and stderr must stay two streams, as BuildKit reports them
+      terminal: false,
+      user: { uid: input.user.uid, gid: input.user.gid, additionalGids: [...input.user.additionalGids] },
+      args: [...input.args],
+      env: withDefaultPath(input.env),
+      cwd: input.cwd,
+      capabilities: { bounding: caps, effective: [...caps], permitted: [...caps], inheritable: [], ambient: [] },
+      rlimits: [{ type: 'RLIMIT_NOFILE', soft: DEFAULT_NOFILE.soft, hard: DEFAULT_NOFILE.hard }],
+      noNewPrivileges: false,
+    },
+    // the step's changes are the layer, so the root is writable
+    root: { path: input.rootfs, readonly: false },
+    hostname: input.hostname,
+    mounts: [...defaultMounts(), ...etcMounts(input.etcFiles)],
+    linux: {
+      // a new network namespace without a path: runc configures loopback (up) and nothing else
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+      cgroupsPath: input.cgroupsPath,
+      maskedPaths: [...DEFAULT_MASKED_PATHS],
+      readonlyPaths: [...DEFAULT_READONLY_PATHS],
+    },
+  };
+}
+
+/** Adds BuildKit's default PATH when `env` has none; an explicit PATH (even empty) is kept. */
+export function withDefaultPath(env: readonly string[]): string[] {
+  const hasPath = env.some((e) => e.startsWith('PATH='));
+  return hasPath ? [...env] : [...env, DEFAULT_PATH];
+}
+
+/** The mount destinations of every RUN container, for the stub cleaner. */
+export function mountDestinations(spec: OciSpec): string[] {
+  return spec.mounts.map((m) => m.destination);
+}
+
+function defaultMounts(): OciMount[] {
+  return [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro', 'nosuid', 'noexec', 'nodev'] },
+  ];
+}
+
+function etcMounts(files: EtcFiles): OciMount[] {
+  // read-only: a RUN step must not edit the daemon's generated files (its edits would vanish
+  // from the layer anyway, since the mount hides the rootfs file)
+  const bind = (destination: string, source: string): OciMount => ({
+    destination,
+    type: 'bind',
+    source,
+    options: ['rbind', 'ro'],
+  });
+  return [bind('/etc/hosts', files.hosts), bind('/etc/resolv.conf', files.resolvConf), bind('/etc/hostname', files.hostname)];
+}

@@ -1,0 +1,237 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import pino from 'pino';
+import { BuildError } from '../../solver/build-error';
+import { resolveUser } from '../../store/passwd';
+import { cleanAbsolute } from '../../store/safe-path';
+import { ensureCwd } from './ensure-cwd';
+import { writeEtcFiles } from './etc-files';
+import type { ExecRequest, ExecResult, Executor } from './executor';
+import { recordMountStubs } from './mount-stubs';
+import { DEFAULT_HOSTNAME } from './oci-defaults';
+import { buildOciSpec, mountDestinations } from './oci-spec';
+import { runRuncCommand } from './runc-command';
+import { readRuncErrors } from './runc-log';
+
+export interface RuncExecutorOptions {
+  /** passed as `runc --root`: runc's state of the containers; buildd owns everything in it */
+  runcRoot: string;
+  /** bundles live here, one `<stateDir>/<id>` per running container */
+  stateDir: string;
+  runcBinary?: string;
+  logger?: pino.Logger;
+  /** the host file the container's nameservers come from; /etc/resolv.conf by default */
+  hostResolvConf?: string;
+  /** cgroup parent of the containers (cgroupfs driver); /buildd by default */
+  cgroupParent?: string;
+}
+
+interface RunningContainer {
+  abort(reason: BuildError): void;
+  settled: Promise<unknown>;
+}
+
+/** runc's own rule for container ids */
+const ID_PATTERN = /^[A-Za-z0-9_+.-]{1,128}$/;
+/** how often a kill is retried while runc is still creating the container */
+const KILL_RETRY_MS = 50;
+/** after this long without the container going away, the runc process itself is killed */
+const KILL_DEADLINE_MS = 10_000;
+
+/** Runs each RUN step with `runc run` in a bundle under `stateDir`; see `Executor` for the lifecycle. */
+export class RuncExecutor implements Executor {
+  private readonly runcRoot: string;
+  private readonly stateDir: string;
+  private readonly binary: string;
+  private readonly log: pino.Logger;
+  private readonly hostResolvConf: string;
+  private readonly cgroupParent: string;
+  private readonly running = new Map<string, RunningContainer>();
+  private closed = false;
+
+  constructor(opts: RuncExecutorOptions) {
+    this.runcRoot = path.resolve(opts.runcRoot);
+    this.stateDir = path.resolve(opts.stateDir);
+    this.binary = opts.runcBinary ?? 'runc';
+    this.log = opts.logger ?? pino({ enabled: false });
+    this.hostResolvConf = opts.hostResolvConf ?? '/etc/resolv.conf';
+    this.cgroupParent = cleanAbsolute(opts.cgroupParent ?? '/buildd');
+  }
+
+  async run(req: ExecRequest): Promise<ExecResult> {
+    if (this.closed) throw new BuildError('unavailable', 'Cannot run a container: the executor is closed');
+    if (req.args.length === 0) throw new BuildError('invalid-argument', 'Cannot run a container: no command given');
+    const id = req.id ?? `buildd-${randomBytes(12).toString('hex')}`;
+    if (!ID_PATTERN.test(id)) throw new BuildError('invalid-argument', `Cannot run container ${JSON.stringify(id)}: invalid id`);
+    // a second run with the same id would end by deleting the first one's container
+    if (this.running.has(id)) throw new BuildError('invalid-argument', `Cannot run container ${id}: the id is in use`);
+    const controller = new AbortController();
+    const onAbort = (): void => controller.abort(new BuildError('cancelled', `Cannot run ${describe(req.args)}: the step was cancelled`));
+    const settled = this.runContainer(id, req, controller.signal);
+    this.running.set(id, { abort: (reason) => controller.abort(reason), settled: settled.catch(() => undefined) });
+    if (req.signal?.aborted) onAbort();
+    req.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await settled;
+    } finally {
+      req.signal?.removeEventListener('abort', onAbort);
+      this.running.delete(id);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.running.values()];
+    for (const c of all) c.abort(new BuildError('cancelled', 'Cannot finish the step: the daemon is shutting down'));
+    await Promise.all(all.map((c) => c.settled));
+  }
+
+  private async runContainer(id: string, req: ExecRequest, signal: AbortSignal): Promise<ExecResult> {
+    // let run() register the container before any work (and any abort) happens
+    await Promise.resolve();
+    if (signal.aborted) throw signal.reason;
+    const user = await resolveUser(req.rootfs, req.user);
+    const cwd = cleanAbsolute(req.cwd || '/');
+    const bundle = path.join(this.stateDir, id);
+    await fsp.mkdir(this.stateDir, { recursive: true, mode: 0o711 });
+    // not recursive: an existing bundle means a clash, and it is not ours to remove
+    await fsp.mkdir(bundle, { mode: 0o700 });
+    try {
+      const hostname = req.hostname ?? DEFAULT_HOSTNAME;
+      const etcFiles = await writeEtcFiles(bundle, hostname, this.hostResolvConf);
+      const spec = buildOciSpec({
+        rootfs: path.resolve(req.rootfs),
+        args: req.args,
+        env: req.env,
+        cwd,
+        user,
+        hostname,
+        // 'none' and 'sandbox' both get a fresh namespace with loopback only until CNI lands
+        cgroupsPath: path.posix.join(this.cgroupParent, id),
+        etcFiles,
+      });
+      await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+      await ensureCwd(req.rootfs, cwd, user);
+      const cleanStubs = await recordMountStubs(req.rootfs, mountDestinations(spec));
+      try {
+        return await this.runRunc(id, bundle, req, signal);
+      } finally {
+        await this.deleteContainer(id);
+        await cleanStubs();
+      }
+    } finally {
+      await fsp.rm(bundle, { recursive: true, force: true });
+    }
+  }
+
+  /** `runc run` in the foreground; settles once the container's process has exited and its output is delivered. */
+  private async runRunc(id: string, bundle: string, req: ExecRequest, signal: AbortSignal): Promise<ExecResult> {
+    if (signal.aborted) throw signal.reason;
+    const logFile = path.join(bundle, 'runc.log');
+    const args = ['--root', this.runcRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, id];
+    this.log.debug({ id, args: req.args }, 'starting container');
+    const child = spawn(this.binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const ended = new Promise<{ code: number | null; sig: NodeJS.Signals | null; spawnError?: Error }>((resolve) => {
+      child.once('error', (err) => resolve({ code: null, sig: null, spawnError: err }));
+      // 'close', not 'exit': it comes after stdout/stderr ended, so all output has been piped
+      child.once('close', (c, s) => resolve({ code: c, sig: s }));
+    });
+    let killer: Promise<void> | undefined;
+    const stop = (): void => {
+      killer ??= this.killContainer(id, child, ended.then(() => undefined));
+    };
+    let outputError: Error | undefined;
+    const onOutputError = (err: Error): void => {
+      // a broken destination stops reading, which would block the process forever: stop it,
+      // and drain what is left so that runc's pipes end and 'close' can come
+      outputError ??= err;
+      for (const [from, to] of [[child.stdout, req.stdout], [child.stderr, req.stderr]] as const) {
+        from.unpipe(to);
+        from.resume();
+      }
+      stop();
+    };
+    // end: false — the streams belong to the caller, who may write more after this step
+    child.stdout.pipe(req.stdout, { end: false });
+    child.stderr.pipe(req.stderr, { end: false });
+    req.stdout.once('error', onOutputError);
+    req.stderr.once('error', onOutputError);
+    signal.addEventListener('abort', stop, { once: true });
+    let exited = false;
+    try {
+      const { code, sig, spawnError } = await ended;
+      exited = true;
+      await killer;
+      if (signal.aborted) throw signal.reason;
+      if (outputError) throw new BuildError('internal', `Cannot stream the output of ${describe(req.args)}: ${outputError.message}`);
+      if (spawnError) throw new BuildError('internal', `Cannot start ${this.binary}: ${spawnError.message}`, { cause: spawnError });
+      const runcErrors = code === 0 ? [] : await readRuncErrors(logFile);
+      if (runcErrors.length > 0) {
+        const msg = runcErrors[runcErrors.length - 1] as string;
+        // a command that cannot be started, or a cwd that is a file, is the Dockerfile's fault;
+        // anything else (mounts, cgroups, namespaces) is ours. runc's own message is also on stderr.
+        const kind = /exec: "|executable file not found|chdir to cwd/.test(msg) ? 'invalid-argument' : 'internal';
+        throw new BuildError(kind, `Cannot run ${describe(req.args)}: ${msg}`);
+      }
+      if (code === null) throw new BuildError('internal', `Cannot run ${describe(req.args)}: runc was killed by ${sig ?? 'a signal'}`);
+      this.log.debug({ id, exitCode: code }, 'container exited');
+      return { exitCode: code };
+    } finally {
+      signal.removeEventListener('abort', stop);
+      req.stdout.removeListener('error', onOutputError);
+      req.stderr.removeListener('error', onOutputError);
+      child.stdout.unpipe(req.stdout);
+      child.stderr.unpipe(req.stderr);
+      if (!exited) child.kill('SIGKILL');
+    }
+  }
+
+  /**
+   * SIGKILLs the container and waits for `runc run` to exit. While runc is still creating the
+   * container, `runc kill` finds nothing, so it is retried; should runc itself hang, it is
+   * killed after a deadline (the `delete --force` that always follows removes the rest).
+   */
+  private async killContainer(id: string, child: ChildProcess, ended: Promise<void>): Promise<void> {
+    let done = false;
+    void ended.then(() => (done = true));
+    const deadline = Date.now() + KILL_DEADLINE_MS;
+    while (!done && Date.now() < deadline) {
+      const res = await runRuncCommand(this.binary, ['--root', this.runcRoot, 'kill', id, 'KILL']);
+      if (res.code === 0) {
+        await waitAtMost(ended, Math.max(0, deadline - Date.now()));
+      } else {
+        this.log.debug({ id, stderr: res.stderr.trim() }, 'runc kill failed, retrying');
+        await waitAtMost(ended, KILL_RETRY_MS);
+      }
+    }
+    if (!done) {
+      this.log.warn({ id }, 'runc did not exit after kill; killing runc');
+      child.kill('SIGKILL');
+    }
+  }
+
+  /** `runc delete --force`: kills what is left and removes runc's state and the cgroup. */
+  private async deleteContainer(id: string): Promise<void> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const res = await runRuncCommand(this.binary, ['--root', this.runcRoot, 'delete', '--force', id]);
+      if (res.code === 0) return;
+      this.log.warn({ id, stderr: res.stderr.trim(), attempt }, 'Cannot delete container: runc delete failed');
+    }
+  }
+}
+
+function describe(args: readonly string[]): string {
+  return JSON.stringify(args);
+}
+
+/** Waits for `p` or `ms`, whichever comes first, and leaves no timer behind. */
+async function waitAtMost(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,146 @@
+import { buildOciSpec, mountDestinations, withDefaultPath, type OciSpecInput } from '../../../buildd/worker/oci-spec';
+import { containerResolvConf } from '../../../buildd/worker/etc-files';
+import { parseRuncErrors } from '../../../buildd/worker/runc-log';
+
+const DOCKER_CAPS = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
+];
+
+const input: OciSpecInput = {
+  rootfs: '/var/lib/buildd/snapshots/7/fs',
+  args: ['/bin/sh', '-c', 'make'],
+  env: ['FOO=bar'],
+  cwd: '/src',
+  user: { uid: 1000, gid: 1000, additionalGids: [2000] },
+  hostname: 'buildd',
+  cgroupsPath: '/buildd/abc',
+  etcFiles: { hosts: '/b/abc/hosts', resolvConf: '/b/abc/resolv.conf', hostname: '/b/abc/hostname' },
+};
+
+describe('buildOciSpec', () => {
+  const spec = buildOciSpec(input);
+
+  it('runs the process without a terminal, with args, env plus default PATH, cwd and user', () => {
+    expect(spec.ociVersion).toMatch(/^1\.0\./);
+    expect(spec.process.terminal).toBe(false);
+    expect(spec.process.args).toEqual(['/bin/sh', '-c', 'make']);
+    expect(spec.process.env).toEqual(['FOO=bar', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+    expect(spec.process.cwd).toBe('/src');
+    expect(spec.process.user).toEqual({ uid: 1000, gid: 1000, additionalGids: [2000] });
+    expect(spec.process.noNewPrivileges).toBe(false);
+  });
+
+  it("gives Docker's default capabilities in bounding, effective and permitted only", () => {
+    const caps = spec.process.capabilities;
+    for (const set of [caps.bounding, caps.effective, caps.permitted]) expect(set).toEqual(DOCKER_CAPS);
+    expect(caps.inheritable).toEqual([]);
+    expect(caps.ambient).toEqual([]);
+  });
+
+  it('limits open files like containerd / BuildKit', () => {
+    expect(spec.process.rlimits).toEqual([{ type: 'RLIMIT_NOFILE', soft: 1024, hard: 1024 }]);
+  });
+
+  it('uses the rootfs writable, the hostname, and a per-container cgroup', () => {
+    expect(spec.root).toEqual({ path: input.rootfs, readonly: false });
+    expect(spec.hostname).toBe('buildd');
+    expect(spec.linux.cgroupsPath).toBe('/buildd/abc');
+  });
+
+  it('creates new pid, ipc, uts, mount and network namespaces (no path: fresh ones)', () => {
+    expect(spec.linux.namespaces.map((n) => n.type).sort()).toEqual(['ipc', 'mount', 'network', 'pid', 'uts']);
+    for (const ns of spec.linux.namespaces) expect(Object.keys(ns)).toEqual(['type']);
+  });
+
+  it('mounts the standard filesystems with the expected types and options', () => {
+    const byDest = new Map(spec.mounts.map((m) => [m.destination, m]));
+    expect(byDest.get('/proc')?.type).toBe('proc');
+    expect(byDest.get('/dev')).toMatchObject({ type: 'tmpfs', options: expect.arrayContaining(['mode=755', 'size=65536k']) });
+    expect(byDest.get('/dev/pts')).toMatchObject({
+      type: 'devpts',
+      options: expect.arrayContaining(['newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5']),
+    });
+    expect(byDest.get('/dev/shm')).toMatchObject({ type: 'tmpfs', options: expect.arrayContaining(['size=65536k']) });
+    expect(byDest.get('/dev/mqueue')?.type).toBe('mqueue');
+    expect(byDest.get('/sys')).toMatchObject({ type: 'sysfs', options: expect.arrayContaining(['ro', 'nosuid', 'noexec', 'nodev']) });
+    expect(byDest.get('/sys/fs/cgroup')).toMatchObject({ type: 'cgroup', options: expect.arrayContaining(['ro']) });
+  });
+
+  it('bind-mounts the generated /etc files read-only from the bundle', () => {
+    for (const [dest, src] of [
+      ['/etc/hosts', '/b/abc/hosts'],
+      ['/etc/resolv.conf', '/b/abc/resolv.conf'],
+      ['/etc/hostname', '/b/abc/hostname'],
+    ]) {
+      expect(spec.mounts.find((m) => m.destination === dest)).toEqual({
+        destination: dest,
+        type: 'bind',
+        source: src,
+        options: expect.arrayContaining(['rbind', 'ro']),
+      });
+    }
+  });
+
+  it("masks and write-protects Docker's paths", () => {
+    expect(spec.linux.maskedPaths).toEqual(expect.arrayContaining(['/proc/kcore', '/proc/keys', '/sys/firmware', '/proc/acpi']));
+    expect(spec.linux.readonlyPaths).toEqual(['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger']);
+  });
+
+  it('lists every mount destination for the stub cleaner', () => {
+    expect(mountDestinations(spec)).toEqual(spec.mounts.map((m) => m.destination));
+    expect(mountDestinations(spec)).toContain('/etc/resolv.conf');
+  });
+
+  it('does not share arrays with its input', () => {
+    const s = buildOciSpec(input);
+    s.process.args.push('x');
+    s.process.user.additionalGids?.push(1);
+    expect(input.args).toHaveLength(3);
+    expect(input.user.additionalGids).toEqual([2000]);
+  });
+});
+
+describe('withDefaultPath', () => {
+  it('keeps an explicit PATH, even an empty one', () => {
+    expect(withDefaultPath(['PATH=/opt/bin'])).toEqual(['PATH=/opt/bin']);
+    expect(withDefaultPath(['PATH='])).toEqual(['PATH=']);
+  });
+  it('does not take a variable merely ending in PATH for PATH', () => {
+    expect(withDefaultPath(['GOPATH=/go'])).toHaveLength(2);
+  });
+});
+
+describe('containerResolvConf', () => {
+  it('keeps nameservers, search and options, and drops loopback resolvers', () => {
+    const host = '# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch corp.example\noptions edns0 trust-ad\n';
+    expect(containerResolvConf(host)).toBe('nameserver 10.0.0.2\nsearch corp.example\noptions edns0 trust-ad\n');
+  });
+  it('is empty when only a loopback resolver is configured', () => {
+    expect(containerResolvConf('nameserver 127.0.0.53\n')).toBe('');
+  });
+});
+
+describe('parseRuncErrors', () => {
+  it('returns the error messages, without the "runc run failed" prefix, skipping other levels and garbage', () => {
+    const log = [
+      '{"level":"warning","msg":"deprecated","time":"t"}',
+      'not json',
+      '{"level":"error"}',
+      '{"level":"error","msg":"runc run failed: unable to start container process: exec: \\"/bin/nope\\": stat /bin/nope: no such file or directory","time":"t"}',
+    ].join('\n');
+    expect(parseRuncErrors(log)).toEqual(['unable to start container process: exec: "/bin/nope": stat /bin/nope: no such file or directory']);
+  });
+});
