@@ -48,6 +48,8 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
     stateDir: path.join(root, 'bundles'),
     logger: opts.logger,
   });
+  const swept = await executor.sweep();
+  if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');
   const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
   const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir });
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length) });

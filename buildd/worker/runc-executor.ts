@@ -81,6 +81,19 @@ export class RuncExecutor implements Executor {
     }
   }
 
+  /**
+   * Deletes the containers and bundles a previous daemon left behind (after a kill -9): at
+   * start no container of ours can be legitimately running. Call once, before the first run.
+   */
+  async sweep(): Promise<string[]> {
+    const listed = await runRuncCommand(this.binary, ['--root', this.runcRoot, 'list', '-q']);
+    const ids = listed.code === 0 ? listed.stdout.split('\n').map((l) => l.trim()).filter((l) => l.length > 0) : [];
+    for (const id of ids) await this.deleteContainer(id);
+    await fsp.rm(this.stateDir, { recursive: true, force: true });
+    await fsp.mkdir(this.stateDir, { recursive: true });
+    return ids;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const all = [...this.running.values()];
