@@ -1,0 +1,59 @@
+import { expandWord, expandWords, ExpandError } from '../../../frontend/shell-lex';
+
+const env: Record<string, string> = { A: 'x', EMPTY: '', HOME: '/opt/app' };
+const lookup = (k: string): string | undefined => env[k];
+
+describe('expandWord', () => {
+  test.each([
+    ['$A', 'x'],
+    ['${A}', 'x'],
+    ['pre-${A}-post', 'pre-x-post'],
+    ['$HOME/bin', '/opt/app/bin'],
+    ['$UNSET', ''],
+    ['${UNSET:-w}', 'w'],
+    ['${EMPTY:-w}', 'w'],
+    ['${EMPTY-w}', ''],
+    ['${UNSET-w}', 'w'],
+    ['${A:-w}', 'x'],
+    ['${A:+w}', 'w'],
+    ['${EMPTY:+w}', ''],
+    ['${EMPTY+w}', 'w'],
+    ['${UNSET+w}', ''],
+    ['${UNSET:-$A}', 'x'],
+    ['\\$A', '$A'],
+    ["'$A'", '$A'],
+    ['"$A b"', 'x b'],
+    ['"a\\"b"', 'a"b'],
+    ['a\\ b', 'a b'],
+    ['$', '$'],
+    ['cost: $5', 'cost: '],
+  ])('%s -> %s', (word, expected) => {
+    expect(expandWord(word, lookup)).toBe(expected);
+  });
+
+  test('keeps quotes and unset references when asked, as RUN progress names do', () => {
+    expect(expandWord('echo "v=$A" ${NOPE:-stable} $NOPE', lookup, { rawQuotes: true, skipUnset: true }))
+      .toBe('echo "v=x" ${NOPE:-stable} $NOPE');
+  });
+
+  test('honours another escape character', () => {
+    expect(expandWord('`$A \\$A', lookup, { escape: '`' })).toBe('$A \\x');
+  });
+
+  test('${v:?msg} fails when unset', () => {
+    expect(() => expandWord('${UNSET:?needed}', lookup)).toThrow(ExpandError);
+  });
+
+  test('unterminated quotes and bad modifiers are errors', () => {
+    expect(() => expandWord('"abc', lookup)).toThrow(/double-quote/);
+    expect(() => expandWord("'abc", lookup)).toThrow(/single-quote/);
+    expect(() => expandWord('${A%x}', lookup)).toThrow(/unsupported modifier/);
+    expect(() => expandWord('${A:-x', lookup)).toThrow(/missing '}'/);
+  });
+});
+
+describe('expandWords', () => {
+  test('splits on unquoted whitespace after expansion', () => {
+    expect(expandWords('80 "$A y" ${HOME}', lookup)).toEqual(['80', 'x y', '/opt/app']);
+  });
+});
