@@ -2,7 +2,7 @@ import { createHash, Hash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
-import { expandGlob } from './path-glob';
+import { expandGlob, hasGlobMeta } from './path-glob';
 import { resolveInRoot } from './safe-path';
 
 /**
@@ -10,13 +10,14 @@ import { resolveInRoot } from './safe-path';
  * cache key for file ops): for every match of every pattern, each entry below it with its
  * relative path, type, permission bits, link target and content digest. Ownership and times
  * are left out, as COPY resets ownership and BuildKit ignores times. Streams file contents.
- * A pattern that matches nothing is not-found, the error COPY itself would give.
+ * A plain path that is missing is not-found, the error COPY itself would give.
  */
 export async function checksumPaths(root: string, patterns: string[], signal?: AbortSignal): Promise<string> {
   const hash = createHash('sha256');
   for (const pattern of patterns) {
     const matches = await expandGlob(root, pattern);
-    if (matches.length === 0) {
+    // A wildcard that matches nothing copies nothing (BuildKit's AllowEmptyWildcard); a plain path must exist.
+    if (matches.length === 0 && !hasGlobMeta(pattern)) {
       throw new BuildError('not-found', `Cannot compute checksum of ${pattern}: not found in the build context`);
     }
     for (const rel of matches) {

@@ -1,0 +1,229 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createWriteStream, promises as fsp, type Stats } from 'node:fs';
+import * as path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { createGunzip } from 'node:zlib';
+import * as tar from 'tar-stream';
+import { BuildError } from '../solver/build-error';
+import { cleanAbsolute, resolveInRoot } from './safe-path';
+
+const execFileP = promisify(execFile);
+/** One entry of an extract stream: its header and a readable of its content. */
+type TarEntry = tar.ExtractEvents['entry'][1];
+const OPAQUE_MARKER = '.wh..wh..opq';
+const WHITEOUT_PREFIX = '.wh.';
+
+/** What applying a layer proved about it. */
+export interface AppliedLayer {
+  /** sha256 of the uncompressed tar, to check against the image config's diff_ids */
+  diffId: string;
+}
+
+/**
+ * Unpacks a layer (gzip or plain tar, told apart by its first bytes) onto `root`, normally the
+ * merged dir of a mounted active snapshot, so overlay records deletions as whiteouts itself.
+ *
+ * Every entry name is cleaned to an absolute path and resolved inside `root` with symlinks
+ * followed *inside* it (the entry's own last component is never followed), hard link targets
+ * too: a hostile layer can write, link or delete only inside `root`. Whiteouts delete,
+ * `.wh..wh..opq` empties a directory of what earlier layers put there, an existing entry is
+ * replaced (a directory stays and takes the new owner and mode), directory times are set last.
+ */
+export async function applyLayer(source: Readable, root: string, signal?: AbortSignal): Promise<AppliedLayer> {
+  const rootAbs = path.resolve(root);
+  const gzip = await startsWithGzipMagic(source);
+  const hash = createHash('sha256');
+  const extract = tar.extract();
+  const stop = new AbortController();
+  const feedSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  const feed = async function (chunks: AsyncIterable<Buffer>): Promise<void> {
+    for await (const chunk of chunks) {
+      hash.update(chunk);
+      if (!extract.write(chunk)) await drainedOrClosed(extract);
+    }
+    extract.end(undefined);
+  };
+  const feeding = gzip
+    ? pipeline(source, createGunzip(), feed, { signal: feedSignal })
+    : pipeline(source, feed, { signal: feedSignal });
+  feeding.catch((err: unknown) => extract.destroy(err instanceof Error ? err : new Error(String(err))));
+
+  const state: ApplyState = { root: rootAbs, written: new Set(), dirTimes: [] };
+  try {
+    for await (const entry of extract) {
+      signal?.throwIfAborted();
+      await applyEntry(entry, state, signal);
+    }
+    await feeding;
+  } catch (err) {
+    stop.abort(err);
+    extract.destroy();
+    await feeding.catch(() => undefined);
+    throw err;
+  }
+  // Children change their directory's mtime: set directories' times last, deepest first.
+  for (const [dir, mtime] of state.dirTimes.reverse()) await fsp.utimes(dir, mtime, mtime);
+  return { diffId: 'sha256:' + hash.digest('hex') };
+}
+
+interface ApplyState {
+  root: string;
+  /** host paths this layer created, kept by an opaque marker that comes after them */
+  written: Set<string>;
+  dirTimes: Array<[string, Date]>;
+}
+
+async function applyEntry(entry: TarEntry, state: ApplyState, signal?: AbortSignal): Promise<void> {
+  const h = entry.header;
+  const name = cleanAbsolute(h.name);
+  const base = path.posix.basename(name);
+  const parent = path.posix.dirname(name);
+  const fail = (why: string): BuildError => new BuildError('invalid-argument', `Cannot apply layer entry ${JSON.stringify(h.name)}: ${why}`);
+
+  if (name === '/' || base === OPAQUE_MARKER || base.startsWith(WHITEOUT_PREFIX)) await drain(entry);
+  if (name === '/') return; // the root's own entry: the snapshot root keeps its metadata
+  if (base === OPAQUE_MARKER) {
+    const dir = await resolveInRoot(state.root, parent);
+    const st = await lstatOrUndefined(dir);
+    if (st?.isDirectory()) await emptyDir(dir, state.written);
+    return;
+  }
+  if (base.startsWith(WHITEOUT_PREFIX)) {
+    const victim = await resolveInRoot(state.root, path.posix.join(parent, base.slice(WHITEOUT_PREFIX.length)), { followFinal: false });
+    if (victim !== state.root) await fsp.rm(victim, { recursive: true, force: true });
+    return;
+  }
+
+  const target = await resolveInRoot(state.root, name, { followFinal: false });
+  if (target === state.root) return drain(entry);
+  await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
+    throw fail(`its parent is not a directory (${err.code ?? err.message})`);
+  });
+  const found = await lstatOrUndefined(target);
+  const keepDir = found?.isDirectory() === true && h.type === 'directory';
+  if (found && !keepDir) await fsp.rm(target, { recursive: true, force: true });
+  state.written.add(target);
+
+  switch (h.type) {
+    case 'file':
+    case 'contiguous-file':
+      // wx: O_EXCL never follows a symlink that might have appeared at the final component.
+      await pipeline(entry as unknown as AsyncIterable<Buffer>, createWriteStream(target, { flags: 'wx', mode: 0o600 }) as Writable, { signal });
+      break;
+    case 'directory':
+      await drain(entry);
+      if (!keepDir) await fsp.mkdir(target, { mode: 0o700 });
+      break;
+    case 'symlink':
+      await drain(entry);
+      await fsp.symlink(h.linkname, target);
+      break;
+    case 'link': {
+      await drain(entry);
+      // The link's own last component is not followed: linking to a symlink links the symlink.
+      const from = await resolveInRoot(state.root, cleanAbsolute(h.linkname), { followFinal: false });
+      const st = await lstatOrUndefined(from);
+      if (!st || st.isDirectory()) throw fail(`its hard link target ${JSON.stringify(h.linkname)} is not a file in the layer's root`);
+      await fsp.link(from, target);
+      return; // the inode's owner, mode and times are the target's
+    }
+    case 'character-device':
+    case 'block-device':
+    case 'fifo':
+      await drain(entry);
+      // A 0:0 char device would read as a whiteout to overlay; nodes are rare in layers
+      // (an image's /dev is a runtime mount), so one mknod spawn each is cheap enough.
+      if (h.type === 'character-device' && h.devmajor === 0 && h.devminor === 0) return;
+      await execFileP('mknod', ['-m', (h.mode & 0o7777).toString(8), target, ...(h.type === 'fifo' ? ['p'] : [h.type === 'block-device' ? 'b' : 'c', String(h.devmajor), String(h.devminor)])]);
+      break;
+    default:
+      // pax and GNU long-name headers are consumed by tar-stream; anything else has no file form.
+      await drain(entry);
+      state.written.delete(target);
+      return;
+  }
+  await fsp.lchown(target, h.uid, h.gid);
+  // chmod after chown: chown clears setuid and setgid bits.
+  if (h.type !== 'symlink') await fsp.chmod(target, h.mode & 0o7777);
+  if (h.type === 'directory') state.dirTimes.push([target, h.mtime]);
+  else await fsp.lutimes(target, h.mtime, h.mtime);
+}
+
+/** Removes what `dir` holds except paths this layer wrote (descending into kept directories). */
+async function emptyDir(dir: string, keep: Set<string>): Promise<void> {
+  for (const name of await fsp.readdir(dir)) {
+    const p = path.join(dir, name);
+    if (!keep.has(p)) {
+      await fsp.rm(p, { recursive: true, force: true });
+      continue;
+    }
+    const st = await fsp.lstat(p);
+    if (st.isDirectory()) await emptyDir(p, keep);
+  }
+}
+
+/** Waits for 'drain', or 'close': a destroyed extract never drains. */
+function drainedOrClosed(extract: tar.Extract): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      extract.off('drain', done);
+      extract.off('close', done);
+      resolve();
+    };
+    extract.on('drain', done);
+    extract.on('close', done);
+  });
+}
+
+async function drain(entry: TarEntry): Promise<void> {
+  for await (const _chunk of entry) {
+    // skipped: the bytes only need to pass
+  }
+}
+
+async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
+  try {
+    return await fsp.lstat(p);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Reads just enough of `src` to see the gzip magic (1f 8b) and puts it back, so the rest of
+ * the pipeline sees the stream from its first byte.
+ */
+async function startsWithGzipMagic(src: Readable): Promise<boolean> {
+  const chunks: Buffer[] = [];
+  let len = 0;
+  while (len < 2 && !src.readableEnded) {
+    const chunk = src.read() as Buffer | null;
+    if (chunk !== null) {
+      chunks.push(chunk);
+      len += chunk.length;
+      continue;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        src.off('readable', onReadable);
+        src.off('end', onReadable);
+        src.off('error', done);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onReadable = (): void => done();
+      src.on('readable', onReadable);
+      src.on('end', onReadable);
+      src.on('error', done);
+    });
+  }
+  const first = chunks[0]?.[0];
+  const second = chunks[0] && chunks[0].length > 1 ? chunks[0][1] : chunks[1]?.[0];
+  for (const chunk of chunks.reverse()) src.unshift(chunk);
+  return first === 0x1f && second === 0x8b;
+}

@@ -1,0 +1,289 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { z } from 'zod';
+import { BuildError } from '../solver/build-error';
+import type { ActiveSnapshot, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
+
+const execFileP = promisify(execFile);
+
+const metaSchema = z.object({
+  id: z.string().regex(/^[a-f0-9]{24}$/),
+  parent: z.string().regex(/^[a-f0-9]{24}$/).optional(),
+  kind: z.enum(['active', 'committed']),
+  createdAt: z.string(),
+}).strict();
+
+/**
+ * The kernel copies mount options into one page; stay under it with room for the other
+ * options. Paths are relative to the snapshots dir (the mount runs with it as cwd), so one
+ * layer costs 28 bytes (`<24 hex>/fs:`): about 140 layers fit, more than the overlay limit of
+ * 500 lower layers would allow with absolute paths and more than images use (Docker caps at 127).
+ */
+const MAX_OPTIONS = 4000;
+const META = 'meta.json';
+
+/**
+ * Snapshotter on overlayfs under `<root>/snapshots`: each snapshot is `<id>/fs` (its upper
+ * layer), `<id>/work` (overlay's work dir while active), `<id>/merged` (mount point while
+ * mounted) and `<id>/meta.json` (written atomically). `empty/` is the lower layer of a snapshot
+ * with no parent and `views/` holds read-only mount points.
+ */
+export class OverlaySnapshotter implements Snapshotter {
+  private readonly metas = new Map<string, SnapshotInfo>();
+  /** merged dir of mounted active snapshots, by id (a promise, so concurrent mounts share one) */
+  private readonly mounts = new Map<string, Promise<string>>();
+  private readonly viewCounts = new Map<string, number>();
+  private indexOff = false;
+
+  private constructor(private readonly dir: string) {}
+
+  /** Opens (creating) the store, unmounting stale mounts and dropping snapshots a crash left active. */
+  static async open(root: string): Promise<OverlaySnapshotter> {
+    const s = new OverlaySnapshotter(path.join(path.resolve(root), 'snapshots'));
+    await fsp.mkdir(path.join(s.dir, 'empty'), { recursive: true });
+    await s.unmountStale();
+    await fsp.rm(path.join(s.dir, 'views'), { recursive: true, force: true });
+    await fsp.mkdir(path.join(s.dir, 'views'));
+    await s.load();
+    // index=on ties an upper dir to its lowers by file handle; our lowers are shared and reused.
+    s.indexOff = await fsp.access('/sys/module/overlay/parameters/index').then(() => true, () => false);
+    return s;
+  }
+
+  async prepare(parent: string | undefined, signal?: AbortSignal): Promise<ActiveSnapshot> {
+    signal?.throwIfAborted();
+    if (parent !== undefined) this.committed(parent, 'prepare a snapshot on');
+    const id = randomBytes(12).toString('hex');
+    const sdir = path.join(this.dir, id);
+    await fsp.mkdir(path.join(sdir, 'fs'), { recursive: true });
+    await fsp.mkdir(path.join(sdir, 'work'));
+    const info: SnapshotInfo = { id, parent, kind: 'active', createdAt: new Date().toISOString() };
+    // A crash before this write leaves a dir without metadata, which open() removes.
+    await this.writeMeta(info);
+    this.metas.set(id, info);
+    return {
+      id,
+      parent,
+      mount: () => this.mountActive(id),
+      release: async () => {
+        if (this.metas.get(id)?.kind === 'active') await this.remove(id);
+      },
+    };
+  }
+
+  async commit(active: ActiveSnapshot): Promise<string> {
+    const info = this.metas.get(active.id);
+    if (!info || info.kind !== 'active') throw new BuildError('failed-precondition', `Cannot commit snapshot ${active.id}: it is not an active snapshot`);
+    await this.unmountActive(active.id);
+    const sdir = path.join(this.dir, active.id);
+    await fsp.rm(path.join(sdir, 'work'), { recursive: true, force: true });
+    // The layer's files must be on disk before the metadata says the snapshot exists.
+    await execFileP('sync', ['-f', path.join(sdir, 'fs')]);
+    const done: SnapshotInfo = { ...info, kind: 'committed' };
+    await this.writeMeta(done);
+    this.metas.set(active.id, done);
+    return active.id;
+  }
+
+  async get(id: string): Promise<SnapshotInfo | undefined> {
+    const info = this.metas.get(id);
+    return info && { ...info };
+  }
+
+  async upperDir(id: string): Promise<string> {
+    if (!this.metas.has(id)) throw new BuildError('not-found', `Cannot find snapshot ${id}: not in the snapshotter`);
+    return path.join(this.dir, id, 'fs');
+  }
+
+  async chain(id: string): Promise<string[]> {
+    this.committed(id, 'walk the chain of');
+    return this.chainOf(id);
+  }
+
+  async remove(id: string): Promise<void> {
+    const info = this.metas.get(id);
+    if (!info) return;
+    if (info.kind === 'committed') {
+      const child = [...this.metas.values()].find((m) => m.parent === id);
+      if (child) throw new BuildError('failed-precondition', `Cannot remove snapshot ${id}: snapshot ${child.id} is layered on it`);
+      if ((this.viewCounts.get(id) ?? 0) > 0) throw new BuildError('failed-precondition', `Cannot remove snapshot ${id}: a view of it is mounted`);
+    } else {
+      await this.unmountActive(id);
+    }
+    this.metas.delete(id);
+    // Metadata first: a crash in between leaves a dir without metadata, removed at open.
+    await fsp.rm(path.join(this.dir, id, META), { force: true });
+    await fsp.rm(path.join(this.dir, id), { recursive: true, force: true });
+  }
+
+  async mountView(id: string): Promise<SnapshotView> {
+    this.committed(id, 'mount a view of');
+    const lowers = this.chainOf(id).reverse().map((l) => `${l}/fs`);
+    // At least two lower layers: older kernels refuse a read-only overlay with one.
+    lowers.push('empty');
+    const target = path.join(this.dir, 'views', randomBytes(8).toString('hex'));
+    await fsp.mkdir(target);
+    this.viewCounts.set(id, (this.viewCounts.get(id) ?? 0) + 1);
+    try {
+      await this.mountOverlay(id, `lowerdir=${lowers.join(':')}`, target, true);
+    } catch (err) {
+      this.viewCounts.set(id, (this.viewCounts.get(id) ?? 1) - 1);
+      await fsp.rmdir(target).catch(() => undefined);
+      throw err;
+    }
+    let released = false;
+    return {
+      path: target,
+      release: async () => {
+        if (released) return;
+        released = true;
+        await unmount(target);
+        await fsp.rmdir(target);
+        this.viewCounts.set(id, (this.viewCounts.get(id) ?? 1) - 1);
+      },
+    };
+  }
+
+  private committed(id: string, action: string): SnapshotInfo {
+    const info = this.metas.get(id);
+    if (!info) throw new BuildError('not-found', `Cannot ${action} snapshot ${id}: not in the snapshotter`);
+    if (info.kind !== 'committed') throw new BuildError('failed-precondition', `Cannot ${action} snapshot ${id}: it is not committed`);
+    return info;
+  }
+
+  /** Base first. Parents are always committed and present (enforced by prepare, remove and load). */
+  private chainOf(id: string): string[] {
+    const out: string[] = [];
+    for (let cur: string | undefined = id; cur !== undefined; cur = this.metas.get(cur)?.parent) out.push(cur);
+    return out.reverse();
+  }
+
+  private mountActive(id: string): Promise<string> {
+    const existing = this.mounts.get(id);
+    if (existing) return existing;
+    const info = this.metas.get(id);
+    if (!info || info.kind !== 'active') return Promise.reject(new BuildError('failed-precondition', `Cannot mount snapshot ${id}: it is not active`));
+    const merged = path.join(this.dir, id, 'merged');
+    const lowers = info.parent === undefined ? ['empty'] : this.chainOf(info.parent).reverse().map((l) => `${l}/fs`);
+    const p = (async () => {
+      await fsp.mkdir(merged, { recursive: true });
+      await this.mountOverlay(id, `lowerdir=${lowers.join(':')},upperdir=${id}/fs,workdir=${id}/work`, merged, false);
+      return merged;
+    })();
+    this.mounts.set(id, p);
+    p.catch(() => this.mounts.delete(id));
+    return p;
+  }
+
+  private async unmountActive(id: string): Promise<void> {
+    const p = this.mounts.get(id);
+    if (!p) return;
+    this.mounts.delete(id);
+    const merged = await p.catch(() => undefined);
+    if (merged !== undefined) await unmount(merged);
+  }
+
+  private async mountOverlay(id: string, layers: string, target: string, readonly: boolean): Promise<void> {
+    const options = [layers, ...(this.indexOff ? ['index=off'] : []), ...(readonly ? ['ro'] : [])].join(',');
+    if (options.length > MAX_OPTIONS) {
+      throw new BuildError('internal', `Cannot mount snapshot ${id}: its ${layers.split(':').length} layers need mount options longer than ${MAX_OPTIONS} bytes`);
+    }
+    try {
+      // Relative layer paths resolve against the cwd of the mount process: the snapshots dir.
+      await execFileP('mount', ['-t', 'overlay', 'overlay', '-o', options, target], { cwd: this.dir });
+    } catch (err) {
+      const stderr = (err as { stderr?: string }).stderr ?? String(err);
+      throw new BuildError('internal', `Cannot mount snapshot ${id}: ${stderr.trim()}`, { cause: err });
+    }
+  }
+
+  private async writeMeta(info: SnapshotInfo): Promise<void> {
+    const file = path.join(this.dir, info.id, META);
+    const tmp = `${file}.tmp`;
+    const fh = await fsp.open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify(info));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+    const dh = await fsp.open(path.dirname(file), 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  }
+
+  private async load(): Promise<void> {
+    for (const name of await fsp.readdir(this.dir)) {
+      if (name === 'empty' || name === 'views') continue;
+      const sdir = path.join(this.dir, name);
+      const info = await readMeta(path.join(sdir, META));
+      if (info && info.id === name && info.kind === 'committed') {
+        this.metas.set(name, info);
+        await fsp.rm(path.join(sdir, 'merged'), { recursive: true, force: true });
+      } else {
+        // Active when the daemon stopped, or never finished being created: nothing can use it.
+        await fsp.rm(sdir, { recursive: true, force: true });
+      }
+    }
+    // A committed snapshot whose parent is gone can never be mounted again.
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const info of [...this.metas.values()]) {
+        if (info.parent !== undefined && !this.metas.has(info.parent)) {
+          await this.remove(info.id);
+          changed = true;
+        }
+      }
+    }
+  }
+
+  private async unmountStale(): Promise<void> {
+    const text = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+    const prefix = this.dir + '/';
+    const stale = text
+      .split('\n')
+      .map((line) => line.split(' ')[4])
+      .filter((p): p is string => p !== undefined)
+      .map(unescapeMountinfo)
+      .filter((p) => p.startsWith(prefix))
+      .sort((a, b) => b.length - a.length);
+    for (const p of stale) await unmount(p);
+  }
+}
+
+async function readMeta(file: string): Promise<SnapshotInfo | undefined> {
+  try {
+    const parsed = metaSchema.safeParse(JSON.parse(await fsp.readFile(file, 'utf8')));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Unmounts, falling back to a lazy unmount when something still holds the mount busy. */
+async function unmount(target: string): Promise<void> {
+  try {
+    await execFileP('umount', [target]);
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? '';
+    if (/not mounted|no mount point/i.test(stderr)) return;
+    try {
+      await execFileP('umount', ['-l', target]);
+    } catch (err2) {
+      const stderr2 = (err2 as { stderr?: string }).stderr ?? String(err2);
+      throw new BuildError('internal', `Cannot unmount ${target}: ${stderr2.trim()}`, { cause: err2 });
+    }
+  }
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeMountinfo(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+}

@@ -1,0 +1,64 @@
+/** What a snapshotter knows about one snapshot. */
+export interface SnapshotInfo {
+  id: string;
+  /** the committed snapshot this one is layered on; absent for a base layer */
+  parent?: string;
+  kind: 'active' | 'committed';
+  /** ISO 8601 */
+  createdAt: string;
+}
+
+/**
+ * Layered filesystems for builds, containerd style.
+ *
+ * Lifecycle:
+ * - `prepare(parent)` makes an *active* snapshot: an empty writable layer on top of the
+ *   committed chain ending at `parent` (or on nothing). It is not mounted until
+ *   `ActiveSnapshot.mount()` is called; a build writes into the merged directory.
+ * - `commit(active)` unmounts it and turns it into a *committed*, immutable snapshot that
+ *   survives a daemon restart (and `kill -9`): its metadata is written atomically, after the
+ *   layer's files are synced. Committed snapshots are parents of later ones and sources for
+ *   `mountView` (read-only) and `upperDir` (for diffs).
+ * - `ActiveSnapshot.release()` throws away an active snapshot that will not be committed
+ *   (failure, cancel); after a commit it does nothing. Active snapshots left by a crash are
+ *   removed when the snapshotter is opened again, so a caller never sees them after a restart.
+ * - `remove(id)` deletes a snapshot; a committed one only when no snapshot has it as parent
+ *   and no view of it is mounted (garbage collection walks leaves first).
+ * - `mountView(id)` gives a read-only mount of a committed snapshot, released by its
+ *   `release()`; every mount the snapshotter makes is also cleaned up at the next open.
+ */
+export interface Snapshotter {
+  /** A writable layer on top of a committed parent chain (or empty). */
+  prepare(parent: string | undefined, signal?: AbortSignal): Promise<ActiveSnapshot>;
+  /** Unmounts if mounted, becomes committed, returns the committed id. */
+  commit(active: ActiveSnapshot): Promise<string>;
+  get(id: string): Promise<SnapshotInfo | undefined>;
+  /** The layer's own changes, in overlay format (whiteouts as 0:0 char devices, opaque xattrs). */
+  upperDir(id: string): Promise<string>;
+  /** Committed ids from the base up to `id`. */
+  chain(id: string): Promise<string[]>;
+  /** Active: unmount + delete; committed: only if no child references it. */
+  remove(id: string): Promise<void>;
+  /** A read-only mount of a committed snapshot (for COPY --from and user resolution). */
+  mountView(id: string): Promise<SnapshotView>;
+}
+
+/** A read-only mounted view; `release()` unmounts it (idempotent). */
+export interface SnapshotView {
+  path: string;
+  release(): Promise<void>;
+}
+
+/**
+ * A writable snapshot being built. `mount()` returns the merged directory and is idempotent;
+ * `release()` unmounts and deletes it unless it was committed. Exactly one of `commit` or
+ * `release` should end its life; calling `release` after `commit` is harmless.
+ */
+export interface ActiveSnapshot {
+  id: string;
+  parent?: string;
+  /** merged dir; idempotent */
+  mount(): Promise<string>;
+  /** unmount + remove when not committed */
+  release(): Promise<void>;
+}

@@ -1,0 +1,289 @@
+import { execFileSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import * as tar from 'tar-stream';
+import { LocalContentStore } from '../../store/content-store';
+import { applyLayer } from '../../store/layer-apply';
+import { diffToLayer } from '../../store/layer-diff';
+import { OverlaySnapshotter } from '../../store/overlay-snapshotter';
+import { cleanupRoot } from '../helpers/store-mounts';
+
+type Entry = Partial<tar.Header> & { name: string; content?: string };
+
+let root: string;
+let snaps: OverlaySnapshotter;
+let content: LocalContentStore;
+
+beforeAll(async () => {
+  root = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-layer-'));
+  snaps = await OverlaySnapshotter.open(root);
+  content = await LocalContentStore.open(path.join(root, 'content'));
+});
+
+afterAll(async () => {
+  await cleanupRoot(root);
+});
+
+/** A tar built in memory: test layers are a few hundred bytes. */
+async function makeTar(entries: Entry[]): Promise<Buffer> {
+  const pack = tar.pack();
+  for (const { content: body, ...h } of entries) {
+    await new Promise<void>((resolve, reject) => pack.entry({ mode: 0o644, ...h }, body ?? '', (err) => (err ? reject(err) : resolve())));
+  }
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+interface ReadEntry { name: string; type: string; mode: number; uid: number; gid: number; linkname?: string; content: string }
+
+async function readLayer(digest: string): Promise<ReadEntry[]> {
+  const gz = await fsp.readFile(content.blobPath(digest));
+  const extract = tar.extract();
+  const out: ReadEntry[] = [];
+  const done = (async () => {
+    for await (const e of extract) {
+      let body = '';
+      for await (const c of e) body += (c as Buffer).toString();
+      out.push({ name: e.header.name, type: e.header.type, mode: e.header.mode, uid: e.header.uid, gid: e.header.gid, linkname: e.header.linkname || undefined, content: body });
+    }
+  })();
+  extract.end(execFileSync('gzip', ['-dc'], { input: gz }));
+  await done;
+  return out;
+}
+
+/** path → type/mode/owner/content, for comparing trees. */
+async function listTree(dir: string, rel = ''): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of (await fsp.readdir(path.join(dir, rel))).sort()) {
+    const r = rel ? `${rel}/${name}` : name;
+    const p = path.join(dir, r);
+    const st = await fsp.lstat(p);
+    const meta = `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+    if (st.isDirectory()) {
+      out[r + '/'] = `dir ${meta}`;
+      Object.assign(out, await listTree(dir, r));
+    } else if (st.isSymbolicLink()) out[r] = `symlink -> ${await fsp.readlink(p)}`;
+    else out[r] = `file ${meta} ${await fsp.readFile(p, 'utf8')} links=${st.nlink}`;
+  }
+  return out;
+}
+
+async function committedBase(): Promise<string> {
+  const a = await snaps.prepare(undefined);
+  try {
+    const m = await a.mount();
+    await fsp.mkdir(path.join(m, 'd/old'), { recursive: true });
+    await fsp.writeFile(path.join(m, 'd/old/x'), 'x');
+    await fsp.writeFile(path.join(m, 'd/keep'), 'keep');
+    await fsp.writeFile(path.join(m, 'changed'), 'v1');
+    await fsp.writeFile(path.join(m, 'deleted'), 'bye');
+    await fsp.mkdir(path.join(m, 'opq'));
+    await fsp.writeFile(path.join(m, 'opq/old1'), 'o');
+    return await snaps.commit(a);
+  } finally {
+    await a.release();
+  }
+}
+
+describe('diffToLayer', () => {
+  it('writes added, changed, deleted and recreated paths as an OCI layer, deterministically', async () => {
+    const base = await committedBase();
+    const b = await snaps.prepare(base);
+    let id: string;
+    try {
+      const m = await b.mount();
+      await fsp.writeFile(path.join(m, 'changed'), 'v2');
+      await fsp.rm(path.join(m, 'deleted'));
+      await fsp.rm(path.join(m, 'd/old'), { recursive: true });
+      await fsp.rm(path.join(m, 'opq'), { recursive: true });
+      await fsp.mkdir(path.join(m, 'opq'));
+      await fsp.writeFile(path.join(m, 'opq/new'), 'n');
+      await fsp.writeFile(path.join(m, 'added'), 'a', { mode: 0o750 });
+      await fsp.chown(path.join(m, 'added'), 7, 8);
+      await fsp.link(path.join(m, 'added'), path.join(m, 'hard'));
+      await fsp.symlink('/changed', path.join(m, 'sym'));
+      id = await snaps.commit(b);
+    } finally {
+      await b.release();
+    }
+    const layer = await diffToLayer(snaps, id, content);
+    expect(layer.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
+    expect(layer.empty).toBe(false);
+    const entries = await readLayer(layer.digest);
+    // Sorted by the changed path's name, a whiteout where its path was (as BuildKit writes them).
+    expect(entries.map((e) => e.name)).toEqual([
+      'added', 'changed', 'd/', 'd/.wh.old', '.wh.deleted', 'hard', 'opq/', 'opq/.wh..wh..opq', 'opq/new', 'sym',
+    ]);
+    const byName = Object.fromEntries(entries.map((e) => [e.name, e]));
+    expect(byName['added']).toMatchObject({ type: 'file', mode: 0o750, uid: 7, gid: 8, content: 'a' });
+    expect(byName['hard']).toMatchObject({ type: 'link', linkname: 'added' });
+    expect(byName['changed'].content).toBe('v2');
+    expect(byName['sym']).toMatchObject({ type: 'symlink', linkname: '/changed' });
+    expect(byName['.wh.deleted']).toMatchObject({ type: 'file', content: '' });
+
+    const again = await diffToLayer(snaps, id, content);
+    expect(again).toEqual(layer);
+    const tarBytes = execFileSync('gzip', ['-dc', content.blobPath(layer.digest)]);
+    expect(layer.diffId).toBe('sha256:' + require('node:crypto').createHash('sha256').update(tarBytes).digest('hex'));
+  });
+
+  it('reports an empty layer for a snapshot that changed nothing', async () => {
+    const a = await snaps.prepare(undefined);
+    const id = await snaps.commit(a);
+    const layer = await diffToLayer(snaps, id, content);
+    expect(layer.empty).toBe(true);
+    expect(await readLayer(layer.digest)).toEqual([]);
+  });
+});
+
+describe('applyLayer', () => {
+  it('applies whiteouts and opaque dirs through the overlay mount, and round-trips through diff', async () => {
+    const base = await committedBase();
+    const layerTar = await makeTar([
+      { name: 'd/', type: 'directory', mode: 0o711, uid: 3, gid: 4 },
+      { name: 'd/.wh.old' },
+      { name: '.wh.deleted' },
+      { name: 'opq/', type: 'directory', mode: 0o755 },
+      { name: 'opq/.wh..wh..opq' },
+      { name: 'opq/new', content: 'n', mode: 0o600, uid: 5, gid: 6 },
+      { name: 'changed', content: 'v2' },
+      { name: './bin/', type: 'directory', mode: 0o755 },
+      { name: 'bin/tool', content: 'tool', mode: 0o4755 },
+      { name: 'bin/tool2', type: 'link', linkname: 'bin/tool' },
+      { name: 'bin/sh', type: 'symlink', linkname: '/bin/tool' },
+    ]);
+    const b = await snaps.prepare(base);
+    let id: string;
+    let diffId: string;
+    try {
+      const m = await b.mount();
+      ({ diffId } = await applyLayer(Readable.from([gzipSync(layerTar)]), m));
+      id = await snaps.commit(b);
+    } finally {
+      await b.release();
+    }
+    expect(diffId).toBe('sha256:' + require('node:crypto').createHash('sha256').update(layerTar).digest('hex'));
+    const view = await snaps.mountView(id);
+    let tree: Record<string, string>;
+    try {
+      tree = await listTree(view.path);
+    } finally {
+      await view.release();
+    }
+    expect(tree).toEqual({
+      'bin/': 'dir 755 0:0',
+      'bin/sh': 'symlink -> /bin/tool',
+      'bin/tool': 'file 4755 0:0 tool links=2',
+      'bin/tool2': 'file 4755 0:0 tool links=2',
+      'changed': 'file 644 0:0 v2 links=1',
+      'd/': 'dir 711 3:4',
+      'd/keep': 'file 644 0:0 keep links=1',
+      'opq/': 'dir 755 0:0',
+      'opq/new': 'file 600 5:6 n links=1',
+    });
+
+    // Round trip: the diff of what was applied, applied again on the same base, gives the same tree.
+    const layer = await diffToLayer(snaps, id, content);
+    const names = (await readLayer(layer.digest)).map((e) => e.name);
+    // Emptying opq/ through the mount makes overlay record a whiteout per removed child.
+    expect(names).toEqual(expect.arrayContaining(['.wh.deleted', 'd/.wh.old', 'opq/.wh.old1', 'bin/tool2']));
+    const c = await snaps.prepare(base);
+    try {
+      const m = await c.mount();
+      const applied = await applyLayer(await content.read(layer.digest), m);
+      expect(applied.diffId).toBe(layer.diffId);
+      expect(await listTree(m)).toEqual(tree);
+    } finally {
+      await c.release();
+    }
+  });
+
+  it('replaces a file with a dir and a dir with a file, and keeps plain-tar input working', async () => {
+    const dir = await fsp.mkdtemp(path.join(root, 'plain-'));
+    await fsp.writeFile(path.join(dir, 'was-file'), 'x');
+    await fsp.mkdir(path.join(dir, 'was-dir/sub'), { recursive: true });
+    await fsp.symlink('/etc/passwd', path.join(dir, 'was-link'));
+    const layerTar = await makeTar([
+      { name: 'was-file/', type: 'directory', mode: 0o700 },
+      { name: 'was-dir', content: 'now a file' },
+      { name: 'was-link', content: 'replaced, not written through' },
+    ]);
+    const before = await fsp.readFile('/etc/passwd', 'utf8');
+    await applyLayer(Readable.from([layerTar]), dir);
+    expect(await fsp.readFile('/etc/passwd', 'utf8')).toBe(before);
+    expect(await listTree(dir)).toEqual({
+      'was-dir': 'file 644 0:0 now a file links=1',
+      'was-file/': 'dir 700 0:0',
+      'was-link': 'file 644 0:0 replaced, not written through links=1',
+    });
+  });
+});
+
+describe('applyLayer with hostile layers', () => {
+  let sandbox: string;
+  let layerRoot: string;
+  const hostFiles = ['/tmp/pwned', '/etc/passwd-pwned', '/pwned', '/escape', '/abs'];
+
+  beforeEach(async () => {
+    sandbox = await fsp.mkdtemp(path.join(root, 'sandbox-'));
+    layerRoot = path.join(sandbox, 'a', 'root');
+    await fsp.mkdir(layerRoot, { recursive: true });
+    await fsp.writeFile(path.join(sandbox, 'outside'), 'host data');
+  });
+
+  /** Everything in the sandbox outside the layer's root, and the host paths a layer might aim at. */
+  async function assertHostUntouched(): Promise<void> {
+    expect(await fsp.readFile(path.join(sandbox, 'outside'), 'utf8')).toBe('host data');
+    expect((await fsp.readdir(sandbox)).sort()).toEqual(['a', 'outside']);
+    expect(await fsp.readdir(path.join(sandbox, 'a'))).toEqual(['root']);
+    for (const f of hostFiles) await expect(fsp.lstat(f)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await fsp.stat('/etc/shadow')).nlink).toBe(1);
+  }
+
+  const cases: Array<[string, Entry[], 'ok' | 'error', Record<string, string> | undefined]> = [
+    ['../escape is cleaned into the root', [{ name: '../../escape', content: 'e' }], 'ok', { 'escape': 'file 644 0:0 e links=1' }],
+    ['an absolute name is cleaned into the root', [{ name: '/abs/escape', content: 'e' }], 'ok', { 'abs/': 'dir 755 0:0', 'abs/escape': 'file 644 0:0 e links=1' }],
+    ['a symlink to / is followed inside the root', [
+      { name: 'evil', type: 'symlink', linkname: '/' },
+      { name: 'evil/tmp/pwned', content: 'p' },
+    ], 'ok', { 'evil': 'symlink -> /', 'tmp/': 'dir 755 0:0', 'tmp/pwned': 'file 644 0:0 p links=1' }],
+    ['a symlink to /etc never reaches the host /etc', [
+      { name: 'etc', type: 'symlink', linkname: '/etc' },
+      { name: 'etc/passwd-pwned', content: 'p' },
+    ], 'error', undefined],
+    ['a symlink to ../.. stays inside the root', [
+      { name: 'up', type: 'symlink', linkname: '../..' },
+      { name: 'up/outside', content: 'overwritten?' },
+    ], 'ok', { 'up': 'symlink -> ../..', 'outside': 'file 644 0:0 overwritten? links=1' }],
+    ['a hard link to ../../outside is refused', [{ name: 'h', type: 'link', linkname: '../../outside' }], 'error', undefined],
+    ['a hard link to /etc/shadow is refused', [{ name: 'h', type: 'link', linkname: '/etc/shadow' }], 'error', undefined],
+    ['a hard link through a symlink to / links inside the root', [
+      { name: 'etc/', type: 'directory', mode: 0o755 },
+      { name: 'etc/shadow', content: 'inner' },
+      { name: 'r', type: 'symlink', linkname: '/' },
+      { name: 'h', type: 'link', linkname: 'r/etc/shadow' },
+    ], 'ok', { 'etc/': 'dir 755 0:0', 'etc/shadow': 'file 644 0:0 inner links=2', 'h': 'file 644 0:0 inner links=2', 'r': 'symlink -> /' }],
+    ['a hard link to a symlink links the symlink, not its target', [
+      { name: 'lnk', type: 'symlink', linkname: '/etc/shadow' },
+      { name: 'h', type: 'link', linkname: 'lnk' },
+    ], 'ok', { 'h': 'symlink -> /etc/shadow', 'lnk': 'symlink -> /etc/shadow' }],
+    ['a whiteout through a symlink deletes nothing outside', [
+      { name: 'up', type: 'symlink', linkname: '../..' },
+      { name: 'up/.wh.outside' },
+    ], 'ok', { 'up': 'symlink -> ../..' }],
+  ];
+
+  it.each(cases)('%s', async (_title, entries, outcome, expected) => {
+    const run = applyLayer(Readable.from([await makeTar(entries)]), layerRoot);
+    if (outcome === 'error') await expect(run).rejects.toThrow(/Cannot /);
+    else await run;
+    await assertHostUntouched();
+    if (expected) expect(await listTree(layerRoot)).toEqual(expected);
+  });
+});

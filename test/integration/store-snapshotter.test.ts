@@ -1,0 +1,126 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { OverlaySnapshotter } from '../../store/overlay-snapshotter';
+import { cleanupRoot, mountsUnder } from '../helpers/store-mounts';
+
+let root: string;
+
+beforeAll(async () => {
+  root = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-snap-'));
+});
+
+afterAll(async () => {
+  await cleanupRoot(root);
+});
+
+describe('OverlaySnapshotter', () => {
+  it('prepares, mounts, commits and chains layers', async () => {
+    const s = await OverlaySnapshotter.open(root);
+    const a = await s.prepare(undefined);
+    expect((await s.get(a.id))?.kind).toBe('active');
+    const ma = await a.mount();
+    expect(await a.mount()).toBe(ma);
+    await fsp.writeFile(path.join(ma, 'base.txt'), 'base');
+    await fsp.writeFile(path.join(ma, 'gone.txt'), 'gone');
+    const aid = await s.commit(a);
+    expect((await s.get(aid))?.kind).toBe('committed');
+    expect(await mountsUnder(root)).toEqual([]);
+
+    const b = await s.prepare(aid);
+    const mb = await b.mount();
+    expect(await fsp.readFile(path.join(mb, 'base.txt'), 'utf8')).toBe('base');
+    await fsp.rm(path.join(mb, 'gone.txt'));
+    await fsp.writeFile(path.join(mb, 'child.txt'), 'child');
+    const bid = await s.commit(b);
+    expect(await s.chain(bid)).toEqual([aid, bid]);
+    const whiteout = await fsp.lstat(path.join(await s.upperDir(bid), 'gone.txt'));
+    expect(whiteout.isCharacterDevice() && whiteout.rdev === 0).toBe(true);
+
+    const view = await s.mountView(bid);
+    try {
+      expect((await fsp.readdir(view.path)).sort()).toEqual(['base.txt', 'child.txt']);
+      await expect(fsp.writeFile(path.join(view.path, 'x'), 'x')).rejects.toMatchObject({ code: 'EROFS' });
+      await expect(s.remove(bid)).rejects.toThrow(/Cannot remove snapshot .*: a view of it is mounted/);
+    } finally {
+      await view.release();
+    }
+    await expect(s.remove(aid)).rejects.toThrow(`Cannot remove snapshot ${aid}: snapshot ${bid} is layered on it`);
+    await s.remove(bid);
+    await s.remove(aid);
+    expect(await s.get(aid)).toBeUndefined();
+  });
+
+  it('keeps committed snapshots across a reopen and drops what a crash left active and mounted', async () => {
+    const s1 = await OverlaySnapshotter.open(root);
+    const a = await s1.prepare(undefined);
+    await fsp.writeFile(path.join(await a.mount(), 'kept.txt'), 'kept');
+    const aid = await s1.commit(a);
+    const crashed = await s1.prepare(aid);
+    const merged = await crashed.mount();
+    const view = await s1.mountView(aid);
+    expect((await mountsUnder(root)).sort()).toEqual([merged, view.path].sort());
+
+    // s1 is abandoned without cleanup, as by kill -9.
+    const s2 = await OverlaySnapshotter.open(root);
+    expect(await mountsUnder(root)).toEqual([]);
+    expect(await s2.get(crashed.id)).toBeUndefined();
+    await expect(fsp.access(path.dirname(merged))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await s2.get(aid)).toMatchObject({ id: aid, kind: 'committed' });
+    const v2 = await s2.mountView(aid);
+    try {
+      expect(await fsp.readFile(path.join(v2.path, 'kept.txt'), 'utf8')).toBe('kept');
+    } finally {
+      await v2.release();
+    }
+    await s2.remove(aid);
+  });
+
+  it('releases an active snapshot that is not committed, and names the snapshot when a mount fails', async () => {
+    const s = await OverlaySnapshotter.open(root);
+    const a = await s.prepare(undefined);
+    await a.mount();
+    await a.release();
+    expect(await s.get(a.id)).toBeUndefined();
+    expect(await mountsUnder(root)).toEqual([]);
+
+    const base = await s.prepare(undefined);
+    const baseId = await s.commit(base);
+    const child = await s.prepare(baseId);
+    await fsp.rm(await s.upperDir(baseId), { recursive: true });
+    await expect(child.mount()).rejects.toThrow(`Cannot mount snapshot ${child.id}`);
+    await child.release();
+    await s.remove(baseId);
+  });
+
+  it('refuses to prepare on an unknown or active parent', async () => {
+    const s = await OverlaySnapshotter.open(root);
+    await expect(s.prepare('0123456789abcdef01234567')).rejects.toThrow(/not in the snapshotter/);
+    const a = await s.prepare(undefined);
+    await expect(s.prepare(a.id)).rejects.toThrow(/not committed/);
+    await a.release();
+    const ac = new AbortController();
+    ac.abort();
+    await expect(s.prepare(undefined, ac.signal)).rejects.toThrow();
+  });
+
+  it('mounts a long chain with relative lower dirs', async () => {
+    const s = await OverlaySnapshotter.open(root);
+    let parent: string | undefined;
+    const ids: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const a = await s.prepare(parent);
+      await fsp.writeFile(path.join(await s.upperDir(a.id), `f${i}`), String(i));
+      parent = await s.commit(a);
+      ids.push(parent);
+    }
+    const view = await s.mountView(parent as string);
+    try {
+      expect((await fsp.readdir(view.path)).length).toBe(100);
+      expect(await fsp.readFile(path.join(view.path, 'f0'), 'utf8')).toBe('0');
+    } finally {
+      await view.release();
+    }
+    for (const id of ids.reverse()) await s.remove(id);
+  });
+});
