@@ -1,0 +1,96 @@
+import { Command, Option } from 'commander';
+import { BuildError } from '../solver/build-error';
+import { parseLocals, parseOpts, parseOutputs, type OutputSpec } from './build-flags';
+import { DEFAULT_ADDR, type ConnectFlags } from './connect';
+
+export type ProgressMode = 'auto' | 'plain' | 'tty' | 'rawjson';
+
+/** `buildctl build` as parsed, before anything touches the disk or the network. */
+export interface BuildCommand {
+  kind: 'build';
+  frontend: string;
+  frontendAttrs: Record<string, string>;
+  locals: Record<string, string>;
+  outputs: OutputSpec[];
+  noCache: boolean;
+  progress: ProgressMode;
+  metadataFile?: string;
+}
+
+export interface ParsedArgs {
+  connect: ConnectFlags;
+  debug: boolean;
+  command: BuildCommand | { kind: 'info' };
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/**
+ * Parses buildctl's argv (without `node script`) with BuildKit's flag names. Throws a
+ * commander error (with `.code`) for usage errors, a BuildError for bad values. `env` gives
+ * BUILDKIT_HOST, the default of --addr.
+ */
+export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?: { writeOut(s: string): void; writeErr(s: string): void }): ParsedArgs {
+  let command: ParsedArgs['command'] | undefined;
+  const program = new Command('buildctl')
+    .description('buildctl: the client of buildd')
+    .option('--addr <addr>', 'daemon address, tcp://host:port or unix:///path', env['BUILDKIT_HOST'] || DEFAULT_ADDR)
+    .option('--tlscacert <file>', 'CA of the daemon certificate')
+    .option('--tlscert <file>', 'client certificate')
+    .option('--tlskey <file>', 'client private key')
+    .option('--tlsservername <name>', 'name the daemon certificate must carry')
+    .option('--tlsdir <dir>', 'directory with ca.pem, cert.pem and key.pem')
+    .option('--debug', 'more detail in errors')
+    .exitOverride();
+  if (out) program.configureOutput(out);
+
+  program
+    .command('build')
+    .description('build, and export the result')
+    .option('--frontend <name>', 'frontend, e.g. dockerfile.v0')
+    .option('--local <name=dir>', 'a local directory to send, e.g. context=. (repeatable)', collect)
+    .option('--opt <key=value>', 'frontend option: filename, target, build-arg:NAME=VALUE (repeatable)', collect)
+    .option('--no-cache', 'ignore the build cache')
+    .option('-o, --output <csv>', 'type=image,name=REF[,push=true] | type=oci|docker,dest=FILE|- (repeatable)', collect)
+    .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson']).default('auto'))
+    .option('--metadata-file <file>', 'write the exporter response as JSON to this file')
+    .exitOverride()
+    .action((o: { frontend?: string; local?: string[]; opt?: string[]; cache: boolean; output?: string[]; progress: ProgressMode; metadataFile?: string }) => {
+      if (!o.frontend) throw new BuildError('invalid-argument', 'Cannot build: --frontend is required (e.g. --frontend dockerfile.v0)');
+      command = {
+        kind: 'build',
+        frontend: o.frontend,
+        frontendAttrs: parseOpts(o.opt ?? []),
+        locals: parseLocals(o.local ?? []),
+        outputs: parseOutputs(o.output ?? []),
+        noCache: o.cache === false,
+        progress: o.progress,
+        metadataFile: o.metadataFile,
+      };
+    });
+
+  const debug = program.command('debug').description('inspect the daemon').exitOverride();
+  debug
+    .command('info')
+    .description('show the daemon version')
+    .exitOverride()
+    .action(() => {
+      command = { kind: 'info' };
+    });
+
+  program.parse([...argv], { from: 'user' });
+  if (!command) throw new BuildError('invalid-argument', 'Cannot run: no command given (build, debug info)');
+  const g = program.opts<ConnectFlags & { debug?: boolean }>();
+  return {
+    connect: {
+      addr: g.addr,
+      tlscacert: g.tlscacert,
+      tlscert: g.tlscert,
+      tlskey: g.tlskey,
+      tlsservername: g.tlsservername,
+      tlsdir: g.tlsdir,
+    },
+    debug: g.debug === true,
+    command,
+  };
+}

@@ -1,0 +1,121 @@
+import * as fs from 'node:fs';
+import type { Writable } from 'node:stream';
+import type * as grpc from '@grpc/grpc-js';
+import { statusToBuildError } from '../buildd/api/grpc-status';
+import { decodeProgress } from '../buildd/api/progress-codec';
+import { serverMessageSchema } from '../buildd/api/server-messages';
+import { describeZodError } from '../buildd/api/messages';
+import type { ExporterResponse } from '../buildd/builder';
+import { BuildError, toBuildError } from '../solver/build-error';
+import type { OutputSpec } from './build-flags';
+import type { ProgressRenderer } from './progress-renderer';
+import { uploadLocals, type StartMessage } from './upload-locals';
+
+export interface RunBuildOptions {
+  frontend: string;
+  frontendAttrs: Record<string, string>;
+  locals: Record<string, string>;
+  outputs: OutputSpec[];
+  noCache: boolean;
+  progress: ProgressRenderer;
+  /** where the oci/docker tar goes: a file path or '-' */
+  openDest?: (dest: string) => Writable;
+  signal?: AbortSignal;
+}
+
+type BuildCall = grpc.ClientDuplexStream<object, unknown>;
+
+/**
+ * One build over Control.Build: uploads the locals while reading the daemon's stream, renders
+ * progress, writes the export tar to the output's dest (pausing the call while the file
+ * catches up), and resolves with the exporter response or rejects with the daemon's
+ * BuildError (vertex and exit code included).
+ */
+export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Promise<ExporterResponse> {
+  const localNames = Object.keys(opts.locals).sort();
+  const start: StartMessage = {
+    frontend: opts.frontend,
+    frontend_attrs: opts.frontendAttrs,
+    local_names: localNames,
+    exports: opts.outputs.map((o) => ({ type: o.type, attrs: o.attrs })),
+    no_cache: opts.noCache,
+  };
+  const destOutput = opts.outputs.find((o) => o.dest !== undefined);
+  const openDest = opts.openDest ?? defaultOpenDest;
+  const call = (client as unknown as { Build(): BuildCall }).Build();
+  const onAbort = (): void => call.cancel();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+  let dest: Writable | undefined;
+  let localError: BuildError | undefined;
+  const fail = (err: BuildError): void => {
+    localError ??= err;
+    call.cancel();
+  };
+  void uploadLocals(call, start, opts.locals).catch((err: unknown) => {
+    // an upload that stops because the daemon already ended the call is not the error to show
+    const be = toBuildError(err);
+    if (be.code !== 'cancelled') fail(be);
+  });
+
+  try {
+    return await new Promise<ExporterResponse>((resolve, reject) => {
+      let result: ExporterResponse | undefined;
+      call.on('data', (raw: unknown) => {
+        const parsed = serverMessageSchema.safeParse(raw);
+        if (!parsed.success) return fail(new BuildError('internal', `Cannot read the daemon's reply: ${describeZodError(parsed.error)}`));
+        const m = parsed.data;
+        const ev = decodeProgress(m);
+        if (ev) return opts.progress.event(ev);
+        if (m.msg === 'result') {
+          result = m.result.exporter_response;
+          return;
+        }
+        if (m.msg === 'export') {
+          if (!destOutput?.dest) return fail(new BuildError('internal', 'Cannot write export data: no output has a dest'));
+          if (!dest) {
+            try {
+              dest = openDest(destOutput.dest);
+            } catch (err) {
+              return fail(toBuildError(err, 'invalid-argument'));
+            }
+            dest.once('error', (err: Error) => fail(new BuildError('invalid-argument', `Cannot write ${destOutput.dest}: ${err.message}`)));
+          }
+          if (m.export.data.length > 0 && !dest.write(m.export.data)) {
+            call.pause();
+            dest.once('drain', () => call.resume());
+          }
+          if (m.export.eof) dest.end();
+        }
+      });
+      call.on('error', (err: grpc.ServiceError) => reject(localError ?? statusToBuildError(err)));
+      call.on('end', () => {
+        if (localError) reject(localError);
+        else if (result) resolve(result);
+        else reject(new BuildError('internal', 'Cannot finish the build: the daemon ended the stream without a result'));
+      });
+    });
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    opts.progress.end();
+    if (dest && dest !== process.stdout) await finishStream(dest);
+  }
+}
+
+function defaultOpenDest(dest: string): Writable {
+  if (dest === '-') {
+    if (process.stdout.isTTY) throw new BuildError('invalid-argument', 'Cannot write the image tar to a terminal: redirect stdout or use dest=FILE');
+    return process.stdout;
+  }
+  return fs.createWriteStream(dest, { mode: 0o644 });
+}
+
+function finishStream(s: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    if (s.writableFinished || s.destroyed) return resolve();
+    s.once('finish', () => resolve());
+    s.once('error', () => resolve());
+    s.once('close', () => resolve());
+    if (!s.writableEnded) s.end();
+  });
+}

@@ -1,0 +1,89 @@
+import { constants as fsc, promises as fsp } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { BuildError } from '../solver/build-error';
+import { readDockerIgnore, walkContext, type WalkEntry } from './context-walk';
+
+/** Content chunk size on the wire: the daemon accepts at most 1 MiB per FileData. */
+export const UPLOAD_CHUNK_BYTES = 1024 * 1024;
+
+/** The BuildStart message as sent (shape of buildd.v1.BuildStart). */
+export interface StartMessage {
+  frontend: string;
+  frontend_attrs: Record<string, string>;
+  local_names: string[];
+  exports: Array<{ type: string; attrs: Record<string, string> }>;
+  no_cache: boolean;
+}
+
+/**
+ * Sends the start message, then every local (the `context` local with its .dockerignore
+ * applied), then locals_done, and half-closes the call. Waits for 'drain' whenever the call's
+ * buffer is full, and reads files in 1 MiB chunks, so memory stays flat whatever the context.
+ */
+export async function uploadLocals(call: Writable, start: StartMessage, locals: Record<string, string>): Promise<void> {
+  const send = (msg: object): Promise<void> => writeWithBackpressure(call, msg);
+  await send({ start });
+  for (const name of start.local_names) {
+    const dir = locals[name] as string;
+    const ignore = name === 'context' ? await readDockerIgnore(dir) : undefined;
+    for await (const e of walkContext(dir, ignore)) {
+      await send({
+        entry: {
+          local: name,
+          path: e.rel,
+          type: e.type,
+          mode: e.mode,
+          uid: e.uid,
+          gid: e.gid,
+          mtime_ms: e.mtimeMs,
+          link_target: e.linkTarget,
+          size: e.size,
+        },
+      });
+      if (e.type === 'FILE' && e.size > 0) await sendContent(e, send);
+    }
+  }
+  await send({ locals_done: {} });
+  call.end();
+}
+
+/** Sends exactly `e.size` bytes, the size already announced; a file that changed meanwhile fails. */
+async function sendContent(e: WalkEntry, send: (msg: object) => Promise<void>): Promise<void> {
+  // O_NOFOLLOW: if the file was swapped for a symlink since lstat, refuse instead of following it
+  const fh = await fsp.open(e.abs, fsc.O_RDONLY | fsc.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+    throw new BuildError('invalid-argument', `Cannot read ${e.abs}: ${err.code ?? err.message}`);
+  });
+  try {
+    let sent = 0;
+    while (sent < e.size) {
+      const want = Math.min(UPLOAD_CHUNK_BYTES, e.size - sent);
+      // a fresh buffer per chunk: the message may still be queued when the next read starts
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(buf, 0, want, sent);
+      if (bytesRead === 0) throw new BuildError('invalid-argument', `Cannot send ${e.abs}: the file shrank while it was read`);
+      sent += bytesRead;
+      await send({ data: { data: buf.subarray(0, bytesRead) } });
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+function writeWithBackpressure(call: Writable, msg: object): Promise<void> {
+  if (call.destroyed || call.writableEnded) return Promise.reject(new BuildError('cancelled', 'Cannot send locals: the call has ended'));
+  if (call.write(msg)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error): void => {
+      call.off('drain', onDrain);
+      call.off('close', onClose);
+      call.off('error', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = (): void => done();
+    const onClose = (): void => done(new BuildError('cancelled', 'Cannot send locals: the call has ended'));
+    call.on('drain', onDrain);
+    call.on('close', onClose);
+    call.on('error', onClose);
+  });
+}

@@ -1,0 +1,49 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { BuildError } from '../../solver/build-error';
+
+/**
+ * Options shared by the daemon and the CLI so both see the same object shapes: snake_case
+ * names as in the .proto, int64 as number (times in ms and file sizes stay below 2^53), enums
+ * as their names, bytes as Buffer, and `msg` naming the field set in a oneof.
+ */
+const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+/** The Control service as grpc-js sees it: the definition for a server, the constructor for a client. */
+export interface ControlApi {
+  service: grpc.ServiceDefinition;
+  Client: grpc.ServiceClientConstructor;
+}
+
+let cached: ControlApi | undefined;
+
+/** Loads buildd.proto once per process. */
+export function loadControlApi(): ControlApi {
+  if (cached) return cached;
+  const def = protoLoader.loadSync(protoPath(), LOADER_OPTIONS);
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { buildd: { v1: { Control: grpc.ServiceClientConstructor } } };
+  const Client = pkg.buildd.v1.Control;
+  cached = { service: Client.service, Client };
+  return cached;
+}
+
+/**
+ * tsc does not copy .proto files, so from dist/buildd/api the source file is found in the
+ * package's buildd/api folder.
+ */
+function protoPath(): string {
+  const candidates = [
+    path.join(__dirname, 'buildd.proto'),
+    path.resolve(__dirname, '..', '..', '..', 'buildd', 'api', 'buildd.proto'),
+  ];
+  for (const c of candidates) if (fs.existsSync(c)) return c;
+  throw new BuildError('internal', `Cannot load the API definition: buildd.proto not found in ${candidates.join(', ')}`);
+}

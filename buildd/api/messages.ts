@@ -1,0 +1,91 @@
+import { z } from 'zod';
+
+/**
+ * zod schemas for what the daemon receives on Control.Build, with the shapes produced by
+ * load-proto.ts (snake_case, int64 as number, enums as names, `msg` naming the oneof field).
+ * Limits are checked here, before anything touches the disk.
+ */
+
+/** Largest FileData chunk a client may send. */
+export const MAX_CHUNK_BYTES = 1024 * 1024;
+/** Largest single file of a local. */
+export const MAX_FILE_BYTES = 64 * 1024 ** 3;
+/** Longest entry path and symlink target (Linux PATH_MAX). */
+export const MAX_PATH_CHARS = 4096;
+
+const nameSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'Expected letters, digits, ".", "_", "-"');
+
+const attrsSchema = z
+  .record(z.string().max(256), z.string().max(64 * 1024))
+  .refine((r) => Object.keys(r).length <= 1024, 'Too many attributes');
+
+const u32 = z.number().int().min(0).max(0xffffffff);
+
+export const exportSpecSchema = z.object({
+  type: z.enum(['image', 'oci', 'docker']),
+  attrs: attrsSchema,
+});
+
+export const buildStartSchema = z
+  .object({
+    frontend: z.string().min(1).max(256),
+    frontend_attrs: attrsSchema,
+    local_names: z.array(nameSchema).max(64),
+    exports: z.array(exportSpecSchema).max(16),
+    no_cache: z.boolean(),
+  })
+  .refine((s) => new Set(s.local_names).size === s.local_names.length, 'Local names must be unique')
+  .refine((s) => s.exports.filter((e) => e.type !== 'image').length <= 1, 'At most one oci/docker export');
+
+/**
+ * A relative path of a local: '/'-separated, no '.', '..' or empty component, no NUL. This is
+ * the first of two guards; the writer also refuses to go through symlinks.
+ */
+export const entryPathSchema = z
+  .string()
+  .min(1)
+  .max(MAX_PATH_CHARS)
+  .refine((p) => !p.includes('\0'), 'Path contains NUL')
+  .refine((p) => !p.startsWith('/'), 'Path is absolute')
+  .refine((p) => p.split('/').every((c) => c !== '' && c !== '.' && c !== '..'), 'Path has an empty, "." or ".." component');
+
+export const fileEntrySchema = z
+  .object({
+    local: nameSchema,
+    path: entryPathSchema,
+    type: z.enum(['FILE', 'DIR', 'SYMLINK']),
+    mode: z.number().int().min(0).max(0o7777),
+    uid: u32,
+    gid: u32,
+    mtime_ms: z.number().int().safe(),
+    link_target: z.string().max(MAX_PATH_CHARS).refine((t) => !t.includes('\0'), 'Link target contains NUL'),
+    size: z.number().int().min(0).max(MAX_FILE_BYTES),
+  })
+  .refine((e) => e.type === 'FILE' || e.size === 0, 'Only files have a size')
+  .refine((e) => (e.type === 'SYMLINK') === (e.link_target !== ''), 'A symlink, and only a symlink, has a link target');
+
+export const clientMessageSchema = z.discriminatedUnion('msg', [
+  z.object({ msg: z.literal('start'), start: buildStartSchema }),
+  z.object({ msg: z.literal('entry'), entry: fileEntrySchema }),
+  z.object({
+    msg: z.literal('data'),
+    data: z.object({ data: z.instanceof(Buffer).refine((b) => b.length > 0 && b.length <= MAX_CHUNK_BYTES, 'Chunk must be 1 byte to 1 MiB') }),
+  }),
+  z.object({ msg: z.literal('locals_done'), locals_done: z.object({}) }),
+]);
+
+export type BuildStartMessage = z.infer<typeof buildStartSchema>;
+export type FileEntryMessage = z.infer<typeof fileEntrySchema>;
+export type ClientMessage = z.infer<typeof clientMessageSchema>;
+
+/** One-line description of the first zod issue: `entry.path: Path is absolute`. */
+export function describeZodError(err: z.ZodError): string {
+  const issue = err.issues[0];
+  if (!issue) return 'invalid';
+  const where = issue.path.join('.');
+  return where ? `${where}: ${issue.message}` : issue.message;
+}

@@ -1,0 +1,45 @@
+import { z } from 'zod';
+
+/**
+ * What the daemon sends on Control.Build and Info, as TypeScript types (for the daemon, which
+ * builds them) and zod schemas (for the client, which must not trust a daemon's bytes either).
+ */
+
+const optionalRange = z
+  .object({ file: z.string(), start_line: z.number().int(), end_line: z.number().int(), column: z.number().int() })
+  .nullable()
+  .optional();
+
+export const serverMessageSchema = z.discriminatedUnion('msg', [
+  z.object({
+    msg: z.literal('vertex'),
+    vertex: z.object({
+      digest: z.string(),
+      name: z.string(),
+      started_ms: z.number(),
+      completed_ms: z.number(),
+      cached: z.boolean(),
+      error: z.string(),
+    }),
+  }),
+  z.object({
+    msg: z.literal('log'),
+    log: z.object({ vertex: z.string(), stream: z.number().int(), data: z.instanceof(Buffer) }),
+  }),
+  z.object({ msg: z.literal('warning'), warning: z.object({ message: z.string(), range: optionalRange }) }),
+  z.object({ msg: z.literal('export'), export: z.object({ data: z.instanceof(Buffer), eof: z.boolean() }) }),
+  z.object({ msg: z.literal('result'), result: z.object({ exporter_response: z.record(z.string()) }) }),
+]);
+
+export type ServerMessage = z.infer<typeof serverMessageSchema>;
+
+export const infoResponseSchema = z.object({ version: z.string(), api: z.string() });
+export type InfoResponse = z.infer<typeof infoResponseSchema>;
+
+/** Trailing metadata keys of a failed build (see buildd.proto). */
+export const ERROR_METADATA = {
+  code: 'buildd-error-code',
+  vertex: 'buildd-vertex',
+  exitCode: 'buildd-exit-code',
+  range: 'buildd-range',
+} as const;

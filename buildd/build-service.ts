@@ -1,0 +1,181 @@
+import { randomUUID } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { BuildError, toBuildError } from '../solver/build-error';
+import { buildErrorToStatus } from './api/grpc-status';
+import { clientMessageSchema, describeZodError, type BuildStartMessage, type ClientMessage } from './api/messages';
+import { encodeProgress } from './api/progress-codec';
+import type { InfoResponse, ServerMessage } from './api/server-messages';
+import type { Builder, BuildRequest, BuildSession } from './builder';
+import { CallWriter } from './call-writer';
+import { createExportStream } from './export-stream';
+import { LocalsReceiver } from './locals-receiver';
+import { MessageReader } from './message-reader';
+import { removeTree } from './remove-tree';
+import { builddVersion } from './version';
+
+export interface BuildServiceOptions {
+  builder: Builder;
+  /** daemon root; sessions live in `<root>/sessions/<ref>` */
+  root: string;
+  logger: Logger;
+}
+
+type BuildCall = grpc.ServerDuplexStream<unknown, ServerMessage>;
+
+/**
+ * The Control service: receives a build's locals into a session directory, runs
+ * `Builder.build` with a session bound to the call, and streams progress and exports back.
+ *
+ * Lifecycle: one per daemon. `handlers()` is registered on the gRPC server; `shutdown()`
+ * aborts every running build and resolves when all have settled (session dirs removed).
+ */
+export class BuildService {
+  private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  private readonly root: string;
+  private readonly version = builddVersion();
+  private closing = false;
+
+  constructor(private readonly opts: BuildServiceOptions) {
+    this.root = path.resolve(opts.root);
+  }
+
+  handlers(): grpc.UntypedServiceImplementation {
+    return {
+      Build: (call: BuildCall) => this.startBuild(call),
+      Info: (_call: grpc.ServerUnaryCall<unknown, InfoResponse>, cb: grpc.sendUnaryData<InfoResponse>) =>
+        cb(null, { version: this.version, api: 'buildd.v1' }),
+    };
+  }
+
+  /** Number of builds in flight (for logs and tests). */
+  runningBuilds(): number {
+    return this.running.size;
+  }
+
+  async shutdown(): Promise<void> {
+    this.closing = true;
+    const all = [...this.running.values()];
+    for (const b of all) b.abort.abort(new BuildError('cancelled', 'Cannot continue: the daemon is shutting down'));
+    await Promise.allSettled(all.map((b) => b.done));
+  }
+
+  private startBuild(call: BuildCall): void {
+    const ref = randomUUID();
+    const abort = new AbortController();
+    if (this.closing) abort.abort(new BuildError('unavailable', 'Cannot start a build: the daemon is shutting down'));
+    call.on('cancelled', () => abort.abort(new BuildError('cancelled', 'Cannot continue: the client went away')));
+    const done = this.runBuild(call, ref, abort).finally(() => this.running.delete(ref));
+    this.running.set(ref, { abort, done });
+  }
+
+  private async runBuild(call: BuildCall, ref: string, abort: AbortController): Promise<void> {
+    const log = this.opts.logger.child({ build: ref });
+    const writer = new CallWriter(call);
+    abort.signal.addEventListener('abort', () => writer.close(), { once: true });
+    const reader = new MessageReader(call);
+    const sessionDir = path.join(this.root, 'sessions', ref);
+    let receiver: LocalsReceiver | undefined;
+    try {
+      throwIfAborted(abort.signal);
+      const start = await this.readStart(reader);
+      log.info({ frontend: start.frontend, locals: start.local_names }, 'build started');
+      await fsp.mkdir(path.dirname(sessionDir), { recursive: true, mode: 0o700 });
+      await fsp.mkdir(sessionDir, { mode: 0o700 });
+      receiver = new LocalsReceiver(sessionDir, start.local_names);
+      await receiver.prepare();
+      await this.receiveLocals(reader, receiver, abort.signal);
+      // Nothing may follow locals_done; a stray message fails the build instead of being ignored.
+      void this.watchForStrayMessages(reader, abort);
+
+      const req: BuildRequest = {
+        ref,
+        frontend: start.frontend,
+        frontendAttrs: start.frontend_attrs,
+        locals: receiver.localDirs(),
+        exports: start.exports.map((e) => ({ type: e.type, attrs: e.attrs })),
+        noCache: start.no_cache,
+      };
+      const result = await this.opts.builder.build(req, this.session(writer, abort.signal));
+      throwIfAborted(abort.signal);
+      await writer.send({ msg: 'result', result: { exporter_response: result } });
+      await writer.flush();
+      log.info('build done');
+      call.end();
+    } catch (err) {
+      const reason: unknown = abort.signal.aborted ? abort.signal.reason : undefined;
+      const be = reason instanceof BuildError ? reason : toBuildError(err);
+      log.info({ code: be.code, err: be.message }, 'build failed');
+      await writer.flush();
+      writer.close();
+      if (!call.cancelled) call.emit('error', buildErrorToStatus(be));
+    } finally {
+      writer.close();
+      await receiver?.abort();
+      await removeTree(sessionDir).catch((err: Error) => log.error({ err: err.message, dir: sessionDir }, 'cannot remove session dir'));
+    }
+  }
+
+  private session(writer: CallWriter, signal: AbortSignal): BuildSession {
+    let exported = false;
+    return {
+      progress: (ev) => writer.progress(encodeProgress(ev)),
+      exportStream: () => {
+        if (exported) throw new BuildError('internal', 'Cannot open the export stream: it was already opened for this build');
+        exported = true;
+        return createExportStream(writer);
+      },
+      signal,
+    };
+  }
+
+  private async readStart(reader: MessageReader): Promise<BuildStartMessage> {
+    const msg = await this.readMessage(reader);
+    if (msg === null) throw new BuildError('invalid-argument', 'Cannot start the build: the client sent no start message');
+    if (msg.msg !== 'start') throw new BuildError('invalid-argument', `Cannot start the build: the first message is ${msg.msg}, not start`);
+    return msg.start;
+  }
+
+  private async receiveLocals(reader: MessageReader, receiver: LocalsReceiver, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      throwIfAborted(signal);
+      const msg = await this.readMessage(reader);
+      if (msg === null) throw new BuildError('invalid-argument', 'Cannot receive locals: the stream ended before locals_done');
+      switch (msg.msg) {
+        case 'entry':
+          await receiver.entry(msg.entry);
+          break;
+        case 'data':
+          await receiver.data(msg.data.data);
+          break;
+        case 'locals_done':
+          await receiver.finish();
+          return;
+        case 'start':
+          throw new BuildError('invalid-argument', 'Cannot receive locals: a second start message');
+      }
+    }
+  }
+
+  private async watchForStrayMessages(reader: MessageReader, abort: AbortController): Promise<void> {
+    const msg = await reader.next();
+    if (msg !== null && !abort.signal.aborted) {
+      abort.abort(new BuildError('invalid-argument', 'Cannot continue the build: the client sent a message after locals_done'));
+    }
+  }
+
+  private async readMessage(reader: MessageReader): Promise<ClientMessage | null> {
+    const raw = await reader.next();
+    if (raw === null) return null;
+    const parsed = clientMessageSchema.safeParse(raw);
+    if (!parsed.success) throw new BuildError('invalid-argument', `Cannot accept a message: ${describeZodError(parsed.error)}`);
+    return parsed.data;
+  }
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (!signal.aborted) return;
+  throw signal.reason instanceof BuildError ? signal.reason : new BuildError('cancelled', 'Cannot continue: the build was cancelled');
+}

@@ -1,0 +1,103 @@
+import { promises as fsp } from 'node:fs';
+import { z } from 'zod';
+import { BuildError } from '../solver/build-error';
+import { describeZodError } from './api/messages';
+
+/**
+ * Daemon configuration: the JSON of `--config FILE`, with command-line flags laid over it.
+ * Keys mirror the flags. Made once at start and read-only afterwards.
+ */
+export const daemonConfigFileSchema = z
+  .object({
+    addr: z.array(z.string().min(1)).min(1),
+    root: z.string().min(1),
+    tls: z
+      .object({ ca: z.string().min(1), cert: z.string().min(1), key: z.string().min(1) })
+      .partial()
+      .strict(),
+    insecureTcp: z.boolean(),
+    registry: z.record(z.string().min(1), z.object({ insecure: z.boolean() }).partial().strict()),
+    maxParallelism: z.number().int().min(1).max(1024),
+    debug: z.boolean(),
+  })
+  .partial()
+  .strict();
+
+export type DaemonConfigFile = z.infer<typeof daemonConfigFileSchema>;
+
+/** The resolved configuration the daemon and `createBuilder` run with. */
+export interface DaemonConfig {
+  /** listen addresses: `tcp://host:port`, `unix:///path` */
+  addr: string[];
+  /** state directory: content store, snapshots, sessions */
+  root: string;
+  /** paths of PEM files; all three set means mutual TLS on tcp listeners */
+  tls: { ca?: string; cert?: string; key?: string };
+  /** allow tcp listeners without TLS */
+  insecureTcp: boolean;
+  /** per registry host (`host[:port]`): `insecure` allows plain HTTP and unverified TLS */
+  registry: Record<string, { insecure?: boolean }>;
+  /** most steps run at once; undefined lets the builder choose */
+  maxParallelism?: number;
+  debug: boolean;
+}
+
+export const DEFAULT_ADDR = 'unix:///run/buildd/buildd.sock';
+export const DEFAULT_ROOT = '/var/lib/buildd';
+
+/** Largest config file read: configs are small, and this keeps a wrong path from eating memory. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+export async function loadConfigFile(file: string): Promise<DaemonConfigFile> {
+  let text: string;
+  try {
+    const st = await fsp.stat(file);
+    if (st.size > MAX_CONFIG_BYTES) throw new Error(`larger than ${MAX_CONFIG_BYTES} bytes`);
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    throw new BuildError('invalid-argument', `Cannot load config ${file}: ${(err as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new BuildError('invalid-argument', `Cannot load config ${file}: ${(err as Error).message}`);
+  }
+  const parsed = daemonConfigFileSchema.safeParse(json);
+  if (!parsed.success) throw new BuildError('invalid-argument', `Cannot load config ${file}: ${describeZodError(parsed.error)}`);
+  return parsed.data;
+}
+
+/** Flags as commander parsed them; undefined = not given. */
+export interface DaemonFlags {
+  addr?: string[];
+  root?: string;
+  tlscacert?: string;
+  tlscert?: string;
+  tlskey?: string;
+  insecureTcp?: boolean;
+  debug?: boolean;
+}
+
+/** Flags override the file; the file overrides the defaults. */
+export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonConfig {
+  const tls = {
+    ca: flags.tlscacert ?? file.tls?.ca,
+    cert: flags.tlscert ?? file.tls?.cert,
+    key: flags.tlskey ?? file.tls?.key,
+  };
+  const config: DaemonConfig = {
+    addr: flags.addr && flags.addr.length > 0 ? flags.addr : file.addr ?? [DEFAULT_ADDR],
+    root: flags.root ?? file.root ?? DEFAULT_ROOT,
+    tls,
+    insecureTcp: flags.insecureTcp ?? file.insecureTcp ?? false,
+    registry: file.registry ?? {},
+    maxParallelism: file.maxParallelism,
+    debug: flags.debug ?? file.debug ?? false,
+  };
+  const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
+  if (given !== 0 && given !== 3) {
+    throw new BuildError('invalid-argument', 'Cannot configure TLS: --tlscacert, --tlscert and --tlskey must be given together');
+  }
+  return config;
+}

@@ -1,0 +1,64 @@
+import { promises as fsp } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Address } from './api/address';
+import { loadControlApi } from './api/load-proto';
+import { BuildService } from './build-service';
+import type { Builder } from './builder';
+import type { DaemonConfig } from './config';
+import { listen } from './listen';
+import { serverCredentials } from './server-credentials';
+
+/** How long a graceful gRPC shutdown may take before open calls are cut. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/**
+ * A serving daemon. Lifecycle: `startDaemon` binds every address (or fails and releases what
+ * it bound); `stop()` cancels running builds, waits for them to settle, closes the builder,
+ * shuts the server down and removes its unix sockets. `stop` is idempotent.
+ */
+export interface RunningDaemon {
+  /** the addresses served, tcp ports resolved */
+  addresses: Address[];
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(config: DaemonConfig, builder: Builder, logger: Logger): Promise<RunningDaemon> {
+  await fsp.mkdir(config.root, { recursive: true, mode: 0o700 });
+  const api = loadControlApi();
+  const service = new BuildService({ builder, root: config.root, logger });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  server.addService(api.service, service.handlers());
+  const tls = await serverCredentials(config.tls);
+  const addresses: Address[] = [];
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      await service.shutdown();
+      await builder.close();
+      await shutdownServer(server);
+      for (const a of addresses) if (a.kind === 'unix') await fsp.rm(a.path, { force: true });
+    })();
+    return stopping;
+  };
+
+  try {
+    for (const text of config.addr) addresses.push(await listen(server, text, { tls, config, logger }));
+  } catch (err) {
+    server.forceShutdown();
+    for (const a of addresses) if (a.kind === 'unix') await fsp.rm(a.path, { force: true });
+    throw err;
+  }
+  return { addresses, stop };
+}
+
+function shutdownServer(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.forceShutdown(), SHUTDOWN_GRACE_MS);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,168 @@
+import { promises as fsp, constants as fsc } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { BuildError } from '../solver/build-error';
+import { resolveInRoot } from '../store/safe-path';
+import type { FileEntryMessage } from './api/messages';
+
+/** Most entries one build may send, so a hostile client cannot fill the inode table. */
+export const MAX_ENTRIES = 1_000_000;
+/** Most bytes one build may send across all locals. */
+export const MAX_TOTAL_BYTES = 256 * 1024 ** 3;
+
+interface OpenFile {
+  handle: FileHandle;
+  entry: FileEntryMessage;
+  written: number;
+}
+
+/**
+ * Writes the locals a client streams into `<sessionDir>/<local>`, one message at a time.
+ *
+ * Lifecycle: `prepare()` once, then `entry()`/`data()` in stream order, then `finish()` once;
+ * `abort()` closes an open file after a failure (the caller removes the session dir).
+ *
+ * Safety: paths are already shape-checked by zod (relative, no `..`); here every parent must be
+ * a real directory that this stream created (never a symlink: a path that resolves elsewhere
+ * inside the root is refused), and files and links are created exclusively (O_EXCL), so
+ * nothing written ever follows a link the client made.
+ */
+export class LocalsReceiver {
+  private readonly roots = new Map<string, string>();
+  private current: OpenFile | undefined;
+  private entries = 0;
+  private totalBytes = 0;
+  /** directory modes and times are applied last: a 0555 dir must still receive its children */
+  private readonly dirs: Array<{ target: string; entry: FileEntryMessage }> = [];
+  private readonly chown = typeof process.getuid === 'function' && process.getuid() === 0;
+
+  constructor(sessionDir: string, localNames: readonly string[]) {
+    for (const name of localNames) this.roots.set(name, path.join(sessionDir, name));
+  }
+
+  /** The directory of each local, for BuildRequest.locals. */
+  localDirs(): Record<string, string> {
+    return Object.fromEntries(this.roots);
+  }
+
+  async prepare(): Promise<void> {
+    for (const dir of this.roots.values()) await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  }
+
+  async entry(e: FileEntryMessage): Promise<void> {
+    await this.closeCurrent();
+    if (++this.entries > MAX_ENTRIES) throw refuse(e, `more than ${MAX_ENTRIES} entries`);
+    const root = this.roots.get(e.local);
+    if (root === undefined) throw refuse(e, `local "${e.local}" was not declared in the start message`);
+    const target = path.join(root, ...e.path.split('/'));
+    await this.checkParent(root, e);
+    switch (e.type) {
+      case 'DIR':
+        await fsp.mkdir(target, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+          throw refuse(e, err.code === 'EEXIST' ? 'sent twice' : err.message);
+        });
+        this.dirs.push({ target, entry: e });
+        return;
+      case 'SYMLINK':
+        await fsp.symlink(e.link_target, target).catch((err: NodeJS.ErrnoException) => {
+          throw refuse(e, err.code === 'EEXIST' ? 'sent twice' : err.message);
+        });
+        await this.applyOwner(target, e);
+        await fsp.lutimes(target, seconds(e.mtime_ms), seconds(e.mtime_ms));
+        return;
+      case 'FILE': {
+        this.totalBytes += e.size;
+        if (this.totalBytes > MAX_TOTAL_BYTES) throw refuse(e, `the locals exceed ${MAX_TOTAL_BYTES} bytes`);
+        // O_EXCL|O_CREAT never follows a symlink at the final component; O_NOFOLLOW says so twice.
+        const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+        const handle = await fsp.open(target, flags, 0o600).catch((err: NodeJS.ErrnoException) => {
+          throw refuse(e, err.code === 'EEXIST' ? 'sent twice' : err.message);
+        });
+        this.current = { handle, entry: e, written: 0 };
+        if (e.size === 0) await this.closeCurrent();
+        return;
+      }
+    }
+  }
+
+  async data(chunk: Buffer): Promise<void> {
+    const cur = this.current;
+    if (!cur) throw new BuildError('invalid-argument', 'Cannot receive locals: file data without a file entry before it');
+    if (cur.written + chunk.length > cur.entry.size) throw refuse(cur.entry, `more data than its size ${cur.entry.size}`);
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await cur.handle.write(chunk, off, chunk.length - off);
+      off += bytesWritten;
+    }
+    cur.written += chunk.length;
+    if (cur.written === cur.entry.size) await this.closeCurrent();
+  }
+
+  /** Checks the last file is complete and applies directory modes and times, deepest first. */
+  async finish(): Promise<void> {
+    await this.closeCurrent();
+    for (const { target, entry } of [...this.dirs].reverse()) {
+      await this.applyOwner(target, entry);
+      await fsp.chmod(target, entry.mode);
+      await fsp.utimes(target, seconds(entry.mtime_ms), seconds(entry.mtime_ms));
+    }
+  }
+
+  /** Releases the open file, if any, after a failure. */
+  async abort(): Promise<void> {
+    const cur = this.current;
+    this.current = undefined;
+    await cur?.handle.close().catch(() => undefined);
+  }
+
+  private async closeCurrent(): Promise<void> {
+    const cur = this.current;
+    if (!cur) return;
+    this.current = undefined;
+    try {
+      if (cur.written !== cur.entry.size) {
+        throw refuse(cur.entry, `got ${cur.written} of its ${cur.entry.size} bytes before the next message`);
+      }
+      if (this.chown) await cur.handle.chown(cur.entry.uid, cur.entry.gid);
+      await cur.handle.chmod(cur.entry.mode);
+      await cur.handle.utimes(seconds(cur.entry.mtime_ms), seconds(cur.entry.mtime_ms));
+    } finally {
+      await cur.handle.close();
+    }
+  }
+
+  /**
+   * The parent must resolve, inside the root, to exactly the path written: anything else means
+   * a symlink on the way. And it must be a directory already received.
+   */
+  private async checkParent(root: string, e: FileEntryMessage): Promise<void> {
+    const parentRel = path.posix.dirname(e.path);
+    if (parentRel === '.') return;
+    const expected = path.join(root, ...parentRel.split('/'));
+    let resolved: string;
+    try {
+      resolved = await resolveInRoot(root, parentRel);
+    } catch (err) {
+      throw refuse(e, (err as Error).message);
+    }
+    if (resolved !== expected) throw refuse(e, 'its parent is a symlink');
+    const st = await fsp.lstat(expected).catch(() => undefined);
+    if (!st?.isDirectory()) throw refuse(e, 'its parent directory was not sent before it');
+  }
+
+  private async applyOwner(target: string, e: FileEntryMessage): Promise<void> {
+    if (this.chown) await fsp.lchown(target, e.uid, e.gid);
+  }
+}
+
+/**
+ * utimes takes seconds as a double: ms/1000 is stored as …x.4999999 s and reads back one
+ * millisecond early. Half a microsecond more lands on the intended millisecond.
+ */
+function seconds(ms: number): number {
+  return ms / 1000 + 5e-7;
+}
+
+function refuse(e: FileEntryMessage, why: string): BuildError {
+  return new BuildError('invalid-argument', `Cannot receive ${e.local}/${e.path}: ${why}`);
+}

@@ -1,0 +1,99 @@
+import { Command, Option } from 'commander';
+import pino, { type Logger } from 'pino';
+import { toBuildError } from '../solver/build-error';
+import type { Builder } from './builder';
+import { loadConfigFile, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
+import { startDaemon, type RunningDaemon } from './daemon';
+import { checkAddresses } from './listen';
+import { builddVersion } from './version';
+
+/**
+ * The daemon's process: parse flags and config, make the builder, serve until SIGTERM/SIGINT,
+ * then exit 0. The builder comes from `makeBuilder` (main.ts passes the real one) so the
+ * process logic does not depend on the build machinery being loadable.
+ */
+export type MakeBuilder = (opts: { root: string; logger: Logger; config: DaemonConfig }) => Promise<Builder>;
+
+interface MainFlags extends DaemonFlags {
+  config?: string;
+}
+
+export function daemonCommand(): Command {
+  return new Command('buildd')
+    .description('buildd: an image build daemon')
+    .version(builddVersion())
+    .addOption(new Option('--addr <addr>', 'listen address, tcp://host:port or unix:///path (repeatable)').argParser(collect))
+    .option('--root <dir>', 'state directory (default /var/lib/buildd)')
+    .option('--tlscacert <file>', 'CA that client certificates must be signed by')
+    .option('--tlscert <file>', 'server certificate')
+    .option('--tlskey <file>', 'server private key')
+    .option('--insecure-tcp', 'allow tcp listeners without TLS')
+    .option('--config <file>', 'JSON config file; flags override it')
+    .option('--debug', 'debug logging')
+    .exitOverride();
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** Parses argv into the resolved config (exported for tests). */
+export async function resolveConfig(argv: string[]): Promise<DaemonConfig> {
+  const cmd = daemonCommand();
+  cmd.parse(argv, { from: 'user' });
+  const flags = cmd.opts<MainFlags>();
+  const file: DaemonConfigFile = flags.config ? await loadConfigFile(flags.config) : {};
+  return mergeConfig(file, flags);
+}
+
+/** Runs the daemon with `argv` (without `node script`); exits the process when done. */
+export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promise<void> {
+  let config: DaemonConfig;
+  try {
+    config = await resolveConfig(argv);
+    checkAddresses(config);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    // commander already printed help, version or its own usage error
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      process.exit(code === 'commander.helpDisplayed' || code === 'commander.version' ? 0 : 2);
+    }
+    process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
+    process.exit(1);
+  }
+  const logger = pino({ level: config.debug ? 'debug' : 'info', base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+  let builder: Builder | undefined;
+  let daemon: RunningDaemon | undefined;
+  try {
+    builder = await makeBuilder({ root: config.root, logger, config });
+    daemon = await startDaemon(config, builder, logger);
+  } catch (err) {
+    logger.fatal({ err: toBuildError(err).message }, 'buildd cannot start');
+    process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
+    await builder?.close().catch(() => undefined);
+    process.exit(1);
+  }
+  const running = daemon;
+  let signalled = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (signalled) {
+      logger.warn({ signal: sig }, 'second signal: exiting without waiting');
+      process.exit(1);
+    }
+    signalled = true;
+    logger.info({ signal: sig }, 'buildd shutting down');
+    running.stop().then(
+      () => {
+        logger.info('buildd stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err: toBuildError(err).message }, 'buildd stopped with an error');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  for (const a of running.addresses) logger.info({ addr: a.text }, `buildd listening on ${a.text}`);
+}

@@ -1,0 +1,145 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { makeCerts } from './certs';
+import { waitFor } from './wait-for';
+
+const REPO = path.resolve(__dirname, '..', '..');
+const DIST = path.join(REPO, 'dist');
+
+let built = false;
+
+/**
+ * Compiles the project once per test process (`tsc -p tsconfig.build.json`) so tests run the
+ * same JavaScript as `bin/buildd`. Type errors elsewhere in the tree do not stop tsc from
+ * emitting; a missing entry point does fail.
+ */
+export function ensureBuilt(): void {
+  if (built) return;
+  try {
+    execFileSync(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+      cwd: REPO,
+      stdio: 'pipe',
+    });
+  } catch {
+    // tsc exits non-zero on type errors but still emits
+  }
+  for (const f of ['buildd/main.js', 'buildd/run-daemon.js', 'buildctl/main.js']) {
+    if (!fs.existsSync(path.join(DIST, f))) throw new Error(`Cannot run the daemon tests: dist/${f} was not built`);
+  }
+  built = true;
+}
+
+/**
+ * A buildd process for a test. Lifecycle: `startDaemon` resolves once the daemon logged that it
+ * listens; `stop()` sends SIGTERM, waits for the exit and removes the temp dirs it made.
+ */
+export interface TestDaemon {
+  addr: string;
+  certsDir?: string;
+  root: string;
+  process: ChildProcess;
+  stderr(): string;
+  /** SIGTERM, then the exit code */
+  stop(): Promise<number | null>;
+}
+
+export interface StartDaemonOptions {
+  root?: string;
+  /** mutual TLS with fresh certificates (default), or plain tcp with --insecure-tcp */
+  tls?: boolean;
+  extraArgs?: string[];
+  /**
+   * 'stub': the daemon's process code (runDaemon) with a builder whose builds fail, so the
+   * API, TLS and lifecycle are tested whatever state the build machinery is in; 'real': bin/buildd.
+   */
+  builder?: 'stub' | 'real';
+}
+
+const STUB_ENTRY = `
+const { runDaemon } = require(${JSON.stringify(path.join(DIST, 'buildd', 'run-daemon.js'))});
+const { BuildError } = require(${JSON.stringify(path.join(DIST, 'solver', 'build-error.js'))});
+runDaemon(process.argv.slice(1), async () => ({
+  build: async () => { throw new BuildError('internal', 'Cannot build: the test daemon has no builder'); },
+  close: async () => undefined,
+}));
+`;
+
+export async function startDaemon(opts: StartDaemonOptions = {}): Promise<TestDaemon> {
+  ensureBuilt();
+  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-test-'));
+  const root = opts.root ?? path.join(tmp, 'root');
+  const args = ['--addr', 'tcp://127.0.0.1:0', '--root', root];
+  let certsDir: string | undefined;
+  if (opts.tls ?? true) {
+    const certs = await makeCerts(path.join(tmp, 'certs'));
+    certsDir = certs.dir;
+    args.push('--tlscacert', certs.daemon.ca, '--tlscert', certs.daemon.cert, '--tlskey', certs.daemon.key);
+  } else {
+    args.push('--insecure-tcp');
+  }
+  args.push(...(opts.extraArgs ?? []));
+  const nodeArgs = opts.builder === 'real' ? [path.join(DIST, 'buildd', 'main.js'), ...args] : ['-e', STUB_ENTRY, '--', ...args];
+  const child = spawn(process.execPath, nodeArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  let exited: number | null | undefined;
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve((exited = code))));
+  const ready = await waitFor('buildd to listen', async () => {
+    if (exited !== undefined) return { exited };
+    const addr = /buildd listening on (tcp:\/\/[0-9.]+:\d+)/.exec(stderr)?.[1];
+    return addr === undefined ? undefined : { addr };
+  }).catch((err: Error) => ({ error: err }));
+  if (!('addr' in ready) || ready.addr === undefined) {
+    if (exited === undefined) child.kill('SIGKILL');
+    await fsp.rm(tmp, { recursive: true, force: true });
+    throw 'error' in ready ? ready.error : new Error(`Cannot start buildd: it exited with ${exited}: ${stderr}`);
+  }
+  const addr = ready.addr;
+  return {
+    addr,
+    certsDir,
+    root,
+    process: child,
+    stderr: () => stderr,
+    stop: async () => {
+      if (exited === undefined) child.kill('SIGTERM');
+      const code = await exit;
+      await fsp.rm(tmp, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a node script of dist/ (bin) to completion. */
+export function runNode(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
+  ensureBuilt();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(DIST, script), ...args], {
+      env: { PATH: process.env['PATH'], ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export function runBuildctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
+  return runNode('buildctl/main.js', args, env);
+}
+
+export function runBuildd(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
+  return runNode('buildd/main.js', args, env);
+}

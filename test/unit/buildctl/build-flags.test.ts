@@ -1,0 +1,87 @@
+import { parseOutput, parseOutputs, splitCsv } from '../../../buildctl/build-flags';
+import { parseArgs } from '../../../buildctl/parse-args';
+import { BuildError } from '../../../solver/build-error';
+
+const quiet = { writeOut: () => undefined, writeErr: () => undefined };
+
+describe('output csv', () => {
+  it('splits fields and honours quotes with commas and doubled quotes', () => {
+    expect(splitCsv('type=image,"name=a,b",x=')).toEqual(['type=image', 'name=a,b', 'x=']);
+    expect(splitCsv('"a ""q"" b",c')).toEqual(['a "q" b', 'c']);
+    expect(() => splitCsv('"open')).toThrow(/unterminated quote/);
+  });
+
+  it('parses an image output without dest and keeps its attrs', () => {
+    expect(parseOutput('type=image,name=reg.local/app:1,push=true')).toEqual({
+      type: 'image',
+      attrs: { name: 'reg.local/app:1', push: 'true' },
+    });
+  });
+
+  it('keeps dest on the client for oci and docker outputs', () => {
+    expect(parseOutput('type=oci,dest=/tmp/x.tar')).toEqual({ type: 'oci', attrs: {}, dest: '/tmp/x.tar' });
+    expect(parseOutput('type=docker,dest=-,name=app')).toEqual({ type: 'docker', attrs: { name: 'app' }, dest: '-' });
+  });
+
+  it.each([
+    ['name=x', /type is missing/],
+    ['type=local,dest=out', /type local is not supported/],
+    ['type=oci', /needs dest/],
+    ['type=image,push=true', /push=true needs a name/],
+    ['type=image,noequals', /is not key=value/],
+  ])('refuses %s', (csv, msg) => {
+    expect(() => parseOutput(csv)).toThrow(msg);
+  });
+
+  it('refuses two outputs that both stream to the client', () => {
+    expect(() => parseOutputs(['type=oci,dest=a', 'type=docker,dest=b'])).toThrow(/at most one/);
+  });
+});
+
+describe('buildctl flags', () => {
+  it('takes --addr from BUILDKIT_HOST, else the unix socket default', () => {
+    expect(parseArgs(['debug', 'info'], {}).connect.addr).toBe('unix:///run/buildd/buildd.sock');
+    expect(parseArgs(['debug', 'info'], { BUILDKIT_HOST: 'tcp://h:1' }).connect.addr).toBe('tcp://h:1');
+    expect(parseArgs(['--addr', 'tcp://x:2', 'debug', 'info'], { BUILDKIT_HOST: 'tcp://h:1' }).connect.addr).toBe('tcp://x:2');
+  });
+
+  it('parses build with repeatable --local, --opt and --output', () => {
+    const args = parseArgs(
+      [
+        '--tlsdir', '/certs', '--tlsservername', 'buildd.example',
+        'build', '--frontend', 'dockerfile.v0',
+        '--local', 'context=.', '--local', 'dockerfile=./df',
+        '--opt', 'filename=Dockerfile.dev', '--opt', 'build-arg:V=a=b', '--opt', 'target=final',
+        '--output', 'type=image,name=app', '-o', 'type=oci,dest=-',
+        '--no-cache', '--progress', 'plain', '--metadata-file', 'meta.json',
+      ],
+      {},
+    );
+    expect(args.connect).toMatchObject({ tlsdir: '/certs', tlsservername: 'buildd.example' });
+    expect(args.command).toEqual({
+      kind: 'build',
+      frontend: 'dockerfile.v0',
+      locals: { context: '.', dockerfile: './df' },
+      frontendAttrs: { filename: 'Dockerfile.dev', 'build-arg:V': 'a=b', target: 'final' },
+      outputs: [
+        { type: 'image', attrs: { name: 'app' } },
+        { type: 'oci', attrs: {}, dest: '-' },
+      ],
+      noCache: true,
+      progress: 'plain',
+      metadataFile: 'meta.json',
+    });
+  });
+
+  it('defaults to cache on and auto progress', () => {
+    const args = parseArgs(['build', '--frontend', 'dockerfile.v0'], {});
+    expect(args.command).toMatchObject({ noCache: false, progress: 'auto', outputs: [], locals: {} });
+  });
+
+  it('refuses a missing frontend, a bad --local and an unknown progress mode', () => {
+    expect(() => parseArgs(['build'], {})).toThrow(BuildError);
+    expect(() => parseArgs(['build', '--frontend', 'f', '--local', 'nodir'], {})).toThrow(/expected key=value/);
+    expect(() => parseArgs(['build', '--frontend', 'f', '--local', 'a=x', '--local', 'a=y'], {})).toThrow(/given twice/);
+    expect(() => parseArgs(['build', '--frontend', 'f', '--progress', 'fancy'], {}, quiet)).toThrow(/Allowed choices/);
+  });
+});

@@ -1,0 +1,75 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseAddress } from '../../../buildd/api/address';
+import { resolveConfig } from '../../../buildd/run-daemon';
+
+describe('daemon config', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-config-'));
+  });
+  afterEach(async () => {
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+  const write = async (json: unknown): Promise<string> => {
+    const f = path.join(dir, 'c.json');
+    await fsp.writeFile(f, JSON.stringify(json));
+    return f;
+  };
+
+  it('has defaults without flags or file', async () => {
+    await expect(resolveConfig([])).resolves.toEqual({
+      addr: ['unix:///run/buildd/buildd.sock'],
+      root: '/var/lib/buildd',
+      tls: { ca: undefined, cert: undefined, key: undefined },
+      insecureTcp: false,
+      registry: {},
+      maxParallelism: undefined,
+      debug: false,
+    });
+  });
+
+  it('reads the file and lets flags override it; --addr repeats', async () => {
+    const f = await write({
+      addr: ['tcp://0.0.0.0:1'],
+      root: '/from-file',
+      tls: { ca: 'a', cert: 'b', key: 'c' },
+      registry: { 'localhost:5000': { insecure: true } },
+      maxParallelism: 3,
+    });
+    const c = await resolveConfig(['--config', f, '--root', '/flag', '--addr', 'unix:///a.sock', '--addr', 'tcp://127.0.0.1:2', '--tlskey', 'k']);
+    expect(c).toMatchObject({
+      addr: ['unix:///a.sock', 'tcp://127.0.0.1:2'],
+      root: '/flag',
+      tls: { ca: 'a', cert: 'b', key: 'k' },
+      registry: { 'localhost:5000': { insecure: true } },
+      maxParallelism: 3,
+    });
+  });
+
+  it('names the bad field of a config file', async () => {
+    const f = await write({ root: 5 });
+    await expect(resolveConfig(['--config', f])).rejects.toThrow(`Cannot load config ${f}: root: Expected string, received number`);
+    const g = await write({ registry: { r: { insecure: 'yes' } } });
+    await expect(resolveConfig(['--config', g])).rejects.toThrow(`Cannot load config ${g}: registry.r.insecure: Expected boolean, received string`);
+    const h = await write({ rooot: '/x' });
+    await expect(resolveConfig(['--config', h])).rejects.toThrow(/Unrecognized key\(s\) in object: 'rooot'/);
+  });
+
+  it('refuses a file that is not JSON, and partial TLS flags', async () => {
+    const f = path.join(dir, 'bad.json');
+    await fsp.writeFile(f, '{');
+    await expect(resolveConfig(['--config', f])).rejects.toThrow(`Cannot load config ${f}:`);
+    await expect(resolveConfig(['--tlscert', 'x'])).rejects.toThrow(/must be given together/);
+  });
+
+  it('parses listen addresses', () => {
+    expect(parseAddress('tcp://127.0.0.1:1234')).toMatchObject({ kind: 'tcp', host: '127.0.0.1', port: 1234 });
+    expect(parseAddress('tcp://[::1]:80')).toMatchObject({ kind: 'tcp', host: '[::1]', port: 80 });
+    expect(parseAddress('unix:///run/b.sock')).toMatchObject({ kind: 'unix', path: '/run/b.sock' });
+    expect(() => parseAddress('unix://rel.sock')).toThrow(/absolute/);
+    expect(() => parseAddress('http://x:1')).toThrow(/expected tcp/);
+    expect(() => parseAddress('tcp://x:99999')).toThrow(/expected tcp/);
+  });
+});
