@@ -18,9 +18,9 @@ export function cloneImage(image: ImageConfig): ImageConfig {
   return structuredClone(image);
 }
 
-/** The image for `FROM scratch`. */
+/** The image for `FROM scratch`: BuildKit starts it with the default PATH and WorkingDir "/". */
 export function emptyImage(): ImageConfig {
-  return { architecture: 'amd64', os: 'linux', config: { Env: [DEFAULT_PATH] }, rootfs: { type: 'layers', diff_ids: [] }, history: [] };
+  return { architecture: 'amd64', os: 'linux', config: { Env: [DEFAULT_PATH], WorkingDir: '/' }, rootfs: { type: 'layers', diff_ids: [] }, history: [] };
 }
 
 /**

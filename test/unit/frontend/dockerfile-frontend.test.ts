@@ -182,10 +182,10 @@ RUN echo "version=$VERSION channel=\${CHANNEL:-stable}" > /build-info
 });
 
 describe('instructions', () => {
-  test('FROM scratch: no op, empty image with the default PATH, COPY on scratch', async () => {
+  test('FROM scratch: no op, empty image with the default PATH and WorkingDir /, COPY on scratch', async () => {
     const bare = await build('FROM scratch\n');
     expect(bare.definition).toEqual({ ops: [], result: null });
-    expect(bare.image).toEqual({ architecture: 'amd64', os: 'linux', config: { Env: [PATH] }, rootfs: { type: 'layers', diff_ids: [] }, history: [] });
+    expect(bare.image).toEqual({ architecture: 'amd64', os: 'linux', config: { Env: [PATH], WorkingDir: '/' }, rootfs: { type: 'layers', diff_ids: [] }, history: [] });
     const r = await build('FROM scratch\nCOPY a /a\n');
     checkInvariants(r);
     expect(names(r.definition)).toEqual(['[internal] load build context', '[1/1] COPY a /a']);
