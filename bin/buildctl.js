@@ -1,3 +1,7 @@
 #!/usr/bin/env node
 'use strict';
-require('../dist/buildctl/main.js');
+require('../dist/buildctl/main.js')
+  .main()
+  .then((code) => {
+    process.exitCode = code;
+  });

@@ -14,7 +14,7 @@ import { runBuild } from './run-build';
 
 /** `buildctl`: BuildKit-compatible client of buildd. Exit 0 on success, 1 on failure, 2 on usage errors. */
 
-async function main(): Promise<number> {
+export async function main(): Promise<number> {
   // grpc-js passes an IP address as TLS servername when dialing tcp://127.0.0.1:PORT; Node's
   // DEP0123 warning about it says nothing a user can act on.
   process.noDeprecation = true;
