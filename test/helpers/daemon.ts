@@ -116,6 +116,8 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<TestDa
 export interface RunResult {
   code: number | null;
   stdout: string;
+  /** stdout as bytes, for binary output such as `--output type=oci,dest=-` */
+  stdoutBytes: Buffer;
   stderr: string;
 }
 
@@ -127,12 +129,15 @@ export function runNode(script: string, args: string[], env: NodeJS.ProcessEnv =
       env: { PATH: process.env['PATH'], ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let stdout = '';
+    const out: Buffer[] = [];
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, stdout: stdoutBytes.toString(), stdoutBytes, stderr });
+    });
   });
 }
 

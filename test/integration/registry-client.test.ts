@@ -12,7 +12,7 @@ import { Descriptor } from '../../store/manifest';
 import { MediaTypes } from '../../store/oci-media-types';
 import { RegistryClient } from '../../store/registry-client';
 import { PushImage } from '../../store/registry-push';
-import { PushedImage, pushBusyboxImage } from '../helpers/busybox-image';
+import { BusyboxImage, pushBusyboxImage } from '../helpers/busybox-image';
 import { CountingDispatcher, countingDispatcher } from '../helpers/counting-dispatcher';
 import { TestRegistry, freePort, startRegistry } from '../helpers/registry';
 
@@ -20,7 +20,7 @@ const run = promisify(execFile);
 jest.setTimeout(60_000);
 
 let registry: TestRegistry;
-let busybox: PushedImage;
+let busybox: BusyboxImage;
 let tmp: string;
 let store: LocalContentStore;
 let counter: CountingDispatcher;
