@@ -95,7 +95,14 @@ export class Solver {
       emit({ completed: Date.now() });
       return { key, result };
     } catch (err) {
-      const error = toBuildError(err);
+      const cause = toBuildError(err);
+      // The client names the failed step and its Dockerfile lines from these.
+      const error = cause.vertex !== undefined ? cause : new BuildError(cause.code, cause.message, {
+        vertex: vertex.digest,
+        range: cause.range ?? vertex.meta.range,
+        exitCode: cause.exitCode,
+        cause,
+      });
       emit({ completed: Date.now(), error: error.message });
       throw error;
     }

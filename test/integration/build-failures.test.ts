@@ -41,6 +41,8 @@ describe('builds that fail leave the daemon serving and nothing behind', () => {
     expect(res.stderr).toContain('RUN echo first line && echo about to fail >&2 && exit 3');
     expect(res.stderr).toContain('exit code: 3');
     expect(res.stderr).toContain('about to fail');
+    // BuildKit's summary: the failed step, its last output lines, and where it is in the Dockerfile.
+    expect(res.stderr).toMatch(/------\n > \[2\/2\] RUN echo first line .*:\n[0-9.]+ first line\n[0-9.]+ about to fail\n------\nDockerfile:2\n/);
     expect(await env.runcContainers()).toEqual([]);
     expect(await env.mounts()).toEqual([]);
     const next = await env.build(good, ['--output', 'type=oci,dest=' + path.join(env.tmp, 'next2.tar')]);

@@ -125,6 +125,8 @@ describe('Solver', () => {
     ).rejects.toThrow('step b failed');
     expect(worker.runs.get('d')).toBeUndefined();
     expect(events.some((e) => e.type === 'vertex' && e.name === 'b' && e.error === 'step b failed')).toBe(true);
+    const failed = await solver.solve(loadDefinition(graphOf(diamond)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal }).catch((e: unknown) => e);
+    expect(failed).toMatchObject({ vertex: graphOf(diamond).ops[1].digest });
   });
 
   test('two concurrent solves of the same graph share each step', async () => {
