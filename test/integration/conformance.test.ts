@@ -1,0 +1,66 @@
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { startDaemon, TestDaemon } from '../helpers/daemon';
+
+const run = promisify(execFile);
+const REPO = path.resolve(__dirname, '..', '..');
+const CONFORMANCE = path.resolve(REPO, '..', 'shared', 'conformance');
+const REFERENCE = path.join(CONFORMANCE, 'reference.sh');
+
+/** The shared cases issue 2 and later features cover, and every case of our own. */
+const SHARED_CASES = ['v01-basics', 'v02-copy', 'v03-multistage', 'v04-layers', 'v05-args', 'v06-dockerignore'];
+const OWN_CASES_DIR = path.join(REPO, 'test', 'conformance', 'cases');
+
+async function referenceRunning(): Promise<boolean> {
+  try {
+    const { stdout } = await run('bash', [REFERENCE, 'env']);
+    const sock = /DOCKER_HOST=unix:\/\/(\S+)/.exec(stdout)?.[1];
+    if (!sock || !existsSync(sock)) return false;
+    await run('/usr/bin/docker', ['-H', `unix://${sock}`, 'info'], { timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
+  let daemon: TestDaemon;
+  let startedReference = false;
+
+  beforeAll(async () => {
+    if (!existsSync(REFERENCE)) throw new Error(`Cannot run conformance: ${REFERENCE} is missing (../shared must sit beside the project)`);
+    if (!(await referenceRunning())) {
+      await run('bash', [REFERENCE, 'start'], { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 });
+      startedReference = true;
+    }
+    daemon = await startDaemon({ builder: 'real' });
+  }, 900_000);
+
+  afterAll(async () => {
+    await daemon?.stop();
+    if (startedReference) await run('bash', [REFERENCE, 'stop']);
+  });
+
+  test('every shared case of the implemented features and every case of our own builds the same image as BuildKit', async () => {
+    const cases = [
+      ...SHARED_CASES.map((c) => path.join(CONFORMANCE, 'cases', c)),
+      ...readdirSync(OWN_CASES_DIR).sort().map((c) => path.join(OWN_CASES_DIR, c)),
+    ];
+    const buildctl = `${process.execPath} ${path.join(REPO, 'dist', 'buildctl', 'main.js')} --addr ${daemon.addr} --tlsdir ${path.join(daemon.certsDir as string, 'client')}`;
+    const out = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+      const child = spawn('bash', [path.join(CONFORMANCE, 'run.sh'), ...cases], {
+        env: { ...process.env, BUILDCTL: buildctl, OUT: path.join(daemon.root, '..', 'conformance-out') },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout }));
+    });
+    const lines = out.stdout.split('\n').filter((l) => /^[\w-]+: /.test(l));
+    expect(lines).toEqual(cases.map((c) => `${path.basename(c)}: same`));
+    expect(out.code).toBe(0);
+  }, 900_000);
+});
