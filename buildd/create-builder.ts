@@ -7,6 +7,7 @@ import { Solver } from '../solver/solver';
 import { LocalContentStore } from '../store/content-store';
 import { ImageStore } from '../store/image-store';
 import { OverlaySnapshotter } from '../store/overlay-snapshotter';
+import { loadDockerCredentials } from '../store/docker-credentials';
 import { RegistryClient } from '../store/registry-client';
 import { Builder } from './builder';
 import { DaemonConfig } from './config';
@@ -42,7 +43,9 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const insecureRegistries = Object.entries(opts.config.registry)
     .filter(([, v]) => v.insecure === true)
     .map(([host]) => host);
-  const registry = new RegistryClient({ insecureRegistries });
+  // Read once at start, like BuildKit's daemon-side auth: a new `docker login` needs a restart.
+  const credentials = await loadDockerCredentials();
+  const registry = new RegistryClient({ insecureRegistries, credentials });
   const executor = new RuncExecutor({
     runcRoot: path.join(root, 'runc'),
     stateDir: path.join(root, 'bundles'),
@@ -53,5 +56,5 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
   const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir });
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length) });
-  return new DockerfileBuilder({ solver, registry, content, snapshotter, layers, images, executor, logger: opts.logger });
+  return new DockerfileBuilder({ solver, registry, credentials, content, snapshotter, layers, images, executor, logger: opts.logger });
 }

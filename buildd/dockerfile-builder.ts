@@ -5,6 +5,7 @@ import { sha256Digest } from '../solver/canonical-json';
 import { loadDefinition } from '../solver/definition-graph';
 import { Solver } from '../solver/solver';
 import { ContentStore } from '../store/content-store';
+import { CredentialSource } from '../store/docker-credentials';
 import { ImageStore } from '../store/image-store';
 import { RegistryClient } from '../store/registry-client';
 import { resolveInRoot } from '../store/safe-path';
@@ -19,6 +20,7 @@ import { LayerIndex } from './worker/layer-index';
 export interface DockerfileBuilderDeps {
   solver: Solver;
   registry: RegistryClient;
+  credentials: CredentialSource;
   content: ContentStore;
   snapshotter: Snapshotter;
   layers: LayerIndex;

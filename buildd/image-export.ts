@@ -1,5 +1,6 @@
 import { BuildError } from '../solver/build-error';
 import { ContentStore } from '../store/content-store';
+import { CredentialSource } from '../store/docker-credentials';
 import { ImageConfig } from '../store/image-config';
 import { parseImageRef } from '../store/image-ref';
 import { ImageStore } from '../store/image-store';
@@ -18,6 +19,7 @@ export interface ImageExportDeps {
   layers: LayerIndex;
   images: ImageStore;
   registry: RegistryClient;
+  credentials: CredentialSource;
 }
 
 /**
@@ -49,7 +51,7 @@ export async function exportImage(
       if (!push) continue;
       // registry.insecure=true allows plain HTTP to this output's registry, as in BuildKit.
       const insecure = spec.attrs['registry.insecure'] === 'true';
-      const client = insecure ? new RegistryClient({ insecureRegistries: [ref.registry] }) : deps.registry;
+      const client = insecure ? new RegistryClient({ insecureRegistries: [ref.registry], credentials: deps.credentials }) : deps.registry;
       try {
         await client.push(ref, {
           manifest: assembled.manifestBytes,

@@ -56,6 +56,8 @@ export interface StartDaemonOptions {
    * API, TLS and lifecycle are tested whatever state the build machinery is in; 'real': bin/buildd.
    */
   builder?: 'stub' | 'real';
+  /** extra environment for the daemon (e.g. DOCKER_CONFIG) */
+  env?: NodeJS.ProcessEnv;
 }
 
 const STUB_ENTRY = `
@@ -82,7 +84,7 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<TestDa
   }
   args.push(...(opts.extraArgs ?? []));
   const nodeArgs = opts.builder === 'real' ? [path.join(DIST, 'buildd', 'main.js'), ...args] : ['-e', STUB_ENTRY, '--', ...args];
-  const child = spawn(process.execPath, nodeArgs, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, nodeArgs, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   let exited: number | null | undefined;
