@@ -73,9 +73,30 @@ async function* walkDir(root: string, relDir: string, ignore: DockerIgnore | und
   }
 }
 
-/** The .dockerignore of a context directory, if it has one (read with lstat: a symlink is not followed). */
-export async function readDockerIgnore(contextDir: string): Promise<DockerIgnore | undefined> {
-  const file = path.join(contextDir, '.dockerignore');
+/**
+ * The ignore rules of a context directory: `<Dockerfile path>.dockerignore` beside the
+ * Dockerfile when it exists (BuildKit lets it take precedence), else the context's own
+ * `.dockerignore`. Read with lstat: a symlink is not followed.
+ */
+export async function readDockerIgnore(contextDir: string, dockerfile?: string): Promise<DockerIgnore | undefined> {
+  if (dockerfile !== undefined) {
+    const specific = await readIgnoreFile(`${dockerfile}.dockerignore`);
+    if (specific) return specific;
+  }
+  return readIgnoreFile(path.join(contextDir, '.dockerignore'));
+}
+
+/**
+ * What the `dockerfile` local needs to send: the Dockerfile and its own .dockerignore only,
+ * as BuildKit's frontend asks for just those, so a dockerfile dir that is also the context is
+ * not sent twice.
+ */
+export function dockerfileOnly(filename: string): DockerIgnore {
+  const clean = path.posix.normalize(filename.replace(/^\/+/, ''));
+  return DockerIgnore.parse(`**\n!${clean}\n!${clean}.dockerignore\n`);
+}
+
+async function readIgnoreFile(file: string): Promise<DockerIgnore | undefined> {
   const st = await fsp.lstat(file).catch(() => undefined);
   if (!st?.isFile()) return undefined;
   if (st.size > 1024 * 1024) throw new BuildError('invalid-argument', `Cannot read ${file}: larger than 1 MiB`);

@@ -1,7 +1,8 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { BuildError } from '../solver/build-error';
-import { readDockerIgnore, walkContext, type WalkEntry } from './context-walk';
+import * as path from 'node:path';
+import { dockerfileOnly, readDockerIgnore, walkContext, type WalkEntry } from './context-walk';
 
 /** Content chunk size on the wire: the daemon accepts at most 1 MiB per FileData. */
 export const UPLOAD_CHUNK_BYTES = 1024 * 1024;
@@ -16,16 +17,21 @@ export interface StartMessage {
 }
 
 /**
- * Sends the start message, then every local (the `context` local with its .dockerignore
- * applied), then locals_done, and half-closes the call. Waits for 'drain' whenever the call's
- * buffer is full, and reads files in 1 MiB chunks, so memory stays flat whatever the context.
+ * Sends the start message, then every local (each with its .dockerignore applied, the
+ * `context` one preferring `<Dockerfile>.dockerignore`; of `dockerfile`, only the Dockerfile),
+ * then locals_done, and half-closes the call. Waits for 'drain' whenever the call's buffer is full, and reads files in 1 MiB chunks, so memory stays flat whatever the context.
  */
 export async function uploadLocals(call: Writable, start: StartMessage, locals: Record<string, string>): Promise<void> {
   const send = (msg: object): Promise<void> => writeWithBackpressure(call, msg);
   await send({ start });
   for (const name of start.local_names) {
     const dir = locals[name] as string;
-    const ignore = name === 'context' ? await readDockerIgnore(dir) : undefined;
+    const filename = start.frontend_attrs.filename ?? 'Dockerfile';
+    const dockerfileDir = locals.dockerfile ?? locals.context;
+    const ignore =
+      name === 'dockerfile'
+        ? dockerfileOnly(filename)
+        : await readDockerIgnore(dir, name === 'context' && dockerfileDir !== undefined ? path.join(dockerfileDir, filename) : undefined);
     for await (const e of walkContext(dir, ignore)) {
       await send({
         entry: {

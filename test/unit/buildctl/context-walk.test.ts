@@ -1,0 +1,47 @@
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { dockerfileOnly, readDockerIgnore, walkContext } from '../../../buildctl/context-walk';
+
+async function sent(dir: string, ignore: Awaited<ReturnType<typeof readDockerIgnore>>): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of walkContext(dir, ignore)) out.push(e.rel);
+  return out.sort();
+}
+
+describe('context walk', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'walk-'));
+    mkdirSync(path.join(dir, 'build', 'sub'), { recursive: true });
+    for (const f of ['a.txt', 'b.log', 'build/out.js', 'build/sub/keep.js', 'Dockerfile', 'docker/Dockerfile.prod']) {
+      mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+      writeFileSync(path.join(dir, f), f);
+    }
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('<Dockerfile>.dockerignore beside the Dockerfile takes precedence over .dockerignore', async () => {
+    writeFileSync(path.join(dir, '.dockerignore'), '*.log\n');
+    writeFileSync(path.join(dir, 'docker', 'Dockerfile.prod.dockerignore'), 'build\n!build/sub/keep.js\n');
+    const generic = await sent(dir, await readDockerIgnore(dir, path.join(dir, 'Dockerfile')));
+    expect(generic).not.toContain('b.log');
+    expect(generic).toContain('build/out.js');
+    const specific = await sent(dir, await readDockerIgnore(dir, path.join(dir, 'docker', 'Dockerfile.prod')));
+    expect(specific).toContain('b.log');
+    expect(specific).not.toContain('build/out.js');
+    expect(specific).toContain('build/sub/keep.js');
+  });
+
+  test('a symlinked .dockerignore is not followed', async () => {
+    writeFileSync(path.join(dir, 'rules'), '*.txt\n');
+    symlinkSync('rules', path.join(dir, '.dockerignore'));
+    expect(await readDockerIgnore(dir)).toBeUndefined();
+  });
+
+  test('of the dockerfile dir only the Dockerfile and its ignore file are sent', async () => {
+    writeFileSync(path.join(dir, 'docker', 'Dockerfile.prod.dockerignore'), 'x\n');
+    expect(await sent(dir, dockerfileOnly('docker/Dockerfile.prod'))).toEqual(['docker', 'docker/Dockerfile.prod', 'docker/Dockerfile.prod.dockerignore']);
+    expect(await sent(dir, dockerfileOnly('Dockerfile'))).toEqual(['Dockerfile']);
+  });
+});
