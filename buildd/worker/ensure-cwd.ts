@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { resolveInRoot } from '../../store/safe-path';
+import { pathExists } from '../../store/path-exists';
 
 /**
  * Creates the working directory inside the rootfs when missing, as BuildKit's runc executor
@@ -13,7 +14,7 @@ export async function ensureCwd(rootfs: string, cwd: string, owner: { uid: numbe
   // resolved inside the rootfs: a symlinked component never leads the mkdir onto the host
   const target = await resolveInRoot(root, cwd);
   const missing: string[] = [];
-  for (let p = target; p !== root && !(await exists(p)); p = path.dirname(p)) missing.unshift(p);
+  for (let p = target; p !== root && !(await pathExists(p)); p = path.dirname(p)) missing.unshift(p);
   for (const dir of missing) {
     try {
       await fsp.mkdir(dir);
@@ -24,16 +25,5 @@ export async function ensureCwd(rootfs: string, cwd: string, owner: { uid: numbe
     // chmod after mkdir: the daemon's umask must not decide the mode that lands in the layer
     await fsp.chmod(dir, 0o755);
     await fsp.chown(dir, owner.uid, owner.gid);
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fsp.lstat(p);
-    return true;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-    throw err;
   }
 }

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { resolveInRoot } from '../../store/safe-path';
+import { pathExists } from '../../store/path-exists';
 
 /** Removes the stubs a run left behind; never throws (a stub left over is not worth failing a build). */
 export type MountStubsCleaner = () => Promise<void>;
@@ -28,7 +29,7 @@ export async function recordMountStubs(rootfs: string, destinations: readonly st
     // resolved inside the rootfs, as runc does (securejoin): a stub is created where a symlink leads
     let p = await resolveInRoot(root, dest);
     let stubbed = false;
-    while (p !== root && !(await exists(p))) {
+    while (p !== root && !(await pathExists(p))) {
       missing.add(path.relative(root, p));
       stubbed = true;
       p = path.dirname(p);
@@ -69,17 +70,6 @@ async function restoreTimes(parent: ParentTimes): Promise<void> {
     await fsp.utimes(parent.dir, parent.atime, parent.mtime);
   } catch {
     // times are cosmetic (reproducibility); never fail a build for them
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fsp.lstat(p);
-    return true;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-    throw err;
   }
 }
 

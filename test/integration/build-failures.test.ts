@@ -49,30 +49,29 @@ describe('builds that fail leave the daemon serving and nothing behind', () => {
     expect(next.code).toBe(0);
   }, 120_000);
 
-  test('a client that goes away cancels its build: the container is killed and its mounts released', async () => {
-    const ctx = await writeContext(path.join(env.tmp, 'slow-client'), { Dockerfile: `FROM ${env.busybox}\nRUN echo started && sleep 1000\n` });
+  /** Starts `buildctl build` of a RUN that sleeps, and resolves once its container runs. */
+  async function startSlowBuild(name: string): Promise<{ child: ReturnType<typeof spawn>; exit: Promise<number | null> }> {
+    const ctx = await writeContext(path.join(env.tmp, name), { Dockerfile: `FROM ${env.busybox}\nRUN echo started && sleep 1000\n` });
     const child = spawn(process.execPath, [BUILDCTL, '--addr', env.daemon.addr, '--tlsdir', path.join(env.daemon.certsDir as string, 'client'),
       'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--progress', 'plain',
-      '--output', 'type=oci,dest=' + path.join(env.tmp, 'never3.tar')], { stdio: ['ignore', 'ignore', 'pipe'] });
+      '--output', 'type=oci,dest=' + path.join(env.tmp, `${name}.tar`)], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     await waitFor('the RUN to start', async () => ((await env.runcContainers()).length === 1 && stderr.includes('started') ? true : undefined));
+    return { child, exit };
+  }
+
+  test('a client that goes away cancels its build: the container is killed and its mounts released', async () => {
+    const { child, exit } = await startSlowBuild('slow-client');
     child.kill('SIGINT');
-    await exited;
+    await exit;
     await waitFor('the container to go', async () => ((await env.runcContainers()).length === 0 && (await env.mounts()).length === 0 ? true : undefined));
     expect((await env.build(good, ['--output', 'type=oci,dest=' + path.join(env.tmp, 'next3.tar')])).code).toBe(0);
   }, 120_000);
 
   test('SIGTERM cancels running builds, kills their containers, releases their mounts and exits 0', async () => {
-    const ctx = await writeContext(path.join(env.tmp, 'slow'), { Dockerfile: `FROM ${env.busybox}\nRUN echo started && sleep 1000\n` });
-    const child = spawn(process.execPath, [BUILDCTL, '--addr', env.daemon.addr, '--tlsdir', path.join(env.daemon.certsDir as string, 'client'),
-      'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--progress', 'plain',
-      '--output', 'type=oci,dest=' + path.join(env.tmp, 'never4.tar')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const clientExit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await waitFor('the RUN to start', async () => ((await env.runcContainers()).length === 1 && stderr.includes('started') ? true : undefined));
+    const { exit: clientExit } = await startSlowBuild('slow');
     const code = await env.daemon.stop();
     expect(code).toBe(0);
     expect(await clientExit).not.toBe(0);
