@@ -32,6 +32,8 @@ export interface CreateBuilderOptions {
 export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder> {
   const root = path.resolve(opts.root);
   await fsp.mkdir(root, { recursive: true, mode: 0o711 });
+  // Contexts uploaded for builds a killed daemon never finished: nobody will read them again.
+  await fsp.rm(path.join(root, 'sessions'), { recursive: true, force: true });
   const tmpDir = path.join(root, 'tmp');
   await fsp.rm(tmpDir, { recursive: true, force: true });
   await fsp.mkdir(tmpDir, { recursive: true });

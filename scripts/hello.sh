@@ -10,7 +10,7 @@ mkdir -p "$STATE"
 
 bash scripts/install-system-deps.sh
 [ -d node_modules ] || npm ci --no-audit --no-fund
-[ -f dist/buildd/main.js ] && [ -f dist/buildctl/main.js ] || npm run build >/dev/null
+npm run build >/dev/null   # always: a dist/ from before a pull would run stale code
 
 [ -f "$STATE/certs/client/cert.pem" ] || bash certs/make-certs.sh "$STATE/certs" >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

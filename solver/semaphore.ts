@@ -1,3 +1,5 @@
+import { BuildError } from './build-error';
+
 /**
  * Bounds how many steps run at once. `acquire` resolves when a slot is free (or rejects when
  * the signal aborts first); the returned function gives the slot back exactly once.
@@ -21,7 +23,7 @@ export class Semaphore {
       const onAbort = (): void => {
         const i = this.waiters.indexOf(grant);
         if (i >= 0) this.waiters.splice(i, 1);
-        reject(signal?.reason ?? new Error('aborted'));
+        reject(signal?.reason ?? new BuildError('cancelled', 'Cannot acquire a step slot: the build was cancelled'));
       };
       const grant = (): void => {
         signal?.removeEventListener('abort', onAbort);

@@ -3,6 +3,7 @@ import { CacheStore } from './cache-store';
 import { DefinitionGraph, Vertex } from './definition-graph';
 import { opInputs } from './op';
 import { Semaphore } from './semaphore';
+import { SharedRun } from './shared-run';
 import { OpContext, OpResult, Worker } from './worker';
 
 /** Progress of vertices as the solver sees it; the daemon forwards these to the client. */
@@ -31,7 +32,7 @@ interface Solved {
  */
 export class Solver {
   private readonly slots: Semaphore;
-  private readonly inflight = new Map<string, Promise<OpResult>>();
+  private readonly inflight = new Map<string, SharedRun>();
 
   constructor(
     private readonly worker: Worker,
@@ -117,17 +118,23 @@ export class Solver {
 
   private runShared(key: string, cacheable: boolean, vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
     if (!cacheable) return this.runLimited(vertex, inputs, ctx);
-    const running = this.inflight.get(key);
-    if (running) return running;
-    const p = (async () => {
-      const result = await this.runLimited(vertex, inputs, ctx);
-      if (result.kind === 'snapshot') {
-        await this.cache.put({ key, snapshot: result.id, createdAt: new Date().toISOString() });
-      }
-      return result;
-    })().finally(() => this.inflight.delete(key));
-    this.inflight.set(key, p);
-    return p;
+    let run = this.inflight.get(key);
+    if (!run) {
+      const created = new SharedRun(ctx, async (shared) => {
+        const result = await this.runLimited(vertex, inputs, shared);
+        if (result.kind === 'snapshot') {
+          await this.cache.put({ key, snapshot: result.id, createdAt: new Date().toISOString() });
+        }
+        return result;
+      });
+      created.promise.then(
+        () => this.inflight.delete(key),
+        () => this.inflight.delete(key),
+      );
+      this.inflight.set(key, created);
+      run = created;
+    }
+    return run.join(ctx);
   }
 
   private async runLimited(vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {

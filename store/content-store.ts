@@ -138,6 +138,13 @@ export class LocalContentStore implements ContentStore {
         await fh.close();
       }
       await fsp.rename(tmp, this.blobPath(digest));
+      // The rename itself must survive a crash before anyone is told the blob exists.
+      const dir = await fsp.open(this.blobsDir, 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
       return { digest, size };
     } finally {
       await fsp.rm(tmp, { force: true });

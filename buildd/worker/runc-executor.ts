@@ -86,6 +86,7 @@ export class RuncExecutor implements Executor {
    * start no container of ours can be legitimately running. Call once, before the first run.
    */
   async sweep(): Promise<string[]> {
+    await fsp.mkdir(this.runcRoot, { recursive: true, mode: 0o700 });
     const listed = await runRuncCommand(this.binary, ['--root', this.runcRoot, 'list', '-q']);
     const ids = listed.code === 0 ? listed.stdout.split('\n').map((l) => l.trim()).filter((l) => l.length > 0) : [];
     for (const id of ids) await this.deleteContainer(id);

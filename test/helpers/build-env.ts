@@ -57,7 +57,9 @@ export async function startBuildEnv(): Promise<BuildEnv> {
       daemon = await startDaemon({ builder: 'real', root });
     },
     runcContainers: async () => {
-      const { stdout } = await run('runc', ['--root', path.join(root, 'runc'), 'list', '-q']).catch(() => ({ stdout: '' }));
+      // The daemon makes its runc root at start; its absence would make this check vacuous.
+      await fsp.access(path.join(root, 'runc'));
+      const { stdout } = await run('runc', ['--root', path.join(root, 'runc'), 'list', '-q']);
       return stdout.split('\n').filter((l) => l.trim().length > 0);
     },
     mounts: () => mountsUnder(root),

@@ -18,6 +18,20 @@ function sha256(text: string): string {
   return require('node:crypto').createHash('sha256').update(text).digest('hex') as string;
 }
 
+/** Every Dockerfile step of the build reported CACHED, none DONE. */
+function expectAllCached(progress: string): void {
+  const steps = new Map<string, string>();
+  for (const line of progress.split('\n')) {
+    const m = /^(#\d+) \[(build|release) \d\/\d\]/.exec(line);
+    if (m) steps.set(m[1], line);
+  }
+  expect(steps.size).toBe(7);
+  for (const id of steps.keys()) {
+    expect(progress).toContain(`${id} CACHED`);
+    expect(progress).not.toContain(`${id} DONE`);
+  }
+}
+
 describe('a real remote build over mutual TLS, from Dockerfile to registry', () => {
   let env: BuildEnv;
   let ctx: string;
@@ -104,9 +118,7 @@ describe('a real remote build over mutual TLS, from Dockerfile to registry', () 
     const md = path.join(env.tmp, 'md2.json');
     const res = await env.build(ctx, ['--opt', 'target=release', '--opt', 'build-arg:STAMP=v1.2', '--output', `type=image,name=${name},push=true`, '--metadata-file', md]);
     expect(res.code).toBe(0);
-    const steps = res.stderr.split('\n').filter((l) => /^#\d+ \[(build|release) \d\/\d\]/.test(l));
-    expect(steps.length).toBeGreaterThanOrEqual(7);
-    for (const step of new Set(steps.map((l) => l.split(' ')[0]))) expect(res.stderr).toContain(`${step} CACHED`);
+    expectAllCached(res.stderr);
     expect(JSON.parse(await fsp.readFile(md, 'utf8'))['containerimage.digest']).toBe(firstDigest);
   }, 120_000);
 
@@ -115,9 +127,27 @@ describe('a real remote build over mutual TLS, from Dockerfile to registry', () 
     const md = path.join(env.tmp, 'md3.json');
     const res = await env.build(ctx, ['--opt', 'target=release', '--opt', 'build-arg:STAMP=v1.2', '--output', `type=image,name=${name}`, '--metadata-file', md]);
     expect(res.code).toBe(0);
-    expect(res.stderr).not.toMatch(/^#\d+ \[(build|release) \d\/\d\] RUN.*\n#\d+ DONE/m);
-    expect(res.stderr.match(/ CACHED/g)?.length).toBeGreaterThanOrEqual(7);
+    expectAllCached(res.stderr);
     expect(JSON.parse(await fsp.readFile(md, 'utf8'))['containerimage.digest']).toBe(firstDigest);
+  }, 120_000);
+
+  test('--no-cache runs every step again', async () => {
+    const res = await env.build(ctx, ['--opt', 'target=release', '--opt', 'build-arg:STAMP=v1.2', '--no-cache']);
+    expect(res.code).toBe(0);
+    expect(res.stderr).not.toContain('CACHED');
+    expect(res.stderr).toMatch(/\[release 4\/4\] RUN echo "hello" > greeting\n#\d+ DONE/);
+  }, 120_000);
+
+  test('--opt filename= picks a Dockerfile anywhere in the dockerfile directory', async () => {
+    const dfDir = await writeContext(path.join(env.tmp, 'df-dir'), {
+      'nested/Build.prod': `FROM ${env.busybox}\nCOPY app.sh /from-prod.sh\n`,
+      Dockerfile: 'FROM scratch\nthis file is not the one used\n',
+    });
+    const out = path.join(env.tmp, 'prod.oci.tar');
+    const res = await env.buildctl(['build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${dfDir}`,
+      '--opt', 'filename=nested/Build.prod', '--output', `type=oci,dest=${out}`]);
+    expect(res.code).toBe(0);
+    expect((await flatten(out)).files['from-prod.sh']).toMatchObject({ type: 'file' });
   }, 120_000);
 
   test('a changed context file reruns only what depends on it', async () => {

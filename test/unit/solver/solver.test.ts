@@ -6,7 +6,7 @@ import { sha256Digest } from '../../../solver/canonical-json';
 import { loadDefinition, Vertex } from '../../../solver/definition-graph';
 import { Op, opDigest } from '../../../solver/op';
 import { Solver, SolveEvent } from '../../../solver/solver';
-import { OpResult, Worker } from '../../../solver/worker';
+import { OpContext, OpResult, Worker } from '../../../solver/worker';
 
 /** A worker whose exec ops "run" by counting, so the scheduler's choices can be observed. */
 class CountingWorker implements Worker {
@@ -21,13 +21,15 @@ class CountingWorker implements Worker {
     return { key: sha256Digest(vertex.digest + inputs.map((i) => i.key).join()), cacheable: true };
   }
 
-  async run(vertex: Vertex): Promise<OpResult> {
+  async run(vertex: Vertex, _inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
+    ctx.log.write(1, Buffer.from(`output of ${vertex.meta.name}\n`));
     this.runs.set(vertex.meta.name, (this.runs.get(vertex.meta.name) ?? 0) + 1);
     this.running++;
     this.maxRunning = Math.max(this.maxRunning, this.running);
     try {
       if (this.gate) await new Promise<void>((resolve) => this.gates.push(resolve));
       else await new Promise((resolve) => setImmediate(resolve));
+      ctx.signal.throwIfAborted();
       if (this.failOn.has(vertex.meta.name)) throw new Error(`step ${vertex.meta.name} failed`);
       return { kind: 'snapshot', id: `snap-${vertex.meta.name}` };
     } finally {
@@ -144,6 +146,29 @@ describe('Solver', () => {
     }
     await both;
     expect(Object.fromEntries(worker.runs)).toEqual({ a: 1, b: 1, c: 1, d: 1 });
+  });
+
+  test('a build cancelled while another shares its step does not cancel the step; the other gets its result and output', async () => {
+    const worker = new CountingWorker();
+    worker.gate = true;
+    const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 4 });
+    const first = new AbortController();
+    const logsOf = (events: SolveEvent[]) => events.filter((e) => e.type === 'log').map((e) => (e.type === 'log' ? e.data.toString() : ''));
+    const firstEvents: SolveEvent[] = [];
+    const secondEvents: SolveEvent[] = [];
+    const one = solver.solve(loadDefinition(graphOf([{ name: 'a', deps: [] }])), { locals: {}, onEvent: (e) => firstEvents.push(e), signal: first.signal });
+    const two = solver.solve(loadDefinition(graphOf([{ name: 'a', deps: [] }])), { locals: {}, onEvent: (e) => secondEvents.push(e), signal: new AbortController().signal });
+    const deadline = Date.now() + 5000;
+    while (worker.gates.length === 0 || !secondEvents.some((e) => e.type === 'vertex')) {
+      if (Date.now() > deadline) throw new Error('step never started');
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    first.abort(new Error('first client went away'));
+    await expect(one).rejects.toThrow();
+    worker.gates.splice(0).forEach((g) => g());
+    await expect(two).resolves.toEqual({ kind: 'snapshot', id: 'snap-a' });
+    expect(worker.runs.get('a')).toBe(1);
+    expect(logsOf(secondEvents)).toEqual(['output of a\n']);
   });
 
   test('cancelling the build rejects the solve', async () => {
