@@ -114,6 +114,36 @@ describe('resolve', () => {
     }
   });
 
+  test('a Docker schema 2 manifest (written by skopeo) resolves, and its layer fetches verified', async () => {
+    const ref = `${registry.host}/busybox-v2s2:latest`;
+    await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', '--dest-tls-verify=false', '--format', 'v2s2', `docker://${busybox.ref}`, `docker://${ref}`]);
+    const got = await client.resolve(ref);
+    expect(got.mediaType).toBe(MediaTypes.dockerManifest);
+    expect(got.manifest.layers[0].mediaType).toBe(MediaTypes.dockerLayerGzip);
+    expect(got.config.config?.Cmd).toEqual(['sh']);
+    await expect(client.fetchBlob(ref, got.manifest.layers[0], store)).resolves.toMatchObject({ digest: got.manifest.layers[0].digest });
+  });
+
+  test('a Docker manifest list resolves to its linux/amd64 manifest', async () => {
+    const amd = await client.resolve(`${registry.host}/busybox-v2s2:latest`);
+    const arm = await buildImage('arm64', 'arm');
+    const ref = `${registry.host}/busybox-v2s2`;
+    const armDigest = await client.push(`${ref}@sha256:${createHash('sha256').update(arm.manifest).digest('hex')}`, arm);
+    const list = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaTypes.dockerManifestList,
+      manifests: [
+        { mediaType: MediaTypes.ociManifest, digest: armDigest, size: arm.manifest.length, platform: { os: 'linux', architecture: 'arm64' } },
+        { mediaType: amd.mediaType, digest: amd.digest, size: amd.manifestBytes.length, platform: { os: 'linux', architecture: 'amd64' } },
+      ],
+    }));
+    const listDigest = await client.push(`${ref}:list`, { manifest: list, mediaType: MediaTypes.dockerManifestList, blobs: [], store });
+    const got = await client.resolve(`${ref}:list`);
+    expect(got.indexDigest).toBe(listDigest);
+    expect(got.digest).toBe(amd.digest);
+    expect(got.mediaType).toBe(MediaTypes.dockerManifest);
+  });
+
   test('an unreachable registry is unavailable naming it', async () => {
     const host = `127.0.0.1:${await freePort()}`;
     const err = await rejection(client.resolve(`${host}/x:1`));
