@@ -8,6 +8,7 @@ bash scripts/install-system-deps.sh || exit 1
 [ -d node_modules ] || npm ci --no-audit --no-fund || exit 1
 npx tsc -p tsconfig.json --noEmit || exit 1
 npx tsc -p tsconfig.build.json || exit 1
+export BUILDD_TEST_BUILT=1
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 npx jest --selectProjects unit --json --outputFile "$out/unit.json" "$@"; unit=$?
