@@ -46,17 +46,27 @@ export class DockerfileBuilder implements Builder {
     const filename = attrs.filename ?? 'Dockerfile';
     const dockerfile = await readDockerfile(req.locals.dockerfile ?? req.locals.context, filename);
     const buildArgs: Record<string, string> = {};
-    for (const [k, v] of Object.entries(attrs)) if (k.startsWith('build-arg:')) buildArgs[k.slice('build-arg:'.length)] = v;
+    const namedContexts: Record<string, string> = {};
+    for (const [k, v] of Object.entries(attrs)) {
+      if (k.startsWith('build-arg:')) buildArgs[k.slice('build-arg:'.length)] = v;
+      if (k.startsWith('context:')) namedContexts[k.slice('context:'.length)] = v;
+    }
     const frontend = await dockerfileToGraph({
       dockerfile,
       filename,
       target: attrs.target || undefined,
       buildArgs,
+      namedContexts,
+      platform: attrs.platform || undefined,
       noCache: req.noCache,
       contextName: 'context',
       signal: session.signal,
-      resolveImage: async (ref, signal) => {
-        const resolved = await this.deps.registry.resolve(ref, signal ?? session.signal);
+      resolveImage: async (ref, opts) => {
+        // The registry client picks linux/amd64 from an index, and the executor runs only that.
+        if (opts.platform !== undefined && opts.platform !== 'linux/amd64') {
+          throw new BuildError('invalid-argument', `Cannot resolve ${ref} for platform ${opts.platform}: buildd builds for linux/amd64 only`);
+        }
+        const resolved = await this.deps.registry.resolve(ref, opts.signal ?? session.signal);
         return { ref: resolved.ref, digest: resolved.digest, config: resolved.config };
       },
     });

@@ -3,13 +3,14 @@ import { Definition } from '../solver/op';
 import { ImageConfig } from '../store/image-config';
 import type { SourceRange } from '../solver/build-error';
 import { emptyImage, imageFromBase } from './base-image';
-import { dockerfileError } from './dockerfile-error';
-import { EnvList } from './env-list';
+import { metaArgs, unusedBuildArgs } from './build-args';
+import { applyChecks, Lint, parseCheckDirective } from './build-checks';
+import { LineRange } from './dockerfile-error';
 import { FsState, OpNode, sourceNode, toDefinition } from './op-graph-builder';
-import { parseDockerfile, ParsedDockerfile } from './parse-dockerfile';
-import { expandWord, ExpandError } from './shell-lex';
+import { parseTriggers } from './onbuild-triggers';
+import { parseDockerfile } from './parse-dockerfile';
 import { deriveStage, DispatchContext, dispatchInstruction, nextPrefix, StageState, startStage } from './stage-dispatch';
-import { planStages, StagePlan } from './stage-plan';
+import { NamedContext, parseNamedContext, planStages, PlannedStage, StagePlan } from './stage-plan';
 
 /** An image as the resolver found it in a registry. */
 export interface ResolvedImage {
@@ -20,8 +21,14 @@ export interface ResolvedImage {
   config: ImageConfig;
 }
 
+/** How to resolve: for which platform (`os/arch[/variant]`, default linux/amd64), cancellable. */
+export interface ResolveOptions {
+  platform?: string;
+  signal?: AbortSignal;
+}
+
 /** Looks an image ref up (the frontend's only I/O); rejects with a BuildError when it cannot. */
-export type ImageResolver = (ref: string, signal?: AbortSignal) => Promise<ResolvedImage>;
+export type ImageResolver = (ref: string, opts: ResolveOptions) => Promise<ResolvedImage>;
 
 /** What a Dockerfile build asks of the frontend. */
 export interface FrontendInput {
@@ -33,6 +40,10 @@ export interface FrontendInput {
   target?: string;
   /** --opt build-arg:K=V */
   buildArgs: Record<string, string>;
+  /** --opt context:NAME=VALUE, raw values: `docker-image://REF` or `local:NAME` */
+  namedContexts?: Record<string, string>;
+  /** --opt platform= : the target platform, linux/amd64 when absent */
+  platform?: string;
   /** sets meta.ignoreCache on every op */
   noCache: boolean;
   /** the local name of the build context, 'context' */
@@ -54,126 +65,138 @@ export interface FrontendResult {
   warnings: FrontendWarning[];
 }
 
-/** The ARGs BuildKit predefines for the (only) platform buildd builds for. */
-const PLATFORM_ARGS: Array<[string, string]> = [
-  ['BUILDPLATFORM', 'linux/amd64'], ['BUILDOS', 'linux'], ['BUILDARCH', 'amd64'], ['BUILDVARIANT', ''],
-  ['TARGETPLATFORM', 'linux/amd64'], ['TARGETOS', 'linux'], ['TARGETARCH', 'amd64'], ['TARGETVARIANT', ''],
-];
+const DEFAULT_PLATFORM = 'linux/amd64';
 
 /**
  * Turns a Dockerfile into an op graph and an image config, resolving only the images the
- * target needs. Throws BuildError: 'invalid-argument' for the Dockerfile's mistakes (with the
- * line in message and range), 'not-found' for a missing target, or what the resolver threw.
+ * target needs. Throws BuildError: 'invalid-argument' for the Dockerfile's mistakes (with
+ * FILE:LINE:COLUMN and the quoted line), 'not-found' for a missing target, or what the
+ * resolver threw.
  */
 export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendResult> {
   const { filename } = input;
-  if (input.dockerfile.length === 0) throw new BuildError('invalid-argument', `Cannot read ${filename}: the Dockerfile cannot be empty`);
+  if (input.dockerfile.trim().length === 0) throw new BuildError('invalid-argument', `Cannot read ${filename}: the Dockerfile cannot be empty`);
   const parsed = parseDockerfile(input.dockerfile, filename);
+  const checks = parseCheckDirective(parsed.check?.value, filename, parsed.check?.at);
   if (parsed.stages.length === 0) throw new BuildError('invalid-argument', `Cannot build ${filename}: it contains no stages to build (no FROM)`);
+  const lints: Lint[] = [...parsed.lints];
+  const syntaxWarning = syntaxDirectiveWarning(parsed.syntax?.value, filename, parsed.syntax?.at);
 
-  const globalArgs = metaArgs(parsed, input.buildArgs, filename);
-  const plan = planStages(parsed, globalArgs, input.target, filename);
-  const images = await resolveImages(plan, input);
-  const warnings = unusedBuildArgs(parsed, plan, input.buildArgs);
+  const targetPlatform = input.platform || DEFAULT_PLATFORM;
+  const named = new Map<string, NamedContext>();
+  for (const [k, v] of Object.entries(input.namedContexts ?? {})) named.set(k, parseNamedContext(k, v));
+  const globalArgs = metaArgs(parsed, input.buildArgs, filename, targetPlatform);
+  const plan = planStages(parsed, globalArgs, input.target, filename, named, lints);
+  const images = await resolveImages(plan, input, targetPlatform);
+  const imageOf = (ref: string, platform?: string): ResolvedImage => images.get(imageKey(ref, platform ?? targetPlatform)) as ResolvedImage;
 
-  let contextNode: OpNode | undefined;
-  const states = new Map<number, StageState>();
-  const imageNodes = new Map<string, OpNode>();
-  const imageNode = (ref: string, name: string, stageLine?: { startLine: number; endLine: number }): OpNode => {
-    const resolved = images.get(ref) as ResolvedImage;
-    return sourceNode('docker-image://' + resolved.ref, { digest: resolved.digest }, {
-      name,
-      ...(stageLine ? { range: { file: filename, ...stageLine } } : {}),
-      ignoreCache: input.noCache,
-    });
+  const sources = new Map<string, OpNode>();
+  const sourceOnce = (identifier: string, attrs: Record<string, string>, name: string, at?: LineRange): OpNode => {
+    const key = identifier + JSON.stringify(attrs);
+    const existing = sources.get(key);
+    if (existing) return existing;
+    const made = sourceNode(identifier, attrs, { name, ...(at ? { range: { file: filename, startLine: at.startLine, endLine: at.endLine } } : {}), ignoreCache: input.noCache });
+    sources.set(key, made);
+    return made;
   };
+  const imageNode = (ref: string, platform: string | undefined, name: string, at?: LineRange): OpNode => {
+    const resolved = imageOf(ref, platform);
+    const attrs: Record<string, string> = { digest: resolved.digest };
+    if (platform !== undefined && platform !== DEFAULT_PLATFORM) attrs.platform = platform;
+    // Each FROM is its own node so that its step name is its stage's; equal digests merge later.
+    if (at) return sourceNode('docker-image://' + resolved.ref, attrs, { name, range: { file: filename, startLine: at.startLine, endLine: at.endLine }, ignoreCache: input.noCache });
+    return sourceOnce('docker-image://' + resolved.ref, attrs, name);
+  };
+  const localNode = (name: string): OpNode => sourceOnce('local://' + name, {}, name === input.contextName ? '[internal] load build context' : `[context ${name}] load from client`);
 
+  const states = new Map<number, StageState>();
   for (const planned of plan.reachable) {
     const ctx: DispatchContext = {
-      filename, escape: parsed.escape, noCache: input.noCache, buildArgs: input.buildArgs, globalArgs,
-      context: () => contextNode ?? (contextNode = sourceNode('local://' + input.contextName, {}, { name: '[internal] load build context', ignoreCache: input.noCache })),
+      filename, escape: parsed.escape, noCache: input.noCache, buildArgs: input.buildArgs, globalArgs, lints,
+      context: () => localNode(input.contextName),
       copySource: (ins): FsState => {
         const from = planned.copyFrom.get(ins);
         if (!from) return ctx.context();
         if (from.kind === 'stage') return (states.get(from.index) as StageState).fs;
+        if (from.kind === 'local') return localNode(from.name);
         // A `--from` image is a state of its own, without a step number, as in BuildKit.
-        const resolved = images.get(from.ref) as ResolvedImage;
-        const key = resolved.ref + '@' + resolved.digest;
-        const existing = imageNodes.get(key);
-        if (existing) return existing;
-        const made = imageNode(from.ref, `FROM ${resolved.ref}`);
-        imageNodes.set(key, made);
-        return made;
+        return imageNode(from.ref, undefined, `FROM ${imageOf(from.ref).ref}`);
       },
+      source: (identifier, attrs, name) => sourceOnce(identifier, attrs, name),
     };
-    let st: StageState;
-    const base = planned.base;
-    if (base.kind === 'stage') {
-      st = deriveStage(states.get(base.index) as StageState, planned.displayName, planned.cmdTotal);
-    } else if (base.kind === 'scratch') {
-      st = startStage(null, emptyImage(), planned.displayName, planned.cmdTotal);
-    } else {
-      const resolved = images.get(base.ref) as ResolvedImage;
-      if ((resolved.config.config?.OnBuild ?? []).length > 0) {
-        throw dockerfileError(filename, planned.parsed.at, `ONBUILD triggers of ${resolved.ref} are not supported by buildd yet`);
-      }
-      st = startStage(null, imageFromBase(resolved.config), planned.displayName, planned.cmdTotal);
-      st.fs = imageNode(base.ref, nextPrefix(st) + `FROM ${resolved.ref}`, planned.parsed.at);
-    }
-    for (const ins of planned.parsed.instructions) dispatchInstruction(st, ins, ctx);
+    const st = startOf(planned, states, imageOf, imageNode, localNode, targetPlatform);
+    const onbuild = st.image.config?.OnBuild ?? [];
+    if (st.image.config) delete st.image.config.OnBuild;
+    const triggers = parseTriggers(onbuild, parsed.escape, filename, planned.parsed.at);
+    st.cmdTotal += triggers.filter((t) => t.kind === 'RUN' || t.kind === 'COPY' || t.kind === 'ADD' || t.kind === 'WORKDIR').length;
+    for (const ins of [...triggers, ...planned.parsed.instructions]) dispatchInstruction(st, ins, ctx);
     states.set(planned.parsed.index, st);
   }
 
+  const warnings: FrontendWarning[] = [...(syntaxWarning ? [syntaxWarning] : []), ...applyChecks(lints, checks, filename), ...unusedBuildArgs(parsed, plan, input.buildArgs)];
   const target = states.get(plan.target.parsed.index) as StageState;
   return { definition: toDefinition(target.fs), image: target.image, warnings };
 }
 
-/** Global ARGs: the predefined ones, then those before the first FROM, build args overriding. */
-function metaArgs(parsed: ParsedDockerfile, buildArgs: Record<string, string>, filename: string): EnvList {
-  const args = new EnvList(PLATFORM_ARGS);
-  for (const decl of parsed.globalArgs) {
-    for (const arg of decl.args) {
-      if (Object.prototype.hasOwnProperty.call(buildArgs, arg.key)) {
-        args.set(arg.key, buildArgs[arg.key]);
-      } else if (arg.value !== undefined) {
-        try {
-          args.set(arg.key, expandWord(arg.value, (k) => args.get(k), { escape: parsed.escape }));
-        } catch (err) {
-          if (err instanceof ExpandError) throw dockerfileError(filename, decl.at, err.message);
-          throw err;
-        }
-      }
-    }
+function startOf(
+  planned: PlannedStage, states: Map<number, StageState>, imageOf: (ref: string, platform?: string) => ResolvedImage,
+  imageNode: (ref: string, platform: string | undefined, name: string, at?: LineRange) => OpNode, localNode: (name: string) => OpNode, targetPlatform: string,
+): StageState {
+  const base = planned.base;
+  if (base.kind === 'stage') return deriveStage(states.get(base.index) as StageState, planned.displayName, planned.cmdTotal);
+  if (base.kind === 'scratch' || base.kind === 'local') {
+    const st = startStage(null, withPlatform(emptyImage(), targetPlatform), planned.displayName, planned.cmdTotal);
+    if (base.kind === 'local') st.fs = localNode(base.name);
+    return st;
   }
-  return args;
+  const resolved = imageOf(base.ref, base.platform);
+  const st = startStage(null, withPlatform(imageFromBase(resolved.config), base.platform ?? targetPlatform), planned.displayName, planned.cmdTotal);
+  st.fs = imageNode(base.ref, base.platform, nextPrefix(st) + `FROM ${resolved.ref}`, planned.parsed.at);
+  return st;
 }
 
-/** Resolves each image the target needs, once per ref, all at the same time. */
-async function resolveImages(plan: StagePlan, input: FrontendInput): Promise<Map<string, ResolvedImage>> {
-  const wanted = new Map<string, { startLine: number; endLine: number }>();
+function withPlatform(image: ImageConfig, platform: string): ImageConfig {
+  const [os, architecture, variant] = platform.split('/');
+  image.os = os;
+  image.architecture = architecture;
+  if (variant) (image as ImageConfig & { variant?: string }).variant = variant;
+  return image;
+}
+
+function imageKey(ref: string, platform: string): string {
+  return `${platform} ${ref}`;
+}
+
+/** Resolves each image the target needs, once per ref and platform, all at the same time. */
+async function resolveImages(plan: StagePlan, input: FrontendInput, targetPlatform: string): Promise<Map<string, ResolvedImage>> {
+  const wanted = new Map<string, { ref: string; platform: string; at: LineRange }>();
+  const want = (ref: string, platform: string, at: LineRange): void => {
+    if (!wanted.has(imageKey(ref, platform))) wanted.set(imageKey(ref, platform), { ref, platform, at });
+  };
   for (const st of plan.reachable) {
-    if (st.base.kind === 'image' && !wanted.has(st.base.ref)) wanted.set(st.base.ref, st.parsed.at);
-    for (const [ins, from] of st.copyFrom) if (from.kind === 'image' && !wanted.has(from.ref)) wanted.set(from.ref, ins.at);
+    if (st.base.kind === 'image') want(st.base.ref, st.base.platform ?? targetPlatform, st.parsed.at);
+    for (const [ins, from] of st.copyFrom) if (from.kind === 'image') want(from.ref, targetPlatform, ins.at);
   }
-  const entries = await Promise.all([...wanted].map(async ([ref, at]): Promise<[string, ResolvedImage]> => {
+  const entries = await Promise.all([...wanted].map(async ([key, { ref, platform, at }]): Promise<[string, ResolvedImage]> => {
     if (input.signal?.aborted) throw new BuildError('cancelled', 'Cannot resolve images: the build was cancelled');
     try {
-      return [ref, await input.resolveImage(ref, input.signal)];
+      return [key, await input.resolveImage(ref, { platform, signal: input.signal })];
     } catch (err) {
       const e = toBuildError(err, 'unavailable');
-      throw new BuildError(e.code, `${input.filename}:${at.startLine}: ${ref}: ${e.message}`, {
-        range: { file: input.filename, ...at }, cause: err,
+      throw new BuildError(e.code, `${input.filename}:${at.startLine}:1: ${ref}: ${e.message}`, {
+        range: { file: input.filename, startLine: at.startLine, endLine: at.endLine, column: 1 }, cause: err,
       });
     }
   }));
   return new Map(entries);
 }
 
-/** BuildKit's "build-args were not consumed" warning, for args no reachable ARG declares. */
-function unusedBuildArgs(parsed: ParsedDockerfile, plan: StagePlan, buildArgs: Record<string, string>): FrontendWarning[] {
-  const declared = new Set<string>();
-  for (const decl of parsed.globalArgs) for (const a of decl.args) declared.add(a.key);
-  for (const st of plan.reachable) for (const ins of st.parsed.instructions) if (ins.kind === 'ARG') for (const a of ins.args) declared.add(a.key);
-  const unused = Object.keys(buildArgs).filter((k) => !declared.has(k)).sort();
-  return unused.length === 0 ? [] : [{ message: `One or more build-args [${unused.join(' ')}] were not consumed` }];
+/** `# syntax=` is accepted; one that names another frontend than Docker's gets a warning. */
+function syntaxDirectiveWarning(value: string | undefined, filename: string, at?: LineRange): FrontendWarning | undefined {
+  if (value === undefined) return undefined;
+  if (/^((docker\.io\/)?docker\/dockerfile(-upstream)?)(:[\w.-]+)?(@sha256:[a-f0-9]{64})?$/.test(value)) return undefined;
+  return {
+    message: `the syntax directive names ${value}, another frontend than docker/dockerfile: buildd builds with its own Dockerfile frontend`,
+    ...(at ? { range: { file: filename, startLine: at.startLine, endLine: at.endLine } } : {}),
+  };
 }

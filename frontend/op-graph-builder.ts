@@ -34,20 +34,20 @@ function ref(n: OpNode): OpInput {
   return { digest: n.digest, index: 0 };
 }
 
-/** A `docker-image://` or `local://` source. */
+/** A source: `docker-image://`, `local://`, `https://` or `git://`. */
 export function sourceNode(identifier: string, attrs: Record<string, string>, meta: OpMeta): OpNode {
   return node({ kind: 'source', identifier, attrs }, meta, []);
 }
 
 /** RUN: the process runs with `base` mounted read-write at `/`, which becomes the output. */
-export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta): OpNode {
+export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, network: 'none' | 'sandbox' = 'sandbox'): OpNode {
   const inputs = base ? [base] : [];
   return node({
     kind: 'exec',
     inputs: inputs.map(ref),
     meta: { args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user },
     mounts: [{ input: base ? 0 : -1, dest: '/', output: 0, readonly: false }],
-    network: 'sandbox',
+    network,
   }, meta, inputs);
 }
 
@@ -55,7 +55,7 @@ export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta): OpNode {
  * A file op on top of `base`. `action` receives the input position of each extra state it
  * names (a copy's source), -1 for scratch; equal states share one input.
  */
-export function fileNode(base: FsState, extra: FsState[], action: (positions: number[]) => FileAction, meta: OpMeta): OpNode {
+export function fileNode(base: FsState, extra: FsState[], action: (positions: number[]) => FileAction | FileAction[], meta: OpMeta): OpNode {
   const inputs: OpNode[] = [];
   const position = (s: FsState): number => {
     if (s === null) return -1;
@@ -66,7 +66,8 @@ export function fileNode(base: FsState, extra: FsState[], action: (positions: nu
   };
   const basePos = position(base);
   const positions = extra.map(position);
-  return node({ kind: 'file', inputs: inputs.map(ref), base: basePos, actions: [action(positions)] }, meta, inputs);
+  const made = action(positions);
+  return node({ kind: 'file', inputs: inputs.map(ref), base: basePos, actions: Array.isArray(made) ? made : [made] }, meta, inputs);
 }
 
 /** The definition of everything `result` reaches. */

@@ -2,7 +2,9 @@
  * Dockerfile word expansion, as BuildKit's shell lexer does it for ENV, LABEL, COPY, WORKDIR,
  * USER, EXPOSE, ARG defaults and FROM: quotes are removed (unless kept), the escape character
  * protects the next character, and `$v ${v} ${v:-w} ${v-w} ${v:+w} ${v+w} ${v:?w} ${v?w}` are
- * replaced from the environment. RUN, CMD and ENTRYPOINT are left to the shell.
+ * replaced from the environment, as are the pattern forms `${v#p} ${v##p} ${v%p} ${v%%p}
+ * ${v/p/r} ${v//p/r}` (p a glob: `*`, `?`, `[...]`). RUN, CMD and ENTRYPOINT are left to the
+ * shell.
  */
 
 /** Looks a variable up; undefined means unset (which differs from set to ''). */
@@ -174,6 +176,7 @@ class Lexer {
       this.pos++;
       ch = this.src[this.pos];
     }
+    if (!colon && (ch === '#' || ch === '%' || ch === '/')) return this.pattern(start, value, ch);
     if (ch !== '-' && ch !== '+' && ch !== '?') {
       throw new ExpandError(`unsupported modifier (${ch ?? 'end of word'}) in substitution: ${this.src.slice(start)}`);
     }
@@ -193,4 +196,79 @@ class Lexer {
         return value as string;
     }
   }
+  /** `${v#p}` and friends: remove a prefix/suffix matching a glob, or replace matches. */
+  private pattern(start: number, value: string | undefined, op: string): string {
+    this.pos++;
+    let double = false;
+    if (this.src[this.pos] === op) {
+      double = true;
+      this.pos++;
+    }
+    let pat: string;
+    let replacement = '';
+    if (op === '/') {
+      pat = this.readUntilEither('/', '}');
+      if (this.src[this.pos] === '/') {
+        this.pos++;
+        replacement = this.readUntil('}');
+      }
+    } else {
+      pat = this.readUntil('}');
+    }
+    if (this.src[this.pos] !== '}') throw new ExpandError(`missing '}' in substitution: ${this.src.slice(start)}`);
+    this.pos++;
+    if (value === undefined && this.opt.skipUnset) return this.src.slice(start, this.pos);
+    const v = value ?? '';
+    const glob = globToRegExpSource(pat);
+    if (op === '/') {
+      if (pat === '') return v;
+      return v.replace(new RegExp(glob, double ? 'gs' : 's'), () => replacement);
+    }
+    if (op === '#') {
+      // Shortest or longest prefix that matches the whole pattern.
+      const lengths = [...Array(v.length + 1).keys()];
+      if (double) lengths.reverse();
+      const re = new RegExp(`^(?:${glob})$`, 's');
+      for (const n of lengths) if (re.test(v.slice(0, n))) return v.slice(n);
+      return v;
+    }
+    const starts = [...Array(v.length + 1).keys()].reverse();
+    if (double) starts.reverse();
+    const re = new RegExp(`^(?:${glob})$`, 's');
+    for (const n of starts) if (re.test(v.slice(n))) return v.slice(0, n);
+    return v;
+  }
+
+  private readUntilEither(a: string, b: string): string {
+    let out = '';
+    while (this.pos < this.src.length && this.src[this.pos] !== a && this.src[this.pos] !== b) out += this.readOne();
+    return out;
+  }
+}
+
+/** A shell glob (`*`, `?`, `[...]`, `\\x`) as the source of an equivalent regular expression. */
+export function globToRegExpSource(glob: string): string {
+  let out = '';
+  for (let i = 0; i < glob.length; i++) {
+    const ch = glob[i];
+    if (ch === '*') out += '.*';
+    else if (ch === '?') out += '.';
+    else if (ch === '\\' && i + 1 < glob.length) out += escapeRe(glob[++i]);
+    else if (ch === '[') {
+      const end = glob.indexOf(']', i + 2);
+      if (end < 0) {
+        out += '\\[';
+        continue;
+      }
+      let body = glob.slice(i + 1, end);
+      if (body.startsWith('!')) body = '^' + body.slice(1);
+      out += '[' + body.replace(/\\/g, '\\\\') + ']';
+      i = end;
+    } else out += escapeRe(ch);
+  }
+  return out;
+}
+
+function escapeRe(ch: string): string {
+  return ch.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }

@@ -1,31 +1,39 @@
 import { BuildError } from '../solver/build-error';
+import { Lint } from './build-checks';
 import { dockerfileError } from './dockerfile-error';
 import { EnvList } from './env-list';
-import { ParsedDockerfile, ParsedInstruction, ParsedStage } from './parse-dockerfile';
+import { CopyInstruction, ParsedDockerfile, ParsedStage } from './parse-dockerfile';
 import { expandWord, ExpandError } from './shell-lex';
 
 /**
  * Which stage depends on which, before anything is resolved: the base of every stage (an
- * image, scratch or an earlier stage), what every `COPY --from` names, the target, the
- * stages the target reaches, and the errors BuildKit reports at this point (unknown target,
- * bad stage index, circular or forward `--from`).
+ * image, scratch, an earlier stage or a named context), what every `COPY --from` names, the
+ * target, the stages the target reaches, and the errors BuildKit reports at this point
+ * (unknown target, bad stage index, circular or forward `--from`).
  */
 
+/** A `--opt context:NAME=...` value: an image, or a local directory the client sends. */
+export type NamedContext = { kind: 'image'; ref: string } | { kind: 'local'; name: string };
+
 /** Where a stage starts. */
-export type StageBase = { kind: 'scratch' } | { kind: 'image'; ref: string } | { kind: 'stage'; index: number };
+export type StageBase =
+  | { kind: 'scratch' }
+  | { kind: 'image'; ref: string; platform?: string }
+  | { kind: 'stage'; index: number }
+  | { kind: 'local'; name: string };
 
 /** What a `COPY --from` reads. */
-export type CopyFrom = { kind: 'stage'; index: number } | { kind: 'image'; ref: string };
+export type CopyFrom = { kind: 'stage'; index: number } | { kind: 'image'; ref: string } | { kind: 'local'; name: string };
 
 /** A stage with its dependencies worked out. */
 export interface PlannedStage {
   parsed: ParsedStage;
   base: StageBase;
   /** `COPY --from` sources, keyed by the instruction */
-  copyFrom: Map<ParsedInstruction, CopyFrom>;
+  copyFrom: Map<CopyInstruction, CopyFrom>;
   /** progress name: `build`, `stage-2`, or '' when the Dockerfile has a single state */
   displayName: string;
-  /** steps with a progress name: the image FROM, RUN, COPY and WORKDIR */
+  /** steps with a progress name: the image FROM, RUN, COPY, ADD and WORKDIR */
   cmdTotal: number;
 }
 
@@ -37,11 +45,24 @@ export interface StagePlan {
   reachable: PlannedStage[];
 }
 
+const PLATFORM = /^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/;
+const STEP_KINDS = new Set(['RUN', 'COPY', 'ADD', 'WORKDIR']);
+
+/** Parses a named context's value; a malformed one is the client's error. */
+export function parseNamedContext(name: string, value: string): NamedContext {
+  if (value.startsWith('docker-image://')) return { kind: 'image', ref: value.slice('docker-image://'.length) };
+  if (value.startsWith('local:')) return { kind: 'local', name: value.slice('local:'.length) };
+  throw new BuildError('invalid-argument', `Cannot use context:${name}=${value}: only docker-image://REF and local:NAME are supported`);
+}
+
 /** Plans the build; `globalArgs` are the meta ARGs FROM lines may use. */
-export function planStages(parsed: ParsedDockerfile, globalArgs: EnvList, target: string | undefined, filename: string): StagePlan {
+export function planStages(
+  parsed: ParsedDockerfile, globalArgs: EnvList, target: string | undefined, filename: string,
+  named: ReadonlyMap<string, NamedContext> = new Map(), lints: Lint[] = [],
+): StagePlan {
   const names = new Map<string, number>();
   const stages: PlannedStage[] = parsed.stages.map((st) => {
-    const base = stageBase(st, globalArgs, names, parsed.escape, filename);
+    const base = stageBase(st, globalArgs, names, named, parsed.escape, filename, lints);
     if (st.name !== undefined) names.set(st.name, st.index);
     return { parsed: st, base, copyFrom: new Map(), displayName: st.name ?? `stage-${st.index}`, cmdTotal: 0 };
   });
@@ -55,12 +76,12 @@ export function planStages(parsed: ParsedDockerfile, globalArgs: EnvList, target
   let stateCount = stages.length;
   for (const st of stages) {
     for (const ins of st.parsed.instructions) {
-      if (ins.kind !== 'COPY' || ins.from === undefined) continue;
-      const from = copyFrom(ins, stages, filename);
+      if ((ins.kind !== 'COPY' && ins.kind !== 'ADD') || ins.from === undefined) continue;
+      const from = copyFrom(ins, stages, named, filename);
       st.copyFrom.set(ins, from);
       if (from.kind === 'image') stateCount++;
     }
-    const counted = st.parsed.instructions.filter((i) => i.kind === 'RUN' || i.kind === 'COPY' || i.kind === 'WORKDIR').length;
+    const counted = st.parsed.instructions.filter((i) => STEP_KINDS.has(i.kind)).length;
     st.cmdTotal = counted + (st.base.kind === 'image' ? 1 : 0);
   }
   if (stateCount === 1) stages[0].displayName = '';
@@ -71,40 +92,58 @@ export function planStages(parsed: ParsedDockerfile, globalArgs: EnvList, target
     for (const [ins, from] of st.copyFrom) {
       if (from.kind === 'stage' && from.index >= st.parsed.index) {
         const current = st.parsed.name ?? `stage-${st.parsed.index}`;
-        throw dockerfileError(filename, ins.at, `cannot copy from stage "${ins.kind === 'COPY' ? ins.from : ''}", it needs to be defined before current stage "${current}"`);
+        throw dockerfileError(filename, ins.at, `cannot copy from stage "${ins.from}", it needs to be defined before current stage "${current}"`);
       }
     }
   }
   return { stages, target: targetStage, reachable };
 }
 
-function stageBase(st: ParsedStage, globalArgs: EnvList, names: Map<string, number>, escape: string, filename: string): StageBase {
-  let name: string;
-  try {
-    name = expandWord(st.baseName, (k) => globalArgs.get(k), { escape });
-  } catch (err) {
-    if (err instanceof ExpandError) throw dockerfileError(filename, st.at, err.message);
-    throw err;
-  }
+function stageBase(
+  st: ParsedStage, globalArgs: EnvList, names: Map<string, number>, named: ReadonlyMap<string, NamedContext>,
+  escape: string, filename: string, lints: Lint[],
+): StageBase {
+  const expand = (word: string): string => {
+    for (const m of word.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)) {
+      if (globalArgs.get(m[1]) === undefined) lints.push({ rule: 'UndefinedArgInFrom', message: `FROM argument '${m[1]}' is not declared`, at: st.at });
+    }
+    try {
+      return expandWord(word, (k) => globalArgs.get(k), { escape });
+    } catch (err) {
+      if (err instanceof ExpandError) throw dockerfileError(filename, st.at, err.message);
+      throw err;
+    }
+  };
+  const name = expand(st.baseName);
   if (name === '') throw dockerfileError(filename, st.at, `base name (${st.baseName}) should not be blank`);
-  const earlier = names.get(name);
+  let platform: string | undefined;
+  if (st.platform !== undefined) {
+    platform = expand(st.platform).toLowerCase();
+    if (!PLATFORM.test(platform)) throw dockerfileError(filename, st.at, `invalid --platform "${platform}": expected os/arch[/variant], e.g. linux/arm64`);
+  }
+  const context = named.get(name);
+  if (context?.kind === 'local') return { kind: 'local', name: context.name };
+  if (context?.kind === 'image') return { kind: 'image', ref: context.ref, ...(platform ? { platform } : {}) };
+  const earlier = names.get(name.toLowerCase());
   if (earlier !== undefined) return { kind: 'stage', index: earlier };
   if (name === 'scratch') return { kind: 'scratch' };
-  return { kind: 'image', ref: name };
+  return { kind: 'image', ref: name, ...(platform ? { platform } : {}) };
 }
 
-function copyFrom(ins: ParsedInstruction & { kind: 'COPY' }, stages: PlannedStage[], filename: string): CopyFrom {
+function copyFrom(ins: CopyInstruction, stages: PlannedStage[], named: ReadonlyMap<string, NamedContext>, filename: string): CopyFrom {
   const from = ins.from as string;
   if (/[$]/.test(from)) {
     throw dockerfileError(filename, ins.at, 'variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround');
   }
+  const context = named.get(from);
+  if (context) return context.kind === 'local' ? { kind: 'local', name: context.name } : { kind: 'image', ref: context.ref };
   if (/^\d+$/.test(from)) {
     const index = Number(from);
     if (index >= stages.length) throw dockerfileError(filename, ins.at, `invalid stage index ${from}`);
     return { kind: 'stage', index };
   }
-  const named = stages.find((s) => s.parsed.name === from.toLowerCase());
-  return named ? { kind: 'stage', index: named.parsed.index } : { kind: 'image', ref: from };
+  const stage = stages.find((s) => s.parsed.name === from.toLowerCase());
+  return stage ? { kind: 'stage', index: stage.parsed.index } : { kind: 'image', ref: from };
 }
 
 function dependencies(st: PlannedStage): number[] {

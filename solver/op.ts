@@ -15,8 +15,15 @@ export type OpInput = z.infer<typeof opInputSchema>;
 
 /**
  * A filesystem from outside the graph:
- * - `docker-image://<ref>` with attrs.digest set to the manifest digest it was resolved to;
- * - `local://<name>` a directory the client sends in the session (`--local name=DIR`).
+ * - `docker-image://<ref>` with attrs.digest set to the manifest digest it was resolved to
+ *   (and attrs.platform `os/arch[/variant]` when not linux/amd64);
+ * - `local://<name>` a directory the client sends in the session (`--local name=DIR`);
+ * - `https://...` or `http://...` one downloaded file (ADD URL): attrs.checksum
+ *   (`sha256:...`, verified), attrs.filename (the name it gets in the result's root; default
+ *   from the URL path), attrs.chmod (octal); its mtime is the response's Last-Modified;
+ * - `git://<remote>`: a checkout of attrs.remote (the URL as written) at attrs.ref (branch, tag
+ *   or commit; default HEAD), only attrs.subdir when set, with the .git directory when
+ *   attrs.keepGitDir is `true`.
  */
 export const sourceOpSchema = z.object({
   kind: z.literal('source'),
@@ -62,7 +69,16 @@ export const copyActionSchema = z.object({
   /** destination; ending in `/` (or several sources) means "into this directory" */
   dest: z.string().startsWith('/'),
   chown: chownSchema.optional(),
-  chmod: z.number().int().min(0).max(0o7777).optional(),
+  /** octal mode, or symbolic (`u+x`, `go-w,a+r`) applied to each copied entry's mode */
+  chmod: z.union([z.number().int().min(0).max(0o7777), z.string().regex(/^[ugoa]*[-+=][rwxXst]*(,[ugoa]*[-+=][rwxXst]*)*$/)]).optional(),
+  /** COPY --link: the copied files do not depend on the destination's content (own layer) */
+  link: z.boolean().optional(),
+  /** COPY --parents: keep each matched source's parent directories under dest */
+  parents: z.boolean().optional(),
+  /** COPY --exclude patterns (dockerignore syntax, relative to the source root) */
+  exclude: z.array(z.string().min(1)).optional(),
+  /** ADD: a local tar archive (plain, gzip, bzip2, xz) is unpacked into dest instead of copied */
+  extract: z.boolean().optional(),
 }).strict();
 export type CopyAction = z.infer<typeof copyActionSchema>;
 
@@ -75,7 +91,21 @@ export const mkdirActionSchema = z.object({
 }).strict();
 export type MkdirAction = z.infer<typeof mkdirActionSchema>;
 
-export const fileActionSchema = z.discriminatedUnion('type', [copyActionSchema, mkdirActionSchema]);
+/**
+ * Creates (or replaces) one regular file with `data` as its content (UTF-8), e.g. the body of
+ * a `COPY <<EOF /dest` heredoc. Missing parent directories are created (0755, owned by root,
+ * like the parents a copy makes); `chown` applies to the file only. mtime: as for copies.
+ */
+export const mkfileActionSchema = z.object({
+  type: z.literal('mkfile'),
+  path: z.string().startsWith('/'),
+  data: z.string().max(16 * 1024 * 1024),
+  mode: z.number().int().min(0).max(0o7777),
+  chown: chownSchema.optional(),
+}).strict();
+export type MkfileAction = z.infer<typeof mkfileActionSchema>;
+
+export const fileActionSchema = z.discriminatedUnion('type', [copyActionSchema, mkdirActionSchema, mkfileActionSchema]);
 export type FileAction = z.infer<typeof fileActionSchema>;
 
 export const fileOpSchema = z.object({

@@ -311,18 +311,18 @@ describe('errors', () => {
 
   test('unknown instruction, unknown flag and unsupported instruction carry Dockerfile:LINE and a range', async () => {
     const e1 = await failure(`FROM ${BB}\n\nCOPPY a /a\n`);
-    expect(e1.message).toBe('Dockerfile:3: unknown instruction: COPPY');
-    expect(e1.range).toEqual({ file: 'Dockerfile', startLine: 3, endLine: 3 });
-    expect((await failure(`FROM ${BB}\nCOPY --link a /a\n`)).message).toBe('Dockerfile:2: unknown flag: --link');
-    expect((await failure(`FROM ${BB}\nHEALTHCHECK NONE\n`, { filename: 'app.Dockerfile' })).message).toBe('app.Dockerfile:2: HEALTHCHECK is not supported by buildd yet');
+    expect(e1.message).toBe('Dockerfile:3:1: unknown instruction COPPY: did you mean COPY?\n 3 | COPPY a /a');
+    expect(e1.range).toEqual({ file: 'Dockerfile', startLine: 3, endLine: 3, column: 1 });
+    expect((await failure(`FROM ${BB}\nCOPY --lnk a /a\n`)).message.split('\n')[0]).toBe('Dockerfile:2:6: unknown flag --lnk for COPY: did you mean --link?');
+    expect((await failure(`FROM ${BB}\nHEALTHCHECK NON\n`, { filename: 'app.Dockerfile' })).message.split('\n')[0]).toBe('app.Dockerfile:2:1: unknown type "NON" in HEALTHCHECK (try CMD)');
   });
 
   test('an error in a stage the target does not use still fails, as in BuildKit', async () => {
-    expect((await failure(`FROM ${BB} AS a\nFOO x\nFROM ${BB}\n`)).message).toBe('Dockerfile:2: unknown instruction: FOO');
+    expect((await failure(`FROM ${BB} AS a\nFOO x\nFROM ${BB}\n`)).message.split('\n')[0]).toBe('Dockerfile:2:1: unknown instruction FOO');
   });
 
   test('bad JSON: non-string array is an error', async () => {
-    expect((await failure(`FROM ${BB}\nENTRYPOINT ["a", 1]\n`)).message).toBe('Dockerfile:2: when using JSON array syntax, arrays must be comprised of strings only');
+    expect((await failure(`FROM ${BB}\nENTRYPOINT ["a", 1]\n`)).message.split('\n')[0]).toBe('Dockerfile:2:1: when using JSON array syntax, arrays must be comprised of strings only');
   });
 
   test('missing target, empty file, no FROM', async () => {
@@ -334,29 +334,29 @@ describe('errors', () => {
   });
 
   test('cyclic and forward --from, bad index, variables in --from', async () => {
-    expect((await failure(`FROM ${BB} AS a\nCOPY --from=a /x /x\n`)).message).toBe('Dockerfile:1: circular dependency detected on stage: a');
-    expect((await failure(`FROM ${BB} AS a\nCOPY --from=b /x /x\nFROM ${BB} AS b\n`, { target: 'a' })).message)
-      .toBe('Dockerfile:2: cannot copy from stage "b", it needs to be defined before current stage "a"');
-    expect((await failure(`FROM ${BB}\nCOPY --from=5 /x /x\n`)).message).toBe('Dockerfile:2: invalid stage index 5');
-    expect((await failure(`FROM ${BB}\nARG S=a\nCOPY --from=$S /x /x\n`)).message).toMatch(/^Dockerfile:3: variable expansion is not supported for --from/);
+    expect((await failure(`FROM ${BB} AS a\nCOPY --from=a /x /x\n`)).message.split('\n')[0]).toBe('Dockerfile:1:1: circular dependency detected on stage: a');
+    expect((await failure(`FROM ${BB} AS a\nCOPY --from=b /x /x\nFROM ${BB} AS b\n`, { target: 'a' })).message.split('\n')[0])
+      .toBe('Dockerfile:2:1: cannot copy from stage "b", it needs to be defined before current stage "a"');
+    expect((await failure(`FROM ${BB}\nCOPY --from=5 /x /x\n`)).message.split('\n')[0]).toBe('Dockerfile:2:1: invalid stage index 5');
+    expect((await failure(`FROM ${BB}\nARG S=a\nCOPY --from=$S /x /x\n`)).message.split('\n')[0]).toMatch(/^Dockerfile:3:1: variable expansion is not supported for --from/);
   });
 
   test('COPY checks: several sources need a directory, chmod must be octal, chown not empty', async () => {
-    expect((await failure(`FROM ${BB}\nCOPY a b /dst\n`)).message).toBe('Dockerfile:2: When using COPY with more than one source file, the destination must be a directory and end with a /');
-    expect((await failure(`FROM ${BB}\nCOPY --chmod=999 a /a\n`)).message).toMatch(/^Dockerfile:2: invalid --chmod value/);
-    expect((await failure(`FROM ${BB}\nCOPY --chown=:g a /a\n`)).message).toMatch(/^Dockerfile:2: invalid --chown value/);
+    expect((await failure(`FROM ${BB}\nCOPY a b /dst\n`)).message.split('\n')[0]).toBe('Dockerfile:2:1: When using COPY with more than one source file, the destination must be a directory and end with a /');
+    expect((await failure(`FROM ${BB}\nCOPY --chmod=999 a /a\n`)).message.split('\n')[0]).toMatch(/^Dockerfile:2:1: invalid --chmod value/);
+    expect((await failure(`FROM ${BB}\nCOPY --chown=:g a /a\n`)).message.split('\n')[0]).toMatch(/^Dockerfile:2:1: invalid --chown value/);
   });
 
   test('a resolver failure names the line and the ref', async () => {
     const e = await failure('FROM missing:1\n');
     expect(e.code).toBe('not-found');
-    expect(e.message).toBe('Dockerfile:1: missing:1: Cannot resolve missing:1: no such image');
+    expect(e.message.split('\n')[0]).toBe('Dockerfile:1:1: missing:1: Cannot resolve missing:1: no such image');
     expect(e.range).toMatchObject({ startLine: 1 });
   });
 
   test('bad substitutions and blank base names', async () => {
-    expect((await failure(`FROM ${BB}\nENV A="x\n`)).message).toMatch(/^Dockerfile:2: unexpected end of statement/);
-    expect((await failure('ARG B\nFROM $B\n')).message).toBe('Dockerfile:2: base name ($B) should not be blank');
+    expect((await failure(`FROM ${BB}\nENV A="x\n`)).message.split('\n')[0]).toMatch(/^Dockerfile:2:1: unexpected end of statement/);
+    expect((await failure('ARG B\nFROM $B\n')).message.split('\n')[0]).toBe('Dockerfile:2:1: base name ($B) should not be blank');
   });
 
   test('a cancelled build does not call the resolver', async () => {

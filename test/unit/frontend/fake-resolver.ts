@@ -1,6 +1,6 @@
 import { BuildError } from '../../../solver/build-error';
 import { ImageConfig } from '../../../store/image-config';
-import { FrontendInput, FrontendResult, ImageResolver, ResolvedImage, dockerfileToGraph } from '../../../frontend/dockerfile-frontend';
+import { FrontendInput, FrontendResult, ImageResolver, ResolvedImage, ResolveOptions, dockerfileToGraph } from '../../../frontend/dockerfile-frontend';
 
 /** The reference registry's busybox, as `docker inspect` shows it (one layer, Cmd ["sh"]). */
 export const BUSYBOX: ImageConfig = {
@@ -12,16 +12,18 @@ export const BUSYBOX: ImageConfig = {
 };
 
 /** A resolver over a fixed table that records what it was asked for. */
-export function fakeResolver(table: Record<string, ImageConfig> = { 'localhost:5000/busybox:latest': BUSYBOX }): ImageResolver & { calls: string[] } {
+export function fakeResolver(table: Record<string, ImageConfig> = { 'localhost:5000/busybox:latest': BUSYBOX }): ImageResolver & { calls: string[]; platforms: Array<string | undefined> } {
   const calls: string[] = [];
-  const resolve = async (ref: string): Promise<ResolvedImage> => {
+  const platforms: Array<string | undefined> = [];
+  const resolve = async (ref: string, opts: ResolveOptions): Promise<ResolvedImage> => {
     calls.push(ref);
+    platforms.push(opts.platform);
     const config = table[ref];
     if (!config) throw new BuildError('not-found', `Cannot resolve ${ref}: no such image`);
     const hex = Buffer.from(ref).toString('hex').padEnd(64, '0').slice(0, 64);
     return { ref, digest: 'sha256:' + hex, config: structuredClone(config) };
   };
-  return Object.assign(resolve, { calls });
+  return Object.assign(resolve, { calls, platforms });
 }
 
 /** Runs the frontend with defaults for everything the test does not care about. */

@@ -27,6 +27,17 @@ describe('expandWord', () => {
     ['a\\ b', 'a b'],
     ['$', '$'],
     ['cost: $5', 'cost: '],
+    ['${HOME#/opt}', '/app'],
+    ['${HOME#*/}', 'opt/app'],
+    ['${HOME##*/}', 'app'],
+    ['${HOME%/*}', '/opt'],
+    ['${HOME%%p*}', '/o'],
+    ['${HOME/p/P}', '/oPt/app'],
+    ['${HOME//p/P}', '/oPt/aPP'],
+    ['${HOME/#x/y}', '/opt/app'],
+    ['${UNSET#x}', ''],
+    ['${A/?/[$A]}', '[x]'],
+    ['${HOME%[a-p]}', '/opt/ap'],
   ])('%s -> %s', (word, expected) => {
     expect(expandWord(word, lookup)).toBe(expected);
   });
@@ -47,7 +58,7 @@ describe('expandWord', () => {
   test('unterminated quotes and bad modifiers are errors', () => {
     expect(() => expandWord('"abc', lookup)).toThrow(/double-quote/);
     expect(() => expandWord("'abc", lookup)).toThrow(/single-quote/);
-    expect(() => expandWord('${A%x}', lookup)).toThrow(/unsupported modifier/);
+    expect(() => expandWord('${A!x}', lookup)).toThrow(/unsupported modifier/);
     expect(() => expandWord('${A:-x', lookup)).toThrow(/missing '}'/);
   });
 });

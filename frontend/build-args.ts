@@ -1,0 +1,47 @@
+import { dockerfileError } from './dockerfile-error';
+import { EnvList } from './env-list';
+import { ParsedDockerfile } from './parse-dockerfile';
+import { PROXY_ARGS } from './dispatch-helpers';
+import { expandWord, ExpandError } from './shell-lex';
+import type { StagePlan } from './stage-plan';
+import type { FrontendWarningLike } from './lint-types';
+
+/** The build's global ARG scope and the "build-args were not consumed" warning. */
+
+/** BuildKit's predefined platform ARGs for a build platform linux/amd64 and a target. */
+export function platformArgs(target: string): Array<[string, string]> {
+  const [os, arch, variant = ''] = target.split('/');
+  return [
+    ['BUILDPLATFORM', 'linux/amd64'], ['BUILDOS', 'linux'], ['BUILDARCH', 'amd64'], ['BUILDVARIANT', ''],
+    ['TARGETPLATFORM', target], ['TARGETOS', os], ['TARGETARCH', arch], ['TARGETVARIANT', variant],
+  ];
+}
+
+/** Global ARGs: the predefined ones, then those before the first FROM, build args overriding. */
+export function metaArgs(parsed: ParsedDockerfile, buildArgs: Record<string, string>, filename: string, targetPlatform: string): EnvList {
+  const args = new EnvList(platformArgs(targetPlatform));
+  for (const decl of parsed.globalArgs) {
+    for (const arg of decl.args) {
+      if (Object.prototype.hasOwnProperty.call(buildArgs, arg.key)) {
+        args.set(arg.key, buildArgs[arg.key]);
+      } else if (arg.value !== undefined) {
+        try {
+          args.set(arg.key, expandWord(arg.value, (k) => args.get(k), { escape: parsed.escape }));
+        } catch (err) {
+          if (err instanceof ExpandError) throw dockerfileError(filename, decl.at, err.message);
+          throw err;
+        }
+      }
+    }
+  }
+  return args;
+}
+
+/** Build args no reachable ARG declares (the proxy args are always consumed). */
+export function unusedBuildArgs(parsed: ParsedDockerfile, plan: StagePlan, buildArgs: Record<string, string>): FrontendWarningLike[] {
+  const declared = new Set<string>(PROXY_ARGS);
+  for (const decl of parsed.globalArgs) for (const a of decl.args) declared.add(a.key);
+  for (const st of plan.reachable) for (const ins of st.parsed.instructions) if (ins.kind === 'ARG') for (const a of ins.args) declared.add(a.key);
+  const unused = Object.keys(buildArgs).filter((k) => !declared.has(k)).sort();
+  return unused.length === 0 ? [] : [{ message: `One or more build-args [${unused.join(' ')}] were not consumed` }];
+}

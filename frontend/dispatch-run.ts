@@ -1,0 +1,63 @@
+import * as path from 'node:path';
+import { commandArgs, commit, displayName, expanderFor, nextPrefix, opMeta, parseChown, PROXY_ARGS, shellOf } from './dispatch-helpers';
+import { execNode, fileNode } from './op-graph-builder';
+import { heredocScript } from './run-heredoc';
+import type { DispatchContext, StageState } from './stage-dispatch';
+import { RunInstruction } from './parse-instruction';
+import { LineRange } from './dockerfile-error';
+
+/** RUN (an exec op on the stage's root) and WORKDIR (a mkdir, owned by the current USER). */
+
+export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchContext): void {
+  const x = expanderFor(st, ctx, ins.at);
+  // Parsed and validated, but running them needs worker support that does not exist yet:
+  // failing is better than building something else than the Dockerfile asks for.
+  for (const m of ins.mounts) x.fail(`RUN --mount=type=${m.type} is not supported yet by this builder`);
+  if (ins.network === 'host') x.fail('RUN --network=host is not supported yet by this builder');
+  if (ins.security === 'insecure') x.fail('RUN --security=insecure is not supported yet by this builder');
+  const config = st.image.config ?? (st.image.config = {});
+  let args: string[];
+  let suffix = '';
+  if (ins.heredocs.length > 0 && ins.command.form === 'shell') {
+    const script = heredocScript(ins.command.text, ins.heredocs, shellOf(config));
+    args = script.args;
+    suffix = script.summary === undefined ? '' : ` (${script.summary})`;
+  } else {
+    args = commandArgs(ins.command, config);
+  }
+  const name = nextPrefix(st) + displayName(ins.text, st, ctx, { rawQuotes: true, skipUnset: true }) + suffix;
+  const env = st.env.toStrings();
+  // The proxy ARGs reach the process without ARG, as in BuildKit; they stay out of history.
+  for (const key of PROXY_ARGS) {
+    if (Object.prototype.hasOwnProperty.call(ctx.buildArgs, key) && st.env.get(key) === undefined) env.push(`${key}=${ctx.buildArgs[key]}`);
+  }
+  st.fs = execNode(st.fs, { args, env, cwd: config.WorkingDir || '/', user: config.User ?? '' }, opMeta(ctx, ins.at, name), ins.network === 'none' ? 'none' : 'sandbox');
+  commit(st, `RUN ${runCommandString(args, st)} # buildkit`, true);
+}
+
+export function dispatchWorkdir(st: StageState, ins: { at: LineRange; text: string; value: string }, ctx: DispatchContext): void {
+  const x = expanderFor(st, ctx, ins.at);
+  const config = st.image.config ?? (st.image.config = {});
+  const wd = path.posix.resolve(config.WorkingDir || '/', x.word(ins.value));
+  config.WorkingDir = wd;
+  if (wd === '/') {
+    // BuildKit counts this step in the total but makes no op (and no step name) for the root.
+    commit(st, `WORKDIR ${wd}`, false);
+    return;
+  }
+  const name = nextPrefix(st) + displayName(ins.text, st, ctx, {});
+  const chown = config.User ? parseChown(config.User) : undefined;
+  st.fs = fileNode(st.fs, [], () => ({ type: 'mkdir', path: wd, mode: 0o755, makeParents: true, ...(chown ? { chown } : {}) }), opMeta(ctx, ins.at, name));
+  commit(st, `WORKDIR ${wd}`, true);
+}
+
+/** `|2 A=1 B= /bin/sh -c ...`: the stage's ARGs with their values at this point. */
+function runCommandString(args: string[], st: StageState): string {
+  const shown = new Map<string, string>();
+  for (const arg of st.args) {
+    if (PROXY_ARGS.includes(arg.key)) continue;
+    shown.set(arg.key, `${arg.key}=${st.env.get(arg.key) ?? arg.value ?? ''}`);
+  }
+  const prefix = shown.size > 0 ? [`|${shown.size}`, ...shown.values()] : [];
+  return [...prefix, ...args].join(' ');
+}
