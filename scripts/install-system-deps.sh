@@ -14,6 +14,9 @@ want newuidmap uidmap
 want rootlesskit rootlesskit
 want curl curl
 want python3 python3
+want git git
+want bzip2 bzip2
+want xz xz-utils
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -1,18 +1,20 @@
-import { execFile } from 'node:child_process';
-import { constants, promises as fsp, type Stats } from 'node:fs';
+import { promises as fsp, type Stats } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { BuildError } from '../solver/build-error';
-import type { Chown, CopyAction, MkdirAction } from '../solver/op';
+import type { Chown, CopyAction, MkdirAction, MkfileAction } from '../solver/op';
+import { extractArchive, isArchive } from './archive-extract';
+import { FileMode } from './file-mode';
 import { expandGlob, hasGlobMeta } from './path-glob';
+import { PathPatterns } from './path-pattern';
 import { resolveUser } from './passwd';
 import { cleanAbsolute, resolveInRoot } from './safe-path';
+import { TreeCopier, type Owner } from './tree-copier';
 
-const execFileP = promisify(execFile);
-
-interface Owner {
-  uid: number;
-  gid: number;
+/** Where a copy may put temporary files. */
+export interface CopyOptions {
+  /** parent of the scratch layer a `link` copy is built in (default: the OS temp dir) */
+  tmpDir?: string;
 }
 
 /**
@@ -23,38 +25,100 @@ interface Owner {
  * - a directory source copies its contents; a file goes into `dest` when `dest` ends in `/`,
  *   there are several sources or `dest` is an existing directory, else it becomes `dest`;
  * - inside a copied tree, symlinks stay symlinks, hard links stay linked, modes are kept
- *   (`--chmod` replaces them on files and directories), owner is 0:0 or `--chown`, mtimes kept;
+ *   (`--chmod` octal replaces them, symbolic changes them, on files and directories), owner
+ *   is 0:0 or `--chown`, mtimes kept;
  * - directories COPY creates (the destination and its missing parents) are 0755, owned by the
- *   `--chown` user (0:0 without), never `--chmod`ed; existing ones are left as they are.
+ *   `--chown` user (0:0 without), never `--chmod`ed; existing ones are left as they are;
+ * - `exclude` patterns apply inside each matched directory, relative to it (as fsutil's
+ *   copier: a matched file itself is never excluded);
+ * - `parents`: each source is split at a `/./` marker (else at the root) into a directory and
+ *   a pattern; the pattern's matches keep their path below that directory under `dest`;
+ * - `extract` (ADD): a regular file that is a tar (plain, gzip, bzip2, xz) is unpacked into
+ *   `dest` as a directory, see extractArchive;
+ * - `link`: the copy is made onto an empty scratch directory and merged over `destRoot` as a
+ *   layer: nothing in the destination (a symlink, a directory in the way) is looked at or
+ *   followed, and directories the copy creates replace the metadata of existing ones.
  */
-export async function copyAction(action: CopyAction, srcRoot: string, destRootIn: string): Promise<void> {
+export async function copyAction(action: CopyAction, srcRoot: string, destRootIn: string, opts: CopyOptions = {}): Promise<void> {
   const destRoot = path.resolve(destRootIn);
+  if (action.link) return copyLinked(action, srcRoot, destRoot, opts);
   const owner = await resolveOwner(action.chown, destRoot);
-  const sources: string[] = [];
-  for (const pattern of action.srcPaths) {
-    const matches = await expandGlob(srcRoot, pattern);
-    // BuildKit's Dockerfile COPY allows an empty wildcard; a plain path must exist, and
-    // exist once followed (a symlink to a missing file is missing too).
-    if (!hasGlobMeta(pattern) && (matches.length === 0 || !(await statOrUndefined(await resolveInRoot(srcRoot, matches[0]))))) {
-      throw new BuildError('not-found', `Cannot copy ${JSON.stringify(pattern)}: not found in the source`);
-    }
-    sources.push(...matches.map(cleanAbsolute));
-  }
+  const chmod = action.chmod === undefined ? undefined : FileMode.parse(action.chmod);
+  const exclude = action.exclude && action.exclude.length > 0 ? new PathPatterns(action.exclude) : undefined;
   const dest = await resolveInRoot(destRoot, action.dest);
+  if (action.parents) {
+    for (const pattern of action.srcPaths) {
+      await copyWithParents(pattern, srcRoot, destRoot, dest, { owner, chmod, exclude });
+    }
+    return;
+  }
+  const sources: string[] = [];
+  for (const pattern of action.srcPaths) sources.push(...(await expandSources(srcRoot, pattern)));
   const destStat = await statOrUndefined(dest);
   const intoDir = action.dest.endsWith('/') || action.srcPaths.length > 1 || destStat?.isDirectory() === true;
-  const copier = new TreeCopier(owner, action.chmod);
+  const copier = new TreeCopier({ owner, chmod, exclude });
   for (const src of sources) {
     const srcHost = await resolveInRoot(srcRoot, src);
     const st = await fsp.stat(srcHost);
     if (st.isDirectory()) {
       await mkdirAll(destRoot, dest, 0o755, owner);
       await copier.copyChildren(srcHost, dest);
+    } else if (action.extract && st.isFile() && (await isArchive(srcHost))) {
+      await mkdirAll(destRoot, dest, 0o755, owner);
+      // The reference BuildKit keeps the archive's owners even with --chown (newer ones apply it).
+      await extractArchive(srcHost, dest, null);
     } else {
       const target = intoDir ? path.join(dest, path.posix.basename(src)) : dest;
       await mkdirAll(destRoot, path.dirname(target), 0o755, owner);
       await copier.copyEntry(srcHost, target, st);
     }
+  }
+}
+
+/** The matches of one source pattern, `/a/b` form; a plain path must exist once followed. */
+async function expandSources(srcRoot: string, pattern: string): Promise<string[]> {
+  const matches = await expandGlob(srcRoot, pattern);
+  // BuildKit's Dockerfile COPY allows an empty wildcard; a plain path must exist, and
+  // exist once followed (a symlink to a missing file is missing too).
+  if (!hasGlobMeta(pattern) && (matches.length === 0 || !(await statOrUndefined(await resolveInRoot(srcRoot, matches[0]))))) {
+    throw new BuildError('not-found', `Cannot copy ${JSON.stringify(pattern)}: not found in the source`);
+  }
+  return matches.map(cleanAbsolute);
+}
+
+/** COPY --parents for one source: BuildKit copies the pivot directory with an include pattern. */
+async function copyWithParents(
+  source: string,
+  srcRoot: string,
+  destRoot: string,
+  dest: string,
+  opts: { owner: Owner; chmod?: FileMode; exclude?: PathPatterns },
+): Promise<void> {
+  const cut = source.indexOf('/./');
+  const pivot = cut >= 0 ? source.slice(0, cut) || '/' : '/';
+  const inner = cleanAbsolute(cut >= 0 ? source.slice(cut + 3) : source).slice(1);
+  if (!hasGlobMeta(pivot) && !hasGlobMeta(inner)) {
+    const required = await resolveInRoot(srcRoot, path.posix.join(pivot, inner));
+    if (!(await statOrUndefined(required))) throw new BuildError('not-found', `Cannot copy ${JSON.stringify(source)}: not found in the source`);
+  }
+  const include = new PathPatterns([inner]);
+  for (const root of (await expandGlob(srcRoot, pivot)).map(cleanAbsolute)) {
+    const rootHost = await resolveInRoot(srcRoot, root);
+    const st = await fsp.stat(rootHost);
+    await mkdirAll(destRoot, dest, 0o755, opts.owner);
+    if (st.isDirectory()) await new TreeCopier({ ...opts, include }).copyChildren(rootHost, dest);
+    else await new TreeCopier(opts).copyEntry(rootHost, path.join(dest, path.posix.basename(root)), st);
+  }
+}
+
+/** COPY --link: copy onto scratch, then merge that layer over the destination. */
+async function copyLinked(action: CopyAction, srcRoot: string, destRoot: string, opts: CopyOptions): Promise<void> {
+  const scratch = await fsp.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'copy-link-'));
+  try {
+    await copyAction({ ...action, link: false }, srcRoot, scratch);
+    await new TreeCopier({ owner: null, replaceConflicts: true }).copyChildren(scratch, destRoot);
+  } finally {
+    await fsp.rm(scratch, { recursive: true, force: true });
   }
 }
 
@@ -71,6 +135,25 @@ export async function mkdirAction(action: MkdirAction, destRootIn: string): Prom
   const parent = await statOrUndefined(path.dirname(target));
   if (!parent?.isDirectory()) throw new BuildError('not-found', `Cannot create directory ${action.path}: its parent does not exist`);
   await makeDir(target, action.mode, owner);
+}
+
+/**
+ * Runs one mkfile (a COPY heredoc is written with it onto scratch, then copied): writes
+ * `data` (UTF-8) at `path` resolved inside `destRoot`, as BuildKit's os.WriteFile under the
+ * daemon's umask 022: a new file gets `mode & 0755`-style bits, an existing one is truncated
+ * and keeps its mode; owner 0:0 or `chown`. The parent directory must exist.
+ */
+export async function mkfileAction(action: MkfileAction, destRootIn: string): Promise<void> {
+  const destRoot = path.resolve(destRootIn);
+  const owner = await resolveOwner(action.chown, destRoot);
+  const target = await resolveInRoot(destRoot, action.path);
+  const parent = await statOrUndefined(path.dirname(target));
+  if (!parent?.isDirectory()) throw new BuildError('not-found', `Cannot write file ${action.path}: its parent does not exist`);
+  const existing = await fsp.lstat(target).catch(() => undefined);
+  if (existing?.isDirectory()) throw new BuildError('failed-precondition', `Cannot write file ${action.path}: it is a directory`);
+  await fsp.writeFile(target, action.data, { encoding: 'utf8' });
+  if (!existing) await fsp.chmod(target, action.mode & 0o777 & ~0o022);
+  await fsp.lchown(target, owner.uid, owner.gid);
 }
 
 async function resolveOwner(chown: Chown | undefined, destRoot: string): Promise<Owner> {
@@ -104,99 +187,9 @@ async function makeDir(p: string, mode: number, owner: Owner): Promise<void> {
   await fsp.chmod(p, mode & 0o7777 & ~0o022);
 }
 
-/**
- * Copies entries without ever following a symlink inside the source tree or the destination
- * tree: each destination path is a real directory (checked with lstat) joined with one name.
- */
-class TreeCopier {
-  /** source dev:ino of files with several links → the first destination path copied */
-  private readonly links = new Map<string, string>();
-  private readonly dirTimes: Array<[string, Stats]> = [];
-
-  constructor(private readonly owner: Owner, private readonly chmod: number | undefined) {}
-
-  async copyChildren(srcDir: string, destDir: string): Promise<void> {
-    for (const name of (await fsp.readdir(srcDir)).sort()) {
-      const src = path.join(srcDir, name);
-      await this.copyEntry(src, path.join(destDir, name), await fsp.lstat(src));
-    }
-    // The top call returns last: every directory's children are in place, set its times now.
-    for (const [dir, st] of this.dirTimes.splice(0).reverse()) await fsp.utimes(dir, st.atime, st.mtime);
-  }
-
-  async copyEntry(src: string, dest: string, st: Stats): Promise<void> {
-    const existing = await lstatOrUndefined(dest);
-    if (st.isDirectory()) {
-      if (existing && !existing.isDirectory()) {
-        throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} exists and is not a directory`);
-      }
-      if (!existing) await fsp.mkdir(dest);
-      await this.applyMeta(dest, st, true);
-      await this.copyTree(src, dest);
-      this.dirTimes.push([dest, st]);
-      return;
-    }
-    if (existing?.isDirectory()) throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} is a directory`);
-    // Replace whatever is there; removing first also means a symlink at dest is never followed.
-    if (existing) await fsp.rm(dest, { force: true });
-    const key = `${st.dev}:${st.ino}`;
-    const first = st.nlink > 1 && !st.isSymbolicLink() ? this.links.get(key) : undefined;
-    if (first !== undefined) {
-      await fsp.link(first, dest);
-      return;
-    }
-    if (st.isFile()) {
-      // Kernel-side copy (copy_file_range); EXCL: fail rather than write through a new symlink.
-      await fsp.copyFile(src, dest, constants.COPYFILE_EXCL);
-    } else if (st.isSymbolicLink()) {
-      await fsp.symlink(await fsp.readlink(src), dest);
-    } else if (st.isFIFO() || st.isCharacterDevice() || st.isBlockDevice()) {
-      const kind = st.isFIFO() ? ['p'] : [st.isCharacterDevice() ? 'c' : 'b', String(devMajor(st.rdev)), String(devMinor(st.rdev))];
-      await execFileP('mknod', [dest, ...kind]);
-    } else {
-      return; // sockets cannot be copied; Docker skips them as well
-    }
-    if (st.nlink > 1 && !st.isSymbolicLink()) this.links.set(key, dest);
-    await this.applyMeta(dest, st, false);
-  }
-
-  private async copyTree(srcDir: string, destDir: string): Promise<void> {
-    for (const name of (await fsp.readdir(srcDir)).sort()) {
-      const src = path.join(srcDir, name);
-      await this.copyEntry(src, path.join(destDir, name), await fsp.lstat(src));
-    }
-  }
-
-  private async applyMeta(dest: string, st: Stats, isDir: boolean): Promise<void> {
-    await fsp.lchown(dest, this.owner.uid, this.owner.gid);
-    if (st.isSymbolicLink()) {
-      await fsp.lutimes(dest, st.atime, st.mtime);
-      return;
-    }
-    // After chown, which clears setuid/setgid.
-    await fsp.chmod(dest, this.chmod ?? st.mode & 0o7777);
-    if (!isDir) await fsp.utimes(dest, st.atime, st.mtime);
-  }
-}
-
 async function statOrUndefined(p: string): Promise<Stats | undefined> {
   return fsp.stat(p).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
     throw err;
   });
-}
-
-async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
-  return fsp.lstat(p).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
-    throw err;
-  });
-}
-
-function devMajor(dev: number): number {
-  return ((dev >> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
-}
-
-function devMinor(dev: number): number {
-  return (dev & 0xff) | ((dev >> 12) & 0xfff00);
 }

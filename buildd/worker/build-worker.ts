@@ -6,10 +6,13 @@ import { Vertex } from '../../solver/definition-graph';
 import { ExecOp, FileOp, Op } from '../../solver/op';
 import { CacheKey, OpContext, OpResult, Worker } from '../../solver/worker';
 import { checksumPaths } from '../../store/content-checksum';
-import { copyAction, mkdirAction } from '../../store/fs-copy';
+import { copyAction, mkdirAction, mkfileAction } from '../../store/fs-copy';
 import { Snapshotter } from '../../store/snapshotter';
 import { Executor } from './executor';
+import { GitSource } from './git-source';
+import { HttpSource } from './http-source';
 import { ImagePuller } from './image-puller';
+import { RemoteSources } from './remote-sources';
 import { stepLogStream } from './step-log-stream';
 
 /** What the worker runs ops with; all shared by every build of the daemon. */
@@ -19,6 +22,10 @@ export interface BuildWorkerDeps {
   puller: ImagePuller;
   /** where scratch directories for a step live (removed when the step ends) */
   tmpDir: string;
+  /** ADD <url> downloads (default: one over undici's global-free Agent) */
+  http?: HttpSource;
+  /** ADD <git remote> checkouts (default: one on `snapshotter` and `tmpDir`) */
+  git?: GitSource;
 }
 
 /**
@@ -27,13 +34,22 @@ export interface BuildWorkerDeps {
  * Every snapshot a step prepares is committed on success and released in every outcome.
  */
 export class BuildWorker implements Worker {
-  constructor(private readonly deps: BuildWorkerDeps) {}
+  private readonly remote: RemoteSources;
+
+  constructor(private readonly deps: BuildWorkerDeps) {
+    this.remote = new RemoteSources(
+      deps.snapshotter,
+      deps.http ?? new HttpSource(deps.snapshotter),
+      deps.git ?? new GitSource(deps.snapshotter, deps.tmpDir),
+    );
+  }
 
   async cacheKey(vertex: Vertex, inputs: Array<{ key: string; result: OpResult }>, ctx: OpContext): Promise<CacheKey> {
     const op = vertex.op;
     if (op.kind === 'source') {
       const local = localName(op.identifier);
       if (local !== undefined) return { key: sha256Digest(`local ${local}`), cacheable: false };
+      if (RemoteSources.handles(op.identifier)) return { key: await this.remote.cacheKey(vertex.digest, op, ctx.signal), cacheable: true };
       return { key: sha256Digest(canonicalJson(op)), cacheable: true };
     }
     // The op with its inputs' digests replaced by their cache keys: a step is the same step
@@ -43,8 +59,9 @@ export class BuildWorker implements Worker {
       const checksums: Array<string | null> = [];
       for (const action of op.actions) {
         const src = action.type === 'copy' && action.src >= 0 ? inputs[action.src].result : undefined;
+        // The key's op already holds a mkfile's data, and a copy's flags (chmod, exclude, parents, link, extract).
         if (action.type === 'copy' && src?.kind === 'local') {
-          checksums.push(await checksumPaths(src.dir, action.srcPaths, ctx.signal));
+          checksums.push(await checksumPaths(src.dir, action.srcPaths, ctx.signal, { exclude: action.exclude, parents: action.parents }));
         } else checksums.push(null);
       }
       normalized.contentChecksums = checksums;
@@ -56,6 +73,7 @@ export class BuildWorker implements Worker {
     const op: Op = vertex.op;
     switch (op.kind) {
       case 'source':
+        if (RemoteSources.handles(op.identifier)) return { kind: 'snapshot', id: await this.remote.run(vertex.digest, op, ctx.signal) };
         return this.runSource(op.identifier, op.attrs, ctx);
       case 'exec':
         return this.runExec(op, inputs, ctx);
@@ -124,6 +142,10 @@ export class BuildWorker implements Worker {
           await mkdirAction(action, destRoot);
           continue;
         }
+        if (action.type === 'mkfile') {
+          await mkfileAction(action, destRoot);
+          continue;
+        }
         const src = action.src < 0 ? undefined : inputs[action.src];
         let srcRoot: string;
         if (src?.kind === 'local') srcRoot = src.dir;
@@ -135,7 +157,7 @@ export class BuildWorker implements Worker {
           srcRoot = await mkdtemp(path.join(this.deps.tmpDir, 'scratch-'));
           releases.push(() => rm(srcRoot, { recursive: true, force: true }));
         }
-        await copyAction(action, srcRoot, destRoot);
+        await copyAction(action, srcRoot, destRoot, { tmpDir: this.deps.tmpDir });
       }
       return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active) };
     } finally {

@@ -1,0 +1,165 @@
+import { execFileSync } from 'node:child_process';
+import { createWriteStream, promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { copyAction } from '../../store/fs-copy';
+import { isArchive } from '../../store/archive-extract';
+
+/**
+ * Expected tables are what Docker 20.10's BuildKit produced for `ADD x.tar /eN/` of the same
+ * archives (flattened with imgdiff.py): chrootarchive semantics, the destination is the root.
+ */
+let tmp: string;
+let ctx: string;
+
+interface Entry {
+  name: string;
+  type?: 'file' | 'directory' | 'symlink' | 'link';
+  body?: string;
+  linkname?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+}
+
+async function makeTar(file: string, entries: Entry[]): Promise<void> {
+  const pack = tar.pack();
+  const written = pipeline(pack, createWriteStream(file));
+  for (const e of entries) {
+    pack.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: e.mode ?? 0o644, uid: e.uid ?? 1234, gid: e.gid ?? 5678, mtime: new Date(1_600_000_000_000) }, e.body ?? '');
+  }
+  pack.finalize();
+  await written;
+}
+
+async function table(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await fsp.readdir(path.join(dir, rel))).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      const st = await fsp.lstat(path.join(dir, r));
+      const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? `symlink->${await fsp.readlink(path.join(dir, r))}` : `file:${await fsp.readFile(path.join(dir, r), 'utf8')}`;
+      out[r] = `${type} ${(st.isSymbolicLink() ? 0o777 : st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+      if (st.isDirectory()) await walk(r);
+    }
+  };
+  await walk('');
+  return out;
+}
+
+async function add(name: string, dest: string, chown?: string): Promise<string> {
+  const root = await fsp.mkdtemp(path.join(tmp, 'root-'));
+  await copyAction({ type: 'copy', src: 0, srcPaths: [name], dest, extract: true, chown: chown ? { user: chown.split(':')[0], group: chown.split(':')[1] } : undefined }, ctx, root);
+  return root;
+}
+
+beforeAll(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-archive-'));
+  ctx = path.join(tmp, 'ctx');
+  await fsp.mkdir(ctx);
+  await makeTar(path.join(ctx, 'ok.tar'), [{ name: 'pkg/', type: 'directory', mode: 0o750, uid: 0, gid: 0 }, { name: 'pkg/lib.txt', body: 'lib\n', mode: 0o640, uid: 3, gid: 4 }]);
+  for (const [tool, ext] of [['gzip', 'gz'], ['bzip2', 'bz2'], ['xz', 'xz']]) {
+    await fsp.writeFile(path.join(ctx, `ok.tar.${ext}`), execFileSync(tool, ['-c', path.join(ctx, 'ok.tar')]));
+  }
+  await fsp.writeFile(path.join(ctx, 'plain.txt'), 'not a tar\n');
+  await fsp.writeFile(path.join(ctx, 'notar.gz'), execFileSync('gzip', ['-c'], { input: 'plain text, not a tar' }));
+  await fsp.writeFile(path.join(ctx, 'broken.xz'), Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 1, 2, 3]));
+  await makeTar(path.join(ctx, 'e1.tar'), [
+    { name: '../../escape.txt', body: 'esc' },
+    { name: '/abs.txt', body: 'abs' },
+    { name: 'dir/sub/f', body: 'f', mode: 0o4755 },
+    { name: 'dir/', type: 'directory', mode: 0o700 },
+  ]);
+  await makeTar(path.join(ctx, 'e2.tar'), [{ name: 'etc/', type: 'directory', mode: 0o755 }, { name: 'etclink', type: 'symlink', linkname: '/etc' }, { name: 'etclink/evil', body: 'evil' }]);
+  await makeTar(path.join(ctx, 'e3.tar'), [{ name: 'tmp/', type: 'directory', mode: 0o755 }, { name: 'rel', type: 'symlink', linkname: '../../../../tmp' }, { name: 'rel/evil2', body: 'evil2' }]);
+  await makeTar(path.join(ctx, 'e4.tar'), [{ name: 'etc/passwd', body: 'inner' }, { name: 'hard', type: 'link', linkname: '../../etc/passwd' }]);
+  await makeTar(path.join(ctx, 'e5.tar'), [{ name: 'dangling', type: 'symlink', linkname: '/nowhere' }, { name: 'dangling/x', body: 'x' }]);
+});
+
+afterAll(async () => {
+  await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+test.each(['ok.tar', 'ok.tar.gz', 'ok.tar.bz2', 'ok.tar.xz'])('%s is extracted with the archive modes and owners', async (name) => {
+  expect(await isArchive(path.join(ctx, name))).toBe(true);
+  const root = await add(name, '/opt/');
+  expect(await table(path.join(root, 'opt'))).toEqual({ pkg: 'dir 750 0:0', 'pkg/lib.txt': 'file:lib\n 640 3:4' });
+});
+
+test('a destination without a trailing slash is still the directory extracted into', async () => {
+  const root = await add('ok.tar.gz', '/opt');
+  expect(Object.keys(await table(path.join(root, 'opt')))).toEqual(['pkg', 'pkg/lib.txt']);
+});
+
+test('files that are not tar archives are copied as they are', async () => {
+  for (const name of ['plain.txt', 'notar.gz', 'broken.xz']) expect(await isArchive(path.join(ctx, name))).toBe(false);
+  const root = await add('notar.gz', '/opt/');
+  expect(Object.keys(await table(path.join(root, 'opt')))).toEqual(['notar.gz']);
+});
+
+test('--chown owns the created destination but the extracted entries keep the archive owners, as the reference BuildKit does', async () => {
+  const root = await add('ok.tar.xz', '/chowned', '7:8');
+  expect(await table(root)).toMatchObject({ chowned: 'dir 755 7:8', 'chowned/pkg': 'dir 750 0:0', 'chowned/pkg/lib.txt': 'file:lib\n 640 3:4' });
+});
+
+describe('hostile archives stay inside the destination (as chrootarchive)', () => {
+  let hostSentinel: string;
+  beforeAll(async () => {
+    hostSentinel = path.join(tmp, 'escape.txt');
+  });
+
+  test('../ and absolute names land below the destination', async () => {
+    const root = await add('e1.tar', '/e1/');
+    expect(await table(path.join(root, 'e1'))).toEqual({
+      'abs.txt': 'file:abs 644 1234:5678',
+      dir: 'dir 700 1234:5678',
+      'dir/sub': 'dir 755 0:0',
+      'dir/sub/f': 'file:f 4755 1234:5678',
+      'escape.txt': 'file:esc 644 1234:5678',
+    });
+    await expect(fsp.lstat(hostSentinel)).rejects.toThrow(/ENOENT/);
+    await expect(fsp.lstat(path.join(root, 'escape.txt'))).rejects.toThrow(/ENOENT/);
+  });
+
+  test('writes through an absolute symlink resolve inside the destination', async () => {
+    const before = await fsp.readdir('/etc');
+    const root = await add('e2.tar', '/e2/');
+    expect(await table(path.join(root, 'e2'))).toEqual({ etc: 'dir 755 1234:5678', 'etc/evil': 'file:evil 644 1234:5678', etclink: 'symlink->/etc 777 1234:5678' });
+    expect(await fsp.readdir('/etc')).toEqual(before);
+  });
+
+  test('writes through a relative symlink that climbs out resolve inside the destination', async () => {
+    const root = await add('e3.tar', '/e3/');
+    expect(await table(path.join(root, 'e3'))).toEqual({ rel: 'symlink->../../../../tmp 777 1234:5678', tmp: 'dir 755 1234:5678', 'tmp/evil2': 'file:evil2 644 1234:5678' });
+    await expect(fsp.lstat('/tmp/evil2')).rejects.toThrow(/ENOENT/);
+  });
+
+  test('a hard link climbing out links the file of that name inside the destination', async () => {
+    const root = await add('e4.tar', '/e4/');
+    const t = await table(path.join(root, 'e4'));
+    expect(t).toEqual({ etc: 'dir 755 0:0', 'etc/passwd': 'file:inner 644 1234:5678', hard: 'file:inner 644 1234:5678' });
+    expect((await fsp.stat(path.join(root, 'e4/hard'))).ino).toBe((await fsp.stat(path.join(root, 'e4/etc/passwd'))).ino);
+    expect(await fsp.readFile('/etc/passwd', 'utf8')).not.toBe('inner');
+  });
+
+  test('a write through a dangling symlink fails, as in Docker', async () => {
+    await expect(add('e5.tar', '/e5/')).rejects.toThrow(/Cannot extract archive entry "dangling\/x"/);
+  });
+});
+
+test('the shared v07-add case comes out as BuildKit made it', async () => {
+  const caseDir = '/work/shared/conformance/cases/v07-add';
+  const root = await fsp.mkdtemp(path.join(tmp, 'v07-'));
+  await copyAction({ type: 'copy', src: 0, srcPaths: ['pkg.tar.gz'], dest: '/opt/', extract: true }, caseDir, root);
+  await copyAction({ type: 'copy', src: 0, srcPaths: ['readme.txt'], dest: '/opt/readme.txt', extract: true }, caseDir, root);
+  const t = await table(root);
+  // Docker 20.10's BuildKit: opt 755 0:0, opt/pkg 755 0:0, opt/pkg/lib.txt 644 0:0, opt/readme.txt 444 0:0
+  expect(Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.replace(/^(dir|file):?[^ ]*\n? /s, '$1 ')]))).toEqual({
+    opt: 'dir 755 0:0',
+    'opt/pkg': 'dir 755 0:0',
+    'opt/pkg/lib.txt': 'file 644 0:0',
+    'opt/readme.txt': 'file 444 0:0',
+  });
+});
