@@ -7,6 +7,7 @@ import { Solver } from '../solver/solver';
 import { ContentStore } from '../store/content-store';
 import { CredentialSource } from '../store/docker-credentials';
 import { ImageStore } from '../store/image-store';
+import { Platform } from '../store/manifest';
 import { RegistryClient } from '../store/registry-client';
 import { resolveInRoot } from '../store/safe-path';
 import { Snapshotter } from '../store/snapshotter';
@@ -62,11 +63,9 @@ export class DockerfileBuilder implements Builder {
       contextName: 'context',
       signal: session.signal,
       resolveImage: async (ref, opts) => {
-        // The registry client picks linux/amd64 from an index, and the executor runs only that.
-        if (opts.platform !== undefined && opts.platform !== 'linux/amd64') {
-          throw new BuildError('invalid-argument', `Cannot resolve ${ref} for platform ${opts.platform}: buildd builds for linux/amd64 only`);
-        }
-        const resolved = await this.deps.registry.resolve(ref, opts.signal ?? session.signal);
+        // Another platform's image can be copied from (FROM --platform=... AS files); its RUN
+        // steps would fail: the executor runs linux/amd64 only and emulates nothing.
+        const resolved = await this.deps.registry.resolve(ref, opts.signal ?? session.signal, parsePlatform(opts.platform));
         return { ref: resolved.ref, digest: resolved.digest, config: resolved.config };
       },
     });
@@ -95,6 +94,14 @@ export class DockerfileBuilder implements Builder {
     await this.deps.executor.close();
     await this.deps.registry.close();
   }
+}
+
+/** `os/arch[/variant]` as FROM --platform writes it; linux/amd64 when absent. */
+function parsePlatform(spec: string | undefined): Platform {
+  if (spec === undefined) return { os: 'linux', architecture: 'amd64' };
+  const [os, architecture, variant] = spec.split('/');
+  if (!os || !architecture) throw new BuildError('invalid-argument', `Cannot use platform ${JSON.stringify(spec)}: expected os/arch[/variant]`);
+  return variant ? { os, architecture, variant } : { os, architecture };
 }
 
 async function readDockerfile(dir: string | undefined, filename: string): Promise<string> {

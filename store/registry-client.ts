@@ -39,6 +39,12 @@ function sha256(bytes: Buffer): string {
   return 'sha256:' + createHash('sha256').update(bytes).digest('hex');
 }
 
+/** Whether an index entry's platform is the wanted one (any variant when none is wanted). */
+function matchesPlatform(want: Platform, p: Platform | undefined): boolean {
+  if (!p || p.os !== want.os || p.architecture !== want.architecture) return false;
+  return !want.variant || p.variant === want.variant;
+}
+
 function asRef(ref: ImageRef | string): ImageRef {
   return typeof ref === 'string' ? parseImageRef(ref) : ref;
 }
@@ -62,17 +68,17 @@ export class RegistryClient {
     this.platform = opts.platform ?? { os: 'linux', architecture: 'amd64' };
   }
 
-  /** Fetches the manifest (picking this client's platform from an index) and the config. */
-  async resolve(refIn: ImageRef | string, signal?: AbortSignal): Promise<ResolvedImage> {
+  /** Fetches the manifest (picking `platform`, default this client's, from an index) and the config. */
+  async resolve(refIn: ImageRef | string, signal?: AbortSignal, platform: Platform = this.platform): Promise<ResolvedImage> {
     const ref = asRef(refIn);
     let got = await this.getManifest(ref, ref.digest ?? (ref.tag as string), signal);
     let indexDigest: string | undefined;
     if (INDEX_TYPES.includes(got.mediaType)) {
       const index = imageIndexSchema.safeParse(got.json);
       if (!index.success) throw this.malformed(ref, 'index', index.error.issues[0]?.message);
-      const pick = index.data.manifests.find((m) => this.matches(m.platform));
+      const pick = index.data.manifests.find((m) => matchesPlatform(platform, m.platform));
       if (!pick) {
-        const want = `${this.platform.os}/${this.platform.architecture}${this.platform.variant ? '/' + this.platform.variant : ''}`;
+        const want = `${platform.os}/${platform.architecture}${platform.variant ? '/' + platform.variant : ''}`;
         throw new BuildError('not-found', `Cannot pull ${ref.familiar}: no manifest for platform ${want} in its index`);
       }
       indexDigest = got.digest;
@@ -136,11 +142,6 @@ export class RegistryClient {
 
   async close(): Promise<void> {
     await this.transport.close();
-  }
-
-  private matches(p: Platform | undefined): boolean {
-    if (!p || p.os !== this.platform.os || p.architecture !== this.platform.architecture) return false;
-    return !this.platform.variant || p.variant === this.platform.variant;
   }
 
   private malformed(ref: ImageRef, what: string, why: string | undefined): BuildError {
