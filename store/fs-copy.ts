@@ -158,6 +158,8 @@ export async function mkfileAction(action: MkfileAction, destRootIn: string): Pr
 
 async function resolveOwner(chown: Chown | undefined, destRoot: string): Promise<Owner> {
   if (!chown) return { uid: 0, gid: 0 };
+  // BuildKit's chown: a numeric user without a group takes its uid as gid, whatever /etc/passwd says.
+  if (chown.group === undefined && /^[0-9]+$/.test(chown.user)) return { uid: Number(chown.user), gid: Number(chown.user) };
   const user = await resolveUser(destRoot, chown.group === undefined ? chown.user : `${chown.user}:${chown.group}`);
   return { uid: user.uid, gid: user.gid };
 }

@@ -91,6 +91,7 @@ describe('copyAction and mkdirAction, as BuildKit COPY and WORKDIR', () => {
     await copy(['one.txt'], '/a/b/c/one.txt', { chown: { user: '10', group: '20' } });
     await copy(['one.txt', 'two.txt'], '/named/x/', { chown: { user: 'nobody', group: 'nogroup' } });
     await copy(['one.txt'], '/nobodyonly', { chown: { user: 'nobody' } });
+    await copy(['one.txt'], '/numericonly', { chown: { user: '3001' } });
     await copy(['one.txt'], '/private/one.txt', { chmod: 0o700 });
     await copy(['conf'], '/chmoddir/', { chmod: 0o750 });
     await copy(['conf'], '/chmodchown/p/', { chmod: 0o750, chown: { user: '7', group: '8' } });
@@ -110,7 +111,7 @@ describe('copyAction and mkdirAction, as BuildKit COPY and WORKDIR', () => {
     await copy(['two.txt'], '/work/');
     await copy(['two.txt'], '/work/rel/sub/');
 
-    expect(await table(['a', 'both', 'bracket', 'chmodchown', 'chmoddir', 'deep', 'dl', 'emptydir', 'emptyown', 'etc/app', 'etc/one.txt', 'fl', 'glob', 'globdir', 'named', 'nobodyonly', 'one', 'owned', 'private', 'slashsrc', 'tmp/one.txt', 'tree', 'usr/one.txt', 'work'])).toEqual({
+    expect(await table(['a', 'both', 'bracket', 'chmodchown', 'chmoddir', 'deep', 'dl', 'emptydir', 'emptyown', 'etc/app', 'etc/one.txt', 'fl', 'glob', 'globdir', 'named', 'nobodyonly', 'numericonly', 'one', 'owned', 'private', 'slashsrc', 'tmp/one.txt', 'tree', 'usr/one.txt', 'work'])).toEqual({
       'a': 'dir 755 10:20',
       'a/b': 'dir 755 10:20',
       'a/b/c': 'dir 755 10:20',
@@ -157,6 +158,8 @@ describe('copyAction and mkdirAction, as BuildKit COPY and WORKDIR', () => {
       'named/x/one.txt': 'file 444 65534:65534',
       'named/x/two.txt': 'file 640 65534:65534',
       'nobodyonly': 'file 444 65534:65534',
+      // a numeric user without a group: gid = uid, as BuildKit's chown (verified by conformance case c28)
+      'numericonly': 'file 444 3001:3001',
       'one': 'file 444 0:0',
       'owned': 'dir 755 10:20',
       'owned/app.ini': 'file 755 10:20',
