@@ -28,8 +28,9 @@ export function buildErrorToStatus(err: BuildError): GrpcErrorStatus {
   if (err.vertex !== undefined) metadata.set(ERROR_METADATA.vertex, err.vertex);
   if (err.exitCode !== undefined) metadata.set(ERROR_METADATA.exitCode, String(err.exitCode));
   if (err.range !== undefined) metadata.set(ERROR_METADATA.range, `${err.range.file}:${err.range.startLine}-${err.range.endLine}`);
-  // Status details travel in an HTTP/2 trailer: keep them to one line of sane length.
-  const details = err.message.replace(/[\r\n]+/g, ' ').slice(0, 8192);
+  // Status details travel percent-encoded in an HTTP/2 trailer (grpc-js encodes them), so line
+  // breaks survive: a frontend error quotes the Dockerfile lines below its message. Keep a sane length.
+  const details = err.message.replace(/\r/g, '').slice(0, 8192);
   return { code: CODE_TO_STATUS[err.code], details, metadata };
 }
 

@@ -26,7 +26,7 @@ describe('builds that fail leave the daemon serving and nothing behind', () => {
     const res = await env.build(ctx, ['--output', 'type=oci,dest=' + path.join(env.tmp, 'never.tar')]);
     expect(res.code).not.toBe(0);
     expect(res.stderr).toContain('Dockerfile:3');
-    expect(res.stderr).toMatch(/unknown instruction: COPPY/i);
+    expect(res.stderr).toContain('Dockerfile:3:1: unknown instruction COPPY: did you mean COPY?\n 3 | COPPY a /b');
     expect(res.stderr).not.toMatch(/\n\s+at .*\.js:\d+/); // no stack trace for a person
     const next = await env.build(good, ['--output', 'type=oci,dest=' + path.join(env.tmp, 'next.tar')]);
     expect(next.code).toBe(0);
@@ -42,7 +42,8 @@ describe('builds that fail leave the daemon serving and nothing behind', () => {
     expect(res.stderr).toContain('exit code: 3');
     expect(res.stderr).toContain('about to fail');
     // BuildKit's summary: the failed step, its last output lines, and where it is in the Dockerfile.
-    expect(res.stderr).toMatch(/------\n > \[2\/2\] RUN echo first line .*:\n[0-9.]+ first line\n[0-9.]+ about to fail\n------\nDockerfile:2\n/);
+    // (stdout and stderr are separate pipes: their lines may arrive in either order)
+    expect(res.stderr).toMatch(/------\n > \[2\/2\] RUN echo first line .*:\n([0-9.]+ (first line|about to fail)\n){2}------\nDockerfile:2\n/);
     expect(await env.runcContainers()).toEqual([]);
     expect(await env.mounts()).toEqual([]);
     const next = await env.build(good, ['--output', 'type=oci,dest=' + path.join(env.tmp, 'next2.tar')]);
