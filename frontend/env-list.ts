@@ -5,9 +5,12 @@
  */
 export class EnvList {
   private readonly entries: Array<[string, string]>;
+  /** key → its entry, so that lookups stay O(1) with thousands of ARGs and RUNs (fuzz found it) */
+  private readonly index = new Map<string, [string, string]>();
 
   constructor(entries: Iterable<[string, string]> = []) {
-    this.entries = [...entries].map(([k, v]): [string, string] => [k, v]);
+    this.entries = [];
+    for (const [k, v] of entries) this.set(k, v);
   }
 
   /** From `KEY=value` strings; a string without `=` is a key with an empty value. */
@@ -19,13 +22,17 @@ export class EnvList {
   }
 
   get(key: string): string | undefined {
-    return this.entries.find(([k]) => k === key)?.[1];
+    return this.index.get(key)?.[1];
   }
 
   set(key: string, value: string): void {
-    const found = this.entries.find(([k]) => k === key);
+    const found = this.index.get(key);
     if (found) found[1] = value;
-    else this.entries.push([key, value]);
+    else {
+      const entry: [string, string] = [key, value];
+      this.entries.push(entry);
+      this.index.set(key, entry);
+    }
   }
 
   clone(): EnvList {
