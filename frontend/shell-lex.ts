@@ -41,8 +41,12 @@ export function expandWords(text: string, lookup: EnvLookup, options: ExpandOpti
 const NAME_START = /[A-Za-z_]/;
 const NAME_PART = /[A-Za-z0-9_]/;
 
+/** Nesting of `${...}` beyond this is refused: a recursion without bound would overflow the stack. */
+const MAX_NESTING = 100;
+
 class Lexer {
   private pos = 0;
+  private nesting = 0;
   private readonly escape: string;
 
   constructor(private readonly src: string, private readonly lookup: EnvLookup, private readonly opt: ExpandOptions) {
@@ -160,6 +164,15 @@ class Lexer {
   }
 
   private braced(start: number): string {
+    if (++this.nesting > MAX_NESTING) throw new ExpandError(`substitution nested more than ${MAX_NESTING} levels deep: ${this.src.slice(start, start + 40)}...`);
+    try {
+      return this.bracedBody(start);
+    } finally {
+      this.nesting--;
+    }
+  }
+
+  private bracedBody(start: number): string {
     this.pos++;
     const name = this.readName();
     if (name === '') throw new ExpandError(`bad substitution: ${this.src.slice(start)}`);

@@ -68,3 +68,12 @@ describe('expandWords', () => {
     expect(expandWords('80 "$A y" ${HOME}', lookup)).toEqual(['80', 'x y', '/opt/app']);
   });
 });
+
+describe('expansion limits', () => {
+  test('nesting beyond 100 levels is an error, not a stack overflow', () => {
+    const deep = '${a:-'.repeat(10_000) + 'x' + '}'.repeat(10_000);
+    expect(() => expandWord(deep, () => undefined)).toThrow(/nested more than 100 levels/);
+    const ok = '${a:-'.repeat(50) + 'x' + '}'.repeat(50);
+    expect(expandWord(ok, () => undefined)).toBe('x');
+  });
+});
