@@ -31,6 +31,10 @@ export function metaArgs(parsed: ParsedDockerfile, buildArgs: Record<string, str
           if (err instanceof ExpandError) throw dockerfileError(filename, decl.at, err.message);
           throw err;
         }
+      } else if (args.get(arg.key) !== undefined) {
+        // The reference BuildKit: a global `ARG TARGETARCH` without a default blanks the
+        // predefined value (conformance case c08).
+        args.set(arg.key, '');
       }
     }
   }
