@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { CopyAction, FileAction } from '../solver/op';
 import { AddSource, classifyAddSource } from './add-sources';
-import { parseHeredocWord } from './dockerfile-lines';
+import { parseHeredocWord } from './heredoc-words';
 import { commit, displayName, expanderFor, nextPrefix, opMeta, parseChown } from './dispatch-helpers';
 import { FsState, fileNode } from './op-graph-builder';
 import { CopyInstruction } from './parse-instruction';

@@ -1,4 +1,4 @@
-import { Heredoc, parseHeredocWord } from './dockerfile-lines';
+import { Heredoc, parseHeredocWord } from './heredoc-words';
 import { DEFAULT_SHELL } from './dispatch-helpers';
 
 /**
