@@ -39,7 +39,9 @@ export function dispatchConfig(st: StageState, ins: ConfigInstruction, ctx: Disp
         let value: string | undefined;
         if (Object.prototype.hasOwnProperty.call(ctx.buildArgs, key)) value = ctx.buildArgs[key];
         else if (def !== undefined) value = def;
-        else value = ctx.globalArgs.get(key) ?? st.args.find((a) => a.key === key)?.value;
+        // A bare ARG takes a build arg or the global value; else the stage keeps what it has
+        // (an ENV of that name wins, as the reference shows).
+        else value = ctx.globalArgs.get(key) ?? st.env.get(key);
         if (value !== undefined) st.env.set(key, value);
         const existing = st.args.find((a) => a.key === key);
         if (existing) existing.value = value;
@@ -54,7 +56,8 @@ export function dispatchConfig(st: StageState, ins: ConfigInstruction, ctx: Disp
       return commit(st, `USER ${config.User}`, false);
     case 'STOPSIGNAL': {
       const signal = x.word(ins.value);
-      if (!/^(SIG[A-Z0-9+-]+|\d+)$/.test(signal)) x.fail(`invalid signal "${signal}" for STOPSIGNAL (such as SIGTERM or 15)`);
+      // The reference records any word as written (`sigterm`, `FOO`): the runtime judges it.
+      if (signal === '') x.fail('STOPSIGNAL requires exactly one argument');
       config.StopSignal = signal;
       return commit(st, `STOPSIGNAL ${signal}`, false);
     }
@@ -108,8 +111,9 @@ export function dispatchConfig(st: StageState, ins: ConfigInstruction, ctx: Disp
       return commit(st, healthcheckHistory(health), false);
     }
     case 'ONBUILD':
+      // The reference records the trigger in the config and writes no history entry for it.
       config.OnBuild = [...(config.OnBuild ?? []), ins.trigger];
-      return commit(st, `ONBUILD ${ins.trigger}`, false);
+      return;
   }
 }
 
@@ -125,7 +129,9 @@ function healthcheck(ins: ConfigInstruction & { kind: 'HEALTHCHECK' }, fail: (m:
       const text = ins.options.get(flag);
       if (text === undefined) continue;
       const ns = parseGoDuration(text, flag);
-      if (ns > 0) health[key] = ns;
+      // Given explicitly, the reference refuses anything under a millisecond, 0 included.
+      if (ns < 1_000_000) fail(`Interval "${flag}" cannot be less than 1ms`);
+      health[key] = ns;
     }
   } catch (err) {
     if (err instanceof HealthcheckError) fail(err.message);
@@ -134,8 +140,8 @@ function healthcheck(ins: ConfigInstruction & { kind: 'HEALTHCHECK' }, fail: (m:
   const retries = ins.options.get('retries');
   if (retries !== undefined) {
     if (!/^-?\d+$/.test(retries)) fail(`invalid --retries value "${retries}" (a whole number is expected)`);
-    if (Number(retries) < 0) fail('--retries cannot be negative');
-    if (Number(retries) > 0) health.Retries = Number(retries);
+    if (Number(retries) < 1) fail(`--retries must be at least 1 (not ${Number(retries)})`);
+    health.Retries = Number(retries);
   }
   return health;
 }

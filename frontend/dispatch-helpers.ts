@@ -66,7 +66,8 @@ export function shellOf(config: ContainerConfig): string[] {
 /** `user[:group]`, names or numbers (resolved by the worker); undefined when malformed. */
 export function parseChown(text: string): Chown | undefined {
   const colon = text.indexOf(':');
-  const user = colon < 0 ? text : text.slice(0, colon);
+  // `:grp` is root with that group, as in the reference.
+  const user = colon < 0 ? text : text.slice(0, colon) || (colon > 0 ? '' : '0');
   const group = colon < 0 ? undefined : text.slice(colon + 1);
   if (user === '' || group === '' || /\s/.test(text)) return undefined;
   return group === undefined ? { user } : { user, group };

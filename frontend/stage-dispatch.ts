@@ -51,12 +51,14 @@ export interface DispatchContext {
 }
 
 /**
- * A new stage on top of another stage's final state, as BuildKit's init() does: the config,
- * environment and ARG values carry over; the caller runs and clears the ONBUILD triggers.
+ * A new stage on top of another stage's final state, as BuildKit's init() does: the config
+ * and environment (with the ARG values) carry over, but the ARG declarations do not — RUN
+ * history lists only the stage's own ARGs, as the reference's does. The caller runs and
+ * clears the ONBUILD triggers.
  */
 export function deriveStage(parent: StageState, displayName: string, cmdTotal: number): StageState {
   return {
-    fs: parent.fs, image: cloneImage(parent.image), env: parent.env.clone(), args: parent.args.map((a) => ({ ...a })),
+    fs: parent.fs, image: cloneImage(parent.image), env: parent.env.clone(), args: [],
     cmdSet: false, displayName, cmdIndex: 0, cmdTotal,
   };
 }

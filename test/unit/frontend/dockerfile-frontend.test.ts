@@ -341,10 +341,12 @@ describe('errors', () => {
     expect((await failure(`FROM ${BB}\nARG S=a\nCOPY --from=$S /x /x\n`)).message.split('\n')[0]).toMatch(/^Dockerfile:3:1: variable expansion is not supported for --from/);
   });
 
-  test('COPY checks: several sources need a directory, chmod must be octal, chown not empty', async () => {
+  test('COPY checks: several sources need a directory, chmod must be octal, chown not empty (but :group is root with that group)', async () => {
     expect((await failure(`FROM ${BB}\nCOPY a b /dst\n`)).message.split('\n')[0]).toBe('Dockerfile:2:1: When using COPY with more than one source file, the destination must be a directory and end with a /');
     expect((await failure(`FROM ${BB}\nCOPY --chmod=999 a /a\n`)).message.split('\n')[0]).toMatch(/^Dockerfile:2:1: invalid --chmod value/);
-    expect((await failure(`FROM ${BB}\nCOPY --chown=:g a /a\n`)).message.split('\n')[0]).toMatch(/^Dockerfile:2:1: invalid --chown value/);
+    expect((await failure(`FROM ${BB}\nCOPY --chown=a: a /a\n`)).message.split('\n')[0]).toMatch(/^Dockerfile:2:1: invalid --chown value/);
+    const copy = (await build(`FROM ${BB}\nCOPY --chown=:g a /a\n`)).definition.ops.map((o) => o.op).find((op) => op.kind === 'file');
+    expect(copy?.kind === 'file' && copy.actions[0].type === 'copy' ? copy.actions[0].chown : undefined).toEqual({ user: '0', group: 'g' });
   });
 
   test('a resolver failure names the line and the ref', async () => {

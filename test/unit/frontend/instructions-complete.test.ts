@@ -50,7 +50,7 @@ RUN echo two
       ['MAINTAINER Jane <j@x>', true], ['SHELL [/bin/sh -ec]', true], ['RUN /bin/sh -ec echo one # buildkit', false],
       ['VOLUME [/v1 /v2]', true], ['VOLUME [/v3]', true], ['STOPSIGNAL SIGKILL', true],
       ['HEALTHCHECK &{["CMD-SHELL" "wget -q localhost || exit 1"] "30s" "3s" "0s" \'\\x03\'}', true],
-      ['ONBUILD RUN echo built', true], ['EXPOSE map[53/udp:{} 8000/tcp:{} 8001/tcp:{} 8002/tcp:{}]', true],
+      ['EXPOSE map[53/udp:{} 8000/tcp:{} 8001/tcp:{} 8002/tcp:{}]', true],
       ['ADD a.txt /b/ # buildkit', false], ['ADD a.txt /c.txt # buildkit', false],
       ['CMD ["/bin/sh" "-ec" "echo hi"]', true], ['ENTRYPOINT ["/bin/sh" "-ec" "echo x"]', true],
       ['WORKDIR /rel', false], ['ENV A=1', true], ['RUN /bin/sh -ec echo two # buildkit', false],
