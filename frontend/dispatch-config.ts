@@ -43,9 +43,9 @@ export function dispatchConfig(st: StageState, ins: ConfigInstruction, ctx: Disp
         // (an ENV of that name wins, as the reference shows).
         else value = ctx.globalArgs.get(key) ?? st.env.get(key);
         if (value !== undefined) st.env.set(key, value);
-        const existing = st.args.find((a) => a.key === key);
-        if (existing) existing.value = value;
-        else st.args.push({ key, value });
+        // Every declaration counts, a repeated one too: the reference's RUN history lists
+        // `|2 A=3 A=3` for two `ARG A` lines (conformance case c91).
+        st.args.push({ key, value });
         // The reference builder records the default as written (expanded), not the override.
         shown.push(def === undefined ? key : `${key}=${def}`);
       }

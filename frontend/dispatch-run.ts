@@ -53,11 +53,8 @@ export function dispatchWorkdir(st: StageState, ins: { at: LineRange; text: stri
 
 /** `|2 A=1 B= /bin/sh -c ...`: the stage's ARGs with their values at this point. */
 function runCommandString(args: string[], st: StageState): string {
-  const shown = new Map<string, string>();
   // Proxy args reach here only when declared with ARG, and then the reference lists them too.
-  for (const arg of st.args) {
-    shown.set(arg.key, `${arg.key}=${st.env.get(arg.key) ?? arg.value ?? ''}`);
-  }
-  const prefix = shown.size > 0 ? [`|${shown.size}`, ...shown.values()] : [];
+  const shown = st.args.map((arg) => `${arg.key}=${st.env.get(arg.key) ?? arg.value ?? ''}`);
+  const prefix = shown.length > 0 ? [`|${shown.length}`, ...shown] : [];
   return [...prefix, ...args].join(' ');
 }

@@ -47,9 +47,10 @@ describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
       ...readdirSync(OWN_CASES_DIR).sort().map((c) => path.join(OWN_CASES_DIR, c)),
     ];
     const buildctl = `${process.execPath} ${path.join(REPO, 'dist', 'buildctl', 'main.js')} --addr ${daemon.addr} --tlsdir ${path.join(daemon.certsDir as string, 'client')}`;
+    const outDir = path.join(daemon.root, '..', 'conformance-out');
     const out = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
       const child = spawn('bash', [path.join(CONFORMANCE, 'run.sh'), ...cases], {
-        env: { ...process.env, BUILDCTL: buildctl, OUT: path.join(daemon.root, '..', 'conformance-out') },
+        env: { ...process.env, BUILDCTL: buildctl, OUT: outDir },
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       let stdout = '';
@@ -60,5 +61,9 @@ describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
     const lines = out.stdout.split('\n').filter((l) => /^[\w-]+: /.test(l));
     expect(lines).toEqual(cases.map((c) => `${path.basename(c)}: same`));
     expect(out.code).toBe(0);
+    // run.sh does not compare history; BuildKit writes it and `docker history` shows it.
+    const history = await run('python3', [path.join(REPO, 'test', 'conformance', 'history-diff.py'), outDir, ...cases.map((c) => path.basename(c))])
+      .then((r) => r.stdout, (err: { stdout?: string }) => err.stdout ?? String(err));
+    expect(history).toBe('');
   }, 900_000);
 });
