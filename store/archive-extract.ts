@@ -1,16 +1,15 @@
-import { execFile } from 'node:child_process';
-import { createWriteStream, promises as fsp, type Stats } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import * as tar from 'tar-stream';
 import { BuildError } from '../solver/build-error';
 import { openDecompressed, type DecompressedFile } from './archive-decompress';
 import { cleanAbsolute, resolveInRoot } from './safe-path';
+import { writeTarEntry } from './tar-entry-writer';
 import type { Owner } from './tree-copier';
+import { drainEntry } from './tar-entry-writer';
+import { lstatOrUndefined } from './path-exists';
 
-const execFileP = promisify(execFile);
 type TarEntry = tar.ExtractEvents['entry'][1];
 
 /**
@@ -74,7 +73,7 @@ async function extractEntry(entry: TarEntry, root: string, owner: Owner | null, 
   const h = entry.header;
   const name = cleanAbsolute(h.name);
   const target = name === '/' ? root : await resolveInRoot(root, name, { followFinal: false });
-  if (target === root) return drain(entry);
+  if (target === root) return drainEntry(entry);
   const fail = (why: string): BuildError => new BuildError('invalid-argument', `Cannot extract archive entry ${JSON.stringify(h.name)}: ${why}`);
   // As Docker's Unpack: the parent is created (0755 0:0) only when nothing is at its name; a
   // symlink there is followed inside the root, and a dangling one makes the write fail.
@@ -86,50 +85,16 @@ async function extractEntry(entry: TarEntry, root: string, owner: Owner | null, 
   }
   const parentStat = await fsp.stat(path.dirname(target)).catch(() => undefined);
   if (!parentStat?.isDirectory()) throw fail('its parent directory does not exist in the archive\'s root');
-  const found = await lstatOrUndefined(target);
-  const keepDir = found?.isDirectory() === true && h.type === 'directory';
-  if (found && !keepDir) await fsp.rm(target, { recursive: true, force: true });
-
-  switch (h.type) {
-    case 'file':
-    case 'contiguous-file':
-      // wx: O_EXCL never follows a symlink that might have appeared at the final component.
-      await pipeline(entry as unknown as Readable, createWriteStream(target, { flags: 'wx', mode: 0o600 }) as Writable, { signal });
-      break;
-    case 'directory':
-      await drain(entry);
-      if (!keepDir) await fsp.mkdir(target, { mode: 0o700 });
-      break;
-    case 'symlink':
-      await drain(entry);
-      await fsp.symlink(h.linkname ?? '', target);
-      break;
-    case 'link': {
-      await drain(entry);
-      const from = await resolveInRoot(root, cleanAbsolute(h.linkname ?? ''), { followFinal: false });
-      const st = await lstatOrUndefined(from);
-      if (!st || st.isDirectory()) throw fail(`its hard link target ${JSON.stringify(h.linkname)} is not a file in the archive's root`);
-      await fsp.link(from, target);
-      await fsp.lchown(target, owner?.uid ?? h.uid, owner?.gid ?? h.gid);
-      if (!st.isSymbolicLink()) await fsp.chmod(target, h.mode & 0o7777);
-      return;
-    }
-    case 'character-device':
-    case 'block-device':
-    case 'fifo':
-      await drain(entry);
-      await execFileP('mknod', ['-m', (h.mode & 0o7777).toString(8), target, ...(h.type === 'fifo' ? ['p'] : [h.type === 'block-device' ? 'b' : 'c', String(h.devmajor), String(h.devminor)])]);
-      break;
-    default:
-      // pax and GNU long-name headers are consumed by tar-stream; anything else has no file form.
-      return drain(entry);
-  }
-  await fsp.lchown(target, owner?.uid ?? h.uid, owner?.gid ?? h.gid);
-  // chmod after chown: chown clears setuid and setgid bits.
-  if (h.type !== 'symlink') await fsp.chmod(target, h.mode & 0o7777);
-  const mtime = h.mtime ?? new Date(0);
-  if (h.type === 'directory') dirTimes.push([target, mtime]);
-  else await fsp.lutimes(target, mtime, mtime);
+  await writeTarEntry(entry, target, {
+    root,
+    owner,
+    hardLinkMetadata: 'header',
+    skipZeroCharDevice: false,
+    dirTimes,
+    fail,
+    rootName: "the archive's root",
+    signal,
+  });
 }
 
 /** Creates the missing directories from `root` down to `dir` (a host path inside root), 0755 0:0. */
@@ -148,15 +113,3 @@ async function mkdirParents(root: string, dir: string): Promise<void> {
   }
 }
 
-async function drain(entry: TarEntry): Promise<void> {
-  for await (const _chunk of entry) {
-    // skipped: the bytes only need to pass
-  }
-}
-
-async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
-  return fsp.lstat(p).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
-    throw err;
-  });
-}

@@ -1,16 +1,16 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream, promises as fsp, type Stats } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { BuildError } from '../solver/build-error';
 import { cleanAbsolute, resolveInRoot } from './safe-path';
+import { writeTarEntry } from './tar-entry-writer';
+import { drainEntry } from './tar-entry-writer';
+import { lstatOrUndefined } from './path-exists';
 
-const execFileP = promisify(execFile);
 /** One entry of an extract stream: its header and a readable of its content. */
 type TarEntry = tar.ExtractEvents['entry'][1];
 const OPAQUE_MARKER = '.wh..wh..opq';
@@ -83,7 +83,7 @@ async function applyEntry(entry: TarEntry, state: ApplyState, signal?: AbortSign
   const parent = path.posix.dirname(name);
   const fail = (why: string): BuildError => new BuildError('invalid-argument', `Cannot apply layer entry ${JSON.stringify(h.name)}: ${why}`);
 
-  if (name === '/' || base === OPAQUE_MARKER || base.startsWith(WHITEOUT_PREFIX)) await drain(entry);
+  if (name === '/' || base === OPAQUE_MARKER || base.startsWith(WHITEOUT_PREFIX)) await drainEntry(entry);
   if (name === '/') return; // the root's own entry: the snapshot root keeps its metadata
   if (base === OPAQUE_MARKER) {
     const dir = await resolveInRoot(state.root, parent);
@@ -98,58 +98,22 @@ async function applyEntry(entry: TarEntry, state: ApplyState, signal?: AbortSign
   }
 
   const target = await resolveInRoot(state.root, name, { followFinal: false });
-  if (target === state.root) return drain(entry);
+  if (target === state.root) return drainEntry(entry);
   await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
     throw fail(`its parent is not a directory (${err.code ?? err.message})`);
   });
-  const found = await lstatOrUndefined(target);
-  const keepDir = found?.isDirectory() === true && h.type === 'directory';
-  if (found && !keepDir) await fsp.rm(target, { recursive: true, force: true });
   state.written.add(target);
-
-  switch (h.type) {
-    case 'file':
-    case 'contiguous-file':
-      // wx: O_EXCL never follows a symlink that might have appeared at the final component.
-      await pipeline(entry as unknown as AsyncIterable<Buffer>, createWriteStream(target, { flags: 'wx', mode: 0o600 }) as Writable, { signal });
-      break;
-    case 'directory':
-      await drain(entry);
-      if (!keepDir) await fsp.mkdir(target, { mode: 0o700 });
-      break;
-    case 'symlink':
-      await drain(entry);
-      await fsp.symlink(h.linkname, target);
-      break;
-    case 'link': {
-      await drain(entry);
-      // The link's own last component is not followed: linking to a symlink links the symlink.
-      const from = await resolveInRoot(state.root, cleanAbsolute(h.linkname), { followFinal: false });
-      const st = await lstatOrUndefined(from);
-      if (!st || st.isDirectory()) throw fail(`its hard link target ${JSON.stringify(h.linkname)} is not a file in the layer's root`);
-      await fsp.link(from, target);
-      return; // the inode's owner, mode and times are the target's
-    }
-    case 'character-device':
-    case 'block-device':
-    case 'fifo':
-      await drain(entry);
-      // A 0:0 char device would read as a whiteout to overlay; nodes are rare in layers
-      // (an image's /dev is a runtime mount), so one mknod spawn each is cheap enough.
-      if (h.type === 'character-device' && h.devmajor === 0 && h.devminor === 0) return;
-      await execFileP('mknod', ['-m', (h.mode & 0o7777).toString(8), target, ...(h.type === 'fifo' ? ['p'] : [h.type === 'block-device' ? 'b' : 'c', String(h.devmajor), String(h.devminor)])]);
-      break;
-    default:
-      // pax and GNU long-name headers are consumed by tar-stream; anything else has no file form.
-      await drain(entry);
-      state.written.delete(target);
-      return;
-  }
-  await fsp.lchown(target, h.uid, h.gid);
-  // chmod after chown: chown clears setuid and setgid bits.
-  if (h.type !== 'symlink') await fsp.chmod(target, h.mode & 0o7777);
-  if (h.type === 'directory') state.dirTimes.push([target, h.mtime]);
-  else await fsp.lutimes(target, h.mtime, h.mtime);
+  const wrote = await writeTarEntry(entry, target, {
+    root: state.root,
+    owner: null,
+    hardLinkMetadata: 'target',
+    skipZeroCharDevice: true,
+    dirTimes: state.dirTimes,
+    fail,
+    rootName: "the layer's root",
+    signal,
+  });
+  if (!wrote) state.written.delete(target);
 }
 
 /** Removes what `dir` holds except paths this layer wrote (descending into kept directories). */
@@ -176,22 +140,6 @@ function drainedOrClosed(extract: tar.Extract): Promise<void> {
     extract.on('drain', done);
     extract.on('close', done);
   });
-}
-
-async function drain(entry: TarEntry): Promise<void> {
-  for await (const _chunk of entry) {
-    // skipped: the bytes only need to pass
-  }
-}
-
-async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
-  try {
-    return await fsp.lstat(p);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw err;
-  }
 }
 
 /**

@@ -1,13 +1,14 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, Stats } from 'node:fs';
+
+/** lstat of `p` (never followed), or undefined when nothing is there. */
+export async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
+  return fsp.lstat(p).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+    throw err;
+  });
+}
 
 /** Whether something (of any type, a dangling symlink too) is at `p`; lstat, never followed. */
 export async function pathExists(p: string): Promise<boolean> {
-  try {
-    await fsp.lstat(p);
-    return true;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-    throw err;
-  }
+  return (await lstatOrUndefined(p)) !== undefined;
 }

@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { BuildError } from '../solver/build-error';
 import type { FileMode } from './file-mode';
 import type { PathPatterns } from './path-pattern';
+import { lstatOrUndefined } from './path-exists';
 
 const execFileP = promisify(execFile);
 
@@ -173,13 +174,6 @@ export class TreeCopier {
     await fsp.chmod(dest, mode);
     if (!isDir) await fsp.utimes(dest, st.atime, st.mtime);
   }
-}
-
-export async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
-  return fsp.lstat(p).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
-    throw err;
-  });
 }
 
 function devMajor(dev: number): number {
