@@ -64,7 +64,8 @@ export function applyChecks(lints: readonly Lint[], config: CheckConfig, filenam
     throw first.at ? dockerfileError(filename, first.at, message) : new BuildError('invalid-argument', message);
   }
   return kept.map((l) => ({
-    message: `${l.rule}: ${l.message}${l.at ? ` (${filename}:${l.at.startLine})` : ''}`,
+    // The location travels in `range`; the client prints it once.
+    message: `${l.rule}: ${l.message}`,
     ...(l.at ? { range: { file: filename, startLine: l.at.startLine, endLine: l.at.endLine } } : {}),
   }));
 }

@@ -41,6 +41,9 @@ export function expandWords(text: string, lookup: EnvLookup, options: ExpandOpti
 const NAME_START = /[A-Za-z_]/;
 const NAME_PART = /[A-Za-z0-9_]/;
 
+/** An expanded word longer than this is refused: doubling `ARG X=${X}${X}` would exhaust memory. */
+const MAX_EXPANDED = 1024 * 1024;
+
 /** Nesting of `${...}` beyond this is refused: a recursion without bound would overflow the stack. */
 const MAX_NESTING = 100;
 
@@ -80,7 +83,10 @@ class Lexer {
   /** Reads up to (not including) `stop` at the top level, or to the end. */
   private readUntil(stop: string | undefined): string {
     let out = '';
-    while (this.pos < this.src.length && this.src[this.pos] !== stop) out += this.readOne();
+    while (this.pos < this.src.length && this.src[this.pos] !== stop) {
+      out += this.readOne();
+      if (out.length > MAX_EXPANDED) throw new ExpandError(`expanded value longer than ${MAX_EXPANDED} characters`);
+    }
     return out;
   }
 
@@ -122,6 +128,7 @@ class Lexer {
       }
       if (ch === '$') {
         out += this.dollar();
+        if (out.length > MAX_EXPANDED) throw new ExpandError(`expanded value longer than ${MAX_EXPANDED} characters`);
         continue;
       }
       if (ch === this.escape && this.pos + 1 < this.src.length) {

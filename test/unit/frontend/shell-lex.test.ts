@@ -70,6 +70,13 @@ describe('expandWords', () => {
 });
 
 describe('expansion limits', () => {
+  test('a value growing past 1 MiB is an error, not an exhausted heap', () => {
+    const big = 'x'.repeat(600 * 1024);
+    expect(() => expandWord('${B}${B}', (k) => (k === 'B' ? big : undefined))).toThrow(/longer than 1048576 characters/);
+    expect(() => expandWord('"${B}${B}"', (k) => (k === 'B' ? big : undefined))).toThrow(/longer than 1048576 characters/);
+    expect(expandWord('${B}', (k) => (k === 'B' ? big : undefined))).toHaveLength(big.length);
+  });
+
   test('nesting beyond 100 levels is an error, not a stack overflow', () => {
     const deep = '${a:-'.repeat(10_000) + 'x' + '}'.repeat(10_000);
     expect(() => expandWord(deep, () => undefined)).toThrow(/nested more than 100 levels/);
