@@ -37,6 +37,15 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const tmpDir = path.join(root, 'tmp');
   await fsp.rm(tmpDir, { recursive: true, force: true });
   await fsp.mkdir(tmpDir, { recursive: true });
+  // Containers a killed daemon left still use their rootfs mounts: delete them before the
+  // snapshotter unmounts what it finds.
+  const executor = new RuncExecutor({
+    runcRoot: path.join(root, 'runc'),
+    stateDir: path.join(root, 'bundles'),
+    logger: opts.logger,
+  });
+  const swept = await executor.sweep();
+  if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');
   const content = await LocalContentStore.open(path.join(root, 'content'));
   const snapshotter = await OverlaySnapshotter.open(root);
   const cache = await CacheStore.open(root);
@@ -48,13 +57,6 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   // Read once at start, like BuildKit's daemon-side auth: a new `docker login` needs a restart.
   const credentials = await loadDockerCredentials();
   const registry = new RegistryClient({ insecureRegistries, credentials });
-  const executor = new RuncExecutor({
-    runcRoot: path.join(root, 'runc'),
-    stateDir: path.join(root, 'bundles'),
-    logger: opts.logger,
-  });
-  const swept = await executor.sweep();
-  if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');
   const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
   const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir });
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length) });

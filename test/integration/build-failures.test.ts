@@ -82,4 +82,19 @@ describe('builds that fail leave the daemon serving and nothing behind', () => {
     expect((await env.build(good, ['--output', 'type=oci,dest=' + path.join(env.tmp, 'next4.tar')])).code).toBe(0);
     await fsp.rm(path.join(env.tmp, 'next4.tar'), { force: true });
   }, 120_000);
+
+  test('after kill -9 mid-build, a restarted daemon deletes the orphan container and mounts, and keeps its cache', async () => {
+    const warm = await env.build(good, ['--output', 'type=oci,dest=' + path.join(env.tmp, 'warm.tar')]);
+    expect(warm.code).toBe(0);
+    const { exit: clientExit } = await startSlowBuild('killed');
+    env.daemon.process.kill('SIGKILL');
+    await clientExit;
+    expect((await env.mounts()).length).toBeGreaterThan(0); // what the killed daemon left
+    await env.restart();
+    expect(await env.runcContainers()).toEqual([]);
+    expect(await env.mounts()).toEqual([]);
+    const again = await env.build(good, ['--output', 'type=oci,dest=' + path.join(env.tmp, 'after-kill.tar')]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toMatch(/\[2\/2\] RUN echo fine > \/fine\n#\d+ CACHED/);
+  }, 120_000);
 });
