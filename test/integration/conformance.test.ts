@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { startDaemon, TestDaemon } from '../helpers/daemon';
+import { runBuildctl, startDaemon, TestDaemon } from '../helpers/daemon';
 
 const run = promisify(execFile);
 const REPO = path.resolve(__dirname, '..', '..');
@@ -66,4 +66,24 @@ describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
       .then((r) => r.stdout, (err: { stdout?: string }) => err.stdout ?? String(err));
     expect(history).toBe('');
   }, 900_000);
+
+  test('a --output type=docker archive loads into the reference dockerd with `docker load`', async () => {
+    const dir = path.join(CONFORMANCE, 'cases', 'v01-basics');
+    const archive = path.join(daemon.root, '..', 'v01.docker.tar');
+    const name = 'buildd-conformance/loaded:v01';
+    const res = await runBuildctl(['--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0',
+      '--local', `context=${dir}`, '--local', `dockerfile=${dir}`, '--output', `type=docker,dest=${archive},name=${name}`]);
+    expect(res.code).toBe(0);
+    const { stdout: hostLine } = await run('bash', [REFERENCE, 'env']);
+    const dockerHost = (/DOCKER_HOST=(\S+)/.exec(hostLine) as RegExpExecArray)[1];
+    const docker = (...args: string[]) => run('/usr/bin/docker', ['-H', dockerHost, ...args]);
+    const { stdout: loaded } = await docker('load', '-i', archive);
+    expect(loaded).toContain(name);
+    try {
+      const { stdout } = await docker('image', 'inspect', name, '--format', '{{json .Config.Cmd}} {{.Config.WorkingDir}} {{.Config.User}}');
+      expect(stdout.trim()).toBe('["-c","cat note.txt"] /opt/app 1000:1000');
+    } finally {
+      await docker('rmi', name).catch(() => undefined);
+    }
+  }, 120_000);
 });
