@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 
 /**
  * Writes `data` to `target` so that after a crash the file is either the old one or the
- * whole new one: write a temporary sibling, fsync it, rename it over the target.
+ * whole new one: write a temporary sibling, fsync it, rename it over the target, fsync the
+ * directory (without which the rename itself may not survive a crash).
  */
 export async function writeFileAtomic(target: string, data: string | Buffer): Promise<void> {
   const tmp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
@@ -19,6 +21,12 @@ export async function writeFileAtomic(target: string, data: string | Buffer): Pr
   } catch (err) {
     await fsp.rm(tmp, { force: true });
     throw err;
+  }
+  const dir = await fsp.open(path.dirname(target), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
   }
 }
 

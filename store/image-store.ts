@@ -1,7 +1,6 @@
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { readJsonFile, writeFileAtomic } from './atomic-file';
+import { JsonRecordStore } from './json-record-store';
 import { descriptorSchema, Descriptor } from './manifest';
 
 const recordSchema = z.object({ name: z.string(), target: descriptorSchema, updatedAt: z.string() }).strict();
@@ -14,24 +13,18 @@ export type ImageRecord = z.infer<typeof recordSchema>;
  * it is overwritten by the next build of that name.
  */
 export class ImageStore {
-  private constructor(private readonly dir: string) {}
+  private constructor(private readonly records: JsonRecordStore<ImageRecord>) {}
 
   static async open(root: string): Promise<ImageStore> {
-    const dir = path.join(root, 'images');
-    await fsp.mkdir(dir, { recursive: true });
-    return new ImageStore(dir);
-  }
-
-  private file(name: string): string {
-    return path.join(this.dir, Buffer.from(name).toString('base64url') + '.json');
+    return new ImageStore(await JsonRecordStore.open(path.join(root, 'images'), recordSchema, (name) => Buffer.from(name).toString('base64url')));
   }
 
   async put(name: string, target: Descriptor): Promise<void> {
-    await writeFileAtomic(this.file(name), JSON.stringify({ name, target, updatedAt: new Date().toISOString() }));
+    await this.records.put(name, { name, target, updatedAt: new Date().toISOString() });
   }
 
   async get(name: string): Promise<ImageRecord | undefined> {
-    const parsed = recordSchema.safeParse(await readJsonFile(this.file(name)));
-    return parsed.success ? parsed.data : undefined;
+    const record = await this.records.get(name);
+    return record?.name === name ? record : undefined;
   }
 }

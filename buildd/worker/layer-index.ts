@@ -1,7 +1,7 @@
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { readJsonFile, writeFileAtomic } from '../../store/atomic-file';
+import { BuildError } from '../../solver/build-error';
+import { JsonRecordStore } from '../../store/json-record-store';
 
 const layerSchema = z.object({
   digest: z.string(),
@@ -21,25 +21,20 @@ export type LayerRecord = z.infer<typeof layerSchema>;
  * snapshot.
  */
 export class LayerIndex {
-  private constructor(private readonly dir: string) {}
+  private constructor(private readonly records: JsonRecordStore<LayerRecord>) {}
 
   static async open(root: string): Promise<LayerIndex> {
-    const dir = path.join(root, 'layers');
-    await fsp.mkdir(dir, { recursive: true });
-    return new LayerIndex(dir);
+    return new LayerIndex(await JsonRecordStore.open(path.join(root, 'layers'), layerSchema, (id) => {
+      if (!/^[A-Za-z0-9_-]+$/.test(id)) throw new BuildError('internal', `Cannot index layer: bad snapshot id ${JSON.stringify(id)}`);
+      return id;
+    }));
   }
 
-  private file(snapshotId: string): string {
-    if (!/^[A-Za-z0-9_.-]+$/.test(snapshotId)) throw new Error(`Cannot index layer: bad snapshot id ${JSON.stringify(snapshotId)}`);
-    return path.join(this.dir, `${snapshotId}.json`);
+  get(snapshotId: string): Promise<LayerRecord | undefined> {
+    return this.records.get(snapshotId);
   }
 
-  async get(snapshotId: string): Promise<LayerRecord | undefined> {
-    const parsed = layerSchema.safeParse(await readJsonFile(this.file(snapshotId)));
-    return parsed.success ? parsed.data : undefined;
-  }
-
-  async put(snapshotId: string, record: LayerRecord): Promise<void> {
-    await writeFileAtomic(this.file(snapshotId), JSON.stringify(record));
+  put(snapshotId: string, record: LayerRecord): Promise<void> {
+    return this.records.put(snapshotId, record);
   }
 }

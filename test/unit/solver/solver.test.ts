@@ -159,7 +159,8 @@ describe('Solver', () => {
     const one = solver.solve(loadDefinition(graphOf([{ name: 'a', deps: [] }])), { locals: {}, onEvent: (e) => firstEvents.push(e), signal: first.signal });
     const two = solver.solve(loadDefinition(graphOf([{ name: 'a', deps: [] }])), { locals: {}, onEvent: (e) => secondEvents.push(e), signal: new AbortController().signal });
     const deadline = Date.now() + 5000;
-    while (worker.gates.length === 0 || !secondEvents.some((e) => e.type === 'vertex')) {
+    // The second build has joined the shared run once the step's output was replayed to it.
+    while (worker.gates.length === 0 || !secondEvents.some((e) => e.type === 'log')) {
       if (Date.now() > deadline) throw new Error('step never started');
       await new Promise((resolve) => setImmediate(resolve));
     }
