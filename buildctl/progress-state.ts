@@ -1,7 +1,9 @@
 import type { ProgressEvent } from '../buildd/builder';
 
 /** Log lines kept per vertex: enough for the failure summary and the tty view. */
-export const KEPT_LOG_LINES = 10;
+export /** The longest unfinished line kept per step; beyond it only its tail is shown. */
+const MAX_PARTIAL_LINE = 8 * 1024;
+const KEPT_LOG_LINES = 10;
 
 /** What the client knows of one vertex. */
 export interface VertexView {
@@ -45,7 +47,8 @@ export class ProgressState {
     const v = this.vertex(ev.vertex);
     const text = v.partial + ev.data.toString('utf8');
     const parts = text.split('\n');
-    v.partial = parts.pop() ?? '';
+    // A step that prints no newline (a progress bar, binary output) must not grow memory.
+    v.partial = (parts.pop() ?? '').slice(-MAX_PARTIAL_LINE);
     const newLines = parts.map((l) => l.replace(/\r$/, ''));
     for (const line of newLines) v.lines.push({ at: now, text: line });
     if (v.lines.length > KEPT_LOG_LINES) v.lines.splice(0, v.lines.length - KEPT_LOG_LINES);

@@ -58,8 +58,9 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     if (be.code !== 'cancelled') fail(be);
   });
 
+  let succeeded = false;
   try {
-    return await new Promise<ExporterResponse>((resolve, reject) => {
+    const response = await new Promise<ExporterResponse>((resolve, reject) => {
       let result: ExporterResponse | undefined;
       call.on('data', (raw: unknown) => {
         const parsed = serverMessageSchema.safeParse(raw);
@@ -95,10 +96,16 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
         else reject(new BuildError('internal', 'Cannot finish the build: the daemon ended the stream without a result'));
       });
     });
+    succeeded = true;
+    return response;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     opts.progress.end();
     if (dest && dest !== process.stdout) await finishStream(dest);
+    // Half an image tar left at dest=FILE would pass for an image: remove it.
+    if (!succeeded && dest && dest !== process.stdout && destOutput?.dest && destOutput.dest !== '-') {
+      await fs.promises.rm(destOutput.dest, { force: true });
+    }
   }
 }
 

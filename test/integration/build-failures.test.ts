@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { BuildEnv, startBuildEnv, writeContext } from '../helpers/build-env';
 import { waitFor } from '../helpers/wait-for';
@@ -38,6 +38,7 @@ describe('builds that fail leave the daemon serving and nothing behind', () => {
     });
     const res = await env.build(ctx, ['--output', 'type=oci,dest=' + path.join(env.tmp, 'never2.tar')]);
     expect(res.code).not.toBe(0);
+    expect(existsSync(path.join(env.tmp, 'never2.tar'))).toBe(false); // no half tar passing for an image
     expect(res.stderr).toContain('RUN echo first line && echo about to fail >&2 && exit 3');
     expect(res.stderr).toContain('exit code: 3');
     expect(res.stderr).toContain('about to fail');
