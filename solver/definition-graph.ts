@@ -1,4 +1,5 @@
 import { BuildError } from './build-error';
+import { describeZodError } from './describe-zod-error';
 import { Definition, definitionSchema, Op, OpInput, OpMeta, opDigest, opInputs } from './op';
 
 /** A validated op with its digest and progress metadata. */
@@ -22,8 +23,7 @@ export interface DefinitionGraph {
 export function loadDefinition(raw: unknown): DefinitionGraph {
   const parsed = definitionSchema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new BuildError('invalid-argument', `Cannot load build definition: ${issue.path.join('.')}: ${issue.message}`);
+    throw new BuildError('invalid-argument', `Cannot load build definition: ${describeZodError(parsed.error)}`);
   }
   const def: Definition = parsed.data;
   const vertices = new Map<string, Vertex>();

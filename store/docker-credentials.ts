@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
+import { describeZodError } from '../solver/describe-zod-error';
 import { DOCKER_HUB } from './image-ref';
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -75,7 +76,7 @@ export function parseDockerConfig(text: string, source = 'config.json'): Credent
   }
   const parsed = dockerConfigSchema.safeParse(json);
   if (!parsed.success) {
-    throw new BuildError('invalid-argument', `Cannot read docker credentials from ${source}: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}`);
+    throw new BuildError('invalid-argument', `Cannot read docker credentials from ${source}: ${describeZodError(parsed.error)}`);
   }
   const map = new Map<string, Credentials>();
   for (const [key, entry] of Object.entries(parsed.data.auths ?? {})) {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { BuildError } from '../solver/build-error';
+import { describeZodError } from '../solver/describe-zod-error';
 import type { BlobInfo, ContentStore } from './content-store';
 import { ImageConfig, imageConfigSchema } from './image-config';
 import { ImageRef, parseImageRef } from './image-ref';
@@ -75,7 +76,7 @@ export class RegistryClient {
     let indexDigest: string | undefined;
     if (INDEX_TYPES.includes(got.mediaType)) {
       const index = imageIndexSchema.safeParse(got.json);
-      if (!index.success) throw this.malformed(ref, 'index', index.error.issues[0]?.message);
+      if (!index.success) throw this.malformed(ref, 'index', describeZodError(index.error));
       const pick = index.data.manifests.find((m) => matchesPlatform(platform, m.platform));
       if (!pick) {
         const want = `${platform.os}/${platform.architecture}${platform.variant ? '/' + platform.variant : ''}`;
@@ -86,7 +87,7 @@ export class RegistryClient {
       if (INDEX_TYPES.includes(got.mediaType)) throw this.malformed(ref, 'index', 'an index inside an index');
     }
     const manifest = imageManifestSchema.safeParse(got.json);
-    if (!manifest.success) throw this.malformed(ref, 'manifest', `${manifest.error.issues[0]?.path.join('.')} ${manifest.error.issues[0]?.message}`);
+    if (!manifest.success) throw this.malformed(ref, 'manifest', describeZodError(manifest.error));
     const configDescriptor = manifest.data.config;
     if (configDescriptor.size > MAX_MANIFEST_BYTES) {
       throw new BuildError('invalid-argument', `Cannot pull ${ref.familiar}: its config is ${configDescriptor.size} bytes, over the ${MAX_MANIFEST_BYTES} byte limit`);
@@ -97,7 +98,7 @@ export class RegistryClient {
       throw new BuildError('invalid-argument', `Cannot pull ${ref.familiar}: its config does not match ${configDescriptor.digest}`);
     }
     const config = imageConfigSchema.safeParse(parseJson(bytes, `config of ${ref.familiar}`));
-    if (!config.success) throw this.malformed(ref, 'config', `${config.error.issues[0]?.path.join('.')} ${config.error.issues[0]?.message}`);
+    if (!config.success) throw this.malformed(ref, 'config', describeZodError(config.error));
     return {
       ref: ref.toString(),
       digest: got.digest,

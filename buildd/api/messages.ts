@@ -1,4 +1,5 @@
 import { z } from 'zod';
+export { describeZodError } from '../../solver/describe-zod-error';
 
 /**
  * zod schemas for what the daemon receives on Control.Build, with the shapes produced by
@@ -82,10 +83,3 @@ export type BuildStartMessage = z.infer<typeof buildStartSchema>;
 export type FileEntryMessage = z.infer<typeof fileEntrySchema>;
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 
-/** One-line description of the first zod issue: `entry.path: Path is absolute`. */
-export function describeZodError(err: z.ZodError): string {
-  const issue = err.issues[0];
-  if (!issue) return 'invalid';
-  const where = issue.path.join('.');
-  return where ? `${where}: ${issue.message}` : issue.message;
-}
