@@ -1,10 +1,12 @@
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
+import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import * as tar from 'tar-stream';
+import { BuildError } from '../solver/build-error';
 import type { ContentStore } from './content-store';
 import type { Snapshotter } from './snapshotter';
 
@@ -139,7 +141,7 @@ async function addFile(pack: tar.Pack, header: TarHeader, abs: string, signal: A
     written += part.length;
     if (!entry.write(part)) await drained(entry, signal);
   }
-  if (written !== header.size) throw new Error(`Cannot add ${header.name} to the layer: it changed size while being read`);
+  if (written !== header.size) throw new BuildError('failed-precondition', `Cannot add ${header.name} to the layer: it changed size while being read`);
   entry.end(undefined);
   await done;
 }
@@ -166,20 +168,23 @@ function drained(entry: ReturnType<tar.Pack['entry']>, signal: AbortSignal): Pro
  * so its stdout is what counts.
  */
 async function opaqueDirs(upper: string, signal?: AbortSignal): Promise<Set<string>> {
-  const stdout = await new Promise<string>((resolve, reject) => {
-    execFile('getfattr', ['-R', '-h', '-n', 'trusted.overlay.opaque', '--absolute-names', upper], { signal, maxBuffer: 256 * 1024 * 1024 }, (err, out) => {
-      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') reject(new Error('Cannot read overlay opaque markers: getfattr is not installed (Debian package attr)'));
-      else if (err && typeof (err as { code?: unknown }).code !== 'number') reject(err);
-      else resolve(out);
-    });
+  // Streamed line by line, stderr (one "No such attribute" per plain file) discarded: a layer
+  // with a million files must not be buffered twice in memory.
+  const child = spawn('getfattr', ['-R', '-h', '-n', 'trusted.overlay.opaque', '--absolute-names', upper], { stdio: ['ignore', 'pipe', 'ignore'], signal });
+  const exited = new Promise<void>((resolve, reject) => {
+    child.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'ENOENT' ? new BuildError('internal', 'Cannot read overlay opaque markers: getfattr is not installed (Debian package attr)') : err));
+    child.once('close', () => resolve());
   });
   const dirs = new Set<string>();
   let file: string | undefined;
-  for (const line of stdout.split('\n')) {
+  for await (const line of createInterface({ input: child.stdout, crlfDelay: Infinity })) {
     if (line.startsWith('# file: ')) file = unescapeGetfattr(line.slice('# file: '.length));
     // "y" marks an opaque dir; newer kernels also write "x" (has whiteouts), which is not opaque.
     else if (file !== undefined && line === 'trusted.overlay.opaque="y"') dirs.add(path.resolve(file));
   }
+  // getfattr exits 1 when some files lack the attribute, so its stdout is what counts.
+  await exited;
   return dirs;
 }
 
