@@ -15,7 +15,6 @@ export interface ConnectFlags {
   tlsdir?: string;
 }
 
-export const DEFAULT_ADDR = 'unix:///run/buildd/buildd.sock';
 
 /**
  * A Control client. Lifecycle: made per command; `close()` it when done. TLS is used on tcp

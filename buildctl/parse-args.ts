@@ -1,7 +1,8 @@
 import { Command, Option } from 'commander';
 import { BuildError } from '../solver/build-error';
 import { parseLocals, parseOpts, parseOutputs, type OutputSpec } from './build-flags';
-import { DEFAULT_ADDR, type ConnectFlags } from './connect';
+import { DEFAULT_ADDR } from '../buildd/api/address';
+import type { ConnectFlags } from './connect';
 
 export type ProgressMode = 'auto' | 'plain' | 'tty' | 'rawjson';
 

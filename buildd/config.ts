@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
+import { DEFAULT_ADDR } from './api/address';
 import { describeZodError } from './api/messages';
 
 /**
@@ -42,7 +43,6 @@ export interface DaemonConfig {
   debug: boolean;
 }
 
-export const DEFAULT_ADDR = 'unix:///run/buildd/buildd.sock';
 export const DEFAULT_ROOT = '/var/lib/buildd';
 
 /** Largest config file read: configs are small, and this keeps a wrong path from eating memory. */

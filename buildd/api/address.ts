@@ -1,5 +1,8 @@
 import { BuildError } from '../../solver/build-error';
 
+/** Where buildd listens and buildctl connects when no --addr (or BUILDKIT_HOST) says otherwise. */
+export const DEFAULT_ADDR = 'unix:///run/buildd/buildd.sock';
+
 /** A daemon address as written on the command line: `tcp://host:port` or `unix:///abs/path`. */
 export type Address = { kind: 'tcp'; host: string; port: number; text: string } | { kind: 'unix'; path: string; text: string };
 
