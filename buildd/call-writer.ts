@@ -78,7 +78,7 @@ export class CallWriter {
         if (this.queue.length === 0 && this.droppedLogs > 0) {
           const n = this.droppedLogs;
           this.droppedLogs = 0;
-          this.queue.push({ msg: { msg: 'warning', warning: { message: `${n} log messages were dropped: the client reads too slowly` } }, logBytes: 0 });
+          this.queue.push({ msg: { msg: 'warning', warning: { message: `Cannot show ${n} log messages: the client reads too slowly` } }, logBytes: 0 });
         }
         const item = this.queue.shift();
         if (!item) break;

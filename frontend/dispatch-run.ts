@@ -12,9 +12,9 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
   const x = expanderFor(st, ctx, ins.at);
   // Parsed and validated, but running them needs worker support that does not exist yet:
   // failing is better than building something else than the Dockerfile asks for.
-  for (const m of ins.mounts) x.fail(`RUN --mount=type=${m.type} is not supported yet by this builder`);
-  if (ins.network === 'host') x.fail('RUN --network=host is not supported yet by this builder');
-  if (ins.security === 'insecure') x.fail('RUN --security=insecure is not supported yet by this builder');
+  for (const m of ins.mounts) x.fail(`Cannot use RUN --mount=type=${m.type}: not supported by buildd yet`);
+  if (ins.network === 'host') x.fail('Cannot use RUN --network=host: not supported by buildd yet');
+  if (ins.security === 'insecure') x.fail('Cannot use RUN --security=insecure: not supported by buildd yet');
   const config = st.image.config ?? (st.image.config = {});
   let args: string[];
   let suffix = '';
