@@ -6,6 +6,7 @@ import { Vertex } from '../../solver/definition-graph';
 import { ExecOp, FileOp, Op } from '../../solver/op';
 import { CacheKey, OpContext, OpResult, Worker } from '../../solver/worker';
 import { checksumPaths } from '../../store/content-checksum';
+import { ContentStore, LocalContentStore } from '../../store/content-store';
 import { copyAction, mkdirAction, mkfileAction } from '../../store/fs-copy';
 import { Snapshotter } from '../../store/snapshotter';
 import { Executor } from './executor';
@@ -22,7 +23,12 @@ export interface BuildWorkerDeps {
   puller: ImagePuller;
   /** where scratch directories for a step live (removed when the step ends) */
   tmpDir: string;
-  /** ADD <url> downloads (default: one over undici's global-free Agent) */
+  /**
+   * where ADD <url> stores what it downloads, deduplicated by digest (default: a store under
+   * `tmpDir`, opened on first use, so it is only as old as this daemon)
+   */
+  content?: ContentStore;
+  /** ADD <url> downloads (default: one over undici's global-free Agent, into `content`) */
   http?: HttpSource;
   /** ADD <git remote> checkouts (default: one on `snapshotter` and `tmpDir`) */
   git?: GitSource;
@@ -38,8 +44,7 @@ export class BuildWorker implements Worker {
 
   constructor(private readonly deps: BuildWorkerDeps) {
     this.remote = new RemoteSources(
-      deps.snapshotter,
-      deps.http ?? new HttpSource(deps.snapshotter),
+      deps.http ?? new HttpSource(deps.snapshotter, deps.content ?? (() => LocalContentStore.open(path.join(deps.tmpDir, 'downloads')))),
       deps.git ?? new GitSource(deps.snapshotter, deps.tmpDir),
     );
   }

@@ -1,8 +1,14 @@
 import { canonicalJson, sha256Digest } from '../../solver/canonical-json';
 import type { SourceOp } from '../../solver/op';
-import type { Snapshotter } from '../../store/snapshotter';
+import { BoundedMap } from './bounded-map';
 import { GitSource } from './git-source';
-import { HttpSource } from './http-source';
+import { type Fetched, HttpSource } from './http-source';
+
+/**
+ * Pinned state is kept for at most this many vertices: one entry per source whose cache key
+ * was computed and whose run has not come yet (on a cache hit it never comes).
+ */
+const MAX_PINNED = 1024;
 
 /**
  * Source ops that fetch from outside: `https://` / `http://` (ADD URL) and `git://` (ADD git).
@@ -10,26 +16,25 @@ import { HttpSource } from './http-source';
  * Cache keys, as BuildKit checks the remote on every build:
  * - http with attrs.checksum: the op alone (the content is pinned; nothing is fetched until
  *   a cache miss runs the op);
- * - http without: `cacheKey` downloads the file into a committed snapshot and keys on the op
- *   and the content digest, so changed content misses and unchanged content hits. `run` then
- *   hands that snapshot over instead of downloading again. A download whose key hits the
- *   cache is kept for that key (one snapshot per distinct content, reused by the next miss
- *   with the same content) rather than fetched again;
+ * - http without: `cacheKey` downloads the body into the content store (deduplicated by
+ *   digest, so a download of known content adds nothing) and keys on the op, the content
+ *   digest and Last-Modified (the file's mtime, as in BuildKit's key): changed content
+ *   misses, unchanged content hits. Only `run`, on a miss, makes a snapshot, from that blob;
  * - git: the commit `git ls-remote` resolves the ref to, with subdir and keepGitDir; `run`
- *   checks out that same commit (pinned per vertex), so the result matches its key.
+ *   checks out that same commit, so the result matches its key.
  *
- * Lifecycle: one per worker. Pinned state is per vertex digest and replaced by the next
- * `cacheKey` of that vertex; snapshots it committed belong to the snapshotter's GC.
+ * Lifecycle: one per worker. What a `cacheKey` pinned for a vertex is taken by that vertex's
+ * next `run` (or replaced by its next `cacheKey`), and at most MAX_PINNED vertices are kept;
+ * a `run` that finds nothing pinned fetches or resolves again. Blobs belong to the content
+ * store's GC, snapshots a `run` returns to its caller.
  */
 export class RemoteSources {
-  /** vertex digest → the download its last cacheKey made */
-  private readonly prefetched = new Map<string, string>();
-  /** cache key → a committed download with that content */
-  private readonly byKey = new Map<string, string>();
+  /** vertex digest → the download its last cacheKey stored */
+  private readonly fetched = new BoundedMap<string, Fetched>(MAX_PINNED);
   /** vertex digest → the commit its last cacheKey resolved */
-  private readonly commits = new Map<string, string>();
+  private readonly commits = new BoundedMap<string, string>(MAX_PINNED);
 
-  constructor(private readonly snapshotter: Snapshotter, private readonly http: HttpSource, private readonly git: GitSource) {}
+  constructor(private readonly http: HttpSource, private readonly git: GitSource) {}
 
   static handles(identifier: string): boolean {
     return identifier.startsWith('https://') || identifier.startsWith('http://') || identifier.startsWith('git://');
@@ -44,28 +49,20 @@ export class RemoteSources {
     }
     const attrs = HttpSource.attrs(op.identifier, op.attrs);
     if (attrs.checksum !== undefined) return sha256Digest(canonicalJson(op));
-    const download = await this.http.download(op.identifier, op.attrs, signal);
-    const key = sha256Digest(canonicalJson({ op, content: download.digest }));
-    const earlier = this.byKey.get(key);
-    if (earlier !== undefined && earlier !== download.snapshot && (await this.snapshotter.get(earlier))?.kind === 'committed') {
-      await this.snapshotter.remove(download.snapshot);
-      this.prefetched.set(vertex, earlier);
-    } else {
-      this.byKey.set(key, download.snapshot);
-      this.prefetched.set(vertex, download.snapshot);
-    }
-    return key;
+    const fetched = await this.http.fetch(op.identifier, op.attrs, signal);
+    this.fetched.set(vertex, fetched);
+    return sha256Digest(canonicalJson({ op, content: fetched.digest, lastModified: fetched.lastModified }));
   }
 
-  /** The snapshot of the source: the one pinned by `cacheKey`, else fetched now. */
+  /** A new snapshot of the source: from what `cacheKey` pinned, else fetched now. */
   async run(vertex: string, op: SourceOp, signal: AbortSignal): Promise<string> {
     if (op.identifier.startsWith('git://')) {
       const req = GitSource.request(op.identifier, op.attrs);
-      const commit = this.commits.get(vertex) ?? (await this.git.resolve(req, signal));
+      const commit = this.commits.take(vertex) ?? (await this.git.resolve(req, signal));
       return this.git.checkout(req, commit, signal);
     }
-    const pinned = this.prefetched.get(vertex);
-    if (pinned !== undefined && (await this.snapshotter.get(pinned))?.kind === 'committed') return pinned;
+    const pinned = this.fetched.take(vertex);
+    if (pinned !== undefined && (await this.http.has(pinned.digest))) return this.http.snapshot(op.identifier, op.attrs, pinned, signal);
     return (await this.http.download(op.identifier, op.attrs, signal)).snapshot;
   }
 }

@@ -10,6 +10,7 @@ import { parseGitRemote } from '../../buildd/worker/git-remote';
 import { HttpSource } from '../../buildd/worker/http-source';
 import { RemoteSources } from '../../buildd/worker/remote-sources';
 import type { SourceOp } from '../../solver/op';
+import { LocalContentStore } from '../../store/content-store';
 import { OverlaySnapshotter } from '../../store/overlay-snapshotter';
 import { cleanupRoot } from '../helpers/store-mounts';
 
@@ -26,7 +27,8 @@ beforeAll(async () => {
   root = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-add-'));
   snapshotter = await OverlaySnapshotter.open(path.join(root, 'snap'));
   await fsp.mkdir(path.join(root, 'tmp'));
-  sources = new RemoteSources(snapshotter, new HttpSource(snapshotter), new GitSource(snapshotter, path.join(root, 'tmp')));
+  const content = await LocalContentStore.open(path.join(root, 'content'));
+  sources = new RemoteSources(new HttpSource(snapshotter, content), new GitSource(snapshotter, path.join(root, 'tmp')));
   server = http.createServer((req, res) => {
     if (req.url === '/missing') return res.writeHead(404).end('no');
     if (req.url === '/redirect') return res.writeHead(302, { location: '/files/app.tgz' }).end();
@@ -81,6 +83,13 @@ describe('ADD <url>', () => {
   test('attrs.filename and attrs.chmod; redirects are followed; no path gives __unnamed__', async () => {
     expect(await contents(await sources.run('v2', op(`${base}/redirect`, { filename: 'x.bin', chmod: '755' }), signal))).toEqual({ 'x.bin': `755 0:0 ${body}` });
     expect(HttpSource.filename(`${base}/`, {})).toBe('__unnamed__');
+  });
+
+  test('the name is the decoded last path segment; bad percent-encoding gives __unnamed__', () => {
+    expect(HttpSource.filename(`${base}/dir/my%20file.txt?x=1`, {})).toBe('my file.txt');
+    expect(HttpSource.filename(`${base}/dir/bad%zz`, {})).toBe('__unnamed__');
+    expect(HttpSource.filename(`${base}/dir/%E0%A4%A`, {})).toBe('__unnamed__');
+    expect(HttpSource.filename(`${base}/dir/nul%00`, {})).toBe('__unnamed__');
   });
 
   test('a matching checksum passes; a mismatch names both digests', async () => {
