@@ -9,6 +9,7 @@ import { writeTarEntry } from './tar-entry-writer';
 import type { Owner } from './tree-copier';
 import { drainEntry } from './tar-entry-writer';
 import { lstatOrUndefined } from './path-exists';
+import { mkdirAll } from './mkdir-all';
 
 type TarEntry = tar.ExtractEvents['entry'][1];
 
@@ -79,8 +80,8 @@ async function extractEntry(entry: TarEntry, root: string, owner: Owner | null, 
   // symlink there is followed inside the root, and a dangling one makes the write fail.
   const lexicalParent = path.posix.dirname(name);
   if (!(await lstatOrUndefined(await resolveInRoot(root, lexicalParent, { followFinal: false })))) {
-    await mkdirParents(root, await resolveInRoot(root, lexicalParent)).catch((err: NodeJS.ErrnoException) => {
-      throw fail(`its parent is not a directory (${err.code ?? err.message})`);
+    await mkdirAll(root, await resolveInRoot(root, lexicalParent), 0o755, { uid: 0, gid: 0 }).catch((err: NodeJS.ErrnoException) => {
+      throw fail(`its parent is not a directory (${err instanceof BuildError ? err.message : err.code ?? err.message})`);
     });
   }
   const parentStat = await fsp.stat(path.dirname(target)).catch(() => undefined);
@@ -96,20 +97,3 @@ async function extractEntry(entry: TarEntry, root: string, owner: Owner | null, 
     signal,
   });
 }
-
-/** Creates the missing directories from `root` down to `dir` (a host path inside root), 0755 0:0. */
-async function mkdirParents(root: string, dir: string): Promise<void> {
-  const rel = path.relative(root, dir);
-  if (rel === '') return;
-  let cur = root;
-  for (const part of rel.split(path.sep)) {
-    cur = path.join(cur, part);
-    const st = await lstatOrUndefined(cur);
-    if (st?.isDirectory()) continue;
-    if (st) throw Object.assign(new Error(`${part} is not a directory`), { code: 'ENOTDIR' });
-    await fsp.mkdir(cur);
-    await fsp.lchown(cur, 0, 0);
-    await fsp.chmod(cur, 0o755);
-  }
-}
-

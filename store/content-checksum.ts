@@ -1,10 +1,7 @@
 import { createHash, Hash } from 'node:crypto';
-import { createReadStream, promises as fsp } from 'node:fs';
-import * as path from 'node:path';
+import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import { BuildError } from '../solver/build-error';
-import { expandGlob, hasGlobMeta } from './path-glob';
-import { PathPatterns } from './path-pattern';
-import { cleanAbsolute, resolveInRoot } from './safe-path';
+import { selectSources, walkSelected } from './copy-selection';
 
 /** COPY flags that change which paths a copy selects. */
 export interface ChecksumSelection {
@@ -14,72 +11,50 @@ export interface ChecksumSelection {
   parents?: boolean;
 }
 
-interface Filter {
-  include?: PathPatterns;
-  exclude?: PathPatterns;
-}
-
 /**
- * The checksum of just the paths a COPY selects from a directory (BuildKit's content-based
- * cache key for file ops): for every match of every pattern, each entry below it with its
- * relative path, type, permission bits, link target and content digest. Ownership and times
- * are left out, as COPY resets ownership and BuildKit ignores times. Streams file contents.
- * A plain path that is missing is not-found, the error COPY itself would give.
+ * The checksum of just what a COPY takes from a directory (BuildKit's content-based cache
+ * key for file ops). The sources are chosen by selectSources and walkSelected, the very
+ * functions copyAction copies through, so a change to anything copied changes the key and a
+ * change to anything left out (an --exclude'd file, a path outside a --parents pattern)
+ * does not. Covered: each match with its type, a matched file's permission bits and content
+ * digest, and every entry copied below a matched directory with its relative path, type,
+ * permission bits, link target and content digest. Ownership and times are left out, as
+ * COPY resets ownership and BuildKit ignores times; a matched directory's own mode is left
+ * out, as COPY creates its destination 0755. Streams file contents. A plain path that is
+ * missing is not-found, the error COPY itself would give.
  */
 export async function checksumPaths(root: string, patterns: string[], signal?: AbortSignal, selection: ChecksumSelection = {}): Promise<string> {
   const hash = createHash('sha256');
-  const exclude = selection.exclude && selection.exclude.length > 0 ? new PathPatterns(selection.exclude) : undefined;
-  for (const written of patterns) {
-    let pattern = written;
-    let include: PathPatterns | undefined;
-    if (selection.parents) {
-      const cut = written.indexOf('/./');
-      pattern = cut >= 0 ? written.slice(0, cut) || '/' : '/';
-      const inner = cleanAbsolute(cut >= 0 ? written.slice(cut + 3) : written).slice(1);
-      include = new PathPatterns([inner]);
-      hash.update(`parents ${inner}\0`);
-      if (!hasGlobMeta(pattern) && !hasGlobMeta(inner)) {
-        await fsp.stat(await resolveInRoot(root, `${pattern}/${inner}`)).catch(() => {
-          throw new BuildError('not-found', `Cannot compute checksum of ${written}: not found in the build context`);
-        });
-      }
+  const notFound = (pattern: string): BuildError => new BuildError('not-found', `Cannot compute checksum of ${pattern}: not found in the build context`);
+  const sources = await selectSources(root, { srcPaths: patterns, ...selection }, notFound);
+  for (const source of sources) {
+    signal?.throwIfAborted();
+    const parents = source.parentsInclude === undefined ? '' : ` parents ${source.parentsInclude}`;
+    hash.update(`match ${source.pattern}${parents} ${source.path}\0`);
+    if (!source.stat.isDirectory()) {
+      await hashEntry(source.hostPath, source.path, source.stat, hash, signal);
+      continue;
     }
-    const matches = await expandGlob(root, pattern);
-    // A wildcard that matches nothing copies nothing (BuildKit's AllowEmptyWildcard); a plain path must exist.
-    if (matches.length === 0 && !hasGlobMeta(pattern)) {
-      throw new BuildError('not-found', `Cannot compute checksum of ${pattern}: not found in the build context`);
-    }
-    for (const rel of matches) {
-      hash.update(`match ${pattern} ${rel}\0`);
-      // The selected path itself is followed, as COPY follows it; entries below it are not.
-      await hashTree(await resolveInRoot(root, rel), rel, '', hash, { include, exclude }, signal);
+    hash.update(`dir ${source.path}\0`);
+    for await (const entry of walkSelected(source.hostPath, source.filter, signal)) {
+      await hashEntry(entry.hostPath, `${source.path}/${entry.rel}`, entry.stat, hash, signal);
     }
   }
   return 'sha256:' + hash.digest('hex');
 }
 
-/** `inner` is the path below the matched source, which the filters apply to ('' for the match itself). */
-async function hashTree(abs: string, rel: string, inner: string, hash: Hash, filter: Filter, signal?: AbortSignal): Promise<void> {
-  signal?.throwIfAborted();
-  const excluded = inner !== '' && filter.exclude?.matches(inner) === true;
-  const included = inner === '' || (!excluded && (filter.include === undefined || filter.include.matches(inner)));
-  if (excluded && filter.include === undefined && !filter.exclude?.hasExclusions) return;
-  const st = await fsp.lstat(abs);
-  if (!included && !st.isDirectory()) return;
+/** One entry as the copy writes it; `st` is the stat the copy uses (followed only for a match). */
+async function hashEntry(abs: string, rel: string, st: Stats, hash: Hash, signal?: AbortSignal): Promise<void> {
   const perm = (st.mode & 0o7777).toString(8);
   if (st.isSymbolicLink()) {
     hash.update(`link ${rel} ${perm} ${await fsp.readlink(abs)}\0`);
   } else if (st.isDirectory()) {
-    if (included) hash.update(`dir ${rel} ${perm}\0`);
-    const sub = included ? { exclude: filter.exclude } : filter;
-    for (const name of (await fsp.readdir(abs)).sort()) {
-      await hashTree(path.join(abs, name), `${rel}/${name}`, inner ? `${inner}/${name}` : name, hash, sub, signal);
-    }
+    hash.update(`dir ${rel} ${perm}\0`);
   } else if (st.isFile()) {
     const content = createHash('sha256');
     for await (const chunk of createReadStream(abs, { signal })) content.update(chunk as Buffer);
     hash.update(`file ${rel} ${perm} ${st.size} ${content.digest('hex')}\0`);
   } else {
-    hash.update(`other ${rel} ${perm} ${st.mode >>> 12}\0`);
+    hash.update(`other ${rel} ${perm} ${st.mode >>> 12} ${st.rdev}\0`);
   }
 }

@@ -2,13 +2,13 @@ import { promises as fsp, type Stats } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
-import type { Chown, CopyAction, MkdirAction, MkfileAction } from '../solver/op';
+import type { CopyAction, MkdirAction, MkfileAction } from '../solver/op';
 import { extractArchive, isArchive } from './archive-extract';
 import { FileMode } from './file-mode';
-import { expandGlob, hasGlobMeta } from './path-glob';
-import { PathPatterns } from './path-pattern';
-import { resolveUser } from './passwd';
-import { cleanAbsolute, resolveInRoot } from './safe-path';
+import { selectSources, type SelectedSource } from './copy-selection';
+import { makeDir, mkdirAll } from './mkdir-all';
+import { resolveChownOwner } from './passwd';
+import { resolveInRoot } from './safe-path';
 import { TreeCopier, type Owner } from './tree-copier';
 
 /** Where a copy may put temporary files. */
@@ -42,24 +42,21 @@ export interface CopyOptions {
 export async function copyAction(action: CopyAction, srcRoot: string, destRootIn: string, opts: CopyOptions = {}): Promise<void> {
   const destRoot = path.resolve(destRootIn);
   if (action.link) return copyLinked(action, srcRoot, destRoot, opts);
-  const owner = await resolveOwner(action.chown, destRoot);
+  const owner = await resolveChownOwner(destRoot, action.chown);
   const chmod = action.chmod === undefined ? undefined : FileMode.parse(action.chmod);
-  const exclude = action.exclude && action.exclude.length > 0 ? new PathPatterns(action.exclude) : undefined;
   const dest = await resolveInRoot(destRoot, action.dest);
+  // The same selection checksumPaths keys the copy with: what is copied is what is keyed.
+  const notFound = (pattern: string): BuildError => new BuildError('not-found', `Cannot copy ${JSON.stringify(pattern)}: not found in the source`);
+  const sources = await selectSources(srcRoot, action, notFound);
   if (action.parents) {
-    for (const pattern of action.srcPaths) {
-      await copyWithParents(pattern, srcRoot, destRoot, dest, { owner, chmod, exclude });
-    }
+    for (const source of sources) await copyPivot(source, destRoot, dest, owner, chmod);
     return;
   }
-  const sources: string[] = [];
-  for (const pattern of action.srcPaths) sources.push(...(await expandSources(srcRoot, pattern)));
   const destStat = await statOrUndefined(dest);
   const intoDir = action.dest.endsWith('/') || action.srcPaths.length > 1 || destStat?.isDirectory() === true;
-  const copier = new TreeCopier({ owner, chmod, exclude });
-  for (const src of sources) {
-    const srcHost = await resolveInRoot(srcRoot, src);
-    const st = await fsp.stat(srcHost);
+  // One copier for the whole action keeps hard links between its sources; every source shares one exclude.
+  const copier = new TreeCopier({ owner, chmod, exclude: sources[0]?.filter.exclude });
+  for (const { path: src, hostPath: srcHost, stat: st } of sources) {
     if (st.isDirectory()) {
       await mkdirAll(destRoot, dest, 0o755, owner);
       await copier.copyChildren(srcHost, dest);
@@ -75,40 +72,11 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
   }
 }
 
-/** The matches of one source pattern, `/a/b` form; a plain path must exist once followed. */
-async function expandSources(srcRoot: string, pattern: string): Promise<string[]> {
-  const matches = await expandGlob(srcRoot, pattern);
-  // BuildKit's Dockerfile COPY allows an empty wildcard; a plain path must exist, and
-  // exist once followed (a symlink to a missing file is missing too).
-  if (!hasGlobMeta(pattern) && (matches.length === 0 || !(await statOrUndefined(await resolveInRoot(srcRoot, matches[0]))))) {
-    throw new BuildError('not-found', `Cannot copy ${JSON.stringify(pattern)}: not found in the source`);
-  }
-  return matches.map(cleanAbsolute);
-}
-
-/** COPY --parents for one source: BuildKit copies the pivot directory with an include pattern. */
-async function copyWithParents(
-  source: string,
-  srcRoot: string,
-  destRoot: string,
-  dest: string,
-  opts: { owner: Owner; chmod?: FileMode; exclude?: PathPatterns },
-): Promise<void> {
-  const cut = source.indexOf('/./');
-  const pivot = cut >= 0 ? source.slice(0, cut) || '/' : '/';
-  const inner = cleanAbsolute(cut >= 0 ? source.slice(cut + 3) : source).slice(1);
-  if (!hasGlobMeta(pivot) && !hasGlobMeta(inner)) {
-    const required = await resolveInRoot(srcRoot, path.posix.join(pivot, inner));
-    if (!(await statOrUndefined(required))) throw new BuildError('not-found', `Cannot copy ${JSON.stringify(source)}: not found in the source`);
-  }
-  const include = new PathPatterns([inner]);
-  for (const root of (await expandGlob(srcRoot, pivot)).map(cleanAbsolute)) {
-    const rootHost = await resolveInRoot(srcRoot, root);
-    const st = await fsp.stat(rootHost);
-    await mkdirAll(destRoot, dest, 0o755, opts.owner);
-    if (st.isDirectory()) await new TreeCopier({ ...opts, include }).copyChildren(rootHost, dest);
-    else await new TreeCopier(opts).copyEntry(rootHost, path.join(dest, path.posix.basename(root)), st);
-  }
+/** COPY --parents for one pivot: BuildKit copies the pivot directory with an include pattern. */
+async function copyPivot(source: SelectedSource, destRoot: string, dest: string, owner: Owner, chmod: FileMode | undefined): Promise<void> {
+  await mkdirAll(destRoot, dest, 0o755, owner);
+  if (source.stat.isDirectory()) await new TreeCopier({ owner, chmod, ...source.filter }).copyChildren(source.hostPath, dest);
+  else await new TreeCopier({ owner, chmod, exclude: source.filter.exclude }).copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat);
 }
 
 /** COPY --link: copy onto scratch, then merge that layer over the destination. */
@@ -129,7 +97,7 @@ async function copyLinked(action: CopyAction, srcRoot: string, destRoot: string,
  */
 export async function mkdirAction(action: MkdirAction, destRootIn: string): Promise<void> {
   const destRoot = path.resolve(destRootIn);
-  const owner = await resolveOwner(action.chown, destRoot);
+  const owner = await resolveChownOwner(destRoot, action.chown);
   const target = await resolveInRoot(destRoot, action.path);
   if (action.makeParents) return mkdirAll(destRoot, target, action.mode, owner);
   const parent = await statOrUndefined(path.dirname(target));
@@ -145,7 +113,7 @@ export async function mkdirAction(action: MkdirAction, destRootIn: string): Prom
  */
 export async function mkfileAction(action: MkfileAction, destRootIn: string): Promise<void> {
   const destRoot = path.resolve(destRootIn);
-  const owner = await resolveOwner(action.chown, destRoot);
+  const owner = await resolveChownOwner(destRoot, action.chown);
   const target = await resolveInRoot(destRoot, action.path);
   const parent = await statOrUndefined(path.dirname(target));
   if (!parent?.isDirectory()) throw new BuildError('not-found', `Cannot write file ${action.path}: its parent does not exist`);
@@ -154,39 +122,6 @@ export async function mkfileAction(action: MkfileAction, destRootIn: string): Pr
   await fsp.writeFile(target, action.data, { encoding: 'utf8' });
   if (!existing) await fsp.chmod(target, action.mode & 0o777 & ~0o022);
   await fsp.lchown(target, owner.uid, owner.gid);
-}
-
-async function resolveOwner(chown: Chown | undefined, destRoot: string): Promise<Owner> {
-  if (!chown) return { uid: 0, gid: 0 };
-  // BuildKit's chown: a numeric user without a group takes its uid as gid, whatever /etc/passwd says.
-  if (chown.group === undefined && /^[0-9]+$/.test(chown.user)) return { uid: Number(chown.user), gid: Number(chown.user) };
-  const user = await resolveUser(destRoot, chown.group === undefined ? chown.user : `${chown.user}:${chown.group}`);
-  return { uid: user.uid, gid: user.gid };
-}
-
-/** Creates `target` (a host path inside `root`) and its missing parents, each with mode and owner. */
-async function mkdirAll(root: string, target: string, mode: number, owner: Owner): Promise<void> {
-  const st = await statOrUndefined(target);
-  if (st?.isDirectory()) return;
-  if (st) throw new BuildError('failed-precondition', `Cannot create directory /${path.relative(root, target)}: a file is in the way`);
-  if (target === root) return;
-  // The parent may be a symlink (created by an earlier step): resolve it inside root again.
-  const parent = await resolveInRoot(root, path.relative(root, path.dirname(target)));
-  await mkdirAll(root, parent, mode, owner);
-  await makeDir(path.join(parent, path.basename(target)), mode, owner);
-}
-
-async function makeDir(p: string, mode: number, owner: Owner): Promise<void> {
-  try {
-    await fsp.mkdir(p);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST' && (await fsp.lstat(p)).isDirectory()) return;
-    throw err;
-  }
-  await fsp.lchown(p, owner.uid, owner.gid);
-  // BuildKit's os.Mkdir runs under the daemon's umask (022); apply it explicitly so our
-  // result does not depend on this process's umask.
-  await fsp.chmod(p, mode & 0o7777 & ~0o022);
 }
 
 async function statOrUndefined(p: string): Promise<Stats | undefined> {

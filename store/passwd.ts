@@ -65,6 +65,20 @@ export async function resolveUser(root: string, spec: string): Promise<ResolvedU
   return { uid, gid, additionalGids, home };
 }
 
+/**
+ * The owner COPY/ADD --chown gives what it writes, resolved against the destination's
+ * /etc/passwd and /etc/group at `root` (read inside it), with BuildKit's chown rules, which
+ * differ from a RUN's USER (resolveUser): a numeric user without a group takes its uid as
+ * gid whatever /etc/passwd says; `:group` alone (an empty user) is root with that group.
+ * No `chown` is 0:0. A name that is not listed is an error.
+ */
+export async function resolveChownOwner(root: string, chown: { user: string; group?: string } | undefined): Promise<{ uid: number; gid: number }> {
+  if (!chown) return { uid: 0, gid: 0 };
+  if (chown.group === undefined && /^[0-9]+$/.test(chown.user)) return { uid: Number(chown.user), gid: Number(chown.user) };
+  const user = await resolveUser(root, chown.group === undefined ? chown.user : `${chown.user}:${chown.group}`);
+  return { uid: user.uid, gid: user.gid };
+}
+
 function splitSpec(spec: string): [string, string | undefined] {
   const trimmed = spec.trim();
   if (trimmed === '') return ['0', undefined];

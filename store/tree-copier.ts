@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { BuildError } from '../solver/build-error';
 import type { FileMode } from './file-mode';
 import type { PathPatterns } from './path-pattern';
+import { walkSelected } from './copy-selection';
 import { lstatOrUndefined } from './path-exists';
 
 const execFileP = promisify(execFile);
@@ -27,23 +28,14 @@ export interface TreeCopierOptions {
   replaceConflicts?: boolean;
 }
 
-/** A directory passed on the way to an included entry, created only when one turns up. */
-interface PendingDir {
-  src: string;
-  dest: string;
-  st: Stats;
-  created: boolean;
-}
-
 /**
  * Copies entries without ever following a symlink inside the source tree or the destination
  * tree: each destination path is a real directory (checked with lstat) joined with one name.
  * Lifecycle: one per copy action (it remembers hard links across that action's sources);
  * `copyChildren` and `copyEntry` may be called several times, then it is dropped.
  *
- * Filters follow tonistiigi/fsutil's copier: an excluded file is skipped, an excluded
- * directory is skipped whole unless a `!` pattern may re-include something below it; a
- * directory that is not itself included is created only once something below it is, with
+ * Which entries are taken is decided by walkSelected (copy-selection.ts), the walk COPY's
+ * cache key uses too: a directory passed on the way to an included entry is created with
  * its source's mode and the owner (an existing one only takes the source's mode).
  */
 export class TreeCopier {
@@ -55,72 +47,47 @@ export class TreeCopier {
 
   /** Copies what `srcDir` holds into the existing directory `destDir`, filters applied. */
   async copyChildren(srcDir: string, destDir: string): Promise<void> {
-    await this.walk(srcDir, '', destDir, []);
-    // The top call returns last: every directory's children are in place, set its times now.
+    await this.copySelected(srcDir, destDir);
+    // Every directory's children are in place only now: set the directories' times last.
     for (const [dir, st] of this.dirTimes.splice(0).reverse()) await fsp.utimes(dir, st.atime, st.mtime);
   }
 
   /** Copies one entry (a whole tree for a directory) to `dest`, no filters on the entry itself. */
   async copyEntry(src: string, dest: string, st: Stats): Promise<void> {
     if (st.isDirectory()) {
-      await this.copyDir(src, '', dest, st);
-      for (const [dir, dst] of this.dirTimes.splice(0).reverse()) await fsp.utimes(dir, dst.atime, dst.mtime);
+      await this.copyDir(src, dest, st);
+      await this.copyChildren(src, dest);
       return;
     }
     await this.copyNonDir(src, dest, st);
   }
 
-  private async walk(srcDir: string, rel: string, destDir: string, pending: PendingDir[]): Promise<void> {
-    for (const name of (await fsp.readdir(srcDir)).sort()) {
-      await this.visit(path.join(srcDir, name), rel ? `${rel}/${name}` : name, path.join(destDir, name), pending);
+  private async copySelected(srcDir: string, destDir: string): Promise<void> {
+    const filter = { include: this.opts.include, exclude: this.opts.exclude };
+    for await (const entry of walkSelected(srcDir, filter)) {
+      const dest = path.join(destDir, ...entry.rel.split('/'));
+      if (entry.passThrough) await this.createPassThrough(entry.hostPath, dest, entry.stat);
+      else if (entry.stat.isDirectory()) await this.copyDir(entry.hostPath, dest, entry.stat);
+      else await this.copyNonDir(entry.hostPath, dest, entry.stat);
     }
   }
 
-  private async visit(src: string, rel: string, dest: string, pending: PendingDir[]): Promise<void> {
-    const { include, exclude } = this.opts;
-    const excluded = exclude?.matches(rel) === true;
-    const included = !excluded && (include === undefined || include.matches(rel));
-    const mayReinclude = exclude?.hasExclusions === true;
-    if (excluded && include === undefined && !mayReinclude) return;
-    const st = await fsp.lstat(src);
-    if (!st.isDirectory()) {
-      if (!included) return;
-      await this.createPending(pending);
-      await this.copyNonDir(src, dest, st);
+  private async createPassThrough(src: string, dest: string, st: Stats): Promise<void> {
+    const existing = await lstatOrUndefined(dest);
+    if (existing && !existing.isDirectory()) {
+      throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} exists and is not a directory`);
+    }
+    if (existing) {
+      await fsp.chmod(dest, st.mode & 0o7777);
       return;
     }
-    if (included) {
-      await this.createPending(pending);
-      await this.copyDir(src, rel, dest, st);
-      return;
-    }
-    if (excluded && !mayReinclude) return;
-    pending.push({ src, dest, st, created: false });
-    try {
-      await this.walk(src, rel, dest, pending);
-    } finally {
-      pending.pop();
-    }
+    await fsp.mkdir(dest);
+    await this.applyMeta(dest, st, true);
+    this.dirTimes.push([dest, st]);
   }
 
-  private async createPending(pending: PendingDir[]): Promise<void> {
-    for (const dir of pending) {
-      if (dir.created) continue;
-      const existing = await lstatOrUndefined(dir.dest);
-      if (existing && !existing.isDirectory()) {
-        throw new BuildError('failed-precondition', `Cannot copy ${path.basename(dir.src)}: ${dir.dest} exists and is not a directory`);
-      }
-      if (existing) await fsp.chmod(dir.dest, dir.st.mode & 0o7777);
-      else {
-        await fsp.mkdir(dir.dest);
-        await this.applyMeta(dir.dest, dir.st, true);
-        this.dirTimes.push([dir.dest, dir.st]);
-      }
-      dir.created = true;
-    }
-  }
-
-  private async copyDir(src: string, rel: string, dest: string, st: Stats): Promise<void> {
+  /** Creates (or takes over) the directory itself; its entries come from the walk. */
+  private async copyDir(src: string, dest: string, st: Stats): Promise<void> {
     let existing = await lstatOrUndefined(dest);
     if (existing && !existing.isDirectory() && this.opts.replaceConflicts) {
       await fsp.rm(dest, { force: true });
@@ -131,7 +98,6 @@ export class TreeCopier {
     }
     if (!existing) await fsp.mkdir(dest);
     await this.applyMeta(dest, st, true);
-    await this.walk(src, rel, dest, []);
     this.dirTimes.push([dest, st]);
   }
 

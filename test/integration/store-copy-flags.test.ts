@@ -137,6 +137,17 @@ describe('--exclude', () => {
     await fsp.writeFile(path.join(ctx, 'src/a.go'), 'a\n');
     await fsp.writeFile(path.join(ctx, 'src/b.txt'), 'b\n');
   });
+
+  test('the content checksum follows a re-included file and ignores the excluded ones', async () => {
+    const sel = { exclude: ['**/*.txt', '!deep/d.txt'] };
+    const before = await checksumPaths(ctx, ['src'], undefined, sel);
+    await fsp.writeFile(path.join(ctx, 'src/b.txt'), 'changed\n');
+    expect(await checksumPaths(ctx, ['src'], undefined, sel)).toBe(before);
+    await fsp.writeFile(path.join(ctx, 'src/deep/d.txt'), 'changed\n');
+    expect(await checksumPaths(ctx, ['src'], undefined, sel)).not.toBe(before);
+    await fsp.writeFile(path.join(ctx, 'src/deep/d.txt'), 'd\n');
+    await fsp.writeFile(path.join(ctx, 'src/b.txt'), 'b\n');
+  });
 });
 
 describe('--parents', () => {
@@ -167,6 +178,32 @@ describe('--parents', () => {
     await expect(copy(dest, ['a/missing.txt'], '/p/', { parents: true })).rejects.toThrow(/not found/);
     await copy(dest, ['nothing/*'], '/q/', { parents: true });
     expect(await table(path.join(dest, 'q'))).toEqual({});
+  });
+
+  test('the content checksum covers what is copied below the pivot, and the parents it creates', async () => {
+    const sel = { parents: true };
+    const key = (): Promise<string> => checksumPaths(ctx, ['a/./b/file.txt'], undefined, sel);
+    const before = await key();
+    // Outside the include pattern, or the pivot itself (never copied): the key stays.
+    await fsp.writeFile(path.join(ctx, 'a/b/other.txt'), 'changed\n');
+    await fsp.chmod(path.join(ctx, 'a'), 0o700);
+    expect(await key()).toBe(before);
+    // The parent the copy creates takes its source mode, so its mode is part of the key.
+    await fsp.chmod(path.join(ctx, 'a/b'), 0o700);
+    expect(await key()).not.toBe(before);
+    await fsp.chmod(path.join(ctx, 'a/b'), 0o755);
+    expect(await key()).toBe(before);
+    await fsp.writeFile(path.join(ctx, 'a/b/file.txt'), 'changed\n');
+    expect(await key()).not.toBe(before);
+    await fsp.writeFile(path.join(ctx, 'a/b/file.txt'), 'f\n');
+    await fsp.writeFile(path.join(ctx, 'a/b/other.txt'), 'o\n');
+    await fsp.chmod(path.join(ctx, 'a'), 0o750);
+  });
+
+  test('a plain pivot that is missing is not-found for the copy and for its checksum alike', async () => {
+    const dest = await freshDest();
+    await expect(copy(dest, ['missing/./*.txt'], '/p/', { parents: true })).rejects.toThrow('Cannot copy "missing/./*.txt": not found in the source');
+    await expect(checksumPaths(ctx, ['missing/./*.txt'], undefined, { parents: true })).rejects.toThrow(/not found in the build context/);
   });
 });
 
