@@ -92,7 +92,8 @@ export async function readDockerIgnore(contextDir: string, dockerfile?: string):
  * not sent twice.
  */
 export function dockerfileOnly(filename: string): DockerIgnore {
-  const clean = path.posix.normalize(filename.replace(/^\/+/, ''));
+  // escaped, so a name holding `*`, `?`, `[` or `\` is matched as itself, not as a glob
+  const clean = path.posix.normalize(filename.replace(/^\/+/, '')).replace(/[\\*?[]/g, '\\$&');
   return DockerIgnore.parse(`**\n!${clean}\n!${clean}.dockerignore\n`);
 }
 

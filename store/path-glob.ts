@@ -54,22 +54,48 @@ export async function expandGlob(root: string, pattern: string): Promise<string[
 
 /** Go's filepath.Match for one segment, as a RegExp. */
 export function segmentRegExp(segment: string): RegExp {
-  let re = '^';
-  for (let i = 0; i < segment.length; i++) {
-    const c = segment[i];
-    if (c === '*') re += '[^/]*';
-    else if (c === '?') re += '[^/]';
-    else if (c === '\\' && i + 1 < segment.length) re += escapeRe(segment[++i]);
-    else if (c === '[') {
-      const end = segment.indexOf(']', i + 2);
-      if (end < 0) throw new BuildError('invalid-argument', `Cannot match pattern ${segment}: unterminated [`);
-      let cls = segment.slice(i + 1, end);
-      if (cls.startsWith('^')) cls = '!' + cls.slice(1);
-      re += cls.startsWith('!') ? `[^${cls.slice(1).replace(/\\/g, '\\\\')}]` : `[${cls.replace(/\\/g, '\\\\')}]`;
+  return new RegExp('^' + globRegExpSource(segment, { doubleStar: false }) + '$');
+}
+
+/**
+ * The one translation of a glob to RegExp source, shared by COPY sources (one segment, Go
+ * filepath.Match) and .dockerignore / COPY --exclude patterns (moby/patternmatcher, which adds
+ * `**`): `*` and `?` never cross a `/`, `\` escapes the next character, `[...]` is a class
+ * whose `^` or `!` negates (Go knows only `^`; `!` is kept as shells and Docker's docs read
+ * it). A malformed pattern (unclosed `[`, trailing `\`) is an error, as
+ * both filepath.Match and patternmatcher.New reject it.
+ *
+ * With `doubleStar`, `**` matches any number of directories (a `/` right after it is part of
+ * it), and at the end of the pattern anything at all; without it, `**` is two `*`.
+ */
+export function globRegExpSource(pattern: string, opts: { doubleStar: boolean }): string {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i] as string;
+    if (c === '*') {
+      if (opts.doubleStar && pattern[i + 1] === '*') {
+        i++;
+        if (pattern[i + 1] === '/') i++;
+        re += i + 1 >= pattern.length ? '.*' : '(.*/)?';
+      } else re += '[^/]*';
+    } else if (c === '?') re += '[^/]';
+    else if (c === '\\') {
+      if (i + 1 >= pattern.length) throw badPattern(pattern, 'it ends in a backslash');
+      re += escapeRe(pattern[++i] as string);
+    } else if (c === '[') {
+      const end = pattern.indexOf(']', i + 2);
+      if (end < 0) throw badPattern(pattern, 'unterminated [');
+      let cls = pattern.slice(i + 1, end).replace(/\\/g, '\\\\');
+      if (cls.startsWith('!') || cls.startsWith('^')) cls = '^' + cls.slice(1);
+      re += `[${cls}]`;
       i = end;
     } else re += escapeRe(c);
   }
-  return new RegExp(re + '$');
+  return re;
+}
+
+function badPattern(pattern: string, why: string): BuildError {
+  return new BuildError('invalid-argument', `Cannot use pattern ${JSON.stringify(pattern)}: ${why}`);
 }
 
 function escapeRe(c: string): string {

@@ -53,11 +53,6 @@ export async function resolveInRoot(root: string, p: string, opts: { followFinal
   return path.join(rootAbs, ...done);
 }
 
-/** The parent of `p` resolved inside `root`, joined with p's last component (unresolved). */
-export async function resolveParentInRoot(root: string, p: string): Promise<string> {
-  return resolveInRoot(root, p, { followFinal: false });
-}
-
 /** Cleans a path to `/a/b` form without touching the filesystem; `..` never climbs above `/`. */
 export function cleanAbsolute(p: string): string {
   return path.posix.normalize('/' + p).replace(/\/+$/, '') || '/';

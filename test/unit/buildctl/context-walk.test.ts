@@ -44,4 +44,11 @@ describe('context walk', () => {
     expect(await sent(dir, dockerfileOnly('docker/Dockerfile.prod'))).toEqual(['docker', 'docker/Dockerfile.prod', 'docker/Dockerfile.prod.dockerignore']);
     expect(await sent(dir, dockerfileOnly('Dockerfile'))).toEqual(['Dockerfile']);
   });
+
+  test('a Dockerfile name with glob characters is matched as itself', async () => {
+    writeFileSync(path.join(dir, 'Dockerfile[x'), '');
+    writeFileSync(path.join(dir, 'Dockerfile*'), '');
+    expect(await sent(dir, dockerfileOnly('Dockerfile[x'))).toEqual(['Dockerfile[x']);
+    expect(await sent(dir, dockerfileOnly('Dockerfile*'))).toEqual(['Dockerfile*']);
+  });
 });
