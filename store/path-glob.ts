@@ -61,8 +61,8 @@ export function segmentRegExp(segment: string): RegExp {
  * The one translation of a glob to RegExp source, shared by COPY sources (one segment, Go
  * filepath.Match) and .dockerignore / COPY --exclude patterns (moby/patternmatcher, which adds
  * `**`): `*` and `?` never cross a `/`, `\` escapes the next character, `[...]` is a class
- * whose `^` or `!` negates (Go knows only `^`; `!` is kept as shells and Docker's docs read
- * it). A malformed pattern (unclosed `[`, trailing `\`) is an error, as
+ * whose `^` negates — only `^`: in Go (and so in the reference builder) `[!a]` is the class
+ * of `!` and `a` (conformance case c94). A malformed pattern (unclosed `[`, trailing `\`) is an error, as
  * both filepath.Match and patternmatcher.New reject it.
  *
  * With `doubleStar`, `**` matches any number of directories (a `/` right after it is part of
@@ -86,7 +86,6 @@ export function globRegExpSource(pattern: string, opts: { doubleStar: boolean })
       const end = pattern.indexOf(']', i + 2);
       if (end < 0) throw badPattern(pattern, 'unterminated [');
       let cls = pattern.slice(i + 1, end).replace(/\\/g, '\\\\');
-      if (cls.startsWith('!') || cls.startsWith('^')) cls = '^' + cls.slice(1);
       re += `[${cls}]`;
       i = end;
     } else re += escapeRe(c);

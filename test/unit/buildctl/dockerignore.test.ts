@@ -34,10 +34,12 @@ describe('dockerignore', () => {
     expect(ignored('*\n!src\nsrc/*.gen', ['a', 'src', 'src/x.ts', 'src/x.gen'])).toEqual(['a', 'src/x.gen']);
   });
 
-  it('supports character classes and escapes', () => {
-    expect(ignored('file[0-9].txt\n[!a]b\n\\*star', ['file1.txt', 'filex.txt', 'cb', 'ab', '*star', 'xstar'])).toEqual([
+  it('supports character classes (only ^ negates, as in Go) and escapes', () => {
+    expect(ignored('file[0-9].txt\n[!a]b\n[^x]y\n\\*star', ['file1.txt', 'filex.txt', 'cb', 'ab', '!b', 'ay', 'xy', '*star', 'xstar'])).toEqual([
       'file1.txt',
-      'cb',
+      'ab',
+      '!b',
+      'ay',
       '*star',
     ]);
   });

@@ -14,7 +14,7 @@ const table: Array<[string[], string[], string[]]> = [
   [['/a/../b/./c/'], ['b/c', 'b/c/d'], ['a/b/c']],
   [['?.txt'], ['a.txt'], ['ab.txt', '.txt', 'x/a.txt']],
   [['[a-z].log'], ['a.log', 'z.log'], ['A.log', '1.log']],
-  [['[!a]b', '[^c]d'], ['xb', 'bb', 'xd'], ['ab', 'cd']],
+  [['[!a]b', '[^c]d'], ['!b', 'ab', 'xd'], ['xb', 'cd']],
   [['\\*star', 'q\\?', 'br\\[x'], ['*star', 'q?', 'br[x'], ['xstar', 'qq', 'brx']],
   [['a+b.(c)|{d}$'], ['a+b.(c)|{d}$'], ['aab.(c)|{d}$', 'a+bx(c)|{d}$']],
 ];
@@ -58,8 +58,11 @@ describe('.dockerignore file syntax', () => {
 describe('segmentRegExp', () => {
   test('keeps * and ? inside one segment and reads classes and escapes like path patterns', () => {
     expect(segmentRegExp('*.txt').test('a.txt')).toBe(true);
-    expect(segmentRegExp('[!a]?').test('bc')).toBe(true);
-    expect(segmentRegExp('[!a]?').test('ac')).toBe(false);
+    // only ^ negates in Go's filepath.Match: [!a] is the class of ! and a (conformance case c94)
+    expect(segmentRegExp('[!a]?').test('bc')).toBe(false);
+    expect(segmentRegExp('[!a]?').test('ac')).toBe(true);
+    expect(segmentRegExp('[!a]?').test('!c')).toBe(true);
+    expect(segmentRegExp('[^a]?').test('bc')).toBe(true);
     expect(segmentRegExp('\\*').test('*')).toBe(true);
     expect(segmentRegExp('**').test('ab')).toBe(true);
   });
