@@ -14,7 +14,7 @@ import { DaemonConfig } from './config';
 import { DockerfileBuilder } from './dockerfile-builder';
 import { BuildWorker } from './worker/build-worker';
 import { ImagePuller } from './worker/image-puller';
-import { LayerIndex } from './worker/layer-index';
+import { LayerIndex } from '../store/layer-index';
 import { RuncExecutor } from './worker/runc-executor';
 
 /** Options of the daemon's one builder. */

@@ -15,7 +15,7 @@ import { dockerfileToGraph } from '../frontend/dockerfile-frontend';
 import { Builder, BuildRequest, BuildSession, ExporterResponse } from './builder';
 import { exportImage } from './image-export';
 import { Executor } from './worker/executor';
-import { LayerIndex } from './worker/layer-index';
+import { LayerIndex } from '../store/layer-index';
 
 /** Everything a Dockerfile build uses; opened by createBuilder, shared by all builds. */
 export interface DockerfileBuilderDeps {

@@ -9,8 +9,8 @@ import { Snapshotter } from '../store/snapshotter';
 import { exportDockerArchive } from '../store/docker-archive-exporter';
 import { ExportImage, exportOciLayout } from '../store/oci-layout-exporter';
 import { BuildSession, ExportSpec, ExporterResponse } from './builder';
-import { assembleImage } from './worker/image-assembler';
-import { LayerIndex } from './worker/layer-index';
+import { assembleImage } from '../store/image-assembler';
+import { LayerIndex } from '../store/layer-index';
 
 /** The stores and clients one export uses. */
 export interface ImageExportDeps {

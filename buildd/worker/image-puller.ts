@@ -5,7 +5,7 @@ import { ContentStore } from '../../store/content-store';
 import { applyLayer } from '../../store/layer-apply';
 import { RegistryClient } from '../../store/registry-client';
 import { Snapshotter } from '../../store/snapshotter';
-import { LayerIndex } from './layer-index';
+import { LayerIndex } from '../../store/layer-index';
 
 /** The stores a pull writes to; shared with the rest of the worker. */
 export interface PullerDeps {

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BuildWorker } from '../../buildd/worker/build-worker';
 import { ImagePuller } from '../../buildd/worker/image-puller';
-import { LayerIndex } from '../../buildd/worker/layer-index';
+import { LayerIndex } from '../../store/layer-index';
 import { RuncExecutor } from '../../buildd/worker/runc-executor';
 import { CacheStore } from '../../solver/cache-store';
 import { loadDefinition } from '../../solver/definition-graph';

@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
-import { canonicalJson } from '../../solver/canonical-json';
-import { ContentStore } from '../../store/content-store';
-import { History, ImageConfig } from '../../store/image-config';
-import { diffToLayer } from '../../store/layer-diff';
-import { Descriptor, ImageManifest } from '../../store/manifest';
-import { MediaTypes } from '../../store/oci-media-types';
-import { Snapshotter } from '../../store/snapshotter';
+import { canonicalJson } from '../solver/canonical-json';
+import { ContentStore } from './content-store';
+import { History, ImageConfig } from './image-config';
+import { diffToLayer } from './layer-diff';
+import { Descriptor, ImageManifest } from './manifest';
+import { MediaTypes } from './oci-media-types';
+import { Snapshotter } from './snapshotter';
 import { LayerIndex } from './layer-index';
 
 /** An image whose manifest, config and layers are all in the content store. */

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { z } from 'zod';
-import { BuildError } from '../../solver/build-error';
-import { JsonRecordStore } from '../../store/json-record-store';
+import { BuildError } from '../solver/build-error';
+import { JsonRecordStore } from './json-record-store';
 
 const layerSchema = z.object({
   digest: z.string(),
