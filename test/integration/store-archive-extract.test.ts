@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { copyAction } from '../../store/fs-copy';
 import { isArchive } from '../../store/archive-extract';
+import { fsTable } from '../helpers/fs-table';
 
 /**
  * Expected tables are what Docker 20.10's BuildKit produced for `ADD x.tar /eN/` of the same
@@ -34,19 +35,8 @@ async function makeTar(file: string, entries: Entry[]): Promise<void> {
   await written;
 }
 
-async function table(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (rel: string): Promise<void> => {
-    for (const name of (await fsp.readdir(path.join(dir, rel))).sort()) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = await fsp.lstat(path.join(dir, r));
-      const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? `symlink->${await fsp.readlink(path.join(dir, r))}` : `file:${await fsp.readFile(path.join(dir, r), 'utf8')}`;
-      out[r] = `${type} ${(st.isSymbolicLink() ? 0o777 : st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
-      if (st.isDirectory()) await walk(r);
-    }
-  };
-  await walk('');
-  return out;
+function table(dir: string): Promise<Record<string, string>> {
+  return fsTable(dir, { content: true });
 }
 
 async function add(name: string, dest: string, chown?: string): Promise<string> {

@@ -5,6 +5,7 @@ import type { CopyAction } from '../../solver/op';
 import { checksumPaths } from '../../store/content-checksum';
 import { FileMode } from '../../store/file-mode';
 import { copyAction, mkfileAction } from '../../store/fs-copy';
+import { fsTable } from '../helpers/fs-table';
 
 let tmp: string;
 let ctx: string;
@@ -22,20 +23,8 @@ async function freshDest(): Promise<string> {
   return dest;
 }
 
-/** rel path → `type mode uid:gid` for every entry below `dir` */
-async function table(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (rel: string): Promise<void> => {
-    for (const name of (await fsp.readdir(path.join(dir, rel))).sort()) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = await fsp.lstat(path.join(dir, r));
-      const type = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'file';
-      out[r] = `${type} ${(st.isSymbolicLink() ? 0o777 : st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
-      if (st.isDirectory()) await walk(r);
-    }
-  };
-  await walk('');
-  return out;
+function table(dir: string): Promise<Record<string, string>> {
+  return fsTable(dir);
 }
 
 function copy(dest: string, srcPaths: string[], to: string, extra: Partial<CopyAction> = {}): Promise<void> {
