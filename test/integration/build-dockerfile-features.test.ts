@@ -6,11 +6,11 @@ import { connect, type AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { BuildEnv, startBuildEnv, writeContext } from '../helpers/build-env';
+import { IMGDIFF } from '../helpers/shared-conformance';
 import { freePort } from '../helpers/registry';
 import { waitFor } from '../helpers/wait-for';
 
 const run = promisify(execFile);
-const IMGDIFF = path.resolve(__dirname, '..', '..', '..', 'shared', 'conformance', 'imgdiff.py');
 
 type FileEntry = { type: string; mode: string; uid: number; gid: number; sha256?: string; target?: string };
 

@@ -3,10 +3,10 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { BuildEnv, startBuildEnv, writeContext } from '../helpers/build-env';
+import { IMGDIFF } from '../helpers/shared-conformance';
 
 const run = promisify(execFile);
 const REPO = path.resolve(__dirname, '..', '..');
-const IMGDIFF = path.resolve(REPO, '..', 'shared', 'conformance', 'imgdiff.py');
 
 /** The files of an image as imgdiff.py (the conformance tool) flattens them, and its config. */
 async function flatten(archive: string): Promise<{ config: Record<string, unknown>; files: Record<string, { type: string; mode: string; uid: number; gid: number; sha256?: string; target?: string }> }> {

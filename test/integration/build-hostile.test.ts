@@ -6,11 +6,11 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as tar from 'tar-stream';
 import { BuildEnv, startBuildEnv, writeContext } from '../helpers/build-env';
+import { IMGDIFF } from '../helpers/shared-conformance';
 import { makeBusyboxRootfs } from '../helpers/busybox-image';
 import { pushOciImage } from '../helpers/push-oci-image';
 
 const run = promisify(execFile);
-const IMGDIFF = path.resolve(__dirname, '..', '..', '..', 'shared', 'conformance', 'imgdiff.py');
 
 type Entry = { name: string; type?: 'file' | 'symlink' | 'link' | 'directory'; linkname?: string; content?: string };
 
