@@ -71,7 +71,7 @@ describe('buildd over mutual TLS', () => {
     expect(res.code).toBe(0);
   });
 
-  it('reports a failed build as BuildKit does, without a stack trace', async () => {
+  it('sends a builder failure to the client as one `ERROR: failed to solve:` line without a stack trace, and removes the session dir', async () => {
     const ctx = path.join(tmp, 'ctx');
     await fsp.mkdir(ctx, { recursive: true });
     await fsp.writeFile(path.join(ctx, 'Dockerfile'), 'FROM scratch\n');
