@@ -121,7 +121,7 @@ describe('a git source over ssh uses no credential of the daemon user', () => {
     expect(await lsRemote(url, 'ssh -o BatchMode=yes', true)).toBe(`${commit}\tHEAD\n`);
     // git run as the user reads its ~/.gitconfig: the bogus remote is rewritten to the repository.
     expect(await lsRemote('file:///nonexistent-alias/repo.git', 'false', true)).toBe(`${commit}\tHEAD\n`);
-  });
+  }, 60_000);
 
   test("buildd's git source, run as that user, does not log in with its key nor read its git config", async () => {
     const [overSsh, aliased] = await resolveAsDaemon(url, 'file:///nonexistent-alias/repo.git');
@@ -130,5 +130,5 @@ describe('a git source over ssh uses no credential of the daemon user', () => {
     expect(aliased).toEqual({ code: 'failed-precondition', message: expect.stringContaining("Cannot fetch git repository file:///nonexistent-alias/repo.git: fatal: '/nonexistent-alias/repo.git' does not appear to be a git repository") });
     // The refusal is the server's, after a connection with no key offered.
     expect(await sshd.log()).toMatch(new RegExp(`Connection closed by authenticating user ${user.name} 127\\.0\\.0\\.1 port \\d+ \\[preauth\\]`));
-  });
+  }, 60_000);
 });
