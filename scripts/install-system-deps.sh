@@ -15,6 +15,7 @@ want rootlesskit rootlesskit
 want curl curl
 want python3 python3
 want git git
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server) # the test sshd of git-ssh-credentials.test.ts
 want bzip2 bzip2
 want xz xz-utils
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)

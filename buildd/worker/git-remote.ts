@@ -40,6 +40,16 @@ export function parseGitRemote(remote: string): GitRemote {
   throw bad(remote, 'not a URL or user@host:path');
 }
 
+/**
+ * The remote as it may be shown in a message or log: a password or token in the URL's user
+ * info becomes `xxxxx` (a user name alone is kept: `git@host:repo` says who logs in).
+ */
+export function redactGitUrl(url: string): string {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/@]*)@/i.exec(url);
+  if (!m || !m[2]!.includes(':')) return url;
+  return `${m[1]}${m[2]!.slice(0, m[2]!.indexOf(':'))}:xxxxx@${url.slice(m[0].length)}`;
+}
+
 /** Whether `ref` is a full commit id (SHA-1 or SHA-256). */
 export function isCommitId(ref: string): boolean {
   return /^[0-9a-f]{40}$/.test(ref) || /^[0-9a-f]{64}$/.test(ref);

@@ -6,7 +6,8 @@ import { BuildError } from '../../solver/build-error';
 import { PathPatterns } from '../../store/path-pattern';
 import type { Snapshotter } from '../../store/snapshotter';
 import { TreeCopier } from '../../store/tree-copier';
-import { isCommitId, parseGitRemote, pickRef, type GitRemote } from './git-remote';
+import { isCommitId, parseGitRemote, pickRef, redactGitUrl, type GitRemote } from './git-remote';
+import { gitEnv } from './git-env';
 
 const gitAttrsSchema = z.object({
   remote: z.string().min(1).max(4096),
@@ -26,9 +27,15 @@ export interface GitRequest {
 
 const MAX_OUTPUT = 1024 * 1024;
 
+/** What git and ssh print when the server wants credentials that were not given. */
+const AUTH_FAILURE = /Permission denied \(|Authentication failed|could not read (Username|Password)|terminal prompts disabled|HTTP Basic: Access denied/i;
+/** What they print when the server could not be reached at all. */
+const UNREACHABLE = /Connection refused|Connection timed out|No route to host|Could not resolve (host|hostname)|Failed to connect to|Name or service not known/i;
+
 /**
  * ADD <git remote>: a checkout as a snapshot, as BuildKit's git source makes it. Spawns
- * Debian's git with no terminal prompt, no credential helper, no system or user config:
+ * Debian's git with no terminal prompt, no credential helper, no system or user config, and
+ * an ssh that uses none of the daemon user's keys, agent, config or known_hosts (git-env.ts):
  * - `resolve` runs `git ls-remote` and returns the commit a ref names (a full commit id is
  *   taken as is) — the cache key is that commit with subdir and keepGitDir;
  * - `checkout` fetches just that commit (`git fetch --depth 1`, a full fetch when the server
@@ -50,9 +57,9 @@ export class GitSource {
   async resolve(req: GitRequest, signal: AbortSignal): Promise<string> {
     if (isCommitId(req.ref)) return req.ref;
     const patterns = req.ref === '' ? ['HEAD'] : [req.ref, `${req.ref}^{}`];
-    const out = await runGit(['ls-remote', '--', req.remote.url, ...patterns], undefined, signal);
+    const out = await runGit(['ls-remote', '--', req.remote.url, ...patterns], undefined, signal, req.remote);
     const picked = pickRef(out, req.ref);
-    if (!picked) throw new BuildError('not-found', `Cannot resolve git ref ${JSON.stringify(req.ref || 'HEAD')}: ${req.remote.url} has no such branch or tag`);
+    if (!picked) throw new BuildError('not-found', `Cannot resolve git ref ${JSON.stringify(req.ref || 'HEAD')}: ${redactGitUrl(req.remote.url)} has no such branch or tag`);
     return picked.commit;
   }
 
@@ -66,15 +73,15 @@ export class GitSource {
       await runGit(['remote', 'add', 'origin', req.remote.url], repo, signal);
       const wants = isCommitId(req.ref) ? [commit] : [req.ref === '' ? 'HEAD' : req.ref];
       try {
-        await runGit(['fetch', '-q', '--depth', '1', '--no-tags', 'origin', ...wants], repo, signal);
+        await runGit(['fetch', '-q', '--depth', '1', '--no-tags', 'origin', ...wants], repo, signal, req.remote);
       } catch (err) {
         if (signal.aborted || !isCommitId(req.ref)) throw err;
         // Servers that refuse unadvertised commits: fetch everything, then pick the commit.
-        await runGit(['fetch', '-q', '--no-tags', 'origin', '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*'], repo, signal);
+        await runGit(['fetch', '-q', '--no-tags', 'origin', '+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*'], repo, signal, req.remote);
       }
       await runGit(['-c', 'advice.detachedHead=false', 'checkout', '-q', commit], repo, signal);
       const got = (await runGit(['rev-parse', 'HEAD'], repo, signal)).trim();
-      if (got !== commit) throw new BuildError('failed-precondition', `Cannot check out ${req.remote.url}: got commit ${got}, expected ${commit} (the ref moved during the build)`);
+      if (got !== commit) throw new BuildError('failed-precondition', `Cannot check out ${redactGitUrl(req.remote.url)}: got commit ${got}, expected ${commit} (the ref moved during the build)`);
       const top = req.subdir === '' ? repo : await subdirOf(repo, req.subdir);
       const keepGit = req.keepGitDir && req.subdir === '';
       const active = await this.snapshotter.prepare(undefined, signal);
@@ -103,22 +110,15 @@ async function subdirOf(repo: string, subdir: string): Promise<string> {
   return cur;
 }
 
-/** Runs git under umask 022 with a closed environment; resolves to stdout, rejects with stderr. */
-function runGit(args: string[], cwd: string | undefined, signal: AbortSignal): Promise<string> {
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: '/nonexistent',
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_CONFIG_GLOBAL: '/dev/null',
-    GIT_ASKPASS: '/bin/false',
-    SSH_ASKPASS: '/bin/false',
-    GIT_SSH_COMMAND: 'ssh -o BatchMode=yes',
-    LC_ALL: 'C',
-  };
+/**
+ * Runs git under umask 022 in the closed environment of `gitEnv`; resolves to stdout, rejects
+ * with stderr. With `remote`, the command talks to that remote and its failure says so:
+ * `Cannot fetch git repository <url>: <git's error>` (credentials in the URL redacted).
+ */
+function runGit(args: string[], cwd: string | undefined, signal: AbortSignal, remote?: GitRemote): Promise<string> {
   const full = ['-c', 'credential.helper=', '-c', 'core.hooksPath=/dev/null', '-c', 'init.defaultBranch=main', ...args];
   return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-c', 'umask 022 && exec git "$@"', 'git', ...full], { cwd, env, signal, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('sh', ['-c', 'umask 022 && exec git "$@"', 'git', ...full], { cwd, env: gitEnv(), signal, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -129,8 +129,12 @@ function runGit(args: string[], cwd: string | undefined, signal: AbortSignal): P
     });
     child.on('error', (e) => reject(signal.aborted ? e : new BuildError('internal', `Cannot run git ${args[0]}: ${e.message}`, { cause: e })));
     child.on('close', (code) => {
-      if (code === 0) resolve(out);
-      else reject(new BuildError('failed-precondition', `Cannot run git ${args[0]}: exit code ${code}: ${err.trim().slice(0, 1000)}`));
+      if (code === 0) return resolve(out);
+      const why = err.trim().slice(0, 1000);
+      if (remote === undefined) return reject(new BuildError('failed-precondition', `Cannot run git ${args[0]}: exit code ${code}: ${why}`));
+      const url = redactGitUrl(remote.url);
+      const message = `Cannot fetch git repository ${url}: ${why.split(remote.url).join(url) || `git ${args[0]} exited with code ${code}`}`;
+      reject(new BuildError(AUTH_FAILURE.test(err) ? 'unauthenticated' : UNREACHABLE.test(err) ? 'unavailable' : 'failed-precondition', message));
     });
   });
 }
