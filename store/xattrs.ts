@@ -94,8 +94,10 @@ function readError(file: string, err: unknown): BuildError {
   return new BuildError('internal', `Cannot read extended attributes of ${file}: ${message(err)}`, { cause: err });
 }
 
+/** The native addon's errors may come from another realm (jest), so no instanceof Error. */
 function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  if (typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string') return (err as { message: string }).message;
+  return String(err);
 }
 
 function compareBytes(a: string, b: string): number {
