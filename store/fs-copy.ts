@@ -26,7 +26,8 @@ export interface CopyOptions {
  *   there are several sources or `dest` is an existing directory, else it becomes `dest`;
  * - inside a copied tree, symlinks stay symlinks, hard links stay linked, modes are kept
  *   (`--chmod` octal replaces them, symbolic changes them, on files and directories), owner
- *   is 0:0 or `--chown`, mtimes kept;
+ *   is 0:0 or `--chown`, mtimes kept; extended attributes are copied after the owner is set,
+ *   so a file capability (security.capability) survives `--chown` as in BuildKit;
  * - directories COPY creates (the destination and its missing parents) are 0755, owned by the
  *   `--chown` user (0:0 without), never `--chmod`ed; existing ones are left as they are;
  * - `exclude` patterns apply inside each matched directory, relative to it (as fsutil's

@@ -8,6 +8,7 @@ import * as tar from 'tar-stream';
 import { BuildError } from '../solver/build-error';
 import { cleanAbsolute, resolveInRoot } from './safe-path';
 import { writeTarEntry } from './tar-entry-writer';
+import { createTarExtract } from './tar-xattrs';
 import { drainEntry } from './tar-entry-writer';
 import { lstatOrUndefined } from './path-exists';
 
@@ -31,12 +32,14 @@ export interface AppliedLayer {
  * too: a hostile layer can write, link or delete only inside `root`. Whiteouts delete,
  * `.wh..wh..opq` empties a directory of what earlier layers put there, an existing entry is
  * replaced (a directory stays and takes the new owner and mode), directory times are set last.
+ * Each entry's SCHILY.xattr.* PAX records are set on it, byte for byte (see writeTarEntry).
  */
 export async function applyLayer(source: Readable, root: string, signal?: AbortSignal): Promise<AppliedLayer> {
   const rootAbs = path.resolve(root);
   const gzip = await startsWithGzipMagic(source);
   const hash = createHash('sha256');
-  const extract = tar.extract();
+  // Keeps PAX values as bytes: a file capability is binary (see createTarExtract).
+  const extract = createTarExtract();
   const stop = new AbortController();
   const feedSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   const feed = async function (chunks: AsyncIterable<Buffer>): Promise<void> {

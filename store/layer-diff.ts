@@ -1,14 +1,13 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import * as tar from 'tar-stream';
 import { BuildError } from '../solver/build-error';
 import type { ContentStore } from './content-store';
 import type { Snapshotter } from './snapshotter';
+import { encodeTarHeader, padding, TAR_END, type TarHeaderFields } from './tar-header';
+import { CAPABILITY_XATTR, readXattrs } from './xattrs';
 
 /** A layer blob as an image manifest and config refer to it. */
 export interface LayerDescriptor {
@@ -22,76 +21,36 @@ export interface LayerDescriptor {
   empty: boolean;
 }
 
-/** What pack.entry takes: a name and whatever else the entry has. */
-type TarHeader = Partial<tar.Header> & { name: string };
-
-const EMPTY = Buffer.alloc(0);
 const OPAQUE_MARKER = '.wh..wh..opq';
 const WHITEOUT_PREFIX = '.wh.';
+const OPAQUE_XATTR = 'trusted.overlay.opaque';
+/** Bit of CAP_SYS_ADMIN in /proc/self/status' CapEff. */
+const CAP_SYS_ADMIN = 21n;
 
 /**
  * Turns the changes of snapshot `id` (its overlay upper dir) into an OCI layer in the content
  * store. The tar is written in sorted order (a directory before its contents, names in byte
  * order), with nothing taken from the clock, so the same upper dir gives the same digest.
  * Streamed: tar → sha256 (diffId) → gzip → content store, one file at a time.
+ *
+ * Extended attributes: as containerd's and Docker's archive writers (what the reference
+ * BuildKit exports through), an entry carries only security.capability, in a
+ * SCHILY.xattr.security.capability PAX record; user.* and the rest stay out, and overlayfs'
+ * own trusted.overlay.* never go in. A directory's trusted.overlay.opaque="y" is read as the
+ * walk passes it and becomes a `.wh..wh..opq` entry; any failure to read attributes fails the
+ * export (a missed opaque marker would bring deleted files back into the image).
  */
 export async function diffToLayer(snapshotter: Snapshotter, id: string, contentStore: ContentStore, signal?: AbortSignal): Promise<LayerDescriptor> {
   const upper = await snapshotter.upperDir(id);
-  const opaque = await opaqueDirs(upper, signal);
-  const pack = tar.pack();
+  await assertTrustedXattrsVisible(upper);
   // Stops the walker (and closes its open file) when the consuming side fails first.
   const stop = new AbortController();
   const walkSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   const diffHash = createHash('sha256');
-  let entries = 0;
-
-  const writer = (async () => {
-    const links = new Map<string, string>();
-    const walk = async (rel: string): Promise<void> => {
-      const names = (await fsp.readdir(path.join(upper, rel))).sort(compareBytes);
-      for (const name of names) {
-        walkSignal.throwIfAborted();
-        const relPath = rel === '' ? name : `${rel}/${name}`;
-        const abs = path.join(upper, relPath);
-        const st = await fsp.lstat(abs);
-        entries++;
-        if (st.isCharacterDevice() && st.rdev === 0) {
-          // An overlay whiteout: the path was deleted in this layer.
-          await addEntry(pack, { ...baseHeader(st), name: wh(rel, name), type: 'file', mode: 0, uid: 0, gid: 0, size: 0 });
-        } else if (st.isDirectory()) {
-          await addEntry(pack, { ...baseHeader(st), name: relPath + '/', type: 'directory' });
-          if (opaque.has(abs)) {
-            await addEntry(pack, { ...baseHeader(st), name: `${relPath}/${OPAQUE_MARKER}`, type: 'file', mode: 0, uid: 0, gid: 0, size: 0 });
-          }
-          await walk(relPath);
-        } else if (st.isFile()) {
-          const key = `${st.dev}:${st.ino}`;
-          const first = st.nlink > 1 ? links.get(key) : undefined;
-          if (first !== undefined) {
-            await addEntry(pack, { ...baseHeader(st), name: relPath, type: 'link', linkname: first, size: 0 });
-            continue;
-          }
-          if (st.nlink > 1) links.set(key, relPath);
-          await addFile(pack, { ...baseHeader(st), name: relPath, type: 'file', size: st.size }, abs, walkSignal);
-        } else if (st.isSymbolicLink()) {
-          await addEntry(pack, { ...baseHeader(st), name: relPath, type: 'symlink', linkname: await fsp.readlink(abs) });
-        } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-          const type = st.isCharacterDevice() ? 'character-device' : 'block-device';
-          await addEntry(pack, { ...baseHeader(st), name: relPath, type, devmajor: major(st.rdev), devminor: minor(st.rdev) });
-        } else if (st.isFIFO()) {
-          await addEntry(pack, { ...baseHeader(st), name: relPath, type: 'fifo' });
-        }
-        // Sockets are not representable in a tar; like Docker, they are left out.
-      }
-    };
-    await walk('');
-    pack.finalize();
-  })();
-  writer.catch((err: unknown) => pack.destroy(err instanceof Error ? err : new Error(String(err))));
-
+  const counter: WalkState = { entries: 0 };
   const gzip = createGzip();
   const compressing = pipeline(
-    pack as unknown as AsyncIterable<Buffer>,
+    layerTar(upper, counter, walkSignal),
     async function* (chunks: AsyncIterable<Buffer>) {
       for await (const chunk of chunks) {
         diffHash.update(chunk);
@@ -99,108 +58,120 @@ export async function diffToLayer(snapshotter: Snapshotter, id: string, contentS
       }
     },
     gzip,
-    { signal },
+    { signal: walkSignal },
   );
   compressing.catch(() => undefined);
   let blob;
   try {
-    [blob] = await Promise.all([contentStore.ingest(gzip, {}, signal), compressing, writer]);
+    [blob] = await Promise.all([contentStore.ingest(gzip, {}, signal), compressing]);
   } catch (err) {
     stop.abort(err);
-    pack.destroy();
-    throw err;
+    gzip.destroy();
+    // The walk's own failure (say, unreadable attributes) is the cause; the store then only
+    // saw its input end early.
+    throw counter.error ?? err;
   }
-  return { digest: blob.digest, size: blob.size, diffId: 'sha256:' + diffHash.digest('hex'), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', empty: entries === 0 };
+  return { digest: blob.digest, size: blob.size, diffId: 'sha256:' + diffHash.digest('hex'), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', empty: counter.entries === 0 };
 }
 
-function baseHeader(st: Stats): TarHeader {
-  return { name: '', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: new Date(Math.floor(st.mtimeMs / 1000) * 1000) };
+/** What the walk tells diffToLayer: how many entries it wrote, why it stopped early. */
+interface WalkState {
+  entries: number;
+  error?: unknown;
+}
+
+/** The layer tar of `upper` as a stream of chunks; pulled, so it honours backpressure. */
+async function* layerTar(upper: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
+  try {
+    yield* layerEntries(upper, counter, signal);
+  } catch (err) {
+    counter.error = err;
+    throw err;
+  }
+}
+
+async function* layerEntries(upper: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
+  const links = new Map<string, string>();
+  async function* walk(rel: string): AsyncGenerator<Buffer> {
+    const names = (await fsp.readdir(path.join(upper, rel))).sort(compareBytes);
+    for (const name of names) {
+      signal.throwIfAborted();
+      const relPath = rel === '' ? name : `${rel}/${name}`;
+      const abs = path.join(upper, relPath);
+      const st = await fsp.lstat(abs);
+      counter.entries++;
+      if (st.isCharacterDevice() && st.rdev === 0) {
+        // An overlay whiteout: the path was deleted in this layer.
+        yield encodeTarHeader({ ...baseHeader(st), name: wh(rel, name), type: 'file', mode: 0, uid: 0, gid: 0 });
+        continue;
+      }
+      const xattrs = await readXattrs(abs, (n) => n === CAPABILITY_XATTR || n === OPAQUE_XATTR);
+      const opaque = st.isDirectory() && xattrs.get(OPAQUE_XATTR)?.toString('latin1') === 'y';
+      // "y" marks an opaque dir; newer kernels also write "x" (has whiteouts), which is not opaque.
+      xattrs.delete(OPAQUE_XATTR);
+      const head = { ...baseHeader(st), xattrs };
+      if (st.isDirectory()) {
+        yield encodeTarHeader({ ...head, name: relPath + '/', type: 'directory' });
+        if (opaque) yield encodeTarHeader({ ...baseHeader(st), name: `${relPath}/${OPAQUE_MARKER}`, type: 'file', mode: 0, uid: 0, gid: 0 });
+        yield* walk(relPath);
+      } else if (st.isFile()) {
+        const key = `${st.dev}:${st.ino}`;
+        const first = st.nlink > 1 ? links.get(key) : undefined;
+        if (first !== undefined) {
+          yield encodeTarHeader({ ...head, name: relPath, type: 'link', linkname: first });
+          continue;
+        }
+        if (st.nlink > 1) links.set(key, relPath);
+        yield encodeTarHeader({ ...head, name: relPath, type: 'file', size: st.size });
+        yield* fileContent(abs, relPath, st.size, signal);
+        yield padding(st.size);
+      } else if (st.isSymbolicLink()) {
+        yield encodeTarHeader({ ...head, name: relPath, type: 'symlink', linkname: await fsp.readlink(abs) });
+      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+        const type = st.isCharacterDevice() ? 'character-device' : 'block-device';
+        yield encodeTarHeader({ ...head, name: relPath, type, devmajor: major(st.rdev), devminor: minor(st.rdev) });
+      } else if (st.isFIFO()) {
+        yield encodeTarHeader({ ...head, name: relPath, type: 'fifo' });
+      }
+      // Sockets are not representable in a tar; like Docker, they are left out.
+    }
+  }
+  yield* walk('');
+  yield TAR_END;
+}
+
+function baseHeader(st: Stats): Omit<TarHeaderFields, 'name' | 'type'> {
+  return { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: 0, mtime: Math.floor(st.mtimeMs / 1000) };
 }
 
 function wh(rel: string, name: string): string {
   return rel === '' ? WHITEOUT_PREFIX + name : `${rel}/${WHITEOUT_PREFIX}${name}`;
 }
 
-/** An entry without content; the empty buffer ends it (a callback alone leaves a 'file' open). */
-function addEntry(pack: tar.Pack, header: TarHeader): Promise<void> {
-  return new Promise((resolve, reject) => pack.entry(header, EMPTY, (err) => (err ? reject(err) : resolve())));
-}
-
-/** Streams one file into the pack, honouring the entry's backpressure. */
-async function addFile(pack: tar.Pack, header: TarHeader, abs: string, signal: AbortSignal): Promise<void> {
-  let entry!: ReturnType<tar.Pack['entry']>;
-  const done = new Promise<void>((resolve, reject) => {
-    entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
-  });
-  done.catch(() => undefined);
-  const file = createReadStream(abs, { signal });
+/** Exactly `size` bytes of the file: the header already promised them. */
+async function* fileContent(abs: string, name: string, size: number, signal: AbortSignal): AsyncGenerator<Buffer> {
   let written = 0;
-  for await (const chunk of file as AsyncIterable<Buffer>) {
-    // The header already promised st.size bytes: a file that grew meanwhile is cut there.
-    const part = written + chunk.length > (header.size ?? 0) ? chunk.subarray(0, (header.size ?? 0) - written) : chunk;
+  for await (const chunk of createReadStream(abs, { signal }) as AsyncIterable<Buffer>) {
+    // A file that grew meanwhile is cut at the promised size, one that shrank fails below.
+    const part = written + chunk.length > size ? chunk.subarray(0, size - written) : chunk;
     written += part.length;
-    if (!entry.write(part)) await drained(entry, signal);
+    if (part.length > 0) yield part;
   }
-  if (written !== header.size) throw new BuildError('failed-precondition', `Cannot add ${header.name} to the layer: it changed size while being read`);
-  entry.end(undefined);
-  await done;
-}
-
-function drained(entry: ReturnType<tar.Pack['entry']>, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      entry.off('drain', onDrain);
-      reject(signal.reason);
-    };
-    const onDrain = (): void => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    };
-    if (signal.aborted) return reject(signal.reason);
-    entry.once('drain', onDrain);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+  if (written !== size) throw new BuildError('failed-precondition', `Cannot add ${name} to the layer: it changed size while being read`);
 }
 
 /**
- * Absolute paths of the upper dir's opaque directories: one getfattr run for the whole tree
- * instead of one spawn per directory. getfattr exits 1 when some files lack the attribute,
- * so its stdout is what counts.
+ * Without CAP_SYS_ADMIN the kernel hides trusted.* attributes (they read as absent, no error):
+ * opaque markers would be missed silently, so that is an error before anything is written.
  */
-async function opaqueDirs(upper: string, signal?: AbortSignal): Promise<Set<string>> {
-  // Streamed line by line, stderr (one "No such attribute" per plain file) discarded: a layer
-  // with a million files must not be buffered twice in memory.
-  const child = spawn('getfattr', ['-R', '-h', '-n', 'trusted.overlay.opaque', '--absolute-names', upper], { stdio: ['ignore', 'pipe', 'ignore'], signal });
-  const exited = new Promise<void>((resolve, reject) => {
-    child.once('error', (err: NodeJS.ErrnoException) =>
-      reject(err.code === 'ENOENT' ? new BuildError('internal', 'Cannot read overlay opaque markers: getfattr is not installed (Debian package attr)') : err));
-    child.once('close', () => resolve());
-  });
-  const dirs = new Set<string>();
-  let file: string | undefined;
-  for await (const line of createInterface({ input: child.stdout, crlfDelay: Infinity })) {
-    if (line.startsWith('# file: ')) file = unescapeGetfattr(line.slice('# file: '.length));
-    // "y" marks an opaque dir; newer kernels also write "x" (has whiteouts), which is not opaque.
-    else if (file !== undefined && line === 'trusted.overlay.opaque="y"') dirs.add(path.resolve(file));
-  }
-  // getfattr exits 1 when some files lack the attribute, so its stdout is what counts.
-  await exited;
-  return dirs;
-}
-
-/** getfattr quotes unusual bytes in names as backslash + 3 octal digits. */
-function unescapeGetfattr(s: string): string {
-  const bytes: number[] = [];
-  const raw = Buffer.from(s, 'utf8');
-  for (let i = 0; i < raw.length; i++) {
-    if (raw[i] === 0x5c && i + 3 < raw.length && /^[0-7]{3}$/.test(raw.subarray(i + 1, i + 4).toString())) {
-      bytes.push(parseInt(raw.subarray(i + 1, i + 4).toString(), 8));
-      i += 3;
-    } else {
-      bytes.push(raw[i]);
-    }
-  }
-  return Buffer.from(bytes).toString('utf8');
+async function assertTrustedXattrsVisible(upper: string): Promise<void> {
+  const status = await fsp.readFile('/proc/self/status', 'utf8');
+  const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  if (hex !== undefined && ((BigInt('0x' + hex) >> CAP_SYS_ADMIN) & 1n) === 1n) return;
+  throw new BuildError(
+    'permission-denied',
+    `Cannot read overlay opaque markers of ${upper}: this process lacks CAP_SYS_ADMIN, without which the kernel hides trusted.overlay.opaque`,
+  );
 }
 
 function compareBytes(a: string, b: string): number {

@@ -7,6 +7,8 @@ import type * as tar from 'tar-stream';
 import { cleanAbsolute, resolveInRoot } from './safe-path';
 import type { Owner } from './tree-copier';
 import { lstatOrUndefined } from './path-exists';
+import { entryXattrs } from './tar-xattrs';
+import { writeXattrs, type Xattrs } from './xattrs';
 
 const execFileP = promisify(execFile);
 /** One entry of an extract stream: its header and a readable of its content. */
@@ -42,8 +44,14 @@ export interface TarEntryWriteOptions {
 }
 
 /**
- * Writes one tar entry at `target` and sets its owner, mode and times from the header (a
- * directory's times go to `options.dirTimes` instead).
+ * Writes one tar entry at `target` and sets its owner, mode, extended attributes and times
+ * from the header (a directory's times go to `options.dirTimes` instead).
+ *
+ * Extended attributes come from the entry's SCHILY.xattr.* PAX records, as containerd's and
+ * Docker's unpackers set them: every record, after the owner (chown drops
+ * security.capability); one the file system or kernel refuses with ENOTSUP or EPERM is left
+ * out as they do, except security.capability, which fails; overlayfs' trusted.overlay.* are
+ * never written (see writeXattrs). Exact bytes need an extract from createTarExtract.
  *
  * The caller resolves `target` inside `options.root` with the final component not followed,
  * skips the root itself, and makes sure the parent directory exists by its own rules. Given
@@ -59,6 +67,8 @@ export interface TarEntryWriteOptions {
 export async function writeTarEntry(entry: TarEntry, target: string, options: TarEntryWriteOptions): Promise<boolean> {
   const h = entry.header;
   const { owner, signal } = options;
+  // Read before anything is written: a value that cannot be kept exactly fails the entry.
+  const xattrs = entryXattrs(h, options.fail);
   const found = await lstatOrUndefined(target);
   const keepDir = found?.isDirectory() === true && h.type === 'directory';
   if (found && !keepDir) await fsp.rm(target, { recursive: true, force: true });
@@ -87,11 +97,11 @@ export async function writeTarEntry(entry: TarEntry, target: string, options: Ta
       const st = await lstatOrUndefined(from);
       if (!st || st.isDirectory()) throw options.fail(`its hard link target ${JSON.stringify(h.linkname)} is not a file in ${options.rootName}`);
       await fsp.link(from, target);
-      if (options.hardLinkMetadata === 'header') {
-        await fsp.lchown(target, owner?.uid ?? h.uid, owner?.gid ?? h.gid);
-        // chmod follows symlinks: a link to a symlink would change the symlink's target.
-        if (!st.isSymbolicLink()) await fsp.chmod(target, h.mode & 0o7777);
-      }
+      if (options.hardLinkMetadata === 'header') await fsp.lchown(target, owner?.uid ?? h.uid, owner?.gid ?? h.gid);
+      // The inode is shared: its attributes are the link entry's as well, as Docker sets them.
+      await setXattrs(target, xattrs, options);
+      // chmod follows symlinks: a link to a symlink would change the symlink's target.
+      if (options.hardLinkMetadata === 'header' && !st.isSymbolicLink()) await fsp.chmod(target, h.mode & 0o7777);
       return true;
     }
     case 'character-device':
@@ -108,12 +118,17 @@ export async function writeTarEntry(entry: TarEntry, target: string, options: Ta
       return false;
   }
   await fsp.lchown(target, owner?.uid ?? h.uid, owner?.gid ?? h.gid);
+  await setXattrs(target, xattrs, options);
   // chmod after chown: chown clears setuid and setgid bits.
   if (h.type !== 'symlink') await fsp.chmod(target, h.mode & 0o7777);
   const mtime = h.mtime ?? new Date(0);
   if (h.type === 'directory') options.dirTimes.push([target, mtime]);
   else await fsp.lutimes(target, mtime, mtime);
   return true;
+}
+
+async function setXattrs(target: string, xattrs: Xattrs, options: TarEntryWriteOptions): Promise<void> {
+  if (xattrs.size > 0) await writeXattrs(target, xattrs, { fail: (name, reason) => options.fail(`its extended attribute ${name} cannot be set: ${reason}`) });
 }
 
 /** Reads an entry to its end without keeping it (tar-stream needs every entry consumed). */

@@ -7,6 +7,7 @@ import type { FileMode } from './file-mode';
 import type { PathPatterns } from './path-pattern';
 import { walkSelected } from './copy-selection';
 import { lstatOrUndefined } from './path-exists';
+import { copyXattrs } from './xattrs';
 
 const execFileP = promisify(execFile);
 
@@ -82,7 +83,7 @@ export class TreeCopier {
       return;
     }
     await fsp.mkdir(dest);
-    await this.applyMeta(dest, st, true);
+    await this.applyMeta(src, dest, st, true);
     this.dirTimes.push([dest, st]);
   }
 
@@ -97,7 +98,7 @@ export class TreeCopier {
       throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} exists and is not a directory`);
     }
     if (!existing) await fsp.mkdir(dest);
-    await this.applyMeta(dest, st, true);
+    await this.applyMeta(src, dest, st, true);
     this.dirTimes.push([dest, st]);
   }
 
@@ -125,12 +126,18 @@ export class TreeCopier {
       return; // sockets cannot be copied; Docker skips them as well
     }
     if (st.nlink > 1 && !st.isSymbolicLink()) this.links.set(key, dest);
-    await this.applyMeta(dest, st, false);
+    await this.applyMeta(src, dest, st, false);
   }
 
-  private async applyMeta(dest: string, st: Stats, isDir: boolean): Promise<void> {
+  /**
+   * Owner, extended attributes, mode and times of `src` onto `dest`. Attributes are copied as
+   * BuildKit's copier (fsutil) does, all of them (overlayfs' own excepted), and after the
+   * chown, which would drop security.capability: a capability survives COPY --chown.
+   */
+  private async applyMeta(src: string, dest: string, st: Stats, isDir: boolean): Promise<void> {
     const owner = this.opts.owner ?? { uid: st.uid, gid: st.gid };
     await fsp.lchown(dest, owner.uid, owner.gid);
+    await copyXattrs(src, dest);
     if (st.isSymbolicLink()) {
       await fsp.lutimes(dest, st.atime, st.mtime);
       return;

@@ -1,8 +1,11 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { getAttribute, setAttribute } from '@napi-rs/xattr';
 import type { CopyAction } from '../../solver/op';
 import { copyAction, mkdirAction } from '../../store/fs-copy';
+import { encodeTarHeader, padding, TAR_END } from '../../store/tar-header';
+import { readXattrs } from '../../store/xattrs';
 
 /**
  * The expected tables are what Docker 20.10's BuildKit produced for the same Dockerfile and
@@ -245,5 +248,61 @@ describe('copyAction and mkdirAction, as BuildKit COPY and WORKDIR', () => {
     await expect(mkdirAction({ type: 'mkdir', path: '/n1/n2', mode: 0o755, makeParents: false }, dest)).rejects.toMatchObject({ code: 'not-found' });
     await mkdirAction({ type: 'mkdir', path: '/m1', mode: 0o700, makeParents: false }, dest);
     expect((await table(['m1']))['m1']).toBe('dir 750 65534:65534');
+  });
+});
+
+describe('extended attributes through COPY, as BuildKit (fsutil) copies them', () => {
+  /** v2 file capability (cap_setuid + cap_net_raw, effective): binary, bytes >= 0x80. */
+  const CAP = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x80, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  const both = new Map([['security.capability', CAP], ['user.note', Buffer.from('hello')]]);
+  let src: string;
+  let hostTarget: string;
+
+  beforeAll(async () => {
+    // A stage's filesystem: files with a capability and a user.* attribute, in a tree too.
+    src = path.join(tmp, 'xsrc');
+    await write(path.join(src, 'ping'), 'p', 0o755);
+    await write(path.join(src, 'dir/inner'), 'i', 0o755);
+    for (const f of ['ping', 'dir/inner']) {
+      await setAttribute(path.join(src, f), 'security.capability', CAP);
+      await setAttribute(path.join(src, f), 'user.note', 'hello');
+    }
+    await fsp.mkdir(path.join(src, 'dir/sub'));
+    await setAttribute(path.join(src, 'dir/sub'), 'user.dir', 'd');
+    // A symlink to a host file with attributes: the copy is a symlink with none of them.
+    hostTarget = path.join(tmp, 'xhost');
+    await write(hostTarget, 'h', 0o644);
+    await setAttribute(hostTarget, 'user.host', 'h');
+    await fsp.symlink(hostTarget, path.join(src, 'dir/to-host'));
+  });
+
+  function copyFrom(srcPaths: string[], to: string, extra: Partial<CopyAction> = {}): Promise<void> {
+    return copyAction({ type: 'copy', src: 0, srcPaths, dest: to, ...extra }, src, dest);
+  }
+
+  it('keeps them on files and directories, with --chown (set after the owner) and --chmod, and with --link', async () => {
+    await copyFrom(['ping'], '/x/copied');
+    await copyFrom(['ping'], '/x/chowned', { chown: { user: '1', group: '1' } });
+    await copyFrom(['ping'], '/x/chmodded', { chmod: 0o700 });
+    await copyFrom(['dir'], '/x/dir');
+    await copyFrom(['ping'], '/x/linked', { link: true });
+    for (const f of ['copied', 'chowned', 'chmodded', 'dir/inner', 'linked']) {
+      expect([f, await readXattrs(path.join(dest, 'x', f))]).toEqual([f, both]);
+    }
+    expect((await fsp.stat(path.join(dest, 'x/chowned'))).uid).toBe(1);
+    expect(await readXattrs(path.join(dest, 'x/dir/sub'))).toEqual(new Map([['user.dir', Buffer.from('d')]]));
+    expect(await readXattrs(path.join(dest, 'x/dir/to-host'))).toEqual(new Map());
+    expect(await readXattrs(hostTarget)).toEqual(new Map([['user.host', Buffer.from('h')]]));
+  });
+
+  it('ADD of a local tar sets the SCHILY.xattr records of its entries', async () => {
+    const archive = path.join(src, 'a.tar');
+    const h = { type: 'file' as const, mode: 0o644, uid: 0, gid: 0, size: 1, mtime: 1700000000 };
+    await fsp.writeFile(archive, Buffer.concat([
+      encodeTarHeader({ ...h, name: 'noted', xattrs: new Map([['user.note', Buffer.from('from tar')]]) }), Buffer.from('n'), padding(1),
+      TAR_END,
+    ]));
+    await copyFrom(['a.tar'], '/x/added/', { extract: true });
+    expect(await getAttribute(path.join(dest, 'x/added/noted'), 'user.note')).toEqual(Buffer.from('from tar'));
   });
 });

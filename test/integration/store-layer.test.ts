@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -9,6 +10,11 @@ import { LocalContentStore } from '../../store/content-store';
 import { applyLayer } from '../../store/layer-apply';
 import { diffToLayer } from '../../store/layer-diff';
 import { OverlaySnapshotter } from '../../store/overlay-snapshotter';
+import { encodeTarHeader, padding, TAR_END, type TarHeaderFields } from '../../store/tar-header';
+import { createTarExtract, entryXattrs } from '../../store/tar-xattrs';
+import { readXattrs } from '../../store/xattrs';
+import { getAttribute, setAttribute } from '@napi-rs/xattr';
+import { ensureBuilt } from '../helpers/daemon';
 import { cleanupRoot } from '../helpers/store-mounts';
 
 type Entry = Partial<tar.Header> & { name: string; content?: string };
@@ -39,17 +45,18 @@ async function makeTar(entries: Entry[]): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-interface ReadEntry { name: string; type: string; mode: number; uid: number; gid: number; linkname?: string; content: string }
+interface ReadEntry { name: string; type: string; mode: number; uid: number; gid: number; linkname?: string; content: string; xattrs: Map<string, Buffer> }
 
 async function readLayer(digest: string): Promise<ReadEntry[]> {
   const gz = await fsp.readFile(content.blobPath(digest));
-  const extract = tar.extract();
+  const extract = createTarExtract();
   const out: ReadEntry[] = [];
   const done = (async () => {
     for await (const e of extract) {
       let body = '';
       for await (const c of e) body += (c as Buffer).toString();
-      out.push({ name: e.header.name, type: e.header.type, mode: e.header.mode, uid: e.header.uid, gid: e.header.gid, linkname: e.header.linkname || undefined, content: body });
+      const xattrs = entryXattrs(e.header, (why) => new Error(why));
+      out.push({ name: e.header.name, type: e.header.type, mode: e.header.mode, uid: e.header.uid, gid: e.header.gid, linkname: e.header.linkname || undefined, content: body, xattrs });
     }
   })();
   extract.end(execFileSync('gzip', ['-dc'], { input: gz }));
@@ -228,7 +235,24 @@ describe('applyLayer', () => {
 describe('applyLayer with hostile layers', () => {
   let sandbox: string;
   let layerRoot: string;
-  const hostFiles = ['/tmp/pwned', '/etc/passwd-pwned', '/pwned', '/escape', '/abs'];
+  // The host paths a hostile layer aims at: unique per run, so a leftover never decides the next.
+  const tag = randomBytes(6).toString('hex');
+  const hostFiles = [`/tmp/pwned-${tag}`, `/etc/passwd-pwned-${tag}`, `/escape-${tag}`, `/abs-${tag}`];
+
+  beforeAll(async () => {
+    for (const f of hostFiles) await expect(fsp.lstat(f)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  afterAll(async () => {
+    // Only after a failure is anything there; remove it, then say so.
+    const found: string[] = [];
+    for (const f of hostFiles) {
+      if ((await fsp.lstat(f).catch(() => undefined)) === undefined) continue;
+      found.push(f);
+      await fsp.rm(f, { recursive: true, force: true });
+    }
+    expect(found).toEqual([]);
+  });
 
   beforeEach(async () => {
     sandbox = await fsp.mkdtemp(path.join(root, 'sandbox-'));
@@ -247,15 +271,15 @@ describe('applyLayer with hostile layers', () => {
   }
 
   const cases: Array<[string, Entry[], 'ok' | 'error', Record<string, string> | undefined]> = [
-    ['../escape is cleaned into the root', [{ name: '../../escape', content: 'e' }], 'ok', { 'escape': 'file 644 0:0 e links=1' }],
-    ['an absolute name is cleaned into the root', [{ name: '/abs/escape', content: 'e' }], 'ok', { 'abs/': 'dir 755 0:0', 'abs/escape': 'file 644 0:0 e links=1' }],
+    ['../escape is cleaned into the root', [{ name: `../../escape-${tag}`, content: 'e' }], 'ok', { [`escape-${tag}`]: 'file 644 0:0 e links=1' }],
+    ['an absolute name is cleaned into the root', [{ name: `/abs-${tag}/escape`, content: 'e' }], 'ok', { [`abs-${tag}/`]: 'dir 755 0:0', [`abs-${tag}/escape`]: 'file 644 0:0 e links=1' }],
     ['a symlink to / is followed inside the root', [
       { name: 'evil', type: 'symlink', linkname: '/' },
-      { name: 'evil/tmp/pwned', content: 'p' },
-    ], 'ok', { 'evil': 'symlink -> /', 'tmp/': 'dir 755 0:0', 'tmp/pwned': 'file 644 0:0 p links=1' }],
+      { name: `evil/tmp/pwned-${tag}`, content: 'p' },
+    ], 'ok', { 'evil': 'symlink -> /', 'tmp/': 'dir 755 0:0', [`tmp/pwned-${tag}`]: 'file 644 0:0 p links=1' }],
     ['a symlink to /etc never reaches the host /etc', [
       { name: 'etc', type: 'symlink', linkname: '/etc' },
-      { name: 'etc/passwd-pwned', content: 'p' },
+      { name: `etc/passwd-pwned-${tag}`, content: 'p' },
     ], 'error', undefined],
     ['a symlink to ../.. stays inside the root', [
       { name: 'up', type: 'symlink', linkname: '../..' },
@@ -285,5 +309,158 @@ describe('applyLayer with hostile layers', () => {
     else await run;
     await assertHostUntouched();
     if (expected) expect(await listTree(layerRoot)).toEqual(expected);
+  });
+});
+
+/** A capability as setcap writes it (v2, effective, cap_setuid + cap_net_raw): bytes >= 0x80. */
+const CAP = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x80, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+
+/** A tar with binary PAX values, which tar-stream's pack cannot write. */
+function xattrTar(entries: Array<TarHeaderFields & { content?: string }>): Buffer {
+  const parts: Buffer[] = [];
+  for (const { content: body = '', ...h } of entries) {
+    parts.push(encodeTarHeader({ ...h, size: Buffer.byteLength(body) }), Buffer.from(body), padding(Buffer.byteLength(body)));
+  }
+  parts.push(TAR_END);
+  return Buffer.concat(parts);
+}
+
+const fileHeader = { type: 'file' as const, mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 1700000000 };
+
+describe('extended attributes through diff and apply', () => {
+  it('diff: a file keeps only security.capability, as a SCHILY.xattr PAX record; never user.*, trusted.overlay.* or what a symlink points at', async () => {
+    // A host file outside the snapshot with attributes, that a symlink in the snapshot names.
+    const hostTarget = path.join(await fsp.mkdtemp(path.join(root, 'host-')), 'target');
+    await fsp.writeFile(hostTarget, 't');
+    await setAttribute(hostTarget, 'security.capability', CAP);
+    await setAttribute(hostTarget, 'user.note', 'host');
+
+    const base = await committedBase();
+    const b = await snaps.prepare(base);
+    let id: string;
+    try {
+      const m = await b.mount();
+      await fsp.writeFile(path.join(m, 'ping'), 'p');
+      await setAttribute(path.join(m, 'ping'), 'security.capability', CAP);
+      await setAttribute(path.join(m, 'ping'), 'user.note', 'hello');
+      await fsp.link(path.join(m, 'ping'), path.join(m, 'ping2'));
+      await fsp.mkdir(path.join(m, 'userdir'));
+      await setAttribute(path.join(m, 'userdir'), 'user.note', 'dir');
+      await fsp.symlink(hostTarget, path.join(m, 'to-host'));
+      // Recreated: overlay marks the upper dir opaque (trusted.overlay.opaque=y).
+      await fsp.rm(path.join(m, 'opq'), { recursive: true });
+      await fsp.mkdir(path.join(m, 'opq'));
+      id = await snaps.commit(b);
+    } finally {
+      await b.release();
+    }
+    expect((await readXattrs(path.join(await snaps.upperDir(id), 'opq'))).get('trusted.overlay.opaque')).toEqual(Buffer.from('y'));
+
+    const layer = await diffToLayer(snaps, id, content);
+    const entries = await readLayer(layer.digest);
+    const xattrsOf = Object.fromEntries(entries.map((e) => [e.name, Object.fromEntries(e.xattrs)]));
+    expect(xattrsOf).toEqual({
+      'ping': { 'security.capability': CAP },
+      'ping2': { 'security.capability': CAP }, // the hard link entry, as Docker's writer
+      'userdir/': {},
+      'to-host': {},
+      'opq/': {},
+      'opq/.wh..wh..opq': {},
+    });
+    // The record byte for byte as the reference (Go's archive/tar) writes it.
+    const tarBytes = execFileSync('gzip', ['-dc', content.blobPath(layer.digest)]);
+    const record = Buffer.concat([Buffer.from('57 SCHILY.xattr.security.capability='), CAP, Buffer.from('\n')]);
+    expect(tarBytes.indexOf(record)).toBeGreaterThan(0);
+    expect(tarBytes.includes('SCHILY.xattr.user')).toBe(false);
+    expect(tarBytes.includes('SCHILY.xattr.trusted')).toBe(false);
+  });
+
+  it('apply: sets every SCHILY.xattr record byte for byte, but never trusted.overlay.*, and round-trips through diff', async () => {
+    const layerTar = xattrTar([
+      { ...fileHeader, name: 'bin/', type: 'directory', xattrs: new Map([['user.dir', Buffer.from('d')]]) },
+      { ...fileHeader, name: 'bin/ping', content: 'p', xattrs: new Map([['security.capability', CAP], ['user.note', Buffer.from('hello')]]) },
+      { ...fileHeader, name: 'bin/ping2', type: 'link', linkname: 'bin/ping', xattrs: new Map([['security.capability', CAP]]) },
+      // A symlink cannot hold user.*: the kernel says EPERM, and like Docker that one is left out.
+      { ...fileHeader, name: 'bin/sym', type: 'symlink', linkname: 'ping', xattrs: new Map([['user.note', Buffer.from('x')]]) },
+      // A hostile layer's overlay markers would make the directory opaque or redirect it.
+      { ...fileHeader, name: 'd/', type: 'directory', xattrs: new Map([['trusted.overlay.opaque', Buffer.from('y')], ['trusted.overlay.redirect', Buffer.from('/etc')]]) },
+    ]);
+    const base = await committedBase();
+    const b = await snaps.prepare(base);
+    let id: string;
+    try {
+      const m = await b.mount();
+      await applyLayer(Readable.from([gzipSync(layerTar)]), m);
+      expect(await readXattrs(path.join(m, 'bin/ping'))).toEqual(new Map([['security.capability', CAP], ['user.note', Buffer.from('hello')]]));
+      expect(await readXattrs(path.join(m, 'bin'))).toEqual(new Map([['user.dir', Buffer.from('d')]]));
+      expect(await readXattrs(path.join(m, 'bin/sym'))).toEqual(new Map());
+      id = await snaps.commit(b);
+    } finally {
+      await b.release();
+    }
+    // d/ kept what the base has in it: no opaque marker was written into the upper dir.
+    const upperD = path.join(await snaps.upperDir(id), 'd');
+    expect([...(await readXattrs(upperD)).keys()].filter((n) => n.startsWith('trusted.overlay.opaque') || n.startsWith('trusted.overlay.redirect'))).toEqual([]);
+    const view = await snaps.mountView(id);
+    try {
+      expect((await fsp.readdir(path.join(view.path, 'd'))).sort()).toEqual(['keep', 'old']);
+    } finally {
+      await view.release();
+    }
+    const again = await readLayer((await diffToLayer(snaps, id, content)).digest);
+    const byName = Object.fromEntries(again.map((e) => [e.name, e.xattrs]));
+    expect(byName['bin/ping']).toEqual(new Map([['security.capability', CAP]]));
+    expect(byName['bin/ping2']).toEqual(new Map([['security.capability', CAP]]));
+  });
+
+  it('apply: a security.capability the kernel refuses fails the entry, naming it', async () => {
+    const dir = await fsp.mkdtemp(path.join(root, 'badcap-'));
+    const layerTar = xattrTar([{ ...fileHeader, name: 'f', content: 'f', xattrs: new Map([['security.capability', Buffer.from('nonsense')]]) }]);
+    await expect(applyLayer(Readable.from([layerTar]), dir)).rejects.toThrow(
+      'Cannot apply layer entry "f": its extended attribute security.capability cannot be set: Invalid argument (os error 22)',
+    );
+    expect(await getAttribute(path.join(dir, 'f'), 'security.capability')).toBeNull();
+  });
+});
+
+describe('overlay opaque markers', () => {
+  it('fails the export, naming the cause, when this process cannot see trusted.* attributes', async () => {
+    ensureBuilt();
+    const base = await committedBase();
+    const b = await snaps.prepare(base);
+    let id: string;
+    try {
+      const m = await b.mount();
+      await fsp.rm(path.join(m, 'opq'), { recursive: true });
+      await fsp.mkdir(path.join(m, 'opq'));
+      id = await snaps.commit(b);
+    } finally {
+      await b.release();
+    }
+    const upper = await snaps.upperDir(id);
+    const dist = path.resolve(__dirname, '..', '..', 'dist', 'store');
+    // The diff in a process without CAP_SYS_ADMIN, where the kernel answers a trusted.* read
+    // with "no such attribute": getfattr's way silently dropped the opaque marker there.
+    const script = `
+      const { diffToLayer } = require(${JSON.stringify(path.join(dist, 'layer-diff.js'))});
+      const { LocalContentStore } = require(${JSON.stringify(path.join(dist, 'content-store.js'))});
+      (async () => {
+        const content = await LocalContentStore.open(${JSON.stringify(path.join(root, 'content-nocap'))});
+        try {
+          const layer = await diffToLayer({ upperDir: async () => ${JSON.stringify(upper)} }, 'x', content);
+          console.log(JSON.stringify({ layer: layer.digest }));
+        } catch (err) {
+          console.log(JSON.stringify({ code: err.code, message: err.message }));
+        }
+      })();`;
+    const child = spawn('setpriv', ['--inh-caps=-sys_admin', '--bounding-set=-sys_admin', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toEqual({
+      code: 'permission-denied',
+      message: `Cannot read overlay opaque markers of ${upper}: this process lacks CAP_SYS_ADMIN, without which the kernel hides trusted.overlay.opaque`,
+    });
   });
 });
