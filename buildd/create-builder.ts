@@ -47,7 +47,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const swept = await executor.sweep();
   if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');
   const content = await LocalContentStore.open(path.join(root, 'content'));
-  const snapshotter = await OverlaySnapshotter.open(root);
+  const snapshotter = await OverlaySnapshotter.open(root, { logger: opts.logger });
   const cache = await CacheStore.open(root);
   const layers = await LayerIndex.open(root);
   const images = await ImageStore.open(root);

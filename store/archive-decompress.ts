@@ -31,8 +31,10 @@ export async function detectCompression(file: string): Promise<Compression> {
  * handed over, no copy through this process) and write to a pipe.
  *
  * Lifecycle: read `stream` to its end, then await `finished()`, which rejects when the
- * decompressor failed (corrupt input); or call `close()` to stop early (kills the process,
- * closes the file). `close()` is idempotent and safe after `finished()`.
+ * decompressor failed (corrupt or truncated input: a plain Error with the decompressor's own
+ * reason, for the caller to name the file; a decompressor that cannot be started is a
+ * BuildError); or call `close()` to stop early (kills the process, closes the file).
+ * `close()` is idempotent and safe after `finished()`.
  */
 export interface DecompressedFile {
   stream: Readable;
@@ -77,7 +79,7 @@ export async function openDecompressed(file: string, signal?: AbortSignal): Prom
     child.on('close', (code, sig) => {
       void handle.close().catch(() => undefined);
       if (code === 0) resolve();
-      else reject(new BuildError('invalid-argument', `Cannot decompress ${compression} archive: ${sig ? `killed by ${sig}` : `exit code ${code}`}: ${stderr.trim().slice(0, 500)}`));
+      else reject(new Error(`${compression} -dc ${sig ? `was killed by ${sig}` : `exited with code ${code}`}: ${stderr.trim().slice(0, 500)}`));
     });
   });
   exited.catch(() => undefined);

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { BuildError } from '../solver/build-error';
-import { openDecompressed, type DecompressedFile } from './archive-decompress';
+import { detectCompression, openDecompressed, type DecompressedFile } from './archive-decompress';
 import { cleanAbsolute, resolveInRoot } from './safe-path';
 import { writeTarEntry } from './tar-entry-writer';
 import type { Owner } from './tree-copier';
@@ -15,12 +15,27 @@ type TarEntry = tar.ExtractEvents['entry'][1];
 
 /**
  * Whether `file` is an archive ADD unpacks, decided as BuildKit does (isArchivePath): it
- * decompresses (plain, gzip, bzip2, xz) and its first tar header reads. Only the beginning
- * of the file is read.
+ * decompresses (plain, gzip, bzip2, xz) and its first tar header reads; a file that is not
+ * compressed and not a tar, or that decompresses to something other than a tar, is not one
+ * (ADD copies it as it is). Only the beginning of an archive is read.
+ *
+ * A file whose first bytes say gzip, bzip2 or xz but that does not decompress (truncated,
+ * corrupt) rejects with `Cannot extract archive <name>: <the decompressor's reason>`, even
+ * when its first tar header cannot be reached: copying it as it is would hide a broken
+ * archive in the image. (BuildKit's isArchivePath returns false there and copies the file;
+ * this is stricter on purpose.) To tell the two apart, a compressed file whose first tar
+ * header does not read is decompressed to its end.
  */
 export async function isArchive(file: string, signal?: AbortSignal): Promise<boolean> {
   const st = await fsp.lstat(file);
   if (!st.isFile()) return false;
+  if (await firstTarHeaderReads(file, signal)) return true;
+  // The header may also fail to read because the decompressor failed first.
+  if ((await detectCompression(file)) !== 'none') await assertDecompresses(file, signal);
+  return false;
+}
+
+async function firstTarHeaderReads(file: string, signal?: AbortSignal): Promise<boolean> {
   const input = await openDecompressed(file, signal);
   const extract = tar.extract();
   const feeding = pipeline(input.stream, extract).catch(() => undefined);
@@ -34,6 +49,30 @@ export async function isArchive(file: string, signal?: AbortSignal): Promise<boo
     await input.close();
     await feeding;
   }
+}
+
+/** Decompresses all of `file`, keeping nothing; rejects naming the file when that fails. */
+async function assertDecompresses(file: string, signal?: AbortSignal): Promise<void> {
+  const input = await openDecompressed(file, signal);
+  try {
+    input.stream.resume();
+    await input.finished();
+  } catch (err) {
+    signal?.throwIfAborted();
+    throw err instanceof BuildError ? err : extractError(file, err);
+  } finally {
+    await input.close();
+  }
+}
+
+function extractError(file: string, err: unknown): BuildError {
+  return new BuildError('invalid-argument', `Cannot extract archive ${path.basename(file)}: ${messageOf(err)}`, { cause: err });
+}
+
+/** The message of an error from any realm (zlib's errors are not `instanceof Error` in a vm context). */
+function messageOf(err: unknown): string {
+  const message = (err as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(err);
 }
 
 /**
@@ -50,8 +89,10 @@ export async function extractArchive(file: string, destDir: string, owner: Owner
   const root = path.resolve(destDir);
   const input: DecompressedFile = await openDecompressed(file, signal);
   const extract = tar.extract();
+  let inputEnded = false;
+  input.stream.once('end', () => (inputEnded = true));
   const feeding = pipeline(input.stream, extract);
-  feeding.catch((err: unknown) => extract.destroy(err instanceof Error ? err : new Error(String(err))));
+  feeding.catch((err: unknown) => extract.destroy(new Error(messageOf(err), { cause: err })));
   const dirTimes: Array<[string, Date]> = [];
   try {
     for await (const entry of extract) {
@@ -63,7 +104,11 @@ export async function extractArchive(file: string, destDir: string, owner: Owner
   } catch (err) {
     extract.destroy();
     await feeding.catch(() => undefined);
-    throw err instanceof BuildError ? err : new BuildError('invalid-argument', `Cannot extract archive ${path.basename(file)}: ${(err as Error).message}`, { cause: err });
+    // A decompressor that failed ended its output early: its reason ("Unexpected end of
+    // input") says more than the tar parser's "Unexpected end of data" that followed.
+    const decompressError = inputEnded ? await input.finished().then(() => undefined, (e: unknown) => e) : undefined;
+    if (decompressError !== undefined && !(err instanceof BuildError)) throw extractError(file, decompressError);
+    throw err instanceof BuildError ? err : extractError(file, err);
   } finally {
     await input.close();
   }

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
 import type { ActiveSnapshot, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
@@ -25,6 +26,18 @@ const metaSchema = z.object({
 const MAX_OPTIONS = 4000;
 const META = 'meta.json';
 
+/** Options of `OverlaySnapshotter.open`. */
+export interface OverlaySnapshotterOptions {
+  /**
+   * Where `open` reports what it had to delete because it was damaged (unreadable metadata,
+   * a missing parent). Nothing is logged when absent.
+   */
+  logger?: Logger;
+}
+
+/** What `readMeta` found in a snapshot's directory. */
+type MetaRead = { kind: 'ok'; info: SnapshotInfo } | { kind: 'missing' } | { kind: 'damaged'; reason: string };
+
 /**
  * Snapshotter on overlayfs under `<root>/snapshots`: each snapshot is `<id>/fs` (its upper
  * layer), `<id>/work` (overlay's work dir while active), `<id>/merged` (mount point while
@@ -38,11 +51,19 @@ export class OverlaySnapshotter implements Snapshotter {
   private readonly viewCounts = new Map<string, number>();
   private indexOff = false;
 
-  private constructor(private readonly dir: string) {}
+  private constructor(
+    private readonly dir: string,
+    private readonly log: Logger,
+  ) {}
 
-  /** Opens (creating) the store, unmounting stale mounts and dropping snapshots a crash left active. */
-  static async open(root: string): Promise<OverlaySnapshotter> {
-    const s = new OverlaySnapshotter(path.join(path.resolve(root), 'snapshots'));
+  /**
+   * Opens (creating) the store, unmounting stale mounts and dropping snapshots a crash left
+   * active. A snapshot whose metadata is damaged, and every snapshot layered on it, is deleted
+   * with a warning: nothing can mount it again, and the build cache treats it as a miss, so
+   * builds stay correct and only rebuild (or pull again) what was lost.
+   */
+  static async open(root: string, opts: OverlaySnapshotterOptions = {}): Promise<OverlaySnapshotter> {
+    const s = new OverlaySnapshotter(path.join(path.resolve(root), 'snapshots'), opts.logger ?? pino({ enabled: false }));
     await fsp.mkdir(path.join(s.dir, 'empty'), { recursive: true });
     await s.unmountStale();
     await fsp.rm(path.join(s.dir, 'views'), { recursive: true, force: true });
@@ -223,24 +244,48 @@ export class OverlaySnapshotter implements Snapshotter {
     for (const name of await fsp.readdir(this.dir)) {
       if (name === 'empty' || name === 'views') continue;
       const sdir = path.join(this.dir, name);
-      const info = await readMeta(path.join(sdir, META));
-      if (info && info.id === name && info.kind === 'committed') {
-        this.metas.set(name, info);
+      const read = await readMeta(path.join(sdir, META));
+      const damage = read.kind === 'damaged' ? read.reason : read.kind === 'ok' && read.info.id !== name ? `${META} names snapshot ${read.info.id}` : undefined;
+      if (damage !== undefined) {
+        // The metadata is written atomically: damage is not a crash's doing but the disk's or
+        // someone's, and worth a line. What it described (parent, committed or not) is lost.
+        this.log.warn({ snapshot: name, dir: sdir, reason: damage }, `Cannot load snapshot ${name}: its metadata is damaged (${damage}); deleting the snapshot and its layer`);
+        await fsp.rm(sdir, { recursive: true, force: true });
+      } else if (read.kind === 'ok' && read.info.kind === 'committed') {
+        this.metas.set(name, read.info);
         await fsp.rm(path.join(sdir, 'merged'), { recursive: true, force: true });
       } else {
         // Active when the daemon stopped, or never finished being created: nothing can use it.
         await fsp.rm(sdir, { recursive: true, force: true });
       }
     }
-    // A committed snapshot whose parent is gone can never be mounted again.
+    // A committed snapshot whose parent is gone can never be mounted again, nor can what is
+    // layered on it: all of them are found first, then deleted (remove() would refuse a
+    // snapshot that still has children).
+    const orphans = new Map<string, string>();
     for (let changed = true; changed; ) {
       changed = false;
-      for (const info of [...this.metas.values()]) {
-        if (info.parent !== undefined && !this.metas.has(info.parent)) {
-          await this.remove(info.id);
+      for (const info of this.metas.values()) {
+        if (info.parent === undefined || orphans.has(info.id)) continue;
+        if (!this.metas.has(info.parent) || orphans.has(info.parent)) {
+          orphans.set(info.id, info.parent);
           changed = true;
         }
       }
+    }
+    for (const id of orphans.keys()) {
+      this.metas.delete(id);
+      await fsp.rm(path.join(this.dir, id, META), { force: true });
+      await fsp.rm(path.join(this.dir, id), { recursive: true, force: true });
+    }
+    if (orphans.size > 0) {
+      // The parents at the root of the loss: damaged (logged above) or deleted by hand.
+      const ids = [...orphans.keys()].sort();
+      const missingParents = [...new Set(orphans.values())].filter((p) => !orphans.has(p)).sort();
+      this.log.warn(
+        { snapshots: ids, missingParents },
+        `Cannot keep snapshots ${ids.join(', ')}: they are layered on snapshots that are gone (${missingParents.join(', ')}); deleting them`,
+      );
     }
   }
 
@@ -258,13 +303,28 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 }
 
-async function readMeta(file: string): Promise<SnapshotInfo | undefined> {
+async function readMeta(file: string): Promise<MetaRead> {
+  let text: string;
   try {
-    const parsed = metaSchema.safeParse(JSON.parse(await fsp.readFile(file, 'utf8')));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // No metadata: a crash between mkdir and the first write, or in the middle of remove().
+    if (code === 'ENOENT') return { kind: 'missing' };
+    return { kind: 'damaged', reason: `${META} cannot be read: ${code ?? (err as Error).message}` };
   }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    return { kind: 'damaged', reason: `${META} is not JSON: ${(err as Error).message}` };
+  }
+  const parsed = metaSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return { kind: 'damaged', reason: `${META} does not describe a snapshot: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid'}` };
+  }
+  return { kind: 'ok', info: parsed.data };
 }
 
 /** Unmounts, falling back to a lazy unmount when something still holds the mount busy. */

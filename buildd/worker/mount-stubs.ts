@@ -1,10 +1,24 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import pino, { type Logger } from 'pino';
+import { BuildError } from '../../solver/build-error';
 import { resolveInRoot } from '../../store/safe-path';
 import { pathExists } from '../../store/path-exists';
 
-/** Removes the stubs a run left behind; never throws (a stub left over is not worth failing a build). */
+/**
+ * Removes the stubs a run left behind. Rejects with a BuildError ('internal') naming every
+ * stub that is still an empty stub and could not be removed: it would end up in the layer,
+ * which must not hold runc's mount points. Stubs the step filled, replaced or removed are
+ * left alone. A parent's mtime that cannot be restored is only logged (reproducibility, not
+ * content). Call once, after the container is deleted.
+ */
 export type MountStubsCleaner = () => Promise<void>;
+
+/** Options of `recordMountStubs`. */
+export interface MountStubsOptions {
+  /** where the cleaner reports what it could not tidy but that does not fail the step; silent when absent */
+  logger?: Logger;
+}
 
 interface ParentTimes {
   dir: string;
@@ -20,8 +34,11 @@ interface ParentTimes {
  * them (and of their parents) do not exist yet. The returned cleaner removes the ones still
  * empty afterwards, deepest first, and restores the mtime of the directory that got them when
  * its listing is back to what it was, so the layer doesn't show a touched /etc or /.
+ * (BuildKit only logs a stub it cannot remove; here the step fails, since the layer would
+ * differ.)
  */
-export async function recordMountStubs(rootfs: string, destinations: readonly string[]): Promise<MountStubsCleaner> {
+export async function recordMountStubs(rootfs: string, destinations: readonly string[], opts: MountStubsOptions = {}): Promise<MountStubsCleaner> {
+  const log = opts.logger ?? pino({ enabled: false });
   const root = path.resolve(rootfs);
   const missing = new Set<string>();
   const parents = new Map<string, ParentTimes>();
@@ -41,36 +58,73 @@ export async function recordMountStubs(rootfs: string, destinations: readonly st
   }
   const stubs = [...missing].sort((a, b) => depth(b) - depth(a));
   return async () => {
-    for (const rel of stubs) await removeIfEmpty(root, rel);
-    for (const parent of parents.values()) await restoreTimes(parent);
+    const failures: string[] = [];
+    for (const rel of stubs) {
+      const failure = await removeIfEmpty(root, rel);
+      if (failure !== undefined) failures.push(`/${rel} (${failure})`);
+    }
+    for (const parent of parents.values()) {
+      const failure = await restoreTimes(parent);
+      if (failure !== undefined) {
+        log.warn({ rootfs: root, dir: `/${path.relative(root, parent.dir)}`, reason: failure }, 'Cannot restore the times of a mount stub parent: the layer shows it touched');
+      }
+    }
+    if (failures.length > 0) {
+      throw new BuildError('internal', `Cannot remove the mount stubs runc created, which would end up in the layer: ${failures.join(', ')}`);
+    }
   };
 }
 
-async function removeIfEmpty(root: string, rel: string): Promise<void> {
+/** Removes the stub at `rel` if it is still an empty stub; returns why that failed, if it did. */
+async function removeIfEmpty(root: string, rel: string): Promise<string | undefined> {
   const expected = path.join(root, rel);
+  let resolved: string;
   try {
-    // the step may have replaced a parent by a symlink (to the host's /, say): only touch the
-    // path when it still resolves to itself inside the rootfs
-    if ((await resolveInRoot(root, rel, { followFinal: false })) !== expected) return;
+    resolved = await resolveInRoot(root, rel, { followFinal: false });
+  } catch (err) {
+    // a symlink loop the step made on the way: the stub is no longer at this path
+    if (err instanceof BuildError) return undefined;
+    return reasonOf(err);
+  }
+  // the step may have replaced a parent by a symlink (to the host's /, say): only touch the
+  // path when it still resolves to itself inside the rootfs
+  if (resolved !== expected) return undefined;
+  try {
     const st = await fsp.lstat(expected);
     if (st.isDirectory()) {
       if ((await fsp.readdir(expected)).length === 0) await fsp.rmdir(expected);
     } else if (st.isFile() && st.size === 0) {
       await fsp.unlink(expected);
     }
-  } catch {
-    // gone already, or not ours to remove: the stub stays, which is harmless
+    // anything else the step put there is the step's
+    return undefined;
+  } catch (err) {
+    // gone already (the step removed it or its parent): nothing left to land in the layer
+    if (isGone(err)) return undefined;
+    return reasonOf(err);
   }
 }
 
-async function restoreTimes(parent: ParentTimes): Promise<void> {
+/** Restores a parent's times when its listing is what it was; returns why that failed, if it did. */
+async function restoreTimes(parent: ParentTimes): Promise<string | undefined> {
   try {
     const now = await listDir(parent.dir);
-    if (now.length !== parent.entries.length || now.some((e, i) => e !== parent.entries[i])) return;
+    if (now.length !== parent.entries.length || now.some((e, i) => e !== parent.entries[i])) return undefined;
     await fsp.utimes(parent.dir, parent.atime, parent.mtime);
-  } catch {
-    // times are cosmetic (reproducibility); never fail a build for them
+    return undefined;
+  } catch (err) {
+    return isGone(err) ? undefined : reasonOf(err);
   }
+}
+
+function isGone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+function reasonOf(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return e.code !== undefined && e.syscall !== undefined ? `${e.syscall}: ${e.code}` : String(e.message ?? err);
 }
 
 async function isDir(p: string): Promise<boolean> {

@@ -84,10 +84,23 @@ export class RuncExecutor implements Executor {
   /**
    * Deletes the containers and bundles a previous daemon left behind (after a kill -9): at
    * start no container of ours can be legitimately running. Call once, before the first run.
+   * When runc cannot list them, a warning names the container state directories left in
+   * `runcRoot` and why, and the daemon goes on (it can still build; those containers are not
+   * deleted).
    */
   async sweep(): Promise<string[]> {
     await fsp.mkdir(this.runcRoot, { recursive: true, mode: 0o700 });
     const listed = await runRuncCommand(this.binary, ['--root', this.runcRoot, 'list', '-q']);
+    if (listed.code !== 0) {
+      // Not fatal: the daemon can still build, but what a killed daemon left keeps running
+      // and holding its rootfs mounts. runc keeps one state directory per container.
+      const left = (await fsp.readdir(this.runcRoot).catch(() => [])).sort();
+      const reason = `${listed.code === null ? 'could not run' : `exit code ${listed.code}`}: ${listed.stderr.trim().slice(0, 500)}`;
+      this.log.warn(
+        { runcRoot: this.runcRoot, containers: left, reason },
+        `Cannot delete the containers a previous daemon left: runc list failed (${reason}); not deleted: ${left.length > 0 ? left.join(', ') : 'none known'}`,
+      );
+    }
     const ids = listed.code === 0 ? listed.stdout.split('\n').map((l) => l.trim()).filter((l) => l.length > 0) : [];
     for (const id of ids) await this.deleteContainer(id);
     await fsp.rm(this.stateDir, { recursive: true, force: true });
@@ -128,13 +141,25 @@ export class RuncExecutor implements Executor {
       });
       await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
       await ensureCwd(req.rootfs, cwd, user);
-      const cleanStubs = await recordMountStubs(req.rootfs, mountDestinations(spec));
+      const cleanStubs = await recordMountStubs(req.rootfs, mountDestinations(spec), { logger: this.log });
+      let result: ExecResult;
       try {
-        return await this.runRunc(id, bundle, req, signal);
-      } finally {
+        result = await this.runRunc(id, bundle, req, signal);
+      } catch (err) {
         await this.deleteContainer(id);
-        await cleanStubs();
+        // the step failed: its rootfs is thrown away, stubs and all; its own error is the news
+        await cleanStubs().catch((stubErr: unknown) => this.log.warn({ id, err: (stubErr as Error).message }, 'mount stubs left in the rootfs of a failed step'));
+        throw err;
       }
+      await this.deleteContainer(id);
+      if (result.exitCode === 0) {
+        // a stub left behind would end up in the layer: the step fails
+        await cleanStubs();
+      } else {
+        // the step fails on its exit code, which says more than the stubs
+        await cleanStubs().catch((stubErr: unknown) => this.log.warn({ id, exitCode: result.exitCode, err: (stubErr as Error).message }, 'mount stubs left in the rootfs of a failed step'));
+      }
+      return result;
     } finally {
       await fsp.rm(bundle, { recursive: true, force: true });
     }

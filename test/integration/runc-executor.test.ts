@@ -1,4 +1,5 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -7,10 +8,17 @@ import { promisify } from 'node:util';
 import { BuildError } from '../../solver/build-error';
 import type { ExecRequest } from '../../buildd/worker/executor';
 import { RuncExecutor } from '../../buildd/worker/runc-executor';
+import { captureLogger } from '../helpers/capture-logger';
 import { waitFor } from '../helpers/wait-for';
 
 const execFileP = promisify(execFile);
-const RUNC = '/usr/sbin/runc';
+
+/** The absolute path of `name` found through PATH, as the shell finds it. */
+function onPath(name: string): string {
+  return execFileSync('sh', ['-c', 'command -v "$1"', 'sh', name], { encoding: 'utf8' }).trim();
+}
+const RUNC = onPath('runc');
+const BUSYBOX = onPath('busybox');
 
 jest.setTimeout(60_000);
 
@@ -36,9 +44,9 @@ class Collector extends Writable {
 /** A busybox rootfs with root and `app` (1000:1000, also in group `extra` 2000). */
 async function makeRootfs(dir: string): Promise<void> {
   for (const d of ['bin', 'etc', 'root', 'tmp']) await fsp.mkdir(path.join(dir, d), { recursive: true });
-  await fsp.copyFile('/bin/busybox', path.join(dir, 'bin/busybox'));
+  await fsp.copyFile(BUSYBOX, path.join(dir, 'bin/busybox'));
   await fsp.chmod(path.join(dir, 'bin/busybox'), 0o755);
-  const { stdout } = await execFileP('/bin/busybox', ['--list']);
+  const { stdout } = await execFileP(BUSYBOX, ['--list']);
   for (const applet of stdout.split('\n').filter((a) => a && a !== 'busybox')) {
     await fsp.symlink('busybox', path.join(dir, 'bin', applet));
   }
@@ -136,11 +144,14 @@ describe('RuncExecutor (real runc)', () => {
   });
 
   it('creates the cwd through a symlink inside the rootfs, never on the host', async () => {
-    await fsp.symlink('/elsewhere', path.join(rootfs, 'link'));
+    // a name of this run only: the host path it must not create is checked before and after
+    const elsewhere = `buildd-elsewhere-${randomBytes(6).toString('hex')}`;
+    expect(await exists(`/${elsewhere}`)).toBe(false);
+    await fsp.symlink(`/${elsewhere}`, path.join(rootfs, 'link'));
     const req = sh('pwd', { cwd: '/link/dir' });
     await expect(executor.run(req)).resolves.toEqual({ exitCode: 0 });
-    expect(await exists(path.join(rootfs, 'elsewhere/dir'))).toBe(true);
-    expect(await exists('/elsewhere')).toBe(false);
+    expect(await exists(path.join(rootfs, elsewhere, 'dir'))).toBe(true);
+    expect(await exists(`/${elsewhere}`)).toBe(false);
   });
 
   it('resolves users by name, number and name:group', async () => {
@@ -232,6 +243,53 @@ describe('RuncExecutor (real runc)', () => {
     expect((await fsp.readdir(rootfs)).sort()).toEqual(before);
   });
 
+  describe('mount stubs that cannot be removed (an append-only /etc: creating works, unlinking does not)', () => {
+    const STUBS_MESSAGE = 'Cannot remove the mount stubs runc created, which would end up in the layer: /etc/hosts (unlink: EPERM), /etc/resolv.conf (unlink: EPERM), /etc/hostname (unlink: EPERM)';
+    let log: ReturnType<typeof captureLogger>;
+    beforeEach(async () => {
+      await executor.close();
+      log = captureLogger();
+      executor = new RuncExecutor({ runcRoot, stateDir, runcBinary: RUNC, logger: log.logger });
+      await execFileP('chattr', ['+a', path.join(rootfs, 'etc')]);
+    });
+    afterEach(async () => {
+      await execFileP('chattr', ['-a', path.join(rootfs, 'etc')]);
+    });
+
+    it('fail a step that succeeded, naming each stub, and leave no container behind', async () => {
+      await expect(executor.run(sh('true'))).rejects.toMatchObject({ code: 'internal', message: STUBS_MESSAGE });
+      for (const f of ['hostname', 'hosts', 'resolv.conf']) expect(await exists(path.join(rootfs, 'etc', f))).toBe(true);
+    });
+
+    it('are logged as a warning when the step failed anyway, which keeps its exit code', async () => {
+      await expect(executor.run(sh('exit 3', { id: 'exit-3' }))).resolves.toEqual({ exitCode: 3 });
+      expect(log.at('warn')).toEqual([expect.objectContaining({ id: 'exit-3', exitCode: 3, err: STUBS_MESSAGE, msg: 'mount stubs left in the rootfs of a failed step' })]);
+    });
+  });
+
+  it('warns, naming the containers left and why, when runc cannot list them at sweep', async () => {
+    await executor.close();
+    const log = captureLogger();
+    // a runc that cannot be started: its list fails for real (spawn ENOENT)
+    const missingRunc = path.join(tmp, 'no-such-runc');
+    executor = new RuncExecutor({ runcRoot, stateDir, runcBinary: missingRunc, logger: log.logger });
+    await fsp.mkdir(path.join(runcRoot, 'left-by-a-killed-daemon'), { recursive: true });
+    await fsp.mkdir(path.join(stateDir, 'left-by-a-killed-daemon'), { recursive: true });
+    await expect(executor.sweep()).resolves.toEqual([]);
+    const reason = `could not run: spawn ${missingRunc} ENOENT`;
+    expect(log.at('warn')).toEqual([
+      expect.objectContaining({
+        runcRoot,
+        containers: ['left-by-a-killed-daemon'],
+        reason,
+        msg: `Cannot delete the containers a previous daemon left: runc list failed (${reason}); not deleted: left-by-a-killed-daemon`,
+      }),
+    ]);
+    // the bundles are still swept
+    expect(await fsp.readdir(stateDir)).toEqual([]);
+    await fsp.rm(path.join(runcRoot, 'left-by-a-killed-daemon'), { recursive: true });
+  });
+
   it('keeps a pre-existing mount target and what the step wrote', async () => {
     await fsp.writeFile(path.join(rootfs, 'etc/hosts'), '10.0.0.1 image-host\n');
     await executor.run(sh('echo data > /tmp/out'));
@@ -239,18 +297,29 @@ describe('RuncExecutor (real runc)', () => {
     expect(await fsp.readFile(path.join(rootfs, 'tmp/out'), 'utf8')).toBe('data\n');
   });
 
-  it('kills a running container on abort, promptly, and rejects with cancelled', async () => {
+  it('kills a running container on abort with runc kill, removes it, and rejects with cancelled', async () => {
+    await executor.close();
+    const log = captureLogger();
+    executor = new RuncExecutor({ runcRoot, stateDir, runcBinary: RUNC, logger: log.logger });
     const ac = new AbortController();
     const req = sh('echo started; exec sleep 1000', { signal: ac.signal, id: 'abort-me' });
     const running = executor.run(req);
     await waitFor('the container to start', async () => (req.stdout.text.includes('started') ? true : undefined));
     expect(await runcList()).toEqual(['abort-me']);
-    const t0 = Date.now();
+    const { stdout } = await execFileP(RUNC, ['--root', runcRoot, 'state', 'abort-me']);
+    const pid = (JSON.parse(stdout) as { pid: number }).pid;
+    expect(await exists(`/proc/${pid}`)).toBe(true);
     ac.abort();
     const err = await running.catch((e: unknown) => e);
-    expect(Date.now() - t0).toBeLessThan(5_000);
     expect(err).toBeInstanceOf(BuildError);
-    expect((err as BuildError).code).toBe('cancelled');
+    expect(err).toMatchObject({ code: 'cancelled', message: 'Cannot run ["/bin/sh","-c","echo started; exec sleep 1000"]: the step was cancelled' });
+    // the step's process is gone, its container and bundle removed, when run() settles
+    expect(await exists(`/proc/${pid}`)).toBe(false);
+    expect(await runcList()).toEqual([]);
+    expect(await exists(path.join(stateDir, 'abort-me'))).toBe(false);
+    // and runc kill did it: the fallback that kills runc itself after a deadline was not needed
+    expect(log.lines.filter((l) => /did not exit after kill/.test(l.msg))).toEqual([]);
+    expect(log.at('warn')).toEqual([]);
   });
 
   it('reports a process killed by a signal as 128+n', async () => {

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -6,7 +7,9 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { copyAction } from '../../store/fs-copy';
 import { isArchive } from '../../store/archive-extract';
+import { BuildError } from '../../solver/build-error';
 import { fsTable } from '../helpers/fs-table';
+import { sharedCase } from '../helpers/shared-conformance';
 
 /**
  * Expected tables are what Docker 20.10's BuildKit produced for `ADD x.tar /eN/` of the same
@@ -14,6 +17,25 @@ import { fsTable } from '../helpers/fs-table';
  */
 let tmp: string;
 let ctx: string;
+/**
+ * Names a hostile archive would write on the host if it escaped (/tmp/<name>, /etc/<name>,
+ * /<name>): unique per run, so the test never touches a fixed host path and can check that
+ * they are absent before and after.
+ */
+const unique = randomBytes(6).toString('hex');
+const HOST_ESCAPES = {
+  tmp: `buildd-evil2-${unique}`,
+  etc: `buildd-evil-${unique}`,
+  dangling: `buildd-nowhere-${unique}`,
+};
+const hostEscapePaths = [path.join('/tmp', HOST_ESCAPES.tmp), path.join('/etc', HOST_ESCAPES.etc), path.join('/', HOST_ESCAPES.dangling)];
+
+async function absent(p: string): Promise<boolean> {
+  return fsp.lstat(p).then(
+    () => false,
+    (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+  );
+}
 
 interface Entry {
   name: string;
@@ -46,6 +68,7 @@ async function add(name: string, dest: string, chown?: string): Promise<string> 
 }
 
 beforeAll(async () => {
+  for (const p of hostEscapePaths) expect(await absent(p)).toBe(true);
   tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-archive-'));
   ctx = path.join(tmp, 'ctx');
   await fsp.mkdir(ctx);
@@ -56,20 +79,30 @@ beforeAll(async () => {
   await fsp.writeFile(path.join(ctx, 'plain.txt'), 'not a tar\n');
   await fsp.writeFile(path.join(ctx, 'notar.gz'), execFileSync('gzip', ['-c'], { input: 'plain text, not a tar' }));
   await fsp.writeFile(path.join(ctx, 'broken.xz'), Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 1, 2, 3]));
+  await fsp.writeFile(path.join(ctx, 'broken.gz'), Buffer.from([0x1f, 0x8b, 0x08, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9]));
+  // Archives cut in half: the first tar header still decompresses, the rest does not.
+  await makeTar(path.join(ctx, 'big.tar'), [{ name: 'first.txt', body: 'first\n' }, { name: 'blob.bin', body: randomBytes(256 * 1024).toString('base64') }]);
+  for (const [tool, ext] of [['gzip', 'gz'], ['bzip2', 'bz2'], ['xz', 'xz']]) {
+    const whole = execFileSync(tool, ['-c', path.join(ctx, 'big.tar')]);
+    await fsp.writeFile(path.join(ctx, `cut.tar.${ext}`), whole.subarray(0, Math.floor(whole.length / 2)));
+    const small = await fsp.readFile(path.join(ctx, `ok.tar.${ext}`));
+    await fsp.writeFile(path.join(ctx, `cutsmall.tar.${ext}`), small.subarray(0, small.length - 20));
+  }
   await makeTar(path.join(ctx, 'e1.tar'), [
     { name: '../../escape.txt', body: 'esc' },
     { name: '/abs.txt', body: 'abs' },
     { name: 'dir/sub/f', body: 'f', mode: 0o4755 },
     { name: 'dir/', type: 'directory', mode: 0o700 },
   ]);
-  await makeTar(path.join(ctx, 'e2.tar'), [{ name: 'etc/', type: 'directory', mode: 0o755 }, { name: 'etclink', type: 'symlink', linkname: '/etc' }, { name: 'etclink/evil', body: 'evil' }]);
-  await makeTar(path.join(ctx, 'e3.tar'), [{ name: 'tmp/', type: 'directory', mode: 0o755 }, { name: 'rel', type: 'symlink', linkname: '../../../../tmp' }, { name: 'rel/evil2', body: 'evil2' }]);
+  await makeTar(path.join(ctx, 'e2.tar'), [{ name: 'etc/', type: 'directory', mode: 0o755 }, { name: 'etclink', type: 'symlink', linkname: '/etc' }, { name: `etclink/${HOST_ESCAPES.etc}`, body: 'evil' }]);
+  await makeTar(path.join(ctx, 'e3.tar'), [{ name: 'tmp/', type: 'directory', mode: 0o755 }, { name: 'rel', type: 'symlink', linkname: '../../../../tmp' }, { name: `rel/${HOST_ESCAPES.tmp}`, body: 'evil2' }]);
   await makeTar(path.join(ctx, 'e4.tar'), [{ name: 'etc/passwd', body: 'inner' }, { name: 'hard', type: 'link', linkname: '../../etc/passwd' }]);
-  await makeTar(path.join(ctx, 'e5.tar'), [{ name: 'dangling', type: 'symlink', linkname: '/nowhere' }, { name: 'dangling/x', body: 'x' }]);
+  await makeTar(path.join(ctx, 'e5.tar'), [{ name: 'dangling', type: 'symlink', linkname: `/${HOST_ESCAPES.dangling}` }, { name: 'dangling/x', body: 'x' }]);
 });
 
 afterAll(async () => {
   await fsp.rm(tmp, { recursive: true, force: true });
+  for (const p of hostEscapePaths) expect(await absent(p)).toBe(true);
 });
 
 test.each(['ok.tar', 'ok.tar.gz', 'ok.tar.bz2', 'ok.tar.xz'])('%s is extracted with the archive modes and owners', async (name) => {
@@ -84,9 +117,45 @@ test('a destination without a trailing slash is still the directory extracted in
 });
 
 test('files that are not tar archives are copied as they are', async () => {
-  for (const name of ['plain.txt', 'notar.gz', 'broken.xz']) expect(await isArchive(path.join(ctx, name))).toBe(false);
+  for (const name of ['plain.txt', 'notar.gz']) expect(await isArchive(path.join(ctx, name))).toBe(false);
   const root = await add('notar.gz', '/opt/');
   expect(Object.keys(await table(path.join(root, 'opt')))).toEqual(['notar.gz']);
+  const plain = await add('plain.txt', '/opt/');
+  expect(await table(path.join(plain, 'opt'))).toEqual({ 'plain.txt': 'file:not a tar\n 644 0:0' });
+});
+
+/** What ADD of `name` ends with: the BuildError it fails with (or a note that it did not fail). */
+async function addFailure(name: string): Promise<BuildError | string> {
+  return add(name, '/opt/').then(
+    async (root) => `not failed, /opt holds ${JSON.stringify(Object.keys(await table(path.join(root, 'opt'))))}`,
+    (err: unknown) => (err instanceof BuildError ? err : `not a BuildError: ${String(err)}`),
+  );
+}
+
+describe('a compressed file that does not decompress fails the ADD, naming it (never copied as it is)', () => {
+  test.each([
+    ['cut.tar.gz', /: unexpected end of file$/],
+    ['cut.tar.bz2', /: bzip2 -dc exited with code 2: bzip2: Compressed file ends unexpectedly;/],
+    ['cut.tar.xz', /: xz -dc exited with code 1: xz: \(stdin\): Unexpected end of input$/],
+    ['cutsmall.tar.gz', /: unexpected end of file$/],
+    ['cutsmall.tar.bz2', /: bzip2 -dc exited with code 2: bzip2: Compressed file ends unexpectedly;/],
+    ['cutsmall.tar.xz', /: xz -dc exited with code 1: xz: \(stdin\): Unexpected end of input$/],
+  ])('%s, cut short after its first tar header', async (name, reason) => {
+    const err = await addFailure(name);
+    expect(err).toBeInstanceOf(BuildError);
+    expect(err).toMatchObject({ code: 'invalid-argument', message: expect.stringMatching(new RegExp(`^Cannot extract archive ${name.replace(/\./g, '\\.')}: `)) });
+    expect((err as BuildError).message).toMatch(reason);
+  });
+
+  test.each([
+    ['broken.xz', /^Cannot extract archive broken\.xz: xz -dc exited with code 1: xz: \(stdin\): Unexpected end of input$/],
+    ['broken.gz', /^Cannot extract archive broken\.gz: unknown header flags set$/],
+  ])('%s, damaged from its first bytes', async (name, message) => {
+    const err = await addFailure(name);
+    expect(err).toBeInstanceOf(BuildError);
+    expect(err).toMatchObject({ code: 'invalid-argument', message: expect.stringMatching(message) });
+    await expect(isArchive(path.join(ctx, name))).rejects.toMatchObject({ code: 'invalid-argument', message: expect.stringMatching(message) });
+  });
 });
 
 test('--chown owns the created destination but the extracted entries keep the archive owners, as the reference BuildKit does', async () => {
@@ -116,14 +185,15 @@ describe('hostile archives stay inside the destination (as chrootarchive)', () =
   test('writes through an absolute symlink resolve inside the destination', async () => {
     const before = await fsp.readdir('/etc');
     const root = await add('e2.tar', '/e2/');
-    expect(await table(path.join(root, 'e2'))).toEqual({ etc: 'dir 755 1234:5678', 'etc/evil': 'file:evil 644 1234:5678', etclink: 'symlink->/etc 777 1234:5678' });
+    expect(await table(path.join(root, 'e2'))).toEqual({ etc: 'dir 755 1234:5678', [`etc/${HOST_ESCAPES.etc}`]: 'file:evil 644 1234:5678', etclink: 'symlink->/etc 777 1234:5678' });
+    expect(await absent(path.join('/etc', HOST_ESCAPES.etc))).toBe(true);
     expect(await fsp.readdir('/etc')).toEqual(before);
   });
 
   test('writes through a relative symlink that climbs out resolve inside the destination', async () => {
     const root = await add('e3.tar', '/e3/');
-    expect(await table(path.join(root, 'e3'))).toEqual({ rel: 'symlink->../../../../tmp 777 1234:5678', tmp: 'dir 755 1234:5678', 'tmp/evil2': 'file:evil2 644 1234:5678' });
-    await expect(fsp.lstat('/tmp/evil2')).rejects.toThrow(/ENOENT/);
+    expect(await table(path.join(root, 'e3'))).toEqual({ rel: 'symlink->../../../../tmp 777 1234:5678', tmp: 'dir 755 1234:5678', [`tmp/${HOST_ESCAPES.tmp}`]: 'file:evil2 644 1234:5678' });
+    expect(await absent(path.join('/tmp', HOST_ESCAPES.tmp))).toBe(true);
   });
 
   test('a hard link climbing out links the file of that name inside the destination', async () => {
@@ -135,12 +205,13 @@ describe('hostile archives stay inside the destination (as chrootarchive)', () =
   });
 
   test('a write through a dangling symlink fails, as in Docker', async () => {
-    await expect(add('e5.tar', '/e5/')).rejects.toThrow(/Cannot extract archive entry "dangling\/x"/);
+    await expect(add('e5.tar', '/e5/')).rejects.toMatchObject({ code: 'invalid-argument', message: expect.stringMatching(/^Cannot extract archive entry "dangling\/x"/) });
+    expect(await absent(path.join('/', HOST_ESCAPES.dangling))).toBe(true);
   });
 });
 
 test('the shared v07-add case comes out as BuildKit made it', async () => {
-  const caseDir = '/work/shared/conformance/cases/v07-add';
+  const caseDir = sharedCase('v07-add');
   const root = await fsp.mkdtemp(path.join(tmp, 'v07-'));
   await copyAction({ type: 'copy', src: 0, srcPaths: ['pkg.tar.gz'], dest: '/opt/', extract: true }, caseDir, root);
   await copyAction({ type: 'copy', src: 0, srcPaths: ['readme.txt'], dest: '/opt/readme.txt', extract: true }, caseDir, root);

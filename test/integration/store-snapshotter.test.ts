@@ -1,7 +1,9 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { BuildError } from '../../solver/build-error';
 import { OverlaySnapshotter } from '../../store/overlay-snapshotter';
+import { captureLogger } from '../helpers/capture-logger';
 import { cleanupRoot, mountsUnder } from '../helpers/store-mounts';
 
 let root: string;
@@ -41,11 +43,11 @@ describe('OverlaySnapshotter', () => {
     try {
       expect((await fsp.readdir(view.path)).sort()).toEqual(['base.txt', 'child.txt']);
       await expect(fsp.writeFile(path.join(view.path, 'x'), 'x')).rejects.toMatchObject({ code: 'EROFS' });
-      await expect(s.remove(bid)).rejects.toThrow(/Cannot remove snapshot .*: a view of it is mounted/);
+      await expect(s.remove(bid)).rejects.toMatchObject({ code: 'failed-precondition', message: `Cannot remove snapshot ${bid}: a view of it is mounted` });
     } finally {
       await view.release();
     }
-    await expect(s.remove(aid)).rejects.toThrow(`Cannot remove snapshot ${aid}: snapshot ${bid} is layered on it`);
+    await expect(s.remove(aid)).rejects.toMatchObject({ code: 'failed-precondition', message: `Cannot remove snapshot ${aid}: snapshot ${bid} is layered on it` });
     await s.remove(bid);
     await s.remove(aid);
     expect(await s.get(aid)).toBeUndefined();
@@ -62,7 +64,10 @@ describe('OverlaySnapshotter', () => {
     expect((await mountsUnder(root)).sort()).toEqual([merged, view.path].sort());
 
     // s1 is abandoned without cleanup, as by kill -9.
-    const s2 = await OverlaySnapshotter.open(root);
+    const log = captureLogger();
+    const s2 = await OverlaySnapshotter.open(root, { logger: log.logger });
+    // what a crash leaves is expected: no warning
+    expect(log.at('warn')).toEqual([]);
     expect(await mountsUnder(root)).toEqual([]);
     expect(await s2.get(crashed.id)).toBeUndefined();
     await expect(fsp.access(path.dirname(merged))).rejects.toMatchObject({ code: 'ENOENT' });
@@ -88,20 +93,81 @@ describe('OverlaySnapshotter', () => {
     const baseId = await s.commit(base);
     const child = await s.prepare(baseId);
     await fsp.rm(await s.upperDir(baseId), { recursive: true });
-    await expect(child.mount()).rejects.toThrow(`Cannot mount snapshot ${child.id}`);
+    await expect(child.mount()).rejects.toMatchObject({ code: 'internal', message: expect.stringMatching(new RegExp(`^Cannot mount snapshot ${child.id}: .+`)) });
     await child.release();
     await s.remove(baseId);
   });
 
   it('refuses to prepare on an unknown or active parent', async () => {
     const s = await OverlaySnapshotter.open(root);
-    await expect(s.prepare('0123456789abcdef01234567')).rejects.toThrow(/not in the snapshotter/);
+    await expect(s.prepare('0123456789abcdef01234567')).rejects.toMatchObject({ code: 'not-found', message: 'Cannot prepare a snapshot on snapshot 0123456789abcdef01234567: not in the snapshotter' });
     const a = await s.prepare(undefined);
-    await expect(s.prepare(a.id)).rejects.toThrow(/not committed/);
+    await expect(s.prepare(a.id)).rejects.toMatchObject({ code: 'failed-precondition', message: `Cannot prepare a snapshot on snapshot ${a.id}: it is not committed` });
     await a.release();
+  });
+
+  it('rejects prepare with the reason of an aborted signal, creating nothing', async () => {
+    const s = await OverlaySnapshotter.open(root);
+    const before = await fsp.readdir(path.join(root, 'snapshots'));
     const ac = new AbortController();
-    ac.abort();
-    await expect(s.prepare(undefined, ac.signal)).rejects.toThrow();
+    const reason = new BuildError('cancelled', 'Cannot prepare a snapshot: the build was cancelled');
+    ac.abort(reason);
+    await expect(s.prepare(undefined, ac.signal)).rejects.toBe(reason);
+    const plain = new AbortController();
+    plain.abort();
+    await expect(s.prepare(undefined, plain.signal)).rejects.toMatchObject({ name: 'AbortError', message: 'This operation was aborted' });
+    expect(await fsp.readdir(path.join(root, 'snapshots'))).toEqual(before);
+  });
+
+  it('deletes a snapshot with damaged metadata and those layered on it, and logs what was lost', async () => {
+    const s1 = await OverlaySnapshotter.open(root);
+    const commitOn = async (parent: string | undefined): Promise<string> => {
+      const a = await s1.prepare(parent);
+      await fsp.writeFile(path.join(await s1.upperDir(a.id), 'f'), a.id);
+      return s1.commit(a);
+    };
+    const base = await commitOn(undefined);
+    const child = await commitOn(base);
+    const grandchild = await commitOn(child);
+    const unrelated = await commitOn(undefined);
+    const wrongShape = await commitOn(undefined);
+    // as a disk or a hand would leave them: cut short, and valid JSON that is not our metadata
+    const baseMeta = path.join(root, 'snapshots', base, 'meta.json');
+    await fsp.writeFile(baseMeta, (await fsp.readFile(baseMeta, 'utf8')).slice(0, 20));
+    await fsp.writeFile(path.join(root, 'snapshots', wrongShape, 'meta.json'), JSON.stringify({ id: wrongShape, kind: 'frozen', createdAt: 'x' }));
+
+    const log = captureLogger();
+    const s2 = await OverlaySnapshotter.open(root, { logger: log.logger });
+    for (const id of [base, child, grandchild, wrongShape]) {
+      expect(await s2.get(id)).toBeUndefined();
+      await expect(fsp.access(path.join(root, 'snapshots', id))).rejects.toMatchObject({ code: 'ENOENT' });
+    }
+    expect(await s2.get(unrelated)).toMatchObject({ id: unrelated, kind: 'committed' });
+    const warnings = log.at('warn');
+    expect(warnings).toHaveLength(3);
+    expect(warnings).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          snapshot: base,
+          reason: expect.stringMatching(/^meta\.json is not JSON: /),
+          msg: expect.stringMatching(new RegExp(`^Cannot load snapshot ${base}: its metadata is damaged \\(meta\\.json is not JSON: .+\\); deleting the snapshot and its layer$`)),
+        }),
+        expect.objectContaining({
+          snapshot: wrongShape,
+          reason: 'meta.json does not describe a snapshot: kind: Invalid enum value. Expected \'active\' | \'committed\', received \'frozen\'',
+        }),
+        {
+          level: 'warn',
+          time: expect.any(Number),
+          pid: process.pid,
+          hostname: expect.any(String),
+          snapshots: [child, grandchild].sort(),
+          missingParents: [base],
+          msg: `Cannot keep snapshots ${[child, grandchild].sort().join(', ')}: they are layered on snapshots that are gone (${base}); deleting them`,
+        },
+      ]),
+    );
+    await s2.remove(unrelated);
   });
 
   it('mounts a long chain with relative lower dirs', async () => {
