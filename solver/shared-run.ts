@@ -37,6 +37,11 @@ export class SharedRun {
     );
   }
 
+  /** How many builds wait on the run now. */
+  get waiting(): number {
+    return this.waiters;
+  }
+
   private remember(stream: 1 | 2, data: Buffer): void {
     this.replay.push({ stream, data });
     this.replayBytes += data.length;

@@ -17,6 +17,15 @@ export interface SolveOptions {
   signal: AbortSignal;
 }
 
+/**
+ * Where the solver tells operators what a build's progress does not show (the daemon's
+ * logger fits). Lifecycle: given to the solver at construction, used for its lifetime.
+ */
+export interface SolverLog {
+  debug(fields: Record<string, unknown>, msg: string): void;
+  info(fields: Record<string, unknown>, msg: string): void;
+}
+
 interface Solved {
   key: string;
   result: OpResult;
@@ -33,13 +42,15 @@ interface Solved {
 export class Solver {
   private readonly slots: Semaphore;
   private readonly inflight = new Map<string, SharedRun>();
+  private readonly log: SolverLog | undefined;
 
   constructor(
     private readonly worker: Worker,
     private readonly cache: CacheStore,
-    opts: { maxParallelism: number },
+    opts: { maxParallelism: number; log?: SolverLog },
   ) {
     this.slots = new Semaphore(opts.maxParallelism);
+    this.log = opts.log;
   }
 
   /** Returns the result of the graph's output, or a scratch snapshot when it has none. */
@@ -117,6 +128,9 @@ export class Solver {
   }
 
   private runShared(key: string, cacheable: boolean, vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
+    // A local source only names a directory its build has already received: nothing runs, so
+    // it takes no step slot (with one, a build's context would wait behind other builds' steps).
+    if (isLocalSource(vertex)) return this.worker.run(vertex, inputs, ctx);
     if (!cacheable) return this.runLimited(vertex, inputs, ctx);
     let run = this.inflight.get(key);
     if (!run) {
@@ -134,7 +148,9 @@ export class Solver {
       this.inflight.set(key, created);
       run = created;
     }
-    return run.join(ctx);
+    const joined = run.join(ctx);
+    this.log?.debug({ step: vertex.meta.name, key, builds: run.waiting }, 'a build waits on a shared step');
+    return joined;
   }
 
   private async runLimited(vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
@@ -145,4 +161,8 @@ export class Solver {
       release();
     }
   }
+}
+
+function isLocalSource(vertex: Vertex): boolean {
+  return vertex.op.kind === 'source' && vertex.op.identifier.startsWith('local://');
 }
