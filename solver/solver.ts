@@ -134,13 +134,20 @@ export class Solver {
     if (!cacheable) return this.runLimited(vertex, inputs, ctx);
     let run = this.inflight.get(key);
     if (!run) {
-      const created = new SharedRun(ctx, async (shared) => {
-        const result = await this.runLimited(vertex, inputs, shared);
-        if (result.kind === 'snapshot') {
-          await this.cache.put({ key, snapshot: result.id, createdAt: new Date().toISOString() });
-        }
-        return result;
-      });
+      const step = vertex.meta.name;
+      const created = new SharedRun(
+        async (shared, sharedInputs) => {
+          const result = await this.runLimited(vertex, sharedInputs, shared);
+          if (result.kind === 'snapshot') {
+            await this.cache.put({ key, snapshot: result.id, createdAt: new Date().toISOString() });
+          }
+          return result;
+        },
+        {
+          restarted: (builds) => this.log?.info({ step, key, builds }, 'a shared step restarts with the context of another build'),
+          cancelled: () => this.log?.debug({ step, key }, 'a shared step is cancelled: no build waits on it'),
+        },
+      );
       created.promise.then(
         () => this.inflight.delete(key),
         () => this.inflight.delete(key),
@@ -148,7 +155,7 @@ export class Solver {
       this.inflight.set(key, created);
       run = created;
     }
-    const joined = run.join(ctx);
+    const joined = run.join(ctx, inputs);
     this.log?.debug({ step: vertex.meta.name, key, builds: run.waiting }, 'a build waits on a shared step');
     return joined;
   }
