@@ -35,9 +35,11 @@ interface Solved {
  * Runs definition graphs: each op once per build (deduplicated by digest), independent
  * branches in parallel up to `maxParallelism` running steps, results looked up and stored in
  * the persistent cache by content-based key, and the same key shared by concurrent builds
- * (the second waits for the first). The first failure cancels the rest of its build.
+ * (the second waits for the first; see SharedRun for whose context a shared step reads). The
+ * first failure cancels the rest of its build.
  *
- * Lifecycle: one per daemon; `solve` is called once per build.
+ * Lifecycle: one per daemon; `solve` is called once per build and settles only once no step
+ * still reads that build's directories, so its caller may remove them then.
  */
 export class Solver {
   private readonly slots: Semaphore;
