@@ -24,6 +24,12 @@ export interface SharedRunEvents {
   restarted?(waiting: number): void;
   /** the last waiting build left: the step is aborted */
   cancelled?(): void;
+  /**
+   * The run has its outcome, called before any build hears it: whoever keeps runs by key
+   * drops this one here, so that no build joins a run that is over (and gets, say, the
+   * cancellation of builds that left it) but starts a new one.
+   */
+  settled?(): void;
 }
 
 /**
@@ -160,6 +166,7 @@ export class SharedRun {
 
   private settle(fn: () => void): void {
     this.settled = true;
+    this.events.settled?.();
     fn();
   }
 

@@ -148,11 +148,8 @@ export class Solver {
         {
           restarted: (builds) => this.log?.info({ step, key, builds }, 'a shared step restarts with the context of another build'),
           cancelled: () => this.log?.debug({ step, key }, 'a shared step is cancelled: no build waits on it'),
+          settled: () => this.inflight.delete(key),
         },
-      );
-      created.promise.then(
-        () => this.inflight.delete(key),
-        () => this.inflight.delete(key),
       );
       this.inflight.set(key, created);
       run = created;
