@@ -89,24 +89,25 @@ export class SharedRun {
     for (const { stream, data } of this.replay) ctx.log.write(stream, data);
     if (!this.settled && this.attempt === undefined) this.start(waiter);
     return new Promise<OpResult>((resolve, reject) => {
+      // A build that left hears its own abort reason, whatever the run's outcome.
+      let left = false;
       const onAbort = (): void => {
+        left = true;
         const lent = this.leave(waiter);
         const reason: unknown = ctx.signal.reason;
         if (lent) void lent.then(() => reject(reason));
         else reject(reason);
       };
       ctx.signal.addEventListener('abort', onAbort, { once: true });
+      const settled = (hear: () => void): void => {
+        if (left) return;
+        ctx.signal.removeEventListener('abort', onAbort);
+        this.waiters.delete(waiter);
+        hear();
+      };
       this.promise.then(
-        (r) => {
-          ctx.signal.removeEventListener('abort', onAbort);
-          this.waiters.delete(waiter);
-          resolve(r);
-        },
-        (err: unknown) => {
-          ctx.signal.removeEventListener('abort', onAbort);
-          this.waiters.delete(waiter);
-          reject(err);
-        },
+        (r) => settled(() => resolve(r)),
+        (err: unknown) => settled(() => reject(err)),
       );
     });
   }
@@ -143,12 +144,11 @@ export class SharedRun {
     };
     const attempt: Attempt = { owner: borrows ? owner : undefined, controller, done: Promise.resolve() };
     this.attempt = attempt;
-    let outcome: { ok: true; result: OpResult } | { ok: false; err: unknown };
+    // `done` resolves after `finished`: a leaving owner hears of its end once the next attempt has begun.
     attempt.done = this.run(ctx, owner.inputs).then(
-      (result) => void (outcome = { ok: true, result }),
-      (err: unknown) => void (outcome = { ok: false, err }),
+      (result) => this.finished(attempt, { ok: true, result }),
+      (err: unknown) => this.finished(attempt, { ok: false, err }),
     );
-    void attempt.done.then(() => this.finished(attempt, outcome));
   }
 
   /** An attempt has stopped: its outcome is the run's, unless it was aborted for builds still waiting. */
