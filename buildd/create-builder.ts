@@ -59,6 +59,6 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const registry = new RegistryClient({ insecureRegistries, credentials });
   const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
   const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content });
-  const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length) });
+  const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length), log: opts.logger });
   return new DockerfileBuilder({ solver, registry, credentials, content, snapshotter, layers, images, executor, logger: opts.logger });
 }

@@ -17,6 +17,15 @@ export interface SolveOptions {
   signal: AbortSignal;
 }
 
+/**
+ * Where the solver tells operators what a build's progress does not show (the daemon's
+ * logger fits). Lifecycle: given to the solver at construction, used for its lifetime.
+ */
+export interface SolverLog {
+  debug(fields: Record<string, unknown>, msg: string): void;
+  info(fields: Record<string, unknown>, msg: string): void;
+}
+
 interface Solved {
   key: string;
   result: OpResult;
@@ -26,20 +35,24 @@ interface Solved {
  * Runs definition graphs: each op once per build (deduplicated by digest), independent
  * branches in parallel up to `maxParallelism` running steps, results looked up and stored in
  * the persistent cache by content-based key, and the same key shared by concurrent builds
- * (the second waits for the first). The first failure cancels the rest of its build.
+ * (the second waits for the first; see SharedRun for whose context a shared step reads). The
+ * first failure cancels the rest of its build.
  *
- * Lifecycle: one per daemon; `solve` is called once per build.
+ * Lifecycle: one per daemon; `solve` is called once per build and settles only once no step
+ * still reads that build's directories, so its caller may remove them then.
  */
 export class Solver {
   private readonly slots: Semaphore;
   private readonly inflight = new Map<string, SharedRun>();
+  private readonly log: SolverLog | undefined;
 
   constructor(
     private readonly worker: Worker,
     private readonly cache: CacheStore,
-    opts: { maxParallelism: number },
+    opts: { maxParallelism: number; log?: SolverLog },
   ) {
     this.slots = new Semaphore(opts.maxParallelism);
+    this.log = opts.log;
   }
 
   /** Returns the result of the graph's output, or a scratch snapshot when it has none. */
@@ -117,24 +130,33 @@ export class Solver {
   }
 
   private runShared(key: string, cacheable: boolean, vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
+    // A local source only names a directory its build has already received: nothing runs, so
+    // it takes no step slot (with one, a build's context would wait behind other builds' steps).
+    if (isLocalSource(vertex)) return this.worker.run(vertex, inputs, ctx);
     if (!cacheable) return this.runLimited(vertex, inputs, ctx);
     let run = this.inflight.get(key);
     if (!run) {
-      const created = new SharedRun(ctx, async (shared) => {
-        const result = await this.runLimited(vertex, inputs, shared);
-        if (result.kind === 'snapshot') {
-          await this.cache.put({ key, snapshot: result.id, createdAt: new Date().toISOString() });
-        }
-        return result;
-      });
-      created.promise.then(
-        () => this.inflight.delete(key),
-        () => this.inflight.delete(key),
+      const step = vertex.meta.name;
+      const created = new SharedRun(
+        async (shared, sharedInputs) => {
+          const result = await this.runLimited(vertex, sharedInputs, shared);
+          if (result.kind === 'snapshot') {
+            await this.cache.put({ key, snapshot: result.id, createdAt: new Date().toISOString() });
+          }
+          return result;
+        },
+        {
+          restarted: (builds) => this.log?.info({ step, key, builds }, 'a shared step restarts with the context of another build'),
+          cancelled: () => this.log?.debug({ step, key }, 'a shared step is cancelled: no build waits on it'),
+          settled: () => this.inflight.delete(key),
+        },
       );
       this.inflight.set(key, created);
       run = created;
     }
-    return run.join(ctx);
+    const joined = run.join(ctx, inputs);
+    this.log?.debug({ step: vertex.meta.name, key, builds: run.waiting }, 'a build waits on a shared step');
+    return joined;
   }
 
   private async runLimited(vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
@@ -145,4 +167,8 @@ export class Solver {
       release();
     }
   }
+}
+
+function isLocalSource(vertex: Vertex): boolean {
+  return vertex.op.kind === 'source' && vertex.op.identifier.startsWith('local://');
 }

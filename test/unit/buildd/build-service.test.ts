@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -163,39 +163,59 @@ describe('BuildService', () => {
     entry: { local: 'context', path: p, type: 'FILE', mode: 0o644, uid: 0, gid: 0, mtime_ms: 0, link_target: '', size: 0, ...extra },
   });
 
-  it.each([
-    ['no start message', [entry('a')], /first message is entry/],
-    ['a path with ..', [start, entry('../escape')], /entry\.path: Path has an empty, "\." or "\.\." component/],
-    ['an absolute path', [start, entry('/etc/x')], /Path is absolute/],
-    ['a NUL in a path', [start, entry('a\0b')], /Path contains NUL/],
-    ['an undeclared local', [start, { entry: { ...entry('a').entry, local: 'other' } }], /was not declared/],
-    ['an entry under a symlinked dir', [start, entry('l', { type: 'SYMLINK', link_target: '/tmp' }), entry('l/x')], /its parent is a symlink/],
-    ['an entry under a symlink pointing inside', [start, entry('d', { type: 'DIR', mode: 0o755 }), entry('l', { type: 'SYMLINK', link_target: 'd' }), entry('l/x')], /its parent is a symlink/],
-    ['a file over a symlink', [start, entry('l', { type: 'SYMLINK', link_target: '/tmp/pwned' }), entry('l')], /sent twice/],
-    ['an entry before its parent', [start, entry('nodir/x')], /parent directory was not sent/],
-    ['more data than the size', [start, entry('a', { size: 1 }), { data: { data: Buffer.from('ab') } }], /more data than its size 1/],
-    ['less data than the size', [start, entry('a', { size: 5 }), { data: { data: Buffer.from('ab') } }, { locals_done: {} }], /got 2 of its 5 bytes/],
-    ['data without a file', [start, { data: { data: Buffer.from('x') } }], /file data without a file entry/],
-    ['a stream that ends early', [start, entry('a')], /ended before locals_done/],
-    ['a mode out of range', [start, entry('a', { mode: 0o100644 })], /entry\.mode/],
-    ['an empty message', [start, {}], /Cannot accept a message/],
-  ])('fails the build on %s and keeps serving', async (_name, msgs, expected) => {
+  // Targets outside the session for the symlink cases, unique to this run: were the receiver
+  // to follow a link, it would write here, and a leftover could not fool a later run.
+  let outside: string;
+  let pwned: string;
+  beforeAll(async () => {
+    outside = path.join(tmp, `outside-${randomUUID()}`);
+    pwned = path.join(outside, 'pwned');
+    await fsp.mkdir(outside);
+  });
+
+  it.each<[string, () => object[], RegExp]>([
+    ['no start message', () => [entry('a')], /first message is entry/],
+    ['a path with ..', () => [start, entry('../escape')], /entry\.path: Path has an empty, "\." or "\.\." component/],
+    ['an absolute path', () => [start, entry('/etc/x')], /Path is absolute/],
+    ['a NUL in a path', () => [start, entry('a\0b')], /Path contains NUL/],
+    ['an undeclared local', () => [start, { entry: { ...entry('a').entry, local: 'other' } }], /was not declared/],
+    ['an entry under a symlinked dir', () => [start, entry('l', { type: 'SYMLINK', link_target: outside }), entry('l/x')], /its parent is a symlink/],
+    ['an entry under a symlink pointing inside', () => [start, entry('d', { type: 'DIR', mode: 0o755 }), entry('l', { type: 'SYMLINK', link_target: 'd' }), entry('l/x')], /its parent is a symlink/],
+    ['a file over a symlink', () => [start, entry('l', { type: 'SYMLINK', link_target: pwned }), entry('l')], /sent twice/],
+    ['an entry before its parent', () => [start, entry('nodir/x')], /parent directory was not sent/],
+    ['more data than the size', () => [start, entry('a', { size: 1 }), { data: { data: Buffer.from('ab') } }], /more data than its size 1/],
+    ['less data than the size', () => [start, entry('a', { size: 5 }), { data: { data: Buffer.from('ab') } }, { locals_done: {} }], /got 2 of its 5 bytes/],
+    ['data without a file', () => [start, { data: { data: Buffer.from('x') } }], /file data without a file entry/],
+    ['a stream that ends early', () => [start, entry('a')], /ended before locals_done/],
+    ['a mode out of range', () => [start, entry('a', { mode: 0o100644 })], /entry\.mode/],
+    ['an empty message', () => [start, {}], /Cannot accept a message/],
+  ])('fails the build on %s before the builder runs, leaves the link targets outside untouched, removes the session and keeps serving', async (_name, msgs, expected) => {
+    await expect(fsp.lstat(pwned)).rejects.toMatchObject({ code: 'ENOENT' });
     const calls = builder.requests.length;
-    const res = await rawBuild(msgs);
+    const res = await rawBuild(msgs());
     expect(res).toBeInstanceOf(BuildError);
     expect((res as BuildError).code).toBe('invalid-argument');
     expect((res as BuildError).message).toMatch(expected);
     expect(builder.requests.length).toBe(calls);
-    await expect(fsp.lstat('/tmp/pwned')).rejects.toThrow();
+    await expect(fsp.lstat(pwned)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await fsp.readdir(outside)).toEqual([]);
     await waitFor('the session dir to be removed', async () => ((await sessions()).length === 0 ? true : undefined));
+    await expect(rawBuild([start, { locals_done: {} }])).resolves.toBe('ok');
+    expect(builder.requests.length).toBe(calls + 1);
   });
 
-  it('returns the build error with its code, vertex and exit code', async () => {
+  it('returns the build error with its code, message, vertex and exit code', async () => {
     builder.behave = async () => {
       throw new BuildError('failed-precondition', 'process "/bin/sh -c false" did not complete successfully', { vertex: 'sha256:v', exitCode: 3 });
     };
     const res = await rawBuild([start, { locals_done: {} }]);
-    expect(res).toMatchObject({ code: 'failed-precondition', vertex: 'sha256:v', exitCode: 3 });
+    expect(res).toBeInstanceOf(BuildError);
+    expect(res).toMatchObject({
+      code: 'failed-precondition',
+      message: 'process "/bin/sh -c false" did not complete successfully',
+      vertex: 'sha256:v',
+      exitCode: 3,
+    });
   });
 
   it('aborts the session signal when the client goes away, and removes the session', async () => {
@@ -216,10 +236,18 @@ describe('BuildService', () => {
     call.write({ locals_done: {} });
     const before = builder.signals.length;
     await waitFor('the build to run', async () => (builder.signals.length > before ? true : undefined));
+    const signal = builder.signals.at(-1) as AbortSignal;
+    expect(signal.aborted).toBe(false);
+    expect(await sessions()).toHaveLength(1);
     call.cancel();
     await aborted;
-    await waitFor('the build to settle', async () => (service.runningBuilds() === 0 && (await sessions()).length === 0 ? true : undefined));
+    expect(signal.aborted).toBe(true);
+    expect(signal.reason).toBeInstanceOf(BuildError);
+    expect(signal.reason).toMatchObject({ code: 'cancelled', message: 'Cannot continue: the client went away' });
+    await waitFor('the build to settle', async () => (service.runningBuilds() === 0 ? true : undefined));
+    expect(await sessions()).toEqual([]);
   });
+
   it('shutdown aborts running builds, waits for them, then refuses new ones', async () => {
     builder.behave = (_req, s) =>
       new Promise((_res, rej) => {
@@ -233,6 +261,6 @@ describe('BuildService', () => {
     expect(builder.signals.at(-1)?.aborted).toBe(true);
     expect(service.runningBuilds()).toBe(0);
     await expect(pending).resolves.toMatchObject({ code: 'cancelled', message: 'Cannot continue: the daemon is shutting down' });
-    await expect(rawBuild([start, { locals_done: {} }])).resolves.toMatchObject({ code: 'unavailable' });
+    await expect(rawBuild([start, { locals_done: {} }])).resolves.toMatchObject({ code: 'unavailable', message: 'Cannot start a build: the daemon is shutting down' });
   });
 });

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { BuildError } from '../../../solver/build-error';
 import { CacheStore } from '../../../solver/cache-store';
 import { sha256Digest } from '../../../solver/canonical-json';
 import { loadDefinition, Vertex } from '../../../solver/definition-graph';
@@ -8,7 +9,12 @@ import { Op, opDigest } from '../../../solver/op';
 import { Solver, SolveEvent } from '../../../solver/solver';
 import { OpContext, OpResult, Worker } from '../../../solver/worker';
 
-/** A worker whose exec ops "run" by counting, so the scheduler's choices can be observed. */
+/**
+ * A worker whose ops "run" by counting, so the scheduler's choices can be observed. A local
+ * source names its build's directory as the real worker does; another op records the local
+ * directories among its inputs as it starts and, as a COPY would, fails at its end when one
+ * of them was removed meanwhile (`removed` stands for the daemon removing a build's session).
+ */
 class CountingWorker implements Worker {
   runs = new Map<string, number>();
   running = 0;
@@ -16,20 +22,31 @@ class CountingWorker implements Worker {
   failOn = new Set<string>();
   gates: Array<() => void> = [];
   gate = false;
+  /** the local directories each run read, in the order the runs started */
+  reads: string[][] = [];
+  removed = new Set<string>();
+  /** finish a run even when its signal aborted (as a copy past its last abort check does) */
+  ignoreAbort = false;
 
   async cacheKey(vertex: Vertex, inputs: Array<{ key: string }>): Promise<{ key: string; cacheable: boolean }> {
+    if (localName(vertex) !== undefined) return { key: sha256Digest(vertex.digest), cacheable: false };
     return { key: sha256Digest(vertex.digest + inputs.map((i) => i.key).join()), cacheable: true };
   }
 
-  async run(vertex: Vertex, _inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
-    ctx.log.write(1, Buffer.from(`output of ${vertex.meta.name}\n`));
+  async run(vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
     this.runs.set(vertex.meta.name, (this.runs.get(vertex.meta.name) ?? 0) + 1);
+    const local = localName(vertex);
+    if (local !== undefined) return { kind: 'local', name: local, dir: ctx.locals[local] as string };
+    ctx.log.write(1, Buffer.from(`output of ${vertex.meta.name}\n`));
+    const dirs = inputs.flatMap((i) => (i.kind === 'local' ? [i.dir] : []));
+    this.reads.push(dirs);
     this.running++;
     this.maxRunning = Math.max(this.maxRunning, this.running);
     try {
       if (this.gate) await new Promise<void>((resolve) => this.gates.push(resolve));
       else await new Promise((resolve) => setImmediate(resolve));
-      ctx.signal.throwIfAborted();
+      if (!this.ignoreAbort) ctx.signal.throwIfAborted();
+      for (const d of dirs) if (this.removed.has(d)) throw new Error(`Cannot copy data: ${d} was removed`);
       if (this.failOn.has(vertex.meta.name)) throw new Error(`step ${vertex.meta.name} failed`);
       return { kind: 'snapshot', id: `snap-${vertex.meta.name}` };
     } finally {
@@ -40,6 +57,52 @@ class CountingWorker implements Worker {
   async exists(): Promise<boolean> {
     return true;
   }
+}
+
+function localName(vertex: Vertex): string | undefined {
+  return vertex.op.kind === 'source' && vertex.op.identifier.startsWith('local://') ? vertex.op.identifier.slice('local://'.length) : undefined;
+}
+
+/** `COPY data /data` from the local `context` onto scratch, as the Dockerfile frontend makes it. */
+function copyFromContext() {
+  const source: Op = { kind: 'source', identifier: 'local://context', attrs: {} };
+  const copy: Op = {
+    kind: 'file',
+    inputs: [{ digest: opDigest(source), index: 0 }],
+    base: -1,
+    actions: [{ type: 'copy', src: 0, srcPaths: ['data'], dest: '/data' }],
+  };
+  return {
+    ops: [
+      { digest: opDigest(source), op: source, meta: { name: 'context' } },
+      { digest: opDigest(copy), op: copy, meta: { name: 'copy' } },
+    ],
+    result: { digest: opDigest(copy), index: 0 },
+  };
+}
+
+/** Lets queued callbacks run until `done` holds, or fails after a deadline. */
+async function until(what: string, done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`Cannot wait for ${what}: not reached in 5 s`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Lets every callback already queued (and those they queue) run, `n` turns of the event loop. */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Whether a promise has settled, as seen from the test. */
+function tracked<T>(p: Promise<T>): { promise: Promise<T>; settled: () => boolean } {
+  let settled = false;
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  return { promise: p, settled: () => settled };
 }
 
 function graphOf(spec: Array<{ name: string; deps: string[] }>) {
@@ -124,7 +187,7 @@ describe('Solver', () => {
     const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 });
     await expect(
       solver.solve(loadDefinition(graphOf(diamond)), { locals: {}, onEvent: (e) => events.push(e), signal: new AbortController().signal }),
-    ).rejects.toThrow('step b failed');
+    ).rejects.toMatchObject({ code: 'internal', message: 'step b failed' });
     expect(worker.runs.get('d')).toBeUndefined();
     expect(events.some((e) => e.type === 'vertex' && e.name === 'b' && e.error === 'step b failed')).toBe(true);
     const failed = await solver.solve(loadDefinition(graphOf(diamond)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal }).catch((e: unknown) => e);
@@ -164,12 +227,127 @@ describe('Solver', () => {
       if (Date.now() > deadline) throw new Error('step never started');
       await new Promise((resolve) => setImmediate(resolve));
     }
-    first.abort(new Error('first client went away'));
-    await expect(one).rejects.toThrow();
+    const gone = new BuildError('cancelled', 'Cannot continue: the client went away');
+    first.abort(gone);
+    await expect(one).rejects.toMatchObject({ code: 'cancelled', message: 'Cannot continue: the client went away' });
     worker.gates.splice(0).forEach((g) => g());
     await expect(two).resolves.toEqual({ kind: 'snapshot', id: 'snap-a' });
     expect(worker.runs.get('a')).toBe(1);
     expect(logsOf(secondEvents)).toEqual(['output of a\n']);
+  });
+
+  describe('a COPY from the context shared by two builds', () => {
+    const cancelled = (): BuildError => new BuildError('cancelled', 'Cannot continue: the client went away');
+    const logsOf = (events: SolveEvent[]): string[] => events.flatMap((e) => (e.type === 'log' ? [e.data.toString()] : []));
+    /** A solve of copyFromContext with the build's own context dir; its dir is removed when it settles, as the daemon does. */
+    function build(solver: Solver, worker: CountingWorker, dir: string, signal: AbortSignal, events: SolveEvent[] = []) {
+      const p = solver.solve(loadDefinition(copyFromContext()), { locals: { context: dir }, onEvent: (e) => events.push(e), signal });
+      void p.then(
+        () => worker.removed.add(dir),
+        () => worker.removed.add(dir),
+      );
+      return tracked(p);
+    }
+
+    test('a local source takes no step slot: a build gets its context while another build holds every slot', async () => {
+      const worker = new CountingWorker();
+      worker.gate = true;
+      const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 1 });
+      const signal = new AbortController().signal;
+      const holder = solver.solve(loadDefinition(graphOf([{ name: 'a', deps: [] }])), { locals: {}, onEvent: () => undefined, signal });
+      await until('step a to hold the slot', () => worker.gates.length === 1);
+      const copy = build(solver, worker, '/ctx1', signal);
+      await until('the context to be given', () => worker.runs.get('context') === 1);
+      expect(worker.runs.get('copy')).toBeUndefined();
+      worker.gates.splice(0).forEach((g) => g());
+      await until('the copy to start', () => worker.gates.length === 1);
+      worker.gates.splice(0).forEach((g) => g());
+      await expect(holder).resolves.toEqual({ kind: 'snapshot', id: 'snap-a' });
+      await expect(copy.promise).resolves.toEqual({ kind: 'snapshot', id: 'snap-copy' });
+    });
+
+    test('when the build whose context the step reads is cancelled, the step runs again from the context of the build still waiting', async () => {
+      const worker = new CountingWorker();
+      worker.gate = true;
+      const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 4 });
+      const first = new AbortController();
+      const secondEvents: SolveEvent[] = [];
+      const one = build(solver, worker, '/ctx1', first.signal);
+      const two = build(solver, worker, '/ctx2', new AbortController().signal, secondEvents);
+      // The second build has joined once the step's output was replayed to it.
+      await until('the second build to join the copy', () => worker.gates.length === 1 && logsOf(secondEvents).length === 1);
+      expect(worker.reads).toEqual([['/ctx1']]);
+      first.abort(cancelled());
+      // The first build is not done while the step still reads its context.
+      await turns(10);
+      expect(one.settled()).toBe(false);
+      worker.gates.splice(0).forEach((g) => g());
+      await expect(one.promise).rejects.toMatchObject({ code: 'cancelled', message: 'Cannot continue: the client went away' });
+      expect(worker.removed.has('/ctx1')).toBe(true);
+      await until('the second attempt to start', () => worker.gates.length === 1);
+      worker.gates.splice(0).forEach((g) => g());
+      await expect(two.promise).resolves.toEqual({ kind: 'snapshot', id: 'snap-copy' });
+      expect(worker.reads).toEqual([['/ctx1'], ['/ctx2']]);
+      expect(worker.runs.get('copy')).toBe(2);
+      // Each attempt's output reached the build still waiting.
+      expect(logsOf(secondEvents)).toEqual(['output of copy\n', 'output of copy\n']);
+    });
+
+    test('a step that finishes though the build whose context it read left gives its result to the others', async () => {
+      const worker = new CountingWorker();
+      worker.gate = true;
+      worker.ignoreAbort = true;
+      const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 4 });
+      const first = new AbortController();
+      const secondEvents: SolveEvent[] = [];
+      const one = build(solver, worker, '/ctx1', first.signal);
+      const two = build(solver, worker, '/ctx2', new AbortController().signal, secondEvents);
+      await until('the second build to join the copy', () => worker.gates.length === 1 && logsOf(secondEvents).length === 1);
+      first.abort(cancelled());
+      worker.gates.splice(0).forEach((g) => g());
+      await expect(one.promise).rejects.toMatchObject({ code: 'cancelled', message: 'Cannot continue: the client went away' });
+      await expect(two.promise).resolves.toEqual({ kind: 'snapshot', id: 'snap-copy' });
+      expect(worker.reads).toEqual([['/ctx1']]);
+    });
+
+    test('cancelling the only build waiting on the step aborts it, and the solve settles once the step has stopped', async () => {
+      const worker = new CountingWorker();
+      worker.gate = true;
+      const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 4 });
+      const first = new AbortController();
+      const one = build(solver, worker, '/ctx1', first.signal);
+      await until('the copy to start', () => worker.gates.length === 1);
+      first.abort(cancelled());
+      await turns(10);
+      expect(one.settled()).toBe(false);
+      worker.gates.splice(0).forEach((g) => g());
+      await expect(one.promise).rejects.toMatchObject({ code: 'cancelled', message: 'Cannot continue: the client went away' });
+      expect(worker.runs.get('copy')).toBe(1);
+      // Nothing was cached: the same build again runs the step.
+      worker.gate = false;
+      await expect(build(solver, worker, '/ctx3', new AbortController().signal).promise).resolves.toEqual({ kind: 'snapshot', id: 'snap-copy' });
+      expect(worker.reads).toEqual([['/ctx1'], ['/ctx3']]);
+    });
+
+    test('a build that joins a step whose only build just left runs it again from its own context', async () => {
+      const worker = new CountingWorker();
+      worker.gate = true;
+      const solver = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 4 });
+      const first = new AbortController();
+      const secondEvents: SolveEvent[] = [];
+      const one = build(solver, worker, '/ctx1', first.signal);
+      await until('the copy to start', () => worker.gates.length === 1);
+      first.abort(cancelled());
+      // The aborted attempt has not stopped yet (its gate is closed) when the second build joins.
+      const two = build(solver, worker, '/ctx2', new AbortController().signal, secondEvents);
+      await until('the second build to join the copy', () => logsOf(secondEvents).length === 1);
+      worker.gates.splice(0).forEach((g) => g());
+      await expect(one.promise).rejects.toMatchObject({ code: 'cancelled', message: 'Cannot continue: the client went away' });
+      await until('the second attempt to start', () => worker.gates.length === 1);
+      worker.gates.splice(0).forEach((g) => g());
+      await expect(two.promise).resolves.toEqual({ kind: 'snapshot', id: 'snap-copy' });
+      expect(worker.reads).toEqual([['/ctx1'], ['/ctx2']]);
+    });
   });
 
   test('cancelling the build rejects the solve', async () => {
@@ -183,9 +361,9 @@ describe('Solver', () => {
       if (Date.now() > deadline) throw new Error('step never started');
       await new Promise((resolve) => setImmediate(resolve));
     }
-    ac.abort(new Error('client went away'));
+    ac.abort(new BuildError('cancelled', 'Cannot continue: the client went away'));
     worker.gates.splice(0).forEach((g) => g());
-    await expect(p).rejects.toThrow();
+    await expect(p).rejects.toMatchObject({ code: 'cancelled', message: 'Cannot continue: the client went away' });
     expect(worker.runs.has('d')).toBe(false);
   });
 });
