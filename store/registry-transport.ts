@@ -78,14 +78,20 @@ export class RegistryTransport {
     const ours = url.host === apiHost(ref.registry);
     // A URL made before the fallback was learned (a relative upload Location) follows it too.
     const at = ours && url.protocol === 'https:' && this.hosts.scheme(ref.registry) === 'http' ? withScheme(url, 'http:') : url;
+    let res: HttpResponse;
     try {
-      return await sendRequest(this.dispatcher, at, req, ref.registry, `${action} ${ref.familiar}`);
+      res = await sendRequest(this.dispatcher, at, req, ref.registry, `${action} ${ref.familiar}`);
     } catch (err) {
       const cause = err instanceof BuildError ? err.cause : err;
       if (!ours || at.protocol !== 'https:' || !this.hosts.mayFallBack(ref.registry) || !httpsNotSpoken(cause, ref.registry)) throw err;
       this.hosts.learnPlainHttp(ref.registry);
       return sendRequest(this.dispatcher, withScheme(at, 'http:'), req, ref.registry, `${action} ${ref.familiar}`);
     }
+    if (ours && at.protocol === 'http:' && (await answeredAsTlsPort(res, req))) {
+      throw new BuildError('failed-precondition',
+        `Cannot ${action} ${ref.familiar}: ${ref.registry} speaks HTTPS, not plain HTTP (400); set registry.${JSON.stringify(ref.registry)}.http to false in the daemon config`);
+    }
+    return res;
   }
 
   /** The error for an unexpected answer, with the registry's own words when it gave some. */
@@ -109,6 +115,19 @@ export class RegistryTransport {
   async close(): Promise<void> {
     await this.ownDispatcher?.close();
   }
+}
+
+/**
+ * Whether a plain HTTP answer is Go's reply on a TLS port (a bare `HTTP/1.0 400` without
+ * headers, body "Client sent an HTTP request to an HTTPS server."), as a registry configured for
+ * HTTPS on a loopback address gives. Consumes the body when it says yes.
+ */
+async function answeredAsTlsPort(res: HttpResponse, req: HttpRequest): Promise<boolean> {
+  if (res.statusCode !== 400 || header(res, 'content-type') !== undefined) return false;
+  if (req.method === 'HEAD') return true;
+  // A registry's own 400 always has a JSON content type: this one is small and says what it is.
+  const text = (await readCapped(res, 4096, 'error body').catch(() => Buffer.alloc(0))).toString('utf8');
+  return /HTTP request to an HTTPS server/i.test(text);
 }
 
 function withScheme(url: URL, protocol: 'http:' | 'https:'): URL {

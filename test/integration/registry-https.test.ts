@@ -24,12 +24,13 @@ let otherCaFile: string;
 let certDir: string;
 let secure: TestRegistry;
 let plain: TestRegistry;
+let loopback: TestRegistry;
 let busybox: BusyboxImage;
 let store: LocalContentStore;
 
 beforeAll(async () => {
   tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-registry-https-'));
-  const certs = await makeCerts(path.join(tmp, 'certs'), { sans: [`IP:${ADDRESS}`] });
+  const certs = await makeCerts(path.join(tmp, 'certs'), { sans: [`IP:${ADDRESS}`, 'IP:127.0.0.1'] });
   caFile = certs.daemon.ca;
   otherCaFile = (await makeCerts(path.join(tmp, 'other-certs'))).daemon.ca;
   // skopeo reads the CAs of --cert-dir from *.crt files.
@@ -38,6 +39,7 @@ beforeAll(async () => {
   await fsp.copyFile(caFile, path.join(certDir, 'ca.crt'));
   secure = await startRegistry({}, { address: ADDRESS, tls: { certificate: certs.daemon.cert, key: certs.daemon.key } });
   plain = await startRegistry({}, { address: ADDRESS });
+  loopback = await startRegistry({}, { tls: { certificate: certs.daemon.cert, key: certs.daemon.key } });
   busybox = await pushBusyboxImage(secure.host);
   store = await LocalContentStore.open(path.join(tmp, 'content'));
 });
@@ -45,6 +47,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await secure?.stop();
   await plain?.stop();
+  await loopback?.stop();
   if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
 });
 
@@ -150,5 +153,14 @@ describe('an HTTPS registry whose certificate comes from a private CA', () => {
     await withClient({ registries: { [secure.host]: { ca: [caFile] }, [plain.host]: { http: true } } }, (c) => pullAndPush(c, busybox.ref, to));
     const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${to}`]);
     expect(JSON.parse(stdout).Digest).toBe(busybox.digest);
+  });
+
+  test('on 127.0.0.1 (plain HTTP unless said, as BuildKit): the 400 says to set http to false, and http: false with the CA works', async () => {
+    const to = `${loopback.host}/loopback/app:1`;
+    const err = await withClient({ registries: { [secure.host]: { ca: [caFile] }, [loopback.host]: { ca: [caFile] } } }, (c) => rejection(pullAndPush(c, busybox.ref, to)));
+    expect(err.code).toBe('failed-precondition');
+    expect(err.message).toBe(`Cannot push ${to}: ${loopback.host} speaks HTTPS, not plain HTTP (400); set registry."${loopback.host}".http to false in the daemon config`);
+    const registries = { [secure.host]: { ca: [caFile] }, [loopback.host]: { ca: [caFile], http: false } };
+    expect(await withClient({ registries }, (c) => pullAndPush(c, busybox.ref, to))).toBe(busybox.digest);
   });
 });
