@@ -27,7 +27,8 @@ const errorBodySchema = z.object({
 
 /**
  * HTTP to registries with the auth dance: sends a request, and on a 401 learns the challenge,
- * gets a token (or uses Basic) and replays it once.
+ * gets a token (or uses Basic) and replays it once. Each host gets its scheme and TLS settings
+ * (plain HTTP, extra CAs, no verification) from RegistryHosts.
  *
  * Lifecycle: one per RegistryClient; `close` releases the dispatcher it created (not one it
  * was given).
@@ -120,7 +121,8 @@ export class RegistryTransport {
 /**
  * Whether a plain HTTP answer is Go's reply on a TLS port (a bare `HTTP/1.0 400` without
  * headers, body "Client sent an HTTP request to an HTTPS server."), as a registry configured for
- * HTTPS on a loopback address gives. Consumes the body when it says yes.
+ * HTTPS on a loopback address gives. Reads the body of such a bare 400: what it says is
+ * the whole error.
  */
 async function answeredAsTlsPort(res: HttpResponse, req: HttpRequest): Promise<boolean> {
   if (res.statusCode !== 400 || header(res, 'content-type') !== undefined) return false;
