@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
+import { type RegistryHostConfig, loadCaFile } from '../store/registry-hosts';
 import { DEFAULT_ADDR } from './api/address';
 import { describeZodError } from './api/messages';
 
@@ -17,7 +18,10 @@ export const daemonConfigFileSchema = z
       .partial()
       .strict(),
     insecureTcp: z.boolean(),
-    registry: z.record(z.string().min(1), z.object({ insecure: z.boolean() }).partial().strict()),
+    registry: z.record(
+      z.string().min(1),
+      z.object({ http: z.boolean(), insecure: z.boolean(), ca: z.array(z.string().min(1)).max(64) }).partial().strict(),
+    ),
     maxParallelism: z.number().int().min(1).max(1024),
     debug: z.boolean(),
   })
@@ -36,8 +40,12 @@ export interface DaemonConfig {
   tls: { ca?: string; cert?: string; key?: string };
   /** allow tcp listeners without TLS */
   insecureTcp: boolean;
-  /** per registry host (`host[:port]`): `insecure` allows plain HTTP and unverified TLS */
-  registry: Record<string, { insecure?: boolean }>;
+  /**
+   * per registry host (`host[:port]`), as BuildKit's `[registry."host"]`: `http` plain HTTP,
+   * `insecure` unverified TLS and plain HTTP where TLS is not spoken, `ca` PEM files of CAs to
+   * trust (see RegistryHostConfig)
+   */
+  registry: Record<string, RegistryHostConfig>;
   /** most steps run at once; undefined lets the builder choose */
   maxParallelism?: number;
   debug: boolean;
@@ -65,6 +73,16 @@ export async function loadConfigFile(file: string): Promise<DaemonConfigFile> {
   }
   const parsed = daemonConfigFileSchema.safeParse(json);
   if (!parsed.success) throw new BuildError('invalid-argument', `Cannot load config ${file}: ${describeZodError(parsed.error)}`);
+  // A CA path that is wrong stops the daemon at start, not the first pull from that registry.
+  for (const [host, settings] of Object.entries(parsed.data.registry ?? {})) {
+    for (const ca of settings.ca ?? []) {
+      try {
+        await loadCaFile(ca);
+      } catch (err) {
+        throw new BuildError('invalid-argument', `Cannot load config ${file}: registry.${JSON.stringify(host)}.ca: ${(err as Error).message}`);
+      }
+    }
+  }
   return parsed.data;
 }
 

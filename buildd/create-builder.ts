@@ -51,12 +51,9 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const cache = await CacheStore.open(root);
   const layers = await LayerIndex.open(root);
   const images = await ImageStore.open(root);
-  const insecureRegistries = Object.entries(opts.config.registry)
-    .filter(([, v]) => v.insecure === true)
-    .map(([host]) => host);
   // Read once at start, like BuildKit's daemon-side auth: a new `docker login` needs a restart.
   const credentials = await loadDockerCredentials();
-  const registry = new RegistryClient({ insecureRegistries, credentials });
+  const registry = new RegistryClient({ registries: opts.config.registry, credentials });
   const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
   const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content });
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length), log: opts.logger });

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { Dispatcher, request } from 'undici';
 import { BuildError } from '../solver/build-error';
+import { untrustedCertificate } from './registry-hosts';
 
 /** What a request sends: a body is a factory so that a request can be replayed after a 401. */
 export interface HttpRequest {
@@ -20,10 +21,12 @@ export function header(res: HttpResponse, name: string): string | undefined {
 }
 
 /**
- * Sends one request, mapping connection failures to `unavailable` and aborts to `cancelled`,
- * both naming `registry` so that the person reading knows which host failed.
+ * Sends one request, mapping connection failures to `unavailable`, aborts to `cancelled` and a
+ * certificate that did not verify to `failed-precondition` saying how to trust it, all naming
+ * `registry` so that the person reading knows which host failed. `action` (`pull busybox`)
+ * says what failed when the certificate was refused; without it, reaching the registry did.
  */
-export async function sendRequest(dispatcher: Dispatcher, url: URL, req: HttpRequest, registry: string): Promise<HttpResponse> {
+export async function sendRequest(dispatcher: Dispatcher, url: URL, req: HttpRequest, registry: string, action?: string): Promise<HttpResponse> {
   const body = req.body ? await req.body() : undefined;
   try {
     return await request(url, {
@@ -39,6 +42,15 @@ export async function sendRequest(dispatcher: Dispatcher, url: URL, req: HttpReq
       throw new BuildError('cancelled', `Cannot talk to registry ${registry}: the request was cancelled`, { cause: err });
     }
     if (err instanceof BuildError) throw err;
+    const untrusted = untrustedCertificate(err);
+    if (untrusted !== undefined) {
+      // Settings are per host (host[:port]) as connected to: the token server's may differ.
+      const key = JSON.stringify(url.host);
+      throw new BuildError('failed-precondition',
+        `Cannot ${action ?? `reach registry ${registry}`}: the certificate of ${url.host} is not trusted (${untrusted}); ` +
+        `give the CA that signed it in registry.${key}.ca of the daemon config, or skip verification with registry.${key}.insecure`,
+        { cause: err });
+    }
     const detail = err instanceof Error ? ((err as NodeJS.ErrnoException).code ?? err.message) : String(err);
     throw new BuildError('unavailable', `Cannot reach registry ${registry}: ${detail} (${url.origin})`, { cause: err });
   }

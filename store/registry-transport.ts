@@ -2,16 +2,22 @@ import { Agent, Dispatcher } from 'undici';
 import { z } from 'zod';
 import { BuildError, BuildErrorCode } from '../solver/build-error';
 import type { CredentialSource } from './docker-credentials';
-import { DOCKER_HUB, ImageRef } from './image-ref';
+import type { ImageRef } from './image-ref';
 import { RegistryAuth } from './registry-auth';
+import { RegistryHostConfig, RegistryHosts, apiHost, httpsNotSpoken } from './registry-hosts';
 import { HttpRequest, HttpResponse, discard, header, readCapped, sendRequest } from './registry-http';
 
 /** Options shared by everything that talks to registries. */
 export interface RegistryTransportOptions {
   credentials?: CredentialSource;
-  /** Registries (host[:port]) spoken to over plain HTTP; loopback registries always are. */
+  /** Per registry (host[:port]): plain HTTP, unverified TLS, extra CAs (`registry` of the daemon config). */
+  registries?: Readonly<Record<string, RegistryHostConfig>>;
+  /** Registries (host[:port]) treated as `insecure` on top of `registries` (`registry.insecure=true` of an output). */
   insecureRegistries?: readonly string[];
-  /** The undici dispatcher to send through (tests wrap it to count requests). */
+  /**
+   * The undici dispatcher to send through (tests wrap it to count requests). It makes its own
+   * connections: the TLS settings of `registries` (ca, insecure) do not apply to it.
+   */
   dispatcher?: Dispatcher;
 }
 
@@ -19,16 +25,10 @@ const errorBodySchema = z.object({
   errors: z.array(z.object({ code: z.string().optional(), message: z.string().optional() }).passthrough()).optional(),
 }).passthrough();
 
-const LOOPBACK_RE = /^(?:localhost|127\.0\.0\.1|\[::1\])(?::\d+)?$/;
-
-/** The API endpoint of a registry: Docker Hub's name is not its API host. */
-function apiHost(registry: string): string {
-  return registry === DOCKER_HUB ? 'registry-1.docker.io' : registry;
-}
-
 /**
  * HTTP to registries with the auth dance: sends a request, and on a 401 learns the challenge,
- * gets a token (or uses Basic) and replays it once.
+ * gets a token (or uses Basic) and replays it once. Each host gets its scheme and TLS settings
+ * (plain HTTP, extra CAs, no verification) from RegistryHosts.
  *
  * Lifecycle: one per RegistryClient; `close` releases the dispatcher it created (not one it
  * was given).
@@ -37,19 +37,20 @@ export class RegistryTransport {
   readonly dispatcher: Dispatcher;
   private readonly ownDispatcher: Agent | undefined;
   private readonly auth: RegistryAuth;
-  private readonly insecure: Set<string>;
+  private readonly hosts: RegistryHosts;
 
   constructor(opts: RegistryTransportOptions = {}) {
-    this.ownDispatcher = opts.dispatcher ? undefined : new Agent({ connections: 8 });
+    const registries: Record<string, RegistryHostConfig> = { ...opts.registries };
+    for (const host of opts.insecureRegistries ?? []) registries[host] = { ...registries[host], insecure: true };
+    this.hosts = new RegistryHosts(registries);
+    this.ownDispatcher = opts.dispatcher ? undefined : new Agent({ connections: 8, connect: this.hosts.connect });
     this.dispatcher = opts.dispatcher ?? (this.ownDispatcher as Agent);
     this.auth = new RegistryAuth(this.dispatcher, opts.credentials);
-    this.insecure = new Set(opts.insecureRegistries ?? []);
   }
 
   /** `http(s)://host/v2/<path>` for a registry. */
   url(registry: string, path: string): URL {
-    const plain = LOOPBACK_RE.test(registry) || this.insecure.has(registry);
-    return new URL(`${plain ? 'http' : 'https'}://${apiHost(registry)}/v2/${path}`);
+    return new URL(`${this.hosts.scheme(registry)}://${apiHost(registry)}/v2/${path}`);
   }
 
   /**
@@ -60,7 +61,7 @@ export class RegistryTransport {
     for (let attempt = 0; ; attempt++) {
       const authorization = await this.auth.authorization(ref.registry, scope, req.signal);
       const headers = { ...req.headers, ...(authorization ? { authorization } : {}) };
-      const res = await sendRequest(this.dispatcher, url, { ...req, headers }, ref.registry);
+      const res = await this.sendOnce(ref, action, url, { ...req, headers });
       if (res.statusCode !== 401) return res;
       await discard(res);
       const retry = attempt === 0 && this.auth.learn(ref.registry, scope, header(res, 'www-authenticate'), authorization !== undefined);
@@ -68,6 +69,30 @@ export class RegistryTransport {
         throw new BuildError('unauthenticated', `Cannot ${action} ${ref.familiar}: unauthorized (401): ${this.auth.describeRefusal(ref.registry)}`);
       }
     }
+  }
+
+  /**
+   * One request; for an `insecure` registry that turns out not to speak TLS, the same request
+   * again over plain HTTP, and plain HTTP from then on (BuildKit's fallback).
+   */
+  private async sendOnce(ref: ImageRef, action: string, url: URL, req: HttpRequest): Promise<HttpResponse> {
+    const ours = url.host === apiHost(ref.registry);
+    // A URL made before the fallback was learned (a relative upload Location) follows it too.
+    const at = ours && url.protocol === 'https:' && this.hosts.scheme(ref.registry) === 'http' ? withScheme(url, 'http:') : url;
+    let res: HttpResponse;
+    try {
+      res = await sendRequest(this.dispatcher, at, req, ref.registry, `${action} ${ref.familiar}`);
+    } catch (err) {
+      const cause = err instanceof BuildError ? err.cause : err;
+      if (!ours || at.protocol !== 'https:' || !this.hosts.mayFallBack(ref.registry) || !httpsNotSpoken(cause, ref.registry)) throw err;
+      this.hosts.learnPlainHttp(ref.registry);
+      return sendRequest(this.dispatcher, withScheme(at, 'http:'), req, ref.registry, `${action} ${ref.familiar}`);
+    }
+    if (ours && at.protocol === 'http:' && (await answeredAsTlsPort(res, req))) {
+      throw new BuildError('failed-precondition',
+        `Cannot ${action} ${ref.familiar}: ${ref.registry} speaks HTTPS, not plain HTTP (400); set registry.${JSON.stringify(ref.registry)}.http to false in the daemon config`);
+    }
+    return res;
   }
 
   /** The error for an unexpected answer, with the registry's own words when it gave some. */
@@ -91,6 +116,26 @@ export class RegistryTransport {
   async close(): Promise<void> {
     await this.ownDispatcher?.close();
   }
+}
+
+/**
+ * Whether a plain HTTP answer is Go's reply on a TLS port (a bare `HTTP/1.0 400` without
+ * headers, body "Client sent an HTTP request to an HTTPS server."), as a registry configured for
+ * HTTPS on a loopback address gives. Reads the body of such a bare 400: what it says is
+ * the whole error.
+ */
+async function answeredAsTlsPort(res: HttpResponse, req: HttpRequest): Promise<boolean> {
+  if (res.statusCode !== 400 || header(res, 'content-type') !== undefined) return false;
+  if (req.method === 'HEAD') return true;
+  // A registry's own 400 always has a JSON content type: this one is small and says what it is.
+  const text = (await readCapped(res, 4096, 'error body').catch(() => Buffer.alloc(0))).toString('utf8');
+  return /HTTP request to an HTTPS server/i.test(text);
+}
+
+function withScheme(url: URL, protocol: 'http:' | 'https:'): URL {
+  const copy = new URL(url);
+  copy.protocol = protocol;
+  return copy;
 }
 
 function statusCode(status: number): BuildErrorCode {

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { TOKEN_ISSUER, TOKEN_SERVICE, TokenServer, startTokenServer } from './token-server';
 import { waitFor } from './wait-for';
 
@@ -17,16 +17,26 @@ export interface RegistryAuthOptions {
   token?: { user: string; pass: string };
 }
 
+/** Where and how the registry listens. */
+export interface RegistryListenOptions {
+  /** A loopback address (default 127.0.0.1); 127.0.0.2 is not "localhost", so clients default to HTTPS for it. */
+  address?: string;
+  /** Serve HTTPS with this certificate and key (PEM files), e.g. from makeCerts. */
+  tls?: { certificate: string; key: string };
+}
+
 /**
- * A real `docker-registry serve` (CNCF distribution) on a free loopback port, with its own
- * temporary config and storage.
+ * A real `docker-registry serve` (CNCF distribution, found through PATH) on a free loopback
+ * port, over HTTP or HTTPS, with its own temporary config and storage.
  *
  * Lifecycle: `startRegistry` returns once GET /v2/ answers; `stop` kills the process (and the
  * token server, if any) and removes the directory. Call `stop` in afterAll.
  */
 export interface TestRegistry {
-  /** `127.0.0.1:PORT` */
+  /** `ADDRESS:PORT` (127.0.0.1 unless said) */
   host: string;
+  /** whether it speaks HTTPS */
+  tls: boolean;
   /** The registry's log file (stdout and stderr). */
   logPath: string;
   /** The registry's storage root (filesystem driver), for tests that corrupt a blob on purpose. */
@@ -35,12 +45,12 @@ export interface TestRegistry {
   stop(): Promise<void>;
 }
 
-/** A free loopback TCP port: bind port 0, read it, let it go. */
-export async function freePort(): Promise<number> {
+/** A free loopback TCP port on `address`: bind port 0, read it, let it go. */
+export async function freePort(address = '127.0.0.1'): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+    server.listen(0, address, resolve);
   });
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -67,11 +77,19 @@ async function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> 
   });
 }
 
-export async function startRegistry(auth: RegistryAuthOptions = {}): Promise<TestRegistry> {
+export async function startRegistry(auth: RegistryAuthOptions = {}, listen: RegistryListenOptions = {}): Promise<TestRegistry> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-registry-'));
   let tokenServer: TokenServer | undefined;
   let child: ChildProcess | undefined;
+  // The readiness probe does not judge the certificate: the tests do.
+  let probe = listen.tls ? new Agent({ connect: { rejectUnauthorized: false } }) : undefined;
+  const closeProbe = async (): Promise<void> => {
+    const p = probe;
+    probe = undefined;
+    await p?.close();
+  };
   const stop = async (): Promise<void> => {
+    await closeProbe();
     if (child && !(await exited(child, 0))) {
       child.kill('SIGTERM');
       if (!(await exited(child, 5000))) {
@@ -84,8 +102,9 @@ export async function startRegistry(auth: RegistryAuthOptions = {}): Promise<Tes
   };
   try {
     const storageDir = path.join(dir, 'data');
-    const port = await freePort();
-    const host = `127.0.0.1:${port}`;
+    const address = listen.address ?? '127.0.0.1';
+    const port = await freePort(address);
+    const host = `${address}:${port}`;
     let authYaml = '';
     if (auth.htpasswd) {
       await fsp.writeFile(path.join(dir, 'htpasswd'), await bcryptLine(auth.htpasswd.user, auth.htpasswd.pass));
@@ -98,7 +117,9 @@ export async function startRegistry(auth: RegistryAuthOptions = {}): Promise<Tes
       'version: 0.1',
       'log: {level: info, accesslog: {disabled: false}}',
       `storage: {filesystem: {rootdirectory: ${storageDir}}, delete: {enabled: true}}`,
-      `http: {addr: "${host}"}`,
+      listen.tls
+        ? `http: {addr: "${host}", tls: {certificate: "${listen.tls.certificate}", key: "${listen.tls.key}"}}`
+        : `http: {addr: "${host}"}`,
       authYaml,
     ].join('\n');
     const configPath = path.join(dir, 'config.yml');
@@ -106,17 +127,19 @@ export async function startRegistry(auth: RegistryAuthOptions = {}): Promise<Tes
     const logPath = path.join(dir, 'registry.log');
     const log = createWriteStream(logPath);
     await new Promise((resolve) => log.once('open', resolve));
-    child = spawn('/usr/bin/docker-registry', ['serve', configPath], { stdio: ['ignore', log, log] });
+    child = spawn('docker-registry', ['serve', configPath], { stdio: ['ignore', log, log] });
     const proc = child;
     // A registry that dies (bad config, port taken) fails the start at once, not at the deadline.
     let onExit = (): void => undefined;
     const died = new Promise<never>((_resolve, reject) => {
       onExit = () => void fsp.readFile(logPath, 'utf8').then((text) => reject(new Error(`docker-registry exited: ${text}`)), reject);
       proc.once('exit', onExit);
+      // Not on PATH: spawn reports it as an error event, and there is no exit.
+      proc.once('error', (err) => reject(new Error(`Cannot start docker-registry: ${err.message}`)));
     });
     try {
       await Promise.race([died, waitFor(`docker-registry on ${host}`, async () => {
-        const res = await request(`http://${host}/v2/`, { headersTimeout: 1000 });
+        const res = await request(`${listen.tls ? 'https' : 'http'}://${host}/v2/`, { headersTimeout: 1000, dispatcher: probe });
         await res.body.dump();
         return res.statusCode === 200 || res.statusCode === 401 ? true : undefined;
       })]);
@@ -125,7 +148,8 @@ export async function startRegistry(auth: RegistryAuthOptions = {}): Promise<Tes
       died.catch(() => undefined);
     }
     log.close();
-    return { host, logPath, storageDir, tokenServer, stop };
+    await closeProbe();
+    return { host, tls: listen.tls !== undefined, logPath, storageDir, tokenServer, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -3,7 +3,8 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { pushBusyboxImage } from '../helpers/busybox-image';
+import { BusyboxImage, pushBusyboxImage } from '../helpers/busybox-image';
+import { makeCerts } from '../helpers/certs';
 import { freePort, startRegistry, TestRegistry } from '../helpers/registry';
 import { runBuildctl, startDaemon, TestDaemon } from '../helpers/daemon';
 
@@ -71,5 +72,105 @@ describe('pushing with the daemon credentials, and registries that refuse or are
     expect(res.stderr).toContain(`127.0.0.1:${port}`);
     expect(res.stderr).not.toMatch(/\n\s+at .*\.js:\d+/);
     expect((await build(['--output', `type=oci,dest=${path.join(tmp, 'next.tar')}`])).code).toBe(0);
+  }, 120_000);
+});
+
+describe('HTTPS registries with a certificate from a private CA', () => {
+  // 127.0.0.2 is loopback but not "localhost": the daemon speaks HTTPS to it unless told otherwise.
+  const ADDRESS = '127.0.0.2';
+  let tmp: string;
+  let certDir: string;
+  let trusted: TestRegistry;
+  let insecure: TestRegistry;
+  let unknown: TestRegistry;
+  let base: BusyboxImage;
+  let daemon: TestDaemon;
+  const build = (dir: string, extra: string[]) =>
+    runBuildctl(['--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0',
+      '--local', `context=${dir}`, '--local', `dockerfile=${dir}`, '--progress', 'plain', ...extra]);
+  const context = async (name: string, from: string): Promise<string> => {
+    const dir = path.join(tmp, name);
+    await fsp.mkdir(dir);
+    await fsp.writeFile(path.join(dir, 'Dockerfile'), `FROM ${from}\nRUN echo ${name} > /built\n`);
+    return dir;
+  };
+  /** skopeo, verifying the registry's certificate with the test CA, reads what was pushed. */
+  const inspect = async (ref: string): Promise<{ Layers: string[] }> => {
+    const { stdout } = await run('skopeo', ['inspect', '--cert-dir', certDir, '--tls-verify=true', `docker://${ref}`]);
+    return JSON.parse(stdout) as { Layers: string[] };
+  };
+
+  beforeAll(async () => {
+    tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-registries-https-'));
+    const certs = await makeCerts(path.join(tmp, 'certs'), { sans: [`IP:${ADDRESS}`] });
+    certDir = path.join(tmp, 'skopeo-certs');
+    await fsp.mkdir(certDir);
+    await fsp.copyFile(certs.daemon.ca, path.join(certDir, 'ca.crt'));
+    // Three registries with the same certificate: the daemon trusts the CA for one, skips
+    // verification for another, and knows nothing of the third.
+    const tls = { certificate: certs.daemon.cert, key: certs.daemon.key };
+    trusted = await startRegistry({}, { address: ADDRESS, tls });
+    insecure = await startRegistry({}, { address: ADDRESS, tls });
+    unknown = await startRegistry({}, { address: ADDRESS, tls });
+    base = await pushBusyboxImage(trusted.host);
+    await pushBusyboxImage(insecure.host);
+    await pushBusyboxImage(unknown.host);
+    const config = path.join(tmp, 'buildd.json');
+    await fsp.writeFile(config, JSON.stringify({
+      registry: { [trusted.host]: { ca: [certs.daemon.ca] }, [insecure.host]: { insecure: true } },
+    }));
+    daemon = await startDaemon({ builder: 'real', root: path.join(tmp, 'root'), extraArgs: ['--config', config] });
+  }, 120_000);
+
+  afterAll(async () => {
+    await daemon?.stop();
+    await trusted?.stop();
+    await insecure?.stop();
+    await unknown?.stop();
+    if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
+  });
+
+  test('with registry.<host>.ca: the base is pulled and the image pushed over verified TLS', async () => {
+    const dir = await context('trusted', base.ref);
+    const name = `${trusted.host}/team/app:1`;
+    const res = await build(dir, ['--output', `type=image,name=${name},push=true`]);
+    expect(res.stderr).not.toMatch(/Cannot/);
+    expect(res.code).toBe(0);
+    expect((await inspect(name)).Layers).toEqual([base.layerDigest, expect.stringMatching(/^sha256:/)]);
+  }, 120_000);
+
+  test('without the CA: the pull fails naming the registry, the certificate and what to configure', async () => {
+    const dir = await context('unknown-pull', `${unknown.host}/busybox:latest`);
+    const res = await build(dir, ['--output', `type=oci,dest=${path.join(tmp, 'never.tar')}`]);
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toContain(`Cannot pull ${unknown.host}/busybox:latest: the certificate of ${unknown.host} is not trusted (`);
+    expect(res.stderr).toContain(`registry."${unknown.host}".ca`);
+    expect(res.stderr).toContain(`registry."${unknown.host}".insecure`);
+  }, 120_000);
+
+  test('without the CA: the push fails the same way', async () => {
+    const dir = await context('unknown-push', base.ref);
+    const name = `${unknown.host}/team/app:1`;
+    const res = await build(dir, ['--output', `type=image,name=${name},push=true`]);
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toContain(`Cannot push ${name}: the certificate of ${unknown.host} is not trusted (`);
+  }, 120_000);
+
+  test('with registry.<host>.insecure: pull and push work without verifying the certificate', async () => {
+    const dir = await context('insecure', `${insecure.host}/busybox:latest`);
+    const name = `${insecure.host}/team/app:1`;
+    const res = await build(dir, ['--output', `type=image,name=${name},push=true`]);
+    expect(res.stderr).not.toMatch(/Cannot/);
+    expect(res.code).toBe(0);
+    expect((await inspect(name)).Layers).toHaveLength(2);
+  }, 120_000);
+
+  test('with registry.insecure=true on the output: the push to an unconfigured HTTPS registry works', async () => {
+    const dir = await context('insecure-attr', base.ref);
+    const name = `${unknown.host}/attr/app:1`;
+    const res = await build(dir, ['--output', `type=image,name=${name},push=true,registry.insecure=true`]);
+    expect(res.stderr).not.toMatch(/Cannot/);
+    expect(res.code).toBe(0);
+    expect((await inspect(name)).Layers).toHaveLength(2);
   }, 120_000);
 });

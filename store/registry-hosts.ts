@@ -1,0 +1,163 @@
+import { X509Certificate } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as tls from 'node:tls';
+import { buildConnector } from 'undici';
+import { BuildError } from '../solver/build-error';
+import { DOCKER_HUB } from './image-ref';
+
+/**
+ * How to speak to one registry host: `registry.<host>` of the daemon config, with BuildKit's
+ * meaning of `[registry."host"]` in buildkitd.toml.
+ */
+export interface RegistryHostConfig {
+  /** true: plain HTTP; false: HTTPS even on loopback; unset: plain HTTP on loopback only. */
+  http?: boolean;
+  /**
+   * HTTPS without verifying the certificate, and plain HTTP where the host does not speak TLS
+   * (unless `http` is false). What was learned about a host is kept for the transport's life.
+   */
+  insecure?: boolean;
+  /** PEM files of CAs trusted for this host, on top of Node's default roots. */
+  ca?: readonly string[];
+}
+
+/** The API endpoint of a registry: Docker Hub's name is not its API host. */
+export function apiHost(registry: string): string {
+  return registry === DOCKER_HUB ? 'registry-1.docker.io' : registry;
+}
+
+const LOOPBACK_RE = /^(?:localhost|127\.0\.0\.1|\[::1\])(?::\d+)?$/;
+
+/** Node's codes for a certificate that did not verify (chain, dates, or names). */
+const UNTRUSTED_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE', 'CERT_REVOKED', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'INVALID_CA',
+  'INVALID_PURPOSE', 'CERT_CHAIN_TOO_LONG', 'PATH_LENGTH_EXCEEDED', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_TLS_CERT_ALTNAME_FORMAT', 'HOSTNAME_MISMATCH',
+]);
+
+/** Why a connection's certificate was refused, or undefined when `err` is not that. */
+export function untrustedCertificate(err: unknown): string | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code !== 'string' || !UNTRUSTED_CODES.has(code)) return undefined;
+  return `${(err as Error).message}, ${code}`;
+}
+
+/**
+ * Whether a failed HTTPS connection means the host does not speak TLS there, so plain HTTP is
+ * worth a try (BuildKit's httpFallback): it answered the handshake with something not TLS, or,
+ * when no port was given, nothing listens on 443 (then 80 is tried).
+ */
+export function httpsNotSpoken(err: unknown, registry: string): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || code === 'ERR_SSL_HTTP_REQUEST') return true;
+  const hasPort = /:\d+$/.test(apiHost(registry));
+  return !hasPort && (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT');
+}
+
+/** Largest CA file read: a bundle of a few hundred certificates fits. */
+const MAX_CA_BYTES = 1024 * 1024;
+
+/**
+ * Reads a PEM file of CA certificates, refusing one without a parseable certificate so that a
+ * wrong path is found when the daemon starts rather than at the first pull.
+ */
+export async function loadCaFile(file: string): Promise<string> {
+  let text: string;
+  try {
+    const st = await fsp.stat(file);
+    if (st.size > MAX_CA_BYTES) throw new Error(`larger than ${MAX_CA_BYTES} bytes`);
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    throw new BuildError('invalid-argument', `Cannot read CA file ${file}: ${(err as Error).message}`);
+  }
+  const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(text);
+  try {
+    if (!first) throw new Error('no PEM certificate in it');
+    new X509Certificate(first[0]);
+  } catch (err) {
+    throw new BuildError('invalid-argument', `Cannot read CA file ${file}: ${(err as Error).message}`);
+  }
+  return text;
+}
+
+/**
+ * The per-host connection policy of a RegistryTransport: which scheme to use, when to fall
+ * back to plain HTTP, and an undici connector that applies each host's TLS settings (its CAs,
+ * or no verification) to connections to that host only. Token servers and redirect targets are
+ * other hosts: they get their own settings, or the defaults.
+ *
+ * Lifecycle: one per RegistryTransport; holds the CAs it loaded (on the first connection to
+ * their host) and the hosts it learned speak only HTTP; holds no sockets, nothing to close.
+ */
+export class RegistryHosts {
+  private readonly hosts = new Map<string, RegistryHostConfig>();
+  private readonly connectors = new Map<string, Promise<buildConnector.connector>>();
+  private readonly plainHttp = new Set<string>();
+  private readonly defaultConnector: buildConnector.connector;
+
+  constructor(hosts: Readonly<Record<string, RegistryHostConfig>>, private readonly connectOptions: buildConnector.BuildOptions = {}) {
+    for (const [host, config] of Object.entries(hosts)) this.hosts.set(apiHost(host), config);
+    this.defaultConnector = buildConnector(connectOptions);
+  }
+
+  /** `http` or `https` for the next request to `registry`. */
+  scheme(registry: string): 'http' | 'https' {
+    const config = this.config(registry);
+    if (config.insecure) return this.plainHttp.has(apiHost(registry)) ? 'http' : 'https';
+    if (config.http !== undefined) return config.http ? 'http' : 'https';
+    return LOOPBACK_RE.test(registry) ? 'http' : 'https';
+  }
+
+  /** Whether a failed HTTPS request to `registry` may be tried again over plain HTTP. */
+  mayFallBack(registry: string): boolean {
+    const config = this.config(registry);
+    return config.insecure === true && config.http !== false;
+  }
+
+  /** Remembers that `registry` speaks plain HTTP, so HTTPS is not tried again. */
+  learnPlainHttp(registry: string): void {
+    this.plainHttp.add(apiHost(registry));
+  }
+
+  /** An undici `connect` option: each connection gets its host's TLS settings. */
+  readonly connect: buildConnector.connector = (options, callback) => {
+    const origin = options.host ?? options.hostname;
+    this.connectorFor(origin).then(
+      (connector) => connector(options, callback),
+      (err: Error) => callback(err, null),
+    );
+  };
+
+  private config(registry: string): RegistryHostConfig {
+    return this.hosts.get(apiHost(registry)) ?? {};
+  }
+
+  private connectorFor(origin: string): Promise<buildConnector.connector> {
+    const config = this.hosts.get(origin);
+    if (!config || (!config.insecure && !config.ca?.length)) return Promise.resolve(this.defaultConnector);
+    let connector = this.connectors.get(origin);
+    if (!connector) {
+      connector = this.buildFor(origin, config);
+      // A CA file fixed on disk is read again at the next connection.
+      connector.catch(() => this.connectors.delete(origin));
+      this.connectors.set(origin, connector);
+    }
+    return connector;
+  }
+
+  private async buildFor(origin: string, config: RegistryHostConfig): Promise<buildConnector.connector> {
+    if (config.insecure) return buildConnector({ ...this.connectOptions, rejectUnauthorized: false });
+    const extra: string[] = [];
+    for (const file of config.ca ?? []) {
+      try {
+        extra.push(await loadCaFile(file));
+      } catch (err) {
+        throw new BuildError('failed-precondition', `Cannot connect to registry ${origin}: registry."${origin}".ca: ${(err as Error).message}`);
+      }
+    }
+    // Node's `ca` replaces the default roots: keep them, as BuildKit adds to the system pool.
+    return buildConnector({ ...this.connectOptions, ca: [...tls.rootCertificates, ...extra] });
+  }
+}
