@@ -22,13 +22,13 @@ const SPECIAL_BUILD_ARGS = [
   'BUILDKIT_MULTI_PLATFORM', 'BUILDKIT_SANDBOX_HOSTNAME', 'BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE',
   'BUILDKIT_SYNTAX', 'SOURCE_DATE_EPOCH',
 ];
-const SPECIAL_NOTE = 'it reaches the Dockerfile as a build arg only';
+const SPECIAL_NOTE = "only the build arg is set, BuildKit's meaning of it is ignored";
 
 const KNOWN_TO_BUILDKIT: readonly OptionRule[] = [
   ...SPECIAL_BUILD_ARGS.map((a) => ({ key: `build-arg:${a}`, unsupported: NOT_YET(SPECIAL_NOTE) })),
   { key: 'build-arg:BUILDKIT_ATTEST_', prefix: true, unsupported: NOT_YET(SPECIAL_NOTE) },
   { key: 'label:', prefix: true, unsupported: NOT_YET() },
-  { key: 'no-cache', unsupported: NOT_YET('use buildctl build --no-cache') },
+  { key: 'no-cache', unsupported: NOT_YET('ignored; use buildctl build --no-cache') },
   ...[
     'add-hosts', 'cache-from', 'cache-imports', 'cgroup-parent', 'cmdline', 'contextkey', 'contextsubdir', 'cpuperiod',
     'cpuquota', 'cpusetcpus', 'cpusetmems', 'cpushares', 'dockerfilekey', 'force-network-mode', 'frontend.caps',
@@ -49,6 +49,6 @@ export function frontendOptWarnings(attrs: Record<string, string>): string[] {
   return checkOptions(attrs, RULES).map((f) =>
     f.kind === 'unknown'
       ? `--opt ${f.key} is unknown and was ignored${f.suggestion ? `: did you mean ${f.suggestion}?` : ''}`
-      : `--opt ${f.key} is not supported yet and was ignored${f.note ? ` (${f.note})` : ''}`,
+      : `--opt ${f.key} is not supported yet${f.note ? `: ${f.note}` : ' and was ignored'}`,
   );
 }

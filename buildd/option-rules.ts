@@ -14,7 +14,7 @@ export interface OptionRule {
   unsupported?: {
     /** values that ask for what buildd does anyway (`compression=gzip`): no warning for them */
     asBuilt?: (value: string) => boolean;
-    /** why, or what buildd does instead, appended to the warning */
+    /** replaces "and was ignored" in the warning: what happens instead */
     note?: string;
   };
 }

@@ -14,8 +14,8 @@ const ANNOTATION_TYPES = ['index', 'index-descriptor', 'manifest', 'manifest-des
 
 const COMMON: readonly OptionRule[] = [
   { key: 'name' },
-  { key: 'compression', unsupported: { asBuilt: (v) => v === 'gzip', note: 'buildd writes gzip layers' } },
-  { key: 'oci-mediatypes', unsupported: { asBuilt: isTrue, note: 'buildd writes OCI media types' } },
+  { key: 'compression', unsupported: { asBuilt: (v) => v === 'gzip', note: 'ignored; buildd writes gzip layers' } },
+  { key: 'oci-mediatypes', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes OCI media types' } },
   ...['attestation-inline', 'compression-level', 'force-compression', 'oci-artifact', 'prefer-nondist-layers', 'rewrite-timestamp', 'source-date-epoch']
     .map((key) => ({ key, unsupported: {} })),
   // annotation.K, annotation[PLATFORM].K, annotation-TYPE.K, annotation-TYPE[PLATFORM].K
@@ -28,12 +28,12 @@ const RULES: Record<ExportSpec['type'], readonly OptionRule[]> = {
     ...COMMON,
     { key: 'push' },
     { key: 'registry.insecure' },
-    { key: 'store', unsupported: { asBuilt: isTrue, note: 'buildd always stores a named image' } },
+    { key: 'store', unsupported: { asBuilt: isTrue, note: 'ignored; buildd always stores a named image' } },
     ...['dangling-name-prefix', 'danging-name-empty-only', 'name-canonical', 'push-by-digest', 'unpack', 'unsafe-internal-store-allow-incomplete']
       .map((key) => ({ key, unsupported: {} })),
   ],
-  oci: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'buildd writes a tar' } }],
-  docker: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'buildd writes a tar' } }],
+  oci: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes a tar' } }],
+  docker: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes a tar' } }],
 };
 
 /**
@@ -55,6 +55,6 @@ export function outputAttrWarnings(spec: ExportSpec): string[] {
   return checkOptions(spec.attrs, RULES[spec.type]).map((f) =>
     f.kind === 'unknown'
       ? `${where} ${f.key} is unknown and was ignored${f.suggestion ? `: did you mean ${f.suggestion}?` : ''}`
-      : `${where} ${f.showValue ? `${f.key}=${f.value}` : f.key} is not supported yet and was ignored${f.note ? ` (${f.note})` : ''}`,
+      : `${where} ${f.showValue ? `${f.key}=${f.value}` : f.key} is not supported yet${f.note ? `: ${f.note}` : ' and was ignored'}`,
   );
 }

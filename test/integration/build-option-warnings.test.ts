@@ -38,7 +38,7 @@ describe('ignored build options are reported to the client', () => {
       'WARNING: --opt targt is unknown and was ignored: did you mean target?',
       'WARNING: --opt label:org.example is not supported yet and was ignored',
       'WARNING: --output type=oci: compresion is unknown and was ignored: did you mean compression?',
-      'WARNING: --output type=oci: compression=zstd is not supported yet and was ignored (buildd writes gzip layers)',
+      'WARNING: --output type=oci: compression=zstd is not supported yet: ignored; buildd writes gzip layers',
     ]));
     expect(warnings).toHaveLength(4);
     // Ignored means ignored: the last stage was built, as without the misspelt target.
