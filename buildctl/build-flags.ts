@@ -1,3 +1,5 @@
+import { parseGoBool } from '../buildd/bool-attr';
+import { suggest } from '../frontend/suggest';
 import { BuildError } from '../solver/build-error';
 
 /** One parsed `--output`; `dest` stays on the client. */
@@ -59,13 +61,25 @@ export function parseOutput(text: string): OutputSpec {
   if (type !== 'image' && type !== 'oci' && type !== 'docker') {
     throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type ${type} is not supported (image, oci, docker)`);
   }
+  // As BuildKit's buildctl: `output=` is a common slip for dest=.
+  if (attrs['output'] !== undefined) throw new BuildError('invalid-argument', `Cannot parse --output ${text}: output= is not an attribute: did you mean dest=${attrs['output']}?`);
   if (type === 'image') {
     if (dest !== undefined) throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type=image has no dest`);
-    if (attrs['push'] === 'true' && !attrs['name']) throw new BuildError('invalid-argument', `Cannot parse --output ${text}: push=true needs a name`);
+    const push = attrs['push'] === '' || (attrs['push'] !== undefined && parseGoBool(attrs['push']) === true);
+    if (push && !attrs['name']) throw new BuildError('invalid-argument', `Cannot parse --output ${text}: push=true needs a name${misspelt(attrs, 'name')}`);
     return { type, attrs };
   }
-  if (dest === undefined || dest === '') throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type=${type} needs dest=FILE or dest=-`);
+  if (dest === undefined || dest === '') throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type=${type} needs dest=FILE or dest=-${misspelt(attrs, 'dest')}`);
   return { type, attrs, dest };
+}
+
+/**
+ * `: did you mean name?` when a given attribute is a typo of the missing one. Other unknown
+ * attributes pass to the daemon, which warns about them (it knows what it implements).
+ */
+function misspelt(attrs: Record<string, string>, wanted: string): string {
+  const typo = Object.keys(attrs).find((k) => k !== wanted && suggest(k, [wanted]) === wanted);
+  return typo === undefined ? '' : ` (${typo}=: did you mean ${wanted}?)`;
 }
 
 /** `--opt k=v` and `--local name=dir`: the first '=' splits; the key must not be empty. */

@@ -13,7 +13,9 @@ import { resolveInRoot } from '../store/safe-path';
 import { Snapshotter } from '../store/snapshotter';
 import { dockerfileToGraph } from '../frontend/dockerfile-frontend';
 import { Builder, BuildRequest, BuildSession, ExporterResponse } from './builder';
+import { frontendOptWarnings } from './frontend-opt-warnings';
 import { exportImage } from './image-export';
+import { outputAttrWarnings } from './output-attr-warnings';
 import { Executor } from './worker/executor';
 import { LayerIndex } from '../store/layer-index';
 
@@ -44,6 +46,9 @@ export class DockerfileBuilder implements Builder {
       throw new BuildError('invalid-argument', `Cannot build: unknown frontend ${JSON.stringify(req.frontend)} (only dockerfile.v0)`);
     }
     const attrs = req.frontendAttrs;
+    // Before any work: an option the user believes in but buildd ignores must not pass unseen.
+    const optionWarnings = [...frontendOptWarnings(attrs), ...req.exports.flatMap((spec) => outputAttrWarnings(spec))];
+    for (const message of optionWarnings) session.progress({ type: 'warning', message });
     const filename = attrs.filename ?? 'Dockerfile';
     const dockerfile = await readDockerfile(req.locals.dockerfile ?? req.locals.context, filename);
     const buildArgs: Record<string, string> = {};

@@ -8,6 +8,7 @@ import { RegistryClient } from '../store/registry-client';
 import { Snapshotter } from '../store/snapshotter';
 import { exportDockerArchive } from '../store/docker-archive-exporter';
 import { ExportImage, exportOciLayout } from '../store/oci-layout-exporter';
+import { boolAttr } from './bool-attr';
 import { BuildSession, ExportSpec, ExporterResponse } from './builder';
 import { assembleImage } from '../store/image-assembler';
 import { LayerIndex } from '../store/layer-index';
@@ -43,14 +44,14 @@ export async function exportImage(
   };
   if (names.length > 0) response['image.name'] = names.join(',');
   if (spec.type === 'image') {
-    const push = spec.attrs.push === 'true';
+    const push = boolAttr(spec.attrs, 'push', false);
     if (push && names.length === 0) throw new BuildError('invalid-argument', 'Cannot push: --output type=image,push=true needs a name=');
     for (const name of names) {
       const ref = parseImageRef(name);
       await deps.images.put(ref.toString(), assembled.manifestDescriptor);
       if (!push) continue;
       // registry.insecure=true allows plain HTTP to this output's registry, as in BuildKit.
-      const insecure = spec.attrs['registry.insecure'] === 'true';
+      const insecure = boolAttr(spec.attrs, 'registry.insecure', false);
       const client = insecure ? new RegistryClient({ insecureRegistries: [ref.registry], credentials: deps.credentials }) : deps.registry;
       try {
         await client.push(ref, {

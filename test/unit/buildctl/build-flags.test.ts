@@ -33,6 +33,20 @@ describe('output csv', () => {
     expect(() => parseOutput(csv)).toThrow(msg);
   });
 
+  it.each([
+    ['type=oci,output=x.tar', 'Cannot parse --output type=oci,output=x.tar: output= is not an attribute: did you mean dest=x.tar?'],
+    ['type=oci,dset=x.tar', 'Cannot parse --output type=oci,dset=x.tar: type=oci needs dest=FILE or dest=- (dset=: did you mean dest?)'],
+    ['type=image,nmae=reg/app,push=true', 'Cannot parse --output type=image,nmae=reg/app,push=true: push=true needs a name (nmae=: did you mean name?)'],
+    ['type=image,push=1', 'Cannot parse --output type=image,push=1: push=true needs a name'],
+    ['type=image,push=', 'Cannot parse --output type=image,push=: push=true needs a name'],
+  ])('refuses %s, naming the attribute it is missing and the typo of it', (csv, message) => {
+    expect(() => parseOutput(csv)).toThrow(expect.objectContaining({ code: 'invalid-argument', message }));
+  });
+
+  it('passes unknown attributes on for the daemon to warn about, and a misspelt name when nothing needs one', () => {
+    expect(parseOutput('type=image,nmae=reg/app,compresion=zstd')).toEqual({ type: 'image', attrs: { nmae: 'reg/app', compresion: 'zstd' } });
+  });
+
   it('refuses two outputs that both stream to the client', () => {
     expect(() => parseOutputs(['type=oci,dest=a', 'type=docker,dest=b'])).toThrow(/at most one/);
   });

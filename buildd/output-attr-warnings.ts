@@ -1,0 +1,60 @@
+import { BuildError } from '../solver/build-error';
+import { boolAttr, parseGoBool } from './bool-attr';
+import type { ExportSpec } from './builder';
+import { checkOptions, OptionRule } from './option-rules';
+
+/**
+ * The attributes of each `--output` type: those image-export.ts reads, then those BuildKit's
+ * exporters read (exporter/containerimage/exptypes/keys.go, exporter/oci, util/compression)
+ * that buildd does not implement yet. Move a key up when it is implemented.
+ */
+const isTrue = (v: string): boolean => v === '' || parseGoBool(v) === true;
+
+const ANNOTATION_TYPES = ['index', 'index-descriptor', 'manifest', 'manifest-descriptor'];
+
+const COMMON: readonly OptionRule[] = [
+  { key: 'name' },
+  { key: 'compression', unsupported: { asBuilt: (v) => v === 'gzip', note: 'ignored; buildd writes gzip layers' } },
+  { key: 'oci-mediatypes', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes OCI media types' } },
+  ...['attestation-inline', 'compression-level', 'force-compression', 'oci-artifact', 'prefer-nondist-layers', 'rewrite-timestamp', 'source-date-epoch']
+    .map((key) => ({ key, unsupported: {} })),
+  // annotation.K, annotation[PLATFORM].K, annotation-TYPE.K, annotation-TYPE[PLATFORM].K
+  ...['', ...ANNOTATION_TYPES.map((t) => `-${t}`)].flatMap((t) => [`annotation${t}.`, `annotation${t}[`])
+    .map((key) => ({ key, prefix: true, unsupported: {} })),
+];
+
+const RULES: Record<ExportSpec['type'], readonly OptionRule[]> = {
+  image: [
+    ...COMMON,
+    { key: 'push' },
+    { key: 'registry.insecure' },
+    { key: 'store', unsupported: { asBuilt: isTrue, note: 'ignored; buildd always stores a named image' } },
+    ...['dangling-name-prefix', 'danging-name-empty-only', 'name-canonical', 'push-by-digest', 'unpack', 'unsafe-internal-store-allow-incomplete']
+      .map((key) => ({ key, unsupported: {} })),
+  ],
+  oci: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes a tar' } }],
+  docker: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes a tar' } }],
+};
+
+/**
+ * Checks one `--output` before the build runs. Throws where BuildKit's exporter fails: a
+ * boolean buildd reads that is not one (`push=yes`), an annotation of an unknown type. Returns
+ * one warning per attribute that is ignored: "unknown" (with "did you mean name?" when a known
+ * attribute is one typo away; BuildKit ignores these silently, so a misspelt `name` leaves the
+ * image unnamed there too) or "not supported yet".
+ */
+export function outputAttrWarnings(spec: ExportSpec): string[] {
+  for (const key of spec.type === 'image' ? ['push', 'registry.insecure'] : []) boolAttr(spec.attrs, key, false);
+  for (const key of Object.keys(spec.attrs)) {
+    const type = /^annotation-([^.[]*)/.exec(key)?.[1];
+    if (type !== undefined && /^annotation-[^.[]*(\[[^\]]*\])?\../.test(key) && !ANNOTATION_TYPES.includes(type)) {
+      throw new BuildError('invalid-argument', `Cannot use --output attribute ${key}: unrecognized annotation type ${type} (${ANNOTATION_TYPES.join(', ')})`);
+    }
+  }
+  const where = `--output type=${spec.type}:`;
+  return checkOptions(spec.attrs, RULES[spec.type]).map((f) =>
+    f.kind === 'unknown'
+      ? `${where} ${f.key} is unknown and was ignored${f.suggestion ? `: did you mean ${f.suggestion}?` : ''}`
+      : `${where} ${f.showValue ? `${f.key}=${f.value}` : f.key} is not supported yet${f.note ? `: ${f.note}` : ' and was ignored'}`,
+  );
+}

@@ -1,0 +1,122 @@
+import { boolAttr } from '../../../buildd/bool-attr';
+import { frontendOptWarnings } from '../../../buildd/frontend-opt-warnings';
+import { outputAttrWarnings } from '../../../buildd/output-attr-warnings';
+import { BuildError } from '../../../solver/build-error';
+
+describe('--opt keys of the Dockerfile frontend', () => {
+  it('says nothing about any option buildd implements', () => {
+    expect(frontendOptWarnings({
+      filename: 'Dockerfile.dev', target: 'final', platform: 'linux/amd64',
+      'build-arg:VERSION': '1', 'build-arg:http_proxy': 'x', 'context:base': 'docker-image://busybox',
+    })).toEqual([]);
+  });
+
+  it.each([
+    ['targt', '--opt targt is unknown and was ignored: did you mean target?'],
+    ['filname', '--opt filname is unknown and was ignored: did you mean filename?'],
+    ['platfrom', '--opt platfrom is unknown and was ignored: did you mean platform?'],
+    ['build-args:V', '--opt build-args:V is unknown and was ignored: did you mean build-arg:V?'],
+    ['buildarg:V', '--opt buildarg:V is unknown and was ignored: did you mean build-arg:V?'],
+    ['contxt:base', '--opt contxt:base is unknown and was ignored: did you mean context:base?'],
+    ['lable:x', '--opt lable:x is unknown and was ignored: did you mean label:x?'],
+    ['frobnicate', '--opt frobnicate is unknown and was ignored'],
+    ['x', '--opt x is unknown and was ignored'],
+  ])('warns that %s is unknown, with a suggestion when one is close', (key, message) => {
+    expect(frontendOptWarnings({ [key]: 'v' })).toEqual([message]);
+  });
+
+  it.each([
+    'label:org.opencontainers.image.title', 'no-cache', 'add-hosts', 'cache-from', 'cache-imports', 'cgroup-parent', 'cmdline',
+    'contextkey', 'contextsubdir', 'cpuperiod', 'cpuquota', 'cpusetcpus', 'cpusetmems', 'cpushares', 'dockerfilekey',
+    'force-network-mode', 'frontend.caps', 'hostname', 'image-resolve-mode', 'memory', 'memswap', 'multi-platform',
+    'requestid', 'shm-size', 'source', 'ulimit', 'attest:sbom', 'attest:provenance', 'input-metadata:x',
+    'local-sessionid:context', 'sharedkey:localdir:context', 'vcs:source',
+  ])('warns that %s is known to BuildKit but not supported yet', (key) => {
+    const [message, ...rest] = frontendOptWarnings({ [key]: 'v' });
+    expect(rest).toEqual([]);
+    expect(message).toMatch(new RegExp(`^--opt ${key.replace(/[.]/g, '\\.')} is not supported yet(: ignored; .*| and was ignored)$`));
+  });
+
+  it.each([
+    'BUILDKIT_CACHE_MOUNT_NS', 'BUILDKIT_CONTEXT_KEEP_GIT_DIR', 'BUILDKIT_DOCKERFILE_CHECK', 'BUILDKIT_INLINE_CACHE',
+    'BUILDKIT_MULTI_PLATFORM', 'BUILDKIT_SANDBOX_HOSTNAME', 'BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE',
+    'BUILDKIT_SYNTAX', 'SOURCE_DATE_EPOCH', 'BUILDKIT_ATTEST_PROVENANCE',
+  ])('says build-arg:%s reaches the Dockerfile as a build arg only', (arg) => {
+    expect(frontendOptWarnings({ [`build-arg:${arg}`]: '1' })).toEqual([
+      `--opt build-arg:${arg} is not supported yet: only the build arg is set, BuildKit's meaning of it is ignored`,
+    ]);
+  });
+
+  it('gives one warning per ignored key, in key order, and names the no-cache alternative', () => {
+    expect(frontendOptWarnings({ targt: 'x', target: 'y', 'no-cache': '' })).toEqual([
+      '--opt no-cache is not supported yet: ignored; use buildctl build --no-cache',
+      '--opt targt is unknown and was ignored: did you mean target?',
+    ]);
+  });
+
+  it('quotes a key that would garble the terminal', () => {
+    expect(frontendOptWarnings({ 'a\x1b[2Jb': 'v' })).toEqual(['--opt "a\\u001b[2Jb" is unknown and was ignored']);
+  });
+});
+
+describe('--output attributes', () => {
+  it('says nothing about any attribute buildd implements, or a value it produces anyway', () => {
+    expect(outputAttrWarnings({ type: 'image', attrs: { name: 'r/a:1,r/b:2', push: 'true', 'registry.insecure': 'true', store: 'true', compression: 'gzip', 'oci-mediatypes': 'true' } })).toEqual([]);
+    expect(outputAttrWarnings({ type: 'oci', attrs: { name: 'app', tar: 'true', compression: 'gzip' } })).toEqual([]);
+    expect(outputAttrWarnings({ type: 'docker', attrs: { name: 'app', tar: '' } })).toEqual([]);
+    expect(outputAttrWarnings({ type: 'image', attrs: {} })).toEqual([]);
+  });
+
+  it.each([
+    ['oci', 'compresion', 'zstd', '--output type=oci: compresion is unknown and was ignored: did you mean compression?'],
+    ['image', 'nmae', 'reg/app', '--output type=image: nmae is unknown and was ignored: did you mean name?'],
+    ['image', 'puhs', 'true', '--output type=image: puhs is unknown and was ignored: did you mean push?'],
+    ['image', 'registry.insecur', 'true', '--output type=image: registry.insecur is unknown and was ignored: did you mean registry.insecure?'],
+    ['oci', 'anotation.org.x', 'v', '--output type=oci: anotation.org.x is unknown and was ignored: did you mean annotation.org.x?'],
+    ['docker', 'label:x', 'v', '--output type=docker: label:x is unknown and was ignored'],
+    ['oci', 'push', 'true', '--output type=oci: push is unknown and was ignored'],
+    ['image', 'tar', 'false', '--output type=image: tar is unknown and was ignored'],
+  ])('type=%s: warns that %s is unknown', (type, key, value, message) => {
+    expect(outputAttrWarnings({ type: type as 'image' | 'oci' | 'docker', attrs: { [key]: value } })).toEqual([message]);
+  });
+
+  it.each([
+    ['image', 'compression', 'zstd', '--output type=image: compression=zstd is not supported yet: ignored; buildd writes gzip layers'],
+    ['oci', 'compression', 'estargz', '--output type=oci: compression=estargz is not supported yet: ignored; buildd writes gzip layers'],
+    ['docker', 'oci-mediatypes', 'false', '--output type=docker: oci-mediatypes=false is not supported yet: ignored; buildd writes OCI media types'],
+    ['oci', 'tar', 'false', '--output type=oci: tar=false is not supported yet: ignored; buildd writes a tar'],
+    ['image', 'store', 'false', '--output type=image: store=false is not supported yet: ignored; buildd always stores a named image'],
+    ...['force-compression', 'compression-level', 'oci-artifact', 'attestation-inline', 'prefer-nondist-layers', 'rewrite-timestamp', 'source-date-epoch',
+      'annotation.org.opencontainers.image.title', 'annotation[linux/amd64].k', 'annotation-index.k', 'annotation-index-descriptor.k',
+      'annotation-manifest.k', 'annotation-manifest[linux/amd64].k', 'annotation-manifest-descriptor.k', 'annotation-manifest-descriptor[linux/arm64].k']
+      .map((key) => ['oci', key, '1', `--output type=oci: ${key} is not supported yet and was ignored`]),
+    ...['dangling-name-prefix', 'danging-name-empty-only', 'name-canonical', 'push-by-digest', 'unpack', 'unsafe-internal-store-allow-incomplete']
+      .map((key) => ['image', key, 'true', `--output type=image: ${key} is not supported yet and was ignored`]),
+  ])('type=%s: warns that %s=%s is not supported yet', (type, key, value, message) => {
+    expect(outputAttrWarnings({ type: type as 'image' | 'oci' | 'docker', attrs: { [key]: value } })).toEqual([message]);
+  });
+
+  it.each([
+    [{ push: 'yes' }, 'Cannot use --output attribute push=yes: expected true or false'],
+    [{ 'registry.insecure': 'on' }, 'Cannot use --output attribute registry.insecure=on: expected true or false'],
+  ])('fails, as BuildKit does, on a boolean it cannot read: %j', (attrs, message) => {
+    expect(() => outputAttrWarnings({ type: 'image', attrs: { name: 'a', ...attrs } })).toThrow(expect.objectContaining({ code: 'invalid-argument', message }));
+  });
+
+  it('fails, as BuildKit does, on an annotation of an unknown type', () => {
+    expect(() => outputAttrWarnings({ type: 'oci', attrs: { 'annotation-manifests.k': 'v' } })).toThrow(expect.objectContaining({
+      code: 'invalid-argument',
+      message: 'Cannot use --output attribute annotation-manifests.k: unrecognized annotation type manifests (index, index-descriptor, manifest, manifest-descriptor)',
+    }));
+  });
+});
+
+describe('boolean attributes', () => {
+  it('reads them as Go ParseBool does, a bare key as true', () => {
+    expect(boolAttr({}, 'push', false)).toBe(false);
+    expect(boolAttr({ push: '' }, 'push', false)).toBe(true);
+    for (const v of ['1', 't', 'T', 'TRUE', 'true', 'True']) expect(boolAttr({ push: v }, 'push', false)).toBe(true);
+    for (const v of ['0', 'f', 'F', 'FALSE', 'false', 'False']) expect(boolAttr({ push: v }, 'push', true)).toBe(false);
+    expect(() => boolAttr({ push: 'yes' }, 'push', false)).toThrow(BuildError);
+  });
+});
