@@ -20,6 +20,10 @@ export const daemonConfigFileSchema = z
     registry: z.record(z.string().min(1), z.object({ insecure: z.boolean() }).partial().strict()),
     maxParallelism: z.number().int().min(1).max(1024),
     debug: z.boolean(),
+    /** a CNI network configuration (.conflist or .conf) instead of buildd's own bridge */
+    cniConfigPath: z.string().min(1),
+    /** where the CNI plugin binaries are */
+    cniBinaryDir: z.string().min(1),
   })
   .partial()
   .strict();
@@ -41,6 +45,10 @@ export interface DaemonConfig {
   /** most steps run at once; undefined lets the builder choose */
   maxParallelism?: number;
   debug: boolean;
+  /** CNI config file of the RUN network; undefined: buildd's own bridge (buildd0, 10.10.0.0/16) */
+  cniConfigPath?: string;
+  /** CNI plugin binaries; undefined: /usr/lib/cni */
+  cniBinaryDir?: string;
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
@@ -77,6 +85,8 @@ export interface DaemonFlags {
   tlskey?: string;
   insecureTcp?: boolean;
   debug?: boolean;
+  cniConfigPath?: string;
+  cniBinaryDir?: string;
 }
 
 /** Flags override the file; the file overrides the defaults. */
@@ -94,6 +104,8 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     registry: file.registry ?? {},
     maxParallelism: file.maxParallelism,
     debug: flags.debug ?? file.debug ?? false,
+    cniConfigPath: flags.cniConfigPath ?? file.cniConfigPath,
+    cniBinaryDir: flags.cniBinaryDir ?? file.cniBinaryDir,
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

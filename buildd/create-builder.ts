@@ -16,6 +16,8 @@ import { BuildWorker } from './worker/build-worker';
 import { ImagePuller } from './worker/image-puller';
 import { LayerIndex } from '../store/layer-index';
 import { RuncExecutor } from './worker/runc-executor';
+import { openCniSandboxes } from './worker/network/open-cni-sandboxes';
+import { NetworkedExecutor } from './worker/network/networked-executor';
 
 /** Options of the daemon's one builder. */
 export interface CreateBuilderOptions {
@@ -39,13 +41,23 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   await fsp.mkdir(tmpDir, { recursive: true });
   // Containers a killed daemon left still use their rootfs mounts: delete them before the
   // snapshotter unmounts what it finds.
-  const executor = new RuncExecutor({
+  const runc = new RuncExecutor({
     runcRoot: path.join(root, 'runc'),
     stateDir: path.join(root, 'bundles'),
     logger: opts.logger,
   });
-  const swept = await executor.sweep();
+  const swept = await runc.sweep();
   if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');
+  // after the containers: a namespace is only torn down once nothing runs in it
+  const sandboxes = await openCniSandboxes({
+    stateDir: path.join(root, 'net'),
+    cniConfigPath: opts.config.cniConfigPath,
+    cniBinaryDir: opts.config.cniBinaryDir,
+    logger: opts.logger,
+  });
+  const sweptNets = await sandboxes.sweep();
+  if (sweptNets.length > 0) opts.logger.warn({ sandboxes: sweptNets }, 'released network namespaces left by a previous daemon');
+  const executor = new NetworkedExecutor(runc, sandboxes);
   const content = await LocalContentStore.open(path.join(root, 'content'));
   const snapshotter = await OverlaySnapshotter.open(root);
   const cache = await CacheStore.open(root);

@@ -30,6 +30,8 @@ export function daemonCommand(): Command {
     .option('--insecure-tcp', 'allow tcp listeners without TLS')
     .option('--config <file>', 'JSON config file; flags override it')
     .option('--debug', 'debug logging')
+    .option('--cni-config-path <file>', "CNI network config (.conflist) for RUN steps (default: buildd's own bridge buildd0, 10.10.0.0/16)")
+    .option('--cni-binary-dir <dir>', 'directory of the CNI plugin binaries (default /usr/lib/cni)')
     .exitOverride();
 }
 

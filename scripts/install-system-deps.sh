@@ -17,6 +17,7 @@ want python3 python3
 want git git
 want bzip2 bzip2
 want xz xz-utils
+want iptables iptables
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
