@@ -127,14 +127,19 @@ export class CniSandboxes implements NetworkSandboxes {
       const dir = path.join(this.sandboxDir, id);
       const att = await readJson(path.join(dir, 'attachment.json'), attachmentSchema);
       const result = await readJson(path.join(dir, 'result.json'), cniResultSchema);
-      await this.teardown(dir, att, result);
+      // the last chance: a DEL that fails now (e.g. a config the plugins refuse) would fail at
+      // every start, so the record goes whatever happens (teardown logged the failure)
+      await this.teardown(dir, att, result, true);
     }
     if (this.opts.ownIpamDataDir) await removeLeases(path.join(this.opts.ownIpamDataDir, this.opts.conflist.name));
     return ids;
   }
 
-  /** DEL (when an attachment was recorded), unmount, remove; logs what fails, never throws. */
-  private async teardown(dir: string, att: CniAttachment | undefined, result: CniResult | undefined): Promise<void> {
+  /**
+   * DEL (when an attachment was recorded), unmount, remove; logs what fails, never throws.
+   * When DEL fails, the record stays for the next start to retry, unless `final`.
+   */
+  private async teardown(dir: string, att: CniAttachment | undefined, result: CniResult | undefined, final = false): Promise<void> {
     const netnsPath = path.join(dir, 'ns');
     let clean = true;
     if (att) {
@@ -150,7 +155,7 @@ export class CniSandboxes implements NetworkSandboxes {
     try {
       await removeNetns(netnsPath);
       // kept when DEL failed: the next start retries it
-      if (clean) await fsp.rm(dir, { recursive: true, force: true });
+      if (clean || final) await fsp.rm(dir, { recursive: true, force: true });
     } catch (err) {
       this.log.warn({ dir, err: (err as Error).message }, 'Cannot remove a network namespace');
     }
