@@ -196,6 +196,30 @@ describe('RUN networking with CNI: a namespace per step on a bridge, released in
     expect(await leftovers()).toEqual(NOTHING);
   }, 120_000);
 
+  test('a network the plugins refuse fails the RUN with the plugin and its message, at the Dockerfile line', async () => {
+    const badList = path.join(tmp, 'bad.conflist');
+    await fsp.writeFile(
+      badList,
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: bridge,
+        plugins: [{ type: 'loopback' }, { type: 'bridge', bridge, ipam: { type: 'host-local', ranges: [[{ subnet: `10.213.${octet}.0/33` }]], dataDir: ipamDir } }],
+      }),
+    );
+    const bad = await startDaemon({ builder: 'real', root: path.join(tmp, 'bad-root'), extraArgs: ['--cni-config-path', badList] });
+    try {
+      const ctx = await writeContext(path.join(tmp, 'refused'), { Dockerfile: `FROM ${busybox}\nRUN true\n` });
+      const res = await runBuildctl(['--addr', bad.addr, '--tlsdir', path.join(bad.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0',
+        '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--progress', 'plain']);
+      expect(res.code).not.toBe(0);
+      expect(res.stderr).toContain(`Cannot set up the network of step ["/bin/sh","-c","true"]: bridge: invalid CIDR address: 10.213.${octet}.0/33 (CNI error code 999)`);
+      expect(res.stderr).toContain('Dockerfile:2');
+    } finally {
+      await bad.stop();
+      for (const m of await mountsUnder(path.join(tmp, 'bad-root'))) await run('umount', ['-l', m]);
+    }
+  }, 120_000);
+
   /** Starts a build whose RUN waits on `/hold` forever; resolves once the request arrived. */
   async function startHeldBuild(name: string): Promise<{ child: ReturnType<typeof spawn>; exit: Promise<number | null> }> {
     const before = server.seen.get('/hold')?.length ?? 0;
