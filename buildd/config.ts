@@ -24,6 +24,8 @@ export const daemonConfigFileSchema = z
     cniConfigPath: z.string().min(1),
     /** where the CNI plugin binaries are */
     cniBinaryDir: z.string().min(1),
+    /** network sandboxes kept ready for RUN steps */
+    cniPoolSize: z.number().int().min(0).max(128),
   })
   .partial()
   .strict();
@@ -49,6 +51,8 @@ export interface DaemonConfig {
   cniConfigPath?: string;
   /** CNI plugin binaries; undefined: /usr/lib/cni */
   cniBinaryDir?: string;
+  /** network sandboxes made ahead for RUN steps; undefined or 0: each made when its step starts */
+  cniPoolSize?: number;
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
@@ -87,6 +91,7 @@ export interface DaemonFlags {
   debug?: boolean;
   cniConfigPath?: string;
   cniBinaryDir?: string;
+  cniPoolSize?: number;
 }
 
 /** Flags override the file; the file overrides the defaults. */
@@ -106,6 +111,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     debug: flags.debug ?? file.debug ?? false,
     cniConfigPath: flags.cniConfigPath ?? file.cniConfigPath,
     cniBinaryDir: flags.cniBinaryDir ?? file.cniBinaryDir,
+    cniPoolSize: flags.cniPoolSize ?? file.cniPoolSize,
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

@@ -53,6 +53,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
     stateDir: path.join(root, 'net'),
     cniConfigPath: opts.config.cniConfigPath,
     cniBinaryDir: opts.config.cniBinaryDir,
+    poolSize: opts.config.cniPoolSize,
     logger: opts.logger,
   });
   const sweptNets = await sandboxes.sweep();
@@ -72,5 +73,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
   const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content });
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length) });
+  // last: once the builder exists, its close() tears the pool down
+  sandboxes.fill();
   return new DockerfileBuilder({ solver, registry, credentials, content, snapshotter, layers, images, executor, logger: opts.logger });
 }

@@ -99,4 +99,31 @@ describe('CniSandboxes', () => {
     expect(await fsp.readdir(path.join(dataDir, bridge))).not.toContain(whole.address);
     expect(await isNetnsMounted(whole.netnsPath)).toBe(false);
   });
+
+  test('a pool keeps sandboxes ready: a step takes one at once, a new one is made, close tears all down', async () => {
+    const dataDir = path.join(dir, 'ipam');
+    const sandboxes = new CniSandboxes({
+      stateDir: path.join(dir, 'net'),
+      conflist: conflist({ type: 'host-local', ranges: [[{ subnet: '10.214.10.0/24' }]], dataDir }),
+      binDirs: BIN,
+      poolSize: 2,
+    });
+    sandboxes.fill();
+    await sandboxes.settled();
+    expect(await ports()).toHaveLength(2);
+    const pooled = (await fsp.readdir(path.join(dir, 'net', 'sandboxes'))).sort();
+    expect(pooled).toEqual([expect.stringMatching(/^buildd-pool-/), expect.stringMatching(/^buildd-pool-/)]);
+    const sb = await sandboxes.acquire('step-p', '["true"]');
+    // the step got one of the pool's namespaces, and the pool is topped up behind it
+    expect(pooled.map((id) => path.join(dir, 'net', 'sandboxes', id, 'ns'))).toContain(sb.netnsPath);
+    await sandboxes.settled();
+    expect(await ports()).toHaveLength(3);
+    await sb.release();
+    expect(await ports()).toHaveLength(2);
+    await sandboxes.close();
+    expect(await ports()).toEqual([]);
+    expect(await fsp.readdir(path.join(dir, 'net', 'sandboxes'))).toEqual([]);
+    expect((await fsp.readdir(path.join(dataDir, bridge))).filter((n) => /^10\./.test(n))).toEqual([]);
+    await expect(sandboxes.acquire('late', '["true"]')).rejects.toThrow('Cannot set up the network of step ["true"]: the daemon is shutting down');
+  });
 });

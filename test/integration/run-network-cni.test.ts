@@ -260,4 +260,29 @@ describe('RUN networking with CNI: a namespace per step on a bridge, released in
     expect(res.code).toBe(0);
     expect(res.stderr).toMatch(/you are 10\.213\./);
   }, 120_000);
+
+  test('with --cni-pool-size 2 steps run in ready sandboxes; neither SIGTERM nor kill -9 + restart leaves any', async () => {
+    await daemon.stop();
+    const startPooled = (): Promise<TestDaemon> =>
+      startDaemon({ builder: 'real', root, extraArgs: ['--cni-config-path', conflistFile, '--cni-pool-size', '2'] });
+    const poolOf = (n: number) => async (): Promise<true | undefined> => ((await leftovers()).veths.length === n ? true : undefined);
+    daemon = await startPooled();
+    await waitFor('the pool to fill', poolOf(2), 60_000);
+    const ctx = await writeContext(path.join(tmp, 'pooled'), { Dockerfile: `FROM ${busybox}\nRUN wget -q -O - ${url('/who?pooled')}\n` });
+    const res = await build(ctx);
+    expect(res.code).toBe(0);
+    expect(res.stderr).toMatch(/you are 10\.213\./);
+    // the used sandbox is gone, and one made in its place
+    await waitFor('the pool to be topped up', poolOf(2), 60_000);
+    expect((await leftovers()).sandboxes).toHaveLength(2);
+    await daemon.stop();
+    expect(await leftovers()).toEqual(NOTHING);
+    daemon = await startPooled();
+    await waitFor('the pool to fill again', poolOf(2), 60_000);
+    daemon.process.kill('SIGKILL');
+    await daemon.stop();
+    expect((await leftovers()).sandboxes).toHaveLength(2);
+    daemon = await startBuildd();
+    expect(await leftovers()).toEqual(NOTHING);
+  }, 180_000);
 });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -28,11 +29,13 @@ export interface NetworkSandbox {
  *
  * Lifecycle: one per daemon. `sweep()` once at start (before the first `acquire`), after the
  * executor deleted the containers a killed daemon left; `acquire()` once per RUN with network;
- * each sandbox's `release()` once that RUN's container is deleted, whatever the outcome.
+ * each sandbox's `release()` once that RUN's container is deleted, whatever the outcome;
+ * `close()` at shutdown, after the last release, tears down what is prepared in advance.
  */
 export interface NetworkSandboxes {
   acquire(id: string, step: string): Promise<NetworkSandbox>;
   sweep(): Promise<string[]>;
+  close(): Promise<void>;
 }
 
 export interface CniSandboxesOptions {
@@ -42,7 +45,20 @@ export interface CniSandboxesOptions {
   binDirs: readonly string[];
   /** host-local's dataDir of buildd's own default network, emptied of leftover leases on sweep */
   ownIpamDataDir?: string;
+  /**
+   * sandboxes kept ready (namespace made, CNI ADD done) so a RUN does not wait for them; each
+   * is used once and DELed after, a new one is made in the background. 0 (default): none.
+   */
+  poolSize?: number;
   logger?: pino.Logger;
+}
+
+/** A sandbox made ahead, waiting in the pool. */
+interface Prepared {
+  dir: string;
+  att: CniAttachment;
+  netnsPath: string;
+  result: CniResult;
 }
 
 const attachmentSchema = z.object({
@@ -55,12 +71,16 @@ const attachmentSchema = z.object({
  * One fresh namespace per RUN, attached with CNI. Before the ADD, the attachment (config
  * list, container id, interface) is written next to the namespace file, so that whatever
  * happens next — a failed ADD, a failed step, a cancel, a kill -9 — a DEL with the very same
- * configuration can follow. No pool yet: a namespace costs one unshare and the plugins' ADD.
+ * configuration can follow. With `poolSize`, steps take sandboxes made ahead (their CNI
+ * container id is then the pool's `buildd-pool-…`, not the step's); never reused by a second step.
  */
 export class CniSandboxes implements NetworkSandboxes {
   private readonly sandboxDir: string;
   private readonly network: CniNetwork;
   private readonly log: pino.Logger;
+  private readonly pool: Prepared[] = [];
+  private filling: Promise<void> | undefined;
+  private closed = false;
 
   constructor(private readonly opts: CniSandboxesOptions) {
     this.sandboxDir = path.join(path.resolve(opts.stateDir), 'sandboxes');
@@ -84,6 +104,53 @@ export class CniSandboxes implements NetworkSandboxes {
 
   async acquire(id: string, step: string): Promise<NetworkSandbox> {
     if (!ID_PATTERN.test(id)) throw new BuildError('invalid-argument', `Cannot set up the network of step ${step}: invalid id ${JSON.stringify(id)}`);
+    if (this.closed) throw new BuildError('unavailable', `Cannot set up the network of step ${step}: the daemon is shutting down`);
+    const ready = this.pool.shift();
+    this.fill();
+    const p = ready ?? (await this.prepare(id, step));
+    this.log.debug({ id, cniId: p.att.containerId, address: firstIpv4(p.result), pooled: ready !== undefined }, 'network sandbox ready');
+    let released: Promise<void> | undefined;
+    return {
+      netnsPath: p.netnsPath,
+      address: firstIpv4(p.result),
+      release: () => (released ??= this.teardown(p.dir, p.att, p.result)),
+    };
+  }
+
+  /**
+   * Tops the pool up to `poolSize` in the background (one at a time, so a pool never competes
+   * with steps for more than one ADD). A failure is logged and ends this round: the next
+   * `acquire` tries again, and makes its own sandbox meanwhile.
+   */
+  fill(): void {
+    if (this.filling || this.closed || this.pool.length >= (this.opts.poolSize ?? 0)) return;
+    this.filling = (async () => {
+      while (!this.closed && this.pool.length < (this.opts.poolSize ?? 0)) {
+        const id = `buildd-pool-${randomBytes(8).toString('hex')}`;
+        try {
+          const p = await this.prepare(id, 'the pool');
+          if (this.closed) await this.teardown(p.dir, p.att, p.result);
+          else this.pool.push(p);
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, 'Cannot fill the network sandbox pool');
+          return;
+        }
+      }
+    })().finally(() => (this.filling = undefined));
+  }
+
+  /** Waits for the pool filling in progress, if any (for tests and shutdown). */
+  async settled(): Promise<void> {
+    await this.filling;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.filling;
+    for (const p of this.pool.splice(0)) await this.teardown(p.dir, p.att, p.result);
+  }
+
+  private async prepare(id: string, step: string): Promise<Prepared> {
     const dir = path.join(this.sandboxDir, id);
     await fsp.mkdir(this.sandboxDir, { recursive: true, mode: 0o700 });
     // not recursive: an existing directory is another step's sandbox
@@ -102,14 +169,7 @@ export class CniSandboxes implements NetworkSandboxes {
       const detail = err instanceof CniPluginError ? err.message : (err as Error).message;
       throw new BuildError('internal', `Cannot set up the network of step ${step}: ${detail}`, { cause: err });
     }
-    const address = firstIpv4(result);
-    this.log.debug({ id, address }, 'network sandbox ready');
-    let released: Promise<void> | undefined;
-    return {
-      netnsPath,
-      address,
-      release: () => (released ??= this.teardown(dir, att, result)),
-    };
+    return { dir, att, netnsPath, result };
   }
 
   /**

@@ -9,8 +9,8 @@ import type { NetworkSandboxes } from './cni-sandboxes';
  * via `netnsPath`), and releases it once the container is deleted, on success, failure and
  * cancel alike. Steps with network `none` pass through unchanged (loopback only).
  *
- * Lifecycle: as `Executor`; `close()` closes the wrapped executor and waits for every sandbox
- * still held to be released.
+ * Lifecycle: as `Executor`; `close()` closes the wrapped executor, waits for every sandbox
+ * still held to be released, then closes the sandboxes (their pool).
  */
 export class NetworkedExecutor implements Executor {
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -35,6 +35,7 @@ export class NetworkedExecutor implements Executor {
     this.closed = true;
     await this.inner.close();
     await Promise.all([...this.inFlight]);
+    await this.sandboxes.close();
   }
 
   private async runInSandbox(req: ExecRequest): Promise<ExecResult> {

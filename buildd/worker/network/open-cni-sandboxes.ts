@@ -10,6 +10,8 @@ export interface OpenCniSandboxesOptions {
   cniConfigPath?: string;
   /** the plugin binaries; undefined: Debian's /usr/lib/cni */
   cniBinaryDir?: string;
+  /** sandboxes kept ready; 0 or undefined: none */
+  poolSize?: number;
   logger?: pino.Logger;
 }
 
@@ -28,6 +30,7 @@ export async function openCniSandboxes(opts: OpenCniSandboxesOptions): Promise<C
     conflist,
     binDirs: [path.resolve(opts.cniBinaryDir ?? DEFAULT_CNI_BINARY_DIR)],
     ownIpamDataDir: own ? ipamDataDir : undefined,
+    poolSize: opts.poolSize,
     logger: opts.logger,
   });
   await sandboxes.check();
