@@ -24,6 +24,12 @@ export const daemonConfigFileSchema = z
     ),
     maxParallelism: z.number().int().min(1).max(1024),
     debug: z.boolean(),
+    /** a CNI network configuration (.conflist or .conf) instead of buildd's own bridge */
+    cniConfigPath: z.string().min(1),
+    /** where the CNI plugin binaries are */
+    cniBinaryDir: z.string().min(1),
+    /** network sandboxes kept ready for RUN steps */
+    cniPoolSize: z.number().int().min(0).max(128),
   })
   .partial()
   .strict();
@@ -49,6 +55,12 @@ export interface DaemonConfig {
   /** most steps run at once; undefined lets the builder choose */
   maxParallelism?: number;
   debug: boolean;
+  /** CNI config file of the RUN network; undefined: buildd's own bridge (buildd0, 10.10.0.0/16) */
+  cniConfigPath?: string;
+  /** CNI plugin binaries; undefined: /usr/lib/cni */
+  cniBinaryDir?: string;
+  /** network sandboxes made ahead for RUN steps; undefined or 0: each made when its step starts */
+  cniPoolSize?: number;
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
@@ -95,6 +107,9 @@ export interface DaemonFlags {
   tlskey?: string;
   insecureTcp?: boolean;
   debug?: boolean;
+  cniConfigPath?: string;
+  cniBinaryDir?: string;
+  cniPoolSize?: number;
 }
 
 /** Flags override the file; the file overrides the defaults. */
@@ -112,6 +127,9 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     registry: file.registry ?? {},
     maxParallelism: file.maxParallelism,
     debug: flags.debug ?? file.debug ?? false,
+    cniConfigPath: flags.cniConfigPath ?? file.cniConfigPath,
+    cniBinaryDir: flags.cniBinaryDir ?? file.cniBinaryDir,
+    cniPoolSize: flags.cniPoolSize ?? file.cniPoolSize,
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

@@ -16,6 +16,8 @@ import { BuildWorker } from './worker/build-worker';
 import { ImagePuller } from './worker/image-puller';
 import { LayerIndex } from '../store/layer-index';
 import { RuncExecutor } from './worker/runc-executor';
+import { openCniSandboxes } from './worker/network/open-cni-sandboxes';
+import { NetworkedExecutor } from './worker/network/networked-executor';
 
 /** Options of the daemon's one builder. */
 export interface CreateBuilderOptions {
@@ -39,13 +41,24 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   await fsp.mkdir(tmpDir, { recursive: true });
   // Containers a killed daemon left still use their rootfs mounts: delete them before the
   // snapshotter unmounts what it finds.
-  const executor = new RuncExecutor({
+  const runc = new RuncExecutor({
     runcRoot: path.join(root, 'runc'),
     stateDir: path.join(root, 'bundles'),
     logger: opts.logger,
   });
-  const swept = await executor.sweep();
+  const swept = await runc.sweep();
   if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');
+  // after the containers: a namespace is only torn down once nothing runs in it
+  const sandboxes = await openCniSandboxes({
+    stateDir: path.join(root, 'net'),
+    cniConfigPath: opts.config.cniConfigPath,
+    cniBinaryDir: opts.config.cniBinaryDir,
+    poolSize: opts.config.cniPoolSize,
+    logger: opts.logger,
+  });
+  const sweptNets = await sandboxes.sweep();
+  if (sweptNets.length > 0) opts.logger.warn({ sandboxes: sweptNets }, 'released network namespaces left by a previous daemon');
+  const executor = new NetworkedExecutor(runc, sandboxes);
   const content = await LocalContentStore.open(path.join(root, 'content'));
   const snapshotter = await OverlaySnapshotter.open(root, { logger: opts.logger });
   const cache = await CacheStore.open(root);
@@ -57,5 +70,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
   const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content });
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length), log: opts.logger });
+  // last: once the builder exists, its close() tears the pool down
+  sandboxes.fill();
   return new DockerfileBuilder({ solver, registry, credentials, content, snapshotter, layers, images, executor, logger: opts.logger });
 }

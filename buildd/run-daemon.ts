@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import pino, { type Logger } from 'pino';
 import { toBuildError } from '../solver/build-error';
 import type { Builder } from './builder';
@@ -30,7 +30,16 @@ export function daemonCommand(): Command {
     .option('--insecure-tcp', 'allow tcp listeners without TLS')
     .option('--config <file>', 'JSON config file; flags override it')
     .option('--debug', 'debug logging')
+    .option('--cni-config-path <file>', "CNI network config (.conflist) for RUN steps (default: buildd's own bridge buildd0, 10.10.0.0/16)")
+    .option('--cni-binary-dir <dir>', 'directory of the CNI plugin binaries (default /usr/lib/cni)')
+    .addOption(new Option('--cni-pool-size <n>', 'network sandboxes kept ready for RUN steps (default 0)').argParser(poolSize))
     .exitOverride();
+}
+
+function poolSize(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 128) throw new InvalidArgumentError('an integer from 0 to 128');
+  return n;
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {

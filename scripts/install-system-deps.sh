@@ -18,6 +18,7 @@ want git git
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server) # the test sshd of git-ssh-credentials.test.ts
 want bzip2 bzip2
 want xz xz-utils
+want iptables iptables
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
+import { createTarExtract } from './tar-xattrs';
 import { BuildError } from '../solver/build-error';
 import { detectCompression, openDecompressed, type DecompressedFile } from './archive-decompress';
 import { cleanAbsolute, resolveInRoot } from './safe-path';
@@ -88,7 +89,8 @@ function messageOf(err: unknown): string {
 export async function extractArchive(file: string, destDir: string, owner: Owner | null, signal?: AbortSignal): Promise<void> {
   const root = path.resolve(destDir);
   const input: DecompressedFile = await openDecompressed(file, signal);
-  const extract = tar.extract();
+  // Keeps PAX values as bytes: a file capability in an ADDed archive is binary.
+  const extract = createTarExtract();
   let inputEnded = false;
   input.stream.once('end', () => (inputEnded = true));
   const feeding = pipeline(input.stream, extract);

@@ -3,12 +3,17 @@ import * as path from 'node:path';
 import type { EtcFiles } from './oci-spec';
 
 const MAX_RESOLV_CONF_BYTES = 64 * 1024;
+/**
+ * Where systemd-resolved lists the upstream servers behind its 127.0.0.53 stub: what Docker
+ * and BuildKit read when the host's resolv.conf names only the stub.
+ */
+export const SYSTEMD_RESOLVED_CONF = '/run/systemd/resolve/resolv.conf';
 
 /**
  * Writes hosts, resolv.conf and hostname into `bundleDir` for the container to bind-mount
  * read-only. They live and die with the bundle.
  */
-export async function writeEtcFiles(bundleDir: string, hostname: string, hostResolvConf: string): Promise<EtcFiles> {
+export async function writeEtcFiles(bundleDir: string, hostname: string, hostResolvConf: string, resolvedConf = SYSTEMD_RESOLVED_CONF): Promise<EtcFiles> {
   const files: EtcFiles = {
     hosts: path.join(bundleDir, 'hosts'),
     resolvConf: path.join(bundleDir, 'resolv.conf'),
@@ -17,7 +22,13 @@ export async function writeEtcFiles(bundleDir: string, hostname: string, hostRes
   // the own hostname on the loopback line, as BuildKit does, so that tools resolving it work offline
   const hosts = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
   await fsp.writeFile(files.hosts, hosts, { mode: 0o644 });
-  await fsp.writeFile(files.resolvConf, containerResolvConf(await readHostResolvConf(hostResolvConf)), { mode: 0o644 });
+  let resolv = containerResolvConf(await readHostResolvConf(hostResolvConf));
+  // only loopback resolvers on the host (systemd-resolved's stub): use the servers behind it
+  if (!/^nameserver /m.test(resolv)) {
+    const upstream = containerResolvConf(await readHostResolvConf(resolvedConf));
+    if (/^nameserver /m.test(upstream)) resolv = upstream;
+  }
+  await fsp.writeFile(files.resolvConf, resolv, { mode: 0o644 });
   await fsp.writeFile(files.hostname, `${hostname}\n`, { mode: 0o644 });
   return files;
 }
@@ -27,8 +38,8 @@ export async function writeEtcFiles(bundleDir: string, hostname: string, hostRes
  * `nameserver`, `search` and `options`, but drop loopback nameservers, because in the
  * container's own network namespace 127.0.0.53 (systemd-resolved) is the container itself.
  * Unlike BuildKit we add no public fallback servers: a build only talks to resolvers the
- * operator configured. With loopback-only networking nothing is reachable yet anyway, but
- * the file is what CNI networking will need, and programs expect it to exist.
+ * operator configured. A RUN on the CNI bridge reaches them through the bridge's masquerade;
+ * with `--network=none` nothing is reachable, but programs expect the file to exist.
  */
 export function containerResolvConf(host: string): string {
   const out: string[] = [];

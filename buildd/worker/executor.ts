@@ -17,8 +17,16 @@ export interface ExecRequest {
   cwd: string;
   /** as in USER: 'name', 'uid', 'name:group', 'uid:gid'; '' is root */
   user: string;
-  /** both mean: own network namespace with loopback only, for now (CNI comes later) */
+  /**
+   * 'none': a fresh namespace with loopback only. 'sandbox': the daemon's network (CNI); an
+   * executor without networking treats it as 'none'.
+   */
   network: 'none' | 'sandbox';
+  /**
+   * join this existing network namespace (a file, e.g. a CNI sandbox's) instead of a fresh
+   * loopback-only one; set by NetworkedExecutor for 'sandbox' steps, owned by whoever set it
+   */
+  netnsPath?: string;
   /** defaults to 'buildd' */
   hostname?: string;
   /** the process output is streamed here as it comes, honouring backpressure */

@@ -24,7 +24,7 @@ export interface OciSpec {
   hostname: string;
   mounts: OciMount[];
   linux: {
-    namespaces: { type: 'pid' | 'ipc' | 'uts' | 'mount' | 'network' }[];
+    namespaces: { type: 'pid' | 'ipc' | 'uts' | 'mount' | 'network'; path?: string }[];
     cgroupsPath: string;
     maskedPaths: string[];
     readonlyPaths: string[];
@@ -56,6 +56,8 @@ export interface OciSpecInput {
   hostname: string;
   cgroupsPath: string;
   etcFiles: EtcFiles;
+  /** a network namespace to join (CNI sandbox); absent means a fresh loopback-only one */
+  netnsPath?: string;
 }
 
 /**
@@ -82,8 +84,15 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
     hostname: input.hostname,
     mounts: [...defaultMounts(), ...etcMounts(input.etcFiles)],
     linux: {
-      // a new network namespace without a path: runc configures loopback (up) and nothing else
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+      // without a path, runc makes a new network namespace and brings up its loopback, nothing
+      // else; with one, runc joins it as it is (CNI already set up loopback and eth0)
+      namespaces: [
+        { type: 'pid' },
+        { type: 'ipc' },
+        { type: 'uts' },
+        { type: 'mount' },
+        input.netnsPath === undefined ? { type: 'network' } : { type: 'network', path: input.netnsPath },
+      ],
       cgroupsPath: input.cgroupsPath,
       maskedPaths: [...DEFAULT_MASKED_PATHS],
       readonlyPaths: [...DEFAULT_READONLY_PATHS],

@@ -135,9 +135,10 @@ export class RuncExecutor implements Executor {
         cwd,
         user,
         hostname,
-        // 'none' and 'sandbox' both get a fresh namespace with loopback only until CNI lands
         cgroupsPath: path.posix.join(this.cgroupParent, id),
         etcFiles,
+        // a CNI sandbox's namespace when NetworkedExecutor set one; else loopback only
+        netnsPath: req.network === 'sandbox' ? req.netnsPath : undefined,
       });
       await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
       await ensureCwd(req.rootfs, cwd, user);

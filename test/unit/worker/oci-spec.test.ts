@@ -144,3 +144,14 @@ describe('parseRuncErrors', () => {
     expect(parseRuncErrors(log)).toEqual(['unable to start container process: exec: "/bin/nope": stat /bin/nope: no such file or directory']);
   });
 });
+
+describe('buildOciSpec network namespace', () => {
+  it('makes a fresh loopback-only namespace without a netns path', () => {
+    expect(buildOciSpec(input).linux.namespaces).toContainEqual({ type: 'network' });
+  });
+
+  it("joins a CNI sandbox's namespace by path", () => {
+    const spec = buildOciSpec({ ...input, netnsPath: '/var/lib/buildd/net/sandboxes/abc/ns' });
+    expect(spec.linux.namespaces.filter((n) => n.type === 'network')).toEqual([{ type: 'network', path: '/var/lib/buildd/net/sandboxes/abc/ns' }]);
+  });
+});
