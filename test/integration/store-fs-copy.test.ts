@@ -295,14 +295,18 @@ describe('extended attributes through COPY, as BuildKit (fsutil) copies them', (
     expect(await readXattrs(hostTarget)).toEqual(new Map([['user.host', Buffer.from('h')]]));
   });
 
-  it('ADD of a local tar sets the SCHILY.xattr records of its entries', async () => {
+  it('ADD of a local tar sets the SCHILY.xattr records of its entries, a binary file capability byte for byte', async () => {
     const archive = path.join(src, 'a.tar');
     const h = { type: 'file' as const, mode: 0o644, uid: 0, gid: 0, size: 1, mtime: 1700000000 };
+    // v2 capability, effective, cap_setuid + cap_net_raw: holds bytes >= 0x80, not UTF-8
+    const cap = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x80, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     await fsp.writeFile(archive, Buffer.concat([
       encodeTarHeader({ ...h, name: 'noted', xattrs: new Map([['user.note', Buffer.from('from tar')]]) }), Buffer.from('n'), padding(1),
+      encodeTarHeader({ ...h, name: 'ping', xattrs: new Map([['security.capability', cap]]) }), Buffer.from('p'), padding(1),
       TAR_END,
     ]));
     await copyFrom(['a.tar'], '/x/added/', { extract: true });
     expect(await getAttribute(path.join(dest, 'x/added/noted'), 'user.note')).toEqual(Buffer.from('from tar'));
+    expect(await getAttribute(path.join(dest, 'x/added/ping'), 'security.capability')).toEqual(cap);
   });
 });
