@@ -9,7 +9,6 @@ want skopeo skopeo
 want docker-registry docker-registry
 want busybox busybox-static
 want openssl openssl
-want getfattr attr
 want newuidmap uidmap
 want rootlesskit rootlesskit
 want curl curl
@@ -19,6 +18,10 @@ command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-serve
 want bzip2 bzip2
 want xz xz-utils
 want iptables iptables
+want ip iproute2
+want chattr e2fsprogs      # runc-executor.test.ts makes a stub unremovable with chattr +a
+want setpriv util-linux    # setpriv, unshare, nsenter: tests drop capabilities, make namespaces
+want ssh-agent openssh-client
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -95,7 +95,8 @@ export class SharedRun {
         left = true;
         const lent = this.leave(waiter);
         const reason: unknown = ctx.signal.reason;
-        if (lent) void lent.then(() => reject(reason));
+        // settles whatever the lent attempt ends with: a build must never hang on it
+        if (lent) void lent.then(() => reject(reason), () => reject(reason));
         else reject(reason);
       };
       ctx.signal.addEventListener('abort', onAbort, { once: true });

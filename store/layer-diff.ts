@@ -7,6 +7,7 @@ import { BuildError } from '../solver/build-error';
 import type { ContentStore } from './content-store';
 import type { Snapshotter } from './snapshotter';
 import { encodeTarHeader, padding, TAR_END, type TarHeaderFields } from './tar-header';
+import { assertTrustedXattrsReadable } from './trusted-xattr-probe';
 import { CAPABILITY_XATTR, readXattrs } from './xattrs';
 
 /** A layer blob as an image manifest and config refer to it. */
@@ -24,8 +25,6 @@ export interface LayerDescriptor {
 const OPAQUE_MARKER = '.wh..wh..opq';
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
-/** Bit of CAP_SYS_ADMIN in /proc/self/status' CapEff. */
-const CAP_SYS_ADMIN = 21n;
 
 /**
  * Turns the changes of snapshot `id` (its overlay upper dir) into an OCI layer in the content
@@ -42,7 +41,8 @@ const CAP_SYS_ADMIN = 21n;
  */
 export async function diffToLayer(snapshotter: Snapshotter, id: string, contentStore: ContentStore, signal?: AbortSignal): Promise<LayerDescriptor> {
   const upper = await snapshotter.upperDir(id);
-  await assertTrustedXattrsVisible(upper);
+  // The snapshot's own dir holds `upper` and sits on its filesystem; a probe there leaves the layer alone.
+  await assertTrustedXattrsReadable(path.dirname(upper), 'overlay opaque markers');
   // Stops the walker (and closes its open file) when the consuming side fails first.
   const stop = new AbortController();
   const walkSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
@@ -158,20 +158,6 @@ async function* fileContent(abs: string, name: string, size: number, signal: Abo
     if (part.length > 0) yield part;
   }
   if (written !== size) throw new BuildError('failed-precondition', `Cannot add ${name} to the layer: it changed size while being read`);
-}
-
-/**
- * Without CAP_SYS_ADMIN the kernel hides trusted.* attributes (they read as absent, no error):
- * opaque markers would be missed silently, so that is an error before anything is written.
- */
-async function assertTrustedXattrsVisible(upper: string): Promise<void> {
-  const status = await fsp.readFile('/proc/self/status', 'utf8');
-  const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-  if (hex !== undefined && ((BigInt('0x' + hex) >> CAP_SYS_ADMIN) & 1n) === 1n) return;
-  throw new BuildError(
-    'permission-denied',
-    `Cannot read overlay opaque markers of ${upper}: this process lacks CAP_SYS_ADMIN, without which the kernel hides trusted.overlay.opaque`,
-  );
 }
 
 function compareBytes(a: string, b: string): number {

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { promisify } from 'node:util';
+import { waitFor } from './wait-for';
 
 const run = promisify(execFile);
 
@@ -29,6 +30,10 @@ export async function createSystemUser(home: string): Promise<SystemUser> {
   const remove = async (): Promise<void> => {
     if (removed) return;
     removed = true;
+    // A server's per-connection children (sshd's) may still be exiting; userdel refuses a
+    // user that owns a process.
+    const uid = Number((await run('id', ['-u', name])).stdout.trim());
+    await waitFor(`the processes of ${name} to exit`, async () => ((await processesOf(uid)).length === 0 ? true : undefined), 10_000);
     await run('userdel', [name]);
   };
   try {
@@ -41,4 +46,16 @@ export async function createSystemUser(home: string): Promise<SystemUser> {
     await remove();
     throw err;
   }
+}
+
+/** Pids of the processes whose real uid is `uid`, read from /proc. */
+async function processesOf(uid: number): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await fsp.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const status = await fsp.readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
+    const real = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    if (real !== undefined && Number(real) === uid) pids.push(Number(entry));
+  }
+  return pids;
 }

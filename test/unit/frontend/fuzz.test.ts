@@ -12,10 +12,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { SHARED_CONFORMANCE } from '../../helpers/shared-conformance';
 import { CorpusEntry, FuzzFailure, FuzzJob, FuzzMessage, fuzzInput } from './fuzz-worker';
 
 const REPO = path.resolve(__dirname, '../../..');
-const SHARED_CASES = path.resolve(REPO, '../shared/conformance/cases');
+const SHARED_CASES = path.join(SHARED_CONFORMANCE, 'cases');
 const OWN_CASES = path.join(REPO, 'test/conformance/cases');
 const FILENAME = 'fuzz.Dockerfile';
 const PROGRESS_DEADLINE_MS = 5_000;
