@@ -311,7 +311,9 @@ async function readMeta(file: string): Promise<MetaRead> {
     const code = (err as NodeJS.ErrnoException).code;
     // No metadata: a crash between mkdir and the first write, or in the middle of remove().
     if (code === 'ENOENT') return { kind: 'missing' };
-    return { kind: 'damaged', reason: `${META} cannot be read: ${code ?? (err as Error).message}` };
+    // EMFILE, EACCES, EIO...: the file may be fine; deleting the snapshot and all built on it
+    // for a passing error would lose cache, so the daemon does not start instead.
+    throw new BuildError('internal', `Cannot open the snapshotter: ${file} cannot be read: ${code ?? (err as Error).message}`, { cause: err });
   }
   let json: unknown;
   try {

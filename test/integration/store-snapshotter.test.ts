@@ -170,6 +170,31 @@ describe('OverlaySnapshotter', () => {
     await s2.remove(unrelated);
   });
 
+  it('refuses to open, deleting nothing, when a snapshot\'s metadata cannot be read (not damaged, just unreadable)', async () => {
+    const s1 = await OverlaySnapshotter.open(root);
+    const a = await s1.prepare(undefined);
+    await fsp.writeFile(path.join(await s1.upperDir(a.id), 'f'), 'kept');
+    const id = await s1.commit(a);
+    // EISDIR stands for any read error that says nothing about the content (EMFILE, EIO...)
+    const meta = path.join(root, 'snapshots', id, 'meta.json');
+    const saved = await fsp.readFile(meta);
+    await fsp.rm(meta);
+    await fsp.mkdir(meta);
+    try {
+      await expect(OverlaySnapshotter.open(root)).rejects.toMatchObject({
+        code: 'internal',
+        message: `Cannot open the snapshotter: ${meta} cannot be read: EISDIR`,
+      });
+      expect(await fsp.readFile(path.join(root, 'snapshots', id, 'fs', 'f'), 'utf8')).toBe('kept');
+    } finally {
+      await fsp.rmdir(meta);
+      await fsp.writeFile(meta, saved);
+    }
+    const s2 = await OverlaySnapshotter.open(root);
+    expect(await s2.get(id)).toMatchObject({ id, kind: 'committed' });
+    await s2.remove(id);
+  });
+
   it('mounts a long chain with relative lower dirs', async () => {
     const s = await OverlaySnapshotter.open(root);
     let parent: string | undefined;
