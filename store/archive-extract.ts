@@ -25,7 +25,9 @@ type TarEntry = tar.ExtractEvents['entry'][1];
  * when its first tar header cannot be reached: copying it as it is would hide a broken
  * archive in the image. (BuildKit's isArchivePath returns false there and copies the file;
  * this is stricter on purpose.) To tell the two apart, a compressed file whose first tar
- * header does not read is decompressed to its end.
+ * header does not read is decompressed up to a tar header's worth of bytes: a decompressor
+ * that fails before that is what kept the header from reading; one that gets that far holds a
+ * compressed file that is not a tar (a `.sql.gz`), copied as it is without reading it all.
  */
 export async function isArchive(file: string, signal?: AbortSignal): Promise<boolean> {
   const st = await fsp.lstat(file);
@@ -52,11 +54,21 @@ async function firstTarHeaderReads(file: string, signal?: AbortSignal): Promise<
   }
 }
 
-/** Decompresses all of `file`, keeping nothing; rejects naming the file when that fails. */
+/** What a tar header takes: a file that decompresses this far failed to be a tar, not to decompress. */
+const TAR_HEADER_BYTES = 512;
+
+/**
+ * Decompresses `file` until a tar header's worth of bytes came out (or its end), keeping
+ * nothing; rejects naming the file when the decompressor fails before that.
+ */
 async function assertDecompresses(file: string, signal?: AbortSignal): Promise<void> {
   const input = await openDecompressed(file, signal);
   try {
-    input.stream.resume();
+    let out = 0;
+    for await (const chunk of input.stream as AsyncIterable<Buffer>) {
+      out += chunk.length;
+      if (out >= TAR_HEADER_BYTES) return;
+    }
     await input.finished();
   } catch (err) {
     signal?.throwIfAborted();

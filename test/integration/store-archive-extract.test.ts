@@ -4,6 +4,7 @@ import { createWriteStream, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { copyAction } from '../../store/fs-copy';
 import { isArchive } from '../../store/archive-extract';
@@ -122,6 +123,21 @@ test('files that are not tar archives are copied as they are', async () => {
   expect(Object.keys(await table(path.join(root, 'opt')))).toEqual(['notar.gz']);
   const plain = await add('plain.txt', '/opt/');
   expect(await table(path.join(plain, 'opt'))).toEqual({ 'plain.txt': 'file:not a tar\n 644 0:0' });
+});
+
+test('a compressed file that is not a tar and is damaged past its beginning is copied as it is, as BuildKit does (not read to its end)', async () => {
+  // 64 KiB of text, gzip'd, then cut in the middle: the first tar header's worth decompresses
+  // fine and is not a tar, so the file is not an archive; the cut further on is never reached.
+  const whole = gzipSync(Buffer.from('not a tar, just text\n'.repeat(3000)));
+  const name = `cut-text-${randomBytes(4).toString('hex')}.gz`;
+  await fsp.writeFile(path.join(ctx, name), whole.subarray(0, Math.floor(whole.length / 2)));
+  try {
+    expect(await isArchive(path.join(ctx, name))).toBe(false);
+    const root = await add(name, '/opt/');
+    expect(Object.keys(await table(path.join(root, 'opt')))).toEqual([name]);
+  } finally {
+    await fsp.rm(path.join(ctx, name), { force: true });
+  }
 });
 
 /** What ADD of `name` ends with: the BuildError it fails with (or a note that it did not fail). */
