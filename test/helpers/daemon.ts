@@ -4,6 +4,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCerts } from './certs';
+import { makeTestNetwork } from './test-network';
 import { waitFor } from './wait-for';
 
 const REPO = path.resolve(__dirname, '..', '..');
@@ -84,6 +85,9 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<TestDa
     args.push('--insecure-tcp');
   }
   args.push(...(opts.extraArgs ?? []));
+  // RUN steps of a real daemon get a network of this test's own unless the test names one.
+  const network = opts.builder === 'real' && !(await namesCniConfig(opts.extraArgs ?? [])) ? await makeTestNetwork(path.join(tmp, 'net')) : undefined;
+  if (network) args.push('--cni-config-path', network.conflist);
   const nodeArgs = opts.builder === 'real' ? [path.join(DIST, 'buildd', 'main.js'), ...args] : ['-e', STUB_ENTRY, '--', ...args];
   const child = spawn(process.execPath, nodeArgs, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
   let stderr = '';
@@ -97,6 +101,8 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<TestDa
   }).catch((err: Error) => ({ error: err }));
   if (!('addr' in ready) || ready.addr === undefined) {
     if (exited === undefined) child.kill('SIGKILL');
+    await exit;
+    await network?.remove();
     await fsp.rm(tmp, { recursive: true, force: true });
     throw 'error' in ready ? ready.error : new Error(`Cannot start buildd: it exited with ${exited}: ${stderr}`);
   }
@@ -110,10 +116,20 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<TestDa
     stop: async () => {
       if (exited === undefined) child.kill('SIGTERM');
       const code = await exit;
+      await network?.remove();
       await fsp.rm(tmp, { recursive: true, force: true });
       return code;
     },
   };
+}
+
+/** Whether the daemon's arguments choose a CNI config, by flag or in a `--config` file. */
+async function namesCniConfig(extraArgs: string[]): Promise<boolean> {
+  if (extraArgs.includes('--cni-config-path')) return true;
+  const i = extraArgs.indexOf('--config');
+  if (i < 0 || extraArgs[i + 1] === undefined) return false;
+  const file = JSON.parse(await fsp.readFile(extraArgs[i + 1], 'utf8')) as { cniConfigPath?: unknown };
+  return file.cniConfigPath !== undefined;
 }
 
 export interface RunResult {
