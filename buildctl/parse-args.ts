@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { BuildError } from '../solver/build-error';
+import { parseEntitlement, type Entitlement } from '../solver/entitlements';
 import { parseLocals, parseOpts, parseOutputs, type OutputSpec } from './build-flags';
 import { DEFAULT_ADDR } from '../buildd/api/address';
 import type { ConnectFlags } from './connect';
@@ -14,6 +15,8 @@ export interface BuildCommand {
   locals: Record<string, string>;
   outputs: OutputSpec[];
   noCache: boolean;
+  /** --allow: entitlements granted to the build (the daemon must allow them too) */
+  entitlements: Entitlement[];
   progress: ProgressMode;
   metadataFile?: string;
 }
@@ -52,11 +55,12 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
     .option('--local <name=dir>', 'a local directory to send, e.g. context=. (repeatable)', collect)
     .option('--opt <key=value>', 'frontend option: filename, target, build-arg:NAME=VALUE (repeatable)', collect)
     .option('--no-cache', 'ignore the build cache')
+    .option('--allow <entitlement>', 'grant an entitlement: network.host, security.insecure (repeatable)', collect)
     .option('-o, --output <csv>', 'type=image,name=REF[,push=true] | type=oci|docker,dest=FILE|- (repeatable)', collect)
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson']).default('auto'))
     .option('--metadata-file <file>', 'write the exporter response as JSON to this file')
     .exitOverride()
-    .action((o: { frontend?: string; local?: string[]; opt?: string[]; cache: boolean; output?: string[]; progress: ProgressMode; metadataFile?: string }) => {
+    .action((o: { frontend?: string; local?: string[]; opt?: string[]; cache: boolean; allow?: string[]; output?: string[]; progress: ProgressMode; metadataFile?: string }) => {
       if (!o.frontend) throw new BuildError('invalid-argument', 'Cannot build: --frontend is required (e.g. --frontend dockerfile.v0)');
       command = {
         kind: 'build',
@@ -65,6 +69,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
         locals: parseLocals(o.local ?? []),
         outputs: parseOutputs(o.output ?? []),
         noCache: o.cache === false,
+        entitlements: [...new Set((o.allow ?? []).map((e) => parseEntitlement('--allow', e)))],
         progress: o.progress,
         metadataFile: o.metadataFile,
       };

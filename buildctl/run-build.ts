@@ -17,6 +17,8 @@ export interface RunBuildOptions {
   locals: Record<string, string>;
   outputs: OutputSpec[];
   noCache: boolean;
+  /** buildctl build --allow; none when absent */
+  entitlements?: string[];
   progress: ProgressRenderer;
   /** where the oci/docker tar goes: a file path or '-' */
   openDest?: (dest: string) => Writable;
@@ -39,6 +41,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     local_names: localNames,
     exports: opts.outputs.map((o) => ({ type: o.type, attrs: o.attrs })),
     no_cache: opts.noCache,
+    entitlements: opts.entitlements ?? [],
   };
   const destOutput = opts.outputs.find((o) => o.dest !== undefined);
   const openDest = opts.openDest ?? defaultOpenDest;

@@ -14,6 +14,7 @@ export interface StartMessage {
   local_names: string[];
   exports: Array<{ type: string; attrs: Record<string, string> }>;
   no_cache: boolean;
+  entitlements: string[];
 }
 
 /**

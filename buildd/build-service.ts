@@ -97,6 +97,7 @@ export class BuildService {
         locals: receiver.localDirs(),
         exports: start.exports.map((e) => ({ type: e.type, attrs: e.attrs })),
         noCache: start.no_cache,
+        entitlements: start.entitlements,
       };
       const result = await this.opts.builder.build(req, this.session(writer, abort.signal));
       throwIfAborted(abort.signal);

@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import type { SourceRange } from '../solver/build-error';
+import type { Entitlement } from '../solver/entitlements';
 
 /**
  * The seam between the daemon's API layer (gRPC, TLS, sessions) and the build machinery
@@ -26,6 +27,8 @@ export interface BuildRequest {
   locals: Record<string, string>;
   exports: ExportSpec[];
   noCache: boolean;
+  /** what the client grants (buildctl build --allow); the builder checks them against the daemon's */
+  entitlements: Entitlement[];
 }
 
 /** Progress, as the client renders it. Times are milliseconds since the epoch. */

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
+import { ENTITLEMENTS, type Entitlement } from '../solver/entitlements';
 import { type RegistryHostConfig, loadCaFile } from '../store/registry-hosts';
 import { DEFAULT_ADDR } from './api/address';
 import { describeZodError } from './api/messages';
@@ -30,6 +31,8 @@ export const daemonConfigFileSchema = z
     cniBinaryDir: z.string().min(1),
     /** network sandboxes kept ready for RUN steps */
     cniPoolSize: z.number().int().min(0).max(128),
+    /** BuildKit's `insecure-entitlements`: what clients may grant with buildctl build --allow */
+    insecureEntitlements: z.array(z.enum(ENTITLEMENTS)).max(16),
   })
   .partial()
   .strict();
@@ -61,6 +64,11 @@ export interface DaemonConfig {
   cniBinaryDir?: string;
   /** network sandboxes made ahead for RUN steps; undefined or 0: each made when its step starts */
   cniPoolSize?: number;
+  /**
+   * entitlements clients may grant their builds (`--allow-insecure-entitlement`, BuildKit's
+   * `insecure-entitlements`); empty: none, a build asking for one fails
+   */
+  insecureEntitlements: Entitlement[];
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
@@ -110,6 +118,7 @@ export interface DaemonFlags {
   cniConfigPath?: string;
   cniBinaryDir?: string;
   cniPoolSize?: number;
+  allowInsecureEntitlement?: Entitlement[];
 }
 
 /** Flags override the file; the file overrides the defaults. */
@@ -130,6 +139,8 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     cniConfigPath: flags.cniConfigPath ?? file.cniConfigPath,
     cniBinaryDir: flags.cniBinaryDir ?? file.cniBinaryDir,
     cniPoolSize: flags.cniPoolSize ?? file.cniPoolSize,
+    // as buildkitd: the flags replace the file's list, duplicates are harmless
+    insecureEntitlements: [...new Set(flags.allowInsecureEntitlement && flags.allowInsecureEntitlement.length > 0 ? flags.allowInsecureEntitlement : file.insecureEntitlements ?? [])],
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

@@ -72,5 +72,5 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length), log: opts.logger });
   // last: once the builder exists, its close() tears the pool down
   sandboxes.fill();
-  return new DockerfileBuilder({ solver, registry, credentials, content, snapshotter, layers, images, executor, logger: opts.logger });
+  return new DockerfileBuilder({ solver, registry, credentials, content, snapshotter, layers, images, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements });
 }

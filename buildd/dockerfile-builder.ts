@@ -12,6 +12,9 @@ import { RegistryClient } from '../store/registry-client';
 import { resolveInRoot } from '../store/safe-path';
 import { Snapshotter } from '../store/snapshotter';
 import { dockerfileToGraph } from '../frontend/dockerfile-frontend';
+import { parseForceNetworkMode } from '../frontend/run-network';
+import { checkEntitlements, type Entitlement } from '../solver/entitlements';
+import { grantEntitlements } from './grant-entitlements';
 import { Builder, BuildRequest, BuildSession, ExporterResponse } from './builder';
 import { frontendOptWarnings } from './frontend-opt-warnings';
 import { exportImage } from './image-export';
@@ -30,6 +33,8 @@ export interface DockerfileBuilderDeps {
   images: ImageStore;
   executor: Executor;
   logger: Logger;
+  /** what the daemon lets clients grant (--allow-insecure-entitlement); none when absent */
+  insecureEntitlements?: readonly Entitlement[];
 }
 
 const MAX_DOCKERFILE_BYTES = 2 * 1024 * 1024;
@@ -46,6 +51,8 @@ export class DockerfileBuilder implements Builder {
       throw new BuildError('invalid-argument', `Cannot build: unknown frontend ${JSON.stringify(req.frontend)} (only dockerfile.v0)`);
     }
     const attrs = req.frontendAttrs;
+    // As BuildKit's solver: asking for an entitlement the daemon does not allow fails at once.
+    const granted = grantEntitlements(req.entitlements, this.deps.insecureEntitlements ?? []);
     // Before any work: an option the user believes in but buildd ignores must not pass unseen.
     const optionWarnings = [...frontendOptWarnings(attrs), ...req.exports.flatMap((spec) => outputAttrWarnings(spec))];
     for (const message of optionWarnings) session.progress({ type: 'warning', message });
@@ -65,6 +72,7 @@ export class DockerfileBuilder implements Builder {
       namedContexts,
       platform: attrs.platform || undefined,
       noCache: req.noCache,
+      forceNetworkMode: parseForceNetworkMode(attrs['force-network-mode']),
       contextName: 'context',
       signal: session.signal,
       resolveImage: async (ref, opts) => {
@@ -76,6 +84,8 @@ export class DockerfileBuilder implements Builder {
     });
     for (const w of frontend.warnings) session.progress({ type: 'warning', message: w.message, range: w.range });
     const graph = loadDefinition(frontend.definition);
+    // before anything runs: a step needing an entitlement the client did not grant fails the build
+    checkEntitlements(graph.vertices.values(), granted);
     const result = await this.deps.solver.solve(graph, { locals: req.locals, onEvent: (e) => session.progress(e), signal: session.signal });
     if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
     const response: ExporterResponse = {};

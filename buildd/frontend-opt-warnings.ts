@@ -12,6 +12,7 @@ const IMPLEMENTED: readonly OptionRule[] = [
   { key: 'platform' },
   { key: 'build-arg:', prefix: true },
   { key: 'context:', prefix: true },
+  { key: 'force-network-mode' },
 ];
 
 const NOT_YET = (note?: string): OptionRule['unsupported'] => (note ? { note } : {});
@@ -31,7 +32,7 @@ const KNOWN_TO_BUILDKIT: readonly OptionRule[] = [
   { key: 'no-cache', unsupported: NOT_YET('ignored; use buildctl build --no-cache') },
   ...[
     'add-hosts', 'cache-from', 'cache-imports', 'cgroup-parent', 'cmdline', 'contextkey', 'contextsubdir', 'cpuperiod',
-    'cpuquota', 'cpusetcpus', 'cpusetmems', 'cpushares', 'dockerfilekey', 'force-network-mode', 'frontend.caps',
+    'cpuquota', 'cpusetcpus', 'cpusetmems', 'cpushares', 'dockerfilekey', 'frontend.caps',
     'hostname', 'image-resolve-mode', 'memory', 'memswap', 'multi-platform', 'requestid', 'shm-size', 'source', 'ulimit',
   ].map((key) => ({ key, unsupported: NOT_YET() })),
   ...['attest:', 'input-metadata:', 'local-sessionid:', 'sharedkey:', 'vcs:'].map((key) => ({ key, prefix: true, unsupported: NOT_YET() })),

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino, { type Logger } from 'pino';
 import { toBuildError } from '../solver/build-error';
+import { ENTITLEMENTS, isEntitlement, type Entitlement } from '../solver/entitlements';
 import type { Builder } from './builder';
 import { loadConfigFile, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
 import { startDaemon, type RunningDaemon } from './daemon';
@@ -33,6 +34,9 @@ export function daemonCommand(): Command {
     .option('--cni-config-path <file>', "CNI network config (.conflist) for RUN steps (default: buildd's own bridge buildd0, 10.10.0.0/16)")
     .option('--cni-binary-dir <dir>', 'directory of the CNI plugin binaries (default /usr/lib/cni)')
     .addOption(new Option('--cni-pool-size <n>', 'network sandboxes kept ready for RUN steps (default 0)').argParser(poolSize))
+    .addOption(
+      new Option('--allow-insecure-entitlement <name>', 'let clients grant an entitlement: network.host, security.insecure (repeatable)').argParser(entitlement),
+    )
     .exitOverride();
 }
 
@@ -40,6 +44,11 @@ function poolSize(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n > 128) throw new InvalidArgumentError('an integer from 0 to 128');
   return n;
+}
+
+function entitlement(value: string, previous: Entitlement[] | undefined): Entitlement[] {
+  if (!isEntitlement(value)) throw new InvalidArgumentError(`unknown entitlement ${value} (${ENTITLEMENTS.join(' or ')})`);
+  return [...(previous ?? []), value];
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { commandArgs, commit, displayName, expanderFor, nextPrefix, opMeta, parseChown, PROXY_ARGS, shellOf } from './dispatch-helpers';
 import { execNode, fileNode } from './op-graph-builder';
 import { heredocScript } from './run-heredoc';
+import { runNetworkMode } from './run-network';
 import type { DispatchContext, StageState } from './stage-dispatch';
 import { RunInstruction } from './parse-instruction';
 import { LineRange } from './dockerfile-error';
@@ -13,8 +14,6 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
   // Parsed and validated, but running them needs worker support that does not exist yet:
   // failing is better than building something else than the Dockerfile asks for.
   for (const m of ins.mounts) x.fail(`Cannot use RUN --mount=type=${m.type}: not supported by buildd yet`);
-  if (ins.network === 'host') x.fail('Cannot use RUN --network=host: not supported by buildd yet');
-  if (ins.security === 'insecure') x.fail('Cannot use RUN --security=insecure: not supported by buildd yet');
   const config = st.image.config ?? (st.image.config = {});
   let args: string[];
   let suffix = '';
@@ -31,7 +30,11 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
   for (const key of PROXY_ARGS) {
     if (Object.prototype.hasOwnProperty.call(ctx.buildArgs, key) && st.env.get(key) === undefined) env.push(`${key}=${ctx.buildArgs[key]}`);
   }
-  st.fs = execNode(st.fs, { args, env, cwd: config.WorkingDir || '/', user: config.User ?? '' }, opMeta(ctx, ins.at, name), ins.network === 'none' ? 'none' : 'sandbox');
+  st.fs = execNode(st.fs, { args, env, cwd: config.WorkingDir || '/', user: config.User ?? '' }, opMeta(ctx, ins.at, name), {
+    network: runNetworkMode(ins.network, ctx.forceNetworkMode ?? 'sandbox'),
+    // host network and insecure mode are checked against the build's entitlements by the daemon
+    ...(ins.security === 'insecure' ? { security: 'insecure' as const } : {}),
+  });
   commit(st, `RUN ${runCommandString(args, st)} # buildkit`, true);
 }
 

@@ -46,6 +46,8 @@ export interface FrontendInput {
   platform?: string;
   /** sets meta.ignoreCache on every op */
   noCache: boolean;
+  /** --opt force-network-mode (see parseForceNetworkMode): every RUN's network unless it names none or host */
+  forceNetworkMode?: 'none' | 'sandbox' | 'host';
   /** the local name of the build context, 'context' */
   contextName: string;
   resolveImage: ImageResolver;
@@ -113,6 +115,7 @@ export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendR
   for (const planned of plan.reachable) {
     const ctx: DispatchContext = {
       filename, escape: parsed.escape, noCache: input.noCache, buildArgs: input.buildArgs, globalArgs, lints,
+      forceNetworkMode: input.forceNetworkMode,
       context: () => localNode(input.contextName),
       copySource: (ins): FsState => {
         const from = planned.copyFrom.get(ins);

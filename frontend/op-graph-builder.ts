@@ -39,15 +39,23 @@ export function sourceNode(identifier: string, attrs: Record<string, string>, me
   return node({ kind: 'source', identifier, attrs }, meta, []);
 }
 
+/** The network and security mode of an exec op (ExecOp.network, ExecOp.security). */
+export interface ExecModes {
+  network?: 'none' | 'sandbox' | 'host';
+  security?: 'sandbox' | 'insecure';
+}
+
 /** RUN: the process runs with `base` mounted read-write at `/`, which becomes the output. */
-export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, network: 'none' | 'sandbox' = 'sandbox'): OpNode {
+export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, modes: ExecModes = {}): OpNode {
   const inputs = base ? [base] : [];
   return node({
     kind: 'exec',
     inputs: inputs.map(ref),
     meta: { args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user },
     mounts: [{ input: base ? 0 : -1, dest: '/', output: 0, readonly: false }],
-    network,
+    network: modes.network ?? 'sandbox',
+    // only when insecure: an ordinary step keeps the digest it had before security existed
+    ...(modes.security === 'insecure' ? { security: 'insecure' as const } : {}),
   }, meta, inputs);
 }
 

@@ -42,6 +42,8 @@ export interface DispatchContext {
   globalArgs: EnvList;
   /** build-check findings of dispatch (UndefinedArgInFrom and the like) */
   lints: Lint[];
+  /** --opt force-network-mode: the network of a RUN without --network=none|host; sandbox when absent */
+  forceNetworkMode?: 'none' | 'sandbox' | 'host';
   /** the build context's source node (created once per build) */
   context(): OpNode;
   /** the state a `COPY --from` reads, already resolved by the caller */

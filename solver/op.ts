@@ -56,7 +56,16 @@ export const execOpSchema = z.object({
     user: z.string(),
   }).strict(),
   mounts: z.array(execMountSchema).min(1),
-  network: z.enum(['none', 'sandbox']).default('sandbox'),
+  /**
+   * BuildKit's NetMode: `sandbox` the daemon's CNI network, `none` loopback only, `host` the
+   * daemon's own network namespace (needs the network.host entitlement)
+   */
+  network: z.enum(['none', 'sandbox', 'host']).default('sandbox'),
+  /**
+   * BuildKit's SecurityMode; absent means `sandbox` (so that the digests of ordinary steps do
+   * not change), `insecure` runs the step privileged (needs the security.insecure entitlement)
+   */
+  security: z.enum(['sandbox', 'insecure']).optional(),
 }).strict();
 export type ExecOp = z.infer<typeof execOpSchema>;
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ENTITLEMENTS } from '../../solver/entitlements';
 export { describeZodError } from '../../solver/describe-zod-error';
 
 /**
@@ -38,6 +39,8 @@ export const buildStartSchema = z
     local_names: z.array(nameSchema).max(64),
     exports: z.array(exportSpecSchema).max(16),
     no_cache: z.boolean(),
+    // what buildctl --allow grants; absent from an older client means none
+    entitlements: z.array(z.enum(ENTITLEMENTS)).max(ENTITLEMENTS.length * 4).default([]),
   })
   .refine((s) => new Set(s.local_names).size === s.local_names.length, 'Local names must be unique')
   .refine((s) => s.exports.filter((e) => e.type !== 'image').length <= 1, 'At most one oci/docker export');

@@ -122,6 +122,7 @@ export class BuildWorker implements Worker {
         cwd: op.meta.cwd,
         user: op.meta.user,
         network: op.network,
+        security: op.security ?? 'sandbox',
         stdout: stepLogStream(ctx.log, 1),
         stderr: stepLogStream(ctx.log, 2),
         signal: ctx.signal,

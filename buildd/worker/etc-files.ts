@@ -13,7 +13,13 @@ export const SYSTEMD_RESOLVED_CONF = '/run/systemd/resolve/resolv.conf';
  * Writes hosts, resolv.conf and hostname into `bundleDir` for the container to bind-mount
  * read-only. They live and die with the bundle.
  */
-export async function writeEtcFiles(bundleDir: string, hostname: string, hostResolvConf: string, resolvedConf = SYSTEMD_RESOLVED_CONF): Promise<EtcFiles> {
+export async function writeEtcFiles(
+  bundleDir: string,
+  hostname: string,
+  hostResolvConf: string,
+  resolvedConf = SYSTEMD_RESOLVED_CONF,
+  opts: { hostNetwork?: boolean } = {},
+): Promise<EtcFiles> {
   const files: EtcFiles = {
     hosts: path.join(bundleDir, 'hosts'),
     resolvConf: path.join(bundleDir, 'resolv.conf'),
@@ -22,7 +28,15 @@ export async function writeEtcFiles(bundleDir: string, hostname: string, hostRes
   // the own hostname on the loopback line, as BuildKit does, so that tools resolving it work offline
   const hosts = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
   await fsp.writeFile(files.hosts, hosts, { mode: 0o644 });
-  let resolv = containerResolvConf(await readHostResolvConf(hostResolvConf));
+  const hostText = await readHostResolvConf(hostResolvConf);
+  // host network, as BuildKit: the host's file as it is when it names a server, loopback ones
+  // included (127.0.0.53 is reachable from the daemon's own namespace)
+  if (opts.hostNetwork && /^\s*nameserver\s/m.test(hostText)) {
+    await fsp.writeFile(files.resolvConf, hostText, { mode: 0o644 });
+    await fsp.writeFile(files.hostname, `${hostname}\n`, { mode: 0o644 });
+    return files;
+  }
+  let resolv = containerResolvConf(hostText);
   // only loopback resolvers on the host (systemd-resolved's stub): use the servers behind it
   if (!/^nameserver /m.test(resolv)) {
     const upstream = containerResolvConf(await readHostResolvConf(resolvedConf));

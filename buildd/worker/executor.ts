@@ -19,9 +19,15 @@ export interface ExecRequest {
   user: string;
   /**
    * 'none': a fresh namespace with loopback only. 'sandbox': the daemon's network (CNI); an
-   * executor without networking treats it as 'none'.
+   * executor without networking treats it as 'none'. 'host': the daemon's own network
+   * namespace (the caller has checked the network.host entitlement).
    */
-  network: 'none' | 'sandbox';
+  network: 'none' | 'sandbox' | 'host';
+  /**
+   * 'insecure': privileged (all the daemon's capabilities, no masked paths, no seccomp, the
+   * host's devices; the caller has checked the security.insecure entitlement); default 'sandbox'
+   */
+  security?: 'sandbox' | 'insecure';
   /**
    * join this existing network namespace (a file, e.g. a CNI sandbox's) instead of a fresh
    * loopback-only one; set by NetworkedExecutor for 'sandbox' steps, owned by whoever set it

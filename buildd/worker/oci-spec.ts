@@ -6,6 +6,7 @@ import {
   DEFAULT_PATH,
   DEFAULT_READONLY_PATHS,
 } from './oci-defaults';
+import { type InsecureHost, withInsecureSecurity } from './insecure-spec';
 
 /** The part of the OCI runtime spec 1.0 (config.json) that buildd writes. */
 export interface OciSpec {
@@ -58,6 +59,10 @@ export interface OciSpecInput {
   etcFiles: EtcFiles;
   /** a network namespace to join (CNI sandbox); absent means a fresh loopback-only one */
   netnsPath?: string;
+  /** RUN --network=host: the daemon's own network namespace (no `network` namespace entry) */
+  hostNetwork?: boolean;
+  /** RUN --security=insecure: privileged, with what the host lends (see withInsecureSecurity) */
+  insecure?: InsecureHost;
 }
 
 /**
@@ -65,6 +70,11 @@ export interface OciSpecInput {
  * resolves the user, generates the /etc files and writes the result as `<bundle>/config.json`.
  */
 export function buildOciSpec(input: OciSpecInput): OciSpec {
+  const spec = sandboxSpec(input);
+  return input.insecure === undefined ? spec : withInsecureSecurity(spec, input.insecure);
+}
+
+function sandboxSpec(input: OciSpecInput): OciSpec {
   const caps = [...DEFAULT_CAPABILITIES];
   return {
     ociVersion: '1.0.2',
@@ -91,7 +101,8 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
         { type: 'ipc' },
         { type: 'uts' },
         { type: 'mount' },
-        input.netnsPath === undefined ? { type: 'network' } : { type: 'network', path: input.netnsPath },
+        // host network: no entry at all, so the step stays in the daemon's namespace
+        ...(input.hostNetwork ? [] : [input.netnsPath === undefined ? { type: 'network' as const } : { type: 'network' as const, path: input.netnsPath }]),
       ],
       cgroupsPath: input.cgroupsPath,
       maskedPaths: [...DEFAULT_MASKED_PATHS],

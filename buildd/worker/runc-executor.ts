@@ -7,6 +7,8 @@ import { BuildError } from '../../solver/build-error';
 import { resolveUser } from '../../store/passwd';
 import { cleanAbsolute } from '../../store/safe-path';
 import { ensureCwd } from './ensure-cwd';
+import { readHostPrivileges } from './host-privileges';
+import type { InsecureHost } from './insecure-spec';
 import { writeEtcFiles } from './etc-files';
 import type { ExecRequest, ExecResult, Executor } from './executor';
 import { recordMountStubs } from './mount-stubs';
@@ -50,6 +52,7 @@ export class RuncExecutor implements Executor {
   private readonly cgroupParent: string;
   private readonly running = new Map<string, RunningContainer>();
   private closed = false;
+  private privileges?: Promise<InsecureHost>;
 
   constructor(opts: RuncExecutorOptions) {
     this.runcRoot = path.resolve(opts.runcRoot);
@@ -115,6 +118,15 @@ export class RuncExecutor implements Executor {
     await Promise.all(all.map((c) => c.settled));
   }
 
+  /** read on the first insecure step: the daemon's capabilities and devices do not change while it runs */
+  private hostPrivileges(): Promise<InsecureHost> {
+    this.privileges ??= readHostPrivileges().catch((err: unknown) => {
+      this.privileges = undefined;
+      throw new BuildError('internal', `Cannot run an insecure step: cannot read the daemon's capabilities: ${(err as Error).message}`);
+    });
+    return this.privileges;
+  }
+
   private async runContainer(id: string, req: ExecRequest, signal: AbortSignal): Promise<ExecResult> {
     // let run() register the container before any work (and any abort) happens
     await Promise.resolve();
@@ -127,7 +139,8 @@ export class RuncExecutor implements Executor {
     await fsp.mkdir(bundle, { mode: 0o700 });
     try {
       const hostname = req.hostname ?? DEFAULT_HOSTNAME;
-      const etcFiles = await writeEtcFiles(bundle, hostname, this.hostResolvConf);
+      const hostNetwork = req.network === 'host';
+      const etcFiles = await writeEtcFiles(bundle, hostname, this.hostResolvConf, undefined, { hostNetwork });
       const spec = buildOciSpec({
         rootfs: path.resolve(req.rootfs),
         args: req.args,
@@ -139,6 +152,8 @@ export class RuncExecutor implements Executor {
         etcFiles,
         // a CNI sandbox's namespace when NetworkedExecutor set one; else loopback only
         netnsPath: req.network === 'sandbox' ? req.netnsPath : undefined,
+        hostNetwork,
+        insecure: req.security === 'insecure' ? await this.hostPrivileges() : undefined,
       });
       await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
       await ensureCwd(req.rootfs, cwd, user);

@@ -7,7 +7,8 @@ import type { NetworkSandboxes } from './cni-sandboxes';
  * An Executor that gives every RUN with network `sandbox` its own CNI-attached namespace:
  * it acquires the sandbox, runs the step in it through the wrapped executor (which joins it
  * via `netnsPath`), and releases it once the container is deleted, on success, failure and
- * cancel alike. Steps with network `none` pass through unchanged (loopback only).
+ * cancel alike. Steps with network `none` (loopback only) and `host` (the daemon's own
+ * namespace, no CNI) pass through unchanged.
  *
  * Lifecycle: as `Executor`; `close()` closes the wrapped executor, waits for every sandbox
  * still held to be released, then closes the sandboxes (their pool).

@@ -82,6 +82,7 @@ describe('buildctl flags', () => {
         { type: 'oci', attrs: {}, dest: '-' },
       ],
       noCache: true,
+      entitlements: [],
       progress: 'plain',
       metadataFile: 'meta.json',
     });
@@ -97,5 +98,24 @@ describe('buildctl flags', () => {
     expect(() => parseArgs(['build', '--frontend', 'f', '--local', 'nodir'], {})).toThrow(/expected key=value/);
     expect(() => parseArgs(['build', '--frontend', 'f', '--local', 'a=x', '--local', 'a=y'], {})).toThrow(/given twice/);
     expect(() => parseArgs(['build', '--frontend', 'f', '--progress', 'fancy'], {}, quiet)).toThrow(/Allowed choices/);
+  });
+});
+
+describe('buildctl build --allow', () => {
+  it('grants BuildKit entitlements, repeatable, duplicates once', () => {
+    const args = parseArgs(['build', '--frontend', 'dockerfile.v0', '--allow', 'network.host', '--allow', 'security.insecure', '--allow', 'network.host'], {});
+    expect(args.command).toMatchObject({ kind: 'build', entitlements: ['network.host', 'security.insecure'] });
+    expect(parseArgs(['build', '--frontend', 'dockerfile.v0'], {}).command).toMatchObject({ entitlements: [] });
+  });
+
+  it('refuses an unknown entitlement before connecting', () => {
+    let err: unknown;
+    try {
+      parseArgs(['build', '--frontend', 'dockerfile.v0', '--allow', 'network.hostt'], {}, quiet);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(BuildError);
+    expect((err as BuildError).message).toBe('Cannot parse --allow network.hostt: unknown entitlement network.hostt (network.host or security.insecure)');
   });
 });

@@ -27,6 +27,7 @@ describe('daemon config', () => {
       registry: {},
       maxParallelism: undefined,
       debug: false,
+      insecureEntitlements: [],
     });
   });
 

@@ -28,7 +28,7 @@ describe('--opt keys of the Dockerfile frontend', () => {
   it.each([
     'label:org.opencontainers.image.title', 'no-cache', 'add-hosts', 'cache-from', 'cache-imports', 'cgroup-parent', 'cmdline',
     'contextkey', 'contextsubdir', 'cpuperiod', 'cpuquota', 'cpusetcpus', 'cpusetmems', 'cpushares', 'dockerfilekey',
-    'force-network-mode', 'frontend.caps', 'hostname', 'image-resolve-mode', 'memory', 'memswap', 'multi-platform',
+    'frontend.caps', 'hostname', 'image-resolve-mode', 'memory', 'memswap', 'multi-platform',
     'requestid', 'shm-size', 'source', 'ulimit', 'attest:sbom', 'attest:provenance', 'input-metadata:x',
     'local-sessionid:context', 'sharedkey:localdir:context', 'vcs:source',
   ])('warns that %s is known to BuildKit but not supported yet', (key) => {
