@@ -4,6 +4,7 @@ import { BuildError } from '../solver/build-error';
 import { type RegistryHostConfig, loadCaFile } from '../store/registry-hosts';
 import { DEFAULT_ADDR } from './api/address';
 import { describeZodError } from './api/messages';
+import { stepLimitsSchema, type StepLimits } from './worker/step-limits';
 
 /**
  * Daemon configuration: the JSON of `--config FILE`, with command-line flags laid over it.
@@ -30,6 +31,8 @@ export const daemonConfigFileSchema = z
     cniBinaryDir: z.string().min(1),
     /** network sandboxes kept ready for RUN steps */
     cniPoolSize: z.number().int().min(0).max(128),
+    /** cgroup limits of every RUN step: `{ "memory": "2g", "pids": 4096, "cpus": 1.5 }` */
+    stepLimits: stepLimitsSchema,
   })
   .partial()
   .strict();
@@ -61,6 +64,8 @@ export interface DaemonConfig {
   cniBinaryDir?: string;
   /** network sandboxes made ahead for RUN steps; undefined or 0: each made when its step starts */
   cniPoolSize?: number;
+  /** cgroup limits of every RUN step (memory, pids, CPU); undefined: none */
+  stepLimits?: StepLimits;
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
@@ -130,6 +135,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     cniConfigPath: flags.cniConfigPath ?? file.cniConfigPath,
     cniBinaryDir: flags.cniBinaryDir ?? file.cniBinaryDir,
     cniPoolSize: flags.cniPoolSize ?? file.cniPoolSize,
+    stepLimits: file.stepLimits,
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

@@ -14,6 +14,7 @@ import { DEFAULT_HOSTNAME } from './oci-defaults';
 import { buildOciSpec, mountDestinations } from './oci-spec';
 import { runRuncCommand } from './runc-command';
 import { readRuncErrors } from './runc-log';
+import { detectCgroupHost, linuxResources, type CgroupHost, type StepLimits } from './step-limits';
 
 export interface RuncExecutorOptions {
   /** passed as `runc --root`: runc's state of the containers; buildd owns everything in it */
@@ -26,6 +27,8 @@ export interface RuncExecutorOptions {
   hostResolvConf?: string;
   /** cgroup parent of the containers (cgroupfs driver); /buildd by default */
   cgroupParent?: string;
+  /** cgroup limits of every step (the daemon's `stepLimits`); none by default */
+  stepLimits?: StepLimits;
 }
 
 interface RunningContainer {
@@ -48,6 +51,8 @@ export class RuncExecutor implements Executor {
   private readonly log: pino.Logger;
   private readonly hostResolvConf: string;
   private readonly cgroupParent: string;
+  private readonly stepLimits: StepLimits;
+  private cgroupHost?: Promise<CgroupHost>;
   private readonly running = new Map<string, RunningContainer>();
   private closed = false;
 
@@ -58,6 +63,7 @@ export class RuncExecutor implements Executor {
     this.log = opts.logger ?? pino({ enabled: false });
     this.hostResolvConf = opts.hostResolvConf ?? '/etc/resolv.conf';
     this.cgroupParent = cleanAbsolute(opts.cgroupParent ?? '/buildd');
+    this.stepLimits = { ...opts.stepLimits };
   }
 
   async run(req: ExecRequest): Promise<ExecResult> {
@@ -128,6 +134,8 @@ export class RuncExecutor implements Executor {
     try {
       const hostname = req.hostname ?? DEFAULT_HOSTNAME;
       const etcFiles = await writeEtcFiles(bundle, hostname, this.hostResolvConf);
+      // the host's cgroups do not change while the daemon runs: look once
+      const resources = linuxResources(this.stepLimits, await (this.cgroupHost ??= detectCgroupHost()));
       const spec = buildOciSpec({
         rootfs: path.resolve(req.rootfs),
         args: req.args,
@@ -139,6 +147,7 @@ export class RuncExecutor implements Executor {
         etcFiles,
         // a CNI sandbox's namespace when NetworkedExecutor set one; else loopback only
         netnsPath: req.network === 'sandbox' ? req.netnsPath : undefined,
+        resources,
       });
       await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
       await ensureCwd(req.rootfs, cwd, user);
