@@ -28,8 +28,8 @@ export const DEFAULT_CAPABILITIES: readonly string[] = [
 ];
 
 /**
- * Every capability up to CAP_CHECKPOINT_RESTORE (Linux 5.9), for privileged (insecure) steps:
- * what BuildKit's WithPrivileged grants on a current kernel.
+ * Every capability up to CAP_CHECKPOINT_RESTORE (Linux 5.9), in number order (index = bit):
+ * privileged (insecure) steps get those of them the daemon holds, as under BuildKit.
  */
 export const ALL_CAPABILITIES: readonly string[] = [
   'CAP_CHOWN',

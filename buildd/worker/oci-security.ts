@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './oci-defaults';
 import { DEFAULT_SECCOMP_PROFILE, hostSeccompTarget, seccompForContainer, type OciSeccomp, type SeccompTarget } from './seccomp-profile';
 
@@ -23,11 +24,18 @@ export interface SecuritySections {
  * The one place that decides what a security mode means, so that everything it switches
  * (capabilities, seccomp, masked and read-only paths, no_new_privileges) changes together.
  * `target` overrides the host's architecture and kernel (for tests); the capabilities are
- * always the mode's own, since the seccomp rules depend on them.
+ * always the mode's own, since the seccomp rules depend on them. `daemonCapabilities`
+ * overrides what the daemon holds (for tests).
  */
-export function securitySections(mode: SecurityMode, target?: Omit<SeccompTarget, 'capabilities'>): SecuritySections {
+export function securitySections(
+  mode: SecurityMode,
+  target?: Omit<SeccompTarget, 'capabilities'>,
+  daemonCapabilities: () => string[] = ownCapabilities,
+): SecuritySections {
   if (mode === 'insecure') {
-    return { capabilities: [...ALL_CAPABILITIES], noNewPrivileges: false, maskedPaths: [], readonlyPaths: [] };
+    // containerd's WithAllCurrentCapabilities (BuildKit's privileged mode): every capability
+    // the daemon holds; one it lacks would make runc fail the step ("unable to apply caps")
+    return { capabilities: daemonCapabilities(), noNewPrivileges: false, maskedPaths: [], readonlyPaths: [] };
   }
   const capabilities = [...DEFAULT_CAPABILITIES];
   const seccompTarget = target ? { ...target, capabilities } : hostSeccompTarget(capabilities);
@@ -39,4 +47,21 @@ export function securitySections(mode: SecurityMode, target?: Omit<SeccompTarget
     readonlyPaths: [...DEFAULT_READONLY_PATHS],
     seccomp: seccompForContainer(DEFAULT_SECCOMP_PROFILE, seccompTarget),
   };
+}
+
+/** The capability names of a /proc/<pid>/status mask (`CapEff: 000001ffffffffff`), in number order. */
+export function capabilitiesFromMask(hex: string): string[] {
+  const mask = BigInt(`0x${hex.trim()}`);
+  return ALL_CAPABILITIES.filter((_, bit) => ((mask >> BigInt(bit)) & 1n) === 1n);
+}
+
+let own: string[] | undefined;
+
+/** The daemon's effective capabilities; they do not change while it runs, so read once. */
+function ownCapabilities(): string[] {
+  if (own === undefined) {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    own = capabilitiesFromMask(/^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? '0');
+  }
+  return [...own];
 }

@@ -51,7 +51,11 @@ describe('RUN step isolation (real runc)', () => {
   };
 
   /** runc run of buildOciSpec's spec for `script`, with `edit` applied: to show what a part of the spec does */
-  const runSpec = async (script: string, edit: (spec: ReturnType<typeof buildOciSpec>) => void): Promise<{ code: number; output: string }> => {
+  const runSpec = async (
+    script: string,
+    edit: (spec: ReturnType<typeof buildOciSpec>) => void,
+    security: 'sandbox' | 'insecure' = 'sandbox',
+  ): Promise<{ code: number; output: string }> => {
     const id = `iso-${randomBytes(6).toString('hex')}`;
     const bundle = path.join(tmp, 'manual', id);
     await fsp.mkdir(bundle, { recursive: true });
@@ -64,6 +68,7 @@ describe('RUN step isolation (real runc)', () => {
       hostname: 'buildd',
       cgroupsPath: `/buildd/${id}`,
       etcFiles: await writeEtcFiles(bundle, 'buildd', '/etc/resolv.conf'),
+      security,
     });
     edit(spec);
     await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
@@ -115,6 +120,12 @@ describe('RUN step isolation (real runc)', () => {
       const withIt = await runSpec(script, () => undefined);
       expect(withIt.code).toBe(1);
       expect(withIt.output).toContain('Operation not permitted');
+    });
+
+    it("runs an insecure spec (RUN --security=insecure) with the daemon's capabilities and no filter", async () => {
+      const own = /^CapEff:\s*(\S+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+      const r = await runSpec('grep -E "^(CapBnd|NoNewPrivs|Seccomp):" /proc/self/status; unshare -U true && echo unshared', () => undefined, 'insecure');
+      expect(r).toEqual({ code: 0, output: `CapBnd:\t${own}\nNoNewPrivs:\t0\nSeccomp:\t0\nunshared\n` });
     });
 
     it('fails mount without CAP_SYS_ADMIN', async () => {

@@ -1,3 +1,5 @@
+import { ALL_CAPABILITIES as CAP_BITS } from '../../../buildd/worker/oci-defaults';
+import { capabilitiesFromMask, securitySections } from '../../../buildd/worker/oci-security';
 import { buildOciSpec, mountDestinations, withDefaultPath, type OciSpecInput } from '../../../buildd/worker/oci-spec';
 import { containerResolvConf } from '../../../buildd/worker/etc-files';
 import { parseRuncErrors } from '../../../buildd/worker/runc-log';
@@ -195,15 +197,34 @@ describe('buildOciSpec security', () => {
     expect(buildOciSpec({ ...input, security: 'sandbox', seccompTarget: target })).toEqual(buildOciSpec({ ...input, seccompTarget: target }));
   });
 
-  it("'insecure' switches every confinement off together: all capabilities, no seccomp, masks or read-only paths, new privileges allowed", () => {
+  it("'insecure' switches every confinement off together: the daemon's capabilities, no seccomp, masks or read-only paths, new privileges allowed", () => {
     const spec = buildOciSpec({ ...input, security: 'insecure' });
     expect(spec.linux.seccomp).toBeUndefined();
     expect(spec.linux.maskedPaths).toEqual([]);
     expect(spec.linux.readonlyPaths).toEqual([]);
     expect(spec.process.noNewPrivileges).toBe(false);
-    expect(spec.process.capabilities.bounding).toEqual(expect.arrayContaining(['CAP_SYS_ADMIN', 'CAP_NET_ADMIN', 'CAP_SYS_PTRACE', ...DOCKER_CAPS]));
+    expect(spec.process.capabilities.bounding).toEqual(securitySections('insecure').capabilities);
     expect(spec.process.capabilities.effective).toEqual(spec.process.capabilities.bounding);
     expect(spec.process.capabilities.ambient).toEqual([]);
+  });
+});
+
+describe('securitySections', () => {
+  it("gives an insecure step every capability the daemon holds, and no more (runc could not grant it)", () => {
+    const daemonCaps = (): string[] => ['CAP_CHOWN', 'CAP_SYS_ADMIN', 'CAP_NET_ADMIN'];
+    expect(securitySections('insecure', undefined, daemonCaps).capabilities).toEqual(['CAP_CHOWN', 'CAP_SYS_ADMIN', 'CAP_NET_ADMIN']);
+    expect(securitySections('sandbox', { arch: 'amd64', kernel: { major: 6, minor: 1 } }, daemonCaps).capabilities).toEqual(DOCKER_CAPS);
+  });
+
+  it('reads capability names from a /proc status mask by bit', () => {
+    // all 41 but CAP_SYS_RESOURCE (bit 24), as in a container that dropped it
+    const caps = capabilitiesFromMask('000001fffeffffff');
+    expect(caps).toHaveLength(40);
+    expect(caps).not.toContain('CAP_SYS_RESOURCE');
+    expect(caps.slice(0, 3)).toEqual(['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH']);
+    expect(caps[caps.length - 1]).toBe('CAP_CHECKPOINT_RESTORE');
+    expect(capabilitiesFromMask('00000000a80425fb')).toEqual(DOCKER_CAPS.slice().sort((a, b) => CAP_BITS.indexOf(a) - CAP_BITS.indexOf(b)));
+    expect(capabilitiesFromMask('0')).toEqual([]);
   });
 });
 
