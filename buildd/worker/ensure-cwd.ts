@@ -9,6 +9,8 @@ import { resolveInRoot } from '../../store/safe-path';
  * does (MkdirAllAndChown 0755 to the step's user): every missing component gets mode 0755
  * and the user's uid/gid, existing ones are left alone. Unlike the mount stubs it stays in
  * the layer, as in BuildKit: a RUN in a fresh WORKDIR leaves that directory behind.
+ * A working directory in /proc or /dev's links to it, written so or reached through the
+ * image's symlinks, is refused with invalid-argument before anything is created.
  */
 export async function ensureCwd(rootfs: string, cwd: string, owner: { uid: number; gid: number }): Promise<void> {
   const root = path.resolve(rootfs);
