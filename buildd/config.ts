@@ -5,6 +5,7 @@ import { ENTITLEMENTS, type Entitlement } from '../solver/entitlements';
 import { type RegistryHostConfig, loadCaFile } from '../store/registry-hosts';
 import { DEFAULT_ADDR } from './api/address';
 import { describeZodError } from './api/messages';
+import { stepLimitsSchema, type StepLimits } from './worker/step-limits';
 
 /**
  * Daemon configuration: the JSON of `--config FILE`, with command-line flags laid over it.
@@ -33,6 +34,8 @@ export const daemonConfigFileSchema = z
     cniPoolSize: z.number().int().min(0).max(128),
     /** BuildKit's `insecure-entitlements`: what clients may grant with buildctl build --allow */
     insecureEntitlements: z.array(z.enum(ENTITLEMENTS)).max(16),
+    /** cgroup limits of every RUN step: `{ "memory": "2g", "pids": 4096, "cpus": 1.5 }` */
+    stepLimits: stepLimitsSchema,
   })
   .partial()
   .strict();
@@ -69,6 +72,8 @@ export interface DaemonConfig {
    * `insecure-entitlements`); empty: none, a build asking for one fails
    */
   insecureEntitlements: Entitlement[];
+  /** cgroup limits of every RUN step (memory, pids, CPU); undefined: none */
+  stepLimits?: StepLimits;
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
@@ -141,6 +146,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     cniPoolSize: flags.cniPoolSize ?? file.cniPoolSize,
     // as buildkitd: the flags replace the file's list, duplicates are harmless
     insecureEntitlements: [...new Set(flags.allowInsecureEntitlement && flags.allowInsecureEntitlement.length > 0 ? flags.allowInsecureEntitlement : file.insecureEntitlements ?? [])],
+    stepLimits: file.stepLimits,
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

@@ -45,6 +45,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
     runcRoot: path.join(root, 'runc'),
     stateDir: path.join(root, 'bundles'),
     logger: opts.logger,
+    stepLimits: opts.config.stepLimits,
   });
   const swept = await runc.sweep();
   if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');

@@ -1,11 +1,8 @@
 import type { ResolvedUser } from '../../store/passwd';
-import {
-  DEFAULT_CAPABILITIES,
-  DEFAULT_MASKED_PATHS,
-  DEFAULT_NOFILE,
-  DEFAULT_PATH,
-  DEFAULT_READONLY_PATHS,
-} from './oci-defaults';
+import { DEFAULT_NOFILE, DEFAULT_PATH } from './oci-defaults';
+import { securitySections, type SecurityMode } from './oci-security';
+import type { SeccompTarget, OciSeccomp } from './seccomp-profile';
+import type { OciResources } from './step-limits';
 import { type InsecureHost, withInsecureSecurity } from './insecure-spec';
 
 /** The part of the OCI runtime spec 1.0 (config.json) that buildd writes. */
@@ -29,6 +26,10 @@ export interface OciSpec {
     cgroupsPath: string;
     maskedPaths: string[];
     readonlyPaths: string[];
+    /** absent in insecure mode */
+    seccomp?: OciSeccomp;
+    /** the daemon's per-step limits; absent when none are configured */
+    resources?: OciResources;
   };
 }
 
@@ -63,6 +64,12 @@ export interface OciSpecInput {
   hostNetwork?: boolean;
   /** RUN --security=insecure: privileged, with what the host lends (see withInsecureSecurity) */
   insecure?: InsecureHost;
+  /** 'sandbox' (default): Docker's confinement; 'insecure': see SecurityMode */
+  security?: SecurityMode;
+  /** the cgroup limits of the step (linuxResources of the daemon's stepLimits) */
+  resources?: OciResources;
+  /** the architecture and kernel the seccomp filter is made for; the host's by default */
+  seccompTarget?: Omit<SeccompTarget, 'capabilities'>;
 }
 
 /**
@@ -70,13 +77,11 @@ export interface OciSpecInput {
  * resolves the user, generates the /etc files and writes the result as `<bundle>/config.json`.
  */
 export function buildOciSpec(input: OciSpecInput): OciSpec {
-  const spec = sandboxSpec(input);
-  return input.insecure === undefined ? spec : withInsecureSecurity(spec, input.insecure);
-}
-
-function sandboxSpec(input: OciSpecInput): OciSpec {
-  const caps = [...DEFAULT_CAPABILITIES];
-  return {
+  // RUN --security=insecure: the privileged sections, then what the host lends (devices, sysfs)
+  const mode: SecurityMode = input.insecure !== undefined ? 'insecure' : input.security ?? 'sandbox';
+  const security = securitySections(mode, input.seccompTarget);
+  const caps = security.capabilities;
+  const spec: OciSpec = {
     ociVersion: '1.0.2',
     process: {
       // no terminal: stdout and stderr must stay two streams, as BuildKit reports them
@@ -87,7 +92,7 @@ function sandboxSpec(input: OciSpecInput): OciSpec {
       cwd: input.cwd,
       capabilities: { bounding: caps, effective: [...caps], permitted: [...caps], inheritable: [], ambient: [] },
       rlimits: [{ type: 'RLIMIT_NOFILE', soft: DEFAULT_NOFILE.soft, hard: DEFAULT_NOFILE.hard }],
-      noNewPrivileges: false,
+      noNewPrivileges: security.noNewPrivileges,
     },
     // the step's changes are the layer, so the root is writable
     root: { path: input.rootfs, readonly: false },
@@ -105,10 +110,13 @@ function sandboxSpec(input: OciSpecInput): OciSpec {
         ...(input.hostNetwork ? [] : [input.netnsPath === undefined ? { type: 'network' as const } : { type: 'network' as const, path: input.netnsPath }]),
       ],
       cgroupsPath: input.cgroupsPath,
-      maskedPaths: [...DEFAULT_MASKED_PATHS],
-      readonlyPaths: [...DEFAULT_READONLY_PATHS],
+      maskedPaths: security.maskedPaths,
+      readonlyPaths: security.readonlyPaths,
     },
   };
+  if (security.seccomp) spec.linux.seccomp = security.seccomp;
+  if (input.resources) spec.linux.resources = structuredClone(input.resources);
+  return input.insecure === undefined ? spec : withInsecureSecurity(spec, input.insecure);
 }
 
 /** Adds BuildKit's default PATH when `env` has none; an explicit PATH (even empty) is kept. */

@@ -16,6 +16,7 @@ import { DEFAULT_HOSTNAME } from './oci-defaults';
 import { buildOciSpec, mountDestinations } from './oci-spec';
 import { runRuncCommand } from './runc-command';
 import { readRuncErrors } from './runc-log';
+import { detectCgroupHost, linuxResources, type CgroupHost, type StepLimits } from './step-limits';
 
 export interface RuncExecutorOptions {
   /** passed as `runc --root`: runc's state of the containers; buildd owns everything in it */
@@ -28,6 +29,8 @@ export interface RuncExecutorOptions {
   hostResolvConf?: string;
   /** cgroup parent of the containers (cgroupfs driver); /buildd by default */
   cgroupParent?: string;
+  /** cgroup limits of every step (the daemon's `stepLimits`); none by default */
+  stepLimits?: StepLimits;
 }
 
 interface RunningContainer {
@@ -50,6 +53,8 @@ export class RuncExecutor implements Executor {
   private readonly log: pino.Logger;
   private readonly hostResolvConf: string;
   private readonly cgroupParent: string;
+  private readonly stepLimits: StepLimits;
+  private cgroupHost?: Promise<CgroupHost>;
   private readonly running = new Map<string, RunningContainer>();
   private closed = false;
   private privileges?: Promise<InsecureHost>;
@@ -61,6 +66,7 @@ export class RuncExecutor implements Executor {
     this.log = opts.logger ?? pino({ enabled: false });
     this.hostResolvConf = opts.hostResolvConf ?? '/etc/resolv.conf';
     this.cgroupParent = cleanAbsolute(opts.cgroupParent ?? '/buildd');
+    this.stepLimits = { ...opts.stepLimits };
   }
 
   async run(req: ExecRequest): Promise<ExecResult> {
@@ -141,6 +147,8 @@ export class RuncExecutor implements Executor {
       const hostname = req.hostname ?? DEFAULT_HOSTNAME;
       const hostNetwork = req.network === 'host';
       const etcFiles = await writeEtcFiles(bundle, hostname, this.hostResolvConf, undefined, { hostNetwork });
+      // the host's cgroups do not change while the daemon runs: look once
+      const resources = linuxResources(this.stepLimits, await (this.cgroupHost ??= detectCgroupHost()));
       const spec = buildOciSpec({
         rootfs: path.resolve(req.rootfs),
         args: req.args,
@@ -154,6 +162,7 @@ export class RuncExecutor implements Executor {
         netnsPath: req.network === 'sandbox' ? req.netnsPath : undefined,
         hostNetwork,
         insecure: req.security === 'insecure' ? await this.hostPrivileges() : undefined,
+        resources,
       });
       await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
       await ensureCwd(req.rootfs, cwd, user);

@@ -64,10 +64,10 @@ describe('RUN --security=insecure in the OCI spec', () => {
     expect(spec.linux.seccomp).toBeUndefined();
   });
 
-  it('drops a seccomp filter another part of the spec set', async () => {
+  it('drops the seccomp filter of the sandbox spec', async () => {
     const { withInsecureSecurity } = await import('../../../buildd/worker/insecure-spec');
-    const withSeccomp = { ...sandbox, linux: { ...sandbox.linux, seccomp: { defaultAction: 'SCMP_ACT_ERRNO' } } };
-    expect(withInsecureSecurity(withSeccomp, host).linux).not.toHaveProperty('seccomp');
+    expect(sandbox.linux.seccomp).toMatchObject({ defaultAction: 'SCMP_ACT_ERRNO' });
+    expect(withInsecureSecurity(sandbox, host).linux).not.toHaveProperty('seccomp');
   });
 });
 

@@ -1,3 +1,5 @@
+import { ALL_CAPABILITIES as CAP_BITS } from '../../../buildd/worker/oci-defaults';
+import { capabilitiesFromMask, securitySections } from '../../../buildd/worker/oci-security';
 import { buildOciSpec, mountDestinations, withDefaultPath, type OciSpecInput } from '../../../buildd/worker/oci-spec';
 import { containerResolvConf } from '../../../buildd/worker/etc-files';
 import { parseRuncErrors } from '../../../buildd/worker/runc-log';
@@ -40,7 +42,10 @@ describe('buildOciSpec', () => {
     expect(spec.process.env).toEqual(['FOO=bar', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
     expect(spec.process.cwd).toBe('/src');
     expect(spec.process.user).toEqual({ uid: 1000, gid: 1000, additionalGids: [2000] });
-    expect(spec.process.noNewPrivileges).toBe(false);
+  });
+
+  it('sets no_new_privileges: a setuid binary or file capability cannot raise what the step may do', () => {
+    expect(spec.process.noNewPrivileges).toBe(true);
   });
 
   it("gives Docker's default capabilities in bounding, effective and permitted only", () => {
@@ -95,7 +100,20 @@ describe('buildOciSpec', () => {
   });
 
   it("masks and write-protects Docker's paths", () => {
-    expect(spec.linux.maskedPaths).toEqual(expect.arrayContaining(['/proc/kcore', '/proc/keys', '/sys/firmware', '/proc/acpi']));
+    expect(spec.linux.maskedPaths).toEqual([
+      '/proc/asound',
+      '/proc/acpi',
+      '/proc/interrupts',
+      '/proc/kcore',
+      '/proc/keys',
+      '/proc/latency_stats',
+      '/proc/timer_list',
+      '/proc/timer_stats',
+      '/proc/sched_debug',
+      '/proc/scsi',
+      '/sys/firmware',
+      '/sys/devices/virtual/powercap',
+    ]);
     expect(spec.linux.readonlyPaths).toEqual(['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger']);
   });
 
@@ -153,5 +171,72 @@ describe('buildOciSpec network namespace', () => {
   it("joins a CNI sandbox's namespace by path", () => {
     const spec = buildOciSpec({ ...input, netnsPath: '/var/lib/buildd/net/sandboxes/abc/ns' });
     expect(spec.linux.namespaces.filter((n) => n.type === 'network')).toEqual([{ type: 'network', path: '/var/lib/buildd/net/sandboxes/abc/ns' }]);
+  });
+});
+
+describe('buildOciSpec security', () => {
+  const target = { arch: 'amd64', kernel: { major: 6, minor: 1 } };
+
+  it("applies Docker's seccomp profile for the default capabilities (EPERM by default, no mount/unshare, clone3 ENOSYS)", () => {
+    const seccomp = buildOciSpec({ ...input, seccompTarget: target }).linux.seccomp;
+    expect(seccomp).toMatchObject({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 1, architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'] });
+    const names = (action: string): string[] => (seccomp?.syscalls ?? []).filter((r) => r.action === action && !r.args).flatMap((r) => r.names);
+    expect(names('SCMP_ACT_ALLOW')).toEqual(expect.arrayContaining(['read', 'execve', 'chroot', 'arch_prctl']));
+    expect(names('SCMP_ACT_ALLOW')).not.toEqual(expect.arrayContaining(['mount']));
+    expect(names('SCMP_ACT_ALLOW')).not.toContain('unshare');
+    expect(seccomp?.syscalls.find((r) => r.names.includes('clone3'))).toEqual({ names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 });
+  });
+
+  it('makes the filter for the host when no target is given', () => {
+    const seccomp = buildOciSpec(input).linux.seccomp;
+    expect(seccomp?.defaultAction).toBe('SCMP_ACT_ERRNO');
+    if (process.arch === 'x64') expect(seccomp?.architectures[0]).toBe('SCMP_ARCH_X86_64');
+  });
+
+  it("'sandbox' is the default", () => {
+    expect(buildOciSpec({ ...input, security: 'sandbox', seccompTarget: target })).toEqual(buildOciSpec({ ...input, seccompTarget: target }));
+  });
+
+  it("'insecure' switches every confinement off together: the daemon's capabilities, no seccomp, masks or read-only paths, new privileges allowed", () => {
+    const spec = buildOciSpec({ ...input, security: 'insecure' });
+    expect(spec.linux.seccomp).toBeUndefined();
+    expect(spec.linux.maskedPaths).toEqual([]);
+    expect(spec.linux.readonlyPaths).toEqual([]);
+    expect(spec.process.noNewPrivileges).toBe(false);
+    expect(spec.process.capabilities.bounding).toEqual(securitySections('insecure').capabilities);
+    expect(spec.process.capabilities.effective).toEqual(spec.process.capabilities.bounding);
+    expect(spec.process.capabilities.ambient).toEqual([]);
+  });
+});
+
+describe('securitySections', () => {
+  it("gives an insecure step every capability the daemon holds, and no more (runc could not grant it)", () => {
+    const daemonCaps = (): string[] => ['CAP_CHOWN', 'CAP_SYS_ADMIN', 'CAP_NET_ADMIN'];
+    expect(securitySections('insecure', undefined, daemonCaps).capabilities).toEqual(['CAP_CHOWN', 'CAP_SYS_ADMIN', 'CAP_NET_ADMIN']);
+    expect(securitySections('sandbox', { arch: 'amd64', kernel: { major: 6, minor: 1 } }, daemonCaps).capabilities).toEqual(DOCKER_CAPS);
+  });
+
+  it('reads capability names from a /proc status mask by bit', () => {
+    // all 41 but CAP_SYS_RESOURCE (bit 24), as in a container that dropped it
+    const caps = capabilitiesFromMask('000001fffeffffff');
+    expect(caps).toHaveLength(40);
+    expect(caps).not.toContain('CAP_SYS_RESOURCE');
+    expect(caps.slice(0, 3)).toEqual(['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH']);
+    expect(caps[caps.length - 1]).toBe('CAP_CHECKPOINT_RESTORE');
+    expect(capabilitiesFromMask('00000000a80425fb')).toEqual(DOCKER_CAPS.slice().sort((a, b) => CAP_BITS.indexOf(a) - CAP_BITS.indexOf(b)));
+    expect(capabilitiesFromMask('0')).toEqual([]);
+  });
+});
+
+describe('buildOciSpec resources', () => {
+  it('sets no cgroup limits unless given', () => {
+    expect(buildOciSpec(input).linux.resources).toBeUndefined();
+  });
+
+  it('writes the given limits as linux.resources, without sharing the object', () => {
+    const resources = { memory: { limit: 67108864, swap: 67108864 }, pids: { limit: 100 }, cpu: { quota: 150000, period: 100000 } };
+    const spec = buildOciSpec({ ...input, resources });
+    expect(spec.linux.resources).toEqual(resources);
+    expect(spec.linux.resources).not.toBe(resources);
   });
 });
