@@ -3,9 +3,9 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
 import { resolveInRoot } from '../store/safe-path';
+import { writeXattrs } from '../store/xattrs';
 import { xattrBytes } from './api/entry-xattrs';
 import type { FileEntryMessage } from './api/messages';
-import { writeXattrs } from '../store/xattrs';
 
 /** Most entries one build may send, so a hostile client cannot fill the inode table. */
 export const MAX_ENTRIES = 1_000_000;
@@ -28,7 +28,9 @@ interface OpenFile {
  * Safety: paths are already shape-checked by zod (relative, no `..`); here every parent must be
  * a real directory that this stream created (never a symlink: a path that resolves elsewhere
  * inside the root is refused), and files and links are created exclusively (O_EXCL), so
- * nothing written ever follows a link the client made.
+ * nothing written ever follows a link the client made. Extended attributes (user.* and
+ * security.capability only, zod refuses the rest, trusted.* above all) are set without
+ * following a link, after the owner and before the mode.
  */
 export class LocalsReceiver {
   private readonly roots = new Map<string, string>();
@@ -62,7 +64,7 @@ export class LocalsReceiver {
     // attributes are written to disk too: they count against the same budget as content
     this.totalBytes += xattrBytes(Object.entries(e.xattrs));
     switch (e.type) {
-      case 'DIR':
+      case 'DIR': {
         await fsp.mkdir(target, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
           throw refuse(e, err.code === 'EEXIST' ? 'sent twice' : err.message);
         });
@@ -71,6 +73,7 @@ export class LocalsReceiver {
         const { xattrs: _set, ...meta } = e;
         this.dirs.push({ target, entry: meta });
         return;
+      }
       case 'SYMLINK':
         await fsp.symlink(e.link_target, target).catch((err: NodeJS.ErrnoException) => {
           throw refuse(e, err.code === 'EEXIST' ? 'sent twice' : err.message);
