@@ -1,6 +1,8 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { isSentXattr, MAX_ENTRY_XATTR_BYTES, MAX_ENTRY_XATTRS, xattrBytes } from '../buildd/api/entry-xattrs';
 import { BuildError } from '../solver/build-error';
+import { readXattrs, type Xattrs } from '../store/xattrs';
 import { DockerIgnore } from './dockerignore';
 
 /** One entry of a local directory as it is sent to the daemon. */
@@ -17,11 +19,18 @@ export interface WalkEntry {
   size: number;
   /** symlink target as text; never resolved */
   linkTarget: string;
+  /**
+   * The extended attributes that are sent (user.* and security.capability, see
+   * buildd/api/entry-xattrs.ts), of the entry itself, never of a symlink's target. Part of the
+   * entry's metadata: a change of an attribute alone is a change of the entry.
+   */
+  xattrs: Xattrs;
 }
 
 /**
  * Walks `root` depth first in byte order of names (deterministic), with lstat only: a symlink
- * is reported as a symlink and never followed, so nothing outside `root` is read. Entries
+ * is reported as a symlink and never followed, so nothing outside `root` is read (its
+ * extended attributes are read with llistxattr/lgetxattr, of the link itself). Entries
  * ignored by `ignore` are skipped; a directory is reported before its children, and an
  * ignored directory only when something inside it is re-included by a `!` pattern. Sockets,
  * FIFOs and devices are skipped: a build context cannot carry them.
@@ -45,6 +54,8 @@ async function* walkDir(root: string, relDir: string, ignore: DockerIgnore | und
     const st = await fsp.lstat(abs);
     const type = st.isSymbolicLink() ? 'SYMLINK' : st.isDirectory() ? 'DIR' : st.isFile() ? 'FILE' : undefined;
     if (type === undefined) continue;
+    const ignored = ignore?.ignores(rel) ?? false;
+    if (ignored && (type !== 'DIR' || !ignore?.hasExceptions)) continue;
     const entry: WalkEntry = {
       rel,
       abs,
@@ -55,9 +66,8 @@ async function* walkDir(root: string, relDir: string, ignore: DockerIgnore | und
       mtimeMs: Math.floor(st.mtimeMs),
       size: type === 'FILE' ? st.size : 0,
       linkTarget: type === 'SYMLINK' ? await fsp.readlink(abs) : '',
+      xattrs: await readEntryXattrs(abs),
     };
-    const ignored = ignore?.ignores(rel) ?? false;
-    if (ignored && (type !== 'DIR' || !ignore?.hasExceptions)) continue;
     if (!ignored) {
       // parents held back because they were ignored are sent now that a child is included
       yield* pending.splice(0);
@@ -71,6 +81,21 @@ async function* walkDir(root: string, relDir: string, ignore: DockerIgnore | und
       if (ignored && pending[pending.length - 1] === entry) pending.pop();
     }
   }
+}
+
+/**
+ * The attributes of `abs` that cross the wire, as fsutil's walker reads them (llistxattr, no
+ * symlink followed; a file system without attributes has none) but only the names the daemon
+ * accepts: an SELinux label or a trusted.* attribute is left on the client. An entry whose
+ * attributes the daemon would refuse for their size fails here, naming the file.
+ */
+async function readEntryXattrs(abs: string): Promise<Xattrs> {
+  const xattrs = await readXattrs(abs, isSentXattr).catch((err: unknown) => {
+    throw new BuildError('invalid-argument', err instanceof BuildError ? err.message : `Cannot read extended attributes of ${abs}: ${String(err)}`);
+  });
+  if (xattrs.size > MAX_ENTRY_XATTRS) throw new BuildError('invalid-argument', `Cannot send ${abs}: more than ${MAX_ENTRY_XATTRS} extended attributes`);
+  if (xattrBytes(xattrs) > MAX_ENTRY_XATTR_BYTES) throw new BuildError('invalid-argument', `Cannot send ${abs}: its extended attributes exceed ${MAX_ENTRY_XATTR_BYTES} bytes`);
+  return xattrs;
 }
 
 /**

@@ -45,6 +45,7 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
           mtime_ms: e.mtimeMs,
           link_target: e.linkTarget,
           size: e.size,
+          xattrs: Object.fromEntries(e.xattrs),
         },
       });
       if (e.type === 'FILE' && e.size > 0) await sendContent(e, send);

@@ -3,6 +3,8 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
 import { resolveInRoot } from '../store/safe-path';
+import { writeXattrs } from '../store/xattrs';
+import { xattrBytes } from './api/entry-xattrs';
 import type { FileEntryMessage } from './api/messages';
 
 /** Most entries one build may send, so a hostile client cannot fill the inode table. */
@@ -12,6 +14,7 @@ export const MAX_TOTAL_BYTES = 256 * 1024 ** 3;
 
 interface OpenFile {
   handle: FileHandle;
+  target: string;
   entry: FileEntryMessage;
   written: number;
 }
@@ -25,7 +28,9 @@ interface OpenFile {
  * Safety: paths are already shape-checked by zod (relative, no `..`); here every parent must be
  * a real directory that this stream created (never a symlink: a path that resolves elsewhere
  * inside the root is refused), and files and links are created exclusively (O_EXCL), so
- * nothing written ever follows a link the client made.
+ * nothing written ever follows a link the client made. Extended attributes (user.* and
+ * security.capability only, zod refuses the rest, trusted.* above all) are set without
+ * following a link, after the owner and before the mode.
  */
 export class LocalsReceiver {
   private readonly roots = new Map<string, string>();
@@ -33,7 +38,7 @@ export class LocalsReceiver {
   private entries = 0;
   private totalBytes = 0;
   /** directory modes and times are applied last: a 0555 dir must still receive its children */
-  private readonly dirs: Array<{ target: string; entry: FileEntryMessage }> = [];
+  private readonly dirs: Array<{ target: string; entry: Omit<FileEntryMessage, 'xattrs'> }> = [];
   private readonly chown = typeof process.getuid === 'function' && process.getuid() === 0;
 
   constructor(sessionDir: string, localNames: readonly string[]) {
@@ -56,18 +61,25 @@ export class LocalsReceiver {
     if (root === undefined) throw refuse(e, `local "${e.local}" was not declared in the start message`);
     const target = path.join(root, ...e.path.split('/'));
     await this.checkParent(root, e);
+    // attributes are written to disk too: they count against the same budget as content
+    this.totalBytes += xattrBytes(Object.entries(e.xattrs));
     switch (e.type) {
-      case 'DIR':
+      case 'DIR': {
         await fsp.mkdir(target, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
           throw refuse(e, err.code === 'EEXIST' ? 'sent twice' : err.message);
         });
-        this.dirs.push({ target, entry: e });
+        // set now, not with the mode: a million directories must not hold their attributes in memory
+        await this.applyXattrs(target, e);
+        const { xattrs: _set, ...meta } = e;
+        this.dirs.push({ target, entry: meta });
         return;
+      }
       case 'SYMLINK':
         await fsp.symlink(e.link_target, target).catch((err: NodeJS.ErrnoException) => {
           throw refuse(e, err.code === 'EEXIST' ? 'sent twice' : err.message);
         });
         await this.applyOwner(target, e);
+        await this.applyXattrs(target, e);
         await fsp.lutimes(target, seconds(e.mtime_ms), seconds(e.mtime_ms));
         return;
       case 'FILE': {
@@ -78,7 +90,7 @@ export class LocalsReceiver {
         const handle = await fsp.open(target, flags, 0o600).catch((err: NodeJS.ErrnoException) => {
           throw refuse(e, err.code === 'EEXIST' ? 'sent twice' : err.message);
         });
-        this.current = { handle, entry: e, written: 0 };
+        this.current = { handle, target, entry: e, written: 0 };
         if (e.size === 0) await this.closeCurrent();
         return;
       }
@@ -124,6 +136,9 @@ export class LocalsReceiver {
         throw refuse(cur.entry, `got ${cur.written} of its ${cur.entry.size} bytes before the next message`);
       }
       if (this.chown) await cur.handle.chown(cur.entry.uid, cur.entry.gid);
+      // after the chown (it drops security.capability) and the content (a write drops it too),
+      // before the chmod (a daemon that is not root may set user.* only on a file it may write)
+      await this.applyXattrs(cur.target, cur.entry);
       await cur.handle.chmod(cur.entry.mode);
       await cur.handle.utimes(seconds(cur.entry.mtime_ms), seconds(cur.entry.mtime_ms));
     } finally {
@@ -150,8 +165,21 @@ export class LocalsReceiver {
     if (!st?.isDirectory()) throw refuse(e, 'its parent directory was not sent before it');
   }
 
-  private async applyOwner(target: string, e: FileEntryMessage): Promise<void> {
+  private async applyOwner(target: string, e: Omit<FileEntryMessage, 'xattrs'>): Promise<void> {
     if (this.chown) await fsp.lchown(target, e.uid, e.gid);
+  }
+
+  /**
+   * The entry's extended attributes, names already checked by zod (never trusted.*), without
+   * following a symlink. As BuildKit's receiver, an attribute the file system or kernel
+   * refuses (user.* on a symlink, a file system without user.*) is left out; a refused
+   * security.capability fails the build rather than silently dropping a privilege.
+   */
+  private async applyXattrs(target: string, e: FileEntryMessage): Promise<void> {
+    const names = Object.keys(e.xattrs);
+    if (names.length === 0) return;
+    const xattrs = new Map(names.sort(compareBytes).map((n) => [n, e.xattrs[n] as Buffer]));
+    await writeXattrs(target, xattrs, { fail: (name, reason) => refuse(e, `its extended attribute ${name} cannot be set: ${reason}`) });
   }
 }
 
@@ -163,6 +191,10 @@ function seconds(ms: number): number {
   return ms / 1000 + 5e-7;
 }
 
-function refuse(e: FileEntryMessage, why: string): BuildError {
+function compareBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+function refuse(e: Pick<FileEntryMessage, 'local' | 'path'>, why: string): BuildError {
   return new BuildError('invalid-argument', `Cannot receive ${e.local}/${e.path}: ${why}`);
 }

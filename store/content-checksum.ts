@@ -2,6 +2,7 @@ import { createHash, Hash } from 'node:crypto';
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import { BuildError } from '../solver/build-error';
 import { selectSources, walkSelected } from './copy-selection';
+import { CAPABILITY_XATTR, OVERLAY_XATTR_PREFIX, readXattrs } from './xattrs';
 
 /** COPY flags that change which paths a copy selects. */
 export interface ChecksumSelection {
@@ -18,7 +19,9 @@ export interface ChecksumSelection {
  * change to anything left out (an --exclude'd file, a path outside a --parents pattern)
  * does not. Covered: each match with its type, a matched file's permission bits and content
  * digest, and every entry copied below a matched directory with its relative path, type,
- * permission bits, link target and content digest. Ownership and times are left out, as
+ * permission bits, link target and content digest; and, for each of these, its extended
+ * attributes that BuildKit's checksum keys (isKeyedXattr), so a file whose capability alone
+ * changed is copied again. Ownership and times are left out, as
  * COPY resets ownership and BuildKit ignores times; a matched directory's own mode is left
  * out, as COPY creates its destination 0755. Streams file contents. A plain path that is
  * missing is not-found, the error COPY itself would give.
@@ -57,4 +60,17 @@ async function hashEntry(abs: string, rel: string, st: Stats, hash: Hash, signal
   } else {
     hash.update(`other ${rel} ${perm} ${st.mode >>> 12} ${st.rdev}\0`);
   }
+  // entries without attributes hash as before, so their keys do not change
+  for (const [name, value] of await readXattrs(abs, isKeyedXattr)) hash.update(`xattr ${rel} ${name} ${value.toString('hex')}\0`);
+}
+
+/**
+ * The attributes a COPY's key covers, as BuildKit's content checksum (the tarsum header of
+ * cache/contenthash): security.capability and every name outside security.*, system.* and
+ * com.apple.* (labels, ACLs and Finder data are not content). overlayfs' own trusted.overlay.*
+ * are left out too, as the copy never writes them.
+ */
+function isKeyedXattr(name: string): boolean {
+  if (name === CAPABILITY_XATTR) return true;
+  return !['security.', 'system.', 'com.apple.', OVERLAY_XATTR_PREFIX].some((p) => name.startsWith(p));
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ENTITLEMENTS } from '../../solver/entitlements';
+import { CAPABILITY_XATTR_NAME, MAX_ENTRY_XATTR_BYTES, MAX_ENTRY_XATTRS, xattrBytes, xattrNameProblem } from './entry-xattrs';
 export { describeZodError } from '../../solver/describe-zod-error';
 
 /**
@@ -57,6 +58,24 @@ export const entryPathSchema = z
   .refine((p) => !p.startsWith('/'), 'Path is absolute')
   .refine((p) => p.split('/').every((c) => c !== '' && c !== '.' && c !== '..'), 'Path has an empty, "." or ".." component');
 
+/**
+ * An entry's extended attributes (FileEntry.xattrs): which names are accepted is decided in
+ * entry-xattrs.ts (never trusted.*); the count and bytes are capped before anything is set.
+ * Absent means none, so a client that predates the field still works.
+ */
+const entryXattrsSchema = z
+  .record(z.string(), z.instanceof(Buffer))
+  .default({})
+  .superRefine((x, ctx) => {
+    const entries = Object.entries(x);
+    if (entries.length > MAX_ENTRY_XATTRS) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `More than ${MAX_ENTRY_XATTRS} extended attributes` });
+    for (const [name] of entries) {
+      const problem = xattrNameProblem(name);
+      if (problem !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+    }
+    if (xattrBytes(entries) > MAX_ENTRY_XATTR_BYTES) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `Extended attributes larger than ${MAX_ENTRY_XATTR_BYTES} bytes` });
+  });
+
 export const fileEntrySchema = z
   .object({
     local: nameSchema,
@@ -68,9 +87,12 @@ export const fileEntrySchema = z
     mtime_ms: z.number().int().safe(),
     link_target: z.string().max(MAX_PATH_CHARS).refine((t) => !t.includes('\0'), 'Link target contains NUL'),
     size: z.number().int().min(0).max(MAX_FILE_BYTES),
+    xattrs: entryXattrsSchema,
   })
   .refine((e) => e.type === 'FILE' || e.size === 0, 'Only files have a size')
-  .refine((e) => (e.type === 'SYMLINK') === (e.link_target !== ''), 'A symlink, and only a symlink, has a link target');
+  .refine((e) => (e.type === 'SYMLINK') === (e.link_target !== ''), 'A symlink, and only a symlink, has a link target')
+  // the kernel takes a file capability on regular files only
+  .refine((e) => e.type === 'FILE' || !Object.hasOwn(e.xattrs, CAPABILITY_XATTR_NAME), `Only a file has ${CAPABILITY_XATTR_NAME}`);
 
 export const clientMessageSchema = z.discriminatedUnion('msg', [
   z.object({ msg: z.literal('start'), start: buildStartSchema }),
