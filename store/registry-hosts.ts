@@ -116,8 +116,12 @@ export class RegistryHosts {
    * Keys that name the same host (`reg` and `reg:443`, see hostKey) are merged in the order
    * given: a later key's setting wins, and the CAs of both are trusted.
    */
-  constructor(hosts: Readonly<Record<string, RegistryHostConfig>>, private readonly connectOptions: buildConnector.BuildOptions = {}) {
-    for (const [host, config] of Object.entries(hosts)) {
+  constructor(
+    hosts: Readonly<Record<string, RegistryHostConfig>> | Iterable<readonly [string, RegistryHostConfig]>,
+    private readonly connectOptions: buildConnector.BuildOptions = {},
+  ) {
+    const entries = Symbol.iterator in hosts ? hosts : Object.entries(hosts);
+    for (const [host, config] of entries) {
       const key = hostKey(host);
       const before = this.hosts.get(key);
       if (!before) {

@@ -10,7 +10,10 @@ import { HttpRequest, HttpResponse, discard, header, readCapped, sendRequest } f
 /** Options shared by everything that talks to registries. */
 export interface RegistryTransportOptions {
   credentials?: CredentialSource;
-  /** Per registry (host[:port]): plain HTTP, unverified TLS, extra CAs (`registry` of the daemon config). */
+  /**
+   * Per registry (host[:port]): plain HTTP, unverified TLS, extra CAs (`registry` of the daemon
+   * config). `reg` and `reg:443` name the same host (see hostKey).
+   */
   registries?: Readonly<Record<string, RegistryHostConfig>>;
   /** Registries (host[:port]) treated as `insecure` on top of `registries` (`registry.insecure=true` of an output). */
   insecureRegistries?: readonly string[];
@@ -42,9 +45,11 @@ export class RegistryTransport {
   private readonly readBodies = new WeakMap<HttpResponse, Buffer>();
 
   constructor(opts: RegistryTransportOptions = {}) {
-    const registries: Record<string, RegistryHostConfig> = { ...opts.registries };
-    for (const host of opts.insecureRegistries ?? []) registries[host] = { ...registries[host], insecure: true };
-    this.hosts = new RegistryHosts(registries);
+    // Last, so that `insecure` wins over the settings of every key naming the same host.
+    this.hosts = new RegistryHosts([
+      ...Object.entries(opts.registries ?? {}),
+      ...(opts.insecureRegistries ?? []).map((host): [string, RegistryHostConfig] => [host, { insecure: true }]),
+    ]);
     this.ownDispatcher = opts.dispatcher ? undefined : new Agent({ connections: 8, connect: this.hosts.connect });
     this.dispatcher = opts.dispatcher ?? (this.ownDispatcher as Agent);
     this.auth = new RegistryAuth(this.dispatcher, opts.credentials);

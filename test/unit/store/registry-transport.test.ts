@@ -117,3 +117,16 @@ describe('a bare 400 over plain HTTP that is not a TLS port', () => {
     }
   });
 });
+
+describe('insecureRegistries on top of registries', () => {
+  test('insecure wins over a setting of the same host under its other name', () => {
+    const transport = new RegistryTransport({
+      registries: { 'reg.lan': { http: true }, 'reg.lan:443': { insecure: false } },
+      insecureRegistries: ['reg.lan'],
+    });
+    // insecure: HTTPS first (unverified), plain HTTP only once the host shows it speaks no TLS.
+    expect(transport.url('reg.lan', 'x').toString()).toBe('https://reg.lan/v2/x');
+    expect(transport.url('reg.lan:443', 'x').toString()).toBe('https://reg.lan/v2/x');
+    return transport.close();
+  });
+});
