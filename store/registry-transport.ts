@@ -136,7 +136,7 @@ export class RegistryTransport {
  * a registry configured for HTTPS on a loopback address gives, and the body read to tell, which
  * the response no longer has. Undefined for any other answer, whose body is left unread.
  */
-export async function readBare400(res: HttpResponse, req: HttpRequest): Promise<{ tlsPort: boolean; body: Buffer } | undefined> {
+async function readBare400(res: HttpResponse, req: HttpRequest): Promise<{ tlsPort: boolean; body: Buffer } | undefined> {
   if (res.statusCode !== 400 || header(res, 'content-type') !== undefined) return undefined;
   if (req.method === 'HEAD') return { tlsPort: true, body: Buffer.alloc(0) };
   // Go's reply is small; a registry's own error words fit the same cap as fail() reads.
