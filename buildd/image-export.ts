@@ -50,9 +50,11 @@ export async function exportImage(
       const ref = parseImageRef(name);
       await deps.images.put(ref.toString(), assembled.manifestDescriptor);
       if (!push) continue;
-      // registry.insecure=true allows plain HTTP to this output's registry, as in BuildKit.
+      // registry.insecure=true, as in BuildKit: TLS to this output's registry is not verified,
+      // and plain HTTP is tried where it does not speak TLS. The daemon's settings of every
+      // other host (a token server's CA) and of this one (http: false) still hold.
       const insecure = boolAttr(spec.attrs, 'registry.insecure', false);
-      const client = insecure ? new RegistryClient({ insecureRegistries: [ref.registry], credentials: deps.credentials }) : deps.registry;
+      const client = insecure ? deps.registry.withInsecureRegistry(ref.registry) : deps.registry;
       try {
         await client.push(ref, {
           manifest: assembled.manifestBytes,

@@ -64,9 +64,18 @@ export class RegistryClient {
   private readonly transport: RegistryTransport;
   private readonly platform: Platform;
 
-  constructor(opts: RegistryClientOptions = {}) {
+  constructor(private readonly opts: RegistryClientOptions = {}) {
     this.transport = new RegistryTransport(opts);
     this.platform = opts.platform ?? { os: 'linux', architecture: 'amd64' };
+  }
+
+  /**
+   * A new client with this one's settings (every host's of `registries`, credentials,
+   * platform) and `registry` treated as `insecure` on top, for one push with the output
+   * attribute `registry.insecure=true`. Its own connections and tokens: close it after use.
+   */
+  withInsecureRegistry(registry: string): RegistryClient {
+    return new RegistryClient({ ...this.opts, insecureRegistries: [...(this.opts.insecureRegistries ?? []), registry] });
   }
 
   /** Fetches the manifest (picking `platform`, default this client's, from an index) and the config. */

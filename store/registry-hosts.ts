@@ -26,6 +26,20 @@ export function apiHost(registry: string): string {
   return registry === DOCKER_HUB ? 'registry-1.docker.io' : registry;
 }
 
+/**
+ * The one name a registry host's settings are kept and looked up under, for keys of
+ * `registry.<host>`, registry names of images and origins undici connects to alike.
+ * `reg:443` and `reg` are the same registry for HTTPS, as in Docker, and undici names the
+ * origin `https://reg:443` just `reg`: both become `reg`. Any other port names another
+ * registry (`reg:5000`); a setting of `reg` also applies when plain HTTP is spoken to `reg:443`,
+ * while the port a request goes to is always the one of the image name. Host names are
+ * case-insensitive; Docker Hub's settings are its API host's.
+ */
+export function hostKey(host: string): string {
+  const lower = host.toLowerCase();
+  return apiHost(lower.endsWith(':443') ? lower.slice(0, -':443'.length) : lower);
+}
+
 const LOOPBACK_RE = /^(?:localhost|127\.0\.0\.1|\[::1\])(?::\d+)?$/;
 
 /** Node's codes for a certificate that did not verify (chain, dates, or names). */
@@ -92,20 +106,38 @@ export async function loadCaFile(file: string): Promise<string> {
  * their host) and the hosts it learned speak only HTTP; holds no sockets, nothing to close.
  */
 export class RegistryHosts {
-  private readonly hosts = new Map<string, RegistryHostConfig>();
+  /** By hostKey: the merged settings, and the key as configured (for messages). */
+  private readonly hosts = new Map<string, { config: RegistryHostConfig; name: string }>();
   private readonly connectors = new Map<string, Promise<buildConnector.connector>>();
   private readonly plainHttp = new Set<string>();
   private readonly defaultConnector: buildConnector.connector;
 
-  constructor(hosts: Readonly<Record<string, RegistryHostConfig>>, private readonly connectOptions: buildConnector.BuildOptions = {}) {
-    for (const [host, config] of Object.entries(hosts)) this.hosts.set(apiHost(host), config);
+  /**
+   * Keys that name the same host (`reg` and `reg:443`, see hostKey) are merged in the order
+   * given: a later key's setting wins, and the CAs of both are trusted.
+   */
+  constructor(
+    hosts: Readonly<Record<string, RegistryHostConfig>> | Iterable<readonly [string, RegistryHostConfig]>,
+    private readonly connectOptions: buildConnector.BuildOptions = {},
+  ) {
+    const entries = Symbol.iterator in hosts ? hosts : Object.entries(hosts);
+    for (const [host, config] of entries) {
+      const key = hostKey(host);
+      const before = this.hosts.get(key);
+      if (!before) {
+        this.hosts.set(key, { config, name: host });
+        continue;
+      }
+      const ca = [...(before.config.ca ?? []), ...(config.ca ?? [])];
+      this.hosts.set(key, { config: { ...before.config, ...config, ...(ca.length > 0 ? { ca } : {}) }, name: before.name });
+    }
     this.defaultConnector = buildConnector(connectOptions);
   }
 
   /** `http` or `https` for the next request to `registry`. */
   scheme(registry: string): 'http' | 'https' {
     const config = this.config(registry);
-    if (config.insecure) return this.plainHttp.has(apiHost(registry)) ? 'http' : 'https';
+    if (config.insecure) return this.plainHttp.has(hostKey(registry)) ? 'http' : 'https';
     if (config.http !== undefined) return config.http ? 'http' : 'https';
     return LOOPBACK_RE.test(registry) ? 'http' : 'https';
   }
@@ -118,7 +150,7 @@ export class RegistryHosts {
 
   /** Remembers that `registry` speaks plain HTTP, so HTTPS is not tried again. */
   learnPlainHttp(registry: string): void {
-    this.plainHttp.add(apiHost(registry));
+    this.plainHttp.add(hostKey(registry));
   }
 
   /** An undici `connect` option: each connection gets its host's TLS settings. */
@@ -131,30 +163,33 @@ export class RegistryHosts {
   };
 
   private config(registry: string): RegistryHostConfig {
-    return this.hosts.get(apiHost(registry)) ?? {};
+    return this.hosts.get(hostKey(registry))?.config ?? {};
   }
 
+  /** `origin` is undici's `host`: `https://reg:443` comes as `reg`, hence hostKey. */
   private connectorFor(origin: string): Promise<buildConnector.connector> {
-    const config = this.hosts.get(origin);
-    if (!config || (!config.insecure && !config.ca?.length)) return Promise.resolve(this.defaultConnector);
-    let connector = this.connectors.get(origin);
+    const key = hostKey(origin);
+    const host = this.hosts.get(key);
+    if (!host || (!host.config.insecure && !host.config.ca?.length)) return Promise.resolve(this.defaultConnector);
+    let connector = this.connectors.get(key);
     if (!connector) {
-      connector = this.buildFor(origin, config);
+      connector = this.buildFor(host.name, host.config);
       // A CA file fixed on disk is read again at the next connection.
-      connector.catch(() => this.connectors.delete(origin));
-      this.connectors.set(origin, connector);
+      connector.catch(() => this.connectors.delete(key));
+      this.connectors.set(key, connector);
     }
     return connector;
   }
 
-  private async buildFor(origin: string, config: RegistryHostConfig): Promise<buildConnector.connector> {
+  /** `name`: the key as configured, so that an error names the setting to fix. */
+  private async buildFor(name: string, config: RegistryHostConfig): Promise<buildConnector.connector> {
     if (config.insecure) return buildConnector({ ...this.connectOptions, rejectUnauthorized: false });
     const extra: string[] = [];
     for (const file of config.ca ?? []) {
       try {
         extra.push(await loadCaFile(file));
       } catch (err) {
-        throw new BuildError('failed-precondition', `Cannot connect to registry ${origin}: registry."${origin}".ca: ${(err as Error).message}`);
+        throw new BuildError('failed-precondition', `Cannot connect to registry ${name}: registry.${JSON.stringify(name)}.ca: ${(err as Error).message}`);
       }
     }
     // Node's `ca` replaces the default roots: keep them, as BuildKit adds to the system pool.

@@ -10,7 +10,10 @@ import { HttpRequest, HttpResponse, discard, header, readCapped, sendRequest } f
 /** Options shared by everything that talks to registries. */
 export interface RegistryTransportOptions {
   credentials?: CredentialSource;
-  /** Per registry (host[:port]): plain HTTP, unverified TLS, extra CAs (`registry` of the daemon config). */
+  /**
+   * Per registry (host[:port]): plain HTTP, unverified TLS, extra CAs (`registry` of the daemon
+   * config). `reg` and `reg:443` name the same host (see hostKey).
+   */
   registries?: Readonly<Record<string, RegistryHostConfig>>;
   /** Registries (host[:port]) treated as `insecure` on top of `registries` (`registry.insecure=true` of an output). */
   insecureRegistries?: readonly string[];
@@ -38,11 +41,15 @@ export class RegistryTransport {
   private readonly ownDispatcher: Agent | undefined;
   private readonly auth: RegistryAuth;
   private readonly hosts: RegistryHosts;
+  /** Bodies sendOnce already read (a bare 400), for `fail` to quote. */
+  private readonly readBodies = new WeakMap<HttpResponse, Buffer>();
 
   constructor(opts: RegistryTransportOptions = {}) {
-    const registries: Record<string, RegistryHostConfig> = { ...opts.registries };
-    for (const host of opts.insecureRegistries ?? []) registries[host] = { ...registries[host], insecure: true };
-    this.hosts = new RegistryHosts(registries);
+    // Last, so that `insecure` wins over the settings of every key naming the same host.
+    this.hosts = new RegistryHosts([
+      ...Object.entries(opts.registries ?? {}),
+      ...(opts.insecureRegistries ?? []).map((host): [string, RegistryHostConfig] => [host, { insecure: true }]),
+    ]);
     this.ownDispatcher = opts.dispatcher ? undefined : new Agent({ connections: 8, connect: this.hosts.connect });
     this.dispatcher = opts.dispatcher ?? (this.ownDispatcher as Agent);
     this.auth = new RegistryAuth(this.dispatcher, opts.credentials);
@@ -76,9 +83,9 @@ export class RegistryTransport {
    * again over plain HTTP, and plain HTTP from then on (BuildKit's fallback).
    */
   private async sendOnce(ref: ImageRef, action: string, url: URL, req: HttpRequest): Promise<HttpResponse> {
-    const ours = url.host === apiHost(ref.registry);
+    const ours = isRegistryUrl(url, ref.registry);
     // A URL made before the fallback was learned (a relative upload Location) follows it too.
-    const at = ours && url.protocol === 'https:' && this.hosts.scheme(ref.registry) === 'http' ? withScheme(url, 'http:') : url;
+    const at = ours && url.protocol === 'https:' && this.hosts.scheme(ref.registry) === 'http' ? overPlainHttp(url, ref.registry) : url;
     let res: HttpResponse;
     try {
       res = await sendRequest(this.dispatcher, at, req, ref.registry, `${action} ${ref.familiar}`);
@@ -86,11 +93,15 @@ export class RegistryTransport {
       const cause = err instanceof BuildError ? err.cause : err;
       if (!ours || at.protocol !== 'https:' || !this.hosts.mayFallBack(ref.registry) || !httpsNotSpoken(cause, ref.registry)) throw err;
       this.hosts.learnPlainHttp(ref.registry);
-      return sendRequest(this.dispatcher, withScheme(at, 'http:'), req, ref.registry, `${action} ${ref.familiar}`);
+      return sendRequest(this.dispatcher, overPlainHttp(at, ref.registry), req, ref.registry, `${action} ${ref.familiar}`);
     }
-    if (ours && at.protocol === 'http:' && (await answeredAsTlsPort(res, req))) {
-      throw new BuildError('failed-precondition',
-        `Cannot ${action} ${ref.familiar}: ${ref.registry} speaks HTTPS, not plain HTTP (400); set registry.${JSON.stringify(ref.registry)}.http to false in the daemon config`);
+    if (ours && at.protocol === 'http:') {
+      const bare = await readBare400(res, req);
+      if (bare?.tlsPort) {
+        throw new BuildError('failed-precondition',
+          `Cannot ${action} ${ref.familiar}: ${ref.registry} speaks HTTPS, not plain HTTP (400); set registry.${JSON.stringify(ref.registry)}.http to false in the daemon config`);
+      }
+      if (bare) this.readBodies.set(res, bare.body);
     }
     return res;
   }
@@ -99,7 +110,8 @@ export class RegistryTransport {
   async fail(res: HttpResponse, ref: ImageRef, action: string, what?: string): Promise<BuildError> {
     let detail = '';
     try {
-      const text = (await readCapped(res, 64 * 1024, 'error body')).toString('utf8');
+      const read = this.readBodies.get(res);
+      const text = (read ?? (await readCapped(res, 64 * 1024, 'error body'))).toString('utf8');
       const parsed = errorBodySchema.safeParse(JSON.parse(text));
       const first = parsed.success ? parsed.data.errors?.[0] : undefined;
       detail = first?.message ?? first?.code ?? '';
@@ -119,23 +131,31 @@ export class RegistryTransport {
 }
 
 /**
- * Whether a plain HTTP answer is Go's reply on a TLS port (a bare `HTTP/1.0 400` without
- * headers, body "Client sent an HTTP request to an HTTPS server."), as a registry configured for
- * HTTPS on a loopback address gives. Reads the body of such a bare 400: what it says is
- * the whole error.
+ * For a bare `400` (no content type) to plain HTTP: whether it is Go's reply on a TLS port
+ * (`HTTP/1.0 400` without headers, body "Client sent an HTTP request to an HTTPS server."), as
+ * a registry configured for HTTPS on a loopback address gives, and the body read to tell, which
+ * the response no longer has. Undefined for any other answer, whose body is left unread.
  */
-async function answeredAsTlsPort(res: HttpResponse, req: HttpRequest): Promise<boolean> {
-  if (res.statusCode !== 400 || header(res, 'content-type') !== undefined) return false;
-  if (req.method === 'HEAD') return true;
-  // A registry's own 400 always has a JSON content type: this one is small and says what it is.
-  const text = (await readCapped(res, 4096, 'error body').catch(() => Buffer.alloc(0))).toString('utf8');
-  return /HTTP request to an HTTPS server/i.test(text);
+async function readBare400(res: HttpResponse, req: HttpRequest): Promise<{ tlsPort: boolean; body: Buffer } | undefined> {
+  if (res.statusCode !== 400 || header(res, 'content-type') !== undefined) return undefined;
+  if (req.method === 'HEAD') return { tlsPort: true, body: Buffer.alloc(0) };
+  // Go's reply is small; a registry's own error words fit the same cap as fail() reads.
+  const body = await readCapped(res, 64 * 1024, 'error body').catch(() => Buffer.alloc(0));
+  return { tlsPort: /HTTP request to an HTTPS server/i.test(body.toString('utf8')), body };
 }
 
-function withScheme(url: URL, protocol: 'http:' | 'https:'): URL {
-  const copy = new URL(url);
-  copy.protocol = protocol;
-  return copy;
+/** Whether `url` goes to `registry` itself (not its token server or a redirect target). */
+function isRegistryUrl(url: URL, registry: string): boolean {
+  // Parsed the same way: `https://reg:443` and `https://reg` both have the host `reg`.
+  return url.host === new URL(`${url.protocol}//${apiHost(registry)}`).host;
+}
+
+/**
+ * `url` (one of the registry's own) over plain HTTP to the port of the registry's name: not
+ * URL's protocol setter, which would take `https://reg:443` to port 80.
+ */
+function overPlainHttp(url: URL, registry: string): URL {
+  return new URL(`http://${apiHost(registry)}${url.pathname}${url.search}`);
 }
 
 function statusCode(status: number): BuildErrorCode {

@@ -13,8 +13,8 @@ import { waitFor } from './wait-for';
 export interface RegistryAuthOptions {
   /** `Basic` challenge, checked against an htpasswd (bcrypt) file. */
   htpasswd?: { user: string; pass: string };
-  /** `Bearer` challenge, tokens from a local token server (see token-server.ts). */
-  token?: { user: string; pass: string };
+  /** `Bearer` challenge, tokens from a local token server (see token-server.ts), over HTTPS with `tls`. */
+  token?: { user: string; pass: string; tls?: { certificate: string; key: string } };
 }
 
 /** Where and how the registry listens. */
@@ -110,7 +110,7 @@ export async function startRegistry(auth: RegistryAuthOptions = {}, listen: Regi
       await fsp.writeFile(path.join(dir, 'htpasswd'), await bcryptLine(auth.htpasswd.user, auth.htpasswd.pass));
       authYaml = `auth:\n  htpasswd: {realm: buildd-test, path: ${path.join(dir, 'htpasswd')}}\n`;
     } else if (auth.token) {
-      tokenServer = await startTokenServer(dir, auth.token.user, auth.token.pass);
+      tokenServer = await startTokenServer(dir, auth.token.user, auth.token.pass, auth.token.tls);
       authYaml = `auth:\n  token: {realm: "${tokenServer.realm}", service: ${TOKEN_SERVICE}, issuer: ${TOKEN_ISSUER}, rootcertbundle: ${tokenServer.certPath}}\n`;
     }
     const config = [

@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { X509Certificate, createPrivateKey, randomBytes, sign } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -29,7 +30,8 @@ function b64url(data: Buffer | string): string {
   return Buffer.from(data).toString('base64url');
 }
 
-export async function startTokenServer(dir: string, user: string, pass: string): Promise<TokenServer> {
+/** `tls`: serve HTTPS with this certificate and key (PEM files), e.g. from makeCerts. */
+export async function startTokenServer(dir: string, user: string, pass: string, tls?: { certificate: string; key: string }): Promise<TokenServer> {
   const keyPath = path.join(dir, 'token-key.pem');
   const certPath = path.join(dir, 'token-cert.pem');
   await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', certPath, '-days', '1', '-subj', '/CN=buildd-test-token']);
@@ -38,7 +40,9 @@ export async function startTokenServer(dir: string, user: string, pass: string):
   const requests: TokenServer['requests'] = [];
   const expected = 'Basic ' + Buffer.from(`${user}:${pass}`).toString('base64');
 
-  const server = createServer((req, res) => {
+  const server = (tls
+    ? createHttpsServer({ cert: await fsp.readFile(tls.certificate), key: await fsp.readFile(tls.key) })
+    : createServer()).on('request', (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const scopes = url.searchParams.getAll('scope');
     const given = req.headers.authorization;
@@ -65,7 +69,7 @@ export async function startTokenServer(dir: string, user: string, pass: string):
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    realm: `http://127.0.0.1:${port}/token`,
+    realm: `${tls ? 'https' : 'http'}://127.0.0.1:${port}/token`,
     certPath,
     requests,
     stop: () => new Promise<void>((resolve, reject) => {
