@@ -39,6 +39,7 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
       workdir: config.WorkingDir || '/',
       source: (m) => ctx.mountSource(m),
       internalMeta: (internal) => ({ name: internal, ignoreCache: ctx.noCache }),
+      expand: (word) => x.word(word),
     });
   } catch (err) {
     if (err instanceof MountError) x.fail(err.message);

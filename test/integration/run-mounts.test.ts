@@ -25,6 +25,13 @@ function sha256(text: string): string {
   return require('node:crypto').createHash('sha256').update(text).digest('hex') as string;
 }
 
+/** Whether the step whose progress name contains `text` ran (DONE) or was a cache hit (CACHED). */
+function stepStatus(progress: string, text: string): string | undefined {
+  const id = progress.split('\n').find((l) => /^#\d+ \[/.test(l) && l.includes(text))?.split(' ')[0];
+  if (id === undefined) return undefined;
+  return progress.split('\n').find((l) => l === `${id} CACHED` || l.startsWith(`${id} DONE`))?.split(' ')[1];
+}
+
 /** The daemon's JSON log lines (it runs with --debug). */
 function daemonLog(daemon: TestDaemon): Array<Record<string, unknown>> {
   const lines: Array<Record<string, unknown>> = [];
@@ -171,6 +178,10 @@ describe('RUN --mount=type=cache, bind and tmpfs with the real daemon, runc and 
     const changed = await buildFiles({ ...files, 'in.txt': 'second\n' });
     expect(hasContent(changed.files['from-context'], 'second\n')).toBe(true);
     expect(hasContent(changed.files['from-sub'], 'sub\n')).toBe(true);
+    expect(stepStatus(changed.res.stderr, 'RUN --mount=type=bind,target=/ctx cat')).toBe('DONE');
+    // and the same content again: the step is a cache hit
+    const again = await buildFiles({ ...files, 'in.txt': 'second\n' });
+    expect(stepStatus(again.res.stderr, 'RUN --mount=type=bind,target=/ctx cat')).toBe('CACHED');
   }, 240_000);
 
   test('a bind source that is not in its input fails the step with its path', async () => {

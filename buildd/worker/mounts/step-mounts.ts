@@ -35,15 +35,20 @@ export interface StepMounts {
 export async function prepareStepMounts(
   op: ExecOp, inputs: OpResult[], rootfs: string, deps: StepMountsDeps, ctx: { signal: AbortSignal; step: string },
 ): Promise<StepMounts> {
-  const prepared: PreparedMount[] = [];
+  const extra = op.mounts.filter((m) => m.dest !== '/');
+  const prepared = new Map<ExecMount, PreparedMount>();
   const release = async (): Promise<void> => {
     const errors: unknown[] = [];
-    for (const p of prepared.splice(0).reverse()) await p.release().catch((err: unknown) => errors.push(err));
+    for (const p of [...prepared.values()].reverse()) await p.release().catch((err: unknown) => errors.push(err));
+    prepared.clear();
     if (errors.length > 0) throw errors[0];
   };
+  // Cache leases first, in one global order (by id): two steps that lock the same two caches
+  // never hold one each while waiting for the other.
+  const caches = extra.filter((m) => m.type === 'cache').sort((a, b) => compare(a.cache?.id ?? '', b.cache?.id ?? '') || compare(a.dest, b.dest));
+  const others = extra.filter((m) => m.type !== 'cache');
   try {
-    for (const m of op.mounts) {
-      if (m.dest === '/') continue;
+    for (const m of [...caches, ...others]) {
       ctx.signal.throwIfAborted();
       const input = m.input < 0 ? undefined : inputs[m.input];
       const type = m.type ?? 'bind';
@@ -51,10 +56,12 @@ export async function prepareStepMounts(
       if (type === 'bind') p = await prepareBindMount(m, input, deps);
       else if (type === 'cache') p = await prepareCacheMount(m, input, deps, ctx);
       else p = { oci: tmpfsMount(m), isDir: true, release: async () => undefined };
-      prepared.push(p);
-      if (p.isDir) await mkdirAll(rootfs, await resolveInRoot(rootfs, m.dest), 0o755, { uid: 0, gid: 0 });
+      prepared.set(m, p);
     }
-    return { mounts: prepared.map((p) => p.oci), release };
+    for (const m of extra) {
+      if ((prepared.get(m) as PreparedMount).isDir) await mkdirAll(rootfs, await resolveInRoot(rootfs, m.dest), 0o755, { uid: 0, gid: 0 });
+    }
+    return { mounts: extra.map((m) => (prepared.get(m) as PreparedMount).oci), release };
   } catch (err) {
     await release().catch(() => undefined);
     throw err;
@@ -86,4 +93,8 @@ async function prepareCacheMount(
     isDir: true,
     release: async () => lease.release(),
   };
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

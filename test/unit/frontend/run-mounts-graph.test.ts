@@ -86,6 +86,14 @@ describe('RUN --mount in the op graph (as LLB ExecOp mounts: each mount state is
     expect(inputOf(r.definition, exec, 1)?.kind).toBe('exec');
   });
 
+  test('target, source and id are expanded with the stage\'s ARG and ENV values; the default id is the expanded target', async () => {
+    const r = await build(`FROM ${BB}\nARG PKG=npm\nENV HOME_DIR=/home/app\nRUN --mount=type=cache,target=$HOME_DIR/.cache/\${PKG} --mount=type=cache,id=c-$PKG,target=/x --mount=source=\${PKG}/lock,target=/l true\n`);
+    const [, byTarget, byId, bind] = lastExec(r.definition).mounts;
+    expect(byTarget).toMatchObject({ dest: '/home/app/.cache/npm', cache: { id: '/home/app/.cache/npm', sharing: 'shared' } });
+    expect(byId).toMatchObject({ dest: '/x', cache: { id: 'c-npm' } });
+    expect(bind).toMatchObject({ dest: '/l', selector: '/npm/lock' });
+  });
+
   test('a tmpfs mount has no input and its size in bytes (go-units binary multiples)', async () => {
     const r = await build(`FROM ${BB}\nRUN --mount=type=tmpfs,target=/t,size=64m --mount=type=tmpfs,target=/u true\n`);
     expect(lastExec(r.definition).mounts.slice(1)).toEqual([
