@@ -17,6 +17,7 @@ import { ImagePuller } from './worker/image-puller';
 import { LayerIndex } from '../store/layer-index';
 import { RuncExecutor } from './worker/runc-executor';
 import { openCniSandboxes } from './worker/network/open-cni-sandboxes';
+import { CacheMounts } from './worker/mounts/cache-mounts';
 import { NetworkedExecutor } from './worker/network/networked-executor';
 
 /** Options of the daemon's one builder. */
@@ -69,7 +70,9 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const credentials = await loadDockerCredentials();
   const registry = new RegistryClient({ registries: opts.config.registry, credentials });
   const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
-  const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content });
+  // cache mounts outlive builds and restarts: beside the other stores, not under tmp/
+  const cacheMounts = await CacheMounts.open(path.join(root, 'cache-mounts'), { logger: opts.logger });
+  const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content, cacheMounts });
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length), log: opts.logger });
   // last: once the builder exists, its close() tears the pool down
   sandboxes.fill();

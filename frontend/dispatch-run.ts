@@ -1,6 +1,8 @@
 import * as path from 'node:path';
 import { commandArgs, commit, displayName, expanderFor, nextPrefix, opMeta, parseChown, PROXY_ARGS, shellOf } from './dispatch-helpers';
-import { execNode, fileNode } from './op-graph-builder';
+import { execNode, ExtraMount, fileNode } from './op-graph-builder';
+import { extraMounts } from './run-mount-states';
+import { MountError } from './run-mounts';
 import { heredocScript } from './run-heredoc';
 import { runNetworkMode } from './run-network';
 import type { DispatchContext, StageState } from './stage-dispatch';
@@ -11,9 +13,9 @@ import { LineRange } from './dockerfile-error';
 
 export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchContext): void {
   const x = expanderFor(st, ctx, ins.at);
-  // Parsed and validated, but running them needs worker support that does not exist yet:
-  // failing is better than building something else than the Dockerfile asks for.
-  for (const m of ins.mounts) x.fail(`Cannot use RUN --mount=type=${m.type}: not supported by buildd yet`);
+  // Secret and ssh mounts are parsed and validated, but running them needs worker support that
+  // does not exist yet: failing is better than building something else than the Dockerfile asks for.
+  for (const m of ins.mounts) if (m.type === 'secret' || m.type === 'ssh') x.fail(`Cannot use RUN --mount=type=${m.type}: not supported by buildd yet`);
   const config = st.image.config ?? (st.image.config = {});
   let args: string[];
   let suffix = '';
@@ -30,7 +32,19 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
   for (const key of PROXY_ARGS) {
     if (Object.prototype.hasOwnProperty.call(ctx.buildArgs, key) && st.env.get(key) === undefined) env.push(`${key}=${ctx.buildArgs[key]}`);
   }
-  st.fs = execNode(st.fs, { args, env, cwd: config.WorkingDir || '/', user: config.User ?? '' }, opMeta(ctx, ins.at, name), {
+  let mounts: ExtraMount[];
+  try {
+    mounts = extraMounts(ins.mounts, {
+      workdir: config.WorkingDir || '/',
+      source: (m) => ctx.mountSource(m),
+      internalMeta: (internal) => ({ name: internal, ignoreCache: ctx.noCache }),
+      expand: (word) => x.word(word),
+    });
+  } catch (err) {
+    if (err instanceof MountError) x.fail(err.message);
+    throw err;
+  }
+  st.fs = execNode(st.fs, { args, env, cwd: config.WorkingDir || '/', user: config.User ?? '', mounts }, opMeta(ctx, ins.at, name), {
     network: runNetworkMode(ins.network, ctx.forceNetworkMode ?? 'sandbox'),
     // host network and insecure mode are checked against the build's entitlements by the daemon
     ...(ins.security === 'insecure' ? { security: 'insecure' as const } : {}),

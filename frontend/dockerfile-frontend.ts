@@ -10,7 +10,7 @@ import { FsState, OpNode, sourceNode, toDefinition } from './op-graph-builder';
 import { parseTriggers } from './onbuild-triggers';
 import { parseDockerfile } from './parse-dockerfile';
 import { deriveStage, DispatchContext, dispatchInstruction, nextPrefix, StageState, startStage } from './stage-dispatch';
-import { NamedContext, parseNamedContext, planStages, PlannedStage, StagePlan } from './stage-plan';
+import { CopyFrom, NamedContext, parseNamedContext, planStages, PlannedStage, StagePlan } from './stage-plan';
 
 /** An image as the resolver found it in a registry. */
 export interface ResolvedImage {
@@ -112,19 +112,20 @@ export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendR
   const localNode = (name: string): OpNode => sourceOnce('local://' + name, {}, name === input.contextName ? '[internal] load build context' : `[context ${name}] load from client`);
 
   const states = new Map<number, StageState>();
+  const fromState = (from: CopyFrom | undefined): FsState => {
+    if (!from) return localNode(input.contextName);
+    if (from.kind === 'stage') return (states.get(from.index) as StageState).fs;
+    if (from.kind === 'local') return localNode(from.name);
+    // A `--from` image is a state of its own, without a step number, as in BuildKit.
+    return imageNode(from.ref, undefined, `FROM ${imageOf(from.ref).ref}`);
+  };
   for (const planned of plan.reachable) {
     const ctx: DispatchContext = {
       filename, escape: parsed.escape, noCache: input.noCache, buildArgs: input.buildArgs, globalArgs, lints,
       forceNetworkMode: input.forceNetworkMode,
       context: () => localNode(input.contextName),
-      copySource: (ins): FsState => {
-        const from = planned.copyFrom.get(ins);
-        if (!from) return ctx.context();
-        if (from.kind === 'stage') return (states.get(from.index) as StageState).fs;
-        if (from.kind === 'local') return localNode(from.name);
-        // A `--from` image is a state of its own, without a step number, as in BuildKit.
-        return imageNode(from.ref, undefined, `FROM ${imageOf(from.ref).ref}`);
-      },
+      copySource: (ins): FsState => fromState(planned.copyFrom.get(ins)),
+      mountSource: (m): FsState => fromState(planned.mountFrom.get(m)?.from),
       source: (identifier, attrs, name) => sourceOnce(identifier, attrs, name),
     };
     const st = startOf(planned, states, imageOf, imageNode, localNode, targetPlatform);
@@ -179,6 +180,7 @@ async function resolveImages(plan: StagePlan, input: FrontendInput, targetPlatfo
   for (const st of plan.reachable) {
     if (st.base.kind === 'image') want(st.base.ref, st.base.platform ?? targetPlatform, st.parsed.at);
     for (const [ins, from] of st.copyFrom) if (from.kind === 'image') want(from.ref, targetPlatform, ins.at);
+    for (const { from, at } of st.mountFrom.values()) if (from.kind === 'image') want(from.ref, targetPlatform, at);
   }
   const entries = await Promise.all([...wanted].map(async ([key, { ref, platform, at }]): Promise<[string, ResolvedImage]> => {
     if (input.signal?.aborted) throw new BuildError('cancelled', 'Cannot resolve images: the build was cancelled');

@@ -1,4 +1,4 @@
-import { Definition, FileAction, Op, OpInput, OpMeta, opDigest } from '../solver/op';
+import { CacheMountOpt, Definition, ExecMount, FileAction, Op, OpInput, OpMeta, opDigest } from '../solver/op';
 
 /**
  * Builds the op graph bottom-up, as LLB states do: every node knows its op, its digest and the
@@ -24,6 +24,21 @@ export interface ExecSpec {
   env: string[];
   cwd: string;
   user: string;
+  /** mounts besides the root, in the order the RUN gives them */
+  mounts?: ExtraMount[];
+}
+
+/** A RUN mount other than the root, with the state it reads (null: scratch). */
+export interface ExtraMount {
+  type: 'bind' | 'cache' | 'tmpfs';
+  dest: string;
+  state: FsState;
+  /** path inside `state`; `/` when absent */
+  selector?: string;
+  readonly: boolean;
+  cache?: CacheMountOpt;
+  /** tmpfs size in bytes, 0 for the kernel's default */
+  tmpfsSize?: number;
 }
 
 function node(op: Op, meta: OpMeta, inputs: OpNode[]): OpNode {
@@ -48,15 +63,33 @@ export interface ExecModes {
 /** RUN: the process runs with `base` mounted read-write at `/`, which becomes the output. */
 export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, modes: ExecModes = {}): OpNode {
   const inputs = base ? [base] : [];
+  const mounts: ExecMount[] = [{ input: base ? 0 : -1, dest: '/', output: 0, readonly: false }];
+  // as LLB's ExecOp: each mount's state becomes an input (equal states share one), so the
+  // state's digest (and the daemon's content checksum of a bind) reaches the step's cache key
+  for (const m of spec.mounts ?? []) mounts.push(execMount(m, inputs));
   return node({
     kind: 'exec',
     inputs: inputs.map(ref),
     meta: { args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user },
-    mounts: [{ input: base ? 0 : -1, dest: '/', output: 0, readonly: false }],
+    mounts,
     network: modes.network ?? 'sandbox',
     // only when insecure: an ordinary step keeps the digest it had before security existed
     ...(modes.security === 'insecure' ? { security: 'insecure' as const } : {}),
   }, meta, inputs);
+}
+
+function execMount(m: ExtraMount, inputs: OpNode[]): ExecMount {
+  let input = -1;
+  if (m.state !== null && m.type !== 'tmpfs') {
+    const found = inputs.findIndex((n) => n.digest === (m.state as OpNode).digest);
+    input = found >= 0 ? found : inputs.push(m.state) - 1;
+  }
+  const mount: ExecMount = { input, dest: m.dest, output: -1, readonly: m.readonly };
+  if (m.type !== 'bind') mount.type = m.type;
+  if (m.selector !== undefined && m.selector !== '/') mount.selector = m.selector;
+  if (m.cache) mount.cache = m.cache;
+  if (m.type === 'tmpfs') mount.tmpfs = { size: m.tmpfsSize ?? 0 };
+  return mount;
 }
 
 /**

@@ -117,3 +117,17 @@ function bool(key: string, value: string | undefined): boolean {
   if (value.toLowerCase() === 'false') return false;
   throw new MountError(`invalid value for ${key}: "${value}" (true or false)`);
 }
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+
+/**
+ * A tmpfs `size` in bytes, as BuildKit reads it (go-units RAMInBytes): a number with an
+ * optional binary unit, `k`, `kb`, `kib` and `KiB` alike meaning 1024.
+ */
+export function sizeInBytes(size: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$/i.exec(size.trim());
+  if (!m) throw new MountError(`invalid size "${size}"`);
+  const bytes = Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()]);
+  if (!Number.isSafeInteger(bytes)) throw new MountError(`invalid size "${size}": too large`);
+  return bytes;
+}

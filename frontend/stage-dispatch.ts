@@ -8,6 +8,7 @@ import { dispatchRun, dispatchWorkdir } from './dispatch-run';
 import { EnvList } from './env-list';
 import { FsState, OpNode } from './op-graph-builder';
 import { CopyInstruction, ParsedInstruction } from './parse-instruction';
+import type { RunMount } from './run-mounts';
 
 /**
  * Applies one stage's instructions to its state, the way BuildKit's dispatchers do: RUN,
@@ -48,6 +49,8 @@ export interface DispatchContext {
   context(): OpNode;
   /** the state a `COPY --from` reads, already resolved by the caller */
   copySource(ins: CopyInstruction): FsState;
+  /** the state a `RUN --mount` of type bind or cache reads: its `from`, else the build context */
+  mountSource(mount: RunMount): FsState;
   /** a source op outside the Dockerfile's images (ADD of a URL or a git repository) */
   source(identifier: string, attrs: Record<string, string>, name: string): OpNode;
 }

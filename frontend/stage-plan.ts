@@ -1,9 +1,10 @@
 import { BuildError } from '../solver/build-error';
 import { Lint } from './build-checks';
-import { dockerfileError } from './dockerfile-error';
+import { dockerfileError, LineRange } from './dockerfile-error';
 import { EnvList } from './env-list';
 import { CopyInstruction, ParsedDockerfile, ParsedStage } from './parse-dockerfile';
 import { expandWord, ExpandError } from './shell-lex';
+import type { RunMount } from './run-mounts';
 
 /**
  * Which stage depends on which, before anything is resolved: the base of every stage (an
@@ -31,6 +32,8 @@ export interface PlannedStage {
   base: StageBase;
   /** `COPY --from` sources, keyed by the instruction */
   copyFrom: Map<CopyInstruction, CopyFrom>;
+  /** `RUN --mount=from=...` sources (bind and cache mounts), keyed by the parsed mount */
+  mountFrom: Map<RunMount, { from: CopyFrom; at: LineRange }>;
   /** progress name: `build`, `stage-2`, or '' when the Dockerfile has a single state */
   displayName: string;
   /** steps with a progress name: the image FROM, RUN, COPY, ADD and WORKDIR */
@@ -64,7 +67,7 @@ export function planStages(
   const stages: PlannedStage[] = parsed.stages.map((st) => {
     const base = stageBase(st, globalArgs, names, named, parsed.escape, filename, lints);
     if (st.name !== undefined) names.set(st.name, st.index);
-    return { parsed: st, base, copyFrom: new Map(), displayName: st.name ?? `stage-${st.index}`, cmdTotal: 0 };
+    return { parsed: st, base, copyFrom: new Map(), mountFrom: new Map(), displayName: st.name ?? `stage-${st.index}`, cmdTotal: 0 };
   });
 
   const targetStage = target === undefined || target === ''
@@ -81,6 +84,13 @@ export function planStages(
       st.copyFrom.set(ins, from);
       if (from.kind === 'image') stateCount++;
     }
+    for (const ins of st.parsed.instructions) {
+      if (ins.kind !== 'RUN') continue;
+      for (const m of ins.mounts) {
+        if (m.from === undefined || (m.type !== 'bind' && m.type !== 'cache')) continue;
+        st.mountFrom.set(m, { from: copyFrom({ from: m.from, at: ins.at }, stages, named, filename), at: ins.at });
+      }
+    }
     const counted = st.parsed.instructions.filter((i) => STEP_KINDS.has(i.kind)).length;
     st.cmdTotal = counted + (st.base.kind === 'image' ? 1 : 0);
   }
@@ -93,6 +103,12 @@ export function planStages(
       if (from.kind === 'stage' && from.index >= st.parsed.index) {
         const current = st.parsed.name ?? `stage-${st.parsed.index}`;
         throw dockerfileError(filename, ins.at, `cannot copy from stage "${ins.from}", it needs to be defined before current stage "${current}"`);
+      }
+    }
+    for (const [m, { from, at }] of st.mountFrom) {
+      if (from.kind === 'stage' && from.index >= st.parsed.index) {
+        const current = st.parsed.name ?? `stage-${st.parsed.index}`;
+        throw dockerfileError(filename, at, `cannot mount from stage "${m.from}", it needs to be defined before current stage "${current}"`);
       }
     }
   }
@@ -130,7 +146,7 @@ function stageBase(
   return { kind: 'image', ref: name, ...(platform ? { platform } : {}) };
 }
 
-function copyFrom(ins: CopyInstruction, stages: PlannedStage[], named: ReadonlyMap<string, NamedContext>, filename: string): CopyFrom {
+function copyFrom(ins: { from?: string; at: LineRange }, stages: PlannedStage[], named: ReadonlyMap<string, NamedContext>, filename: string): CopyFrom {
   const from = ins.from as string;
   if (/[$]/.test(from)) {
     throw dockerfileError(filename, ins.at, 'variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround');
@@ -149,6 +165,7 @@ function copyFrom(ins: CopyInstruction, stages: PlannedStage[], named: ReadonlyM
 function dependencies(st: PlannedStage): number[] {
   const deps = st.base.kind === 'stage' ? [st.base.index] : [];
   for (const from of st.copyFrom.values()) if (from.kind === 'stage') deps.push(from.index);
+  for (const { from } of st.mountFrom.values()) if (from.kind === 'stage') deps.push(from.index);
   return deps;
 }
 

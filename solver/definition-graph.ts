@@ -1,6 +1,7 @@
+import * as path from 'node:path';
 import { BuildError } from './build-error';
 import { describeZodError } from './describe-zod-error';
-import { Definition, definitionSchema, Op, OpInput, OpMeta, opDigest, opInputs } from './op';
+import { Definition, definitionSchema, ExecOp, Op, OpInput, OpMeta, opDigest, opInputs } from './op';
 
 /** A validated op with its digest and progress metadata. */
 export interface Vertex {
@@ -41,6 +42,7 @@ export function loadDefinition(raw: unknown): DefinitionGraph {
     for (const pos of inputPositions(v.op)) {
       if (pos < -1 || pos >= inputs.length) throw new BuildError('invalid-argument', `Cannot load build definition: op ${v.digest} uses input position ${pos} of ${inputs.length}`);
     }
+    if (v.op.kind === 'exec') checkExecMounts(v.digest, v.op);
   }
   if (def.result && !vertices.has(def.result.digest)) {
     throw new BuildError('invalid-argument', `Cannot load build definition: result ${def.result.digest} is not an op of it`);
@@ -53,6 +55,33 @@ function inputPositions(op: Op): number[] {
   if (op.kind === 'exec') return op.mounts.map((m) => m.input);
   if (op.kind === 'file') return [op.base, ...op.actions.map((a) => (a.type === 'copy' ? a.src : -1))];
   return [];
+}
+
+/**
+ * An exec op's mounts as the worker can run them: one root (a bind with output 0), every other
+ * mount without output, the options of its type and no other, each destination once.
+ */
+function checkExecMounts(digest: string, op: ExecOp): void {
+  const fail = (what: string): never => {
+    throw new BuildError('invalid-argument', `Cannot load build definition: exec op ${digest} ${what}`);
+  };
+  const dests = new Set<string>();
+  let roots = 0;
+  for (const m of op.mounts) {
+    const type = m.type ?? 'bind';
+    const dest = path.posix.normalize(m.dest).replace(/(.)\/+$/, '$1');
+    if (dest !== m.dest) fail(`has mount destination ${JSON.stringify(m.dest)}, which is not a clean absolute path`);
+    if (dests.has(dest)) fail(`mounts ${dest} twice`);
+    dests.add(dest);
+    if (dest === '/') {
+      roots++;
+      if (type !== 'bind' || m.output !== 0 || m.selector !== undefined) fail('has a root mount that is not a plain bind with output 0');
+    } else if (m.output !== -1) fail(`has an output for the mount at ${dest}; only the root mount has one`);
+    if ((m.cache !== undefined) !== (type === 'cache')) fail(`has cache options ${type === 'cache' ? 'missing from' : 'on'} the ${type} mount at ${dest}`);
+    if (m.tmpfs !== undefined && type !== 'tmpfs') fail(`has tmpfs options on the ${type} mount at ${dest}`);
+    if (type === 'tmpfs' && (m.input !== -1 || m.selector !== undefined)) fail(`gives an input to the tmpfs mount at ${dest}`);
+  }
+  if (roots !== 1) fail(`has ${roots} root mounts; it needs exactly one`);
 }
 
 function checkAcyclic(vertices: Map<string, Vertex>): void {

@@ -35,13 +35,37 @@ export const sourceOpSchema = z.object({
 export const chownSchema = z.object({ user: z.string().min(1), group: z.string().min(1).optional() }).strict();
 export type Chown = z.infer<typeof chownSchema>;
 
+/** A cache mount's identity and how concurrent steps share it (BuildKit's CacheOpt). */
+export const cacheMountOptSchema = z.object({
+  /** the cache's name; with the input it seeds from, picks the persistent directory */
+  id: z.string().min(1).max(1024),
+  /** shared: used by all at once; private: a concurrent user gets another copy; locked: users take turns */
+  sharing: z.enum(['shared', 'private', 'locked']),
+}).strict();
+export type CacheMountOpt = z.infer<typeof cacheMountOptSchema>;
+
+/**
+ * One filesystem a RUN sees, as LLB's ExecOp mounts: the root (`dest` `/`, type bind,
+ * output 0) and any number of others, which produce no output (-1):
+ * - bind: `selector` (default `/`) of input `input` (-1: an empty directory), read-only unless
+ *   `readonly` is false, in which case the step's writes to it are thrown away;
+ * - cache: a directory that outlives the build (`cache`), seeded on first use from `selector`
+ *   of `input` (-1: empty, 0755 root); its content is never part of a cache key or a layer;
+ * - tmpfs: a fresh tmpfs (`input` -1), `tmpfs.size` bytes at most (0: the kernel's default).
+ */
 export const execMountSchema = z.object({
   /** input position, -1 for scratch */
   input: z.number().int().min(-1),
-  dest: z.string().startsWith('/'),
+  dest: z.string().startsWith('/').max(4096),
   /** output position this mount's result is published at, -1 when it produces none */
   output: z.number().int().min(-1),
   readonly: z.boolean().default(false),
+  /** bind (the default), cache or tmpfs */
+  type: z.enum(['bind', 'cache', 'tmpfs']).optional(),
+  /** the path inside the input that is mounted (BuildKit's selector); `/` when absent */
+  selector: z.string().startsWith('/').max(4096).optional(),
+  cache: cacheMountOptSchema.optional(),
+  tmpfs: z.object({ size: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }).strict().optional(),
 }).strict();
 export type ExecMount = z.infer<typeof execMountSchema>;
 
@@ -55,7 +79,7 @@ export const execOpSchema = z.object({
     /** `user[:group]` as written in USER, resolved inside the rootfs at run time */
     user: z.string(),
   }).strict(),
-  mounts: z.array(execMountSchema).min(1),
+  mounts: z.array(execMountSchema).min(1).max(64),
   /**
    * BuildKit's NetMode: `sandbox` the daemon's CNI network, `none` loopback only, `host` the
    * daemon's own network namespace (needs the network.host entitlement)

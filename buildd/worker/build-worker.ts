@@ -14,6 +14,8 @@ import { GitSource } from './git-source';
 import { HttpSource } from './http-source';
 import { ImagePuller } from './image-puller';
 import { RemoteSources } from './remote-sources';
+import { CacheMounts } from './mounts/cache-mounts';
+import { prepareStepMounts, StepMounts } from './mounts/step-mounts';
 import { stepLogStream } from './step-log-stream';
 
 /** What the worker runs ops with; all shared by every build of the daemon. */
@@ -32,6 +34,11 @@ export interface BuildWorkerDeps {
   http?: HttpSource;
   /** ADD <git remote> checkouts (default: one on `snapshotter` and `tmpDir`) */
   git?: GitSource;
+  /**
+   * the persistent directories of RUN --mount=type=cache (default: opened on first use under
+   * `tmpDir`, so only as old as this daemon; the daemon passes one under its root)
+   */
+  cacheMounts?: CacheMounts;
 }
 
 /**
@@ -41,6 +48,7 @@ export interface BuildWorkerDeps {
  */
 export class BuildWorker implements Worker {
   private readonly remote: RemoteSources;
+  private cacheMounts: Promise<CacheMounts> | undefined;
 
   constructor(private readonly deps: BuildWorkerDeps) {
     this.remote = new RemoteSources(
@@ -70,6 +78,17 @@ export class BuildWorker implements Worker {
         } else checksums.push(null);
       }
       normalized.contentChecksums = checksums;
+    }
+    if (op.kind === 'exec') {
+      // A bind's content is an input of the step (BuildKit: a mount's input is an op input,
+      // its content checksum part of the key); a client directory's key does not say what it
+      // holds, so the selected path's checksum does. A cache mount's content never counts.
+      const checksums: Array<string | null> = [];
+      for (const m of op.mounts) {
+        const src = m.input >= 0 && (m.type ?? 'bind') === 'bind' && m.dest !== '/' ? inputs[m.input].result : undefined;
+        checksums.push(src?.kind === 'local' ? await checksumPaths(src.dir, [selectorPattern(m.selector)], ctx.signal) : null);
+      }
+      if (checksums.some((c) => c !== null)) normalized.mountChecksums = checksums;
     }
     return { key: sha256Digest(canonicalJson(normalized)), cacheable: true };
   }
@@ -108,14 +127,18 @@ export class BuildWorker implements Worker {
 
   private async runExec(op: ExecOp, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
     const rootMount = op.mounts.find((m) => m.dest === '/');
-    if (!rootMount || op.mounts.length > 1) {
-      throw new BuildError('invalid-argument', 'Cannot run step: only a root mount is supported for now');
-    }
+    if (!rootMount) throw new BuildError('invalid-argument', 'Cannot run step: it has no root mount');
     const base = snapshotOf(rootMount.input < 0 ? undefined : inputs[rootMount.input], 'the root of a RUN');
     const active = await this.deps.snapshotter.prepare(base, ctx.signal);
+    let mounts: StepMounts | undefined;
     try {
       const rootfs = await active.mount();
+      if (op.mounts.length > 1) {
+        const deps = { snapshotter: this.deps.snapshotter, tmpDir: this.deps.tmpDir, cacheMounts: await this.openCacheMounts() };
+        mounts = await prepareStepMounts(op, inputs, rootfs, deps, { signal: ctx.signal, step: op.meta.args.join(' ') });
+      }
       const { exitCode } = await this.deps.executor.run({
+        mounts: mounts?.mounts,
         rootfs,
         args: op.meta.args,
         env: op.meta.env,
@@ -132,8 +155,18 @@ export class BuildWorker implements Worker {
       }
       return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active) };
     } finally {
-      await active.release();
+      // the container is gone: views, throwaway snapshots and cache leases can go too
+      try {
+        await mounts?.release();
+      } finally {
+        await active.release();
+      }
     }
+  }
+
+  private openCacheMounts(): Promise<CacheMounts> {
+    this.cacheMounts ??= this.deps.cacheMounts ? Promise.resolve(this.deps.cacheMounts) : CacheMounts.open(path.join(this.deps.tmpDir, 'cache-mounts'));
+    return this.cacheMounts;
   }
 
   private async runFile(op: FileOp, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
@@ -171,6 +204,12 @@ export class BuildWorker implements Worker {
       await active.release();
     }
   }
+}
+
+/** A mount's selector as a checksumPaths pattern: relative to the directory's root. */
+function selectorPattern(selector: string | undefined): string {
+  const rel = (selector ?? '/').replace(/^\/+/, '');
+  return rel === '' ? '.' : rel;
 }
 
 function localName(identifier: string): string | undefined {

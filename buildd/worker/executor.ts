@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import type { OciMount } from './oci-spec';
 
 /**
  * One RUN step to execute: a process in a fresh container on an already mounted rootfs.
@@ -33,6 +34,11 @@ export interface ExecRequest {
    * loopback-only one; set by NetworkedExecutor for 'sandbox' steps, owned by whoever set it
    */
   netnsPath?: string;
+  /**
+   * the step's RUN mounts besides the root (bind, cache, tmpfs), mounted after the defaults in
+   * this order; their sources are prepared, and released after run() settles, by the caller
+   */
+  mounts?: OciMount[];
   /** defaults to 'buildd' */
   hostname?: string;
   /** the process output is streamed here as it comes, honouring backpressure */

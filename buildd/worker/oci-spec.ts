@@ -58,6 +58,8 @@ export interface OciSpecInput {
   hostname: string;
   cgroupsPath: string;
   etcFiles: EtcFiles;
+  /** the step's RUN mounts (bind, cache, tmpfs), after the default and /etc ones */
+  extraMounts?: readonly OciMount[];
   /** a network namespace to join (CNI sandbox); absent means a fresh loopback-only one */
   netnsPath?: string;
   /** RUN --network=host: the daemon's own network namespace (no `network` namespace entry) */
@@ -97,7 +99,7 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
     // the step's changes are the layer, so the root is writable
     root: { path: input.rootfs, readonly: false },
     hostname: input.hostname,
-    mounts: [...defaultMounts(), ...etcMounts(input.etcFiles)],
+    mounts: [...defaultMounts(), ...etcMounts(input.etcFiles), ...(input.extraMounts ?? []).map((m) => ({ ...m, options: [...m.options] }))],
     linux: {
       // without a path, runc makes a new network namespace and brings up its loopback, nothing
       // else; with one, runc joins it as it is (CNI already set up loopback and eth0)

@@ -158,6 +158,7 @@ export class RuncExecutor implements Executor {
         hostname,
         cgroupsPath: path.posix.join(this.cgroupParent, id),
         etcFiles,
+        extraMounts: req.mounts,
         // a CNI sandbox's namespace when NetworkedExecutor set one; else loopback only
         netnsPath: req.network === 'sandbox' ? req.netnsPath : undefined,
         hostNetwork,
