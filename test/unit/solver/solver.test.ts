@@ -273,6 +273,8 @@ describe('Solver', () => {
       const first = new AbortController();
       const secondEvents: SolveEvent[] = [];
       const one = build(solver, worker, '/ctx1', first.signal);
+      // the first build owns the run: its copy started before the second build asks for it
+      await until('the copy to start from the first context', () => worker.gates.length === 1);
       const two = build(solver, worker, '/ctx2', new AbortController().signal, secondEvents);
       // The second build has joined once the step's output was replayed to it.
       await until('the second build to join the copy', () => worker.gates.length === 1 && logsOf(secondEvents).length === 1);
@@ -301,6 +303,8 @@ describe('Solver', () => {
       const first = new AbortController();
       const secondEvents: SolveEvent[] = [];
       const one = build(solver, worker, '/ctx1', first.signal);
+      // the first build owns the run: its copy started before the second build asks for it
+      await until('the copy to start from the first context', () => worker.gates.length === 1);
       const two = build(solver, worker, '/ctx2', new AbortController().signal, secondEvents);
       await until('the second build to join the copy', () => worker.gates.length === 1 && logsOf(secondEvents).length === 1);
       first.abort(cancelled());
