@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { captureCappedOutput } from '../capped-output';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { CniPluginConf } from './cni-conflist';
@@ -65,18 +66,11 @@ export async function invokeCniPlugin(call: CniInvocation): Promise<CniPluginOut
         CNI_PATH: call.binDirs.join(':'),
       },
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      if (stdout.length < MAX_OUTPUT_BYTES) stdout += chunk.toString('utf8');
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      if (stderr.length < MAX_OUTPUT_BYTES) stderr += chunk.toString('utf8');
-    });
+    const out = captureCappedOutput(child, MAX_OUTPUT_BYTES);
     // a plugin that exits without reading its stdin must not crash the daemon with EPIPE
     child.stdin.on('error', () => undefined);
     child.stdin.end(JSON.stringify(call.config));
-    child.once('error', (err) => resolve({ code: null, stdout, stderr: stderr + err.message, exit: 'could not start' }));
-    child.once('close', (code, sig) => resolve({ code, stdout, stderr, exit: code === null ? `killed by ${sig ?? 'a signal'}` : `exit code ${code}` }));
+    child.once('error', (err) => resolve({ code: null, stdout: out.stdout(), stderr: out.stderr() + err.message, exit: 'could not start' }));
+    child.once('close', (code, sig) => resolve({ code, stdout: out.stdout(), stderr: out.stderr(), exit: code === null ? `killed by ${sig ?? 'a signal'}` : `exit code ${code}` }));
   });
 }
