@@ -15,6 +15,11 @@ import { TreeCopier, type Owner } from './tree-copier';
 export interface CopyOptions {
   /** parent of the scratch layer a `link` copy is built in (default: the OS temp dir) */
   tmpDir?: string;
+  /**
+   * checked between entries (and archive entries): an aborted copy stops early with the
+   * signal's reason, leaving a partial destination for the caller to discard
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -42,6 +47,8 @@ export interface CopyOptions {
  */
 export async function copyAction(action: CopyAction, srcRoot: string, destRootIn: string, opts: CopyOptions = {}): Promise<void> {
   const destRoot = path.resolve(destRootIn);
+  const { signal } = opts;
+  signal?.throwIfAborted();
   if (action.link) return copyLinked(action, srcRoot, destRoot, opts);
   const owner = await resolveChownOwner(destRoot, action.chown);
   const chmod = action.chmod === undefined ? undefined : FileMode.parse(action.chmod);
@@ -50,21 +57,22 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
   const notFound = (pattern: string): BuildError => new BuildError('not-found', `Cannot copy ${JSON.stringify(pattern)}: not found in the source`);
   const sources = await selectSources(srcRoot, action, notFound);
   if (action.parents) {
-    for (const source of sources) await copyPivot(source, destRoot, dest, owner, chmod);
+    for (const source of sources) await copyPivot(source, destRoot, dest, owner, chmod, signal);
     return;
   }
   const destStat = await statOrUndefined(dest);
   const intoDir = action.dest.endsWith('/') || action.srcPaths.length > 1 || destStat?.isDirectory() === true;
   // One copier for the whole action keeps hard links between its sources; every source shares one exclude.
-  const copier = new TreeCopier({ owner, chmod, exclude: sources[0]?.filter.exclude });
+  const copier = new TreeCopier({ owner, chmod, exclude: sources[0]?.filter.exclude, signal });
   for (const { path: src, hostPath: srcHost, stat: st } of sources) {
+    signal?.throwIfAborted();
     if (st.isDirectory()) {
       await mkdirAll(destRoot, dest, 0o755, owner);
       await copier.copyChildren(srcHost, dest);
-    } else if (action.extract && st.isFile() && (await isArchive(srcHost))) {
+    } else if (action.extract && st.isFile() && (await isArchive(srcHost, signal))) {
       await mkdirAll(destRoot, dest, 0o755, owner);
       // The reference BuildKit keeps the archive's owners even with --chown (newer ones apply it).
-      await extractArchive(srcHost, dest, null);
+      await extractArchive(srcHost, dest, null, signal);
     } else {
       const target = intoDir ? path.join(dest, path.posix.basename(src)) : dest;
       await mkdirAll(destRoot, path.dirname(target), 0o755, owner);
@@ -74,18 +82,18 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
 }
 
 /** COPY --parents for one pivot: BuildKit copies the pivot directory with an include pattern. */
-async function copyPivot(source: SelectedSource, destRoot: string, dest: string, owner: Owner, chmod: FileMode | undefined): Promise<void> {
+async function copyPivot(source: SelectedSource, destRoot: string, dest: string, owner: Owner, chmod: FileMode | undefined, signal: AbortSignal | undefined): Promise<void> {
   await mkdirAll(destRoot, dest, 0o755, owner);
-  if (source.stat.isDirectory()) await new TreeCopier({ owner, chmod, ...source.filter }).copyChildren(source.hostPath, dest);
-  else await new TreeCopier({ owner, chmod, exclude: source.filter.exclude }).copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat);
+  if (source.stat.isDirectory()) await new TreeCopier({ owner, chmod, ...source.filter, signal }).copyChildren(source.hostPath, dest);
+  else await new TreeCopier({ owner, chmod, exclude: source.filter.exclude, signal }).copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat);
 }
 
 /** COPY --link: copy onto scratch, then merge that layer over the destination. */
 async function copyLinked(action: CopyAction, srcRoot: string, destRoot: string, opts: CopyOptions): Promise<void> {
   const scratch = await fsp.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'copy-link-'));
   try {
-    await copyAction({ ...action, link: false }, srcRoot, scratch);
-    await new TreeCopier({ owner: null, replaceConflicts: true }).copyChildren(scratch, destRoot);
+    await copyAction({ ...action, link: false }, srcRoot, scratch, { signal: opts.signal });
+    await new TreeCopier({ owner: null, replaceConflicts: true, signal: opts.signal }).copyChildren(scratch, destRoot);
   } finally {
     await fsp.rm(scratch, { recursive: true, force: true });
   }

@@ -27,6 +27,8 @@ export interface TreeCopierOptions {
   exclude?: PathPatterns;
   /** layer semantics: an entry replaces whatever is in its way (a directory only merges with a directory) */
   replaceConflicts?: boolean;
+  /** checked before each entry: an aborted copy stops there, leaving what it copied for its caller to discard */
+  signal?: AbortSignal;
 }
 
 /**
@@ -55,6 +57,7 @@ export class TreeCopier {
 
   /** Copies one entry (a whole tree for a directory) to `dest`, no filters on the entry itself. */
   async copyEntry(src: string, dest: string, st: Stats): Promise<void> {
+    this.opts.signal?.throwIfAborted();
     if (st.isDirectory()) {
       await this.copyDir(src, dest, st);
       await this.copyChildren(src, dest);
@@ -65,7 +68,7 @@ export class TreeCopier {
 
   private async copySelected(srcDir: string, destDir: string): Promise<void> {
     const filter = { include: this.opts.include, exclude: this.opts.exclude };
-    for await (const entry of walkSelected(srcDir, filter)) {
+    for await (const entry of walkSelected(srcDir, filter, this.opts.signal)) {
       const dest = path.join(destDir, ...entry.rel.split('/'));
       if (entry.passThrough) await this.createPassThrough(entry.hostPath, dest, entry.stat);
       else if (entry.stat.isDirectory()) await this.copyDir(entry.hostPath, dest, entry.stat);

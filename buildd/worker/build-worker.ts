@@ -196,7 +196,7 @@ export class BuildWorker implements Worker {
           srcRoot = await mkdtemp(path.join(this.deps.tmpDir, 'scratch-'));
           releases.push(() => rm(srcRoot, { recursive: true, force: true }));
         }
-        await copyAction(action, srcRoot, destRoot, { tmpDir: this.deps.tmpDir });
+        await copyAction(action, srcRoot, destRoot, { tmpDir: this.deps.tmpDir, signal: ctx.signal });
       }
       return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active) };
     } finally {

@@ -1,12 +1,14 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { constants as fsc, promises as fsp } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { pushBusyboxImage } from '../helpers/busybox-image';
 import { RunResult, startDaemon, TestDaemon } from '../helpers/daemon';
+import { startRegistry, TestRegistry } from '../helpers/registry';
 import { IMGDIFF } from '../helpers/shared-conformance';
 import { mountsUnder } from '../helpers/store-mounts';
 import { waitFor } from '../helpers/wait-for';
@@ -100,6 +102,34 @@ function daemonLog(daemon: TestDaemon): Array<Record<string, unknown>> {
   return lines;
 }
 
+/**
+ * Whether a thread of `pid` waits in open(2) of a FIFO for its reader: a mkfile onto a FIFO
+ * in the layer under it holds there, with everything it holds, until the test reads the FIFO.
+ */
+async function blockedOnFifo(pid: number): Promise<boolean> {
+  const tasks = await fsp.readdir(`/proc/${pid}/task`);
+  for (const tid of tasks) {
+    const wchan = await fsp.readFile(`/proc/${pid}/task/${tid}/wchan`, 'utf8').catch(() => '');
+    if (wchan === 'wait_for_partner') return true;
+  }
+  return false;
+}
+
+/** The local port of the TCP connection process `pid` holds (buildctl has one, to the daemon). */
+async function clientPort(pid: number): Promise<string> {
+  const { stdout } = await run('ss', ['-tnpH']);
+  const line = stdout.split('\n').find((l) => l.includes(`pid=${pid},`));
+  const port = line?.trim().split(/\s+/)[3]?.split(':').pop();
+  if (port === undefined) throw new Error(`Cannot find the connection of process ${pid}: ${stdout}`);
+  return port;
+}
+
+/** Whether process `pid` still has a socket whose peer is 127.0.0.1:`port` (any state). */
+async function holdsConnectionFrom(pid: number, port: string): Promise<boolean> {
+  const { stdout } = await run('ss', ['-tanpH']);
+  return stdout.split('\n').some((l) => l.includes(`pid=${pid},`) && l.trim().split(/\s+/)[4] === `127.0.0.1:${port}`);
+}
+
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
@@ -109,6 +139,8 @@ describe('a COPY from the context, shared by two builds of different context dir
   let root: string;
   let daemon: TestDaemon;
   let gates: Gates;
+  let registry: TestRegistry;
+  let busybox: string;
 
   beforeAll(async () => {
     tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-shared-'));
@@ -117,15 +149,20 @@ describe('a COPY from the context, shared by two builds of different context dir
     const config = path.join(tmp, 'buildd.json');
     await fsp.writeFile(config, JSON.stringify({ maxParallelism: 1 }));
     gates = await startGates();
+    registry = await startRegistry();
+    busybox = (await pushBusyboxImage(registry.host)).ref;
     daemon = await startDaemon({ builder: 'real', root, extraArgs: ['--config', config, '--debug'] });
   }, 120_000);
 
   afterAll(async () => {
+    // A test that failed may leave a step holding on its FIFO: a reader lets it go on.
+    if (root) for (const fifo of await heldFifos()) await (await fsp.open(fifo, fsc.O_RDONLY | fsc.O_NONBLOCK)).close();
     await daemon?.stop();
     await gates?.close();
+    await registry?.stop();
     if (root) for (const m of await mountsUnder(root)) await run('umount', ['-l', m]);
     if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
-  });
+  }, 60_000);
 
   const sessions = async (): Promise<string[]> => (await fsp.readdir(path.join(root, 'sessions')).catch(() => [] as string[])).sort();
 
@@ -185,6 +222,90 @@ describe('a COPY from the context, shared by two builds of different context dir
     expect((await fsp.readdir(path.join(root, 'tmp'))).filter((f) => f.startsWith('scratch-'))).toEqual([]);
     expect(await mountsUnder(root)).toEqual([]);
   }, 120_000);
+
+  /** The FIFOs `/x/held` in the layers COPYs write (active snapshots mounted under the root). */
+  async function heldFifos(): Promise<string[]> {
+    const found: string[] = [];
+    for (const m of await mountsUnder(root)) {
+      const st = await fsp.lstat(path.join(m, 'x', 'held')).catch(() => undefined);
+      if (st?.isFIFO()) found.push(path.join(m, 'x', 'held'));
+    }
+    return found;
+  }
+
+  /** The one FIFO a running COPY holds on. */
+  async function heldFifo(): Promise<string> {
+    const found = await heldFifos();
+    expect(found).toHaveLength(1);
+    return found[0];
+  }
+
+  /** Reads the FIFO the COPY writes: its mkfile returns, and the step goes on. */
+  async function release(fifo: string): Promise<string> {
+    const { stdout } = await run('cat', [fifo]);
+    return stdout;
+  }
+
+  test('cancelling the build whose context a running step has read: its build ends only once the step stopped, the other finishes it from its own context', async () => {
+    const pid = daemon.process.pid as number;
+    const data = `read by a running step ${Date.now()}\n`;
+    // The COPY's actions run in order: `data` from the context, then the heredoc `held` onto
+    // the FIFO the RUN made, which holds the step (open(2) waits for a reader) with the
+    // owner's context read and the slot taken, then `after`, behind the step's abort check.
+    const dockerfile = `FROM ${busybox}\nRUN mkdir /x && mkfifo /x/held\nCOPY data <<held <<after /x/\nfirst\nheld\nsecond\nafter\n`;
+    const ctxA = await writeContext(path.join(tmp, 'a3'), { data, Dockerfile: dockerfile });
+    const ctxB = await writeContext(path.join(tmp, 'b3'), { data, Dockerfile: dockerfile });
+
+    const before = await sessions();
+    const a = startBuild(daemon, ctxA);
+    await waitFor('the COPY of the first build to hold on the FIFO', async () => ((await blockedOnFifo(pid)) ? true : undefined));
+    const aSession = (await sessions()).filter((s) => !before.includes(s));
+    expect(aSession).toHaveLength(1);
+    const firstFifo = await heldFifo();
+    // The step has copied the owner's `data` already: it read that build's context.
+    expect(await fsp.readFile(path.join(path.dirname(firstFifo), 'data'), 'utf8')).toBe(data);
+    const step = (daemonLog(daemon).find((l) => l['msg'] === 'a build waits on a shared step' && String(l['step']).includes('<<held'))?.['step']) as string;
+    expect(step).toMatch(/COPY data <<held <<after \/x\//);
+
+    const out = path.join(tmp, 'b3.oci.tar');
+    const b = startBuild(daemon, ctxB, ['--output', `type=oci,dest=${out}`]);
+    await waiting(step, 2);
+
+    const port = await clientPort(a.child.pid as number);
+    a.child.kill('SIGKILL');
+    await a.done;
+    // The daemon has closed its end of the killed client's connection: it has seen the build cancelled.
+    await waitFor('the daemon to drop the connection of the killed client', async () => ((await holdsConnectionFrom(pid, port)) ? undefined : true));
+    // The step still holds, and so does the context it was started with.
+    expect(await blockedOnFifo(pid)).toBe(true);
+    expect(await sessions()).toContain(aSession[0]);
+    expect(daemonLog(daemon).filter((l) => l['build'] === aSession[0] && l['msg'] === 'build failed')).toEqual([]);
+
+    expect(await release(firstFifo)).toBe('first\n');
+    await waitFor('the step to restart with the context of the second build', async () =>
+      daemonLog(daemon).some((l) => l['msg'] === 'a shared step restarts with the context of another build' && l['step'] === step) ? true : undefined,
+    );
+    // The second attempt writes a new layer onto the same base: it holds on its own FIFO.
+    await waitFor('the second attempt to hold on the FIFO', async () => ((await blockedOnFifo(pid)) ? true : undefined));
+    expect(await release(await heldFifo())).toBe('first\n');
+    const second = await b.done;
+    expect({ code: second.code, stderr: second.code === 0 ? '' : second.stderr }).toEqual({ code: 0, stderr: '' });
+    const { stdout } = await run('python3', [IMGDIFF, 'flatten', out], { maxBuffer: 64 * 1024 * 1024 });
+    const files = (JSON.parse(stdout) as { files: Record<string, { type: string; sha256?: string }> }).files;
+    expect(files['x/data']).toMatchObject({ type: 'file', sha256: sha256(data) });
+    expect(files['x/after']).toMatchObject({ type: 'file', sha256: sha256('second\n') });
+
+    // The cancelled build ended after the step it lent its context to had stopped (and restarted).
+    const log = daemonLog(daemon);
+    const restarted = log.findIndex((l) => l['msg'] === 'a shared step restarts with the context of another build' && l['step'] === step);
+    const aEnded = log.findIndex((l) => l['build'] === aSession[0] && l['msg'] === 'build failed');
+    expect(log[aEnded]).toMatchObject({ code: 'cancelled', err: 'Cannot continue: the client went away' });
+    expect(aEnded).toBeGreaterThan(restarted);
+    expect(log.filter((l) => l['msg'] === 'a shared step restarts with the context of another build' && l['step'] === step)).toHaveLength(1);
+
+    await waitFor('every session dir to be removed', async () => ((await sessions()).length === 0 ? true : undefined));
+    expect(await mountsUnder(root)).toEqual([]);
+  }, 180_000);
 
   test('cancelling the only build that waits on the step cancels the step', async () => {
     const data = `alone ${Date.now()}\n`;
