@@ -1,8 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -11,57 +9,11 @@ import { pushBusyboxImage } from '../helpers/busybox-image';
 import { runBuildctl, startDaemon, type RunResult, type TestDaemon } from '../helpers/daemon';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { mountsUnder } from '../helpers/store-mounts';
+import { startGatewayServer, type GatewayServer } from '../helpers/gateway-server';
 import { waitFor } from '../helpers/wait-for';
 
 const run = promisify(execFile);
 const BUILDCTL = path.resolve(__dirname, '..', '..', 'dist', 'buildctl', 'main.js');
-
-/**
- * The HTTP server RUN steps fetch from, on the gateway address of the test's own bridge
- * (traffic stays between the host and namespaces on that bridge). `/page` answers a token,
- * `/who` answers the caller's address, `/barrier` answers once two callers wait, `/hold` never.
- */
-interface GatewayServer {
-  port: number;
-  token: string;
-  /** remote addresses of every request, by path */
-  seen: Map<string, string[]>;
-  close(): Promise<void>;
-}
-
-async function startGatewayServer(address: string): Promise<GatewayServer> {
-  const token = `token-${randomBytes(8).toString('hex')}`;
-  const seen = new Map<string, string[]>();
-  const barrier: http.ServerResponse[] = [];
-  const server = http.createServer((req, res) => {
-    const route = (req.url ?? '/').split('?')[0] as string;
-    const from = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    seen.set(route, [...(seen.get(route) ?? []), from]);
-    if (route === '/page') res.end(`${token}\n`);
-    else if (route === '/who') res.end(`you are ${from}\n`);
-    else if (route === '/barrier') {
-      barrier.push(res);
-      if (barrier.length === 2) {
-        const addrs = (seen.get('/barrier') ?? []).slice(-2);
-        for (const r of barrier.splice(0)) r.end(`met ${addrs.join(' ')}\n`);
-      }
-    } else if (route !== '/hold') res.writeHead(404).end();
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, address, resolve);
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    token,
-    seen,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 describe('RUN networking with CNI: a namespace per step on a bridge, released in every outcome', () => {
   // a bridge and subnet of this test's own, so that it neither meets nor disturbs other daemons
