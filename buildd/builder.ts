@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import type { SourceRange } from '../solver/build-error';
+import type { SessionAttachables } from '../solver/worker';
 
 /**
  * The seam between the daemon's API layer (gRPC, TLS, sessions) and the build machinery
@@ -47,6 +48,8 @@ export interface BuildSession {
   exportStream(): Writable;
   /** aborted when the client goes away or the daemon shuts down */
   signal: AbortSignal;
+  /** the client's secrets and ssh agents (buildctl --secret, --ssh), asked for on demand */
+  attachables?: SessionAttachables;
 }
 
 /** Exporter response: `containerimage.digest`, `containerimage.config.digest`, `image.name`. */

@@ -76,7 +76,7 @@ export class DockerfileBuilder implements Builder {
     });
     for (const w of frontend.warnings) session.progress({ type: 'warning', message: w.message, range: w.range });
     const graph = loadDefinition(frontend.definition);
-    const result = await this.deps.solver.solve(graph, { locals: req.locals, onEvent: (e) => session.progress(e), signal: session.signal });
+    const result = await this.deps.solver.solve(graph, { locals: req.locals, session: session.attachables, onEvent: (e) => session.progress(e), signal: session.signal });
     if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
     const response: ExporterResponse = {};
     for (const spec of req.exports) {

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { commandArgs, commit, displayName, expanderFor, nextPrefix, opMeta, parseChown, PROXY_ARGS, shellOf } from './dispatch-helpers';
 import { execNode, fileNode } from './op-graph-builder';
 import { heredocScript } from './run-heredoc';
+import { runSessionMounts } from './run-secret-mounts';
 import type { DispatchContext, StageState } from './stage-dispatch';
 import { RunInstruction } from './parse-instruction';
 import { LineRange } from './dockerfile-error';
@@ -12,7 +13,7 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
   const x = expanderFor(st, ctx, ins.at);
   // Parsed and validated, but running them needs worker support that does not exist yet:
   // failing is better than building something else than the Dockerfile asks for.
-  for (const m of ins.mounts) x.fail(`Cannot use RUN --mount=type=${m.type}: not supported by buildd yet`);
+  for (const m of ins.mounts) if (m.type !== 'secret' && m.type !== 'ssh') x.fail(`Cannot use RUN --mount=type=${m.type}: not supported by buildd yet`);
   if (ins.network === 'host') x.fail('Cannot use RUN --network=host: not supported by buildd yet');
   if (ins.security === 'insecure') x.fail('Cannot use RUN --security=insecure: not supported by buildd yet');
   const config = st.image.config ?? (st.image.config = {});
@@ -31,7 +32,9 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
   for (const key of PROXY_ARGS) {
     if (Object.prototype.hasOwnProperty.call(ctx.buildArgs, key) && st.env.get(key) === undefined) env.push(`${key}=${ctx.buildArgs[key]}`);
   }
-  st.fs = execNode(st.fs, { args, env, cwd: config.WorkingDir || '/', user: config.User ?? '' }, opMeta(ctx, ins.at, name), ins.network === 'none' ? 'none' : 'sandbox');
+  const session = runSessionMounts(ins.mounts, env);
+  env.push(...session.env);
+  st.fs = execNode(st.fs, { args, env, cwd: config.WorkingDir || '/', user: config.User ?? '' }, opMeta(ctx, ins.at, name), ins.network === 'none' ? 'none' : 'sandbox', session);
   commit(st, `RUN ${runCommandString(args, st)} # buildkit`, true);
 }
 

@@ -1,4 +1,4 @@
-import { Definition, FileAction, Op, OpInput, OpMeta, opDigest } from '../solver/op';
+import { Definition, FileAction, Op, OpInput, OpMeta, opDigest, type SecretMount, type SshMount } from '../solver/op';
 
 /**
  * Builds the op graph bottom-up, as LLB states do: every node knows its op, its digest and the
@@ -40,13 +40,16 @@ export function sourceNode(identifier: string, attrs: Record<string, string>, me
 }
 
 /** RUN: the process runs with `base` mounted read-write at `/`, which becomes the output. */
-export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, network: 'none' | 'sandbox' = 'sandbox'): OpNode {
+export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, network: 'none' | 'sandbox' = 'sandbox', session?: { secrets: SecretMount[]; ssh: SshMount[] }): OpNode {
   const inputs = base ? [base] : [];
   return node({
     kind: 'exec',
     inputs: inputs.map(ref),
     meta: { args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user },
     mounts: [{ input: base ? 0 : -1, dest: '/', output: 0, readonly: false }],
+    // absent when empty, so the digests of steps without them do not change
+    ...(session && session.secrets.length > 0 ? { secrets: session.secrets } : {}),
+    ...(session && session.ssh.length > 0 ? { ssh: session.ssh } : {}),
     network,
   }, meta, inputs);
 }

@@ -4,7 +4,7 @@ import { DefinitionGraph, Vertex } from './definition-graph';
 import { opInputs } from './op';
 import { Semaphore } from './semaphore';
 import { SharedRun } from './shared-run';
-import { OpContext, OpResult, Worker } from './worker';
+import { OpContext, OpResult, SessionAttachables, Worker } from './worker';
 
 /** Progress of vertices as the solver sees it; the daemon forwards these to the client. */
 export type SolveEvent =
@@ -13,6 +13,8 @@ export type SolveEvent =
 
 export interface SolveOptions {
   locals: Record<string, string>;
+  /** the client's secrets and ssh agents, for RUN mounts */
+  session?: SessionAttachables;
   onEvent: (event: SolveEvent) => void;
   signal: AbortSignal;
 }
@@ -89,6 +91,7 @@ export class Solver {
     opts.signal.throwIfAborted();
     const ctx: OpContext = {
       locals: opts.locals,
+      session: opts.session,
       signal: opts.signal,
       log: { write: (stream, data) => opts.onEvent({ type: 'log', vertex: vertex.digest, stream, data }) },
     };
