@@ -44,7 +44,9 @@ export class ClientSession implements SessionAttachables {
       this.pendingSecrets.set(id, pending);
       this.send({ msg: 'secret_request', secret_request: { id } }).catch((err: unknown) => this.fail(id, err));
     }
-    return raceAbort(pending.promise, signal, `Cannot get secret ${id}: the step was cancelled`);
+    // each asker gets its own copy, which it may zero once used without harming the others
+    const own = pending.promise.then((v) => (v === undefined ? undefined : Buffer.from(v)));
+    return raceAbort(own, signal, `Cannot get secret ${id}: the step was cancelled`);
   }
 
   hasSshAgent(id: string): boolean {

@@ -13,6 +13,8 @@ import { Executor } from './executor';
 import { GitSource } from './git-source';
 import { HttpSource } from './http-source';
 import { ImagePuller } from './image-puller';
+import { prepareSessionMounts, type SessionMounts } from './mounts/session-mounts';
+import { SecretsDir } from './mounts/secrets-dir';
 import { RemoteSources } from './remote-sources';
 import { stepLogStream } from './step-log-stream';
 
@@ -32,6 +34,8 @@ export interface BuildWorkerDeps {
   http?: HttpSource;
   /** ADD <git remote> checkouts (default: one on `snapshotter` and `tmpDir`) */
   git?: GitSource;
+  /** where secret values and ssh sockets live while a step runs (default: a tmpfs dir under /dev/shm for this `tmpDir`) */
+  secretsDir?: SecretsDir;
 }
 
 /**
@@ -41,8 +45,12 @@ export interface BuildWorkerDeps {
  */
 export class BuildWorker implements Worker {
   private readonly remote: RemoteSources;
+  private readonly secretsDir: SecretsDir;
 
   constructor(private readonly deps: BuildWorkerDeps) {
+    this.secretsDir = deps.secretsDir ?? SecretsDir.forDaemon(deps.tmpDir);
+    // sweeps what a killed daemon with this root left; a failure is reported by the first secret step
+    this.secretsDir.prepare().catch(() => undefined);
     this.remote = new RemoteSources(
       deps.http ?? new HttpSource(deps.snapshotter, deps.content ?? (() => LocalContentStore.open(path.join(deps.tmpDir, 'downloads')))),
       deps.git ?? new GitSource(deps.snapshotter, deps.tmpDir),
@@ -113,9 +121,12 @@ export class BuildWorker implements Worker {
     }
     const base = snapshotOf(rootMount.input < 0 ? undefined : inputs[rootMount.input], 'the root of a RUN');
     const active = await this.deps.snapshotter.prepare(base, ctx.signal);
+    let lent: SessionMounts | undefined;
     try {
       const rootfs = await active.mount();
+      lent = await prepareSessionMounts(op, ctx, this.secretsDir);
       const { exitCode } = await this.deps.executor.run({
+        ...lent.request,
         rootfs,
         args: op.meta.args,
         env: op.meta.env,
@@ -131,6 +142,7 @@ export class BuildWorker implements Worker {
       }
       return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active) };
     } finally {
+      await lent?.release();
       await active.release();
     }
   }

@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import type { OciMount } from './oci-spec';
 
 /**
  * One RUN step to execute: a process in a fresh container on an already mounted rootfs.
@@ -29,6 +30,18 @@ export interface ExecRequest {
   netnsPath?: string;
   /** defaults to 'buildd' */
   hostname?: string;
+  /**
+   * What the client lends the step (secret files, ssh agent sockets): bind mounts added after
+   * the defaults; their sources belong to the caller and outlive run()
+   */
+  sessionMounts?: OciMount[];
+  /**
+   * `NAME=value` secrets for the process environment (replacing same-named entries of `env`).
+   * They must not reach a disk: when set, config.json is written to `privateDir` (a tmpfs
+   * directory the caller owns) and the bundle only links to it.
+   */
+  secretEnv?: string[];
+  privateDir?: string;
   /** the process output is streamed here as it comes, honouring backpressure */
   stdout: Writable;
   stderr: Writable;

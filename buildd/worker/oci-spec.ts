@@ -58,6 +58,8 @@ export interface OciSpecInput {
   etcFiles: EtcFiles;
   /** a network namespace to join (CNI sandbox); absent means a fresh loopback-only one */
   netnsPath?: string;
+  /** secret files and ssh agent sockets (bind mounts), after the defaults so none hides them */
+  sessionMounts?: OciMount[];
 }
 
 /**
@@ -82,7 +84,7 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
     // the step's changes are the layer, so the root is writable
     root: { path: input.rootfs, readonly: false },
     hostname: input.hostname,
-    mounts: [...defaultMounts(), ...etcMounts(input.etcFiles)],
+    mounts: [...defaultMounts(), ...etcMounts(input.etcFiles), ...(input.sessionMounts ?? [])],
     linux: {
       // without a path, runc makes a new network namespace and brings up its loopback, nothing
       // else; with one, runc joins it as it is (CNI already set up loopback and eth0)

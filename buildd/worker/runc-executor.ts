@@ -139,8 +139,9 @@ export class RuncExecutor implements Executor {
         etcFiles,
         // a CNI sandbox's namespace when NetworkedExecutor set one; else loopback only
         netnsPath: req.network === 'sandbox' ? req.netnsPath : undefined,
+        sessionMounts: req.sessionMounts,
       });
-      await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+      await writeSpec(bundle, spec, req);
       await ensureCwd(req.rootfs, cwd, user);
       const cleanStubs = await recordMountStubs(req.rootfs, mountDestinations(spec), { logger: this.log });
       let result: ExecResult;
@@ -260,6 +261,25 @@ export class RuncExecutor implements Executor {
       this.log.warn({ id, stderr: res.stderr.trim(), attempt }, 'Cannot delete container: runc delete failed');
     }
   }
+}
+
+/**
+ * Writes `<bundle>/config.json`. With secret variables in the environment, the file goes to the
+ * caller's tmpfs directory and the bundle gets a symlink to it (runc follows it), so no secret
+ * value is written under the daemon's root.
+ */
+async function writeSpec(bundle: string, spec: ReturnType<typeof buildOciSpec>, req: ExecRequest): Promise<void> {
+  const secretEnv = req.secretEnv ?? [];
+  if (secretEnv.length === 0) {
+    await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+    return;
+  }
+  if (req.privateDir === undefined) throw new BuildError('internal', 'Cannot pass secrets to the step: no private directory for its config');
+  const names = new Set(secretEnv.map((e) => e.slice(0, e.indexOf('='))));
+  spec.process.env = [...spec.process.env.filter((e) => !names.has(e.slice(0, e.indexOf('=')))), ...secretEnv];
+  const file = path.join(req.privateDir, 'config.json');
+  await fsp.writeFile(file, JSON.stringify(spec), { mode: 0o600 });
+  await fsp.symlink(file, path.join(bundle, 'config.json'));
 }
 
 function describe(args: readonly string[]): string {
