@@ -153,6 +153,7 @@ export class Solver {
           cancelled: () => this.log?.debug({ step, key }, 'a shared step is cancelled: no build waits on it'),
           settled: () => this.inflight.delete(key),
         },
+        vertex.op.kind === 'exec' && (vertex.op.secrets !== undefined || vertex.op.ssh !== undefined),
       );
       this.inflight.set(key, created);
       run = created;
