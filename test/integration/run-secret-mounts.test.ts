@@ -11,6 +11,7 @@ import { IMGDIFF } from '../helpers/shared-conformance';
 import { waitFor } from '../helpers/wait-for';
 
 const run = promisify(execFile);
+const REPO = path.resolve(__dirname, '..', '..');
 
 function sha256(data: string): string {
   return createHash('sha256').update(data).digest('hex');
@@ -29,7 +30,11 @@ async function filesHolding(dir: string, needle: Buffer): Promise<string[]> {
       const p = path.join(d, e.name);
       if (e.isDirectory()) await walk(p);
       else if (e.isFile()) {
-        const data = await fsp.readFile(p);
+        // a network namespace handle (nsfs, bind-mounted on a file) has no content to read
+        const data = await fsp.readFile(p).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'EINVAL' && p.endsWith('/ns')) return Buffer.alloc(0);
+          throw new Error(`${p}: ${err.message}`);
+        });
         if (data.includes(needle)) found.push(p);
         else if (data[0] === 0x1f && data[1] === 0x8b && zlib.gunzipSync(data).includes(needle)) found.push(`${p} (gunzipped)`);
       }
@@ -138,6 +143,36 @@ describe('RUN --mount=type=secret and type=ssh, with buildctl --secret and --ssh
     const missing = await buildDir(ctx, ['--secret', `id=needed,src=${path.join(env.tmp, 'nope')}`]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain(`Cannot use --secret id=needed: cannot read ${path.join(env.tmp, 'nope')}`);
+    await expectNothingLeft();
+  }, 240_000);
+
+  test('while a step runs, its secrets are on the tmpfs only; a cancelled build leaves no container, secret file or socket', async () => {
+    const ctx = await writeContext(path.join(env.tmp, 'running-ctx'), {
+      Dockerfile: `FROM ${env.busybox}\nRUN --mount=type=secret,id=token --mount=type=secret,id=envtok,env=TOKEN sleep 600\n`,
+    });
+    const child = spawn(process.execPath, [
+      path.join(REPO, 'dist', 'buildctl', 'main.js'), '--addr', env.daemon.addr, '--tlsdir', path.join(env.daemon.certsDir as string, 'client'),
+      'build', '--frontend', 'dockerfile.v0', '--progress', 'plain', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
+      '--secret', `id=token,src=${secretFile}`, '--secret', 'id=envtok,env=MY_TOKEN',
+    ], { env: { PATH: process.env['PATH'], MY_TOKEN: envSecret }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    try {
+      await waitFor('the step to run', async () => ((await env.runcContainers()).length > 0 && stderr.includes('RUN --mount') ? true : undefined), 120_000);
+      const base = SecretsDir.forDaemon(path.join(env.root, 'tmp')).base;
+      // the values are where the step reads them (the tmpfs), and nowhere under the root,
+      // not even in the bundle's config.json, which holds the env secret and so is only a link
+      expect((await filesHolding(base, Buffer.from(fileSecret))).length).toBe(1);
+      expect((await filesHolding(base, Buffer.from(envSecret))).length).toBe(1);
+      expect(await filesHolding(env.root, Buffer.from(fileSecret))).toEqual([]);
+      expect(await filesHolding(env.root, Buffer.from(envSecret))).toEqual([]);
+    } finally {
+      child.kill('SIGINT');
+    }
+    expect(await exited).toBe(1);
+    await waitFor('the cancelled step to be cleaned up', async () => ((await env.runcContainers()).length === 0 ? true : undefined));
+    await waitFor('the secrets dir to be emptied', async () => ((await fsp.readdir(SecretsDir.forDaemon(path.join(env.root, 'tmp')).base)).length === 0 ? true : undefined));
     await expectNothingLeft();
   }, 240_000);
 
