@@ -146,8 +146,9 @@ describe('RUN --mount=type=secret and type=ssh, with buildctl --secret and --ssh
     await expectNothingLeft();
   }, 240_000);
 
-  test('while a step runs, its secrets are on the tmpfs only; a cancelled build leaves no container, secret file or socket', async () => {
-    const ctx = await writeContext(path.join(env.tmp, 'running-ctx'), {
+  /** A build whose RUN holds both secrets and sleeps, by a buildctl the test can interrupt. */
+  async function startSleepingBuild(name: string): Promise<{ child: ChildProcess; exited: Promise<number | null> }> {
+    const ctx = await writeContext(path.join(env.tmp, name), {
       Dockerfile: `FROM ${env.busybox}\nRUN --mount=type=secret,id=token --mount=type=secret,id=envtok,env=TOKEN sleep 600\n`,
     });
     const child = spawn(process.execPath, [
@@ -160,11 +161,22 @@ describe('RUN --mount=type=secret and type=ssh, with buildctl --secret and --ssh
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     try {
       await waitFor('the step to run', async () => ((await env.runcContainers()).length > 0 && stderr.includes('RUN --mount') ? true : undefined), 120_000);
-      const base = SecretsDir.forDaemon(path.join(env.root, 'tmp')).base;
+    } catch (err) {
+      child.kill('SIGKILL');
+      throw err;
+    }
+    return { child, exited };
+  }
+
+  const secretsBase = (): string => SecretsDir.forDaemon(path.join(env.root, 'tmp')).base;
+
+  test('while a step runs, its secrets are on the tmpfs only; a cancelled build leaves no container, secret file or socket', async () => {
+    const { child, exited } = await startSleepingBuild('running-ctx');
+    try {
       // the values are where the step reads them (the tmpfs), and nowhere under the root,
       // not even in the bundle's config.json, which holds the env secret and so is only a link
-      expect((await filesHolding(base, Buffer.from(fileSecret))).length).toBe(1);
-      expect((await filesHolding(base, Buffer.from(envSecret))).length).toBe(1);
+      expect((await filesHolding(secretsBase(), Buffer.from(fileSecret))).length).toBe(1);
+      expect((await filesHolding(secretsBase(), Buffer.from(envSecret))).length).toBe(1);
       expect(await filesHolding(env.root, Buffer.from(fileSecret))).toEqual([]);
       expect(await filesHolding(env.root, Buffer.from(envSecret))).toEqual([]);
     } finally {
@@ -172,8 +184,23 @@ describe('RUN --mount=type=secret and type=ssh, with buildctl --secret and --ssh
     }
     expect(await exited).toBe(1);
     await waitFor('the cancelled step to be cleaned up', async () => ((await env.runcContainers()).length === 0 ? true : undefined));
-    await waitFor('the secrets dir to be emptied', async () => ((await fsp.readdir(SecretsDir.forDaemon(path.join(env.root, 'tmp')).base)).length === 0 ? true : undefined));
+    await waitFor('the secrets dir to be emptied', async () => ((await fsp.readdir(secretsBase())).length === 0 ? true : undefined));
     await expectNothingLeft();
+  }, 240_000);
+
+  test('kill -9 of buildd during a step with secrets, then a restart: the secrets on the tmpfs are swept', async () => {
+    const { child, exited } = await startSleepingBuild('killed-ctx');
+    expect((await fsp.readdir(secretsBase())).length).toBe(1);
+    env.daemon.process.kill('SIGKILL');
+    expect(await exited).toBe(1);
+    child.kill('SIGKILL');
+    // what the killed daemon left is still there until a daemon with this root starts
+    expect((await filesHolding(secretsBase(), Buffer.from(fileSecret))).length).toBe(1);
+    await env.restart();
+    await waitFor('the restarted daemon to sweep the secrets dir', async () => ((await fsp.readdir(secretsBase())).length === 0 ? true : undefined));
+    await expectNothingLeft();
+    expect(await filesHolding(env.root, Buffer.from(fileSecret))).toEqual([]);
+    expect(await filesHolding(env.root, Buffer.from(envSecret))).toEqual([]);
   }, 240_000);
 
   describe('ssh agent forwarding', () => {
