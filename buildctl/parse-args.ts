@@ -19,7 +19,7 @@ export interface BuildCommand {
   metadataFile?: string;
   /** --secret id=ID,src=FILE | env=VAR */
   secrets?: SecretSpec[];
-  /** --ssh default | ID=SOCKET */
+  /** --ssh default | ID=SOCKET | ID=KEY[,KEY] */
   ssh?: SshSpec[];
 }
 
@@ -69,7 +69,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson']).default('auto'))
     .option('--metadata-file <file>', 'write the exporter response as JSON to this file')
     .option('--secret <csv>', 'secret for RUN --mount=type=secret: id=ID,src=FILE | id=ID,env=VAR (repeatable)', collect)
-    .option('--ssh <spec>', 'ssh agent for RUN --mount=type=ssh: default | ID=SOCKET (repeatable)', collect)
+    .option('--ssh <spec>', 'ssh agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)', collect)
     .exitOverride()
     .action((o: { frontend?: string; local?: string[]; opt?: string[]; cache: boolean; output?: string[]; progress: ProgressMode; metadataFile?: string }) => {
       if (!o.frontend) throw new BuildError('invalid-argument', 'Cannot build: --frontend is required (e.g. --frontend dockerfile.v0)');

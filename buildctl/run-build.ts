@@ -51,7 +51,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
   const secrets = new SecretStore(opts.secrets ?? []);
   const agents = new SshAgents(opts.ssh ?? []);
   await secrets.check();
-  await agents.check();
+  await agents.start();
   if (agents.ids().length > 0) start.ssh_ids = agents.ids();
   const destOutput = opts.outputs.find((o) => o.dest !== undefined);
   const openDest = opts.openDest ?? defaultOpenDest;
@@ -115,6 +115,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     return response;
   } finally {
     session.close();
+    await agents.close();
     // the daemon has ended the call; the client's side was kept open for the session
     call.end();
     opts.signal?.removeEventListener('abort', onAbort);

@@ -270,6 +270,34 @@ describe('RUN --mount=type=secret and type=ssh, with buildctl --secret and --ssh
       await expectNothingLeft();
     }, 240_000);
 
+    test('--ssh ID=KEYFILE loads the key into a private agent of buildctl, stopped after the build; a key with a passphrase is refused', async () => {
+      const ctx = path.join(env.tmp, 'ssh-key-ctx');
+      await sshTools(ctx);
+      await writeContext(ctx, {
+        'key.pub': `${pub}\n`,
+        Dockerfile: [
+          `FROM ${env.busybox}`,
+          'COPY sshtools /sshtools',
+          'COPY key.pub /key.pub',
+          `RUN --mount=type=ssh,id=keyed sh -c '/sshtools/ssh-add.sh -L > /agent.keys && grep -qF "$(cut -d" " -f2 /key.pub)" /agent.keys'`,
+          '',
+        ].join('\n'),
+      });
+      // TMPDIR: buildctl's private agent lives in the test's temp dir
+      const res = await buildDir(ctx, ['--ssh', `keyed=${path.join(env.tmp, 'ssh', 'id')}`], { TMPDIR: env.tmp });
+      expect(res.stderr).not.toMatch(/ERROR/);
+      expect(res.code).toBe(0);
+      // buildctl's private agent and its socket are gone
+      expect((await fsp.readdir(env.tmp)).filter((f) => f.startsWith('buildctl-ssh-'))).toEqual([]);
+
+      const locked = path.join(env.tmp, 'ssh', 'locked');
+      await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'a passphrase', '-f', locked]);
+      const refused = await buildDir(ctx, ['--ssh', `keyed=${locked}`], { TMPDIR: env.tmp });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`Cannot use --ssh keyed: ssh-add cannot load ${locked}`);
+      expect((await fsp.readdir(env.tmp)).filter((f) => f.startsWith('buildctl-ssh-'))).toEqual([]);
+    }, 240_000);
+
     test('a required ssh mount without --ssh fails naming the id; an optional one mounts nothing', async () => {
       const ctx = await writeContext(path.join(env.tmp, 'ssh-required-ctx'), {
         Dockerfile: `FROM ${env.busybox}\nRUN --mount=type=ssh,id=deploy,required=true true\n`,
