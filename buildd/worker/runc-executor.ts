@@ -11,7 +11,7 @@ import { writeEtcFiles } from './etc-files';
 import type { ExecRequest, ExecResult, Executor } from './executor';
 import { recordMountStubs } from './mount-stubs';
 import { DEFAULT_HOSTNAME } from './oci-defaults';
-import { buildOciSpec, mountDestinations } from './oci-spec';
+import { buildOciSpec, mountDestinations, type OciSpec } from './oci-spec';
 import { runRuncCommand } from './runc-command';
 import { readRuncErrors } from './runc-log';
 
@@ -268,7 +268,7 @@ export class RuncExecutor implements Executor {
  * caller's tmpfs directory and the bundle gets a symlink to it (runc follows it), so no secret
  * value is written under the daemon's root.
  */
-async function writeSpec(bundle: string, spec: ReturnType<typeof buildOciSpec>, req: ExecRequest): Promise<void> {
+async function writeSpec(bundle: string, spec: OciSpec, req: ExecRequest): Promise<void> {
   const secretEnv = req.secretEnv ?? [];
   if (secretEnv.length === 0) {
     await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });

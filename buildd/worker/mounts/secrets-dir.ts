@@ -23,7 +23,8 @@ export interface StepSecretsDir {
  *
  * Lifecycle: one per worker (so per daemon root: `base` is derived from it, so daemons with
  * other roots never touch each other's); `prepare()` once at start sweeps the leftovers of a
- * previous daemon with the same root; `stepDir()` per step; each step releases its own.
+ * previous daemon with the same root; `stepDir()` per step; each step releases its own, and
+ * the last one out removes `base`, so an idle daemon leaves nothing in /dev/shm.
  */
 export class SecretsDir {
   private ready: Promise<void> | undefined;
@@ -36,7 +37,7 @@ export class SecretsDir {
     return new SecretsDir(path.join(shm, `buildd-${tag}`));
   }
 
-  /** Sweeps what a previous daemon left and makes the base (0700). Idempotent. */
+  /** Checks that the parent is a tmpfs and sweeps what a previous daemon left. Idempotent. */
   prepare(): Promise<void> {
     this.ready ??= this.doPrepare();
     return this.ready;
@@ -45,8 +46,24 @@ export class SecretsDir {
   async stepDir(): Promise<StepSecretsDir> {
     await this.prepare();
     const dir = path.join(this.base, randomBytes(8).toString('hex'));
-    await fsp.mkdir(dir, { mode: 0o700 });
-    return { path: dir, release: () => fsp.rm(dir, { recursive: true, force: true }) };
+    // another step's release may remove `base` between the two mkdirs: then make it again
+    for (let attempt = 0; ; attempt++) {
+      await fsp.mkdir(this.base, { recursive: true, mode: 0o700 });
+      try {
+        await fsp.mkdir(dir, { mode: 0o700 });
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw err;
+      }
+    }
+    return {
+      path: dir,
+      release: async () => {
+        await fsp.rm(dir, { recursive: true, force: true });
+        // fails while other steps still have theirs: they remove it
+        await fsp.rmdir(this.base).catch(() => undefined);
+      },
+    };
   }
 
   private async doPrepare(): Promise<void> {
@@ -60,6 +77,5 @@ export class SecretsDir {
     // a secret must not reach a disk: refuse rather than write it to one
     if (type !== TMPFS_MAGIC) throw new BuildError('failed-precondition', `Cannot keep secrets in memory: ${parent} is not a tmpfs`);
     await fsp.rm(this.base, { recursive: true, force: true });
-    await fsp.mkdir(this.base, { mode: 0o700 });
   }
 }
