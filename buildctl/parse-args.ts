@@ -4,6 +4,7 @@ import { parseEntitlement, type Entitlement } from '../solver/entitlements';
 import { parseLocals, parseOpts, parseOutputs, type OutputSpec } from './build-flags';
 import { DEFAULT_ADDR } from '../buildd/api/address';
 import type { ConnectFlags } from './connect';
+import { parseSecrets, parseSshs, type SecretSpec, type SshSpec } from './session-flags';
 
 export type ProgressMode = 'auto' | 'plain' | 'tty' | 'rawjson';
 
@@ -19,6 +20,10 @@ export interface BuildCommand {
   entitlements: Entitlement[];
   progress: ProgressMode;
   metadataFile?: string;
+  /** --secret id=ID,src=FILE | env=VAR */
+  secrets?: SecretSpec[];
+  /** --ssh default | ID=SOCKET | ID=KEY[,KEY] */
+  ssh?: SshSpec[];
 }
 
 export interface ParsedArgs {
@@ -28,6 +33,14 @@ export interface ParsedArgs {
 }
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/** --secret and --ssh, present only when given. */
+function sessionFlags(o: { secret?: string[]; ssh?: string[] }, env: NodeJS.ProcessEnv): Pick<BuildCommand, 'secrets' | 'ssh'> {
+  return {
+    ...(o.secret ? { secrets: parseSecrets(o.secret, env) } : {}),
+    ...(o.ssh ? { ssh: parseSshs(o.ssh, env) } : {}),
+  };
+}
 
 /**
  * Parses buildctl's argv (without `node script`) with BuildKit's flag names. Throws a
@@ -59,6 +72,8 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
     .option('-o, --output <csv>', 'type=image,name=REF[,push=true] | type=oci|docker,dest=FILE|- (repeatable)', collect)
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson']).default('auto'))
     .option('--metadata-file <file>', 'write the exporter response as JSON to this file')
+    .option('--secret <csv>', 'secret for RUN --mount=type=secret: id=ID,src=FILE | id=ID,env=VAR (repeatable)', collect)
+    .option('--ssh <spec>', 'ssh agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)', collect)
     .exitOverride()
     .action((o: { frontend?: string; local?: string[]; opt?: string[]; cache: boolean; allow?: string[]; output?: string[]; progress: ProgressMode; metadataFile?: string }) => {
       if (!o.frontend) throw new BuildError('invalid-argument', 'Cannot build: --frontend is required (e.g. --frontend dockerfile.v0)');
@@ -72,6 +87,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
         entitlements: [...new Set((o.allow ?? []).map((e) => parseEntitlement('--allow', e)))],
         progress: o.progress,
         metadataFile: o.metadataFile,
+        ...sessionFlags(o as { secret?: string[]; ssh?: string[] }, env),
       };
     });
 

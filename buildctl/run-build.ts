@@ -9,6 +9,10 @@ import type { ExporterResponse } from '../buildd/builder';
 import { BuildError, toBuildError } from '../solver/build-error';
 import type { OutputSpec } from './build-flags';
 import type { ProgressRenderer } from './progress-renderer';
+import { SecretStore } from './secret-store';
+import type { SecretSpec, SshSpec } from './session-flags';
+import { SessionClient } from './session-client';
+import { SshAgents } from './ssh-agents';
 import { uploadLocals, type StartMessage } from './upload-locals';
 
 export interface RunBuildOptions {
@@ -23,6 +27,10 @@ export interface RunBuildOptions {
   /** where the oci/docker tar goes: a file path or '-' */
   openDest?: (dest: string) => Writable;
   signal?: AbortSignal;
+  /** --secret: values read when the daemon asks for them */
+  secrets?: SecretSpec[];
+  /** --ssh: agents the daemon may open channels to */
+  ssh?: SshSpec[];
 }
 
 type BuildCall = grpc.ClientDuplexStream<object, unknown>;
@@ -43,6 +51,11 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     no_cache: opts.noCache,
     entitlements: opts.entitlements ?? [],
   };
+  const secrets = new SecretStore(opts.secrets ?? []);
+  const agents = new SshAgents(opts.ssh ?? []);
+  await secrets.check();
+  await agents.start();
+  if (agents.ids().length > 0) start.ssh_ids = agents.ids();
   const destOutput = opts.outputs.find((o) => o.dest !== undefined);
   const openDest = opts.openDest ?? defaultOpenDest;
   const call = (client as unknown as { Build(): BuildCall }).Build();
@@ -61,6 +74,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     if (be.code !== 'cancelled') fail(be);
   });
 
+  const session = new SessionClient(call, secrets, agents, call, fail);
   let succeeded = false;
   try {
     const response = await new Promise<ExporterResponse>((resolve, reject) => {
@@ -69,6 +83,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
         const parsed = serverMessageSchema.safeParse(raw);
         if (!parsed.success) return fail(new BuildError('internal', `Cannot read the daemon's reply: ${describeZodError(parsed.error)}`));
         const m = parsed.data;
+        if (session.handle(m)) return;
         const ev = decodeProgress(m);
         if (ev) return opts.progress.event(ev);
         if (m.msg === 'result') {
@@ -102,6 +117,10 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     succeeded = true;
     return response;
   } finally {
+    session.close();
+    await agents.close();
+    // the daemon has ended the call; the client's side was kept open for the session
+    call.end();
     opts.signal?.removeEventListener('abort', onAbort);
     opts.progress.end();
     if (dest && dest !== process.stdout) await finishStream(dest);

@@ -9,6 +9,8 @@ export const UPLOAD_CHUNK_BYTES = 1024 * 1024;
 
 /** The BuildStart message as sent (shape of buildd.v1.BuildStart). */
 export interface StartMessage {
+  /** ids of the forwarded ssh agents (--ssh) */
+  ssh_ids?: string[];
   frontend: string;
   frontend_attrs: Record<string, string>;
   local_names: string[];
@@ -20,7 +22,7 @@ export interface StartMessage {
 /**
  * Sends the start message, then every local (each with its .dockerignore applied, the
  * `context` one preferring `<Dockerfile>.dockerignore`; of `dockerfile`, only the Dockerfile),
- * then locals_done, and half-closes the call. Waits for 'drain' whenever the call's buffer is full, and reads files in 1 MiB chunks, so memory stays flat whatever the context.
+ * then locals_done; the call stays open for the session. Waits for 'drain' whenever the call's buffer is full, and reads files in 1 MiB chunks, so memory stays flat whatever the context.
  */
 export async function uploadLocals(call: Writable, start: StartMessage, locals: Record<string, string>): Promise<void> {
   const send = (msg: object): Promise<void> => writeWithBackpressure(call, msg);
@@ -52,7 +54,7 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
     }
   }
   await send({ locals_done: {} });
-  call.end();
+  // no half-close: the daemon may still ask for secrets and ssh agents (run-build ends the call)
 }
 
 /** Sends exactly `e.size` bytes, the size already announced; a file that changed meanwhile fails. */

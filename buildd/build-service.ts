@@ -14,6 +14,7 @@ import { createExportStream } from './export-stream';
 import { LocalsReceiver } from './locals-receiver';
 import { MessageReader } from './message-reader';
 import { removeTree } from './remove-tree';
+import { ClientSession } from './session/client-session';
 import { builddVersion } from './version';
 
 export interface BuildServiceOptions {
@@ -78,6 +79,7 @@ export class BuildService {
     const reader = new MessageReader(call);
     const sessionDir = path.join(this.root, 'sessions', ref);
     let receiver: LocalsReceiver | undefined;
+    let clientSession: ClientSession | undefined;
     try {
       throwIfAborted(abort.signal);
       const start = await this.readStart(reader);
@@ -87,8 +89,9 @@ export class BuildService {
       receiver = new LocalsReceiver(sessionDir, start.local_names);
       await receiver.prepare();
       await this.receiveLocals(reader, receiver, abort.signal);
-      // Nothing may follow locals_done; a stray message fails the build instead of being ignored.
-      void this.watchForStrayMessages(reader, abort);
+      clientSession = new ClientSession((msg) => writer.send(msg), new Set(start.ssh_ids));
+      // Only session messages may follow locals_done; a stray one fails the build instead of being ignored.
+      void this.serveSession(reader, clientSession, abort);
 
       const req: BuildRequest = {
         ref,
@@ -99,7 +102,7 @@ export class BuildService {
         noCache: start.no_cache,
         entitlements: start.entitlements,
       };
-      const result = await this.opts.builder.build(req, this.session(writer, abort.signal));
+      const result = await this.opts.builder.build(req, { ...this.session(writer, abort.signal), attachables: clientSession });
       throwIfAborted(abort.signal);
       await writer.send({ msg: 'result', result: { exporter_response: result } });
       await writer.flush();
@@ -113,6 +116,7 @@ export class BuildService {
       writer.close();
       if (!call.cancelled) call.emit('error', buildErrorToStatus(be));
     } finally {
+      clientSession?.close();
       writer.close();
       await receiver?.abort();
       await removeTree(sessionDir).catch((err: Error) => log.error({ err: err.message, dir: sessionDir }, 'cannot remove session dir'));
@@ -160,10 +164,24 @@ export class BuildService {
     }
   }
 
-  private async watchForStrayMessages(reader: MessageReader, abort: AbortController): Promise<void> {
-    const msg = await reader.next();
-    if (msg !== null && !abort.signal.aborted) {
-      abort.abort(new BuildError('invalid-argument', 'Cannot continue the build: the client sent a message after locals_done'));
+  /**
+   * Reads the client's session messages (secret values, ssh agent data) one at a time, each
+   * handled before the next is read, so a slow ssh socket holds the client back. A client that
+   * half-closes simply lends nothing more; any other message fails the build.
+   */
+  private async serveSession(reader: MessageReader, session: ClientSession, abort: AbortController): Promise<void> {
+    try {
+      for (;;) {
+        const msg = await this.readMessage(reader);
+        if (abort.signal.aborted) return;
+        if (msg === null) return session.clientDone();
+        if (msg.msg !== 'secret_value' && msg.msg !== 'ssh_data' && msg.msg !== 'ssh_close') {
+          throw new BuildError('invalid-argument', 'Cannot continue the build: the client sent a message after locals_done');
+        }
+        await session.handle(msg);
+      }
+    } catch (err) {
+      if (!abort.signal.aborted) abort.abort(toBuildError(err));
     }
   }
 

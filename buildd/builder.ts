@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import type { SourceRange } from '../solver/build-error';
 import type { Entitlement } from '../solver/entitlements';
+import type { SessionAttachables } from '../solver/worker';
 
 /**
  * The seam between the daemon's API layer (gRPC, TLS, sessions) and the build machinery
@@ -50,6 +51,8 @@ export interface BuildSession {
   exportStream(): Writable;
   /** aborted when the client goes away or the daemon shuts down */
   signal: AbortSignal;
+  /** the client's secrets and ssh agents (buildctl --secret, --ssh), asked for on demand */
+  attachables?: SessionAttachables;
 }
 
 /** Exporter response: `containerimage.digest`, `containerimage.config.digest`, `image.name`. */

@@ -86,7 +86,7 @@ export class DockerfileBuilder implements Builder {
     const graph = loadDefinition(frontend.definition);
     // before anything runs: a step needing an entitlement the client did not grant fails the build
     checkEntitlements(graph.vertices.values(), granted);
-    const result = await this.deps.solver.solve(graph, { locals: req.locals, onEvent: (e) => session.progress(e), signal: session.signal });
+    const result = await this.deps.solver.solve(graph, { locals: req.locals, session: session.attachables, onEvent: (e) => session.progress(e), signal: session.signal });
     if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
     const response: ExporterResponse = {};
     for (const spec of req.exports) {

@@ -5,6 +5,7 @@ import { extraMounts } from './run-mount-states';
 import { MountError } from './run-mounts';
 import { heredocScript } from './run-heredoc';
 import { runNetworkMode } from './run-network';
+import { runSessionMounts } from './run-secret-mounts';
 import type { DispatchContext, StageState } from './stage-dispatch';
 import { RunInstruction } from './parse-instruction';
 import { LineRange } from './dockerfile-error';
@@ -13,9 +14,6 @@ import { LineRange } from './dockerfile-error';
 
 export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchContext): void {
   const x = expanderFor(st, ctx, ins.at);
-  // Secret and ssh mounts are parsed and validated, but running them needs worker support that
-  // does not exist yet: failing is better than building something else than the Dockerfile asks for.
-  for (const m of ins.mounts) if (m.type === 'secret' || m.type === 'ssh') x.fail(`Cannot use RUN --mount=type=${m.type}: not supported by buildd yet`);
   const config = st.image.config ?? (st.image.config = {});
   let args: string[];
   let suffix = '';
@@ -34,7 +32,8 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
   }
   let mounts: ExtraMount[];
   try {
-    mounts = extraMounts(ins.mounts, {
+    // secret and ssh mounts are lent by the client's session at run time, not states of the graph
+    mounts = extraMounts(ins.mounts.filter((m) => m.type !== 'secret' && m.type !== 'ssh'), {
       workdir: config.WorkingDir || '/',
       source: (m) => ctx.mountSource(m),
       internalMeta: (internal) => ({ name: internal, ignoreCache: ctx.noCache }),
@@ -44,11 +43,13 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
     if (err instanceof MountError) x.fail(err.message);
     throw err;
   }
+  const session = runSessionMounts(ins.mounts, env);
+  env.push(...session.env);
   st.fs = execNode(st.fs, { args, env, cwd: config.WorkingDir || '/', user: config.User ?? '', mounts }, opMeta(ctx, ins.at, name), {
     network: runNetworkMode(ins.network, ctx.forceNetworkMode ?? 'sandbox'),
     // host network and insecure mode are checked against the build's entitlements by the daemon
     ...(ins.security === 'insecure' ? { security: 'insecure' as const } : {}),
-  });
+  }, session);
   commit(st, `RUN ${runCommandString(args, st)} # buildkit`, true);
 }
 

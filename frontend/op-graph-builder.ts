@@ -1,4 +1,4 @@
-import { CacheMountOpt, Definition, ExecMount, FileAction, Op, OpInput, OpMeta, opDigest } from '../solver/op';
+import { CacheMountOpt, Definition, ExecMount, FileAction, Op, OpInput, OpMeta, opDigest, type SecretMount, type SshMount } from '../solver/op';
 
 /**
  * Builds the op graph bottom-up, as LLB states do: every node knows its op, its digest and the
@@ -61,7 +61,7 @@ export interface ExecModes {
 }
 
 /** RUN: the process runs with `base` mounted read-write at `/`, which becomes the output. */
-export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, modes: ExecModes = {}): OpNode {
+export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, modes: ExecModes = {}, session?: { secrets: SecretMount[]; ssh: SshMount[] }): OpNode {
   const inputs = base ? [base] : [];
   const mounts: ExecMount[] = [{ input: base ? 0 : -1, dest: '/', output: 0, readonly: false }];
   // as LLB's ExecOp: each mount's state becomes an input (equal states share one), so the
@@ -72,6 +72,9 @@ export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, modes: Exe
     inputs: inputs.map(ref),
     meta: { args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user },
     mounts,
+    // absent when empty, so the digests of steps without them do not change
+    ...(session && session.secrets.length > 0 ? { secrets: session.secrets } : {}),
+    ...(session && session.ssh.length > 0 ? { ssh: session.ssh } : {}),
     network: modes.network ?? 'sandbox',
     // only when insecure: an ordinary step keeps the digest it had before security existed
     ...(modes.security === 'insecure' ? { security: 'insecure' as const } : {}),

@@ -103,12 +103,11 @@ export function parseRunMount(spec: string): RunMount {
         (mount as unknown as Record<string, string>)[key] = need();
     }
   }
-  if (mount.target === undefined) {
-    if (type === 'secret' && mount.env === undefined) mount.target = `/run/secrets/${mount.id ?? ''}`;
-    else if (type === 'ssh') mount.target = '/run/buildkit/ssh_agent.0';
-    else if (type !== 'secret') throw new MountError('mount target is required (target=/path)');
+  // secret and ssh defaults (target, id) are BuildKit's and live in run-secret-mounts.ts
+  if (mount.target === undefined && type !== 'secret' && type !== 'ssh') throw new MountError('mount target is required (target=/path)');
+  if (type === 'secret' && mount.id === undefined && (mount.target === undefined || mount.target.split('/').pop() === '')) {
+    throw new MountError('a secret mount needs an id or a target (id=NAME)');
   }
-  if (type === 'secret' && mount.id === undefined && mount.target !== undefined) mount.id = mount.target.split('/').pop();
   return mount;
 }
 

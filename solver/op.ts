@@ -69,6 +69,37 @@ export const execMountSchema = z.object({
 }).strict();
 export type ExecMount = z.infer<typeof execMountSchema>;
 
+/**
+ * A secret the client lends one RUN (BuildKit's SecretOpt and SecretEnv): mounted read-only as
+ * a file at `target`, and/or given to the process as the variable `env`. Only the id is part of
+ * the op (and so of its digest and cache key); the value never is. `required: false` and no
+ * such secret on the client: nothing is mounted and the variable is not set.
+ */
+export const secretMountSchema = z.object({
+  id: z.string().min(1).max(256),
+  target: z.string().startsWith('/').optional(),
+  env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+  required: z.boolean(),
+  mode: z.number().int().min(0).max(0o7777),
+  uid: z.number().int().min(0).max(0xffffffff),
+  gid: z.number().int().min(0).max(0xffffffff),
+}).strict().refine((m) => m.target !== undefined || m.env !== undefined, 'A secret mount needs a target or an env');
+export type SecretMount = z.infer<typeof secretMountSchema>;
+
+/**
+ * The client's ssh agent `id` (BuildKit's SSHOpt), as a unix socket at `target` in the step.
+ * `required: false` and no such agent on the client: nothing is mounted.
+ */
+export const sshMountSchema = z.object({
+  id: z.string().min(1).max(256),
+  target: z.string().startsWith('/'),
+  required: z.boolean(),
+  mode: z.number().int().min(0).max(0o7777),
+  uid: z.number().int().min(0).max(0xffffffff),
+  gid: z.number().int().min(0).max(0xffffffff),
+}).strict();
+export type SshMount = z.infer<typeof sshMountSchema>;
+
 export const execOpSchema = z.object({
   kind: z.literal('exec'),
   inputs: z.array(opInputSchema),
@@ -90,6 +121,10 @@ export const execOpSchema = z.object({
    * not change), `insecure` runs the step privileged (needs the security.insecure entitlement)
    */
   security: z.enum(['sandbox', 'insecure']).optional(),
+  /** RUN --mount=type=secret: values come from the client at run time, never from the graph */
+  secrets: z.array(secretMountSchema).max(64).optional(),
+  /** RUN --mount=type=ssh: the client's ssh agents, relayed into the step */
+  ssh: z.array(sshMountSchema).max(16).optional(),
 }).strict();
 export type ExecOp = z.infer<typeof execOpSchema>;
 

@@ -63,6 +63,8 @@ export class SharedRun {
   constructor(
     private readonly run: (ctx: OpContext, inputs: OpResult[]) => Promise<OpResult>,
     private readonly events: SharedRunEvents = {},
+    /** the step reads what a build's client lends (secrets, ssh agents): like locals, an attempt is then owned by one build */
+    private readonly borrowsSession = false,
   ) {
     this.promise = new Promise<OpResult>((resolve, reject) => {
       this.resolve = resolve;
@@ -133,13 +135,15 @@ export class SharedRun {
 
   private start(owner: Waiter): void {
     const controller = new AbortController();
-    const borrows = owner.inputs.some((i) => i.kind === 'local');
+    const lendsSession = this.borrowsSession && owner.ctx.session !== undefined;
+    const borrows = owner.inputs.some((i) => i.kind === 'local') || lendsSession;
     this.replay = [];
     this.replayBytes = 0;
     const ctx: OpContext = {
       // A shared step that reads no build's directories is given none, so it cannot come to
       // depend on one build (local sources, the only readers of locals, are never shared).
       locals: borrows ? owner.ctx.locals : {},
+      ...(lendsSession ? { session: owner.ctx.session } : {}),
       signal: controller.signal,
       log: { write: (stream, data) => this.write(stream, data) },
     };

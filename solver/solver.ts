@@ -4,7 +4,7 @@ import { DefinitionGraph, Vertex } from './definition-graph';
 import { opInputs } from './op';
 import { Semaphore } from './semaphore';
 import { SharedRun } from './shared-run';
-import { OpContext, OpResult, Worker } from './worker';
+import { OpContext, OpResult, SessionAttachables, Worker } from './worker';
 
 /** Progress of vertices as the solver sees it; the daemon forwards these to the client. */
 export type SolveEvent =
@@ -13,6 +13,8 @@ export type SolveEvent =
 
 export interface SolveOptions {
   locals: Record<string, string>;
+  /** the client's secrets and ssh agents, for RUN mounts */
+  session?: SessionAttachables;
   onEvent: (event: SolveEvent) => void;
   signal: AbortSignal;
 }
@@ -89,6 +91,7 @@ export class Solver {
     opts.signal.throwIfAborted();
     const ctx: OpContext = {
       locals: opts.locals,
+      session: opts.session,
       signal: opts.signal,
       log: { write: (stream, data) => opts.onEvent({ type: 'log', vertex: vertex.digest, stream, data }) },
     };
@@ -150,6 +153,7 @@ export class Solver {
           cancelled: () => this.log?.debug({ step, key }, 'a shared step is cancelled: no build waits on it'),
           settled: () => this.inflight.delete(key),
         },
+        vertex.op.kind === 'exec' && (vertex.op.secrets !== undefined || vertex.op.ssh !== undefined),
       );
       this.inflight.set(key, created);
       run = created;

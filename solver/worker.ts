@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type { Vertex } from './definition-graph';
 
 /**
@@ -12,10 +13,25 @@ export interface StepLog {
   write(stream: 1 | 2, data: Buffer): void;
 }
 
+/**
+ * What the client lends a build for RUN mounts, asked for when a step needs it (BuildKit's
+ * session attachables). Lives as long as the build's call; after it, every method rejects.
+ */
+export interface SessionAttachables {
+  /** The value of secret `id`, asked of the client now and never cached; undefined when the client has none. */
+  secret(id: string, signal: AbortSignal): Promise<Buffer | undefined>;
+  /** Whether the client forwards an ssh agent with this id (buildctl --ssh ID). */
+  hasSshAgent(id: string): boolean;
+  /** A new connection to the client's agent `id`, relayed over the session; end or destroy it to close. */
+  connectSshAgent(id: string): Duplex;
+}
+
 /** Everything one op needs from its build; valid while that op runs. */
 export interface OpContext {
   /** `--local` name → directory of this build */
   locals: Record<string, string>;
+  /** secrets and ssh agents of the client; absent when the build has no client session */
+  session?: SessionAttachables;
   log: StepLog;
   signal: AbortSignal;
 }

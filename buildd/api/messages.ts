@@ -33,8 +33,15 @@ export const exportSpecSchema = z.object({
   attrs: attrsSchema,
 });
 
+/** Largest secret value (BuildKit's secretsprovider.MaxSecretSize). */
+export const MAX_SECRET_BYTES = 500 * 1024;
+/** Largest chunk of an ssh agent channel, either way. */
+export const MAX_SSH_CHUNK_BYTES = 64 * 1024;
+
 export const buildStartSchema = z
   .object({
+    // absent in clients that forward no ssh agent
+    ssh_ids: z.array(nameSchema).max(64).default([]),
     frontend: z.string().min(1).max(256),
     frontend_attrs: attrsSchema,
     local_names: z.array(nameSchema).max(64),
@@ -94,6 +101,22 @@ export const fileEntrySchema = z
   // the kernel takes a file capability on regular files only
   .refine((e) => e.type === 'FILE' || !Object.hasOwn(e.xattrs, CAPABILITY_XATTR_NAME), `Only a file has ${CAPABILITY_XATTR_NAME}`);
 
+/** The answer to a SecretRequest; the size is capped before anything keeps the value. */
+export const secretValueSchema = z
+  .object({
+    id: z.string().min(1).max(256),
+    data: z.instanceof(Buffer).refine((b) => b.length <= MAX_SECRET_BYTES, 'Secret is larger than 500 KiB'),
+    not_found: z.boolean(),
+  })
+  .refine((v) => !v.not_found || v.data.length === 0, 'A secret that is not found has no data');
+
+export const sshDataSchema = z.object({
+  channel: u32,
+  data: z.instanceof(Buffer).refine((b) => b.length > 0 && b.length <= MAX_SSH_CHUNK_BYTES, 'Chunk must be 1 byte to 64 KiB'),
+});
+
+export const sshCloseSchema = z.object({ channel: u32, error: z.string().max(4096) });
+
 export const clientMessageSchema = z.discriminatedUnion('msg', [
   z.object({ msg: z.literal('start'), start: buildStartSchema }),
   z.object({ msg: z.literal('entry'), entry: fileEntrySchema }),
@@ -102,9 +125,13 @@ export const clientMessageSchema = z.discriminatedUnion('msg', [
     data: z.object({ data: z.instanceof(Buffer).refine((b) => b.length > 0 && b.length <= MAX_CHUNK_BYTES, 'Chunk must be 1 byte to 1 MiB') }),
   }),
   z.object({ msg: z.literal('locals_done'), locals_done: z.object({}) }),
+  z.object({ msg: z.literal('secret_value'), secret_value: secretValueSchema }),
+  z.object({ msg: z.literal('ssh_data'), ssh_data: sshDataSchema }),
+  z.object({ msg: z.literal('ssh_close'), ssh_close: sshCloseSchema }),
 ]);
 
 export type BuildStartMessage = z.infer<typeof buildStartSchema>;
 export type FileEntryMessage = z.infer<typeof fileEntrySchema>;
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
+export type SessionClientMessage = Extract<ClientMessage, { msg: 'secret_value' | 'ssh_data' | 'ssh_close' }>;
 

@@ -29,6 +29,13 @@ export const serverMessageSchema = z.discriminatedUnion('msg', [
   z.object({ msg: z.literal('warning'), warning: z.object({ message: z.string(), range: optionalRange }) }),
   z.object({ msg: z.literal('export'), export: z.object({ data: z.instanceof(Buffer), eof: z.boolean() }) }),
   z.object({ msg: z.literal('result'), result: z.object({ exporter_response: z.record(z.string()) }) }),
+  z.object({ msg: z.literal('secret_request'), secret_request: z.object({ id: z.string().min(1).max(256) }) }),
+  z.object({ msg: z.literal('ssh_open'), ssh_open: z.object({ channel: z.number().int().min(0).max(0xffffffff), id: z.string().min(1).max(256) }) }),
+  z.object({
+    msg: z.literal('ssh_data'),
+    ssh_data: z.object({ channel: z.number().int().min(0).max(0xffffffff), data: z.instanceof(Buffer).refine((b) => b.length > 0 && b.length <= 64 * 1024) }),
+  }),
+  z.object({ msg: z.literal('ssh_close'), ssh_close: z.object({ channel: z.number().int().min(0).max(0xffffffff), error: z.string() }) }),
 ]);
 
 export type ServerMessage = z.infer<typeof serverMessageSchema>;

@@ -13,6 +13,8 @@ import { Executor } from './executor';
 import { GitSource } from './git-source';
 import { HttpSource } from './http-source';
 import { ImagePuller } from './image-puller';
+import { prepareSessionMounts, type SessionMounts } from './mounts/session-mounts';
+import { SecretsDir } from './mounts/secrets-dir';
 import { RemoteSources } from './remote-sources';
 import { CacheMounts } from './mounts/cache-mounts';
 import { prepareStepMounts, StepMounts } from './mounts/step-mounts';
@@ -39,6 +41,8 @@ export interface BuildWorkerDeps {
    * `tmpDir`, so only as old as this daemon; the daemon passes one under its root)
    */
   cacheMounts?: CacheMounts;
+  /** where secret values and ssh sockets live while a step runs (default: a tmpfs dir under /dev/shm for this `tmpDir`) */
+  secretsDir?: SecretsDir;
 }
 
 /**
@@ -49,8 +53,12 @@ export interface BuildWorkerDeps {
 export class BuildWorker implements Worker {
   private readonly remote: RemoteSources;
   private cacheMounts: Promise<CacheMounts> | undefined;
+  private readonly secretsDir: SecretsDir;
 
   constructor(private readonly deps: BuildWorkerDeps) {
+    this.secretsDir = deps.secretsDir ?? SecretsDir.forDaemon(deps.tmpDir);
+    // sweeps what a killed daemon with this root left; a failure is reported by the first secret step
+    this.secretsDir.prepare().catch(() => undefined);
     this.remote = new RemoteSources(
       deps.http ?? new HttpSource(deps.snapshotter, deps.content ?? (() => LocalContentStore.open(path.join(deps.tmpDir, 'downloads')))),
       deps.git ?? new GitSource(deps.snapshotter, deps.tmpDir),
@@ -131,13 +139,16 @@ export class BuildWorker implements Worker {
     const base = snapshotOf(rootMount.input < 0 ? undefined : inputs[rootMount.input], 'the root of a RUN');
     const active = await this.deps.snapshotter.prepare(base, ctx.signal);
     let mounts: StepMounts | undefined;
+    let lent: SessionMounts | undefined;
     try {
       const rootfs = await active.mount();
       if (op.mounts.length > 1) {
         const deps = { snapshotter: this.deps.snapshotter, tmpDir: this.deps.tmpDir, cacheMounts: await this.openCacheMounts() };
         mounts = await prepareStepMounts(op, inputs, rootfs, deps, { signal: ctx.signal, step: op.meta.args.join(' ') });
       }
+      lent = await prepareSessionMounts(op, ctx, this.secretsDir);
       const { exitCode } = await this.deps.executor.run({
+        ...lent.request,
         mounts: mounts?.mounts,
         rootfs,
         args: op.meta.args,
@@ -155,8 +166,9 @@ export class BuildWorker implements Worker {
       }
       return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active) };
     } finally {
-      // the container is gone: views, throwaway snapshots and cache leases can go too
+      // the container is gone: views, throwaway snapshots, cache leases and lent secrets can go too
       try {
+        await lent?.release();
         await mounts?.release();
       } finally {
         await active.release();

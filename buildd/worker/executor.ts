@@ -41,6 +41,18 @@ export interface ExecRequest {
   mounts?: OciMount[];
   /** defaults to 'buildd' */
   hostname?: string;
+  /**
+   * What the client lends the step (secret files, ssh agent sockets): bind mounts added after
+   * the defaults; their sources belong to the caller and outlive run()
+   */
+  sessionMounts?: OciMount[];
+  /**
+   * `NAME=value` secrets for the process environment (replacing same-named entries of `env`).
+   * They must not reach a disk: when set, config.json is written to `privateDir` (a tmpfs
+   * directory the caller owns) and the bundle only links to it.
+   */
+  secretEnv?: string[];
+  privateDir?: string;
   /** the process output is streamed here as it comes, honouring backpressure */
   stdout: Writable;
   stderr: Writable;

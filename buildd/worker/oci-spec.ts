@@ -72,6 +72,8 @@ export interface OciSpecInput {
   resources?: OciResources;
   /** the architecture and kernel the seccomp filter is made for; the host's by default */
   seccompTarget?: Omit<SeccompTarget, 'capabilities'>;
+  /** secret files and ssh agent sockets (bind mounts), after the defaults so none hides them */
+  sessionMounts?: OciMount[];
 }
 
 /**
@@ -99,7 +101,7 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
     // the step's changes are the layer, so the root is writable
     root: { path: input.rootfs, readonly: false },
     hostname: input.hostname,
-    mounts: [...defaultMounts(), ...etcMounts(input.etcFiles), ...(input.extraMounts ?? []).map((m) => ({ ...m, options: [...m.options] }))],
+    mounts: [...defaultMounts(), ...etcMounts(input.etcFiles), ...(input.extraMounts ?? []).map((m) => ({ ...m, options: [...m.options] })), ...(input.sessionMounts ?? [])],
     linux: {
       // without a path, runc makes a new network namespace and brings up its loopback, nothing
       // else; with one, runc joins it as it is (CNI already set up loopback and eth0)

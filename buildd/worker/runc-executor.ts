@@ -13,7 +13,7 @@ import { writeEtcFiles } from './etc-files';
 import type { ExecRequest, ExecResult, Executor } from './executor';
 import { recordMountStubs } from './mount-stubs';
 import { DEFAULT_HOSTNAME } from './oci-defaults';
-import { buildOciSpec, mountDestinations } from './oci-spec';
+import { buildOciSpec, mountDestinations, type OciSpec } from './oci-spec';
 import { runRuncCommand } from './runc-command';
 import { readRuncErrors } from './runc-log';
 import { detectCgroupHost, linuxResources, type CgroupHost, type StepLimits } from './step-limits';
@@ -164,8 +164,9 @@ export class RuncExecutor implements Executor {
         hostNetwork,
         insecure: req.security === 'insecure' ? await this.hostPrivileges() : undefined,
         resources,
+        sessionMounts: req.sessionMounts,
       });
-      await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+      await writeSpec(bundle, spec, req);
       await ensureCwd(req.rootfs, cwd, user);
       const cleanStubs = await recordMountStubs(req.rootfs, mountDestinations(spec), { logger: this.log });
       let result: ExecResult;
@@ -285,6 +286,25 @@ export class RuncExecutor implements Executor {
       this.log.warn({ id, stderr: res.stderr.trim(), attempt }, 'Cannot delete container: runc delete failed');
     }
   }
+}
+
+/**
+ * Writes `<bundle>/config.json`. With secret variables in the environment, the file goes to the
+ * caller's tmpfs directory and the bundle gets a symlink to it (runc follows it), so no secret
+ * value is written under the daemon's root.
+ */
+async function writeSpec(bundle: string, spec: OciSpec, req: ExecRequest): Promise<void> {
+  const secretEnv = req.secretEnv ?? [];
+  if (secretEnv.length === 0) {
+    await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+    return;
+  }
+  if (req.privateDir === undefined) throw new BuildError('internal', 'Cannot pass secrets to the step: no private directory for its config');
+  const names = new Set(secretEnv.map((e) => e.slice(0, e.indexOf('='))));
+  spec.process.env = [...spec.process.env.filter((e) => !names.has(e.slice(0, e.indexOf('=')))), ...secretEnv];
+  const file = path.join(req.privateDir, 'config.json');
+  await fsp.writeFile(file, JSON.stringify(spec), { mode: 0o600 });
+  await fsp.symlink(file, path.join(bundle, 'config.json'));
 }
 
 function describe(args: readonly string[]): string {

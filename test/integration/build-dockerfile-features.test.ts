@@ -145,11 +145,11 @@ describe('Dockerfile features beyond the reference, end to end', () => {
     }
   }, 120_000);
 
-  test('RUN --mount=type=ssh is validated and refused clearly until the executor supports it; warnings reach the client', async () => {
-    const mount = await buildToFiles('run-mount', { Dockerfile: `FROM ${env.busybox}\nRUN --mount=type=ssh true\n` });
+  test('RUN --mount of an unknown type or with a misspelt option fails clearly at its line; warnings reach the client', async () => {
+    const mount = await buildToFiles('run-mount', { Dockerfile: `FROM ${env.busybox}\nRUN --mount=type=nfs,target=/x true\n` });
     expect(mount.res.code).not.toBe(0);
     expect(mount.res.stderr).toMatch(/Dockerfile:2/);
-    expect(mount.res.stderr).toMatch(/--mount.*not supported/i);
+    expect(mount.res.stderr).toMatch(/nfs/);
     const typo = await buildToFiles('run-mount-typo', { Dockerfile: `FROM ${env.busybox}\nRUN --mount=type=cache,targte=/x true\n` });
     expect(typo.res.code).not.toBe(0);
     expect(typo.res.stderr).toMatch(/targte/);

@@ -103,9 +103,12 @@ describe('RUN --mount in the op graph (as LLB ExecOp mounts: each mount state is
     expect([sizeInBytes('1k'), sizeInBytes('2KiB'), sizeInBytes('1.5m'), sizeInBytes('10'), sizeInBytes('1GB')]).toEqual([1024, 2048, 1572864, 10, 1024 ** 3]);
   });
 
-  test('secret and ssh mounts are still refused; a mount from a later stage is an error with the line', async () => {
-    expect((await failure(`FROM ${BB}\nRUN --mount=type=secret,id=t true\n`)).message).toMatch(/^Dockerfile:2:1: Cannot use RUN --mount=type=secret: not supported by buildd yet/);
-    expect((await failure(`FROM ${BB}\nRUN --mount=type=ssh true\n`)).message).toMatch(/^Dockerfile:2:1: Cannot use RUN --mount=type=ssh: not supported by buildd yet/);
+  test('secret and ssh mounts are lent by the session, not graph mounts; a mount from a later stage is an error with the line', async () => {
+    const lent = await build(`FROM ${BB}\nRUN --mount=type=secret,id=t --mount=type=ssh --mount=type=tmpfs,target=/t true\n`);
+    const exec = lastExec(lent.definition);
+    expect(exec.mounts.map((m) => m.dest)).toEqual(['/', '/t']);
+    expect(exec.secrets?.map((m) => m.id)).toEqual(['t']);
+    expect(exec.ssh?.map((m) => m.id)).toEqual(['default']);
     const later = await failure(`FROM ${BB} AS a\nRUN --mount=from=b,target=/b true\nFROM ${BB} AS b\nFROM a\n`);
     expect(later.message).toMatch(/^Dockerfile:2:1: cannot mount from stage "b", it needs to be defined before current stage "a"/);
     const self = await failure(`FROM ${BB} AS a\nRUN --mount=from=a,target=/a true\n`);

@@ -1,0 +1,124 @@
+import type { Duplex } from 'node:stream';
+import { BuildError } from '../../solver/build-error';
+import type { SessionAttachables } from '../../solver/worker';
+import type { SessionClientMessage } from '../api/messages';
+import { SshChannel, type SessionSend } from './ssh-channel';
+
+interface PendingSecret {
+  promise: Promise<Buffer | undefined>;
+  resolve(value: Buffer | undefined): void;
+  reject(err: Error): void;
+}
+
+/**
+ * The daemon's side of a build's session: asks the client for secrets when a step needs them
+ * (secret_request → secret_value) and relays ssh agent connections as channels (ssh_open,
+ * ssh_data, ssh_close). Nothing the client lends is kept: a secret's value goes to the step
+ * that asked and is forgotten; a second step asks again.
+ *
+ * Lifecycle: one per Build call, made when the build starts; `handle` gets each session message
+ * the client sends after locals_done; `clientDone` when the client half-closed (old clients
+ * do: nothing more can be asked); `close` when the call ends, which rejects every pending
+ * request and destroys every channel.
+ */
+export class ClientSession implements SessionAttachables {
+  private readonly pendingSecrets = new Map<string, PendingSecret>();
+  private readonly channels = new Map<number, SshChannel>();
+  private nextChannel = 1;
+  private ended: BuildError | undefined;
+
+  constructor(
+    private readonly send: SessionSend,
+    private readonly sshIds: ReadonlySet<string>,
+  ) {}
+
+  secret(id: string, signal: AbortSignal): Promise<Buffer | undefined> {
+    if (this.ended) return Promise.reject(this.ended);
+    let pending = this.pendingSecrets.get(id);
+    if (!pending) {
+      // concurrent steps asking for the same id share one request (the client answers once)
+      let resolve!: (v: Buffer | undefined) => void;
+      let reject!: (e: Error) => void;
+      const promise = new Promise<Buffer | undefined>((res, rej) => ((resolve = res), (reject = rej)));
+      pending = { promise, resolve, reject };
+      this.pendingSecrets.set(id, pending);
+      this.send({ msg: 'secret_request', secret_request: { id } }).catch((err: unknown) => this.fail(id, err));
+    }
+    // each asker gets its own copy, which it may zero once used without harming the others
+    const own = pending.promise.then((v) => (v === undefined ? undefined : Buffer.from(v)));
+    return raceAbort(own, signal, `Cannot get secret ${id}: the step was cancelled`);
+  }
+
+  hasSshAgent(id: string): boolean {
+    return this.sshIds.has(id);
+  }
+
+  connectSshAgent(id: string): Duplex {
+    if (this.ended) throw this.ended;
+    if (!this.sshIds.has(id)) throw new BuildError('not-found', `Cannot connect to ssh agent ${id}: the client forwards no --ssh ${id}`);
+    const channel = this.nextChannel++;
+    const ch = new SshChannel(channel, this.send, () => this.channels.delete(channel));
+    this.channels.set(channel, ch);
+    this.send({ msg: 'ssh_open', ssh_open: { channel, id } }).catch((err: unknown) => ch.destroy(err as Error));
+    return ch;
+  }
+
+  /** One session message from the client; resolves when the next one may be read (backpressure). */
+  async handle(msg: SessionClientMessage): Promise<void> {
+    switch (msg.msg) {
+      case 'secret_value': {
+        const { id, data, not_found } = msg.secret_value;
+        const pending = this.pendingSecrets.get(id);
+        if (!pending) throw new BuildError('invalid-argument', `Cannot accept secret ${id}: the daemon did not ask for it`);
+        this.pendingSecrets.delete(id);
+        pending.resolve(not_found ? undefined : data);
+        return;
+      }
+      case 'ssh_data':
+        // data for a channel the daemon already closed is in flight, not an error
+        await this.channels.get(msg.ssh_data.channel)?.fromClient(msg.ssh_data.data);
+        return;
+      case 'ssh_close':
+        this.channels.get(msg.ssh_close.channel)?.closedByClient(msg.ssh_close.error);
+        return;
+    }
+  }
+
+  /** The client half-closed: it can answer nothing more; channels it had end. */
+  clientDone(): void {
+    this.end(new BuildError('failed-precondition', 'Cannot ask the client: it closed its session (an older buildctl?)'));
+  }
+
+  /** The call ended: pending requests reject, channels are destroyed. Idempotent. */
+  close(reason?: BuildError): void {
+    this.end(reason ?? new BuildError('cancelled', 'Cannot ask the client: the build has ended'));
+  }
+
+  private end(reason: BuildError): void {
+    if (this.ended) return;
+    this.ended = reason;
+    for (const p of this.pendingSecrets.values()) p.reject(reason);
+    this.pendingSecrets.clear();
+    for (const ch of [...this.channels.values()]) ch.destroy();
+    this.channels.clear();
+  }
+
+  private fail(id: string, err: unknown): void {
+    const pending = this.pendingSecrets.get(id);
+    if (!pending) return;
+    this.pendingSecrets.delete(id);
+    pending.reject(err instanceof BuildError ? err : new BuildError('cancelled', `Cannot ask the client for secret ${id}: ${(err as Error).message}`));
+  }
+}
+
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal, message: string): Promise<T> {
+  if (signal.aborted) return Promise.reject(new BuildError('cancelled', message));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new BuildError('cancelled', message));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+  });
+}
