@@ -6,6 +6,8 @@ import type { Builder } from './builder';
 import { loadConfigFile, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
 import { startDaemon, type RunningDaemon } from './daemon';
 import { checkAddresses } from './listen';
+import { runUnderRootlesskit } from './rootless/rootlesskit-reexec';
+import { rootlessStart } from './rootless/rootless-start';
 import { builddVersion } from './version';
 
 /**
@@ -37,6 +39,7 @@ export function daemonCommand(): Command {
     .addOption(
       new Option('--allow-insecure-entitlement <name>', 'let clients grant an entitlement: network.host, security.insecure (repeatable)').argParser(entitlement),
     )
+    .option('--rootless', "run in the starting user's namespaces (rootlesskit, /etc/subuid and /etc/subgid); RUN steps get loopback only")
     .exitOverride();
 }
 
@@ -78,6 +81,14 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
     }
     process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
     process.exit(1);
+  }
+  if (config.rootless) {
+    try {
+      if ((await rootlessStart()) === 'reexec') process.exit(await runUnderRootlesskit([...process.execArgv, ...process.argv.slice(1)]));
+    } catch (err) {
+      process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
+      process.exit(1);
+    }
   }
   const logger = pino({ level: config.debug ? 'debug' : 'info', base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   let builder: Builder | undefined;
