@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
+import { BuildError } from '../solver/build-error';
 import { CacheStore } from '../solver/cache-store';
 import { Solver } from '../solver/solver';
 import { LocalContentStore } from '../store/content-store';
@@ -43,7 +44,11 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   await fsp.mkdir(tmpDir, { recursive: true });
   // Containers a killed daemon left still use their rootfs mounts: delete them before the
   // snapshotter unmounts what it finds.
+  if (opts.config.rootless && opts.config.stepLimits && Object.keys(opts.config.stepLimits).length > 0) {
+    throw new BuildError('failed-precondition', 'Cannot start buildd --rootless with stepLimits: cgroup limits in a user namespace need cgroup delegation, which buildd does not set up yet');
+  }
   const runc = new RuncExecutor({
+    rootless: opts.config.rootless,
     runcRoot: path.join(root, 'runc'),
     stateDir: path.join(root, 'bundles'),
     logger: opts.logger,

@@ -1,0 +1,126 @@
+import { execFile } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { writeContext } from '../helpers/build-env';
+import { pushBusyboxImage } from '../helpers/busybox-image';
+import { runBuildctl, startDaemon, type RunResult, type TestDaemon } from '../helpers/daemon';
+import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { createRootlessUser, startRootlessDaemon, type RootlessUser } from '../helpers/rootless-daemon';
+import { IMGDIFF } from '../helpers/shared-conformance';
+import { mountsUnder } from '../helpers/store-mounts';
+
+jest.setTimeout(240_000);
+
+const run = promisify(execFile);
+
+interface FileRow {
+  uid?: number;
+  gid?: number;
+  type?: string;
+}
+
+async function flatten(archive: string): Promise<Record<string, FileRow>> {
+  const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
+  return (JSON.parse(stdout) as { files: Record<string, FileRow> }).files;
+}
+
+/** Processes whose real uid is `uid` (the rootless daemon, rootlesskit, containers). */
+async function processesOf(uid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const e of await fsp.readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const status = await fsp.readFile(`/proc/${e}/status`, 'utf8').catch(() => '');
+    if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === uid) out.push(Number(e));
+  }
+  return out;
+}
+
+/**
+ * buildd --rootless started by an unprivileged user that the test creates (subordinate id
+ * ranges, a home in the test's temp dir): the image it builds equals, file by file, the one a
+ * root daemon builds from the same Dockerfile, owners of a RUN's chown, a whiteout and an
+ * opaque directory included.
+ */
+describe('buildd --rootless', () => {
+  let tmp: string;
+  let registry: TestRegistry;
+  let busybox: string;
+  let user: RootlessUser;
+  let rootless: TestDaemon | undefined;
+  let rooted: TestDaemon | undefined;
+
+  const build = (daemon: TestDaemon, ctx: string, extra: string[]): Promise<RunResult> =>
+    runBuildctl([
+      '--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'),
+      'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--progress', 'plain', ...extra,
+    ]);
+
+  beforeAll(async () => {
+    tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-rootless-'));
+    // the user must reach its home below the temp dir
+    await fsp.chmod(tmp, 0o755);
+    registry = await startRegistry();
+    ({ ref: busybox } = await pushBusyboxImage(registry.host));
+    user = await createRootlessUser(path.join(tmp, 'home'));
+  });
+
+  afterAll(async () => {
+    const rootlessCode = await rootless?.stop();
+    await rooted?.stop();
+    await registry?.stop();
+    // SIGTERM reached the daemon through rootlesskit: it stopped cleanly, and nothing of the user runs on
+    expect(rootlessCode).toBe(0);
+    expect(user ? await processesOf(user.uid) : []).toEqual([]);
+    await user?.remove();
+    // rootless mounts live in rootlesskit's mount namespace; none may show in the host's
+    const left = await mountsUnder(tmp);
+    await fsp.rm(tmp, { recursive: true, force: true });
+    expect(left).toEqual([]);
+  });
+
+  it('builds as an unprivileged user the same image as root, keeping in-container owners, whiteouts and opaque dirs', async () => {
+    rootless = await startRootlessDaemon(user);
+    expect(rootless.stderr()).toContain('rootless: RUN steps have loopback only until slirp4netns/pasta networking lands');
+    rooted = await startDaemon({ builder: 'real', root: path.join(tmp, 'root-daemon') });
+    const ctx = await writeContext(path.join(tmp, 'ctx'), {
+      Dockerfile: [
+        `FROM ${busybox}`,
+        'COPY hello.txt /hello.txt',
+        'COPY --chown=7:8 hello.txt /srv/owned-copy.txt',
+        'RUN echo made > /made && chown 4242:4343 /made && mkdir /d && chown 4242:4343 /d',
+        // a whiteout of a base file, an opaque /var (its tmp from the base must stay gone)
+        'RUN rm /etc/group && rm -rf /var && mkdir /var && echo new > /var/fresh',
+        // a step as a user that exists only by number
+        'USER 4242:4343',
+        'RUN echo mine > /d/by-4242 && id -u > /d/uid',
+      ].join('\n'),
+      'hello.txt': 'hello from the context\n',
+    });
+    const outRootless = path.join(tmp, 'rootless.tar');
+    const outRoot = path.join(tmp, 'root.tar');
+    const a = await build(rootless, ctx, ['--output', `type=oci,dest=${outRootless}`]);
+    // the client's output and the daemon's log on failure
+    expect({ code: a.code, stderr: a.code === 0 ? '' : `${a.stderr}\n${rootless.stderr()}` }).toEqual({ code: 0, stderr: '' });
+    expect(a.stderr).toContain('RUN echo made');
+    const b = await build(rooted, ctx, ['--output', `type=oci,dest=${outRoot}`]);
+    expect({ code: b.code, stderr: b.code === 0 ? '' : b.stderr }).toEqual({ code: 0, stderr: '' });
+
+    const files = await flatten(outRootless);
+    expect(files['made']).toMatchObject({ uid: 4242, gid: 4343 });
+    expect(files['d/by-4242']).toMatchObject({ uid: 4242, gid: 4343 });
+    expect(files['srv/owned-copy.txt']).toMatchObject({ uid: 7, gid: 8 });
+    expect(files['hello.txt']).toMatchObject({ uid: 0, gid: 0 });
+    expect(files['var/fresh']).toBeDefined();
+    expect(files['var/tmp']).toBeUndefined();
+    expect(files['etc/group']).toBeUndefined();
+    expect(files['etc/passwd']).toBeDefined();
+
+    const diff = await run('python3', [IMGDIFF, 'diff', outRootless, outRoot], { maxBuffer: 16 * 1024 * 1024 }).then(
+      (r) => ({ code: 0, out: r.stdout + r.stderr }),
+      (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code, out: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
+    );
+    expect(diff).toEqual({ code: 0, out: expect.any(String) });
+  });
+});
