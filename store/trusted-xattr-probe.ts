@@ -49,7 +49,7 @@ async function probe(dir: string, namespace: OverlayXattrNamespace, what: string
   const value = randomBytes(8);
   const remedy =
     namespace === 'trusted'
-      ? 'buildd needs CAP_SYS_ADMIN in the initial user namespace (run it as root, or use --rootless)'
+      ? 'buildd needs CAP_SYS_ADMIN in the initial user namespace (run it as root)'
       : "buildd --rootless needs a file system that keeps user.* attributes under its root (ext4, xfs, btrfs; tmpfs since Linux 6.6)";
   const fail = (why: string): BuildError => new BuildError('permission-denied', `Cannot read ${what} in ${dir}: ${why}; ${remedy}`);
   await fsp.writeFile(file, '', { flag: 'wx', mode: 0o600 });
