@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
@@ -6,10 +6,11 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { writeContext } from '../helpers/build-env';
 import { pushBusyboxImage } from '../helpers/busybox-image';
-import { runBuildctl, startDaemon, type RunResult, type TestDaemon } from '../helpers/daemon';
+import { runBuildctl, runBuildd, startDaemon, type RunResult, type TestDaemon } from '../helpers/daemon';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { createRootlessUser, startRootlessDaemon, type RootlessUser } from '../helpers/rootless-daemon';
 import { IMGDIFF } from '../helpers/shared-conformance';
+import { createSystemUser } from '../helpers/system-user';
 import { mountsUnder } from '../helpers/store-mounts';
 
 jest.setTimeout(240_000);
@@ -74,6 +75,13 @@ describe('buildd --rootless', () => {
     await rooted?.stop().catch(() => undefined);
     await registry?.stop().catch(() => undefined);
     const leftProcesses = user ? await processesOf(user.uid) : [];
+    // rootlesskit's state dir, made by the daemon in the user's temp dir (TMPDIR unset: /tmp)
+    const leftState: string[] = [];
+    for (const e of await fsp.readdir(os.tmpdir())) {
+      if (!e.startsWith('buildd-rootlesskit-')) continue;
+      const st = await fsp.stat(path.join(os.tmpdir(), e)).catch(() => undefined);
+      if (st && user && st.uid === user.uid) leftState.push(e);
+    }
     const removed = await user?.remove().then(
       () => 'removed',
       (err: Error) => err.message,
@@ -82,7 +90,7 @@ describe('buildd --rootless', () => {
     const left = tmp ? await mountsUnder(tmp) : [];
     if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
     // SIGTERM reached the daemon through rootlesskit: it stopped cleanly, and nothing of the user ran on
-    expect({ rootlessCode, leftProcesses, removed, left }).toEqual({ rootlessCode: rootless ? 0 : undefined, leftProcesses: [], removed: user ? 'removed' : undefined, left: [] });
+    expect({ rootlessCode, leftProcesses, leftState, removed, left }).toEqual({ rootlessCode: rootless ? 0 : undefined, leftProcesses: [], leftState: [], removed: user ? 'removed' : undefined, left: [] });
   });
 
   it('builds as an unprivileged user the same image as root, keeping in-container owners, whiteouts and opaque dirs', async () => {
@@ -138,5 +146,48 @@ describe('buildd --rootless', () => {
     const res = await build(rootless, ctx, ['--output', `type=oci,dest=${out}`]);
     expect({ code: res.code, stderr: res.code === 0 ? '' : `${res.stderr}\n${rootless.stderr()}` }).toEqual({ code: 0, stderr: '' });
     expect((await flatten(out))['nets']?.sha256).toBe(createHash('sha256').update('lo\n').digest('hex'));
+  });
+});
+
+describe('buildd --rootless refuses what cannot work', () => {
+  it('exits 1 when started as root, saying to start it as the unprivileged user', async () => {
+    const res = await runBuildd(['--rootless', '--addr', 'tcp://127.0.0.1:0', '--insecure-tcp', '--root', path.join(os.tmpdir(), 'buildd-never-made')]);
+    expect(res).toMatchObject({
+      code: 1,
+      stderr: 'buildd: Cannot start buildd --rootless: it was started as root; start it as the unprivileged user whose namespaces it should use, or without --rootless\n',
+    });
+  });
+
+  it('exits 1 for a user without subordinate uids, naming /etc/subuid and the usermod to run', async () => {
+    const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-rootless-nosub-'));
+    await fsp.chmod(tmp, 0o755);
+    const user = await createSystemUser(path.join(tmp, 'home'));
+    try {
+      // useradd may have given it ranges (SUB_UID_COUNT in login.defs): take them away
+      const text = await fsp.readFile('/etc/subuid', 'utf8').catch(() => '');
+      for (const f of text.split('\n').map((l) => l.trim().split(':'))) {
+        if (f.length === 3 && f[0] === user.name) await run('usermod', ['--del-subuids', `${f[1]}-${Number(f[1]) + Number(f[2]) - 1}`, user.name]);
+      }
+      const res = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+        const child = spawn('setpriv', ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', process.execPath, path.join(__dirname, '..', '..', 'dist', 'buildd', 'main.js'), '--rootless', '--addr', 'tcp://127.0.0.1:0', '--insecure-tcp'], {
+          cwd: user.home,
+          env: { PATH: process.env['PATH'], HOME: user.home, USER: user.name },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stderr }));
+      });
+      expect(res).toEqual({
+        code: 1,
+        stderr: `buildd: Cannot start buildd --rootless: /etc/subuid gives user ${user.name} 0 subordinate ids, it needs at least 65536 (as root: usermod --add-subuids 100000-165535 ${user.name})\n`,
+      });
+      // it stopped before making anything
+      await expect(fsp.access(path.join(user.home, '.local'))).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      await user.remove();
+      await fsp.rm(tmp, { recursive: true, force: true });
+    }
   });
 });
