@@ -6,7 +6,8 @@ import type { Builder } from './builder';
 import { loadConfigFile, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
 import { startDaemon, type RunningDaemon } from './daemon';
 import { checkAddresses } from './listen';
-import { runUnderRootlesskit } from './rootless/rootlesskit-reexec';
+import { watchParentLifeline } from './rootless/parent-lifeline';
+import { CHILD_ENV, runUnderRootlesskit } from './rootless/rootlesskit-reexec';
 import { rootlessStart } from './rootless/rootless-start';
 import { builddVersion } from './version';
 
@@ -124,5 +125,13 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  if (config.rootless && process.env[CHILD_ENV] === '1') {
+    watchParentLifeline(process.stdin, () => {
+      // after a SIGTERM the starter waits for us; only its own death ends the pipe first
+      if (signalled) return;
+      logger.warn('rootless: the buildd process that started rootlesskit is gone; shutting down');
+      onSignal('SIGTERM');
+    });
+  }
   for (const a of running.addresses) logger.info({ addr: a.text }, `buildd listening on ${a.text}`);
 }

@@ -51,8 +51,9 @@ export async function checkSubids(user: { name: string; uid: number; gid: number
  * it whatever way buildd ends.
  *
  * Lifecycle: resolves with the child's exit code once it has exited; SIGTERM and SIGINT are
- * passed on to it (rootlesskit forwards them to buildd). rootlesskit's state dir is a temp dir
- * removed afterwards.
+ * passed on to it (rootlesskit forwards them to buildd), and should this process be killed,
+ * buildd sees its stdin end and shuts down. rootlesskit's state dir is a temp dir that
+ * rootlesskit removes as it exits (and this process too, in case it did not).
  */
 export async function runUnderRootlesskit(nodeArgs: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const stateDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-rootlesskit-'));
@@ -60,7 +61,8 @@ export async function runUnderRootlesskit(nodeArgs: string[], env: NodeJS.Proces
   await fsp.rmdir(stateDir);
   try {
     const child = spawn('rootlesskit', ['--net=host', '--propagation=rprivate', `--state-dir=${stateDir}`, '--', process.execPath, ...nodeArgs], {
-      stdio: 'inherit',
+      // stdin: the lifeline (see parent-lifeline.ts); ends when this process does, however it ends
+      stdio: ['pipe', 'inherit', 'inherit'],
       env: { ...env, [CHILD_ENV]: '1' },
     });
     const forward = (sig: NodeJS.Signals): void => {

@@ -12,6 +12,7 @@ import { createRootlessUser, startRootlessDaemon, type RootlessUser } from '../h
 import { IMGDIFF } from '../helpers/shared-conformance';
 import { createSystemUser } from '../helpers/system-user';
 import { mountsUnder } from '../helpers/store-mounts';
+import { waitFor } from '../helpers/wait-for';
 
 jest.setTimeout(240_000);
 
@@ -210,3 +211,33 @@ describe('buildd --rootless refuses what cannot work', () => {
     }
   });
 });
+
+describe('buildd --rootless after a kill -9 of the process the user started', () => {
+  it('shuts down the daemon inside rootlesskit too, leaving no process of the user', async () => {
+    const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-rootless-kill-'));
+    await fsp.chmod(tmp, 0o755);
+    const user = await createRootlessUser(path.join(tmp, 'home'));
+    let daemon: TestDaemon | undefined;
+    try {
+      daemon = await startRootlessDaemon(user);
+      const started = daemon;
+      started.process.kill('SIGKILL');
+      await waitFor('the rootless daemon to exit', async () => ((await processesOf(user.uid)).length === 0 ? true : undefined), 60_000);
+      expect(started.stderr()).toContain('rootless: the buildd process that started rootlesskit is gone; shutting down');
+      expect(started.stderr()).toContain('buildd stopped');
+    } finally {
+      await daemon?.stop();
+      // when the daemon outlived the kill (the failure this test is for), its orphans go by pid
+      for (const pid of await processesOf(user.uid)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await user.remove();
+      await fsp.rm(tmp, { recursive: true, force: true });
+    }
+  });
+});
+
