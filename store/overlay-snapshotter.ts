@@ -7,7 +7,7 @@ import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
 import type { ActiveSnapshot, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
-import type { OverlayXattrNamespace } from './trusted-xattr-probe';
+import { assertOverlayXattrsReadable, type OverlayXattrNamespace } from './trusted-xattr-probe';
 
 const execFileP = promisify(execFile);
 
@@ -217,12 +217,17 @@ export class OverlaySnapshotter implements Snapshotter {
     if (merged !== undefined) await unmount(merged);
   }
 
-  /** Mounts and unmounts a throwaway overlay: proves that this process may mount overlay here. */
+  /**
+   * Proves that this process may mount overlay here and that the file system keeps the user.*
+   * attributes overlay's markers need (overlay itself mounts without them, on ramfs say, and
+   * would then lose opaque directories): writes one, then mounts and unmounts a throwaway overlay.
+   */
   private async probeMount(): Promise<void> {
     const dir = path.join(this.dir, 'views', `probe-${randomBytes(6).toString('hex')}`);
     for (const d of ['lower', 'upper', 'work', 'merged']) await fsp.mkdir(path.join(dir, d), { recursive: true });
     const rel = path.relative(this.dir, dir);
     try {
+      await assertOverlayXattrsReadable(dir, this.overlayXattrs, 'overlay opaque markers');
       await this.mountOverlay('probe', `lowerdir=${rel}/lower,upperdir=${rel}/upper,workdir=${rel}/work`, path.join(dir, 'merged'), false);
       await unmount(path.join(dir, 'merged'));
     } catch (err) {

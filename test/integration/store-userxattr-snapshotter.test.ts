@@ -70,3 +70,27 @@ describe('overlay snapshotter with user.overlay.* markers (userxattr)', () => {
     expect(names).toEqual(['.wh.gone', 'opq/', 'opq/.wh..wh..opq', 'opq/new']);
   });
 });
+
+describe('overlay snapshotter with userxattr where overlay cannot mount', () => {
+  it('fails open with failed-precondition, saying why and that no copying snapshotter exists yet', async () => {
+    const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-userxattr-refused-'));
+    // ramfs keeps no extended attributes: overlay mounts on it all the same, but could not
+    // record an opaque directory
+    await fsp.mkdir(path.join(tmp, 'merged'));
+    execFileSync('mount', ['-t', 'ramfs', 'ramfs', path.join(tmp, 'merged')]);
+    try {
+      await expect(OverlaySnapshotter.open(path.join(tmp, 'merged', 'root'), { overlayXattrs: 'user' })).rejects.toMatchObject({
+        code: 'failed-precondition',
+        message: expect.stringMatching(
+          /^Cannot use overlayfs in this user namespace \(mount option userxattr needs Linux 5\.11 or later and a file system that keeps user\.\* attributes\): Cannot read overlay opaque markers in .+: this process cannot write user\.\* attributes \(.+\); .+; no copying snapshotter exists yet to fall back to$/,
+        ),
+      });
+      // the probe's scratch dirs are gone
+      expect(await fsp.readdir(path.join(tmp, 'merged', 'root', 'snapshots', 'views'))).toEqual([]);
+    } finally {
+      execFileSync('umount', [path.join(tmp, 'merged')]);
+      await fsp.rm(tmp, { recursive: true, force: true });
+    }
+  });
+});
+
