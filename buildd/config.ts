@@ -1,4 +1,6 @@
 import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
 import { ENTITLEMENTS, type Entitlement } from '../solver/entitlements';
@@ -36,6 +38,8 @@ export const daemonConfigFileSchema = z
     insecureEntitlements: z.array(z.enum(ENTITLEMENTS)).max(16),
     /** cgroup limits of every RUN step: `{ "memory": "2g", "pids": 4096, "cpus": 1.5 }` */
     stepLimits: stepLimitsSchema,
+    /** run in the starting user's namespaces (see buildd/rootless/) */
+    rootless: z.boolean(),
   })
   .partial()
   .strict();
@@ -74,9 +78,21 @@ export interface DaemonConfig {
   insecureEntitlements: Entitlement[];
   /** cgroup limits of every RUN step (memory, pids, CPU); undefined: none */
   stepLimits?: StepLimits;
+  /**
+   * `--rootless`: started by an unprivileged user, buildd re-executes itself under rootlesskit
+   * and runs as root of that user's namespaces (subuid/subgid maps); default root
+   * `$XDG_DATA_HOME/buildd` (~/.local/share/buildd)
+   */
+  rootless: boolean;
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
+
+/** As BuildKit's rootless default ($XDG_DATA_HOME/buildkit): a dir the user owns. */
+function rootlessDefaultRoot(): string {
+  const data = process.env['XDG_DATA_HOME'] ?? path.join(os.homedir(), '.local', 'share');
+  return path.join(data, 'buildd');
+}
 
 /** Largest config file read: configs are small, and this keeps a wrong path from eating memory. */
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -124,6 +140,7 @@ export interface DaemonFlags {
   cniBinaryDir?: string;
   cniPoolSize?: number;
   allowInsecureEntitlement?: Entitlement[];
+  rootless?: boolean;
 }
 
 /** Flags override the file; the file overrides the defaults. */
@@ -133,9 +150,10 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     cert: flags.tlscert ?? file.tls?.cert,
     key: flags.tlskey ?? file.tls?.key,
   };
+  const rootless = flags.rootless ?? file.rootless ?? false;
   const config: DaemonConfig = {
     addr: flags.addr && flags.addr.length > 0 ? flags.addr : file.addr ?? [DEFAULT_ADDR],
-    root: flags.root ?? file.root ?? DEFAULT_ROOT,
+    root: flags.root ?? file.root ?? (rootless ? rootlessDefaultRoot() : DEFAULT_ROOT),
     tls,
     insecureTcp: flags.insecureTcp ?? file.insecureTcp ?? false,
     registry: file.registry ?? {},
@@ -147,6 +165,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     // as buildkitd: the flags replace the file's list, duplicates are harmless
     insecureEntitlements: [...new Set(flags.allowInsecureEntitlement && flags.allowInsecureEntitlement.length > 0 ? flags.allowInsecureEntitlement : file.insecureEntitlements ?? [])],
     stepLimits: file.stepLimits,
+    rootless,
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

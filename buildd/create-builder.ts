@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
+import { BuildError } from '../solver/build-error';
 import { CacheStore } from '../solver/cache-store';
 import { Solver } from '../solver/solver';
 import { LocalContentStore } from '../store/content-store';
@@ -19,6 +20,7 @@ import { RuncExecutor } from './worker/runc-executor';
 import { openCniSandboxes } from './worker/network/open-cni-sandboxes';
 import { CacheMounts } from './worker/mounts/cache-mounts';
 import { NetworkedExecutor } from './worker/network/networked-executor';
+import { ROOTLESS_NETWORK_NOTE } from './rootless/rootless-start';
 
 /** Options of the daemon's one builder. */
 export interface CreateBuilderOptions {
@@ -42,7 +44,11 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   await fsp.mkdir(tmpDir, { recursive: true });
   // Containers a killed daemon left still use their rootfs mounts: delete them before the
   // snapshotter unmounts what it finds.
+  if (opts.config.rootless && opts.config.stepLimits && Object.keys(opts.config.stepLimits).length > 0) {
+    throw new BuildError('failed-precondition', 'Cannot start buildd --rootless with stepLimits: cgroup limits in a user namespace need cgroup delegation, which buildd does not set up yet');
+  }
   const runc = new RuncExecutor({
+    rootless: opts.config.rootless,
     runcRoot: path.join(root, 'runc'),
     stateDir: path.join(root, 'bundles'),
     logger: opts.logger,
@@ -51,18 +57,24 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const swept = await runc.sweep();
   if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');
   // after the containers: a namespace is only torn down once nothing runs in it
-  const sandboxes = await openCniSandboxes({
-    stateDir: path.join(root, 'net'),
-    cniConfigPath: opts.config.cniConfigPath,
-    cniBinaryDir: opts.config.cniBinaryDir,
-    poolSize: opts.config.cniPoolSize,
-    logger: opts.logger,
-  });
-  const sweptNets = await sandboxes.sweep();
+  // Rootless: no CNI bridge (it needs slirp4netns or pasta to reach out); the runc executor
+  // alone gives a 'sandbox' step a fresh loopback-only namespace.
+  const sandboxes = opts.config.rootless
+    ? undefined
+    : await openCniSandboxes({
+        stateDir: path.join(root, 'net'),
+        cniConfigPath: opts.config.cniConfigPath,
+        cniBinaryDir: opts.config.cniBinaryDir,
+        poolSize: opts.config.cniPoolSize,
+        logger: opts.logger,
+      });
+  if (opts.config.rootless) opts.logger.warn(ROOTLESS_NETWORK_NOTE);
+  const sweptNets = (await sandboxes?.sweep()) ?? [];
   if (sweptNets.length > 0) opts.logger.warn({ sandboxes: sweptNets }, 'released network namespaces left by a previous daemon');
-  const executor = new NetworkedExecutor(runc, sandboxes);
+  const executor = sandboxes ? new NetworkedExecutor(runc, sandboxes) : runc;
   const content = await LocalContentStore.open(path.join(root, 'content'));
-  const snapshotter = await OverlaySnapshotter.open(root, { logger: opts.logger });
+  // in a user namespace overlay keeps its markers in user.overlay.* (mount option userxattr)
+  const snapshotter = await OverlaySnapshotter.open(root, { logger: opts.logger, overlayXattrs: opts.config.rootless ? 'user' : 'trusted' });
   const cache = await CacheStore.open(root);
   const layers = await LayerIndex.open(root);
   const images = await ImageStore.open(root);
@@ -75,6 +87,6 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content, cacheMounts });
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length), log: opts.logger });
   // last: once the builder exists, its close() tears the pool down
-  sandboxes.fill();
+  sandboxes?.fill();
   return new DockerfileBuilder({ solver, registry, credentials, content, snapshotter, layers, images, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements });
 }

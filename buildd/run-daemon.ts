@@ -6,6 +6,9 @@ import type { Builder } from './builder';
 import { loadConfigFile, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
 import { startDaemon, type RunningDaemon } from './daemon';
 import { checkAddresses } from './listen';
+import { watchParentLifeline } from './rootless/parent-lifeline';
+import { CHILD_ENV, runUnderRootlesskit } from './rootless/rootlesskit-reexec';
+import { rootlessStart } from './rootless/rootless-start';
 import { builddVersion } from './version';
 
 /**
@@ -37,6 +40,7 @@ export function daemonCommand(): Command {
     .addOption(
       new Option('--allow-insecure-entitlement <name>', 'let clients grant an entitlement: network.host, security.insecure (repeatable)').argParser(entitlement),
     )
+    .option('--rootless', "run in the starting user's namespaces (rootlesskit, /etc/subuid and /etc/subgid); RUN steps get loopback only")
     .exitOverride();
 }
 
@@ -79,6 +83,14 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
     process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
     process.exit(1);
   }
+  if (config.rootless) {
+    try {
+      if ((await rootlessStart()) === 'reexec') process.exit(await runUnderRootlesskit([...process.execArgv, ...process.argv.slice(1)]));
+    } catch (err) {
+      process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
+      process.exit(1);
+    }
+  }
   const logger = pino({ level: config.debug ? 'debug' : 'info', base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   let builder: Builder | undefined;
   let daemon: RunningDaemon | undefined;
@@ -113,5 +125,13 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  if (config.rootless && process.env[CHILD_ENV] === '1') {
+    watchParentLifeline(process.stdin, () => {
+      // after a SIGTERM the starter waits for us; only its own death ends the pipe first
+      if (signalled) return;
+      logger.warn('rootless: the buildd process that started rootlesskit is gone; shutting down');
+      onSignal('SIGTERM');
+    });
+  }
   for (const a of running.addresses) logger.info({ addr: a.text }, `buildd listening on ${a.text}`);
 }

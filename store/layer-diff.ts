@@ -7,7 +7,7 @@ import { BuildError } from '../solver/build-error';
 import type { ContentStore } from './content-store';
 import type { Snapshotter } from './snapshotter';
 import { encodeTarHeader, padding, TAR_END, type TarHeaderFields } from './tar-header';
-import { assertTrustedXattrsReadable } from './trusted-xattr-probe';
+import { assertOverlayXattrsReadable } from './trusted-xattr-probe';
 import { CAPABILITY_XATTR, readXattrs } from './xattrs';
 
 /** A layer blob as an image manifest and config refer to it. */
@@ -24,7 +24,6 @@ export interface LayerDescriptor {
 
 const OPAQUE_MARKER = '.wh..wh..opq';
 const WHITEOUT_PREFIX = '.wh.';
-const OPAQUE_XATTR = 'trusted.overlay.opaque';
 
 /**
  * Turns the changes of snapshot `id` (its overlay upper dir) into an OCI layer in the content
@@ -35,14 +34,17 @@ const OPAQUE_XATTR = 'trusted.overlay.opaque';
  * Extended attributes: as containerd's and Docker's archive writers (what the reference
  * BuildKit exports through), an entry carries only security.capability, in a
  * SCHILY.xattr.security.capability PAX record; user.* and the rest stay out, and overlayfs'
- * own trusted.overlay.* never go in. A directory's trusted.overlay.opaque="y" is read as the
+ * own trusted.overlay.* (user.overlay.* when rootless) never go in. A directory's opaque="y" is read as the
  * walk passes it and becomes a `.wh..wh..opq` entry; any failure to read attributes fails the
  * export (a missed opaque marker would bring deleted files back into the image).
  */
-export async function diffToLayer(snapshotter: Snapshotter, id: string, contentStore: ContentStore, signal?: AbortSignal): Promise<LayerDescriptor> {
+export async function diffToLayer(snapshotter: Pick<Snapshotter, 'upperDir' | 'overlayXattrs'>, id: string, contentStore: ContentStore, signal?: AbortSignal): Promise<LayerDescriptor> {
   const upper = await snapshotter.upperDir(id);
+  // rootless overlay mounts (userxattr) mark opaque directories with user.overlay.opaque
+  const namespace = snapshotter.overlayXattrs ?? 'trusted';
+  const opaqueXattr = `${namespace}.overlay.opaque`;
   // The snapshot's own dir holds `upper` and sits on its filesystem; a probe there leaves the layer alone.
-  await assertTrustedXattrsReadable(path.dirname(upper), 'overlay opaque markers');
+  await assertOverlayXattrsReadable(path.dirname(upper), namespace, 'overlay opaque markers');
   // Stops the walker (and closes its open file) when the consuming side fails first.
   const stop = new AbortController();
   const walkSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
@@ -50,7 +52,7 @@ export async function diffToLayer(snapshotter: Snapshotter, id: string, contentS
   const counter: WalkState = { entries: 0 };
   const gzip = createGzip();
   const compressing = pipeline(
-    layerTar(upper, counter, walkSignal),
+    layerTar(upper, opaqueXattr, counter, walkSignal),
     async function* (chunks: AsyncIterable<Buffer>) {
       for await (const chunk of chunks) {
         diffHash.update(chunk);
@@ -81,16 +83,16 @@ interface WalkState {
 }
 
 /** The layer tar of `upper` as a stream of chunks; pulled, so it honours backpressure. */
-async function* layerTar(upper: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
+async function* layerTar(upper: string, opaqueXattr: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
   try {
-    yield* layerEntries(upper, counter, signal);
+    yield* layerEntries(upper, opaqueXattr, counter, signal);
   } catch (err) {
     counter.error = err;
     throw err;
   }
 }
 
-async function* layerEntries(upper: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
+async function* layerEntries(upper: string, opaqueXattr: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
   const links = new Map<string, string>();
   async function* walk(rel: string): AsyncGenerator<Buffer> {
     const names = (await fsp.readdir(path.join(upper, rel))).sort(compareBytes);
@@ -105,10 +107,10 @@ async function* layerEntries(upper: string, counter: WalkState, signal: AbortSig
         yield encodeTarHeader({ ...baseHeader(st), name: wh(rel, name), type: 'file', mode: 0, uid: 0, gid: 0 });
         continue;
       }
-      const xattrs = await readXattrs(abs, (n) => n === CAPABILITY_XATTR || n === OPAQUE_XATTR);
-      const opaque = st.isDirectory() && xattrs.get(OPAQUE_XATTR)?.toString('latin1') === 'y';
+      const xattrs = await readXattrs(abs, (n) => n === CAPABILITY_XATTR || n === opaqueXattr);
+      const opaque = st.isDirectory() && xattrs.get(opaqueXattr)?.toString('latin1') === 'y';
       // "y" marks an opaque dir; newer kernels also write "x" (has whiteouts), which is not opaque.
-      xattrs.delete(OPAQUE_XATTR);
+      xattrs.delete(opaqueXattr);
       const head = { ...baseHeader(st), xattrs };
       if (st.isDirectory()) {
         yield encodeTarHeader({ ...head, name: relPath + '/', type: 'directory' });

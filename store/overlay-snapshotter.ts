@@ -7,6 +7,7 @@ import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
 import type { ActiveSnapshot, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
+import { assertOverlayXattrsReadable, type OverlayXattrNamespace } from './trusted-xattr-probe';
 
 const execFileP = promisify(execFile);
 
@@ -33,6 +34,12 @@ export interface OverlaySnapshotterOptions {
    * a missing parent). Nothing is logged when absent.
    */
   logger?: Logger;
+  /**
+   * `user`: mount with `userxattr`, as a process in a user namespace must (buildd --rootless,
+   * kernel 5.11 and later); overlay then keeps its markers in user.overlay.*. Default `trusted`.
+   * `open` fails with `failed-precondition` when a test mount in this namespace is refused.
+   */
+  overlayXattrs?: OverlayXattrNamespace;
 }
 
 /** What `readMeta` found in a snapshot's directory. */
@@ -54,6 +61,7 @@ export class OverlaySnapshotter implements Snapshotter {
   private constructor(
     private readonly dir: string,
     private readonly log: Logger,
+    readonly overlayXattrs: OverlayXattrNamespace,
   ) {}
 
   /**
@@ -63,7 +71,7 @@ export class OverlaySnapshotter implements Snapshotter {
    * builds stay correct and only rebuild (or pull again) what was lost.
    */
   static async open(root: string, opts: OverlaySnapshotterOptions = {}): Promise<OverlaySnapshotter> {
-    const s = new OverlaySnapshotter(path.join(path.resolve(root), 'snapshots'), opts.logger ?? pino({ enabled: false }));
+    const s = new OverlaySnapshotter(path.join(path.resolve(root), 'snapshots'), opts.logger ?? pino({ enabled: false }), opts.overlayXattrs ?? 'trusted');
     await fsp.mkdir(path.join(s.dir, 'empty'), { recursive: true });
     await s.unmountStale();
     await fsp.rm(path.join(s.dir, 'views'), { recursive: true, force: true });
@@ -71,6 +79,8 @@ export class OverlaySnapshotter implements Snapshotter {
     await s.load();
     // index=on ties an upper dir to its lowers by file handle; our lowers are shared and reused.
     s.indexOff = await fsp.access('/sys/module/overlay/parameters/index').then(() => true, () => false);
+    // In a user namespace a refused mount would otherwise only show at the first build.
+    if (s.overlayXattrs === 'user') await s.probeMount();
     return s;
   }
 
@@ -207,8 +217,32 @@ export class OverlaySnapshotter implements Snapshotter {
     if (merged !== undefined) await unmount(merged);
   }
 
+  /**
+   * Proves that this process may mount overlay here and that the file system keeps the user.*
+   * attributes overlay's markers need (overlay itself mounts without them, on ramfs say, and
+   * would then lose opaque directories): writes one, then mounts and unmounts a throwaway overlay.
+   */
+  private async probeMount(): Promise<void> {
+    const dir = path.join(this.dir, 'views', `probe-${randomBytes(6).toString('hex')}`);
+    for (const d of ['lower', 'upper', 'work', 'merged']) await fsp.mkdir(path.join(dir, d), { recursive: true });
+    const rel = path.relative(this.dir, dir);
+    try {
+      await assertOverlayXattrsReadable(dir, this.overlayXattrs, 'overlay opaque markers');
+      await this.mountOverlay('probe', `lowerdir=${rel}/lower,upperdir=${rel}/upper,workdir=${rel}/work`, path.join(dir, 'merged'), false);
+      await unmount(path.join(dir, 'merged'));
+    } catch (err) {
+      throw new BuildError(
+        'failed-precondition',
+        `Cannot use overlayfs in this user namespace (mount option userxattr needs Linux 5.11 or later and a file system that keeps user.* attributes): ${(err as Error).message}; no copying snapshotter exists yet to fall back to`,
+        { cause: err },
+      );
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  }
+
   private async mountOverlay(id: string, layers: string, target: string, readonly: boolean): Promise<void> {
-    const options = [layers, ...(this.indexOff ? ['index=off'] : []), ...(readonly ? ['ro'] : [])].join(',');
+    const options = [layers, ...(this.overlayXattrs === 'user' ? ['userxattr'] : []), ...(this.indexOff ? ['index=off'] : []), ...(readonly ? ['ro'] : [])].join(',');
     if (options.length > MAX_OPTIONS) {
       throw new BuildError('internal', `Cannot mount snapshot ${id}: its ${layers.split(':').length} layers need mount options longer than ${MAX_OPTIONS} bytes`);
     }

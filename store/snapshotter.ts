@@ -1,3 +1,5 @@
+import type { OverlayXattrNamespace } from './trusted-xattr-probe';
+
 /** What a snapshotter knows about one snapshot. */
 export interface SnapshotInfo {
   id: string;
@@ -28,6 +30,11 @@ export interface SnapshotInfo {
  *   `release()`; every mount the snapshotter makes is also cleaned up at the next open.
  */
 export interface Snapshotter {
+  /**
+   * Where the upper dirs keep overlay's markers (opaque directories): `trusted` (the default
+   * when absent) or `user` for rootless `userxattr` mounts. Fixed for the snapshotter's life.
+   */
+  readonly overlayXattrs?: OverlayXattrNamespace;
   /** A writable layer on top of a committed parent chain (or empty). */
   prepare(parent: string | undefined, signal?: AbortSignal): Promise<ActiveSnapshot>;
   /** Unmounts if mounted, becomes committed, returns the committed id. */

@@ -4,9 +4,14 @@ import * as path from 'node:path';
 import { getAttribute, listAttributes, setAttribute } from '@napi-rs/xattr';
 import { BuildError } from '../solver/build-error';
 
-const PROBE_NAME = 'trusted.buildd.probe';
+/**
+ * Where overlayfs keeps its markers (opaque, redirect, origin): `trusted.overlay.*` when mounted
+ * by root of the initial user namespace, `user.overlay.*` with the `userxattr` mount option,
+ * which a mount inside a user namespace needs (kernel 5.11 and later).
+ */
+export type OverlayXattrNamespace = 'trusted' | 'user';
 
-/** One probe per directory: the answer depends on the process and the filesystem, not the layer. */
+/** One probe per directory and namespace: the answer depends on the process and the filesystem, not the layer. */
 const probed = new Map<string, Promise<void>>();
 
 /**
@@ -19,31 +24,45 @@ const probed = new Map<string, Promise<void>>();
  * The result is kept for the life of the process; a failed probe is tried again next time.
  */
 export function assertTrustedXattrsReadable(dir: string, what: string): Promise<void> {
-  let p = probed.get(dir);
+  return assertOverlayXattrsReadable(dir, 'trusted', what);
+}
+
+/**
+ * The same proof for the namespace the snapshotter's overlay mounts use: `trusted` as above;
+ * `user` (rootless, `userxattr` mounts) proves that the file system keeps user.* attributes,
+ * without which overlay cannot record opaque directories at all.
+ */
+export function assertOverlayXattrsReadable(dir: string, namespace: OverlayXattrNamespace, what: string): Promise<void> {
+  const key = `${namespace}\0${dir}`;
+  let p = probed.get(key);
   if (!p) {
-    p = probe(dir, what);
-    probed.set(dir, p);
-    p.catch(() => probed.delete(dir));
+    p = probe(dir, namespace, what);
+    probed.set(key, p);
+    p.catch(() => probed.delete(key));
   }
   return p;
 }
 
-async function probe(dir: string, what: string): Promise<void> {
-  const file = path.join(dir, `.trusted-probe-${randomBytes(6).toString('hex')}`);
+async function probe(dir: string, namespace: OverlayXattrNamespace, what: string): Promise<void> {
+  const probeName = `${namespace}.buildd.probe`;
+  const file = path.join(dir, `.${namespace}-probe-${randomBytes(6).toString('hex')}`);
   const value = randomBytes(8);
-  const fail = (why: string): BuildError =>
-    new BuildError('permission-denied', `Cannot read ${what} in ${dir}: ${why}; buildd needs CAP_SYS_ADMIN in the initial user namespace (run it as root)`);
+  const remedy =
+    namespace === 'trusted'
+      ? 'buildd needs CAP_SYS_ADMIN in the initial user namespace (run it as root)'
+      : "buildd --rootless needs a file system that keeps user.* attributes under its root (ext4, xfs, btrfs; tmpfs since Linux 6.6)";
+  const fail = (why: string): BuildError => new BuildError('permission-denied', `Cannot read ${what} in ${dir}: ${why}; ${remedy}`);
   await fsp.writeFile(file, '', { flag: 'wx', mode: 0o600 });
   try {
     try {
-      await setAttribute(file, PROBE_NAME, value);
+      await setAttribute(file, probeName, value);
     } catch (err) {
-      throw fail(`this process cannot write trusted.* attributes (${(err as Error).message})`);
+      throw fail(`this process cannot write ${namespace}.* attributes (${(err as Error).message})`);
     }
     // listAttributes reports failures; getAttribute alone would answer null for them.
     const names = await listAttributes(file);
-    const back = names.includes(PROBE_NAME) ? await getAttribute(file, PROBE_NAME) : null;
-    if (back === null || !back.equals(value)) throw fail('the kernel hides trusted.* attributes from this process');
+    const back = names.includes(probeName) ? await getAttribute(file, probeName) : null;
+    if (back === null || !back.equals(value)) throw fail(`the kernel hides ${namespace}.* attributes from this process`);
   } finally {
     await fsp.rm(file, { force: true });
   }

@@ -23,7 +23,7 @@ export interface OciSpec {
   mounts: OciMount[];
   linux: {
     namespaces: { type: 'pid' | 'ipc' | 'uts' | 'mount' | 'network'; path?: string }[];
-    cgroupsPath: string;
+    cgroupsPath?: string;
     maskedPaths: string[];
     readonlyPaths: string[];
     /** absent in insecure mode */
@@ -56,7 +56,8 @@ export interface OciSpecInput {
   cwd: string;
   user: ResolvedUser;
   hostname: string;
-  cgroupsPath: string;
+  /** absent (rootless): runc then tolerates cgroups it may not create */
+  cgroupsPath?: string;
   etcFiles: EtcFiles;
   /** the step's RUN mounts (bind, cache, tmpfs), after the default and /etc ones */
   extraMounts?: readonly OciMount[];
@@ -113,7 +114,7 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
         // host network: no entry at all, so the step stays in the daemon's namespace
         ...(input.hostNetwork ? [] : [input.netnsPath === undefined ? { type: 'network' as const } : { type: 'network' as const, path: input.netnsPath }]),
       ],
-      cgroupsPath: input.cgroupsPath,
+      ...(input.cgroupsPath === undefined ? {} : { cgroupsPath: input.cgroupsPath }),
       maskedPaths: security.maskedPaths,
       readonlyPaths: security.readonlyPaths,
     },

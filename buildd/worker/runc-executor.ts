@@ -31,6 +31,11 @@ export interface RuncExecutorOptions {
   cgroupParent?: string;
   /** cgroup limits of every step (the daemon's `stepLimits`); none by default */
   stepLimits?: StepLimits;
+  /**
+   * buildd --rootless: no cgroup path in the spec, as runc skips cgroups it is denied only for a
+   * container without one (nothing is delegated to a user namespace's root); stepLimits must be empty
+   */
+  rootless?: boolean;
 }
 
 interface RunningContainer {
@@ -52,7 +57,7 @@ export class RuncExecutor implements Executor {
   private readonly binary: string;
   private readonly log: pino.Logger;
   private readonly hostResolvConf: string;
-  private readonly cgroupParent: string;
+  private readonly cgroupParent: string | undefined;
   private readonly stepLimits: StepLimits;
   private cgroupHost?: Promise<CgroupHost>;
   private readonly running = new Map<string, RunningContainer>();
@@ -65,7 +70,7 @@ export class RuncExecutor implements Executor {
     this.binary = opts.runcBinary ?? 'runc';
     this.log = opts.logger ?? pino({ enabled: false });
     this.hostResolvConf = opts.hostResolvConf ?? '/etc/resolv.conf';
-    this.cgroupParent = cleanAbsolute(opts.cgroupParent ?? '/buildd');
+    this.cgroupParent = opts.rootless ? undefined : cleanAbsolute(opts.cgroupParent ?? '/buildd');
     this.stepLimits = { ...opts.stepLimits };
   }
 
@@ -156,7 +161,7 @@ export class RuncExecutor implements Executor {
         cwd,
         user,
         hostname,
-        cgroupsPath: path.posix.join(this.cgroupParent, id),
+        cgroupsPath: this.cgroupParent === undefined ? undefined : path.posix.join(this.cgroupParent, id),
         etcFiles,
         extraMounts: req.mounts,
         // a CNI sandbox's namespace when NetworkedExecutor set one; else loopback only

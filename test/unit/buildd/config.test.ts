@@ -28,6 +28,7 @@ describe('daemon config', () => {
       maxParallelism: undefined,
       debug: false,
       insecureEntitlements: [],
+      rootless: false,
     });
   });
 
