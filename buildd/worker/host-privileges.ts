@@ -1,16 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import type { InsecureHost, OciDevice } from './insecure-spec';
-
-/** Capability names by bit number, as in linux/capability.h (up to CAP_CHECKPOINT_RESTORE). */
-const CAPABILITY_BITS = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID',
-  'CAP_SETUID', 'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN',
-  'CAP_NET_RAW', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE',
-  'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME',
-  'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD', 'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP',
-  'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ',
-  'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
-] as const;
+import { ALL_CAPABILITIES } from './oci-defaults';
 
 /** The devices BuildKit's insecure mode adds (security.WithInsecureSpec), where the host has them. */
 const INSECURE_DEVICES = ['/dev/kmsg', '/dev/cuse', '/dev/fuse', '/dev/kvm', '/dev/net/tun', '/dev/loop-control'];
@@ -46,5 +36,5 @@ export async function readHostPrivileges(statusFile = '/proc/self/status'): Prom
 
 /** The names of the bits set in a capability mask (unknown bits are skipped). */
 export function capabilityNames(mask: bigint): string[] {
-  return CAPABILITY_BITS.filter((_, bit) => (mask >> BigInt(bit)) & 1n);
+  return ALL_CAPABILITIES.filter((_, bit) => (mask >> BigInt(bit)) & 1n);
 }

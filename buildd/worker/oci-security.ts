@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './oci-defaults';
+import { capabilityNames } from './host-privileges';
+import { DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './oci-defaults';
 import { DEFAULT_SECCOMP_PROFILE, hostSeccompTarget, seccompForContainer, type OciSeccomp, type SeccompTarget } from './seccomp-profile';
 
 /**
@@ -51,8 +52,7 @@ export function securitySections(
 
 /** The capability names of a /proc/<pid>/status mask (`CapEff: 000001ffffffffff`), in number order. */
 export function capabilitiesFromMask(hex: string): string[] {
-  const mask = BigInt(`0x${hex.trim()}`);
-  return ALL_CAPABILITIES.filter((_, bit) => ((mask >> BigInt(bit)) & 1n) === 1n);
+  return capabilityNames(BigInt(`0x${hex.trim()}`));
 }
 
 let own: string[] | undefined;
