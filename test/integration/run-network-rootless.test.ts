@@ -11,18 +11,23 @@ import { startGatewayServer, type GatewayServer } from '../helpers/gateway-serve
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { createRootlessUser, startRootlessDaemon, type RootlessUser } from '../helpers/rootless-daemon';
 import { mountsUnder } from '../helpers/store-mounts';
+import { waitFor } from '../helpers/wait-for';
 
 jest.setTimeout(240_000);
 
 const run = promisify(execFile);
 
-/** Processes whose real uid is `uid` (rootlesskit, buildd, slirp4netns, containers). */
+/**
+ * Processes whose real uid is `uid` (rootlesskit, buildd, slirp4netns, containers) that still
+ * run. Zombies are not counted: after the kill -9, the killed buildd's runc is reparented to
+ * pid 1 and has exited, holding nothing, until pid 1 gets to collecting it.
+ */
 async function processesOf(uid: number): Promise<string[]> {
   const out: string[] = [];
   for (const e of await fsp.readdir('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     const status = await fsp.readFile(`/proc/${e}/status`, 'utf8').catch(() => '');
-    if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === uid) out.push(/^Name:\s+(\S+)/m.exec(status)?.[1] ?? e);
+    if (Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]) === uid && !/^State:\s+Z/m.test(status)) out.push(/^Name:\s+(\S+)/m.exec(status)?.[1] ?? e);
   }
   return out;
 }
@@ -138,6 +143,37 @@ describe('buildd --rootless: RUN steps reach out through slirp4netns', () => {
     const res = await build(ctx);
     expect(res.code).not.toBe(0);
     expect(res.stderr).toMatch(/wget: can't connect to remote host \(10\.0\.2\.2\): Network is unreachable/);
+    expect(await leftovers()).toEqual({ sandboxes: [], leases: [] });
+  });
+
+  test('after a kill -9 of buildd inside rootlesskit during a networked RUN, slirp4netns exits too, and the next daemon clears the sandbox and lease and networks again', async () => {
+    const held = path.join(tmp, 'held');
+    await writeContext(held, { Dockerfile: `FROM ${busybox}\nRUN wget -q -O - ${url('/hold')}\n` });
+    const holding = build(held);
+    await waitFor('the RUN to wait on /hold', async () => ((server.seen.get('/hold')?.length ?? 0) > 0 ? true : undefined), 120_000);
+    expect((await leftovers()).sandboxes).toHaveLength(1);
+    // the buildd that rootlesskit started: the one with the child marker in its environment
+    const inner: number[] = [];
+    for (const e of await fsp.readdir('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      const env = await fsp.readFile(`/proc/${e}/environ`, 'utf8').catch(() => '');
+      const status = await fsp.readFile(`/proc/${e}/status`, 'utf8').catch(() => '');
+      if (env.split('\0').includes('BUILDD_ROOTLESS_CHILD=1') && /^Name:\s+node$/m.test(status)) inner.push(Number(e));
+    }
+    expect(inner).toHaveLength(1);
+    process.kill(inner[0] as number, 'SIGKILL');
+    expect((await holding).code).not.toBe(0);
+    await (daemon as TestDaemon).stop();
+    // nothing ran on: slirp4netns saw its exit fd close; the step's wget went with its container
+    await server.close();
+    await waitFor('slirp4netns to exit', async () => ((await processesOf(user.uid)).includes('slirp4netns') ? undefined : true), 60_000);
+    server = await startGatewayServer(address);
+    daemon = await startRootlessDaemon(user);
+    expect(await leftovers()).toEqual({ sandboxes: [], leases: [] });
+    const ctx = await writeContext(path.join(tmp, 'again'), { Dockerfile: `FROM ${busybox}\nRUN wget -q -O - ${url('/page')}\n` });
+    const res = await build(ctx);
+    expect({ code: res.code, stderr: res.code === 0 ? '' : `${res.stderr}\n${daemon.stderr()}` }).toEqual({ code: 0, stderr: '' });
+    expect(res.stderr).toContain(server.token);
     expect(await leftovers()).toEqual({ sandboxes: [], leases: [] });
   });
 });
