@@ -94,9 +94,9 @@ async function startSlirp(netnsPath: string): Promise<{ child: ChildProcess } | 
   );
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096)));
-  // buildd never writes the exit fd; its end must not keep the event loop alive nor raise EPIPE
-  const exitFd = child.stdio[3] as unknown as { on(e: string, f: () => void): void; unref?: () => void };
-  exitFd.on('error', () => undefined);
+  // buildd never writes the exit fd (it only has to stay open while buildd lives); an error on
+  // it must not crash the daemon
+  child.stdio[3]?.on('error', () => undefined);
   const readyFd = child.stdio[4] as Readable | null;
   const outcome = await new Promise<{ ok: true } | { off: string }>((resolve) => {
     child.once('error', (err: NodeJS.ErrnoException) =>
