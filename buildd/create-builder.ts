@@ -20,7 +20,8 @@ import { RuncExecutor } from './worker/runc-executor';
 import { openCniSandboxes } from './worker/network/open-cni-sandboxes';
 import { CacheMounts } from './worker/mounts/cache-mounts';
 import { NetworkedExecutor } from './worker/network/networked-executor';
-import { ROOTLESS_NETWORK_NOTE } from './rootless/rootless-start';
+import { ROOTLESS_NETWORK_OFF, ROOTLESS_NETWORK_ON } from './rootless/rootless-start';
+import { openSlirpUplink } from './rootless/slirp-uplink';
 
 /** Options of the daemon's one builder. */
 export interface CreateBuilderOptions {
@@ -57,18 +58,25 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const swept = await runc.sweep();
   if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');
   // after the containers: a namespace is only torn down once nothing runs in it
-  // Rootless: no CNI bridge (it needs slirp4netns or pasta to reach out); the runc executor
-  // alone gives a 'sandbox' step a fresh loopback-only namespace.
-  const sandboxes = opts.config.rootless
-    ? undefined
-    : await openCniSandboxes({
-        stateDir: path.join(root, 'net'),
-        cniConfigPath: opts.config.cniConfigPath,
-        cniBinaryDir: opts.config.cniBinaryDir,
-        poolSize: opts.config.cniPoolSize,
-        logger: opts.logger,
-      });
-  if (opts.config.rootless) opts.logger.warn(ROOTLESS_NETWORK_NOTE);
+  // Rootless: the CNI bridge lives in a namespace of buildd's own, slirp4netns its way out;
+  // when that cannot be had, the runc executor alone gives a 'sandbox' step loopback only.
+  const uplink = opts.config.rootless ? await openSlirpUplink(path.join(root, 'net')) : undefined;
+  if (uplink && 'off' in uplink) opts.logger.warn(`${ROOTLESS_NETWORK_OFF}: ${uplink.off}`);
+  if (uplink && 'uplink' in uplink) opts.logger.info(ROOTLESS_NETWORK_ON);
+  const sandboxes =
+    uplink && 'off' in uplink
+      ? undefined
+      : await openCniSandboxes({
+          stateDir: path.join(root, 'net'),
+          cniConfigPath: opts.config.cniConfigPath,
+          cniBinaryDir: opts.config.cniBinaryDir,
+          poolSize: opts.config.cniPoolSize,
+          uplink: uplink?.uplink,
+          logger: opts.logger,
+        }).catch(async (err: unknown) => {
+          await uplink?.uplink.close();
+          throw err;
+        });
   const sweptNets = (await sandboxes?.sweep()) ?? [];
   if (sweptNets.length > 0) opts.logger.warn({ sandboxes: sweptNets }, 'released network namespaces left by a previous daemon');
   const executor = sandboxes ? new NetworkedExecutor(runc, sandboxes) : runc;

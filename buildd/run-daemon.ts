@@ -40,7 +40,7 @@ export function daemonCommand(): Command {
     .addOption(
       new Option('--allow-insecure-entitlement <name>', 'let clients grant an entitlement: network.host, security.insecure (repeatable)').argParser(entitlement),
     )
-    .option('--rootless', "run in the starting user's namespaces (rootlesskit, /etc/subuid and /etc/subgid); RUN steps get loopback only")
+    .option('--rootless', "run in the starting user's namespaces (rootlesskit, /etc/subuid and /etc/subgid); RUN steps reach out through slirp4netns when /dev/net/tun is usable")
     .exitOverride();
 }
 

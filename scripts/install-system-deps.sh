@@ -11,6 +11,7 @@ want busybox busybox-static
 want openssl openssl
 want newuidmap uidmap
 want rootlesskit rootlesskit
+want slirp4netns slirp4netns  # rootless buildd's way out for RUN steps
 want curl curl
 want python3 python3
 want git git
@@ -28,4 +29,11 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Rootless buildd opens /dev/net/tun (slirp4netns's tap) as an unprivileged user. Most
+# distributions ship it 0666; some machines (the test machines) have 0600 root, and then
+# rootless RUN steps get loopback only. 0666 is safe: a tun/tap device needs CAP_NET_ADMIN in
+# the owning network namespace to be made, opening the node alone gives nothing.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" = 600 ]; then
+  chmod 0666 /dev/net/tun
 fi

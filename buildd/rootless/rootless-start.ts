@@ -27,5 +27,8 @@ export async function rootlessStart(subidFiles?: SubidFiles): Promise<RootlessSt
   return 'reexec';
 }
 
-/** The one line that tells an operator what rootless RUN steps can reach. */
-export const ROOTLESS_NETWORK_NOTE = 'rootless: RUN steps have loopback only until slirp4netns/pasta networking lands';
+/** The line that tells an operator rootless RUN steps reach out (CNI bridge behind slirp4netns). */
+export const ROOTLESS_NETWORK_ON = 'rootless: RUN steps reach the network through a CNI bridge in buildd\'s own network namespace and slirp4netns (host loopback not reachable)';
+
+/** The start of the line that says why rootless RUN steps have loopback only; the reason follows. */
+export const ROOTLESS_NETWORK_OFF = 'rootless: networking is off, RUN steps have loopback only';

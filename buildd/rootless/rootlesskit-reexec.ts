@@ -46,7 +46,10 @@ export async function checkSubids(user: { name: string; uid: number; gid: number
  * BuildKit, done by buildd itself so that `buildd --rootless` is the whole command.
  *
  * The network stays the host's (`--net=host`): the daemon listens and pulls on the host's
- * addresses, and RUN steps get a fresh loopback-only namespace each (no CNI bridge yet).
+ * addresses (a test's registry on 127.0.0.1 included). RUN steps go through a CNI bridge in a
+ * namespace of buildd's own, which slirp4netns connects out (slirp-uplink.ts): simpler than
+ * rootlesskit's `--net=slirp4netns` for the whole daemon, which would need its listener
+ * published through a port driver and would cut it off from the host's loopback.
  * Mounts live in rootlesskit's mount namespace (`--propagation=rprivate`), so they vanish with
  * it whatever way buildd ends.
  *

@@ -96,7 +96,7 @@ describe('buildd --rootless', () => {
 
   it('builds as an unprivileged user the same image as root, keeping in-container owners, whiteouts and opaque dirs', async () => {
     rootless = await startRootlessDaemon(user);
-    expect(rootless.stderr()).toContain('rootless: RUN steps have loopback only until slirp4netns/pasta networking lands');
+    expect(rootless.stderr()).toContain("rootless: RUN steps reach the network through a CNI bridge in buildd's own network namespace and slirp4netns (host loopback not reachable)");
     rooted = await startDaemon({ builder: 'real', root: path.join(tmp, 'root-daemon') });
     const ctx = await writeContext(path.join(tmp, 'ctx'), {
       Dockerfile: [
@@ -138,15 +138,17 @@ describe('buildd --rootless', () => {
     expect(diff).toEqual({ code: 0, out: expect.any(String) });
   });
 
-  it('gives a RUN step of the default network loopback only (no CNI bridge in rootless mode yet)', async () => {
+  it('gives a RUN step of the default network an interface on the bridge besides loopback, and --network=none loopback only', async () => {
     rootless ??= await startRootlessDaemon(user);
     const ctx = await writeContext(path.join(tmp, 'ctx-net'), {
-      Dockerfile: `FROM ${busybox}\nRUN ls /sys/class/net > /nets\n`,
+      Dockerfile: `FROM ${busybox}\nRUN ls /sys/class/net > /nets\nRUN --network=none ls /sys/class/net > /nets-none\n`,
     });
     const out = path.join(tmp, 'net.tar');
     const res = await build(rootless, ctx, ['--output', `type=oci,dest=${out}`]);
     expect({ code: res.code, stderr: res.code === 0 ? '' : `${res.stderr}\n${rootless.stderr()}` }).toEqual({ code: 0, stderr: '' });
-    expect((await flatten(out))['nets']?.sha256).toBe(createHash('sha256').update('lo\n').digest('hex'));
+    const files = await flatten(out);
+    expect(files['nets']?.sha256).toBe(createHash('sha256').update('eth0\nlo\n').digest('hex'));
+    expect(files['nets-none']?.sha256).toBe(createHash('sha256').update('lo\n').digest('hex'));
   });
 });
 

@@ -26,7 +26,11 @@ export interface CniAttachment {
  * ADD's final result (when known) as `prevResult`. Stateless: the caller keeps the attachment.
  */
 export class CniNetwork {
-  constructor(private readonly binDirs: readonly string[]) {}
+  /** `pluginNetns`: where the plugins run (see CniInvocation); undefined: buildd's own namespace */
+  constructor(
+    private readonly binDirs: readonly string[],
+    private readonly pluginNetns?: string,
+  ) {}
 
   async add(att: CniAttachment, netns: string): Promise<CniResult> {
     let prev: CniResult | undefined;
@@ -63,6 +67,6 @@ export class CniNetwork {
   ): CniInvocation {
     const config: CniInvocation['config'] = { ...plugin, cniVersion: att.conflist.cniVersion, name: att.conflist.name };
     if (prev !== undefined) config.prevResult = prev;
-    return { command, containerId: att.containerId, netns, ifname: att.ifname, config, binDirs: this.binDirs };
+    return { command, containerId: att.containerId, netns, ifname: att.ifname, config, binDirs: this.binDirs, pluginNetns: this.pluginNetns };
   }
 }

@@ -15,6 +15,11 @@ export interface CniInvocation {
   config: CniPluginConf & { cniVersion: string; name: string; prevResult?: unknown };
   /** the directories of CNI_PATH, searched in order for the plugin binary */
   binDirs: readonly string[];
+  /**
+   * the network namespace the plugin runs in (entered with nsenter), where its bridge lives;
+   * undefined: buildd's own (root mode). Rootless buildd keeps its bridge in a namespace of its own.
+   */
+  pluginNetns?: string;
 }
 
 /** How a plugin process ended. */
@@ -54,7 +59,8 @@ export async function invokeCniPlugin(call: CniInvocation): Promise<CniPluginOut
     return { code: null, stdout: '', stderr: `plugin not found in ${call.binDirs.join(':')}`, exit: 'not found' };
   }
   return new Promise((resolve) => {
-    const child = spawn(binary, [], {
+    const [file, args] = call.pluginNetns === undefined ? [binary, []] : ['nsenter', [`--net=${call.pluginNetns}`, '--', binary]];
+    const child = spawn(file, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
       // only what the spec defines, and PATH for the tools plugins run (iptables, ip)
       env: {

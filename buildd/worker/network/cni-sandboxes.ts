@@ -50,7 +50,18 @@ export interface CniSandboxesOptions {
    * is used once and DELed after, a new one is made in the background. 0 (default): none.
    */
   poolSize?: number;
+  /**
+   * rootless: the namespace the plugins run in (the bridge's), connected out by slirp4netns;
+   * closed by `close()` after the last sandbox is torn down. undefined: buildd's own namespace.
+   */
+  uplink?: Uplink;
   logger?: pino.Logger;
+}
+
+/** A network namespace with a way out, that CNI plugins run in; see rootless/slirp-uplink.ts. */
+export interface Uplink {
+  netnsPath: string;
+  close(): Promise<void>;
 }
 
 /** A sandbox made ahead, waiting in the pool. */
@@ -84,7 +95,7 @@ export class CniSandboxes implements NetworkSandboxes {
 
   constructor(private readonly opts: CniSandboxesOptions) {
     this.sandboxDir = path.join(path.resolve(opts.stateDir), 'sandboxes');
-    this.network = new CniNetwork(opts.binDirs);
+    this.network = new CniNetwork(opts.binDirs, opts.uplink?.netnsPath);
     this.log = opts.logger ?? pino({ enabled: false });
   }
 
@@ -148,6 +159,7 @@ export class CniSandboxes implements NetworkSandboxes {
     this.closed = true;
     await this.filling;
     for (const p of this.pool.splice(0)) await this.teardown(p.dir, p.att, p.result);
+    await this.opts.uplink?.close();
   }
 
   private async prepare(id: string, step: string): Promise<Prepared> {

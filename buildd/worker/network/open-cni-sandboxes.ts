@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type pino from 'pino';
 import { DEFAULT_CNI_BINARY_DIR, defaultConflist, loadConflist } from './cni-conflist';
-import { CniSandboxes } from './cni-sandboxes';
+import { CniSandboxes, type Uplink } from './cni-sandboxes';
 
 export interface OpenCniSandboxesOptions {
   /** buildd's network state directory (`<root>/net`) */
@@ -12,6 +12,8 @@ export interface OpenCniSandboxesOptions {
   cniBinaryDir?: string;
   /** sandboxes kept ready; 0 or undefined: none */
   poolSize?: number;
+  /** rootless: the namespace the bridge lives in (see CniSandboxesOptions.uplink) */
+  uplink?: Uplink;
   logger?: pino.Logger;
 }
 
@@ -31,6 +33,7 @@ export async function openCniSandboxes(opts: OpenCniSandboxesOptions): Promise<C
     binDirs: [path.resolve(opts.cniBinaryDir ?? DEFAULT_CNI_BINARY_DIR)],
     ownIpamDataDir: own ? ipamDataDir : undefined,
     poolSize: opts.poolSize,
+    uplink: opts.uplink,
     logger: opts.logger,
   });
   await sandboxes.check();
