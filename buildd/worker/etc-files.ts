@@ -3,6 +3,8 @@ import * as path from 'node:path';
 import type { EtcFiles } from './oci-spec';
 
 const MAX_RESOLV_CONF_BYTES = 64 * 1024;
+/** Docker's resolvers for a container when the host names none it could reach (libnetwork's defaultIPv4Dns). */
+export const FALLBACK_NAMESERVERS = ['8.8.8.8', '8.8.4.4'];
 /**
  * Where systemd-resolved lists the upstream servers behind its 127.0.0.53 stub: what Docker
  * and BuildKit read when the host's resolv.conf names only the stub.
@@ -42,6 +44,8 @@ export async function writeEtcFiles(
     const upstream = containerResolvConf(await readHostResolvConf(resolvedConf));
     if (/^nameserver /m.test(upstream)) resolv = upstream;
   }
+  // none remains: Docker's fallback servers, so that a RUN can resolve names at all
+  if (!/^nameserver /m.test(resolv)) resolv = FALLBACK_NAMESERVERS.map((ns) => `nameserver ${ns}\n`).join('') + resolv;
   await fsp.writeFile(files.resolvConf, resolv, { mode: 0o644 });
   await fsp.writeFile(files.hostname, `${hostname}\n`, { mode: 0o644 });
   return files;
@@ -51,9 +55,9 @@ export async function writeEtcFiles(
  * The container's resolv.conf, derived from the host's like BuildKit and Docker do: keep
  * `nameserver`, `search` and `options`, but drop loopback nameservers, because in the
  * container's own network namespace 127.0.0.53 (systemd-resolved) is the container itself.
- * Unlike BuildKit we add no public fallback servers: a build only talks to resolvers the
- * operator configured. A RUN on the CNI bridge reaches them through the bridge's masquerade;
- * with `--network=none` nothing is reachable, but programs expect the file to exist.
+ * A RUN on the CNI bridge reaches them through the bridge's masquerade; with `--network=none`
+ * nothing is reachable, but programs expect the file to exist. (writeEtcFiles adds Docker's
+ * fallback servers when no server remains.)
  */
 export function containerResolvConf(host: string): string {
   const out: string[] = [];

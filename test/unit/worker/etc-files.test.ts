@@ -32,9 +32,11 @@ describe('writeEtcFiles', () => {
     expect(await fsp.readFile(files.resolvConf, 'utf8')).toBe('nameserver 192.0.2.53\nsearch lan\n');
   });
 
-  it('keeps an empty resolv.conf when no resolver is known at all', async () => {
-    const host = await write('host.conf', 'nameserver 127.0.0.53\n');
+  it("falls back to Docker's servers, keeping search and options, when no resolver remains", async () => {
+    const host = await write('host.conf', 'nameserver 127.0.0.53\nsearch lan\n');
     const files = await writeEtcFiles(dir, 'b', host, path.join(dir, 'absent'));
-    expect(await fsp.readFile(files.resolvConf, 'utf8')).toBe('');
+    expect(await fsp.readFile(files.resolvConf, 'utf8')).toBe('nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch lan\n');
+    const none = await writeEtcFiles(dir, 'b', path.join(dir, 'no-host-file'), path.join(dir, 'absent'));
+    expect(await fsp.readFile(none.resolvConf, 'utf8')).toBe('nameserver 8.8.8.8\nnameserver 8.8.4.4\n');
   });
 });
