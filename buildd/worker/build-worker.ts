@@ -218,10 +218,13 @@ export class BuildWorker implements Worker {
   }
 }
 
-/** A mount's selector as a checksumPaths pattern: relative to the directory's root. */
+/**
+ * A mount's selector as a checksumPaths pattern: relative to the directory's root, its glob
+ * characters escaped, since the mount takes the path literally (`source=pages/[slug]`).
+ */
 function selectorPattern(selector: string | undefined): string {
   const rel = (selector ?? '/').replace(/^\/+/, '');
-  return rel === '' ? '.' : rel;
+  return rel === '' ? '.' : rel.replace(/[*?[\\]/g, '\\$&');
 }
 
 function localName(identifier: string): string | undefined {

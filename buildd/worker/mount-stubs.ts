@@ -64,7 +64,7 @@ export async function recordMountStubs(rootfs: string, destinations: readonly st
       if (failure !== undefined) failures.push(`/${rel} (${failure})`);
     }
     for (const parent of parents.values()) {
-      const failure = await restoreTimes(parent);
+      const failure = await restoreTimes(root, parent);
       if (failure !== undefined) {
         log.warn({ rootfs: root, dir: `/${path.relative(root, parent.dir)}`, reason: failure }, 'Cannot restore the times of a mount stub parent: the layer shows it touched');
       }
@@ -106,11 +106,14 @@ async function removeIfEmpty(root: string, rel: string): Promise<string | undefi
 }
 
 /** Restores a parent's times when its listing is what it was; returns why that failed, if it did. */
-async function restoreTimes(parent: ParentTimes): Promise<string | undefined> {
+async function restoreTimes(root: string, parent: ParentTimes): Promise<string | undefined> {
   try {
+    // the step may have swapped a component for a symlink out of the rootfs: touch only what
+    // still resolves to itself inside it
+    if ((await resolveInRoot(root, path.relative(root, parent.dir), { followFinal: false })) !== parent.dir) return undefined;
     const now = await listDir(parent.dir);
     if (now.length !== parent.entries.length || now.some((e, i) => e !== parent.entries[i])) return undefined;
-    await fsp.utimes(parent.dir, parent.atime, parent.mtime);
+    await fsp.lutimes(parent.dir, parent.atime, parent.mtime);
     return undefined;
   } catch (err) {
     return isGone(err) ? undefined : reasonOf(err);

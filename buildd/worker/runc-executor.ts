@@ -308,7 +308,8 @@ async function writeSpec(bundle: string, spec: OciSpec, req: ExecRequest): Promi
   const names = new Set(secretEnv.map((e) => e.slice(0, e.indexOf('='))));
   spec.process.env = [...spec.process.env.filter((e) => !names.has(e.slice(0, e.indexOf('=')))), ...secretEnv];
   const file = path.join(req.privateDir, 'config.json');
-  await fsp.writeFile(file, JSON.stringify(spec), { mode: 0o600 });
+  // wx: a file already there is not ours to fill with secrets
+  await fsp.writeFile(file, JSON.stringify(spec), { mode: 0o600, flag: 'wx' });
   await fsp.symlink(file, path.join(bundle, 'config.json'));
 }
 

@@ -234,6 +234,24 @@ describe('RuncExecutor (real runc)', () => {
     expect((await fsp.stat(rootfs)).mtime).toEqual(old);
   });
 
+  it('never restores times through a stub parent the step swapped for a symlink out of the rootfs', async () => {
+    const old = new Date('2020-01-01T00:00:00Z');
+    const hostTime = new Date('2001-01-01T00:00:00Z');
+    await fsp.utimes(path.join(rootfs, 'etc'), old, old);
+    // a host directory whose listing matches the rootfs's /etc, as an attacker would pick one
+    const host = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-host-dir-'));
+    try {
+      for (const name of await fsp.readdir(path.join(rootfs, 'etc'))) await fsp.writeFile(path.join(host, name), '');
+      await fsp.utimes(host, hostTime, hostTime);
+      const req = sh(`mv /etc /etc.moved && ln -s ${host} /etc && echo swapped`);
+      await executor.run(req);
+      expect(req.stdout.text).toBe('swapped\n');
+      expect((await fsp.stat(host)).mtime).toEqual(hostTime);
+    } finally {
+      await fsp.rm(host, { recursive: true, force: true });
+    }
+  });
+
   it('removes a stub parent directory (/etc) that runc had to create', async () => {
     await fsp.rm(path.join(rootfs, 'etc'), { recursive: true });
     const before = (await fsp.readdir(rootfs)).sort();

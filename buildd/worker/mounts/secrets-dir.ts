@@ -48,7 +48,7 @@ export class SecretsDir {
     const dir = path.join(this.base, randomBytes(8).toString('hex'));
     // another step's release may remove `base` between the two mkdirs: then make it again
     for (let attempt = 0; ; attempt++) {
-      await fsp.mkdir(this.base, { recursive: true, mode: 0o700 });
+      await this.ensureBase();
       try {
         await fsp.mkdir(dir, { mode: 0o700 });
         break;
@@ -64,6 +64,32 @@ export class SecretsDir {
         await fsp.rmdir(this.base).catch(() => undefined);
       },
     };
+  }
+
+  /**
+   * Makes `base` if it is missing and proves it is this process's own private directory. Its
+   * name is predictable and /dev/shm is writable by every user: a directory or symlink another
+   * user put there first would let them swap what buildd writes (a spec holding secrets, a
+   * file it chowns) for links to anywhere. Ours, in the sticky /dev/shm, nobody else can
+   * rename or remove. Someone else's is removed once (root may); if it comes back, refuse.
+   */
+  private async ensureBase(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fsp.mkdir(this.base, { mode: 0o700 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const st = await fsp.lstat(this.base).catch(() => undefined);
+      if (st === undefined) continue; // a release removed it meanwhile: make it again
+      const uid = process.geteuid?.() ?? 0;
+      if (st.isDirectory() && st.uid === uid && (st.mode & 0o077) === 0) return;
+      const what = st.isSymbolicLink() ? 'a symlink' : st.isDirectory() ? `a directory of uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}` : 'not a directory';
+      if (attempt >= 1) {
+        throw new BuildError('failed-precondition', `Cannot keep secrets in memory: ${this.base} is ${what}, not a private directory of buildd's (someone else made it; remove it)`);
+      }
+      await fsp.rm(this.base, { recursive: true, force: true }).catch(() => undefined);
+    }
   }
 
   private async doPrepare(): Promise<void> {

@@ -57,6 +57,18 @@ describe('the cache key of a RUN with mounts', () => {
     expect(await keyOf(bind)).not.toBe(before);
   });
 
+  test('takes a bind source with glob characters literally: pages/[slug] is that directory, not a pattern', async () => {
+    await fsp.mkdir(path.join(ctxDir, 'pages', '[slug]'), { recursive: true });
+    await fsp.writeFile(path.join(ctxDir, 'pages', '[slug]', 'index.js'), 'one');
+    await fsp.writeFile(path.join(ctxDir, 'pages', 's'), 'a file the pattern [slug] would match');
+    const bind: ExecMount = { input: 1, dest: '/p', output: -1, readonly: true, selector: '/pages/[slug]' };
+    const before = await keyOf(bind);
+    await fsp.writeFile(path.join(ctxDir, 'pages', 's'), 'changed, but not in the source');
+    expect(await keyOf(bind)).toBe(before);
+    await fsp.writeFile(path.join(ctxDir, 'pages', '[slug]', 'index.js'), 'two');
+    expect(await keyOf(bind)).not.toBe(before);
+  });
+
   test('includes the whole context for a bind of its root, rw as well', async () => {
     const bind: ExecMount = { input: 1, dest: '/ctx', output: -1, readonly: false };
     const before = await keyOf(bind);
