@@ -4,8 +4,8 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeCerts } from './certs';
+import { watchDaemon } from './daemon-process';
 import { makeTestNetwork } from './test-network';
-import { waitFor } from './wait-for';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const DIST = path.join(REPO, 'dist');
@@ -90,32 +90,18 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<TestDa
   if (network) args.push('--cni-config-path', network.conflist);
   const nodeArgs = opts.builder === 'real' ? [path.join(DIST, 'buildd', 'main.js'), ...args] : ['-e', STUB_ENTRY, '--', ...args];
   const child = spawn(process.execPath, nodeArgs, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  let exited: number | null | undefined;
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve((exited = code))));
-  const ready = await waitFor('buildd to listen', async () => {
-    if (exited !== undefined) return { exited };
-    const addr = /buildd listening on (tcp:\/\/[0-9.]+:\d+)/.exec(stderr)?.[1];
-    return addr === undefined ? undefined : { addr };
-  }).catch((err: Error) => ({ error: err }));
-  if (!('addr' in ready) || ready.addr === undefined) {
-    if (exited === undefined) child.kill('SIGKILL');
-    await exit;
+  const watched = await watchDaemon(child, 'buildd', 'SIGKILL', async () => {
     await network?.remove();
     await fsp.rm(tmp, { recursive: true, force: true });
-    throw 'error' in ready ? ready.error : new Error(`Cannot start buildd: it exited with ${exited}: ${stderr}`);
-  }
-  const addr = ready.addr;
+  });
   return {
-    addr,
+    addr: watched.addr,
     certsDir,
     root,
     process: child,
-    stderr: () => stderr,
+    stderr: watched.stderr,
     stop: async () => {
-      if (exited === undefined) child.kill('SIGTERM');
-      const code = await exit;
+      const code = await watched.stop();
       await network?.remove();
       await fsp.rm(tmp, { recursive: true, force: true });
       return code;

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { makeCerts } from './certs';
 import { ensureBuilt, type TestDaemon } from './daemon';
 import { createSystemUser, type SystemUser } from './system-user';
-import { waitFor } from './wait-for';
+import { watchDaemon } from './daemon-process';
 
 const run = promisify(execFile);
 const DIST = path.resolve(__dirname, '..', '..', 'dist');
@@ -91,32 +91,17 @@ export async function startRootlessDaemon(user: SystemUser, opts: { root?: strin
     cwd: user.home,
     env: { PATH: process.env['PATH'], HOME: user.home, USER: user.name, LOGNAME: user.name },
   });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  let exited: number | null | undefined;
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve((exited = code))));
-  const ready = await waitFor('rootless buildd to listen', async () => {
-    if (exited !== undefined) return { exited };
-    const addr = /buildd listening on (tcp:\/\/[0-9.]+:\d+)/.exec(stderr)?.[1];
-    return addr === undefined ? undefined : { addr };
-  }).catch((err: Error) => ({ error: err }));
-  if (!('addr' in ready) || ready.addr === undefined) {
-    if (exited === undefined) child.kill('SIGTERM');
-    await exit;
-    await fsp.rm(certs.dir, { recursive: true, force: true });
-    throw 'error' in ready ? ready.error : new Error(`Cannot start buildd --rootless: it exited with ${exited}: ${stderr}`);
-  }
-  const addr = ready.addr;
+  const removeCerts = (): Promise<void> => fsp.rm(certs.dir, { recursive: true, force: true });
+  const watched = await watchDaemon(child, 'buildd --rootless', 'SIGTERM', removeCerts);
   return {
-    addr,
+    addr: watched.addr,
     certsDir: certs.dir,
     root,
     process: child,
-    stderr: () => stderr,
+    stderr: watched.stderr,
     stop: async () => {
-      if (exited === undefined) child.kill('SIGTERM');
-      const code = await exit;
-      await fsp.rm(certs.dir, { recursive: true, force: true });
+      const code = await watched.stop();
+      await removeCerts();
       return code;
     },
   };

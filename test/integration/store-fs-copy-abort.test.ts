@@ -6,25 +6,10 @@ import { promisify } from 'node:util';
 import { BuildError } from '../../solver/build-error';
 import type { CopyAction } from '../../solver/op';
 import { copyAction } from '../../store/fs-copy';
+import { abortAtCheck } from '../helpers/abort-at-check';
 
 const run = promisify(execFile);
 const FILES = 40;
-
-/**
- * A signal that aborts itself at its `n`th check (throwIfAborted), so a test stops a copy at
- * a known point of its work rather than at a moment.
- */
-function abortAtCheck(n: number, reason: BuildError): AbortSignal {
-  const controller = new AbortController();
-  const signal = controller.signal;
-  const check = signal.throwIfAborted.bind(signal);
-  let checks = 0;
-  signal.throwIfAborted = (): void => {
-    if (++checks === n) controller.abort(reason);
-    check();
-  };
-  return signal;
-}
 
 const gone = (): BuildError => new BuildError('cancelled', 'Cannot continue: the client went away');
 

@@ -13,21 +13,9 @@ import { LayerIndex } from '../../store/layer-index';
 import { OverlaySnapshotter } from '../../store/overlay-snapshotter';
 import { RegistryClient } from '../../store/registry-client';
 import { cleanupRoot } from '../helpers/store-mounts';
+import { abortAtCheck } from '../helpers/abort-at-check';
 
 const FILES = 40;
-
-/** A signal that aborts itself at its `n`th check (throwIfAborted): a known point of the work, not a moment. */
-function abortAtCheck(n: number, reason: BuildError): AbortSignal {
-  const controller = new AbortController();
-  const signal = controller.signal;
-  const check = signal.throwIfAborted.bind(signal);
-  let checks = 0;
-  signal.throwIfAborted = (): void => {
-    if (++checks === n) controller.abort(reason);
-    check();
-  };
-  return signal;
-}
 
 /** `COPY many /out/` from the local `context` onto scratch, as the Dockerfile frontend makes it. */
 function copyVertex(): Vertex {
