@@ -13,6 +13,7 @@ import { resolveInRoot } from '../store/safe-path';
 import { Snapshotter } from '../store/snapshotter';
 import { dockerfileToGraph } from '../frontend/dockerfile-frontend';
 import { parseForceNetworkMode } from '../frontend/run-network';
+import { parseHostnameOpt } from '../frontend/run-hostname';
 import { checkEntitlements, type Entitlement } from '../solver/entitlements';
 import { grantEntitlements } from './grant-entitlements';
 import { Builder, BuildRequest, BuildSession, ExporterResponse } from './builder';
@@ -73,6 +74,7 @@ export class DockerfileBuilder implements Builder {
       platform: attrs.platform || undefined,
       noCache: req.noCache,
       forceNetworkMode: parseForceNetworkMode(attrs['force-network-mode']),
+      hostname: parseHostnameOpt(attrs),
       contextName: 'context',
       signal: session.signal,
       resolveImage: async (ref, opts) => {

@@ -13,6 +13,7 @@ const IMPLEMENTED: readonly OptionRule[] = [
   { key: 'build-arg:', prefix: true },
   { key: 'context:', prefix: true },
   { key: 'force-network-mode' },
+  { key: 'hostname' },
 ];
 
 const NOT_YET = (note?: string): OptionRule['unsupported'] => (note ? { note } : {});
@@ -20,7 +21,7 @@ const NOT_YET = (note?: string): OptionRule['unsupported'] => (note ? { note } :
 /** Build args BuildKit gives a meaning beyond the ARG they also set. */
 const SPECIAL_BUILD_ARGS = [
   'BUILDKIT_CACHE_MOUNT_NS', 'BUILDKIT_CONTEXT_KEEP_GIT_DIR', 'BUILDKIT_DOCKERFILE_CHECK', 'BUILDKIT_INLINE_CACHE',
-  'BUILDKIT_MULTI_PLATFORM', 'BUILDKIT_SANDBOX_HOSTNAME', 'BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE',
+  'BUILDKIT_MULTI_PLATFORM', 'BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE',
   'BUILDKIT_SYNTAX', 'SOURCE_DATE_EPOCH',
 ];
 const SPECIAL_NOTE = "only the build arg is set, BuildKit's meaning of it is ignored";
@@ -33,7 +34,7 @@ const KNOWN_TO_BUILDKIT: readonly OptionRule[] = [
   ...[
     'add-hosts', 'cache-from', 'cache-imports', 'cgroup-parent', 'cmdline', 'contextkey', 'contextsubdir', 'cpuperiod',
     'cpuquota', 'cpusetcpus', 'cpusetmems', 'cpushares', 'dockerfilekey', 'frontend.caps',
-    'hostname', 'image-resolve-mode', 'memory', 'memswap', 'multi-platform', 'requestid', 'shm-size', 'source', 'ulimit',
+    'image-resolve-mode', 'memory', 'memswap', 'multi-platform', 'requestid', 'shm-size', 'source', 'ulimit',
   ].map((key) => ({ key, unsupported: NOT_YET() })),
   ...['attest:', 'input-metadata:', 'local-sessionid:', 'sharedkey:', 'vcs:'].map((key) => ({ key, prefix: true, unsupported: NOT_YET() })),
 ];

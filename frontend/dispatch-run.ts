@@ -45,7 +45,7 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
   }
   const session = runSessionMounts(ins.mounts, env);
   env.push(...session.env);
-  st.fs = execNode(st.fs, { args, env, cwd: config.WorkingDir || '/', user: config.User ?? '', mounts }, opMeta(ctx, ins.at, name), {
+  st.fs = execNode(st.fs, { args, env, cwd: config.WorkingDir || '/', user: config.User ?? '', hostname: ctx.hostname, mounts }, opMeta(ctx, ins.at, name), {
     network: runNetworkMode(ins.network, ctx.forceNetworkMode ?? 'sandbox'),
     // host network and insecure mode are checked against the build's entitlements by the daemon
     ...(ins.security === 'insecure' ? { security: 'insecure' as const } : {}),

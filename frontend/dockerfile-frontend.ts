@@ -48,6 +48,8 @@ export interface FrontendInput {
   noCache: boolean;
   /** --opt force-network-mode (see parseForceNetworkMode): every RUN's network unless it names none or host */
   forceNetworkMode?: 'none' | 'sandbox' | 'host';
+  /** --opt hostname (or build-arg:BUILDKIT_SANDBOX_HOSTNAME): every RUN's hostname */
+  hostname?: string;
   /** the local name of the build context, 'context' */
   contextName: string;
   resolveImage: ImageResolver;
@@ -123,6 +125,7 @@ export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendR
     const ctx: DispatchContext = {
       filename, escape: parsed.escape, noCache: input.noCache, buildArgs: input.buildArgs, globalArgs, lints,
       forceNetworkMode: input.forceNetworkMode,
+      hostname: input.hostname,
       context: () => localNode(input.contextName),
       copySource: (ins): FsState => fromState(planned.copyFrom.get(ins)),
       mountSource: (m): FsState => fromState(planned.mountFrom.get(m)?.from),

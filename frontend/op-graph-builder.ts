@@ -24,6 +24,8 @@ export interface ExecSpec {
   env: string[];
   cwd: string;
   user: string;
+  /** the step's hostname (`--opt hostname`); absent: the executor's default, buildkitsandbox */
+  hostname?: string;
   /** mounts besides the root, in the order the RUN gives them */
   mounts?: ExtraMount[];
 }
@@ -70,7 +72,8 @@ export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, modes: Exe
   return node({
     kind: 'exec',
     inputs: inputs.map(ref),
-    meta: { args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user },
+    // hostname only when set, so the digests of ordinary steps do not change
+    meta: { args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user, ...(spec.hostname !== undefined ? { hostname: spec.hostname } : {}) },
     mounts,
     // absent when empty, so the digests of steps without them do not change
     ...(session && session.secrets.length > 0 ? { secrets: session.secrets } : {}),

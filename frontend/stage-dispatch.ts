@@ -45,6 +45,8 @@ export interface DispatchContext {
   lints: Lint[];
   /** --opt force-network-mode: the network of a RUN without --network=none|host; sandbox when absent */
   forceNetworkMode?: 'none' | 'sandbox' | 'host';
+  /** --opt hostname: every RUN's hostname; the executor's default when absent */
+  hostname?: string;
   /** the build context's source node (created once per build) */
   context(): OpNode;
   /** the state a `COPY --from` reads, already resolved by the caller */

@@ -100,6 +100,15 @@ export const sshMountSchema = z.object({
 }).strict();
 export type SshMount = z.infer<typeof sshMountSchema>;
 
+/**
+ * A hostname runc can set (sethostname takes at most 64 bytes) that /etc/hosts can carry: RFC 1123
+ * labels of letters, digits and hyphens, separated by dots.
+ */
+export const hostnameSchema = z
+  .string()
+  .max(64, 'expected a hostname of at most 64 characters')
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, 'expected a hostname: letters, digits, hyphens and dots, at most 64 characters');
+
 export const execOpSchema = z.object({
   kind: z.literal('exec'),
   inputs: z.array(opInputSchema),
@@ -109,6 +118,8 @@ export const execOpSchema = z.object({
     cwd: z.string().startsWith('/'),
     /** `user[:group]` as written in USER, resolved inside the rootfs at run time */
     user: z.string(),
+    /** BuildKit's Meta.hostname: the step's UTS hostname; absent: buildkitsandbox */
+    hostname: hostnameSchema.optional(),
   }).strict(),
   mounts: z.array(execMountSchema).min(1).max(64),
   /**

@@ -155,6 +155,7 @@ export class BuildWorker implements Worker {
         env: op.meta.env,
         cwd: op.meta.cwd,
         user: op.meta.user,
+        hostname: op.meta.hostname,
         network: op.network,
         security: op.security ?? 'sandbox',
         stdout: stepLogStream(ctx.log, 1),

@@ -100,4 +100,5 @@ export const DEFAULT_READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs
  */
 export const DEFAULT_NOFILE = { soft: 1024, hard: 1024 } as const;
 
-export const DEFAULT_HOSTNAME = 'buildd';
+/** BuildKit's: a step that records its hostname gives the same file as the reference */
+export const DEFAULT_HOSTNAME = 'buildkitsandbox';

@@ -33,8 +33,8 @@ describe('RUN networking with CNI: a namespace per step on a bridge, released in
 
   const startBuildd = (): Promise<TestDaemon> => startDaemon({ builder: 'real', root, extraArgs: ['--cni-config-path', conflistFile] });
   const buildctlArgs = (): string[] => ['--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client')];
-  const build = (ctx: string): Promise<RunResult> =>
-    runBuildctl([...buildctlArgs(), 'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--progress', 'plain']);
+  const build = (ctx: string, extra: string[] = []): Promise<RunResult> =>
+    runBuildctl([...buildctlArgs(), 'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--progress', 'plain', ...extra]);
   const url = (route: string): string => `http://${gateway}:${server.port}${route}`;
 
   /** Everything a step's network leaves on the host while it exists. */
@@ -102,6 +102,23 @@ describe('RUN networking with CNI: a namespace per step on a bridge, released in
     expect(from[0]).not.toBe(gateway);
     expect(res.stderr).toContain(`you are ${from[0]}`);
     expect(await leftovers()).toEqual(NOTHING);
+  }, 120_000);
+
+  test("a step's hostname is BuildKit's buildkitsandbox, or --opt hostname / build-arg:BUILDKIT_SANDBOX_HOSTNAME", async () => {
+    const ctx = await writeContext(path.join(tmp, 'hostname'), {
+      Dockerfile: `FROM ${busybox}\nRUN echo "name=$(hostname) file=$(cat /etc/hostname) hosts=$(grep -c "^127.0.0.1.*localhost $(hostname)$" /etc/hosts)"\n`,
+    });
+    const plain = await build(ctx);
+    expect(plain.code).toBe(0);
+    expect(plain.stderr).toContain('name=buildkitsandbox file=buildkitsandbox hosts=1');
+    const named = await build(ctx, ['--opt', 'hostname=ci-runner-7.example']);
+    expect(named.code).toBe(0);
+    expect(named.stderr).toContain('name=ci-runner-7.example file=ci-runner-7.example hosts=1');
+    const arg = await build(ctx, ['--opt', 'build-arg:BUILDKIT_SANDBOX_HOSTNAME=from-arg']);
+    expect(arg.stderr).toContain('name=from-arg file=from-arg hosts=1');
+    const bad = await build(ctx, ['--opt', 'hostname=bad_name!']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('Cannot use --opt hostname=bad_name!: expected a hostname');
   }, 120_000);
 
   test('RUN --network=none cannot reach the same server: loopback only', async () => {

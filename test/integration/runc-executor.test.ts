@@ -257,7 +257,7 @@ describe('RuncExecutor (real runc)', () => {
     const before = (await fsp.readdir(rootfs)).sort();
     const req = sh('cat /etc/hostname');
     await expect(executor.run(req)).resolves.toEqual({ exitCode: 0 });
-    expect(req.stdout.text).toBe('buildd\n');
+    expect(req.stdout.text).toBe('buildkitsandbox\n');
     expect((await fsp.readdir(rootfs)).sort()).toEqual(before);
   });
 

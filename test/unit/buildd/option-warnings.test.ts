@@ -28,7 +28,7 @@ describe('--opt keys of the Dockerfile frontend', () => {
   it.each([
     'label:org.opencontainers.image.title', 'no-cache', 'add-hosts', 'cache-from', 'cache-imports', 'cgroup-parent', 'cmdline',
     'contextkey', 'contextsubdir', 'cpuperiod', 'cpuquota', 'cpusetcpus', 'cpusetmems', 'cpushares', 'dockerfilekey',
-    'frontend.caps', 'hostname', 'image-resolve-mode', 'memory', 'memswap', 'multi-platform',
+    'frontend.caps', 'image-resolve-mode', 'memory', 'memswap', 'multi-platform',
     'requestid', 'shm-size', 'source', 'ulimit', 'attest:sbom', 'attest:provenance', 'input-metadata:x',
     'local-sessionid:context', 'sharedkey:localdir:context', 'vcs:source',
   ])('warns that %s is known to BuildKit but not supported yet', (key) => {
@@ -39,7 +39,7 @@ describe('--opt keys of the Dockerfile frontend', () => {
 
   it.each([
     'BUILDKIT_CACHE_MOUNT_NS', 'BUILDKIT_CONTEXT_KEEP_GIT_DIR', 'BUILDKIT_DOCKERFILE_CHECK', 'BUILDKIT_INLINE_CACHE',
-    'BUILDKIT_MULTI_PLATFORM', 'BUILDKIT_SANDBOX_HOSTNAME', 'BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE',
+    'BUILDKIT_MULTI_PLATFORM', 'BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE',
     'BUILDKIT_SYNTAX', 'SOURCE_DATE_EPOCH', 'BUILDKIT_ATTEST_PROVENANCE',
   ])('says build-arg:%s reaches the Dockerfile as a build arg only', (arg) => {
     expect(frontendOptWarnings({ [`build-arg:${arg}`]: '1' })).toEqual([
