@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The six scenarios of the speed issue, side by side with BuildKit (the reference dockerd of
+# ../shared/conformance) in one run: each scenario alternates reference and buildd, ROUNDS times
+# (default 3), and the table gives the medians in seconds and the ratio buildd/BuildKit.
+#
+#   1 cold: 3 independent stages (4,000 small files + 48 MiB each), a final stage copies all three
+#   2 the same, fully cached
+#   3 the same, cached, pushed to the registry on loopback (the reference: build, then docker push)
+#   4 cold: a 20,000-file, 80 MB context, COPY . . then one RUN
+#   5 the same context rebuilt unchanged (every step cached)
+#   6 the same after changing one 4 KiB file
+#
+# Cold means an empty cache and no base image: buildd restarts on an empty root, the reference
+# prunes its build cache and removes the base image. Both keep what they build as an image
+# (docker's image store; buildd's --output type=image). buildd's peak RSS (VmHWM) over every
+# daemon of the run is printed last. Needs root and ../shared/conformance/reference.sh start.
+#
+#   ROUNDS=5 bench/speed.sh        SCENARIOS="4 5 6" bench/speed.sh
+# Asserts nothing: a benchmark, never a test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+shared=$repo/../shared/conformance
+ROUNDS=${ROUNDS:-3}
+SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6"}
+eval "$("$shared/reference.sh" env)"
+npm run build >/dev/null
+work=$(mktemp -d)
+bash certs/make-certs.sh "$work/certs" >/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+daemon=""
+peak_kib=0
+stop_daemon() {
+  [ -n "$daemon" ] || return 0
+  local hwm; hwm=$(awk '/VmHWM/{print $2}' "/proc/$daemon/status" 2>/dev/null || echo 0)
+  [ "${hwm:-0}" -gt "$peak_kib" ] && peak_kib=$hwm
+  kill -TERM "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; daemon=""
+}
+start_daemon() { # $1: "fresh" empties the root first
+  stop_daemon
+  [ "${1:-}" = fresh ] && rm -rf "$work/root"
+  node bin/buildd.js --addr "tcp://127.0.0.1:$port" --root "$work/root" --tlscacert "$work/certs/daemon/ca.pem" \
+    --tlscert "$work/certs/daemon/cert.pem" --tlskey "$work/certs/daemon/key.pem" 2>>"$work/buildd.log" &
+  daemon=$!
+  for _ in $(seq 200); do ours debug info >/dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "buildd did not start (see $work/buildd.log)" >&2; exit 1
+}
+trap 'stop_daemon; rm -rf "$work"' EXIT
+ours() { node bin/buildctl.js --addr "tcp://127.0.0.1:$port" --tlsdir "$work/certs/client" "$@"; }
+ref() { DOCKER_BUILDKIT=1 /usr/bin/docker "$@"; }
+ref_cold() { ref builder prune -af >/dev/null 2>&1 || true; ref image rm -f localhost:5000/busybox:latest bench/multi bench/ctx >/dev/null 2>&1 || true; }
+seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >>"$work/commands.log" 2>&1 || { echo FAIL; return; }; t1=$(date +%s.%N); python3 -c "print(f'{$t1-$t0:.2f}')"; }
+
+# the multi-stage build: each stage makes 4,000 small files and 48 MiB of random data
+multi=$work/multi; mkdir -p "$multi"
+{
+  echo 'FROM localhost:5000/busybox:latest AS base'
+  for s in 1 2 3; do
+    echo "FROM base AS s$s"
+    echo "RUN mkdir -p /out$s && cd /out$s && i=0 && while [ \$i -lt 4000 ]; do echo \"$s \$i\" > f\$i; i=\$((i+1)); done && head -c 50331648 /dev/urandom > big"
+  done
+  echo 'FROM base'
+  for s in 1 2 3; do echo "COPY --from=s$s /out$s /out$s"; done
+} > "$multi/Dockerfile"
+# the big context: 200 directories of 100 files of 4 KiB (random, so nothing compresses away)
+ctx=$work/ctx; mkdir -p "$ctx"
+python3 - "$ctx" <<'EOF'
+import os, sys
+root = sys.argv[1]
+for d in range(200):
+    os.makedirs(f'{root}/d{d:03}', exist_ok=True)
+    for f in range(100):
+        with open(f'{root}/d{d:03}/f{f:03}', 'wb') as fh: fh.write(os.urandom(4096))
+with open(f'{root}/Dockerfile', 'w') as fh:
+    fh.write('FROM localhost:5000/busybox:latest\nCOPY . /src\nRUN find /src -type f | wc -l > /count\n')
+EOF
+touch_one() { head -c 4096 /dev/urandom > "$ctx/d100/f050"; }
+
+declare -A R O
+ourlocal=(--frontend dockerfile.v0)
+run_scenario() { # $1 scenario number; sets R[$1,$round] and O[$1,$round]
+  local n=$1 round=$2
+  case $n in
+    1) ref_cold; R[$n,$round]=$(seconds ref build -q --network=none -t bench/multi "$multi")
+       start_daemon fresh; O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$multi" --local "dockerfile=$multi" --output type=image,name=bench/multi) ;;
+    2) R[$n,$round]=$(seconds ref build -q --network=none -t bench/multi "$multi")
+       O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$multi" --local "dockerfile=$multi" --output type=image,name=bench/multi) ;;
+    3) R[$n,$round]=$(seconds bash -c "DOCKER_BUILDKIT=1 /usr/bin/docker build -q --network=none -t localhost:5000/bench/multi:ref '$multi' && /usr/bin/docker push -q localhost:5000/bench/multi:ref")
+       O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$multi" --local "dockerfile=$multi" --output "type=image,name=localhost:5000/bench/multi:ours,push=true,registry.insecure=true") ;;
+    4) ref_cold; R[$n,$round]=$(seconds ref build -q --network=none -t bench/ctx "$ctx")
+       start_daemon fresh; O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$ctx" --local "dockerfile=$ctx" --output type=image,name=bench/ctx) ;;
+    5) R[$n,$round]=$(seconds ref build -q --network=none -t bench/ctx "$ctx")
+       O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$ctx" --local "dockerfile=$ctx" --output type=image,name=bench/ctx) ;;
+    6) touch_one; R[$n,$round]=$(seconds ref build -q --network=none -t bench/ctx "$ctx")
+       touch_one; O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$ctx" --local "dockerfile=$ctx" --output type=image,name=bench/ctx) ;;
+  esac
+}
+
+for round in $(seq "$ROUNDS"); do
+  # scenarios 2-3 need 1 before them, 5-6 need 4: each round runs them in order
+  for n in $SCENARIOS; do run_scenario "$n" "$round"; done
+done
+stop_daemon
+
+label() {
+  case $1 in
+    1) echo 'cold: 3 stages (4,000 files + 48 MiB each), final copies all' ;;
+    2) echo 'the same, fully cached' ;;
+    3) echo 'the same, cached, pushed to a registry on loopback' ;;
+    4) echo 'cold: 20,000-file 80 MB context, COPY . . + RUN' ;;
+    5) echo 'the same context rebuilt unchanged' ;;
+    6) echo 'the same after changing one 4 KiB file' ;;
+  esac
+}
+median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x!="FAIL"]; print(f"{statistics.median(v):.2f}" if v else "FAIL")' "$@"; }
+echo "$(date -u +%F) $(nproc) cores, $(uname -r), medians of $ROUNDS (seconds)"
+echo '| scenario | BuildKit | buildd | ratio |'
+echo '| --- | --- | --- | --- |'
+for n in $SCENARIOS; do
+  rs=(); os=()
+  for round in $(seq "$ROUNDS"); do rs+=("${R[$n,$round]}"); os+=("${O[$n,$round]}"); done
+  r=$(median "${rs[@]}"); o=$(median "${os[@]}")
+  ratio=$(python3 -c "import sys; r,o=sys.argv[1:]; print('-' if 'FAIL' in (r,o) else f'{float(o)/max(float(r),0.01):.2f}')" "$r" "$o")
+  echo "| $(label "$n") | $r | $o | $ratio |"
+done
+echo "buildd peak RSS over the run: $((peak_kib / 1024)) MiB"
