@@ -44,10 +44,10 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const tmpDir = path.join(root, 'tmp');
   await fsp.rm(tmpDir, { recursive: true, force: true });
   await fsp.mkdir(tmpDir, { recursive: true });
-  // Containers a killed daemon left still use their rootfs mounts: delete them before the
-  // snapshotter unmounts what it finds.
   // rootless: steps get cgroups only under a parent delegated to the user, probed here
   const stepCgroups = opts.config.rootless ? await rootlessStepCgroups(opts.config) : undefined;
+  // Containers a killed daemon left still use their rootfs mounts: delete them before the
+  // snapshotter unmounts what it finds.
   const runc = new RuncExecutor({
     rootless: opts.config.rootless,
     cgroupParent: opts.config.rootless ? stepCgroups?.parent : opts.config.cgroupParent,
@@ -58,6 +58,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   });
   const swept = await runc.sweep();
   if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');
+  // runc delete removed the cgroups of the containers it knew; these are of steps it never saved
   if (stepCgroups) await sweepLeftCgroups(stepCgroups.dirs, opts.logger);
   // after the containers: a namespace is only torn down once nothing runs in it
   // Rootless: the CNI bridge lives in a namespace of buildd's own, slirp4netns its way out;
