@@ -63,7 +63,7 @@ describeV1('buildd --rootless with stepLimits under a delegated cgroup v1 parent
       await fsp.chown(path.join(d, leftover), user.uid, user.gid);
     }
     const config = path.join(user.home, 'buildd.json');
-    await fsp.writeFile(config, JSON.stringify({ stepLimits: { memory: '32m', pids: PIDS }, cgroupParent: cg.parent }));
+    await fsp.writeFile(config, JSON.stringify({ stepLimits: { memory: '32m', pids: PIDS, cpus: 0.5 }, cgroupParent: cg.parent }));
     daemon = await startRootlessDaemon(user, { extraArgs: ['--config', config] });
   });
 
@@ -82,18 +82,18 @@ describeV1('buildd --rootless with stepLimits under a delegated cgroup v1 parent
     expect(await (cg as DelegatedCgroup).children()).toEqual([]);
   });
 
-  it('gives a RUN step its memory and pids limits, seen in its own cgroup', async () => {
+  it('gives a RUN step its memory, pids and CPU limits, seen in its own cgroup', async () => {
     const ctx = await writeContext(path.join(tmp, 'ctx-limits'), {
       Dockerfile: [
         `FROM ${busybox}`,
         // the step's output reaches the client's progress: its lines say what the step saw
-        'RUN read m < /sys/fs/cgroup/memory/memory.limit_in_bytes; read p < /sys/fs/cgroup/pids/pids.max; echo "limits=$m,$p"; ' +
+        'RUN read m < /sys/fs/cgroup/memory/memory.limit_in_bytes; read p < /sys/fs/cgroup/pids/pids.max; read q < /sys/fs/cgroup/cpu/cpu.cfs_quota_us; echo "limits=$m,$p,$q"; ' +
           `sh -c 'i=0; while [ $i -lt ${PIDS + 10} ]; do sleep 1000 & i=$((i+1)); done'; echo "spawner=$?"`,
       ].join('\n'),
     });
     const res = await build(ctx, path.join(tmp, 'limits.tar'));
     expect({ code: res.code, stderr: res.code === 0 ? '' : `${res.stderr}\n${daemon?.stderr()}` }).toEqual({ code: 0, stderr: '' });
-    expect(res.stderr).toContain(`limits=${MEMORY},${PIDS}`);
+    expect(res.stderr).toContain(`limits=${MEMORY},${PIDS},50000`);
     // the spawner died at its first failed fork: past the pids limit
     expect(res.stderr).toContain("can't fork: Resource temporarily unavailable");
     expect(res.stderr).toMatch(/spawner=[1-9]/);
