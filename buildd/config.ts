@@ -38,6 +38,12 @@ export const daemonConfigFileSchema = z
     insecureEntitlements: z.array(z.enum(ENTITLEMENTS)).max(16),
     /** cgroup limits of every RUN step: `{ "memory": "2g", "pids": 4096, "cpus": 1.5 }` */
     stepLimits: stepLimitsSchema,
+    /** BuildKit's `cgroup-parent` of the OCI worker: the cgroup (cgroupfs path) the steps' cgroups go under */
+    cgroupParent: z
+      .string()
+      .max(4096)
+      .regex(/^\/[^\0]*$/, 'expected an absolute cgroup path such as /buildd')
+      .refine((p) => !p.split('/').includes('..'), 'expected a path without ".." segments'),
     /** run in the starting user's namespaces (see buildd/rootless/) */
     rootless: z.boolean(),
   })
@@ -78,6 +84,12 @@ export interface DaemonConfig {
   insecureEntitlements: Entitlement[];
   /** cgroup limits of every RUN step (memory, pids, CPU); undefined: none */
   stepLimits?: StepLimits;
+  /**
+   * cgroup under which each step gets its own (BuildKit's `cgroup-parent`); undefined: /buildd
+   * for a root daemon; for a rootless one, a cgroup the user owns (see
+   * worker/cgroups/rootless-cgroup-parent.ts), needed on cgroup v1 for stepLimits
+   */
+  cgroupParent?: string;
   /**
    * `--rootless`: started by an unprivileged user, buildd re-executes itself under rootlesskit
    * and runs as root of that user's namespaces (subuid/subgid maps); default root
@@ -165,6 +177,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     // as buildkitd: the flags replace the file's list, duplicates are harmless
     insecureEntitlements: [...new Set(flags.allowInsecureEntitlement && flags.allowInsecureEntitlement.length > 0 ? flags.allowInsecureEntitlement : file.insecureEntitlements ?? [])],
     stepLimits: file.stepLimits,
+    cgroupParent: file.cgroupParent,
     rootless,
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;

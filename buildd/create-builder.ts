@@ -2,7 +2,6 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import { BuildError } from '../solver/build-error';
 import { CacheStore } from '../solver/cache-store';
 import { Solver } from '../solver/solver';
 import { LocalContentStore } from '../store/content-store';
@@ -22,6 +21,8 @@ import { CacheMounts } from './worker/mounts/cache-mounts';
 import { NetworkedExecutor } from './worker/network/networked-executor';
 import { ROOTLESS_NETWORK_OFF, ROOTLESS_NETWORK_ON } from './rootless/rootless-start';
 import { openSlirpUplink } from './rootless/slirp-uplink';
+import { rootlessStepCgroups } from './worker/cgroups/rootless-cgroup-parent';
+import { sweepLeftCgroups } from './worker/cgroups/step-cgroup-sweep';
 
 /** Options of the daemon's one builder. */
 export interface CreateBuilderOptions {
@@ -43,13 +44,13 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const tmpDir = path.join(root, 'tmp');
   await fsp.rm(tmpDir, { recursive: true, force: true });
   await fsp.mkdir(tmpDir, { recursive: true });
+  // rootless: steps get cgroups only under a parent delegated to the user, probed here
+  const stepCgroups = opts.config.rootless ? await rootlessStepCgroups(opts.config) : undefined;
   // Containers a killed daemon left still use their rootfs mounts: delete them before the
   // snapshotter unmounts what it finds.
-  if (opts.config.rootless && opts.config.stepLimits && Object.keys(opts.config.stepLimits).length > 0) {
-    throw new BuildError('failed-precondition', 'Cannot start buildd --rootless with stepLimits: cgroup limits in a user namespace need cgroup delegation, which buildd does not set up yet');
-  }
   const runc = new RuncExecutor({
     rootless: opts.config.rootless,
+    cgroupParent: opts.config.rootless ? stepCgroups?.parent : opts.config.cgroupParent,
     runcRoot: path.join(root, 'runc'),
     stateDir: path.join(root, 'bundles'),
     logger: opts.logger,
@@ -57,6 +58,8 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   });
   const swept = await runc.sweep();
   if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');
+  // runc delete removed the cgroups of the containers it knew; these are of steps it never saved
+  if (stepCgroups) await sweepLeftCgroups(stepCgroups.dirs, opts.logger);
   // after the containers: a namespace is only torn down once nothing runs in it
   // Rootless: the CNI bridge lives in a namespace of buildd's own, slirp4netns its way out;
   // when that cannot be had, the runc executor alone gives a 'sandbox' step loopback only.

@@ -27,13 +27,14 @@ export interface RuncExecutorOptions {
   logger?: pino.Logger;
   /** the host file the container's nameservers come from; /etc/resolv.conf by default */
   hostResolvConf?: string;
-  /** cgroup parent of the containers (cgroupfs driver); /buildd by default */
+  /** cgroup parent of the containers (cgroupfs driver); /buildd by default, none when rootless */
   cgroupParent?: string;
   /** cgroup limits of every step (the daemon's `stepLimits`); none by default */
   stepLimits?: StepLimits;
   /**
-   * buildd --rootless: no cgroup path in the spec, as runc skips cgroups it is denied only for a
-   * container without one (nothing is delegated to a user namespace's root); stepLimits must be empty
+   * buildd --rootless: without a cgroupParent no cgroup path in the spec, as runc skips cgroups
+   * it is denied only for a container without one; stepLimits then must be empty. With one (a
+   * parent delegated to the user, checked by prepareRootlessCgroupParent) as a root daemon.
    */
   rootless?: boolean;
 }
@@ -70,7 +71,8 @@ export class RuncExecutor implements Executor {
     this.binary = opts.runcBinary ?? 'runc';
     this.log = opts.logger ?? pino({ enabled: false });
     this.hostResolvConf = opts.hostResolvConf ?? '/etc/resolv.conf';
-    this.cgroupParent = opts.rootless ? undefined : cleanAbsolute(opts.cgroupParent ?? '/buildd');
+    const parent = opts.cgroupParent ?? (opts.rootless ? undefined : '/buildd');
+    this.cgroupParent = parent === undefined ? undefined : cleanAbsolute(parent);
     this.stepLimits = { ...opts.stepLimits };
   }
 

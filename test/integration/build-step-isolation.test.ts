@@ -41,6 +41,15 @@ describe('RUN step isolation through the daemon', () => {
   let busybox: string;
   let daemon: TestDaemon;
   let socket: string;
+  // the steps' cgroups go under it (runc makes it in each hierarchy); removed after
+  const cgroupParent = `/buildd-iso-${process.pid}`;
+  const parentDirs = async (): Promise<string[]> => {
+    const dirs = [path.join('/sys/fs/cgroup', cgroupParent)];
+    for (const h of await fsp.readdir('/sys/fs/cgroup').catch(() => [])) dirs.push(path.join('/sys/fs/cgroup', h, cgroupParent));
+    const out: string[] = [];
+    for (const d of dirs) if (await fsp.stat(d).then((st) => st.isDirectory(), () => false)) out.push(d);
+    return out;
+  };
 
   const build = (ctx: string, extra: string[]): Promise<RunResult> =>
     runBuildctl([
@@ -65,7 +74,7 @@ describe('RUN step isolation through the daemon', () => {
     registry = await startRegistry();
     ({ ref: busybox } = await pushBusyboxImage(registry.host));
     const config = path.join(tmp, 'buildd.json');
-    await fsp.writeFile(config, JSON.stringify({ stepLimits: { memory: '96m', pids: 64, cpus: 0.5 } }));
+    await fsp.writeFile(config, JSON.stringify({ stepLimits: { memory: '96m', pids: 64, cpus: 0.5 }, cgroupParent }));
     socket = path.join(tmp, 'buildd.sock');
     daemon = await startDaemon({ builder: 'real', root: path.join(tmp, 'root'), extraArgs: ['--config', config, '--addr', `unix://${socket}`] });
   });
@@ -73,12 +82,13 @@ describe('RUN step isolation through the daemon', () => {
   afterAll(async () => {
     await daemon?.stop();
     await registry?.stop();
+    for (const d of await parentDirs()) await fsp.rmdir(d);
     const left = await mountsUnder(path.join(tmp, 'root'));
     await fsp.rm(tmp, { recursive: true, force: true });
     expect(left).toEqual([]);
   });
 
-  it("applies the config's stepLimits and Docker's confinement, and shows the step neither buildd's root nor its socket", async () => {
+  it("applies the config's stepLimits under its cgroupParent and Docker's confinement, and shows the step neither buildd's root nor its socket", async () => {
     await fsp.access(socket);
     const cg = await detectCgroupHost();
     const limits =
@@ -100,6 +110,8 @@ describe('RUN step isolation through the daemon', () => {
     expect(res.code).toBe(0);
     // no "visible …" line and no socket anywhere in the step's filesystem
     expect(await readFromLastLayer(out, 'report')).toBe(`limits ${96 * 1024 * 1024} 64 50000\nNoNewPrivs:\t1\nSeccomp:\t2\n`);
+    // the step's cgroup was under the config's cgroupParent
+    expect((await parentDirs()).length).toBeGreaterThan(0);
   });
 
   it.each([3, 4, 5, 6, 7, 8, 9, 10, 11, 12])('fails WORKDIR /proc/self/fd/%i with RUN cat ../../../etc/hostname, naming the working directory', async (n) => {
