@@ -8,6 +8,7 @@ import { type RegistryHostConfig, loadCaFile } from '../store/registry-hosts';
 import { DEFAULT_ADDR } from './api/address';
 import { describeZodError } from './api/messages';
 import { stepLimitsSchema, type StepLimits } from './worker/step-limits';
+import { SNAPSHOTTER_CHOICES, type SnapshotterChoice } from './worker/snapshotter-choice';
 
 /**
  * Daemon configuration: the JSON of `--config FILE`, with command-line flags laid over it.
@@ -40,6 +41,8 @@ export const daemonConfigFileSchema = z
     stepLimits: stepLimitsSchema,
     /** run in the starting user's namespaces (see buildd/rootless/) */
     rootless: z.boolean(),
+    /** BuildKit's `oci-worker-snapshotter`: auto (overlayfs where it mounts, else native), overlayfs, native */
+    snapshotter: z.enum(SNAPSHOTTER_CHOICES),
   })
   .partial()
   .strict();
@@ -84,6 +87,8 @@ export interface DaemonConfig {
    * `$XDG_DATA_HOME/buildd` (~/.local/share/buildd)
    */
   rootless: boolean;
+  /** `--oci-worker-snapshotter`: how snapshots are layered (see openSnapshotter); default auto */
+  snapshotter: SnapshotterChoice;
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
@@ -141,6 +146,7 @@ export interface DaemonFlags {
   cniPoolSize?: number;
   allowInsecureEntitlement?: Entitlement[];
   rootless?: boolean;
+  ociWorkerSnapshotter?: SnapshotterChoice;
 }
 
 /** Flags override the file; the file overrides the defaults. */
@@ -166,6 +172,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     insecureEntitlements: [...new Set(flags.allowInsecureEntitlement && flags.allowInsecureEntitlement.length > 0 ? flags.allowInsecureEntitlement : file.insecureEntitlements ?? [])],
     stepLimits: file.stepLimits,
     rootless,
+    snapshotter: flags.ociWorkerSnapshotter ?? file.snapshotter ?? 'auto',
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

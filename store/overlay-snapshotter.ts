@@ -262,8 +262,10 @@ export async function probeOverlay(scratchParent: string, namespace: OverlayXatt
     try {
       await execFileP('mount', ['-t', 'overlay', 'overlay', '-o', options.join(','), 'merged'], { cwd: dir });
     } catch (err) {
-      const stderr = ((err as { stderr?: string }).stderr ?? String(err)).trim();
-      throw new Error(`a test mount was refused: ${stderr}${await fsTypeNote(scratchParent)}`);
+      // mount(8) says `mount: <target>: <why>` and then points at dmesg: the why is the news
+      const first = ((err as { stderr?: string }).stderr ?? String(err)).trim().split('\n')[0] ?? '';
+      const why = first.replace(/^mount: .*?: /, '').replace(/\.$/, '');
+      throw new Error(`a test mount was refused (${why})${await fsTypeNote(scratchParent)}`);
     }
     await unmount(path.join(dir, 'merged'));
   } catch (err) {
@@ -273,7 +275,7 @@ export async function probeOverlay(scratchParent: string, namespace: OverlayXatt
   }
 }
 
-/** ` (<dir> is on <fstype>)` from mountinfo: the usual reason overlay refuses an upper dir. */
+/** `; <dir> is on <fstype>` from mountinfo: the usual reason overlay refuses an upper dir. */
 async function fsTypeNote(dir: string): Promise<string> {
   const text = await fsp.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
   let best: { point: string; type: string } | undefined;
@@ -285,7 +287,10 @@ async function fsTypeNote(dir: string): Promise<string> {
     if (point === undefined || type === undefined) continue;
     if ((dir === point || dir.startsWith(point === '/' ? '/' : point + '/')) && (!best || point.length >= best.point.length)) best = { point, type };
   }
-  return best ? ` (${dir} is on ${best.type})` : '';
+  if (!best) return '';
+  // the kernel takes no upper dir on a file system that revalidates its names (overlay, NFS, FUSE...)
+  const refused = /^(overlay|nfs4?|fuse(\..*)?|9p|cifs|smb3|ceph|virtiofs)$/.test(best.type);
+  return `; ${dir} is on ${best.type}${refused ? ', which overlayfs does not take as an upper dir' : ''}`;
 }
 
 /** Unmounts, falling back to a lazy unmount when something still holds the mount busy. */
