@@ -8,13 +8,13 @@ import { readXattrs, writeXattrs } from './xattrs';
 const execFileP = promisify(execFile);
 
 /** How many files a clone copies at once: enough to keep a disk busy, few enough for open-file limits. */
-const DEFAULT_CONCURRENCY = 16;
+const DEFAULT_CONCURRENCY = 8;
 
 /** Options of {@link cloneTree} and {@link cloneEntry}. */
 export interface CloneOptions {
   /** checked before each entry; an aborted clone leaves a partial copy for the caller to delete */
   signal?: AbortSignal;
-  /** files copied at once (default 16) */
+  /** files copied at once (default 8) */
   concurrency?: number;
   /**
    * Hard links: source `dev:ino` → the first destination path of that inode. Pass one map to
