@@ -87,7 +87,9 @@ export class NativeSnapshotter implements Snapshotter {
         await fsp.mkdir(path.join(sdir, 'fs'), { mode: 0o755 });
       } else {
         await cloneEntry(path.join(this.dir, parent, 'fs'), path.join(sdir, 'fs'), { signal, concurrency: this.concurrency });
-        this.baselines.set(id, await recordBaselines(path.join(sdir, 'fs'), signal));
+        const baselines = await recordBaselines(path.join(sdir, 'fs'), signal);
+        await waitForNewerCtime(sdir, baselines);
+        this.baselines.set(id, baselines);
       }
     } catch (err) {
       await this.remove(id);
@@ -213,6 +215,32 @@ export class NativeSnapshotter implements Snapshotter {
     if (!info) throw new BuildError('not-found', `Cannot ${action} snapshot ${id}: not in the snapshotter`);
     if (info.kind !== 'committed') throw new BuildError('failed-precondition', `Cannot ${action} snapshot ${id}: it is not committed`);
     return info;
+  }
+}
+
+/** Longest wait for the clock to pass the copy's last ctime: a coarse tick is a few ms. */
+const CLOCK_WAIT_MS = 2000;
+
+/**
+ * Returns once a ctime set now is later than every ctime in `baselines`. Many kernels stamp
+ * ctime from a coarse clock (one tick, 1-10 ms): a write in the same tick as the copy's own
+ * last metadata write would leave the ctime as recorded and the change unseen. Touches a marker
+ * beside the tree until its ctime has moved past them.
+ */
+async function waitForNewerCtime(sdir: string, baselines: Baselines): Promise<void> {
+  let newest = 0n;
+  for (const b of baselines.values()) if (b.ctime > newest) newest = b.ctime;
+  const marker = path.join(sdir, 'clock');
+  const deadline = Date.now() + CLOCK_WAIT_MS;
+  try {
+    for (;;) {
+      await fsp.writeFile(marker, '');
+      if ((await fsp.lstat(marker, { bigint: true })).ctimeNs > newest) return;
+      if (Date.now() > deadline) throw new BuildError('internal', `Cannot prepare a snapshot: the clock did not pass the copy's ctimes within ${CLOCK_WAIT_MS} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  } finally {
+    await fsp.rm(marker, { force: true });
   }
 }
 

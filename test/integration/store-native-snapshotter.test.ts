@@ -164,6 +164,29 @@ describe('NativeSnapshotter layer diff', () => {
   });
 });
 
+describe('NativeSnapshotter change detection', () => {
+  it('sees a same-size rewrite made right after prepare whose mtime was set back (ctime moved, even on a coarse clock)', async () => {
+    const s = await NativeSnapshotter.open(path.join(root, 'racy'));
+    const a = await s.prepare(undefined);
+    await fsp.writeFile(path.join(await a.mount(), 'f'), 'aaaa');
+    await fsp.utimes(path.join(await a.mount(), 'f'), 1000, 1000);
+    const aid = await s.commit(a);
+    for (let i = 0; i < 5; i++) {
+      const b = await s.prepare(aid);
+      try {
+        const f = path.join(await b.mount(), 'f');
+        await fsp.writeFile(f, 'bbbb');
+        await fsp.utimes(f, 1000, 1000);
+        const bid = await s.commit(b);
+        expect(await table(await s.upperDir(bid))).toEqual({ f: 'file:bbbb 644 0:0' });
+        await s.remove(bid);
+      } finally {
+        await b.release();
+      }
+    }
+  });
+});
+
 describe('NativeSnapshotter lifecycle', () => {
   it('copies the parent tree with owners, modes, times, attributes, device nodes and hard links', async () => {
     const s = await NativeSnapshotter.open(path.join(root, 'copy'));
@@ -207,7 +230,12 @@ describe('NativeSnapshotter lifecycle', () => {
     const left = await s1.prepare(aid);
     await fsp.writeFile(path.join(await left.mount(), 'lost.txt'), 'lost');
 
+    // a view a killed daemon left mounted
+    const stale = await s1.mountView(aid);
+    expect(await mountsUnder(dir)).toEqual([stale.path]);
+
     const s2 = await NativeSnapshotter.open(dir);
+    expect(await mountsUnder(dir)).toEqual([]);
     expect(await s2.get(left.id)).toBeUndefined();
     await expect(fsp.access(path.join(dir, 'snapshots-native', left.id))).rejects.toMatchObject({ code: 'ENOENT' });
     expect((await s2.get(aid))?.kind).toBe('committed');
