@@ -68,14 +68,22 @@ export async function openSnapshotter(opts: OpenSnapshotterOptions): Promise<Sna
   const scratch = path.join(opts.root, 'tmp');
   await fsp.mkdir(scratch, { recursive: true });
   const decision = await chooseSnapshotter(opts.requested, recorded, () => probeOverlay(scratch, opts.overlayXattrs), opts.root);
-  if (recorded === undefined) await writeFileAtomic(path.join(opts.root, SNAPSHOTTER_RECORD), JSON.stringify({ snapshotter: decision.name }) + '\n');
+  const record = path.join(opts.root, SNAPSHOTTER_RECORD);
+  // before the first snapshot can exist: a root with snapshots always says whose they are
+  if (recorded === undefined) await writeFileAtomic(record, JSON.stringify({ snapshotter: decision.name }) + '\n');
   if (decision.fallbackReason !== undefined) {
     opts.logger.info({ snapshotter: decision.name, reason: decision.fallbackReason }, `snapshotter: native (copies each layer), as overlayfs is not usable here: ${decision.fallbackReason}`);
   } else {
     opts.logger.info({ snapshotter: decision.name }, `snapshotter: ${decision.name}`);
   }
   const common = { logger: opts.logger, overlayXattrs: opts.overlayXattrs };
-  return decision.name === 'native' ? NativeSnapshotter.open(opts.root, common) : OverlaySnapshotter.open(opts.root, common);
+  try {
+    return await (decision.name === 'native' ? NativeSnapshotter.open(opts.root, common) : OverlaySnapshotter.open(opts.root, common));
+  } catch (err) {
+    // a root that never held a snapshot stays free to be opened with either
+    if (recorded === undefined) await fsp.rm(record, { force: true });
+    throw err;
+  }
 }
 
 /** The recorded snapshotter; a root made before the record existed has overlay's `snapshots/`. */

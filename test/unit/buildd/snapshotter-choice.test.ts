@@ -62,6 +62,13 @@ describe('openSnapshotter: the record in the daemon root', () => {
     await expect(open('native')).rejects.toThrow(`Cannot open ${root} with the native snapshotter: it was made with the overlayfs snapshotter`);
   });
 
+  it('leaves no record when the chosen snapshotter cannot open, so a new root stays free', async () => {
+    // a file where the native snapshotter keeps its snapshots: its open fails
+    await fsp.writeFile(path.join(root, 'snapshots-native'), '');
+    await expect(open('native')).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(fsp.access(path.join(root, SNAPSHOTTER_RECORD))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('names a damaged record', async () => {
     await fsp.writeFile(path.join(root, SNAPSHOTTER_RECORD), '{"snapshotter":"vfs"}');
     await expect(open('auto')).rejects.toThrow(`Cannot open ${root}: ${path.join(root, SNAPSHOTTER_RECORD)} does not say which snapshotter made the root`);
