@@ -77,6 +77,10 @@ export async function writeLayerDiff(input: LayerDiffInput): Promise<void> {
   const made = new Set<string>(['']);
   const dirTimes: Array<[string, BigIntStats]> = [];
   const links = new Map<string, Promise<string>>();
+  // a marker in the tree (a layer's SCHILY.xattr.user.overlay.opaque, say) is data, never ours
+  const markerNs = opaqueXattr.slice(0, opaqueXattr.length - 'opaque'.length);
+  const skipXattr = (name: string): boolean => name.startsWith(markerNs);
+  const clone = { signal, links, skipXattr };
 
   /** Makes `out/rel` and the directories above it, each with its metadata in `upper`. */
   async function ensureDir(rel: string): Promise<void> {
@@ -87,7 +91,7 @@ export async function writeLayerDiff(input: LayerDiffInput): Promise<void> {
     const st = await fsp.lstat(src, { bigint: true });
     await fsp.mkdir(dest);
     await fsp.lchown(dest, Number(st.uid), Number(st.gid));
-    const xattrs = await readXattrs(src);
+    const xattrs = await readXattrs(src, (n) => !skipXattr(n));
     if (xattrs.size > 0) await writeXattrs(dest, xattrs);
     await fsp.chmod(dest, Number(st.mode & 0o7777n));
     made.add(rel);
@@ -131,13 +135,13 @@ export async function writeLayerDiff(input: LayerDiffInput): Promise<void> {
           await walkDir(r);
         } else if (st.ctimeNs !== base.ctime) {
           await ensureDir(rel);
-          await cloneEntry(path.join(upper, r), path.join(out, r), { signal, links });
+          await cloneEntry(path.join(upper, r), path.join(out, r), clone);
         }
         continue;
       }
       // new, or removed and made again (perhaps of another type): copied whole
       await ensureDir(rel);
-      await cloneEntry(path.join(upper, r), path.join(out, r), { signal, links });
+      await cloneEntry(path.join(upper, r), path.join(out, r), clone);
       if (st.isDirectory() && lowerNames.has(name)) {
         // what the old entry held must not show through the new directory (overlay marks it so too)
         await setAttribute(path.join(out, r), opaqueXattr, Buffer.from('y'));

@@ -21,6 +21,8 @@ export interface CloneOptions {
    * several calls that make one tree, so links between their entries stay links.
    */
   links?: Map<string, Promise<string>>;
+  /** extended attributes not to copy (besides trusted.overlay.*, which writeXattrs never writes) */
+  skipXattr?: (name: string) => boolean;
 }
 
 /**
@@ -58,9 +60,9 @@ class Clone {
   async entry(src: string, dest: string, st: Stats): Promise<void> {
     this.opts.signal?.throwIfAborted();
     if (this.failure !== undefined) throw this.failure;
-    if (!st.isDirectory()) return this.schedule(() => copyNonDir(src, dest, st, this.links));
+    if (!st.isDirectory()) return this.schedule(() => copyNonDir(src, dest, st, this.links, this.opts.skipXattr));
     await fsp.mkdir(dest);
-    await applyMeta(src, dest, st);
+    await applyMeta(src, dest, st, this.opts.skipXattr);
     this.dirTimes.push([dest, st]);
     for (const name of await fsp.readdir(src)) {
       const child = path.join(src, name);
@@ -95,7 +97,7 @@ class Clone {
   }
 }
 
-async function copyNonDir(src: string, dest: string, st: Stats, links: Map<string, Promise<string>>): Promise<void> {
+async function copyNonDir(src: string, dest: string, st: Stats, links: Map<string, Promise<string>>, skipXattr: SkipXattr): Promise<void> {
   const key = `${st.dev}:${st.ino}`;
   if (st.nlink > 1) {
     const first = links.get(key);
@@ -103,15 +105,17 @@ async function copyNonDir(src: string, dest: string, st: Stats, links: Map<strin
       await fsp.link(await first, dest);
       return;
     }
-    const made = make(src, dest, st).then(() => dest);
+    const made = make(src, dest, st, skipXattr).then(() => dest);
     links.set(key, made);
     await made;
     return;
   }
-  await make(src, dest, st);
+  await make(src, dest, st, skipXattr);
 }
 
-async function make(src: string, dest: string, st: Stats): Promise<void> {
+type SkipXattr = ((name: string) => boolean) | undefined;
+
+async function make(src: string, dest: string, st: Stats, skipXattr: SkipXattr): Promise<void> {
   if (st.isFile()) {
     // EXCL: never write through something already at dest
     await fsp.copyFile(src, dest, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
@@ -122,7 +126,7 @@ async function make(src: string, dest: string, st: Stats): Promise<void> {
   } else {
     return; // a socket: no tar can hold one, Docker leaves them out as well
   }
-  await applyMeta(src, dest, st);
+  await applyMeta(src, dest, st, skipXattr);
 }
 
 /** mknod(1) for a fifo or a device node like `st`'s; a refusal names the node. */
@@ -137,9 +141,9 @@ export async function makeNode(dest: string, st: Pick<Stats, 'rdev' | 'isFIFO' |
 }
 
 /** Owner, then attributes (chown drops security.capability), then mode (chown clears setuid), then times. */
-async function applyMeta(src: string, dest: string, st: Stats): Promise<void> {
+async function applyMeta(src: string, dest: string, st: Stats, skipXattr: SkipXattr): Promise<void> {
   await fsp.lchown(dest, st.uid, st.gid);
-  const xattrs = await readXattrs(src);
+  const xattrs = await readXattrs(src, skipXattr ? (n) => !skipXattr(n) : undefined);
   if (xattrs.size > 0) await writeXattrs(dest, xattrs);
   if (st.isSymbolicLink()) {
     await fsp.lutimes(dest, st.atime, st.mtime);

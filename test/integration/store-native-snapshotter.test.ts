@@ -164,6 +164,30 @@ describe('NativeSnapshotter layer diff', () => {
   });
 });
 
+describe('NativeSnapshotter with user.overlay.* markers (rootless)', () => {
+  it('marks a recreated dir with user.overlay.opaque and never carries a marker the build itself set', async () => {
+    const s = await NativeSnapshotter.open(path.join(root, 'user-ns'), { overlayXattrs: 'user' });
+    expect(s.overlayXattrs).toBe('user');
+    const a = await s.prepare(undefined);
+    await fsp.mkdir(path.join(await a.mount(), 'd'));
+    await fsp.writeFile(path.join(await a.mount(), 'd', 'old'), 'o');
+    const aid = await s.commit(a);
+    const b = await s.prepare(aid);
+    try {
+      const m = await b.mount();
+      await fsp.rm(path.join(m, 'd'), { recursive: true });
+      await fsp.mkdir(path.join(m, 'd'));
+      // as a hostile layer's SCHILY.xattr.user.overlay.opaque would
+      await fsp.mkdir(path.join(m, 'forged'));
+      await setAttribute(path.join(m, 'forged'), 'user.overlay.opaque', Buffer.from('y'));
+      const bid = await s.commit(b);
+      expect(await table(await s.upperDir(bid))).toEqual({ d: 'dir 755 0:0 user.overlay.opaque=y', forged: 'dir 755 0:0' });
+    } finally {
+      await b.release();
+    }
+  });
+});
+
 describe('NativeSnapshotter change detection', () => {
   it('sees a same-size rewrite made right after prepare whose mtime was set back (ctime moved, even on a coarse clock)', async () => {
     const s = await NativeSnapshotter.open(path.join(root, 'racy'));
