@@ -80,6 +80,8 @@ describe('buildd --oci-worker-snapshotter native', () => {
       `FROM ${base}`,
       'COPY hello.txt /hello.txt',
       'COPY --chown=7:8 hello.txt /srv/owned-copy.txt',
+      // a read-only view of a committed snapshot
+      `COPY --from=${base} /etc/passwd /from-image/passwd`,
       'RUN echo made > /made && chown 4242:4343 /made && mkdir /d && chown 4242:4343 /d',
       // a whiteout of a base file, an opaque /var (its tmp from the base must stay gone)
       'RUN rm /etc/group && rm -rf /var && mkdir /var && echo new > /var/fresh',
@@ -107,6 +109,7 @@ describe('buildd --oci-worker-snapshotter native', () => {
     expect(files['var/tmp']).toBeUndefined();
     expect(files['etc/group']).toBeUndefined();
     expect(files['etc/passwd']).toBeDefined();
+    expect(files['from-image/passwd']).toBeDefined();
     expect(await imgdiff(outs.native, outs.overlay)).toEqual({ code: 0, out: expect.any(String) });
     // the snapshots are plain directories: nothing of a build stays mounted
     expect(await mountsUnder(native.root)).toEqual([]);
@@ -118,6 +121,8 @@ describe('buildd --oci-worker-snapshotter native', () => {
     const c = await build(rootless, ctx, outs.rootless);
     expect({ code: c.code, stderr: c.code === 0 ? '' : `${c.stderr}\n${rootless.stderr()}` }).toEqual({ code: 0, stderr: '' });
     expect(await imgdiff(outs.rootless, outs.overlay)).toEqual({ code: 0, out: expect.any(String) });
+    // rootlesskit's mount namespace lets buildd bind-mount its views read-only
+    expect(rootless.stderr()).not.toContain('read-only views are the committed directories themselves');
   });
 
   it('auto falls back to native where overlay refuses the root as upper dir, logs why, builds, and keeps that choice for the root', async () => {
