@@ -135,7 +135,7 @@ describe('buildd --oci-worker-snapshotter native', () => {
     const daemon = await startDaemon({ builder: 'real', root });
     daemons.push(daemon);
     expect(daemon.stderr()).toMatch(
-      new RegExp(`snapshotter: native \\(copies each layer\\), as overlayfs is not usable here: Cannot use overlayfs under ${root}/tmp: a test mount was refused \\(wrong fs type[^)]*\\); ${root}/tmp is on overlay, which overlayfs does not take as an upper dir"`),
+      new RegExp(`snapshotter: native \\(copies each layer\\), as overlayfs is not usable here: Cannot use overlayfs under ${root}/tmp: a test mount was refused \\([^;]+\\); ${root}/tmp is on overlay, which overlayfs does not take as an upper dir"`),
     );
     // overlay refuses a whiteout (a 0:0 device) made in it: this build deletes nothing
     const ctx = await writeContext(path.join(tmp, 'ctx-auto'), {
@@ -154,5 +154,16 @@ describe('buildd --oci-worker-snapshotter native', () => {
       code: 1,
       stderr: expect.stringContaining(`Cannot open ${root} with the overlayfs snapshotter: it was made with the native snapshotter (its snapshots are kept differently); start with --oci-worker-snapshotter native (or auto), or use another --root`),
     });
+    // overlayfs asked for by name on a fresh root there: the start fails, saying why
+    const fresh = path.join(overlayRoot, 'fresh');
+    const forced = await runBuildd(['--addr', 'tcp://127.0.0.1:0', '--insecure-tcp', '--root', fresh, '--oci-worker-snapshotter', 'overlayfs']);
+    expect({ code: forced.code, stderr: forced.stderr }).toEqual({
+      code: 1,
+      // what mount(8) says in the brackets depends on its version
+      stderr: expect.stringMatching(
+        new RegExp(`buildd: Cannot use overlayfs under ${fresh}/tmp: a test mount was refused \\([^;]+\\); ${fresh}/tmp is on overlay, which overlayfs does not take as an upper dir; --oci-worker-snapshotter native \\(or auto\\) copies layers instead\n`),
+      ),
+    });
+    await expect(fsp.access(path.join(fresh, 'snapshotter.json'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
