@@ -8,6 +8,7 @@ import { type RegistryHostConfig, loadCaFile } from '../store/registry-hosts';
 import { DEFAULT_ADDR } from './api/address';
 import { describeZodError } from './api/messages';
 import { stepLimitsSchema, type StepLimits } from './worker/step-limits';
+import { SNAPSHOTTER_CHOICES, type SnapshotterChoice } from './worker/snapshotter-choice';
 
 /**
  * Daemon configuration: the JSON of `--config FILE`, with command-line flags laid over it.
@@ -46,6 +47,8 @@ export const daemonConfigFileSchema = z
       .refine((p) => !p.split('/').includes('..'), 'expected a path without ".." segments'),
     /** run in the starting user's namespaces (see buildd/rootless/) */
     rootless: z.boolean(),
+    /** BuildKit's `oci-worker-snapshotter`: auto (overlayfs where it mounts, else native), overlayfs, native */
+    snapshotter: z.enum(SNAPSHOTTER_CHOICES),
   })
   .partial()
   .strict();
@@ -96,6 +99,8 @@ export interface DaemonConfig {
    * `$XDG_DATA_HOME/buildd` (~/.local/share/buildd)
    */
   rootless: boolean;
+  /** `--oci-worker-snapshotter`: how snapshots are layered (see openSnapshotter); default auto */
+  snapshotter: SnapshotterChoice;
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
@@ -153,6 +158,7 @@ export interface DaemonFlags {
   cniPoolSize?: number;
   allowInsecureEntitlement?: Entitlement[];
   rootless?: boolean;
+  ociWorkerSnapshotter?: SnapshotterChoice;
 }
 
 /** Flags override the file; the file overrides the defaults. */
@@ -179,6 +185,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     stepLimits: file.stepLimits,
     cgroupParent: file.cgroupParent,
     rootless,
+    snapshotter: flags.ociWorkerSnapshotter ?? file.snapshotter ?? 'auto',
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

@@ -6,7 +6,6 @@ import { CacheStore } from '../solver/cache-store';
 import { Solver } from '../solver/solver';
 import { LocalContentStore } from '../store/content-store';
 import { ImageStore } from '../store/image-store';
-import { OverlaySnapshotter } from '../store/overlay-snapshotter';
 import { loadDockerCredentials } from '../store/docker-credentials';
 import { RegistryClient } from '../store/registry-client';
 import { Builder } from './builder';
@@ -17,6 +16,7 @@ import { ImagePuller } from './worker/image-puller';
 import { LayerIndex } from '../store/layer-index';
 import { RuncExecutor } from './worker/runc-executor';
 import { openCniSandboxes } from './worker/network/open-cni-sandboxes';
+import { openSnapshotter } from './worker/open-snapshotter';
 import { CacheMounts } from './worker/mounts/cache-mounts';
 import { NetworkedExecutor } from './worker/network/networked-executor';
 import { ROOTLESS_NETWORK_OFF, ROOTLESS_NETWORK_ON } from './rootless/rootless-start';
@@ -85,7 +85,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const executor = sandboxes ? new NetworkedExecutor(runc, sandboxes) : runc;
   const content = await LocalContentStore.open(path.join(root, 'content'));
   // in a user namespace overlay keeps its markers in user.overlay.* (mount option userxattr)
-  const snapshotter = await OverlaySnapshotter.open(root, { logger: opts.logger, overlayXattrs: opts.config.rootless ? 'user' : 'trusted' });
+  const snapshotter = await openSnapshotter({ root, requested: opts.config.snapshotter, logger: opts.logger, overlayXattrs: opts.config.rootless ? 'user' : 'trusted' });
   const cache = await CacheStore.open(root);
   const layers = await LayerIndex.open(root);
   const images = await ImageStore.open(root);

@@ -10,6 +10,7 @@ import { watchParentLifeline } from './rootless/parent-lifeline';
 import { CHILD_ENV, runUnderRootlesskit } from './rootless/rootlesskit-reexec';
 import { rootlessStart } from './rootless/rootless-start';
 import { builddVersion } from './version';
+import { SNAPSHOTTER_CHOICES } from './worker/snapshotter-choice';
 
 /**
  * The daemon's process: parse flags and config, make the builder, serve until SIGTERM/SIGINT,
@@ -41,6 +42,7 @@ export function daemonCommand(): Command {
       new Option('--allow-insecure-entitlement <name>', 'let clients grant an entitlement: network.host, security.insecure (repeatable)').argParser(entitlement),
     )
     .option('--rootless', "run in the starting user's namespaces (rootlesskit, /etc/subuid and /etc/subgid); RUN steps reach out through slirp4netns when /dev/net/tun is usable")
+    .addOption(new Option('--oci-worker-snapshotter <name>', 'how snapshots are layered: overlayfs, native (copies), auto (overlayfs where it mounts, else native)').choices(SNAPSHOTTER_CHOICES))
     .exitOverride();
 }
 

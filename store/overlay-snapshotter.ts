@@ -4,19 +4,12 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import pino, { type Logger } from 'pino';
-import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
 import type { ActiveSnapshot, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
+import { loadSnapshots, mountsBelow, removeSnapshotDir, writeMeta } from './snapshot-records';
 import { assertOverlayXattrsReadable, type OverlayXattrNamespace } from './trusted-xattr-probe';
 
 const execFileP = promisify(execFile);
-
-const metaSchema = z.object({
-  id: z.string().regex(/^[a-f0-9]{24}$/),
-  parent: z.string().regex(/^[a-f0-9]{24}$/).optional(),
-  kind: z.enum(['active', 'committed']),
-  createdAt: z.string(),
-}).strict();
 
 /**
  * The kernel copies mount options into one page; stay under it with room for the other
@@ -25,7 +18,6 @@ const metaSchema = z.object({
  * 500 lower layers would allow with absolute paths and more than images use (Docker caps at 127).
  */
 const MAX_OPTIONS = 4000;
-const META = 'meta.json';
 
 /** Options of `OverlaySnapshotter.open`. */
 export interface OverlaySnapshotterOptions {
@@ -37,13 +29,10 @@ export interface OverlaySnapshotterOptions {
   /**
    * `user`: mount with `userxattr`, as a process in a user namespace must (buildd --rootless,
    * kernel 5.11 and later); overlay then keeps its markers in user.overlay.*. Default `trusted`.
-   * `open` fails with `failed-precondition` when a test mount in this namespace is refused.
+   * `open` fails with `failed-precondition` when a test mount (see probeOverlay) is refused.
    */
   overlayXattrs?: OverlayXattrNamespace;
 }
-
-/** What `readMeta` found in a snapshot's directory. */
-type MetaRead = { kind: 'ok'; info: SnapshotInfo } | { kind: 'missing' } | { kind: 'damaged'; reason: string };
 
 /**
  * Snapshotter on overlayfs under `<root>/snapshots`: each snapshot is `<id>/fs` (its upper
@@ -77,10 +66,9 @@ export class OverlaySnapshotter implements Snapshotter {
     await fsp.rm(path.join(s.dir, 'views'), { recursive: true, force: true });
     await fsp.mkdir(path.join(s.dir, 'views'));
     await s.load();
-    // index=on ties an upper dir to its lowers by file handle; our lowers are shared and reused.
-    s.indexOff = await fsp.access('/sys/module/overlay/parameters/index').then(() => true, () => false);
-    // In a user namespace a refused mount would otherwise only show at the first build.
-    if (s.overlayXattrs === 'user') await s.probeMount();
+    s.indexOff = await indexOffSupported();
+    // A refused mount would otherwise only show at the first build.
+    await probeOverlay(path.join(s.dir, 'views'), s.overlayXattrs);
     return s;
   }
 
@@ -145,9 +133,7 @@ export class OverlaySnapshotter implements Snapshotter {
       await this.unmountActive(id);
     }
     this.metas.delete(id);
-    // Metadata first: a crash in between leaves a dir without metadata, removed at open.
-    await fsp.rm(path.join(this.dir, id, META), { force: true });
-    await fsp.rm(path.join(this.dir, id), { recursive: true, force: true });
+    await removeSnapshotDir(this.dir, id);
   }
 
   async mountView(id: string): Promise<SnapshotView> {
@@ -217,30 +203,6 @@ export class OverlaySnapshotter implements Snapshotter {
     if (merged !== undefined) await unmount(merged);
   }
 
-  /**
-   * Proves that this process may mount overlay here and that the file system keeps the user.*
-   * attributes overlay's markers need (overlay itself mounts without them, on ramfs say, and
-   * would then lose opaque directories): writes one, then mounts and unmounts a throwaway overlay.
-   */
-  private async probeMount(): Promise<void> {
-    const dir = path.join(this.dir, 'views', `probe-${randomBytes(6).toString('hex')}`);
-    for (const d of ['lower', 'upper', 'work', 'merged']) await fsp.mkdir(path.join(dir, d), { recursive: true });
-    const rel = path.relative(this.dir, dir);
-    try {
-      await assertOverlayXattrsReadable(dir, this.overlayXattrs, 'overlay opaque markers');
-      await this.mountOverlay('probe', `lowerdir=${rel}/lower,upperdir=${rel}/upper,workdir=${rel}/work`, path.join(dir, 'merged'), false);
-      await unmount(path.join(dir, 'merged'));
-    } catch (err) {
-      throw new BuildError(
-        'failed-precondition',
-        `Cannot use overlayfs in this user namespace (mount option userxattr needs Linux 5.11 or later and a file system that keeps user.* attributes): ${(err as Error).message}; no copying snapshotter exists yet to fall back to`,
-        { cause: err },
-      );
-    } finally {
-      await fsp.rm(dir, { recursive: true, force: true });
-    }
-  }
-
   private async mountOverlay(id: string, layers: string, target: string, readonly: boolean): Promise<void> {
     const options = [layers, ...(this.overlayXattrs === 'user' ? ['userxattr'] : []), ...(this.indexOff ? ['index=off'] : []), ...(readonly ? ['ro'] : [])].join(',');
     if (options.length > MAX_OPTIONS) {
@@ -255,116 +217,84 @@ export class OverlaySnapshotter implements Snapshotter {
     }
   }
 
-  private async writeMeta(info: SnapshotInfo): Promise<void> {
-    const file = path.join(this.dir, info.id, META);
-    const tmp = `${file}.tmp`;
-    const fh = await fsp.open(tmp, 'w');
-    try {
-      await fh.writeFile(JSON.stringify(info));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, file);
-    const dh = await fsp.open(path.dirname(file), 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+  private writeMeta(info: SnapshotInfo): Promise<void> {
+    return writeMeta(this.dir, info);
   }
 
   private async load(): Promise<void> {
-    for (const name of await fsp.readdir(this.dir)) {
-      if (name === 'empty' || name === 'views') continue;
-      const sdir = path.join(this.dir, name);
-      const read = await readMeta(path.join(sdir, META));
-      const damage = read.kind === 'damaged' ? read.reason : read.kind === 'ok' && read.info.id !== name ? `${META} names snapshot ${read.info.id}` : undefined;
-      if (damage !== undefined) {
-        // The metadata is written atomically: damage is not a crash's doing but the disk's or
-        // someone's, and worth a line. What it described (parent, committed or not) is lost.
-        this.log.warn({ snapshot: name, dir: sdir, reason: damage }, `Cannot load snapshot ${name}: its metadata is damaged (${damage}); deleting the snapshot and its layer`);
-        await fsp.rm(sdir, { recursive: true, force: true });
-      } else if (read.kind === 'ok' && read.info.kind === 'committed') {
-        this.metas.set(name, read.info);
-        await fsp.rm(path.join(sdir, 'merged'), { recursive: true, force: true });
-      } else {
-        // Active when the daemon stopped, or never finished being created: nothing can use it.
-        await fsp.rm(sdir, { recursive: true, force: true });
-      }
-    }
-    // A committed snapshot whose parent is gone can never be mounted again, nor can what is
-    // layered on it: all of them are found first, then deleted (remove() would refuse a
-    // snapshot that still has children).
-    const orphans = new Map<string, string>();
-    for (let changed = true; changed; ) {
-      changed = false;
-      for (const info of this.metas.values()) {
-        if (info.parent === undefined || orphans.has(info.id)) continue;
-        if (!this.metas.has(info.parent) || orphans.has(info.parent)) {
-          orphans.set(info.id, info.parent);
-          changed = true;
-        }
-      }
-    }
-    for (const id of orphans.keys()) {
-      this.metas.delete(id);
-      await fsp.rm(path.join(this.dir, id, META), { force: true });
-      await fsp.rm(path.join(this.dir, id), { recursive: true, force: true });
-    }
-    if (orphans.size > 0) {
-      // The parents at the root of the loss: damaged (logged above) or deleted by hand.
-      const ids = [...orphans.keys()].sort();
-      const missingParents = [...new Set(orphans.values())].filter((p) => !orphans.has(p)).sort();
-      this.log.warn(
-        { snapshots: ids, missingParents },
-        `Cannot keep snapshots ${ids.join(', ')}: they are layered on snapshots that are gone (${missingParents.join(', ')}); deleting them`,
-      );
-    }
+    const metas = await loadSnapshots(this.dir, {
+      skip: ['empty', 'views'],
+      log: this.log,
+      onCommitted: (sdir) => fsp.rm(path.join(sdir, 'merged'), { recursive: true, force: true }),
+    });
+    for (const [id, info] of metas) this.metas.set(id, info);
   }
 
   private async unmountStale(): Promise<void> {
-    const text = await fsp.readFile('/proc/self/mountinfo', 'utf8');
-    const prefix = this.dir + '/';
-    const stale = text
-      .split('\n')
-      .map((line) => line.split(' ')[4])
-      .filter((p): p is string => p !== undefined)
-      .map(unescapeMountinfo)
-      .filter((p) => p.startsWith(prefix))
-      .sort((a, b) => b.length - a.length);
-    for (const p of stale) await unmount(p);
+    for (const p of await mountsBelow(this.dir)) await unmount(p);
   }
 }
 
-async function readMeta(file: string): Promise<MetaRead> {
-  let text: string;
+/** index=on ties an upper dir to its lowers by file handle; our lowers are shared and reused. */
+function indexOffSupported(): Promise<boolean> {
+  return fsp.access('/sys/module/overlay/parameters/index').then(() => true, () => false);
+}
+
+/**
+ * Proves that this process may mount overlay with an upper dir under `scratchParent` (an
+ * existing directory of buildd's root), with the options the snapshotter would use, and that
+ * the file system keeps the attributes overlay's markers need (overlay itself mounts without
+ * them, on ramfs say, and would then lose opaque directories): writes one, then mounts and
+ * unmounts a throwaway overlay in a scratch directory, removed afterwards. Fails with
+ * `failed-precondition` saying why (the kernel refusing overlay's upper dir on overlayfs, NFS
+ * or FUSE; no user.* attributes; no overlay in this user namespace).
+ */
+export async function probeOverlay(scratchParent: string, namespace: OverlayXattrNamespace): Promise<void> {
+  const dir = path.join(scratchParent, `overlay-probe-${randomBytes(6).toString('hex')}`);
+  const what =
+    namespace === 'user'
+      ? 'in this user namespace (mount option userxattr needs Linux 5.11 or later and a file system that keeps user.* attributes)'
+      : `under ${scratchParent}`;
   try {
-    text = await fsp.readFile(file, 'utf8');
+    for (const d of ['lower', 'upper', 'work', 'merged']) await fsp.mkdir(path.join(dir, d), { recursive: true });
+    await assertOverlayXattrsReadable(dir, namespace, 'overlay opaque markers');
+    const options = [`lowerdir=lower,upperdir=upper,workdir=work`, ...(namespace === 'user' ? ['userxattr'] : []), ...((await indexOffSupported()) ? ['index=off'] : [])];
+    try {
+      await execFileP('mount', ['-t', 'overlay', 'overlay', '-o', options.join(','), 'merged'], { cwd: dir });
+    } catch (err) {
+      // mount(8) says `mount: <target>: <why>` and then points at dmesg: the why is the news
+      const first = ((err as { stderr?: string }).stderr ?? String(err)).trim().split('\n')[0] ?? '';
+      const why = first.replace(/^mount: .*?: /, '').replace(/\.$/, '');
+      throw new Error(`a test mount was refused (${why})${await fsTypeNote(scratchParent)}`);
+    }
+    await unmount(path.join(dir, 'merged'));
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // No metadata: a crash between mkdir and the first write, or in the middle of remove().
-    if (code === 'ENOENT') return { kind: 'missing' };
-    // EMFILE, EACCES, EIO...: the file may be fine; deleting the snapshot and all built on it
-    // for a passing error would lose cache, so the daemon does not start instead.
-    throw new BuildError('internal', `Cannot open the snapshotter: ${file} cannot be read: ${code ?? (err as Error).message}`, { cause: err });
+    throw new BuildError('failed-precondition', `Cannot use overlayfs ${what}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    return { kind: 'damaged', reason: `${META} is not JSON: ${(err as Error).message}` };
+}
+
+/** `; <dir> is on <fstype>` from mountinfo: the usual reason overlay refuses an upper dir. */
+async function fsTypeNote(dir: string): Promise<string> {
+  const text = await fsp.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  let best: { point: string; type: string } | undefined;
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    const sep = fields.indexOf('-');
+    const point = fields[4]?.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const type = sep > 0 ? fields[sep + 1] : undefined;
+    if (point === undefined || type === undefined) continue;
+    if ((dir === point || dir.startsWith(point === '/' ? '/' : point + '/')) && (!best || point.length >= best.point.length)) best = { point, type };
   }
-  const parsed = metaSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return { kind: 'damaged', reason: `${META} does not describe a snapshot: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid'}` };
-  }
-  return { kind: 'ok', info: parsed.data };
+  if (!best) return '';
+  // the kernel takes no upper dir on a file system that revalidates its names (overlay, NFS, FUSE...)
+  const refused = /^(overlay|nfs4?|fuse(\..*)?|9p|cifs|smb3|ceph|virtiofs)$/.test(best.type);
+  return `; ${dir} is on ${best.type}${refused ? ', which overlayfs does not take as an upper dir' : ''}`;
 }
 
 /** Unmounts, falling back to a lazy unmount when something still holds the mount busy. */
-async function unmount(target: string): Promise<void> {
+export async function unmount(target: string): Promise<void> {
   try {
     await execFileP('umount', [target]);
   } catch (err) {
@@ -377,9 +307,4 @@ async function unmount(target: string): Promise<void> {
       throw new BuildError('internal', `Cannot unmount ${target}: ${stderr2.trim()}`, { cause: err2 });
     }
   }
-}
-
-/** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescapeMountinfo(p: string): string {
-  return p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 }

@@ -11,7 +11,8 @@ export interface SnapshotInfo {
 }
 
 /**
- * Layered filesystems for builds, containerd style.
+ * Layered filesystems for builds, containerd style: OverlaySnapshotter (overlayfs mounts) and
+ * NativeSnapshotter (a full copy per snapshot, where overlayfs cannot be mounted).
  *
  * Lifecycle:
  * - `prepare(parent)` makes an *active* snapshot: an empty writable layer on top of the

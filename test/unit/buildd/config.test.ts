@@ -29,6 +29,7 @@ describe('daemon config', () => {
       debug: false,
       insecureEntitlements: [],
       rootless: false,
+      snapshotter: 'auto',
     });
   });
 
