@@ -7,6 +7,19 @@ export type Xattrs = Map<string, Buffer>;
 /** overlayfs keeps its own bookkeeping (opaque, redirect, origin, ...) under this prefix. */
 export const OVERLAY_XATTR_PREFIX = 'trusted.overlay.';
 
+/** where a rootless overlay mount (userxattr) keeps the same bookkeeping */
+export const USER_OVERLAY_XATTR_PREFIX = 'user.overlay.';
+
+/**
+ * overlayfs' own attributes in either namespace. A layer, a context file or a COPY source that
+ * carries one must not pass it on: in an upper or lower dir it would be read as a real marker
+ * (an opaque directory hiding its lower files, a redirect), by the root mount (trusted.*) or a
+ * rootless one (user.*).
+ */
+export function isOverlayXattr(name: string): boolean {
+  return name.startsWith(OVERLAY_XATTR_PREFIX) || name.startsWith(USER_OVERLAY_XATTR_PREFIX);
+}
+
 /** The one attribute a layer tar carries, as containerd's and Docker's archive writers do. */
 export const CAPABILITY_XATTR = 'security.capability';
 
@@ -49,13 +62,14 @@ export interface XattrWriteOptions {
 }
 
 /**
- * Sets each attribute on `file` without following a symlink. overlayfs' own trusted.overlay.*
- * attributes are never written: in an upper dir they would forge opaque markers or redirects.
+ * Sets each attribute on `file` without following a symlink. overlayfs' own attributes
+ * (trusted.overlay.*, user.overlay.*: isOverlayXattr) are never written: in an upper or lower
+ * dir they would forge opaque markers or redirects.
  * Call it after the owner is set: chown drops security.capability.
  */
 export async function writeXattrs(file: string, xattrs: Xattrs, options: XattrWriteOptions = {}): Promise<void> {
   for (const [name, value] of xattrs) {
-    if (name.startsWith(OVERLAY_XATTR_PREFIX)) continue;
+    if (isOverlayXattr(name)) continue;
     try {
       await setAttribute(file, name, value);
     } catch (err) {

@@ -49,10 +49,10 @@ describe('readXattrs', () => {
 });
 
 describe('writeXattrs and copyXattrs', () => {
-  it('never writes trusted.overlay.*, skips what the kernel refuses on a symlink, sets the rest exactly', async () => {
+  it('never writes trusted.overlay.* or user.overlay.* (a rootless mount reads those), skips what the kernel refuses on a symlink, sets the rest exactly', async () => {
     const d = path.join(tmp, 'd');
     await fsp.mkdir(d);
-    await writeXattrs(d, new Map([['trusted.overlay.opaque', Buffer.from('y')], ['user.a', Buffer.from('1')]]));
+    await writeXattrs(d, new Map([['trusted.overlay.opaque', Buffer.from('y')], ['user.a', Buffer.from('1')], ['user.overlay.opaque', Buffer.from('y')], ['user.overlay.redirect', Buffer.from('/x')]]));
     expect(await readXattrs(d)).toEqual(new Map([['user.a', Buffer.from('1')]]));
     const skipped: string[] = [];
     await fsp.symlink('d', path.join(tmp, 'sym'));
@@ -76,6 +76,7 @@ describe('writeXattrs and copyXattrs', () => {
     await setAttribute(src, 'security.capability', CAP);
     await setAttribute(src, 'user.note', 'hello');
     await setAttribute(src, 'trusted.overlay.origin', 'x');
+    await setAttribute(src, 'user.overlay.opaque', 'y');
     await copyXattrs(src, dest);
     expect(await readXattrs(dest)).toEqual(new Map([['security.capability', CAP], ['user.note', Buffer.from('hello')]]));
   });
