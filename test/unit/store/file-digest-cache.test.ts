@@ -1,0 +1,153 @@
+import { chmodSync, linkSync, mkdtempSync, renameSync, rmSync, Stats, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { FileDigestCache } from '../../../store/file-digest-cache';
+
+const HOUR = 3_600_000;
+const T = 1_700_000_000;
+/** a clock an hour ahead: every file made by the test is out of the racy window */
+const later = (): number => Date.now() + HOUR;
+
+/** A copy of `st` with some fields changed, for versions a test cannot make on disk. */
+function withFields(st: Stats, fields: Partial<Stats>): Stats {
+  return Object.assign(Object.create(Stats.prototype) as Stats, st, fields);
+}
+
+describe('FileDigestCache', () => {
+  let dir: string;
+  let file: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'digest-cache-'));
+    file = path.join(dir, 'f');
+    writeFileSync(file, 'content one\n');
+    // whole seconds, so a test can set the same mtime again exactly
+    utimesSync(file, T, T);
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('gives back what was recorded for the same file and counts hits and misses', () => {
+    const cache = new FileDigestCache({ now: later });
+    const st = statSync(file);
+    expect(cache.get(st)).toBeUndefined();
+    expect(cache.record(st, statSync(file), 'd1')).toBe(true);
+    expect(cache.get(statSync(file))).toBe('d1');
+    expect(cache.counters()).toEqual({ hits: 1, misses: 1, recorded: 1, refused: 0, evicted: 0 });
+  });
+
+  test('a hardlink of a recorded file hits: ctime changes, the key does not hold it', () => {
+    const cache = new FileDigestCache({ now: later });
+    const st = statSync(file);
+    cache.record(st, st, 'd1');
+    linkSync(file, path.join(dir, 'again'));
+    const linked = statSync(path.join(dir, 'again'));
+    expect(linked.nlink).toBe(2);
+    expect(cache.get(linked)).toBe('d1');
+  });
+
+  test('a change of size, mtime or mode misses', () => {
+    const cache = new FileDigestCache({ now: later });
+    const st = statSync(file);
+    cache.record(st, st, 'd1');
+    utimesSync(file, 1000, 1000);
+    expect(cache.get(statSync(file))).toBeUndefined();
+    utimesSync(file, T, T);
+    expect(cache.get(statSync(file))).toBe('d1');
+    chmodSync(file, 0o600);
+    expect(cache.get(statSync(file))).toBeUndefined();
+    chmodSync(file, st.mode & 0o7777);
+    writeFileSync(file, 'content two, longer\n');
+    utimesSync(file, T, T);
+    expect(cache.get(statSync(file))).toBeUndefined();
+  });
+
+  test('new content in a new inode misses even with the same size and mtime', () => {
+    const cache = new FileDigestCache({ now: later });
+    const st = statSync(file);
+    cache.record(st, st, 'd1');
+    const tmp = path.join(dir, 'tmp');
+    writeFileSync(tmp, 'content two\n');
+    utimesSync(tmp, T, T);
+    chmodSync(tmp, st.mode & 0o7777);
+    renameSync(tmp, file);
+    const now = statSync(file);
+    expect([now.size, now.mtimeMs, now.mode]).toEqual([st.size, st.mtimeMs, st.mode]);
+    expect(cache.get(now)).toBeUndefined();
+  });
+
+  test('a reused inode number with another birth time misses', () => {
+    const cache = new FileDigestCache({ now: later });
+    const st = statSync(file);
+    cache.record(st, st, 'd1');
+    expect(cache.get(withFields(st, { birthtimeMs: st.birthtimeMs + 5 }))).toBeUndefined();
+    expect(cache.get(withFields(st, { dev: st.dev + 1 }))).toBeUndefined();
+  });
+
+  test('without birth times the ctime keys the inode', () => {
+    const cache = new FileDigestCache({ now: later });
+    const st = withFields(statSync(file), { birthtimeMs: 0 });
+    expect(cache.record(st, st, 'd1')).toBe(true);
+    expect(cache.get(st)).toBe('d1');
+    expect(cache.get(withFields(st, { ctimeMs: st.ctimeMs + 1 }))).toBeUndefined();
+  });
+
+  test('refuses a file born within the racy window, and takes it once the window passed', () => {
+    let now = Date.now();
+    const cache = new FileDigestCache({ now: () => now, racyWindowMs: 100 });
+    const st = withFields(statSync(file), { birthtimeMs: now - 50 });
+    expect(cache.record(st, st, 'd1')).toBe(false);
+    expect(cache.get(st)).toBeUndefined();
+    now += 51;
+    expect(cache.record(st, st, 'd1')).toBe(true);
+    expect(cache.get(st)).toBe('d1');
+    expect(cache.counters().refused).toBe(1);
+  });
+
+  test('refuses a file written within the racy window, or with an mtime in the future', () => {
+    const now = Date.now();
+    const cache = new FileDigestCache({ now: () => now, racyWindowMs: 100 });
+    const old = now - 3_600_000;
+    // born long ago, written again in place just now: a write in the same clock tick would
+    // leave the same mtime, so the entry must wait until no such write can look the same
+    const st = withFields(statSync(file), { birthtimeMs: old, mtimeMs: now - 20 });
+    expect(cache.record(st, st, 'd1')).toBe(false);
+    const future = withFields(st, { mtimeMs: now + 3_600_000 });
+    expect(cache.record(future, future, 'd1')).toBe(false);
+    const settled = withFields(st, { mtimeMs: now - 101 });
+    expect(cache.record(settled, settled, 'd1')).toBe(true);
+  });
+
+  test('refuses a digest when the file changed between the stat and the end of its read', () => {
+    const cache = new FileDigestCache({ now: later });
+    const st = statSync(file);
+    for (const change of [{ size: st.size + 1 }, { mtimeMs: st.mtimeMs + 1 }, { ctimeMs: st.ctimeMs + 1 }, { nlink: 0 }, { ino: st.ino + 1 }, { mode: st.mode ^ 0o100 }]) {
+      expect(cache.record(st, withFields(st, change), 'd1')).toBe(false);
+    }
+    expect(cache.get(st)).toBeUndefined();
+    expect(cache.counters().refused).toBe(6);
+  });
+
+  test('never keys an inode number a double cannot hold, nor anything but a regular file', () => {
+    const cache = new FileDigestCache({ now: later });
+    const big = withFields(statSync(file), { ino: 2 ** 60 });
+    expect(cache.record(big, big, 'd1')).toBe(false);
+    expect(cache.get(big)).toBeUndefined();
+    const d = statSync(dir);
+    expect(cache.record(d, d, 'd1')).toBe(false);
+  });
+
+  test('keeps at most maxEntries, dropping the least recently used', () => {
+    const cache = new FileDigestCache({ now: later, maxEntries: 2 });
+    const st = statSync(file);
+    const a = withFields(st, { ino: 1 });
+    const b = withFields(st, { ino: 2 });
+    const c = withFields(st, { ino: 3 });
+    cache.record(a, a, 'da');
+    cache.record(b, b, 'db');
+    expect(cache.get(a)).toBe('da');
+    cache.record(c, c, 'dc');
+    expect(cache.size).toBe(2);
+    expect(cache.get(b)).toBeUndefined();
+    expect([cache.get(a), cache.get(c)]).toEqual(['da', 'dc']);
+    expect(cache.counters().evicted).toBe(1);
+  });
+});
