@@ -1,5 +1,6 @@
+import { listAttributesSync } from '@napi-rs/xattr';
 import { createHash, type Hash } from 'node:crypto';
-import { close, fstat, open, promises as fsp, read, type Stats } from 'node:fs';
+import { close, open, promises as fsp, read, type Stats } from 'node:fs';
 import { debuglog } from 'node:util';
 import { BuildError } from '../solver/build-error';
 import { selectSources, walkSelected } from './copy-selection';
@@ -14,8 +15,8 @@ export interface ChecksumSelection {
   parents?: boolean;
 }
 
-/** Reads one regular file to the end: its content's hex sha256, and a stat of the open file taken after. */
-export type FileDigester = (hostPath: string, st: Stats, signal?: AbortSignal) => Promise<{ digest: string; after: Stats }>;
+/** Reads one regular file to the end: its content's hex sha256. `st` is the walk's stat of it. */
+export type FileDigester = (hostPath: string, st: Stats, signal?: AbortSignal) => Promise<string>;
 
 /** How one checksumPaths call does its work; none of it changes the result. */
 export interface ChecksumOptions {
@@ -23,7 +24,7 @@ export interface ChecksumOptions {
   cache?: FileDigestCache | null;
   /** entries whose file work (read, readlink, attributes) runs at once (default {@link DEFAULT_CHECKSUM_CONCURRENCY}) */
   concurrency?: number;
-  /** reads a file whose digest is not cached (default: open, read, fstat, close) */
+  /** reads a file whose digest is not cached (default {@link readFileDigest}) */
   digestFile?: FileDigester;
   /** counts of this call's work, added to the object given */
   stats?: ChecksumStats;
@@ -37,6 +38,7 @@ export interface ChecksumStats {
   reused: number;
   /** files read */
   read: number;
+  /** bytes the files read were as the walk saw them */
   bytesRead: number;
 }
 
@@ -133,31 +135,48 @@ async function entryText(abs: string, rel: string, st: Stats, work: EntryWork, s
     text = `other ${rel} ${perm} ${st.mode >>> 12} ${st.rdev}\0`;
   }
   // entries without attributes hash as before, so their keys do not change
-  for (const [name, value] of await readXattrs(abs, isKeyedXattr)) text += `xattr ${rel} ${name} ${value.toString('hex')}\0`;
+  if (hasKeyedXattr(abs)) for (const [name, value] of await readXattrs(abs, isKeyedXattr)) text += `xattr ${rel} ${name} ${value.toString('hex')}\0`;
   return text;
+}
+
+/**
+ * Whether `abs` has an attribute the key covers, listed without following a link. The list is
+ * taken synchronously: one llistxattr of an inode the walk's lstat just brought into memory
+ * costs a few microseconds, a threadpool round trip (the async listing) costs ten times that
+ * and queues in front of the walk's own lstat calls; almost every entry has none.
+ */
+function hasKeyedXattr(abs: string): boolean {
+  try {
+    return listAttributesSync(abs).some(isKeyedXattr);
+  } catch (err) {
+    // the addon's errors may come from another realm (jest): no instanceof Error
+    const message = typeof (err as { message?: unknown }).message === 'string' ? (err as { message: string }).message : String(err);
+    throw new BuildError('internal', `Cannot read extended attributes of ${abs}: ${message}`, { cause: err });
+  }
 }
 
 async function fileDigest(abs: string, st: Stats, work: EntryWork, signal: AbortSignal): Promise<string> {
   work.stats.files++;
-  const cached = work.cache?.get(st);
-  if (cached !== undefined) {
+  const cached = work.cache?.lookup(st);
+  if (cached !== undefined && 'digest' in cached) {
     work.stats.reused++;
-    return cached;
+    return cached.digest;
   }
-  const { digest, after } = await work.digestFile(abs, st, signal);
+  const digest = await work.digestFile(abs, st, signal);
   work.stats.read++;
-  work.stats.bytesRead += after.size;
-  work.cache?.record(st, after, digest);
+  work.stats.bytesRead += st.size;
+  cached?.record(digest);
   return digest;
 }
 
 /**
- * The default FileDigester: open, read to the end, fstat, close, through the callback API
- * (one threadpool round trip each, no stream or FileHandle around them). A file that is as
- * long as `st` says ends with the read that comes back short of `st.size + 1` bytes, so a
- * small file is one read.
+ * The default FileDigester: open, read to the end, close, through the callback API (one
+ * threadpool round trip each, no stream or FileHandle around them). A file that is as long as
+ * `st` says ends with the read that comes back short of `st.size + 1` bytes, so a small file
+ * is one read. (No fstat to check the file against `st`: see FileDigestCache on why an entry
+ * stays safe without it.)
  */
-export async function readFileDigest(hostPath: string, st: Stats, signal?: AbortSignal): Promise<{ digest: string; after: Stats }> {
+export async function readFileDigest(hostPath: string, st: Stats, signal?: AbortSignal): Promise<string> {
   const fd = await call<number>((cb) => open(hostPath, 'r', cb));
   try {
     const content = createHash('sha256');
@@ -172,8 +191,7 @@ export async function readFileDigest(hostPath: string, st: Stats, signal?: Abort
       total += n;
       if (total === st.size && n < want) break;
     }
-    const after = await call<Stats>((cb) => fstat(fd, cb));
-    return { digest: content.digest('hex'), after };
+    return content.digest('hex');
   } finally {
     await call<void>((cb) => close(fd, cb));
   }

@@ -14,9 +14,9 @@ export interface FileDigestCacheOptions {
 export interface FileDigestCacheCounters {
   hits: number;
   misses: number;
-  /** digests stored by record() */
+  /** digests stored after a miss */
   recorded: number;
-  /** record() calls refused: racy, changed while read, or an identity that cannot be keyed */
+  /** digests not stored: racy, or a file whose identity cannot be keyed */
   refused: number;
   /** entries dropped to stay within maxEntries */
   evicted: number;
@@ -48,8 +48,8 @@ export const DEFAULT_RACY_WINDOW_MS = 100;
  * The key is (st_dev, st_ino, birth time, size, mtime, st_mode):
  * - (dev, ino, birth time) names one inode over its life. An inode number is reused once its
  *   file is deleted; the new inode's birth time (statx btime) differs from the old one's as
- *   long as the old entry was recorded more than a clock tick after its file was born, which
- *   record() makes sure of (the racy window, as git's "racily clean" entries). A file system
+ *   long as the read behind the old entry began more than a clock tick after its file was
+ *   born, which the racy window makes sure of (as git's "racily clean" entries). A file system
  *   without birth times (btime reads 0) keys by ctime instead: safe, but a new hardlink or a
  *   chmod then misses.
  * - ctime is not in the key: making a hardlink (nlink+1) or removing one changes it, and
@@ -57,7 +57,7 @@ export const DEFAULT_RACY_WINDOW_MS = 100;
  *   ctime key would never hit where the cache matters most.
  * - (size, mtime, mode) are the content's version within the inode's life, as BuildKit keys
  *   it. A write in place moves mtime to the time of the write, which differs from the key's
- *   as the racy window keeps entries of files written in the last tick out. mtime is Node's
+ *   as the racy window keeps out entries of files written shortly before their read. mtime is Node's
  *   Stats.mtimeMs, a double good to about a quarter of a microsecond: an ns key would cost a
  *   second stat of each file.
  *
@@ -71,7 +71,10 @@ export const DEFAULT_RACY_WINDOW_MS = 100;
  * the file that was there, which the birth time and the racy window ensure. An inode number
  * beyond 2^53 (overlayfs' xino puts a layer index in the high bits) does not fit the double
  * Node gives and is never keyed. Device numbers of tmpfs and overlay mounts are reused after
- * an unmount; the birth time again tells their files apart.
+ * an unmount; the birth time again tells their files apart. Even a file written while it is
+ * read (which the model excludes) leaves no entry a later stat can match but by setting its
+ * mtime back: its key holds times from before the read began, and every later write or new
+ * inode carries a later time. So the reader needs no fstat after the read to check the stat.
  */
 export class FileDigestCache {
   private readonly entries = new Map<string, string>();
@@ -87,35 +90,37 @@ export class FileDigestCache {
     if (!Number.isInteger(this.maxEntries) || this.maxEntries < 0) throw new RangeError(`Cannot make a digest cache: maxEntries ${this.maxEntries} is not a count`);
   }
 
-  /** The content digest (hex sha256) recorded for the file `st` describes, if any. */
-  get(st: Stats): string | undefined {
+  /**
+   * The content digest (hex sha256) recorded for the file `st` describes, or, on a miss, a
+   * function to record the digest of a read that starts now. Call lookup() just before opening
+   * the file: the time of the call is what record() checks the racy window against.
+   */
+  lookup(st: Stats): { digest: string } | { record: (digest: string) => boolean } {
     const key = cacheKey(st);
     const digest = key === undefined ? undefined : this.entries.get(key);
-    if (digest === undefined) {
-      this.count.misses++;
-      return undefined;
+    if (digest !== undefined) {
+      this.count.hits++;
+      // most recently used last: the Map's order is the eviction order
+      this.entries.delete(key!);
+      this.entries.set(key!, digest);
+      return { digest };
     }
-    this.count.hits++;
-    // most recently used last: the Map's order is the eviction order
-    this.entries.delete(key!);
-    this.entries.set(key!, digest);
-    return digest;
+    this.count.misses++;
+    const readStart = this.now();
+    return { record: (d) => this.record(key, st, readStart, d) };
   }
 
   /**
-   * Records `digest` for the file `before` describes (the stat its reader was chosen by),
-   * given `after`, a stat of the open file taken once it was read to the end. Refused (and
-   * false) when the two differ in anything (written, truncated, chmod, linked or unlinked
-   * while read: the digest may be of neither version), and when the file was born or last
-   * written within the racy window before now: file times come from a coarse clock, so an
-   * inode freed and reused, or a file written again in place, within one tick of the time
-   * in the key would get that same time; the window makes sure no entry is that recent.
-   * A file whose mtime is in the future is therefore never recorded.
+   * Refuses a file born or written within the racy window before its read began: file times
+   * come from a coarse clock, so an inode freed and reused, or a file written again in place,
+   * within one tick of the time in the key would get that same time. With the window, every
+   * write that can leave the key's times happened before the read began (so the digest is of
+   * the content every file with this key has), and a reused inode number gets a birth time
+   * later than the key's. A file whose mtime is in the future is therefore never recorded.
    */
-  record(before: Stats, after: Stats, digest: string): boolean {
-    const key = cacheKey(before);
-    const newest = Math.max(before.birthtimeMs > 0 ? before.birthtimeMs : before.ctimeMs, before.mtimeMs);
-    if (key === undefined || !sameVersion(before, after) || this.now() - newest <= this.racyWindowMs) {
+  private record(key: string | undefined, st: Stats, readStart: number, digest: string): boolean {
+    const newest = Math.max(st.birthtimeMs > 0 ? st.birthtimeMs : st.ctimeMs, st.mtimeMs);
+    if (key === undefined || readStart - newest <= this.racyWindowMs) {
       this.count.refused++;
       return false;
     }
@@ -150,17 +155,4 @@ function cacheKey(st: Stats): string | undefined {
   if (!st.isFile() || !Number.isSafeInteger(st.ino) || !Number.isSafeInteger(st.dev)) return undefined;
   const identity = st.birthtimeMs > 0 ? `b${st.birthtimeMs}` : `c${st.ctimeMs}`;
   return `${st.dev}:${st.ino}:${identity}:${st.size}:${st.mtimeMs}:${st.mode}`;
-}
-
-function sameVersion(a: Stats, b: Stats): boolean {
-  return (
-    a.dev === b.dev &&
-    a.ino === b.ino &&
-    a.size === b.size &&
-    a.mtimeMs === b.mtimeMs &&
-    a.ctimeMs === b.ctimeMs &&
-    a.birthtimeMs === b.birthtimeMs &&
-    a.mode === b.mode &&
-    a.nlink === b.nlink
-  );
 }
