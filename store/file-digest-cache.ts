@@ -23,8 +23,8 @@ export interface FileDigestCacheCounters {
 }
 
 /**
- * ~200 bytes an entry (key and digest strings, Map slot): 100,000 entries stay near 20 MiB,
- * five times a 20,000-file context.
+ * ~150 bytes of heap an entry (45-byte key, 32-byte digest, Map slot; measured 14.5 MiB for
+ * 100,000): five times a 20,000-file context, within buildd's memory budget.
  */
 export const DEFAULT_MAX_ENTRIES = 100_000;
 /**
@@ -77,6 +77,7 @@ export const DEFAULT_RACY_WINDOW_MS = 100;
  * inode carries a later time. So the reader needs no fstat after the read to check the stat.
  */
 export class FileDigestCache {
+  /** key → the digest's 32 bytes as a latin1 string (half the memory of hex) */
   private readonly entries = new Map<string, string>();
   private readonly maxEntries: number;
   private readonly racyWindowMs: number;
@@ -103,7 +104,7 @@ export class FileDigestCache {
       // most recently used last: the Map's order is the eviction order
       this.entries.delete(key!);
       this.entries.set(key!, digest);
-      return { digest };
+      return { digest: Buffer.from(digest, 'latin1').toString('hex') };
     }
     this.count.misses++;
     const readStart = this.now();
@@ -119,6 +120,7 @@ export class FileDigestCache {
    * later than the key's. A file whose mtime is in the future is therefore never recorded.
    */
   private record(key: string | undefined, st: Stats, readStart: number, digest: string): boolean {
+    if (!/^[0-9a-f]{64}$/.test(digest)) throw new RangeError(`Cannot record a file digest: ${digest} is not a hex sha256`);
     const newest = Math.max(st.birthtimeMs > 0 ? st.birthtimeMs : st.ctimeMs, st.mtimeMs);
     if (key === undefined || readStart - newest <= this.racyWindowMs) {
       this.count.refused++;
@@ -126,7 +128,7 @@ export class FileDigestCache {
     }
     if (this.maxEntries === 0) return false;
     this.entries.delete(key);
-    this.entries.set(key, digest);
+    this.entries.set(key, Buffer.from(digest, 'hex').toString('latin1'));
     this.count.recorded++;
     while (this.entries.size > this.maxEntries) {
       this.entries.delete(this.entries.keys().next().value!);
@@ -151,8 +153,24 @@ export class FileDigestCache {
 /** The process's cache, which checksumPaths uses unless told otherwise. */
 export const defaultFileDigestCache = new FileDigestCache();
 
+const KEY_BYTES = 45;
+/** reused by every key: keys are made one at a time on the main thread */
+const keyBuf = Buffer.alloc(KEY_BYTES);
+
+/**
+ * The key as a flat 45-character latin1 string of the fields' bytes (dev, ino, a tag and the
+ * birth time or ctime, size, mtime as doubles, mode): a third of the memory of the same
+ * fields written out in decimal with separators, and never a rope of concatenated strings.
+ */
 function cacheKey(st: Stats): string | undefined {
   if (!st.isFile() || !Number.isSafeInteger(st.ino) || !Number.isSafeInteger(st.dev)) return undefined;
-  const identity = st.birthtimeMs > 0 ? `b${st.birthtimeMs}` : `c${st.ctimeMs}`;
-  return `${st.dev}:${st.ino}:${identity}:${st.size}:${st.mtimeMs}:${st.mode}`;
+  const born = st.birthtimeMs > 0;
+  keyBuf.writeDoubleLE(st.dev, 0);
+  keyBuf.writeDoubleLE(st.ino, 8);
+  keyBuf.writeUInt8(born ? 1 : 2, 16);
+  keyBuf.writeDoubleLE(born ? st.birthtimeMs : st.ctimeMs, 17);
+  keyBuf.writeDoubleLE(st.size, 25);
+  keyBuf.writeDoubleLE(st.mtimeMs, 33);
+  keyBuf.writeUInt32LE(st.mode >>> 0, 41);
+  return keyBuf.toString('latin1');
 }
