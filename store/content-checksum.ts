@@ -38,7 +38,7 @@ export interface ChecksumStats {
   reused: number;
   /** files read */
   read: number;
-  /** bytes the files read were as the walk saw them */
+  /** sizes of the files read, as the walk saw them */
   bytesRead: number;
 }
 
@@ -248,14 +248,16 @@ class OrderedHasher {
   }
 
   private async start(work: (signal: AbortSignal) => Promise<string>): Promise<string> {
-    while (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.active++;
+    // first come, first served: a finished piece hands its slot to the oldest waiting one
+    if (this.active < this.limit) this.active++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
     try {
       this.failed.signal.throwIfAborted();
       return await work(this.failed.signal);
     } finally {
-      this.active--;
-      this.waiting.shift()?.();
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
     }
   }
 }
