@@ -118,12 +118,16 @@ async function fetchChecked(name: string): Promise<{ manifest: Manifest; diffIds
   return { manifest, diffIds };
 }
 
+/** The layer digests of the default export of `top`, for later comparisons. */
+let gzipDefaultLayers: string[];
+
 describe('compression of exported layers', () => {
   let gzipDefault: { manifest: Manifest; diffIds: string[]; digest: string };
 
   beforeAll(async () => {
     const pushed = await push('app:default', {});
     gzipDefault = { ...(await fetchChecked(pushed.name)), digest: pushed.digest };
+    gzipDefaultLayers = gzipDefault.manifest.layers.map((l) => l.digest);
   });
 
   test('by default layers are gzip at zlib\'s default level: the bytes every export wrote before', async () => {
@@ -231,5 +235,30 @@ describe('force-compression on a pulled base image', () => {
     const gz = await fetchChecked((await push('derived:forced-gzip', { 'force-compression': 'true' }, baseTop, baseConfig)).name);
     expect(gz.manifest.layers.map((l) => l.mediaType)).toEqual(Array(4).fill('application/vnd.oci.image.layer.v1.tar+gzip'));
     expect(gz.diffIds).toEqual(got.diffIds);
+  });
+
+  test('a zstd base image is pulled (its layers applied through zstd) and converted back to gzip with force', async () => {
+    const pushed = await push('base:zstd', { compression: 'zstd', 'compression-level': '7' });
+    const zstdBase = await fetchChecked(pushed.name);
+    // Fresh stores: the pull must apply the zstd blobs, not find snapshots it already has.
+    const fresh = path.join(tmp, 'zstd-pull');
+    const snaps = await OverlaySnapshotter.open(fresh);
+    const pullDeps = { content: await LocalContentStore.open(path.join(fresh, 'content')), snapshotter: snaps, layers: await LayerIndex.open(fresh) };
+    const puller = new ImagePuller({ ...pullDeps, registry: client, cache: await CacheStore.open(fresh) });
+    const pulledTop = await puller.pull(pushed.name, pushed.digest, new AbortController().signal);
+    expect(pulledTop).not.toBeNull();
+    const view = await snaps.mountView(pulledTop as string);
+    try {
+      expect(await fsp.readFile(path.join(view.path, 'srv/dir/c'), 'utf8')).toBe('c\n');
+    } finally {
+      await view.release();
+    }
+    const config = { ...image, rootfs: { type: 'layers' as const, diff_ids: zstdBase.diffIds } };
+    const spec: ExportSpec = { type: 'image', attrs: { name: `${registry.host}/derived:from-zstd`, push: 'true', 'force-compression': 'true' } };
+    await exportImage({ ...deps, ...pullDeps }, spec, pulledTop, config, session());
+    const got = await fetchChecked(`${registry.host}/derived:from-zstd`);
+    expect(got.manifest.layers.map((l) => l.mediaType)).toEqual(Array(3).fill('application/vnd.oci.image.layer.v1.tar+gzip'));
+    // Recompressed from the zstd blobs, it is the very gzip the snapshots gave at first.
+    expect(got.manifest.layers.map((l) => l.digest)).toEqual(gzipDefaultLayers);
   });
 });
