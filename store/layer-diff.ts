@@ -63,9 +63,9 @@ export async function diffToLayer(
   const compressing = pipeline(
     layerTar(upper, opaqueXattr, counter, walkSignal),
     async function* (chunks: AsyncIterable<Buffer>) {
-      for await (const chunk of chunks) {
-        diffHash.update(chunk);
-        yield chunk;
+      for await (const batch of coalesce(chunks)) {
+        diffHash.update(batch);
+        yield batch;
       }
     },
     compressor,
@@ -86,6 +86,32 @@ export async function diffToLayer(
     throw counter.error ?? err;
   }
   return { digest: blob.digest, size: blob.size, diffId: 'sha256:' + diffHash.digest('hex'), mediaType: layerMediaType(compression), compression, empty: counter.entries === 0 };
+}
+
+const BATCH = 64 * 1024;
+
+/**
+ * The same bytes in pieces of about BATCH: a tar of small files is mostly 512-byte headers and
+ * short contents, and each piece handed to zlib (or to zstd's pipe) costs a round trip of its
+ * own. Compressed output does not depend on how its input was cut. Holds at most one batch.
+ */
+async function* coalesce(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of chunks) {
+    if (size === 0 && chunk.length >= BATCH) {
+      yield chunk;
+      continue;
+    }
+    pending.push(chunk);
+    size += chunk.length;
+    if (size >= BATCH) {
+      yield Buffer.concat(pending, size);
+      pending = [];
+      size = 0;
+    }
+  }
+  if (size > 0) yield Buffer.concat(pending, size);
 }
 
 /** What the walk tells diffToLayer: how many entries it wrote, why it stopped early. */
