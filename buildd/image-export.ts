@@ -9,6 +9,7 @@ import { Snapshotter } from '../store/snapshotter';
 import { exportDockerArchive } from '../store/docker-archive-exporter';
 import { ExportImage, exportOciLayout } from '../store/oci-layout-exporter';
 import { boolAttr } from './bool-attr';
+import { exportCompression } from './export-compression';
 import { BuildSession, ExportSpec, ExporterResponse } from './builder';
 import { assembleImage } from '../store/image-assembler';
 import { LayerIndex } from '../store/layer-index';
@@ -24,7 +25,8 @@ export interface ImageExportDeps {
 }
 
 /**
- * Runs one `--output`: assembles the image in the content store, then names it
+ * Runs one `--output`: assembles the image in the content store (layers compressed as the
+ * output's compression attributes ask), then names it
  * (`type=image`, pushing with `push=true`) or streams it to the client as an OCI layout or
  * Docker archive tar. Returns BuildKit's exporter response keys.
  */
@@ -35,7 +37,7 @@ export async function exportImage(
   image: ImageConfig,
   session: BuildSession,
 ): Promise<ExporterResponse> {
-  const assembled = await assembleImage(deps, result, image, session.signal);
+  const assembled = await assembleImage(deps, result, image, session.signal, exportCompression(spec.attrs));
   const names = (spec.attrs.name ?? '').split(',').map((n) => n.trim()).filter((n) => n.length > 0);
   const response: ExporterResponse = {
     'containerimage.digest': assembled.manifestDescriptor.digest,

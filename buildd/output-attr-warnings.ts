@@ -1,5 +1,6 @@
 import { BuildError } from '../solver/build-error';
 import { boolAttr, parseGoBool } from './bool-attr';
+import { exportCompression } from './export-compression';
 import type { ExportSpec } from './builder';
 import { checkOptions, OptionRule } from './option-rules';
 
@@ -14,9 +15,12 @@ const ANNOTATION_TYPES = ['index', 'index-descriptor', 'manifest', 'manifest-des
 
 const COMMON: readonly OptionRule[] = [
   { key: 'name' },
-  { key: 'compression', unsupported: { asBuilt: (v) => v === 'gzip', note: 'ignored; buildd writes gzip layers' } },
+  { key: 'compression' },
+  { key: 'compression-level' },
+  { key: 'force-compression' },
+  // zstd needs OCI media types, and BuildKit turns them on for it; buildd always writes them.
   { key: 'oci-mediatypes', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes OCI media types' } },
-  ...['attestation-inline', 'compression-level', 'force-compression', 'oci-artifact', 'prefer-nondist-layers', 'rewrite-timestamp', 'source-date-epoch']
+  ...['attestation-inline', 'oci-artifact', 'prefer-nondist-layers', 'rewrite-timestamp', 'source-date-epoch']
     .map((key) => ({ key, unsupported: {} })),
   // annotation.K, annotation[PLATFORM].K, annotation-TYPE.K, annotation-TYPE[PLATFORM].K
   ...['', ...ANNOTATION_TYPES.map((t) => `-${t}`)].flatMap((t) => [`annotation${t}.`, `annotation${t}[`])
@@ -38,13 +42,15 @@ const RULES: Record<ExportSpec['type'], readonly OptionRule[]> = {
 
 /**
  * Checks one `--output` before the build runs. Throws where BuildKit's exporter fails: a
- * boolean buildd reads that is not one (`push=yes`), an annotation of an unknown type. Returns
+ * boolean buildd reads that is not one (`push=yes`), an annotation of an unknown type, a
+ * compression or compression-level buildd cannot write. Returns
  * one warning per attribute that is ignored: "unknown" (with "did you mean name?" when a known
  * attribute is one typo away; BuildKit ignores these silently, so a misspelt `name` leaves the
  * image unnamed there too) or "not supported yet".
  */
 export function outputAttrWarnings(spec: ExportSpec): string[] {
   for (const key of spec.type === 'image' ? ['push', 'registry.insecure'] : []) boolAttr(spec.attrs, key, false);
+  exportCompression(spec.attrs);
   for (const key of Object.keys(spec.attrs)) {
     const type = /^annotation-([^.[]*)/.exec(key)?.[1];
     if (type !== undefined && /^annotation-[^.[]*(\[[^\]]*\])?\../.test(key) && !ANNOTATION_TYPES.includes(type)) {

@@ -18,6 +18,7 @@ want git git
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server) # the test sshd of git-ssh-credentials.test.ts
 want bzip2 bzip2
 want xz xz-utils
+want zstd zstd             # compression=zstd layers (buildd runs the zstd program)
 want iptables iptables
 want ip iproute2
 want chattr e2fsprogs      # runc-executor.test.ts makes a stub unremovable with chattr +a

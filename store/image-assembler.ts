@@ -1,12 +1,15 @@
+import * as os from 'node:os';
 import { Readable } from 'node:stream';
 import { canonicalJson } from '../solver/canonical-json';
 import { ContentStore } from './content-store';
 import { History, ImageConfig } from './image-config';
-import { diffToLayer } from './layer-diff';
+import { DEFAULT_COMPRESSION } from './layer-compression';
+import { layerBlob, type LayerBlobRequest } from './layer-blob';
 import { Descriptor, ImageManifest } from './manifest';
 import { MediaTypes } from './oci-media-types';
 import { Snapshotter } from './snapshotter';
 import { LayerIndex } from './layer-index';
+import { mapBounded } from './map-bounded';
 
 /** An image whose manifest, config and layers are all in the content store. */
 export interface AssembledImage {
@@ -25,28 +28,30 @@ export interface AssemblerDeps {
 
 /**
  * Turns a build result (a committed snapshot chain) and the frontend's image config into an
- * OCI image in the content store. A snapshot's layer is diffed and compressed once and then
- * reused (base layers keep the blob they were pulled as), and every timestamp comes from
+ * OCI image in the content store. A snapshot's layer is diffed and compressed once per
+ * compression and then reused (base layers keep the blob they were pulled as unless
+ * `request.force`; see layerBlob), and every timestamp comes from
  * when a snapshot was made, so the same result always gives the same image digest: after a
  * fully cached rebuild, and after a daemon restart.
  */
-export async function assembleImage(deps: AssemblerDeps, result: string | null, image: ImageConfig, signal: AbortSignal): Promise<AssembledImage> {
+export async function assembleImage(
+  deps: AssemblerDeps,
+  result: string | null,
+  image: ImageConfig,
+  signal: AbortSignal,
+  request: LayerBlobRequest = { compression: DEFAULT_COMPRESSION, force: false },
+): Promise<AssembledImage> {
   const chain = result === null ? [] : await deps.snapshotter.chain(result);
-  const layers: Descriptor[] = [];
-  const diffIds: string[] = [];
-  const createdAt: string[] = [];
-  for (const id of chain) {
+  // Layers are independent: diff and compress them side by side, one per core (zlib and zstd
+  // work off the main thread; the walks interleave their file reads).
+  const records = await mapBounded(chain, os.availableParallelism(), async (id) => {
     signal.throwIfAborted();
-    let record = await deps.layers.get(id);
-    if (!record) {
-      const diff = await diffToLayer(deps.snapshotter, id, deps.content, signal);
-      record = { digest: diff.digest, size: diff.size, diffId: diff.diffId, mediaType: diff.mediaType };
-      await deps.layers.put(id, record);
-    }
-    layers.push({ mediaType: ociLayerType(record.mediaType), digest: record.digest, size: record.size });
-    diffIds.push(record.diffId);
-    createdAt.push((await deps.snapshotter.get(id))?.createdAt ?? new Date(0).toISOString());
-  }
+    return layerBlob(deps, id, request, signal);
+  });
+  const layers: Descriptor[] = records.map((r) => ({ mediaType: ociLayerType(r.mediaType), digest: r.digest, size: r.size }));
+  const diffIds = records.map((r) => r.diffId);
+  const createdAt: string[] = [];
+  for (const id of chain) createdAt.push((await deps.snapshotter.get(id))?.createdAt ?? new Date(0).toISOString());
   const baseLayerCount = Math.min(image.rootfs.diff_ids.length, chain.length);
   const history = datedHistory(image.history ?? [], baseLayerCount, createdAt);
   const created = chain.length > baseLayerCount ? createdAt[createdAt.length - 1] : (image.created ?? createdAt[createdAt.length - 1]);
@@ -85,5 +90,6 @@ function datedHistory(history: History[], baseLayerCount: number, createdAt: str
 /** Our manifests are OCI; a Docker layer type names the same bytes under another name. */
 function ociLayerType(mediaType: string): string {
   if (mediaType === MediaTypes.dockerLayerGzip) return MediaTypes.ociLayerGzip;
+  if (mediaType === MediaTypes.dockerLayer) return MediaTypes.ociLayer;
   return mediaType;
 }

@@ -3,9 +3,9 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { BuildError } from '../solver/build-error';
+import { createDecompressor, type CompressionType } from './layer-compression';
 import { cleanAbsolute, resolveInRoot } from './safe-path';
 import { writeTarEntry } from './tar-entry-writer';
 import { createTarExtract } from './tar-xattrs';
@@ -24,7 +24,7 @@ export interface AppliedLayer {
 }
 
 /**
- * Unpacks a layer (gzip or plain tar, told apart by its first bytes) onto `root`, normally the
+ * Unpacks a layer (gzip, zstd or plain tar, told apart by its first bytes) onto `root`, normally the
  * merged dir of a mounted active snapshot, so overlay records deletions as whiteouts itself.
  *
  * Every entry name is cleaned to an absolute path and resolved inside `root` with symlinks
@@ -36,7 +36,7 @@ export interface AppliedLayer {
  */
 export async function applyLayer(source: Readable, root: string, signal?: AbortSignal): Promise<AppliedLayer> {
   const rootAbs = path.resolve(root);
-  const gzip = await startsWithGzipMagic(source);
+  const compression = await sniffCompression(source);
   const hash = createHash('sha256');
   // Keeps PAX values as bytes: a file capability is binary (see createTarExtract).
   const extract = createTarExtract();
@@ -49,9 +49,9 @@ export async function applyLayer(source: Readable, root: string, signal?: AbortS
     }
     extract.end(undefined);
   };
-  const feeding = gzip
-    ? pipeline(source, createGunzip(), feed, { signal: feedSignal })
-    : pipeline(source, feed, { signal: feedSignal });
+  const feeding = compression === 'uncompressed'
+    ? pipeline(source, feed, { signal: feedSignal })
+    : pipeline(source, createDecompressor(compression), feed, { signal: feedSignal });
   feeding.catch((err: unknown) => extract.destroy(err instanceof Error ? err : new Error(String(err))));
 
   const state: ApplyState = { root: rootAbs, written: new Set(), dirTimes: [] };
@@ -149,10 +149,11 @@ function drainedOrClosed(extract: tar.Extract): Promise<void> {
  * Reads just enough of `src` to see the gzip magic (1f 8b) and puts it back, so the rest of
  * the pipeline sees the stream from its first byte.
  */
-async function startsWithGzipMagic(src: Readable): Promise<boolean> {
+/** gzip, zstd or a plain tar, told apart by the first bytes (left in `src`). */
+async function sniffCompression(src: Readable): Promise<CompressionType> {
   const chunks: Buffer[] = [];
   let len = 0;
-  while (len < 2 && !src.readableEnded) {
+  while (len < 4 && !src.readableEnded) {
     const chunk = src.read() as Buffer | null;
     if (chunk !== null) {
       chunks.push(chunk);
@@ -173,8 +174,11 @@ async function startsWithGzipMagic(src: Readable): Promise<boolean> {
       src.on('error', done);
     });
   }
-  const first = chunks[0]?.[0];
-  const second = chunks[0] && chunks[0].length > 1 ? chunks[0][1] : chunks[1]?.[0];
+  const head = Buffer.concat(chunks).subarray(0, 4);
   for (const chunk of chunks.reverse()) src.unshift(chunk);
-  return first === 0x1f && second === 0x8b;
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.equals(ZSTD_MAGIC)) return 'zstd';
+  return 'uncompressed';
 }
+
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);

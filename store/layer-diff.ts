@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import { BuildError } from '../solver/build-error';
 import type { ContentStore } from './content-store';
+import { createCompressor, DEFAULT_COMPRESSION, layerMediaType, type LayerCompression } from './layer-compression';
 import type { Snapshotter } from './snapshotter';
 import { encodeTarHeader, padding, TAR_END, type TarHeaderFields } from './tar-header';
 import { assertOverlayXattrsReadable } from './trusted-xattr-probe';
@@ -12,12 +12,14 @@ import { CAPABILITY_XATTR, readXattrs } from './xattrs';
 
 /** A layer blob as an image manifest and config refer to it. */
 export interface LayerDescriptor {
-  /** digest of the gzip blob in the content store */
+  /** digest of the compressed blob in the content store */
   digest: string;
   size: number;
   /** sha256 of the uncompressed tar (the image config's rootfs.diff_ids) */
   diffId: string;
-  mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip';
+  /** the OCI layer type of `compression` */
+  mediaType: string;
+  compression: LayerCompression;
   /** true when the snapshot changed nothing (the tar has no entries) */
   empty: boolean;
 }
@@ -29,7 +31,8 @@ const WHITEOUT_PREFIX = '.wh.';
  * Turns the changes of snapshot `id` (its overlay upper dir) into an OCI layer in the content
  * store. The tar is written in sorted order (a directory before its contents, names in byte
  * order), with nothing taken from the clock, so the same upper dir gives the same digest.
- * Streamed: tar → sha256 (diffId) → gzip → content store, one file at a time.
+ * Streamed: tar → sha256 (diffId) → compressor (`compression`, gzip at zlib's default level
+ * unless told) → content store, one file at a time; a failed compressor stores nothing.
  *
  * Extended attributes: as containerd's and Docker's archive writers (what the reference
  * BuildKit exports through), an entry carries only security.capability, in a
@@ -38,7 +41,13 @@ const WHITEOUT_PREFIX = '.wh.';
  * walk passes it and becomes a `.wh..wh..opq` entry; any failure to read attributes fails the
  * export (a missed opaque marker would bring deleted files back into the image).
  */
-export async function diffToLayer(snapshotter: Pick<Snapshotter, 'upperDir' | 'overlayXattrs'>, id: string, contentStore: ContentStore, signal?: AbortSignal): Promise<LayerDescriptor> {
+export async function diffToLayer(
+  snapshotter: Pick<Snapshotter, 'upperDir' | 'overlayXattrs'>,
+  id: string,
+  contentStore: ContentStore,
+  signal?: AbortSignal,
+  compression: LayerCompression = DEFAULT_COMPRESSION,
+): Promise<LayerDescriptor> {
   const upper = await snapshotter.upperDir(id);
   // rootless overlay mounts (userxattr) mark opaque directories with user.overlay.opaque
   const namespace = snapshotter.overlayXattrs ?? 'trusted';
@@ -50,30 +59,59 @@ export async function diffToLayer(snapshotter: Pick<Snapshotter, 'upperDir' | 'o
   const walkSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   const diffHash = createHash('sha256');
   const counter: WalkState = { entries: 0 };
-  const gzip = createGzip();
+  const compressor = createCompressor(compression);
   const compressing = pipeline(
     layerTar(upper, opaqueXattr, counter, walkSignal),
     async function* (chunks: AsyncIterable<Buffer>) {
-      for await (const chunk of chunks) {
-        diffHash.update(chunk);
-        yield chunk;
+      for await (const batch of coalesce(chunks)) {
+        diffHash.update(batch);
+        yield batch;
       }
     },
-    gzip,
+    compressor,
     { signal: walkSignal },
   );
   compressing.catch(() => undefined);
+  const ingesting = contentStore.ingest(compressor, {}, signal);
   let blob;
   try {
-    [blob] = await Promise.all([contentStore.ingest(gzip, {}, signal), compressing]);
+    [blob] = await Promise.all([ingesting, compressing]);
   } catch (err) {
     stop.abort(err);
-    gzip.destroy();
+    compressor.destroy();
+    // The store removes its partial file as it settles: no half blob outlives the failure.
+    await Promise.allSettled([ingesting, compressing]);
     // The walk's own failure (say, unreadable attributes) is the cause; the store then only
     // saw its input end early.
     throw counter.error ?? err;
   }
-  return { digest: blob.digest, size: blob.size, diffId: 'sha256:' + diffHash.digest('hex'), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', empty: counter.entries === 0 };
+  return { digest: blob.digest, size: blob.size, diffId: 'sha256:' + diffHash.digest('hex'), mediaType: layerMediaType(compression), compression, empty: counter.entries === 0 };
+}
+
+const BATCH = 64 * 1024;
+
+/**
+ * The same bytes in pieces of about BATCH: a tar of small files is mostly 512-byte headers and
+ * short contents, and each piece handed to zlib (or to zstd's pipe) costs a round trip of its
+ * own. Compressed output does not depend on how its input was cut. Holds at most one batch.
+ */
+async function* coalesce(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of chunks) {
+    if (size === 0 && chunk.length >= BATCH) {
+      yield chunk;
+      continue;
+    }
+    pending.push(chunk);
+    size += chunk.length;
+    if (size >= BATCH) {
+      yield Buffer.concat(pending, size);
+      pending = [];
+      size = 0;
+    }
+  }
+  if (size > 0) yield Buffer.concat(pending, size);
 }
 
 /** What the walk tells diffToLayer: how many entries it wrote, why it stopped early. */

@@ -56,7 +56,7 @@ export class ImagePuller {
           throw new BuildError('invalid-argument', `Cannot unpack ${ref}: layer ${desc.digest} has diff ID ${applied.diffId}, the config says ${diffIds[i]}`);
         }
         const id = await snapshotter.commit(active);
-        await layers.put(id, { digest: desc.digest, size: desc.size, diffId: diffIds[i], mediaType: desc.mediaType });
+        await layers.put(id, { digest: desc.digest, size: desc.size, diffId: diffIds[i], mediaType: desc.mediaType, source: 'pull' });
         await cache.put({ key, snapshot: id, createdAt: new Date().toISOString() });
         parent = id;
       } finally {

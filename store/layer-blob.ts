@@ -1,0 +1,106 @@
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { BuildError } from '../solver/build-error';
+import type { ContentStore } from './content-store';
+import { diffToLayer } from './layer-diff';
+import { compressionName, compressionOfMediaType, createCompressor, createDecompressor, layerMediaType, type LayerCompression } from './layer-compression';
+import type { LayerIndex, LayerRecord } from './layer-index';
+import type { Snapshotter } from './snapshotter';
+
+/** What an export asks of its layers: BuildKit's compression, compression-level, force-compression. A plain value. */
+export interface LayerBlobRequest {
+  compression: LayerCompression;
+  /** recompress a pulled layer whose blob has another compression type */
+  force: boolean;
+}
+
+/** The stores layerBlob reads and writes. */
+export interface LayerBlobDeps {
+  snapshotter: Pick<Snapshotter, 'upperDir' | 'overlayXattrs'>;
+  content: ContentStore;
+  layers: LayerIndex;
+}
+
+/**
+ * The blob of committed snapshot `id` for an export that asks `request`, made at most once per
+ * (snapshot, compression, level) and remembered in the layer index.
+ *
+ * - A snapshot without a blob yet is diffed and compressed as asked; that blob is its primary.
+ * - A pulled base layer keeps the blob it came as, whatever was asked, unless `force` is set
+ *   and its compression type differs (as BuildKit: force-compression converts by type, a gzip
+ *   layer is not recompressed to another gzip level).
+ * - A built layer is given exactly the compression and level asked for, so that an image is
+ *   a function of the build and the output's options, never of which export came first.
+ *
+ * A second compression of a snapshot is made from its primary blob (decompressed and checked
+ * against its diff ID), not from the snapshot again: the tar is the same bytes, so the image
+ * config's diff_ids do not change, and decompressing is cheaper than walking the tree.
+ */
+export async function layerBlob(deps: LayerBlobDeps, id: string, request: LayerBlobRequest, signal: AbortSignal): Promise<LayerRecord> {
+  const primary = await deps.layers.get(id);
+  if (!primary) {
+    const diff = await diffToLayer(deps.snapshotter, id, deps.content, signal, request.compression);
+    const record: LayerRecord = { digest: diff.digest, size: diff.size, diffId: diff.diffId, mediaType: diff.mediaType, source: 'build', compression: request.compression };
+    await deps.layers.put(id, record);
+    return record;
+  }
+  if (satisfies(primary, request)) return primary;
+  const known = await deps.layers.getVariant(id, request.compression);
+  if (known && (await deps.content.info(known.digest))) return known;
+  const converted = await recompress(deps.content, primary, request.compression, signal);
+  await deps.layers.putVariant(id, request.compression, converted);
+  return converted;
+}
+
+function satisfies(primary: LayerRecord, request: LayerBlobRequest): boolean {
+  const type = primary.compression?.type ?? compressionOfMediaType(primary.mediaType);
+  // A blob we cannot convert (a foreign layer, an unknown type) is used as it is.
+  if (type === undefined) return true;
+  if ((primary.source ?? 'pull') === 'pull') return !request.force || type === request.compression.type;
+  return primary.compression !== undefined && compressionName(primary.compression) === compressionName(request.compression);
+}
+
+/**
+ * `from`'s blob in another compression: decompressed, hashed (it must still be the tar its diff
+ * ID names) and compressed again, streamed from store to store. A failure stores nothing.
+ */
+async function recompress(content: ContentStore, from: LayerRecord, to: LayerCompression, signal: AbortSignal): Promise<LayerRecord> {
+  const type = from.compression?.type ?? compressionOfMediaType(from.mediaType);
+  if (type === undefined) throw new BuildError('internal', `Cannot recompress layer ${from.digest}: unknown media type ${from.mediaType}`);
+  const hash = createHash('sha256');
+  const source = await content.read(from.digest);
+  // Made only now, each straight into the pipeline: a compressor failing to start must find
+  // its error handled.
+  const compressor = createCompressor(to);
+  const converting = pipeline(
+    source,
+    createDecompressor(type),
+    async function* (chunks: AsyncIterable<Buffer>) {
+      for await (const chunk of chunks) {
+        hash.update(chunk);
+        yield chunk;
+      }
+    },
+    compressor,
+    { signal },
+  );
+  converting.catch(() => undefined);
+  const ingesting = content.ingest(compressor, {}, signal);
+  let blob;
+  try {
+    [blob] = await Promise.all([ingesting, converting]);
+  } catch (err) {
+    compressor.destroy();
+    source.destroy();
+    // The store removes its partial file as it settles: no half blob outlives the failure.
+    await Promise.allSettled([ingesting, converting]);
+    // The ingest side only saw its input end early; the conversion's error is the cause.
+    throw (await converting.then(() => err, (cause: unknown) => cause));
+  }
+  const diffId = 'sha256:' + hash.digest('hex');
+  if (diffId !== from.diffId) {
+    // Its blob stays unreferenced (another record could share its bytes); nothing names it.
+    throw new BuildError('internal', `Cannot recompress layer ${from.digest}: it decompresses to ${diffId}, its diff ID is ${from.diffId}`);
+  }
+  return { digest: blob.digest, size: blob.size, diffId, mediaType: layerMediaType(to), source: 'build', compression: to };
+}
