@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import { BuildError } from '../solver/build-error';
 import * as path from 'node:path';
 import { dockerfileOnly, readDockerIgnore, walkContext, type WalkEntry } from './context-walk';
+import type { FileRequestQueue } from './file-request-queue';
 
 /** Content chunk size on the wire: the daemon accepts at most 1 MiB per FileData. */
 export const UPLOAD_CHUNK_BYTES = 1024 * 1024;
@@ -17,15 +18,33 @@ export interface StartMessage {
   exports: Array<{ type: string; attrs: Record<string, string> }>;
   no_cache: boolean;
   entitlements: string[];
+  /** locals sent incrementally: local name → key of the daemon's kept copy */
+  local_keys?: Record<string, string>;
+}
+
+/** What was sent of the locals' content (for the tests and a debug line). */
+export interface UploadStats {
+  files: number;
+  bytes: number;
 }
 
 /**
  * Sends the start message, then every local (each with its .dockerignore applied, the
  * `context` one preferring `<Dockerfile>.dockerignore`; of `dockerfile`, only the Dockerfile),
- * then locals_done; the call stays open for the session. Waits for 'drain' whenever the call's buffer is full, and reads files in 1 MiB chunks, so memory stays flat whatever the context.
+ * then locals_done; the call stays open for the session. Waits for 'drain' whenever the call's
+ * buffer is full, and reads files in 1 MiB chunks, so memory stays flat whatever the context.
+ *
+ * A local with a key (start.local_keys) is listed without content, then only the files the
+ * daemon asks for (`requests`) are sent; locals_done follows once every keyed local's
+ * requests are done.
  */
-export async function uploadLocals(call: Writable, start: StartMessage, locals: Record<string, string>): Promise<void> {
+export async function uploadLocals(call: Writable, start: StartMessage, locals: Record<string, string>, requests?: FileRequestQueue): Promise<UploadStats> {
   const send = (msg: object): Promise<void> => writeWithBackpressure(call, msg);
+  const keys = start.local_keys ?? {};
+  if (Object.keys(keys).length > 0 && requests === undefined) throw new BuildError('internal', 'Cannot send keyed locals: no queue for the daemon\'s requests');
+  const stats: UploadStats = { files: 0, bytes: 0 };
+  /** per keyed local, the files that may be asked for (path → entry), until asked */
+  const listed = new Map<string, Map<string, WalkEntry>>();
   await send({ start });
   for (const name of start.local_names) {
     const dir = locals[name] as string;
@@ -35,6 +54,9 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
       name === 'dockerfile'
         ? dockerfileOnly(filename)
         : await readDockerIgnore(dir, name === 'context' && dockerfileDir !== undefined ? path.join(dockerfileDir, filename) : undefined);
+    const keyed = Object.hasOwn(keys, name);
+    const files = new Map<string, WalkEntry>();
+    if (keyed) listed.set(name, files);
     for await (const e of walkContext(dir, ignore)) {
       await send({
         entry: {
@@ -50,20 +72,51 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
           xattrs: Object.fromEntries(e.xattrs),
         },
       });
-      if (e.type === 'FILE' && e.size > 0) await sendContent(e, send);
+      if (e.type !== 'FILE' || e.size === 0) continue;
+      if (keyed) {
+        files.set(e.rel, e);
+        continue;
+      }
+      await sendContent(e, send);
+      stats.files++;
+      stats.bytes += e.size;
     }
+    if (keyed) await send({ listing_done: { local: name } });
+  }
+  while (listed.size > 0) {
+    const r = await (requests as FileRequestQueue).next();
+    const files = listed.get(r.local);
+    if (!files) throw new BuildError('internal', `Cannot answer the daemon: it asked for files of ${r.local}, which has no open listing`);
+    for (const rel of r.paths) {
+      const e = files.get(rel);
+      if (!e) throw new BuildError('internal', `Cannot answer the daemon: it asked for ${r.local}/${rel}, which was not listed or was sent already`);
+      files.delete(rel);
+      await send({ file: { local: r.local, path: rel } });
+      await sendContent(e, send, true);
+      stats.files++;
+      stats.bytes += e.size;
+    }
+    if (r.done) listed.delete(r.local);
   }
   await send({ locals_done: {} });
   // no half-close: the daemon may still ask for secrets and ssh agents (run-build ends the call)
+  return stats;
 }
 
 /** Sends exactly `e.size` bytes, the size already announced; a file that changed meanwhile fails. */
-async function sendContent(e: WalkEntry, send: (msg: object) => Promise<void>): Promise<void> {
+async function sendContent(e: WalkEntry, send: (msg: object) => Promise<void>, checkListed = false): Promise<void> {
   // O_NOFOLLOW: if the file was swapped for a symlink since lstat, refuse instead of following it
   const fh = await fsp.open(e.abs, fsc.O_RDONLY | fsc.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
     throw new BuildError('invalid-argument', `Cannot read ${e.abs}: ${err.code ?? err.message}`);
   });
   try {
+    if (checkListed) {
+      // asked for after the whole listing went: the daemon kept the listed size and mtime, so the content must match them
+      const st = await fh.stat();
+      if (!st.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs) {
+        throw new BuildError('invalid-argument', `Cannot send ${e.abs}: the file changed after it was listed`);
+      }
+    }
     let sent = 0;
     while (sent < e.size) {
       const want = Math.min(UPLOAD_CHUNK_BYTES, e.size - sent);

@@ -12,6 +12,8 @@ import type { Builder, BuildRequest, BuildSession } from './builder';
 import { CallWriter } from './call-writer';
 import { createExportStream } from './export-stream';
 import { LocalsReceiver } from './locals-receiver';
+import { KeyedLocalsReceiver, type LocalTransfer } from './locals/keyed-locals-receiver';
+import { LocalsStore } from './locals/locals-store';
 import { MessageReader } from './message-reader';
 import { removeTree } from './remove-tree';
 import { ClientSession } from './session/client-session';
@@ -22,6 +24,8 @@ export interface BuildServiceOptions {
   /** daemon root; sessions live in `<root>/sessions/<ref>` */
   root: string;
   logger: Logger;
+  /** bounds of the kept copies of keyed locals (`<root>/locals`); defaults when absent */
+  keptLocals?: { maxKeys?: number; maxBytes?: number };
 }
 
 type BuildCall = grpc.ServerDuplexStream<unknown, ServerMessage>;
@@ -38,9 +42,23 @@ export class BuildService {
   private readonly root: string;
   private readonly version = builddVersion();
   private closing = false;
+  /** opened at construction, so temp dirs a killed daemon left go at start, not at the first build */
+  private readonly store: Promise<LocalsStore>;
 
   constructor(private readonly opts: BuildServiceOptions) {
     this.root = path.resolve(opts.root);
+    this.store = LocalsStore.open({
+      dir: path.join(this.root, 'locals'),
+      ...opts.keptLocals,
+      onError: (err, dir) => opts.logger.error({ err: err.message, dir }, 'cannot remove a kept local'),
+    });
+    // a store that cannot open fails the builds that need it, with its reason; never the daemon
+    this.store.catch((err: Error) => opts.logger.error({ err: err.message }, 'cannot open the kept locals'));
+  }
+
+  /** The kept copies of keyed locals (for du/prune and tests). */
+  keptLocals(): Promise<LocalsStore> {
+    return this.store;
   }
 
   handlers(): grpc.UntypedServiceImplementation {
@@ -79,6 +97,7 @@ export class BuildService {
     const reader = new MessageReader(call);
     const sessionDir = path.join(this.root, 'sessions', ref);
     let receiver: LocalsReceiver | undefined;
+    let keyed: KeyedLocalsReceiver | undefined;
     let clientSession: ClientSession | undefined;
     try {
       throwIfAborted(abort.signal);
@@ -86,9 +105,13 @@ export class BuildService {
       log.info({ frontend: start.frontend, locals: start.local_names }, 'build started');
       await fsp.mkdir(path.dirname(sessionDir), { recursive: true, mode: 0o700 });
       await fsp.mkdir(sessionDir, { mode: 0o700 });
-      receiver = new LocalsReceiver(sessionDir, start.local_names);
+      receiver = new LocalsReceiver(sessionDir, start.local_names.filter((n) => !Object.hasOwn(start.local_keys, n)));
       await receiver.prepare();
-      await this.receiveLocals(reader, receiver, abort.signal);
+      const chown = typeof process.getuid === 'function' && process.getuid() === 0;
+      const request = (r: { local: string; paths: string[]; done: boolean }): Promise<void> => writer.send({ msg: 'file_request', file_request: r });
+      keyed = new KeyedLocalsReceiver(await this.store, start.local_keys, request, abort.signal, chown);
+      const transfers = await this.receiveLocals(reader, receiver, keyed, abort.signal);
+      for (const t of transfers) log.info(t, 'local synced');
       clientSession = new ClientSession((msg) => writer.send(msg), new Set(start.ssh_ids));
       // Only session messages may follow locals_done; a stray one fails the build instead of being ignored.
       void this.serveSession(reader, clientSession, abort);
@@ -97,7 +120,7 @@ export class BuildService {
         ref,
         frontend: start.frontend,
         frontendAttrs: start.frontend_attrs,
-        locals: receiver.localDirs(),
+        locals: { ...receiver.localDirs(), ...keyed.localDirs() },
         exports: start.exports.map((e) => ({ type: e.type, attrs: e.attrs })),
         noCache: start.no_cache,
         entitlements: start.entitlements,
@@ -119,6 +142,8 @@ export class BuildService {
       clientSession?.close();
       writer.close();
       await receiver?.abort();
+      await keyed?.abort();
+      keyed?.release();
       await removeTree(sessionDir).catch((err: Error) => log.error({ err: err.message, dir: sessionDir }, 'cannot remove session dir'));
     }
   }
@@ -143,21 +168,39 @@ export class BuildService {
     return msg.start;
   }
 
-  private async receiveLocals(reader: MessageReader, receiver: LocalsReceiver, signal: AbortSignal): Promise<void> {
+  /**
+   * Routes the locals' messages: entries of a keyed local (its listing), listing_done and file
+   * headers to the keyed receiver, other entries to the full-transfer one, data to whichever has
+   * a file open. Any other message first closes the open file, which must then be whole.
+   */
+  private async receiveLocals(reader: MessageReader, receiver: LocalsReceiver, keyed: KeyedLocalsReceiver, signal: AbortSignal): Promise<LocalTransfer[]> {
+    await keyed.begin();
     for (;;) {
       throwIfAborted(signal);
       const msg = await this.readMessage(reader);
       if (msg === null) throw new BuildError('invalid-argument', 'Cannot receive locals: the stream ended before locals_done');
+      if (msg.msg !== 'data') {
+        await receiver.settle();
+        await keyed.settle();
+      }
       switch (msg.msg) {
         case 'entry':
-          await receiver.entry(msg.entry);
+          if (keyed.handles(msg.entry.local)) await keyed.entry(msg.entry);
+          else await receiver.entry(msg.entry);
           break;
         case 'data':
-          await receiver.data(msg.data.data);
+          if (keyed.hasOpenFile()) await keyed.data(msg.data.data);
+          else await receiver.data(msg.data.data);
+          break;
+        case 'listing_done':
+          await keyed.listingDone(msg.listing_done.local);
+          break;
+        case 'file':
+          await keyed.file(msg.file.local, msg.file.path);
           break;
         case 'locals_done':
           await receiver.finish();
-          return;
+          return keyed.finish();
         case 'start':
           throw new BuildError('invalid-argument', 'Cannot receive locals: a second start message');
       }

@@ -120,6 +120,15 @@ export class LocalsReceiver {
     }
   }
 
+  /** Closes the file being received (it must be whole): another kind of message follows. */
+  async settle(): Promise<void> {
+    await this.closeCurrent();
+  }
+
+  hasOpenFile(): boolean {
+    return this.current !== undefined;
+  }
+
   /** Releases the open file, if any, after a failure. */
   async abort(): Promise<void> {
     const cur = this.current;

@@ -38,6 +38,13 @@ export const MAX_SECRET_BYTES = 500 * 1024;
 /** Largest chunk of an ssh agent channel, either way. */
 export const MAX_SSH_CHUNK_BYTES = 64 * 1024;
 
+/** The key of a kept copy of a local (BuildStart.local_keys): also a directory name on the daemon. */
+export const localKeySchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'Expected letters, digits, ".", "_", "-"');
+
 export const buildStartSchema = z
   .object({
     // absent in clients that forward no ssh agent
@@ -49,8 +56,11 @@ export const buildStartSchema = z
     no_cache: z.boolean(),
     // what buildctl --allow grants; absent from an older client means none
     entitlements: z.array(z.enum(ENTITLEMENTS)).max(ENTITLEMENTS.length * 4).default([]),
+    // locals sent incrementally against the daemon's kept copy; absent from an older client: none
+    local_keys: z.record(nameSchema, localKeySchema).default({}),
   })
   .refine((s) => new Set(s.local_names).size === s.local_names.length, 'Local names must be unique')
+  .refine((s) => Object.keys(s.local_keys).every((n) => s.local_names.includes(n)), 'A local key names a local that is not in local_names')
   .refine((s) => s.exports.filter((e) => e.type !== 'image').length <= 1, 'At most one oci/docker export');
 
 /**
@@ -125,6 +135,8 @@ export const clientMessageSchema = z.discriminatedUnion('msg', [
     data: z.object({ data: z.instanceof(Buffer).refine((b) => b.length > 0 && b.length <= MAX_CHUNK_BYTES, 'Chunk must be 1 byte to 1 MiB') }),
   }),
   z.object({ msg: z.literal('locals_done'), locals_done: z.object({}) }),
+  z.object({ msg: z.literal('listing_done'), listing_done: z.object({ local: nameSchema }) }),
+  z.object({ msg: z.literal('file'), file: z.object({ local: nameSchema, path: entryPathSchema }) }),
   z.object({ msg: z.literal('secret_value'), secret_value: secretValueSchema }),
   z.object({ msg: z.literal('ssh_data'), ssh_data: sshDataSchema }),
   z.object({ msg: z.literal('ssh_close'), ssh_close: sshCloseSchema }),
