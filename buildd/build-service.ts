@@ -14,6 +14,7 @@ import { createExportStream } from './export-stream';
 import { LocalsReceiver } from './locals-receiver';
 import { KeyedLocalsReceiver, type LocalTransfer } from './locals/keyed-locals-receiver';
 import { LocalsStore } from './locals/locals-store';
+import { withTransferProgress, type TransferReport } from './locals/transfer-progress';
 import { MessageReader } from './message-reader';
 import { removeTree } from './remove-tree';
 import { ClientSession } from './session/client-session';
@@ -110,8 +111,16 @@ export class BuildService {
       const chown = typeof process.getuid === 'function' && process.getuid() === 0;
       const request = (r: { local: string; paths: string[]; done: boolean }): Promise<void> => writer.send({ msg: 'file_request', file_request: r });
       keyed = new KeyedLocalsReceiver(await this.store, start.local_keys, request, abort.signal, chown);
+      const localsStarted = Date.now();
       const transfers = await this.receiveLocals(reader, receiver, keyed, abort.signal);
       for (const t of transfers) log.info(t, 'local synced');
+      const reports: TransferReport[] = start.local_names.map((local) => {
+        const moved = transfers.find((t) => t.local === local);
+        const full = receiver?.received.get(local);
+        const files = moved ? moved.filesReceived : (full?.files ?? 0);
+        const bytes = moved ? moved.bytesReceived : (full?.bytes ?? 0);
+        return { local, started: localsStarted, completed: Date.now(), files, bytes };
+      });
       clientSession = new ClientSession((msg) => writer.send(msg), new Set(start.ssh_ids));
       // Only session messages may follow locals_done; a stray one fails the build instead of being ignored.
       void this.serveSession(reader, clientSession, abort);
@@ -125,7 +134,9 @@ export class BuildService {
         noCache: start.no_cache,
         entitlements: start.entitlements,
       };
-      const result = await this.opts.builder.build(req, { ...this.session(writer, abort.signal), attachables: clientSession });
+      const session = this.session(writer, abort.signal);
+      session.progress = withTransferProgress(session.progress, reports);
+      const result = await this.opts.builder.build(req, { ...session, attachables: clientSession });
       throwIfAborted(abort.signal);
       await writer.send({ msg: 'result', result: { exporter_response: result } });
       await writer.flush();

@@ -40,6 +40,8 @@ export const daemonConfigFileSchema = z
     stepLimits: stepLimitsSchema,
     /** run in the starting user's namespaces (see buildd/rootless/) */
     rootless: z.boolean(),
+    /** kept copies of incrementally sent locals (<root>/locals): most keys and bytes, LRU unused ones go first */
+    keptLocals: z.object({ maxKeys: z.number().int().min(1).max(4096), maxBytes: z.number().int().min(0) }).partial().strict(),
   })
   .partial()
   .strict();
@@ -78,6 +80,8 @@ export interface DaemonConfig {
   insecureEntitlements: Entitlement[];
   /** cgroup limits of every RUN step (memory, pids, CPU); undefined: none */
   stepLimits?: StepLimits;
+  /** bounds of the kept locals; undefined: 32 keys, 10 GiB */
+  keptLocals?: { maxKeys?: number; maxBytes?: number };
   /**
    * `--rootless`: started by an unprivileged user, buildd re-executes itself under rootlesskit
    * and runs as root of that user's namespaces (subuid/subgid maps); default root
@@ -165,6 +169,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     // as buildkitd: the flags replace the file's list, duplicates are harmless
     insecureEntitlements: [...new Set(flags.allowInsecureEntitlement && flags.allowInsecureEntitlement.length > 0 ? flags.allowInsecureEntitlement : file.insecureEntitlements ?? [])],
     stepLimits: file.stepLimits,
+    keptLocals: file.keptLocals,
     rootless,
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;

@@ -1,0 +1,141 @@
+import { execFile } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { loadControlApi } from '../../buildd/api/load-proto';
+import { localKeys } from '../../buildctl/local-keys';
+import { BuildEnv, startBuildEnv } from '../helpers/build-env';
+import { runBuildctl } from '../helpers/daemon';
+import { IMGDIFF } from '../helpers/shared-conformance';
+import { waitFor } from '../helpers/wait-for';
+
+const run = promisify(execFile);
+jest.setTimeout(240_000);
+
+type ImageFile = { type: string; mode?: string; sha256?: string };
+
+async function imageFiles(archive: string): Promise<Record<string, ImageFile>> {
+  const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
+  return (JSON.parse(stdout) as { files: Record<string, ImageFile> }).files;
+}
+
+/** The daemon's `local synced` log lines since `from` (one per keyed local of each build). */
+function synced(stderr: string): Array<{ local: string; filesReceived: number; bytesReceived: number; reused: boolean }> {
+  return stderr
+    .split('\n')
+    .filter((l) => l.includes('"local synced"'))
+    .map((l) => JSON.parse(l) as { local: string; filesReceived: number; bytesReceived: number; reused: boolean });
+}
+
+describe('incremental context transfer with a real daemon', () => {
+  let env: BuildEnv;
+  let ctx: string;
+  let cfg: string;
+  let n = 0;
+
+  beforeAll(async () => {
+    env = await startBuildEnv();
+    ctx = path.join(env.tmp, 'ctx');
+    cfg = path.join(env.tmp, 'cfg');
+    await fsp.mkdir(path.join(ctx, 'src'), { recursive: true });
+    for (let i = 0; i < 50; i++) await fsp.writeFile(path.join(ctx, 'src', `f${i}.txt`), `content ${i}\n`.repeat(50));
+    await fsp.writeFile(path.join(ctx, 'tool.sh'), '#!/bin/sh\necho tool\n', { mode: 0o644 });
+    await fsp.writeFile(path.join(ctx, 'Dockerfile'), `FROM ${env.busybox}\nCOPY . /app\nRUN ls /app/src | wc -l > /count\n`);
+  }, 120_000);
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  /** A build of ctx as a user with a config dir: its locals are keyed. Returns the image files and the daemon's sync lines. */
+  async function build(): Promise<{ files: Record<string, ImageFile>; sync: ReturnType<typeof synced>; stderr: string; digest: string }> {
+    const before = synced(env.daemon.stderr()).length;
+    const out = path.join(env.tmp, `out-${++n}.tar`);
+    const md = path.join(env.tmp, `md-${n}.json`);
+    const res = await runBuildctl(
+      ['--addr', env.daemon.addr, '--tlsdir', path.join(env.daemon.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--progress', 'plain', '--output', `type=oci,dest=${out}`, '--metadata-file', md],
+      { XDG_CONFIG_HOME: cfg },
+    );
+    expect({ code: res.code, stderr: res.code === 0 ? '' : res.stderr }).toEqual({ code: 0, stderr: '' });
+    const digest = (JSON.parse(await fsp.readFile(md, 'utf8')) as Record<string, string>)['containerimage.digest'] as string;
+    return { files: await imageFiles(out), sync: synced(env.daemon.stderr()).slice(before), stderr: res.stderr, digest };
+  }
+  const ctxSync = (s: ReturnType<typeof synced>) => s.find((l) => l.local === 'context');
+
+  test('a cold build sends every file; an unchanged rebuild sends none and yields the same image', async () => {
+    const cold = await build();
+    expect(ctxSync(cold.sync)).toMatchObject({ filesReceived: 52, reused: false });
+    expect(cold.files['app/src/f7.txt']?.type).toBe('file');
+    const again = await build();
+    expect(ctxSync(again.sync)).toMatchObject({ filesReceived: 0, bytesReceived: 0, reused: true });
+    expect(again.digest).toBe(cold.digest);
+    expect(again.files).toEqual(cold.files);
+    // the progress says what really moved, on the vertex that loads the context
+    expect(again.stderr).toMatch(/\[internal\] load build context\n#\d+ [\d.]+ transferring context: 0B [\d.]+s done\n/);
+  });
+
+  test('one changed file moves one file; a deleted file is gone from the COPY; a mode-only change shows', async () => {
+    const base = await build();
+    await fsp.writeFile(path.join(ctx, 'src', 'f3.txt'), 'changed\n');
+    await fsp.rm(path.join(ctx, 'src', 'f4.txt'));
+    await fsp.chmod(path.join(ctx, 'tool.sh'), 0o755);
+    const next = await build();
+    expect(ctxSync(next.sync)).toMatchObject({ filesReceived: 1, bytesReceived: 8 });
+    expect(next.files['app/src/f4.txt']).toBeUndefined();
+    expect(next.files['app/src/f3.txt']?.sha256).not.toBe(base.files['app/src/f3.txt']?.sha256);
+    expect(next.files['app/tool.sh']?.mode).toBe('0o755');
+    expect(next.files['app/src/f5.txt']).toEqual(base.files['app/src/f5.txt']);
+  });
+
+  test('a transfer cancelled half way leaves no copy a later build trusts, and the daemon serves it', async () => {
+    await fsp.writeFile(path.join(ctx, 'src', 'f10.txt'), 'will be cancelled\n');
+    await fsp.writeFile(path.join(ctx, 'src', 'f11.txt'), 'this one too\n');
+    const keys = await localKeys({ context: ctx }, { XDG_CONFIG_HOME: cfg });
+    const keyDir = path.join(env.root, 'locals', keys['context'] as string);
+    const gensBefore = (await fsp.readdir(keyDir)).filter((d) => d.startsWith('gen-'));
+    // a raw client: lists the context with the changed files, answers only the first request's first file, then goes away
+    const dir = path.join(env.daemon.certsDir as string, 'client');
+    const creds = grpc.credentials.createSsl(await fsp.readFile(path.join(dir, 'ca.pem')), await fsp.readFile(path.join(dir, 'key.pem')), await fsp.readFile(path.join(dir, 'cert.pem')));
+    const client = new (loadControlApi().Client)(env.daemon.addr.replace('tcp://', ''), creds);
+    const call = (client as unknown as { Build(): grpc.ClientDuplexStream<object, { msg: string; file_request?: { paths: string[] } }> }).Build();
+    call.on('error', () => undefined);
+    const { walkContext } = await import('../../buildctl/context-walk');
+    call.write({ start: { frontend: 'dockerfile.v0', frontend_attrs: {}, local_names: ['context'], exports: [], no_cache: false, local_keys: keys } });
+    for await (const e of walkContext(ctx)) {
+      call.write({ entry: { local: 'context', path: e.rel, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime_ms: e.mtimeMs, link_target: e.linkTarget, size: e.size, xattrs: {} } });
+    }
+    call.write({ listing_done: { local: 'context' } });
+    const asked = await new Promise<string[]>((resolve) => call.on('data', (m) => m.msg === 'file_request' && resolve(m.file_request?.paths ?? [])));
+    expect(asked).toEqual(['src/f10.txt', 'src/f11.txt']);
+    call.write({ file: { local: 'context', path: 'src/f10.txt' } });
+    call.write({ data: { data: await fsp.readFile(path.join(ctx, 'src', 'f10.txt')) } });
+    await waitFor('the daemon to stage the answer', async () => ((await fsp.readdir(keyDir)).some((d) => d.startsWith('tmp-')) ? true : undefined));
+    call.cancel();
+    client.close();
+    await waitFor('the temp copy to be removed', async () => ((await fsp.readdir(keyDir)).some((d) => d.startsWith('tmp-')) ? undefined : true));
+    expect((await fsp.readdir(keyDir)).filter((d) => d.startsWith('gen-'))).toEqual(gensBefore);
+    const later = await build();
+    expect(ctxSync(later.sync)).toMatchObject({ filesReceived: 2 });
+    expect(later.files['app/src/f11.txt']?.sha256).toBeDefined();
+  });
+
+  test('kept copies survive a daemon restart, and temp dirs of a killed daemon are removed at start', async () => {
+    await build();
+    const keys = await localKeys({ context: ctx }, { XDG_CONFIG_HOME: cfg });
+    const stale = path.join(env.root, 'locals', keys['context'] as string, 'tmp-left-by-a-killed-daemon');
+    await fsp.mkdir(path.join(stale, 'tree'), { recursive: true });
+    await env.restart();
+    await expect(fsp.stat(stale)).rejects.toMatchObject({ code: 'ENOENT' });
+    const after = await build();
+    expect(ctxSync(after.sync)).toMatchObject({ filesReceived: 0, reused: true });
+  });
+
+  test('a client without a config dir still sends everything (the old protocol)', async () => {
+    const before = synced(env.daemon.stderr()).length;
+    const res = await env.build(ctx, ['--output', `type=oci,dest=${path.join(env.tmp, 'old.tar')}`]);
+    expect({ code: res.code, stderr: res.code === 0 ? '' : res.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(synced(env.daemon.stderr()).slice(before)).toEqual([]);
+    expect(res.stderr).toMatch(/transferring context: [\d.]+kB/);
+    expect((await imageFiles(path.join(env.tmp, 'old.tar')))['app/src/f0.txt']?.type).toBe('file');
+  });
+});
