@@ -14,6 +14,7 @@ import { createExportStream } from './export-stream';
 import { LocalsReceiver } from './locals-receiver';
 import { KeyedLocalsReceiver, type LocalTransfer } from './locals/keyed-locals-receiver';
 import { LocalsStore } from './locals/locals-store';
+import { storeKey } from './locals/store-key';
 import { withTransferProgress, type TransferReport } from './locals/transfer-progress';
 import { MessageReader } from './message-reader';
 import { removeTree } from './remove-tree';
@@ -110,7 +111,11 @@ export class BuildService {
       await receiver.prepare();
       const chown = typeof process.getuid === 'function' && process.getuid() === 0;
       const request = (r: { local: string; paths: string[]; done: boolean }): Promise<void> => writer.send({ msg: 'file_request', file_request: r });
-      keyed = new KeyedLocalsReceiver(await this.store, start.local_keys, request, abort.signal, chown);
+      const peer = peerIdentity(call);
+      const keys = Object.fromEntries(Object.entries(start.local_keys).map(([local, key]) => [local, storeKey(peer, key)]));
+      // a build without keyed locals never waits on (or fails with) the store
+      const store = Object.keys(keys).length > 0 ? await this.store : undefined;
+      keyed = new KeyedLocalsReceiver(store, keys, request, abort.signal, chown);
       const localsStarted = Date.now();
       const transfers = await this.receiveLocals(reader, receiver, keyed, abort.signal);
       for (const t of transfers) log.info(t, 'local synced');
@@ -245,6 +250,15 @@ export class BuildService {
     const parsed = clientMessageSchema.safeParse(raw);
     if (!parsed.success) throw new BuildError('invalid-argument', `Cannot accept a message: ${describeZodError(parsed.error)}`);
     return parsed.data;
+  }
+}
+
+/** The client's TLS certificate fingerprint, or '' where the transport has none. */
+function peerIdentity(call: BuildCall): string {
+  try {
+    return call.getAuthContext?.()?.sslPeerCertificate?.fingerprint256 ?? '';
+  } catch {
+    return '';
   }
 }
 

@@ -78,7 +78,7 @@ export class KeyedLocalsReceiver {
   private bytes = 0;
 
   constructor(
-    private readonly store: LocalsStore,
+    private readonly maybeStore: LocalsStore | undefined,
     keys: Record<string, string>,
     private readonly request: (msg: FileRequestMessage) => Promise<void>,
     private readonly signal: AbortSignal,
@@ -98,6 +98,11 @@ export class KeyedLocalsReceiver {
         transfer: { local, filesReceived: 0, bytesReceived: 0, reused: false, linked: 0, copied: 0 },
       });
     }
+  }
+
+  private get store(): LocalsStore {
+    if (!this.maybeStore) throw new BuildError('internal', 'Cannot sync a keyed local: no store of kept locals');
+    return this.maybeStore;
   }
 
   handles(local: string): boolean {

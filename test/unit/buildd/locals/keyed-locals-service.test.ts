@@ -9,6 +9,7 @@ import { loadControlApi } from '../../../../buildd/api/load-proto';
 import { BuildService } from '../../../../buildd/build-service';
 import type { Builder, BuildRequest, BuildSession, ExporterResponse } from '../../../../buildd/builder';
 import { localKeys } from '../../../../buildctl/local-keys';
+import { storeKey } from '../../../../buildd/locals/store-key';
 import { PlainRenderer } from '../../../../buildctl/progress-plain';
 import { runBuild } from '../../../../buildctl/run-build';
 import type { UploadStats } from '../../../../buildctl/upload-locals';
@@ -100,7 +101,7 @@ describe('incremental locals (BuildStart.local_keys)', () => {
     return stats as UploadStats;
   }
   const store = async () => service.keptLocals();
-  const generations = async (): Promise<string[]> => (await fsp.readdir(path.join(tmp, 'root', 'locals', 'k-context')).catch(() => [])).sort();
+  const generations = async (): Promise<string[]> => (await fsp.readdir(path.join(tmp, 'root', 'locals', storeKey('', 'k-context'))).catch(() => [])).sort();
 
   it('sends everything the first time, nothing when unchanged, and gives the builder the same tree', async () => {
     const first = await build();
@@ -113,7 +114,7 @@ describe('incremental locals (BuildStart.local_keys)', () => {
     expect(builder.trees.at(-1)?.['context']).toEqual(expected);
     // the very same generation: no file operation at all
     expect(builder.dirs.at(-1)?.['context']).toBe(firstDir);
-    expect((await store()).list()).toMatchObject([{ key: 'k-context', entries: 24 }]);
+    expect((await store()).list()).toMatchObject([{ key: storeKey('', 'k-context'), entries: 24 }]);
   });
 
   it('sends one changed file only, drops a deleted one, and keeps unchanged inodes', async () => {
@@ -163,6 +164,12 @@ describe('incremental locals (BuildStart.local_keys)', () => {
     const expected = await describeTree(ctx);
     expect(builder.trees.at(-1)?.['context']).toEqual(expected);
     expect(builder.trees.at(-2)?.['context']).toEqual(expected);
+  });
+
+  it('keeps the copy under a name derived from the key and the client, never the key itself', async () => {
+    expect(await fsp.readdir(path.join(tmp, 'root', 'locals'))).not.toContain('k-context');
+    expect(storeKey('AB:CD', 'k-context')).not.toBe(storeKey('', 'k-context'));
+    expect(storeKey('', 'k-context')).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('still takes a full transfer from a client that sends no key', async () => {
@@ -221,8 +228,8 @@ describe('incremental locals (BuildStart.local_keys)', () => {
     expect(res).toBeInstanceOf(BuildError);
     expect((res as BuildError).message).toMatch(expected);
     await waitFor('the build to settle', async () => (service.runningBuilds() === 0 ? true : undefined));
-    expect((await store()).list().some((k) => k.key === 'k-hostile')).toBe(false);
-    const keyDir = path.join(tmp, 'root', 'locals', 'k-hostile');
+    expect((await store()).list().some((k) => k.key === storeKey('', 'k-hostile'))).toBe(false);
+    const keyDir = path.join(tmp, 'root', 'locals', storeKey('', 'k-hostile'));
     expect((await fsp.readdir(keyDir).catch(() => [])).filter((n) => n.startsWith('tmp-') || n.startsWith('gen-'))).toEqual([]);
     expect(await build()).toMatchObject({ files: expect.any(Number) });
     expect(builder.trees.at(-1)?.['context']).toEqual(await describeTree(ctx));
