@@ -87,12 +87,30 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
     const r = await (requests as FileRequestQueue).next();
     const files = listed.get(r.local);
     if (!files) throw new BuildError('internal', `Cannot answer the daemon: it asked for files of ${r.local}, which has no open listing`);
-    for (const rel of r.paths) {
+    const asked = r.paths.map((rel) => {
       const e = files.get(rel);
       if (!e) throw new BuildError('internal', `Cannot answer the daemon: it asked for ${r.local}/${rel}, which was not listed or was sent already`);
       files.delete(rel);
-      await send({ file: { local: r.local, path: rel } });
-      await sendContent(e, send, true);
+      return e;
+    });
+    // small files are read ahead, a few at once, so the wire need not wait on each open and read
+    const ahead: Array<Promise<Buffer | undefined>> = [];
+    let next = 0;
+    const fill = (): void => {
+      while (next < asked.length && ahead.length < READ_AHEAD) {
+        const e = asked[next++] as WalkEntry;
+        const p = e.size <= UPLOAD_CHUNK_BYTES ? readListed(e) : Promise.resolve(undefined);
+        p.catch(() => undefined); // awaited in order below
+        ahead.push(p);
+      }
+    };
+    fill();
+    for (const e of asked) {
+      const content = await (ahead.shift() as Promise<Buffer | undefined>);
+      fill();
+      await send({ file: { local: r.local, path: e.rel } });
+      if (content) await send({ data: { data: content } });
+      else await sendContent(e, send, true);
       stats.files++;
       stats.bytes += e.size;
     }
@@ -101,6 +119,32 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
   await send({ locals_done: {} });
   // no half-close: the daemon may still ask for secrets and ssh agents (run-build ends the call)
   return stats;
+}
+
+/** Files of at most one chunk read ahead while earlier ones are sent. */
+const READ_AHEAD = 16;
+
+/** The whole content of a small file asked for after the listing; it must still be as listed. */
+async function readListed(e: WalkEntry): Promise<Buffer> {
+  const fh = await fsp.open(e.abs, fsc.O_RDONLY | fsc.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+    throw new BuildError('invalid-argument', `Cannot read ${e.abs}: ${err.code ?? err.message}`);
+  });
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs) {
+      throw new BuildError('invalid-argument', `Cannot send ${e.abs}: the file changed after it was listed`);
+    }
+    const buf = Buffer.allocUnsafe(e.size);
+    let got = 0;
+    while (got < e.size) {
+      const { bytesRead } = await fh.read(buf, got, e.size - got, got);
+      if (bytesRead === 0) throw new BuildError('invalid-argument', `Cannot send ${e.abs}: the file shrank while it was read`);
+      got += bytesRead;
+    }
+    return buf;
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Sends exactly `e.size` bytes, the size already announced; a file that changed meanwhile fails. */

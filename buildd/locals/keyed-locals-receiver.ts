@@ -49,12 +49,18 @@ interface LocalState {
   dir?: string;
 }
 
+/** The file being received: its disk work runs as a chain the stream need not wait for. */
 interface OpenFile {
-  handle: FileHandle;
+  /** open, then each write in order; resolves to the handle */
+  chain: Promise<FileHandle>;
   local: string;
   planned: PlannedEntry;
+  /** bytes received (queued on the chain) */
   written: number;
 }
+
+/** Staged files whose writes and close may still be under way while the stream goes on. */
+export const STAGE_CONCURRENCY = 32;
 
 /**
  * Receives the locals a client sends incrementally (BuildStart.local_keys): the listing, from
@@ -73,6 +79,9 @@ interface OpenFile {
 export class KeyedLocalsReceiver {
   private readonly locals = new Map<string, LocalState>();
   private current: OpenFile | undefined;
+  /** files received whole whose disk work is still in flight (at most STAGE_CONCURRENCY) */
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: { err: unknown } | undefined;
   private unlock: (() => void) | undefined;
   private entries = 0;
   private bytes = 0;
@@ -177,8 +186,9 @@ export class KeyedLocalsReceiver {
     const staged = path.join(st.tmp, 'staged');
     if (st.stagedCount === 0) await fsp.mkdir(staged, { mode: 0o700 });
     planned.staged = path.join(staged, String(st.stagedCount++));
-    const handle = await fsp.open(planned.staged, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-    this.current = { handle, local, planned, written: 0 };
+    const chain = fsp.open(planned.staged, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    chain.catch(() => undefined); // its failure is thrown where the chain is awaited
+    this.current = { chain, local, planned, written: 0 };
   }
 
   async data(chunk: Buffer): Promise<void> {
@@ -186,9 +196,15 @@ export class KeyedLocalsReceiver {
     if (!cur) throw new BuildError('invalid-argument', 'Cannot receive locals: file data without a file entry before it');
     const size = cur.planned.entry.size;
     if (cur.written + chunk.length > size) throw refuse({ local: cur.local, path: cur.planned.entry.path }, `more data than its size ${size}`);
-    let off = 0;
-    while (off < chunk.length) off += (await cur.handle.write(chunk, off, chunk.length - off)).bytesWritten;
+    cur.chain = cur.chain.then(async (fh) => {
+      let off = 0;
+      while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+      return fh;
+    });
+    cur.chain.catch(() => undefined);
     cur.written += chunk.length;
+    // a file of more than one chunk is written at the pace of the disk: memory holds one chunk of it
+    if (cur.written < size) await cur.chain;
     const t = (this.locals.get(cur.local) as LocalState).transfer;
     t.bytesReceived += chunk.length;
     if (cur.written === size) await this.settle();
@@ -200,6 +216,7 @@ export class KeyedLocalsReceiver {
    */
   async finish(): Promise<LocalTransfer[]> {
     await this.settle();
+    await this.drain();
     try {
       for (const [local, st] of this.locals) {
         if (!st.listingDone) throw new BuildError('invalid-argument', `Cannot receive ${local}: the client sent locals_done before the listing of ${local} was done`);
@@ -223,7 +240,8 @@ export class KeyedLocalsReceiver {
   async abort(): Promise<void> {
     const cur = this.current;
     this.current = undefined;
-    await cur?.handle.close().catch(() => undefined);
+    await cur?.chain.then((fh) => fh.close()).catch(() => undefined);
+    await Promise.allSettled([...this.inFlight]);
     for (const st of this.locals.values()) {
       if (st.tmp !== undefined) await removeTree(st.tmp).catch(() => undefined);
       st.tmp = undefined;
@@ -275,18 +293,38 @@ export class KeyedLocalsReceiver {
     return st;
   }
 
-  /** Closes the file being received; it must be whole. */
+  /**
+   * Ends the file being received; it must be whole. Its writes and close finish in the
+   * background, at most STAGE_CONCURRENCY files at once; a failure among them fails the next call.
+   */
   async settle(): Promise<void> {
+    this.throwFailure();
     const cur = this.current;
     if (!cur) return;
     this.current = undefined;
-    try {
-      const size = cur.planned.entry.size;
-      if (cur.written !== size) throw refuse({ local: cur.local, path: cur.planned.entry.path }, `got ${cur.written} of its ${size} bytes before the next message`);
-      (this.locals.get(cur.local) as LocalState).transfer.filesReceived++;
-    } finally {
-      await cur.handle.close();
+    const size = cur.planned.entry.size;
+    if (cur.written !== size) {
+      await cur.chain.then((fh) => fh.close()).catch(() => undefined);
+      throw refuse({ local: cur.local, path: cur.planned.entry.path }, `got ${cur.written} of its ${size} bytes before the next message`);
     }
+    (this.locals.get(cur.local) as LocalState).transfer.filesReceived++;
+    const done: Promise<void> = cur.chain
+      .then(async (fh) => fh.close())
+      .catch((err: NodeJS.ErrnoException) => {
+        this.failure ??= { err: refuse({ local: cur.local, path: cur.planned.entry.path }, `cannot be staged: ${err.code ?? err.message}`) };
+      })
+      .finally(() => this.inFlight.delete(done));
+    this.inFlight.add(done);
+    if (this.inFlight.size >= STAGE_CONCURRENCY) await Promise.race(this.inFlight);
+  }
+
+  private async drain(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
+    this.throwFailure();
+  }
+
+  private throwFailure(): void {
+    if (this.failure) throw this.failure.err;
   }
 }
 

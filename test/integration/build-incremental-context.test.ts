@@ -4,6 +4,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
+import { setAttribute } from '@napi-rs/xattr';
 import { loadControlApi } from '../../buildd/api/load-proto';
 import { localKeys } from '../../buildctl/local-keys';
 import { storeKey } from '../../buildd/locals/store-key';
@@ -15,7 +16,7 @@ import { waitFor } from '../helpers/wait-for';
 const run = promisify(execFile);
 jest.setTimeout(240_000);
 
-type ImageFile = { type: string; mode?: string; sha256?: string };
+type ImageFile = { type: string; mode?: string; sha256?: string; xattrs?: Record<string, string> };
 
 async function imageFiles(archive: string): Promise<Record<string, ImageFile>> {
   const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
@@ -93,6 +94,25 @@ describe('incremental context transfer with a real daemon', () => {
     expect(next.files['app/src/f3.txt']?.sha256).not.toBe(base.files['app/src/f3.txt']?.sha256);
     expect(next.files['app/tool.sh']?.mode).toBe('0o755');
     expect(next.files['app/src/f5.txt']).toEqual(base.files['app/src/f5.txt']);
+  });
+
+  test('an attribute-only change moves no content and shows in the image; two concurrent builds of one key both get it right', async () => {
+    await setAttribute(path.join(ctx, 'src', 'f6.txt'), 'user.note', 'v1');
+    const first = await build();
+    expect(ctxSync(first.sync)).toMatchObject({ filesReceived: 0 });
+    expect(first.files['app/src/f6.txt']?.xattrs?.['user.note']).toBeDefined();
+    await setAttribute(path.join(ctx, 'src', 'f6.txt'), 'user.note', 'v2');
+    await fsp.writeFile(path.join(ctx, 'src', 'f7.txt'), 'concurrent\n');
+    const before = synced(env.daemon.stderr()).length;
+    const [a, b] = await Promise.all([build(), build()]);
+    // one sync per key at a time: the second finds the first's copy and moves nothing
+    const lines = synced(env.daemon.stderr()).slice(before).filter((l) => l.local === 'context');
+    expect(lines.map((l) => l.filesReceived).sort()).toEqual([0, 1]);
+    for (const r of [a, b]) {
+      expect(r.files['app/src/f6.txt']?.xattrs?.['user.note']).not.toEqual(first.files['app/src/f6.txt']?.xattrs?.['user.note']);
+      expect(r.files['app/src/f7.txt']?.sha256).not.toBe(first.files['app/src/f7.txt']?.sha256);
+      expect(r.files).toEqual(a.files);
+    }
   });
 
   test('a transfer cancelled half way leaves no copy a later build trusts, and the daemon serves it', async () => {
