@@ -40,13 +40,14 @@ for run in $(seq "$RUNS"); do
     ours() { HOME=$work/home XDG_CONFIG_HOME=$work/home/.config node "$repo/bin/buildctl.js" --addr "tcp://127.0.0.1:$port" --tlsdir "$work/certs/client" "$@"; }
     for _ in $(seq 100); do ours debug info >/dev/null 2>&1 && break; sleep 0.1; done
     b() { ours build --frontend dockerfile.v0 --local "context=$ctx" --local "dockerfile=$ctx"; }
-    times[$repo,cold]+="$(seconds b) "
-    times[$repo,unchanged]+="$(seconds b) "
+    c=$(seconds b); u=$(seconds b)
     head -c 4096 /dev/urandom > "$ctx/src/d100/f050.txt"
-    times[$repo,one-file]+="$(seconds b) "
+    o=$(seconds b)
     rss=$(awk '/VmHWM/{print $2}' /proc/$daemon/status)
-    times[$repo,rss]+="$((rss / 1024)) "
+    times[$repo,cold]+="$c "; times[$repo,unchanged]+="$u "; times[$repo,one-file]+="$o "; times[$repo,rss]+="$((rss / 1024)) "
+    echo "run $run $(basename "$repo"): cold $c unchanged $u one-file $o peak RSS $((rss / 1024)) MiB" >&2
     kill -TERM "$daemon"; wait "$daemon" 2>/dev/null || true; daemon=
+    [ -n "${KEEP_LOGS:-}" ] && cp "$work/buildd.log" "$KEEP_LOGS/buildd-$(basename "$repo")-$run.log"
   done
 done
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x!="FAIL"]; print(f"{statistics.median(v):.2f}" if v else "FAIL")' "$@"; }

@@ -2,6 +2,7 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { BuildError } from '../solver/build-error';
 import * as path from 'node:path';
+import { xattrBytes } from '../buildd/api/entry-xattrs';
 import { dockerfileOnly, readDockerIgnore, walkContext, type WalkEntry } from './context-walk';
 import type { FileRequestQueue } from './file-request-queue';
 
@@ -57,30 +58,41 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
     const keyed = Object.hasOwn(keys, name);
     const files = new Map<string, WalkEntry>();
     if (keyed) listed.set(name, files);
+    // a keyed listing travels in batches: one message per entry cost more than the entry itself
+    let batch: object[] = [];
+    let batchBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (batch.length > 0) await send({ entries: { entries: batch } });
+      batch = [];
+      batchBytes = 0;
+    };
     for await (const e of walkContext(dir, ignore)) {
-      await send({
-        entry: {
-          local: name,
-          path: e.rel,
-          type: e.type,
-          mode: e.mode,
-          uid: e.uid,
-          gid: e.gid,
-          mtime_ms: e.mtimeMs,
-          link_target: e.linkTarget,
-          size: e.size,
-          xattrs: Object.fromEntries(e.xattrs),
-        },
-      });
-      if (e.type !== 'FILE' || e.size === 0) continue;
+      const entry = {
+        local: name,
+        path: e.rel,
+        type: e.type,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        mtime_ms: e.mtimeMs,
+        link_target: e.linkTarget,
+        size: e.size,
+        xattrs: Object.fromEntries(e.xattrs),
+      };
       if (keyed) {
-        files.set(e.rel, e);
+        batch.push(entry);
+        batchBytes += 64 + Buffer.byteLength(e.rel) + Buffer.byteLength(e.linkTarget) + xattrBytes(e.xattrs);
+        if (batch.length >= BATCH_ENTRIES || batchBytes >= BATCH_BYTES) await flush();
+        if (e.type === 'FILE' && e.size > 0) files.set(e.rel, e);
         continue;
       }
+      await send({ entry });
+      if (e.type !== 'FILE' || e.size === 0) continue;
       await sendContent(e, send);
       stats.files++;
       stats.bytes += e.size;
     }
+    await flush();
     if (keyed) await send({ listing_done: { local: name } });
   }
   while (listed.size > 0) {
@@ -120,6 +132,10 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
   // no half-close: the daemon may still ask for secrets and ssh agents (run-build ends the call)
   return stats;
 }
+
+/** Bounds of one FileEntries message: the daemon takes 1024 entries, gRPC 4 MiB. */
+const BATCH_ENTRIES = 512;
+const BATCH_BYTES = 512 * 1024;
 
 /** Files of at most one chunk read ahead while earlier ones are sent. */
 const READ_AHEAD = 16;

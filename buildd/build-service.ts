@@ -204,6 +204,14 @@ export class BuildService {
           if (keyed.handles(msg.entry.local)) await keyed.entry(msg.entry);
           else await receiver.entry(msg.entry);
           break;
+        case 'entries':
+          for (const e of msg.entries.entries) {
+            if (!keyed.handles(e.local)) {
+              throw new BuildError('invalid-argument', `Cannot receive ${e.local}/${e.path}: only the listing of a keyed local may come in a batch of entries`);
+            }
+            await keyed.entry(e);
+          }
+          break;
         case 'data':
           if (keyed.hasOpenFile()) await keyed.data(msg.data.data);
           else await receiver.data(msg.data.data);
