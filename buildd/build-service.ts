@@ -261,10 +261,14 @@ export class BuildService {
   }
 }
 
-/** The client's TLS certificate fingerprint, or '' where the transport has none. */
+/**
+ * Who the client is by its TLS certificate: its subject as named by its issuer (a renewed
+ * certificate keeps the kept copies), or '' where the transport has none.
+ */
 function peerIdentity(call: BuildCall): string {
   try {
-    return call.getAuthContext?.()?.sslPeerCertificate?.fingerprint256 ?? '';
+    const cert = call.getAuthContext?.()?.sslPeerCertificate;
+    return cert?.subject ? JSON.stringify([cert.issuer ?? {}, cert.subject]) : '';
   } catch {
     return '';
   }

@@ -1,13 +1,15 @@
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { setAttribute } from '@napi-rs/xattr';
+
+/** Two file capabilities (cap_net_bind_service, cap_net_raw): the one attribute a layer keeps. */
+const CAP_BIND = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+const CAP_RAW = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 import { loadControlApi } from '../../buildd/api/load-proto';
 import { localKeys } from '../../buildctl/local-keys';
-import { storeKey } from '../../buildd/locals/store-key';
 import { BuildEnv, startBuildEnv } from '../helpers/build-env';
 import { runBuildctl } from '../helpers/daemon';
 import { IMGDIFF } from '../helpers/shared-conformance';
@@ -64,11 +66,15 @@ describe('incremental context transfer with a real daemon', () => {
     return { files: await imageFiles(out), sync: synced(env.daemon.stderr()).slice(before), stderr: res.stderr, digest };
   }
   const ctxSync = (s: ReturnType<typeof synced>) => s.find((l) => l.local === 'context');
-  /** Where the daemon keeps ctx for this test's client: its key hashed with the client certificate. */
+  /** Where the daemon keeps ctx (its key is hashed with the client's identity): the kept copy that holds src/. */
   async function keyDir(): Promise<string> {
-    const keys = await localKeys({ context: ctx }, { XDG_CONFIG_HOME: cfg });
-    const cert = new X509Certificate(await fsp.readFile(path.join(env.daemon.certsDir as string, 'client', 'cert.pem')));
-    return path.join(env.root, 'locals', storeKey(cert.fingerprint256, keys['context'] as string));
+    const base = path.join(env.root, 'locals');
+    for (const key of await fsp.readdir(base)) {
+      for (const gen of (await fsp.readdir(path.join(base, key))).filter((g) => g.startsWith('gen-'))) {
+        if (await fsp.stat(path.join(base, key, gen, 'tree', 'src')).then(() => true, () => false)) return path.join(base, key);
+      }
+    }
+    throw new Error('Cannot find the kept copy of the context');
   }
 
   test('a cold build sends every file; an unchanged rebuild sends none and yields the same image', async () => {
@@ -96,12 +102,12 @@ describe('incremental context transfer with a real daemon', () => {
     expect(next.files['app/src/f5.txt']).toEqual(base.files['app/src/f5.txt']);
   });
 
-  test('an attribute-only change moves no content and shows in the image; two concurrent builds of one key both get it right', async () => {
-    await setAttribute(path.join(ctx, 'src', 'f6.txt'), 'user.note', 'v1');
+  test('a capability-only change moves no content and shows in the image; two concurrent builds of one key both get it right', async () => {
+    await setAttribute(path.join(ctx, 'src', 'f6.txt'), 'security.capability', CAP_BIND);
     const first = await build();
     expect(ctxSync(first.sync)).toMatchObject({ filesReceived: 0 });
-    expect(first.files['app/src/f6.txt']?.xattrs?.['user.note']).toBeDefined();
-    await setAttribute(path.join(ctx, 'src', 'f6.txt'), 'user.note', 'v2');
+    expect(first.files['app/src/f6.txt']?.xattrs?.['security.capability']).toBeDefined();
+    await setAttribute(path.join(ctx, 'src', 'f6.txt'), 'security.capability', CAP_RAW);
     await fsp.writeFile(path.join(ctx, 'src', 'f7.txt'), 'concurrent\n');
     const before = synced(env.daemon.stderr()).length;
     const [a, b] = await Promise.all([build(), build()]);
@@ -109,7 +115,8 @@ describe('incremental context transfer with a real daemon', () => {
     const lines = synced(env.daemon.stderr()).slice(before).filter((l) => l.local === 'context');
     expect(lines.map((l) => l.filesReceived).sort()).toEqual([0, 1]);
     for (const r of [a, b]) {
-      expect(r.files['app/src/f6.txt']?.xattrs?.['user.note']).not.toEqual(first.files['app/src/f6.txt']?.xattrs?.['user.note']);
+      expect(r.files['app/src/f6.txt']?.xattrs?.['security.capability']).toBeDefined();
+      expect(r.files['app/src/f6.txt']?.xattrs?.['security.capability']).not.toEqual(first.files['app/src/f6.txt']?.xattrs?.['security.capability']);
       expect(r.files['app/src/f7.txt']?.sha256).not.toBe(first.files['app/src/f7.txt']?.sha256);
       expect(r.files).toEqual(a.files);
     }
