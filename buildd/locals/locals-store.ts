@@ -105,6 +105,9 @@ export class LocalsStore {
     const gen = st?.current;
     if (!st || !gen) return undefined;
     st.lastUsed = Date.now();
+    // the generation dir's mtime is its last use after a restart (for least-recently-used eviction)
+    const now = new Date(st.lastUsed);
+    void fsp.utimes(this.genDir(key, gen.n), now, now).catch(() => undefined);
     return { generation: gen, release: this.take(st, gen) };
   }
 
