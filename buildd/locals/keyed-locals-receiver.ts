@@ -223,7 +223,7 @@ export class KeyedLocalsReceiver {
         const missing = st.waiting.keys().next();
         if (!missing.done) throw refuse({ local, path: missing.value }, 'the client never sent its requested content');
       }
-      for (const [local, st] of this.locals) await this.complete(local, st);
+      for (const st of this.locals.values()) await this.complete(st);
     } finally {
       this.unlock?.();
       this.unlock = undefined;
@@ -258,7 +258,7 @@ export class KeyedLocalsReceiver {
     }
   }
 
-  private async complete(local: string, st: LocalState): Promise<void> {
+  private async complete(st: LocalState): Promise<void> {
     if (st.transfer.reused && st.kept) {
       st.dir = st.kept.generation.tree;
       return;
@@ -277,7 +277,6 @@ export class KeyedLocalsReceiver {
     st.transfer.copied = stats.copied;
     // the listing is on disk now; the build needs only the directory
     st.entries = [];
-    void local;
   }
 
   private async flush(local: string, st: LocalState, done: boolean): Promise<void> {
