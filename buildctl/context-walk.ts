@@ -45,42 +45,65 @@ export async function* walkContext(root: string, ignore?: DockerIgnore): AsyncGe
   yield* walkDir(root, '', ignore, []);
 }
 
+/** Entries whose lstat, readlink and attributes are read at once within one directory. */
+const STAT_CONCURRENCY = 32;
+
 async function* walkDir(root: string, relDir: string, ignore: DockerIgnore | undefined, pending: WalkEntry[]): AsyncGenerator<WalkEntry> {
   const absDir = relDir === '' ? root : path.join(root, relDir);
   const names = (await fsp.readdir(absDir)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-  for (const name of names) {
-    const rel = relDir === '' ? name : `${relDir}/${name}`;
-    const abs = path.join(absDir, name);
-    const st = await fsp.lstat(abs);
-    const type = st.isSymbolicLink() ? 'SYMLINK' : st.isDirectory() ? 'DIR' : st.isFile() ? 'FILE' : undefined;
-    if (type === undefined) continue;
-    const ignored = ignore?.ignores(rel) ?? false;
-    if (ignored && (type !== 'DIR' || !ignore?.hasExceptions)) continue;
-    const entry: WalkEntry = {
-      rel,
-      abs,
-      type,
-      mode: st.mode & 0o7777,
-      uid: st.uid,
-      gid: st.gid,
-      mtimeMs: Math.floor(st.mtimeMs),
-      size: type === 'FILE' ? st.size : 0,
-      linkTarget: type === 'SYMLINK' ? await fsp.readlink(abs) : '',
-      xattrs: await readEntryXattrs(abs),
-    };
+  // the metadata of a directory's entries is read ahead, many calls in flight (one awaited
+  // call after another left the thread pool idle); they are yielded in order as before
+  const ahead: Array<Promise<WalkEntry | undefined>> = [];
+  let next = 0;
+  const fill = (): void => {
+    while (next < names.length && ahead.length < STAT_CONCURRENCY) {
+      const name = names[next++] as string;
+      const rel = relDir === '' ? name : `${relDir}/${name}`;
+      const p = statEntry(rel, path.join(absDir, name), ignore);
+      p.catch(() => undefined); // awaited in order below; never an unhandled rejection meanwhile
+      ahead.push(p);
+    }
+  };
+  fill();
+  while (ahead.length > 0) {
+    const entry = await (ahead.shift() as Promise<WalkEntry | undefined>);
+    fill();
+    if (entry === undefined) continue;
+    const ignored = ignore?.ignores(entry.rel) ?? false;
     if (!ignored) {
       // parents held back because they were ignored are sent now that a child is included
       yield* pending.splice(0);
       yield entry;
     }
-    if (type === 'DIR') {
+    if (entry.type === 'DIR') {
       // `pending` is one stack shared by the recursion: an ignored dir waits on it until a
       // child is included (which flushes the stack) or its walk ends (and it is dropped).
       if (ignored) pending.push(entry);
-      yield* walkDir(root, rel, ignore, pending);
+      yield* walkDir(root, entry.rel, ignore, pending);
       if (ignored && pending[pending.length - 1] === entry) pending.pop();
     }
   }
+}
+
+/** One entry's metadata, or undefined when it is skipped (a socket, FIFO or device; ignored and no dir that may hold exceptions). */
+async function statEntry(rel: string, abs: string, ignore: DockerIgnore | undefined): Promise<WalkEntry | undefined> {
+  const st = await fsp.lstat(abs);
+  const type = st.isSymbolicLink() ? 'SYMLINK' : st.isDirectory() ? 'DIR' : st.isFile() ? 'FILE' : undefined;
+  if (type === undefined) return undefined;
+  const ignored = ignore?.ignores(rel) ?? false;
+  if (ignored && (type !== 'DIR' || !ignore?.hasExceptions)) return undefined;
+  return {
+    rel,
+    abs,
+    type,
+    mode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
+    mtimeMs: Math.floor(st.mtimeMs),
+    size: type === 'FILE' ? st.size : 0,
+    linkTarget: type === 'SYMLINK' ? await fsp.readlink(abs) : '',
+    xattrs: await readEntryXattrs(abs),
+  };
 }
 
 /**

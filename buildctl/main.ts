@@ -10,6 +10,7 @@ import { PlainRenderer } from './progress-plain';
 import { RawJsonRenderer } from './progress-rawjson';
 import type { ProgressRenderer, RenderTarget } from './progress-renderer';
 import { TtyRenderer } from './progress-tty';
+import { localKeys } from './local-keys';
 import { runBuild } from './run-build';
 
 /** `buildctl`: BuildKit-compatible client of buildd. Exit 0 on success, 1 on failure, 2 on usage errors. */
@@ -46,7 +47,7 @@ export async function main(): Promise<number> {
     if (cmd.outputs.some((o) => o.dest === '-') && process.stdout.isTTY) {
       throw new BuildError('invalid-argument', 'Cannot write the image tar to a terminal: redirect stdout or use dest=FILE');
     }
-    const response = await runBuild(client, { ...cmd, progress: renderer, signal: abort.signal });
+    const response = await runBuild(client, { ...cmd, localKeys: await localKeys(cmd.locals), progress: renderer, signal: abort.signal });
     if (cmd.metadataFile) await writeMetadata(cmd, response);
     return 0;
   } catch (err) {

@@ -13,7 +13,8 @@ import { SecretStore } from './secret-store';
 import type { SecretSpec, SshSpec } from './session-flags';
 import { SessionClient } from './session-client';
 import { SshAgents } from './ssh-agents';
-import { uploadLocals, type StartMessage } from './upload-locals';
+import { FileRequestQueue } from './file-request-queue';
+import { uploadLocals, type StartMessage, type UploadStats } from './upload-locals';
 
 export interface RunBuildOptions {
   frontend: string;
@@ -31,6 +32,10 @@ export interface RunBuildOptions {
   secrets?: SecretSpec[];
   /** --ssh: agents the daemon may open channels to */
   ssh?: SshSpec[];
+  /** locals sent incrementally, name → key of the daemon's kept copy (see local-keys.ts); none: all in full */
+  localKeys?: Record<string, string>;
+  /** told what content the upload sent, once it is done */
+  onUploaded?: (stats: UploadStats) => void;
 }
 
 type BuildCall = grpc.ClientDuplexStream<object, unknown>;
@@ -56,6 +61,9 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
   await secrets.check();
   await agents.start();
   if (agents.ids().length > 0) start.ssh_ids = agents.ids();
+  const keys = Object.fromEntries(Object.entries(opts.localKeys ?? {}).filter(([name]) => localNames.includes(name)));
+  if (Object.keys(keys).length > 0) start.local_keys = keys;
+  const requests = new FileRequestQueue();
   const destOutput = opts.outputs.find((o) => o.dest !== undefined);
   const openDest = opts.openDest ?? defaultOpenDest;
   const call = (client as unknown as { Build(): BuildCall }).Build();
@@ -68,7 +76,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     localError ??= err;
     call.cancel();
   };
-  void uploadLocals(call, start, opts.locals).catch((err: unknown) => {
+  void uploadLocals(call, start, opts.locals, requests).then(opts.onUploaded, (err: unknown) => {
     // an upload that stops because the daemon already ended the call is not the error to show
     const be = toBuildError(err);
     if (be.code !== 'cancelled') fail(be);
@@ -84,6 +92,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
         if (!parsed.success) return fail(new BuildError('internal', `Cannot read the daemon's reply: ${describeZodError(parsed.error)}`));
         const m = parsed.data;
         if (session.handle(m)) return;
+        if (m.msg === 'file_request') return requests.push(m.file_request);
         const ev = decodeProgress(m);
         if (ev) return opts.progress.event(ev);
         if (m.msg === 'result') {
@@ -117,6 +126,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     succeeded = true;
     return response;
   } finally {
+    requests.close();
     session.close();
     await agents.close();
     // the daemon has ended the call; the client's side was kept open for the session

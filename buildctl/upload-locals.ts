@@ -2,7 +2,9 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { BuildError } from '../solver/build-error';
 import * as path from 'node:path';
+import { xattrBytes } from '../buildd/api/entry-xattrs';
 import { dockerfileOnly, readDockerIgnore, walkContext, type WalkEntry } from './context-walk';
+import type { FileRequestQueue } from './file-request-queue';
 
 /** Content chunk size on the wire: the daemon accepts at most 1 MiB per FileData. */
 export const UPLOAD_CHUNK_BYTES = 1024 * 1024;
@@ -17,15 +19,33 @@ export interface StartMessage {
   exports: Array<{ type: string; attrs: Record<string, string> }>;
   no_cache: boolean;
   entitlements: string[];
+  /** locals sent incrementally: local name → key of the daemon's kept copy */
+  local_keys?: Record<string, string>;
+}
+
+/** What was sent of the locals' content (for the tests and a debug line). */
+export interface UploadStats {
+  files: number;
+  bytes: number;
 }
 
 /**
  * Sends the start message, then every local (each with its .dockerignore applied, the
  * `context` one preferring `<Dockerfile>.dockerignore`; of `dockerfile`, only the Dockerfile),
- * then locals_done; the call stays open for the session. Waits for 'drain' whenever the call's buffer is full, and reads files in 1 MiB chunks, so memory stays flat whatever the context.
+ * then locals_done; the call stays open for the session. Waits for 'drain' whenever the call's
+ * buffer is full, and reads files in 1 MiB chunks, so memory stays flat whatever the context.
+ *
+ * A local with a key (start.local_keys) is listed without content, then only the files the
+ * daemon asks for (`requests`) are sent; locals_done follows once every keyed local's
+ * requests are done.
  */
-export async function uploadLocals(call: Writable, start: StartMessage, locals: Record<string, string>): Promise<void> {
+export async function uploadLocals(call: Writable, start: StartMessage, locals: Record<string, string>, requests?: FileRequestQueue): Promise<UploadStats> {
   const send = (msg: object): Promise<void> => writeWithBackpressure(call, msg);
+  const keys = start.local_keys ?? {};
+  if (Object.keys(keys).length > 0 && requests === undefined) throw new BuildError('internal', 'Cannot send keyed locals: no queue for the daemon\'s requests');
+  const stats: UploadStats = { files: 0, bytes: 0 };
+  /** per keyed local, the files that may be asked for (path → entry), until asked */
+  const listed = new Map<string, Map<string, WalkEntry>>();
   await send({ start });
   for (const name of start.local_names) {
     const dir = locals[name] as string;
@@ -35,35 +55,128 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
       name === 'dockerfile'
         ? dockerfileOnly(filename)
         : await readDockerIgnore(dir, name === 'context' && dockerfileDir !== undefined ? path.join(dockerfileDir, filename) : undefined);
+    const keyed = Object.hasOwn(keys, name);
+    const files = new Map<string, WalkEntry>();
+    if (keyed) listed.set(name, files);
+    // a keyed listing travels in batches: one message per entry cost more than the entry itself
+    let batch: object[] = [];
+    let batchBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (batch.length > 0) await send({ entries: { entries: batch } });
+      batch = [];
+      batchBytes = 0;
+    };
     for await (const e of walkContext(dir, ignore)) {
-      await send({
-        entry: {
-          local: name,
-          path: e.rel,
-          type: e.type,
-          mode: e.mode,
-          uid: e.uid,
-          gid: e.gid,
-          mtime_ms: e.mtimeMs,
-          link_target: e.linkTarget,
-          size: e.size,
-          xattrs: Object.fromEntries(e.xattrs),
-        },
-      });
-      if (e.type === 'FILE' && e.size > 0) await sendContent(e, send);
+      const entry = {
+        local: name,
+        path: e.rel,
+        type: e.type,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        mtime_ms: e.mtimeMs,
+        link_target: e.linkTarget,
+        size: e.size,
+        xattrs: Object.fromEntries(e.xattrs),
+      };
+      if (keyed) {
+        batch.push(entry);
+        batchBytes += 64 + Buffer.byteLength(e.rel) + Buffer.byteLength(e.linkTarget) + xattrBytes(e.xattrs);
+        if (batch.length >= BATCH_ENTRIES || batchBytes >= BATCH_BYTES) await flush();
+        if (e.type === 'FILE' && e.size > 0) files.set(e.rel, e);
+        continue;
+      }
+      await send({ entry });
+      if (e.type !== 'FILE' || e.size === 0) continue;
+      await sendContent(e, send);
+      stats.files++;
+      stats.bytes += e.size;
     }
+    await flush();
+    if (keyed) await send({ listing_done: { local: name } });
+  }
+  while (listed.size > 0) {
+    const r = await (requests as FileRequestQueue).next();
+    const files = listed.get(r.local);
+    if (!files) throw new BuildError('internal', `Cannot answer the daemon: it asked for files of ${r.local}, which has no open listing`);
+    const asked = r.paths.map((rel) => {
+      const e = files.get(rel);
+      if (!e) throw new BuildError('internal', `Cannot answer the daemon: it asked for ${r.local}/${rel}, which was not listed or was sent already`);
+      files.delete(rel);
+      return e;
+    });
+    // small files are read ahead, a few at once, so the wire need not wait on each open and read
+    const ahead: Array<Promise<Buffer | undefined>> = [];
+    let next = 0;
+    const fill = (): void => {
+      while (next < asked.length && ahead.length < READ_AHEAD) {
+        const e = asked[next++] as WalkEntry;
+        const p = e.size <= UPLOAD_CHUNK_BYTES ? readListed(e) : Promise.resolve(undefined);
+        p.catch(() => undefined); // awaited in order below
+        ahead.push(p);
+      }
+    };
+    fill();
+    for (const e of asked) {
+      const content = await (ahead.shift() as Promise<Buffer | undefined>);
+      fill();
+      await send({ file: { local: r.local, path: e.rel } });
+      if (content) await send({ data: { data: content } });
+      else await sendContent(e, send, true);
+      stats.files++;
+      stats.bytes += e.size;
+    }
+    if (r.done) listed.delete(r.local);
   }
   await send({ locals_done: {} });
   // no half-close: the daemon may still ask for secrets and ssh agents (run-build ends the call)
+  return stats;
+}
+
+/** Bounds of one FileEntries message: the daemon takes 1024 entries, gRPC 4 MiB. */
+const BATCH_ENTRIES = 512;
+const BATCH_BYTES = 512 * 1024;
+
+/** Files of at most one chunk read ahead while earlier ones are sent. */
+const READ_AHEAD = 16;
+
+/** The whole content of a small file asked for after the listing; it must still be as listed. */
+async function readListed(e: WalkEntry): Promise<Buffer> {
+  const fh = await fsp.open(e.abs, fsc.O_RDONLY | fsc.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+    throw new BuildError('invalid-argument', `Cannot read ${e.abs}: ${err.code ?? err.message}`);
+  });
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs) {
+      throw new BuildError('invalid-argument', `Cannot send ${e.abs}: the file changed after it was listed`);
+    }
+    const buf = Buffer.allocUnsafe(e.size);
+    let got = 0;
+    while (got < e.size) {
+      const { bytesRead } = await fh.read(buf, got, e.size - got, got);
+      if (bytesRead === 0) throw new BuildError('invalid-argument', `Cannot send ${e.abs}: the file shrank while it was read`);
+      got += bytesRead;
+    }
+    return buf;
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Sends exactly `e.size` bytes, the size already announced; a file that changed meanwhile fails. */
-async function sendContent(e: WalkEntry, send: (msg: object) => Promise<void>): Promise<void> {
+async function sendContent(e: WalkEntry, send: (msg: object) => Promise<void>, checkListed = false): Promise<void> {
   // O_NOFOLLOW: if the file was swapped for a symlink since lstat, refuse instead of following it
   const fh = await fsp.open(e.abs, fsc.O_RDONLY | fsc.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
     throw new BuildError('invalid-argument', `Cannot read ${e.abs}: ${err.code ?? err.message}`);
   });
   try {
+    if (checkListed) {
+      // asked for after the whole listing went: the daemon kept the listed size and mtime, so the content must match them
+      const st = await fh.stat();
+      if (!st.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs) {
+        throw new BuildError('invalid-argument', `Cannot send ${e.abs}: the file changed after it was listed`);
+      }
+    }
     let sent = 0;
     while (sent < e.size) {
       const want = Math.min(UPLOAD_CHUNK_BYTES, e.size - sent);

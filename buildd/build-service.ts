@@ -12,6 +12,10 @@ import type { Builder, BuildRequest, BuildSession } from './builder';
 import { CallWriter } from './call-writer';
 import { createExportStream } from './export-stream';
 import { LocalsReceiver } from './locals-receiver';
+import { KeyedLocalsReceiver, type LocalTransfer } from './locals/keyed-locals-receiver';
+import { LocalsStore } from './locals/locals-store';
+import { storeKey } from './locals/store-key';
+import { withTransferProgress, type TransferReport } from './locals/transfer-progress';
 import { MessageReader } from './message-reader';
 import { removeTree } from './remove-tree';
 import { ClientSession } from './session/client-session';
@@ -22,6 +26,8 @@ export interface BuildServiceOptions {
   /** daemon root; sessions live in `<root>/sessions/<ref>` */
   root: string;
   logger: Logger;
+  /** bounds of the kept copies of keyed locals (`<root>/locals`); defaults when absent */
+  keptLocals?: { maxKeys?: number; maxBytes?: number };
 }
 
 type BuildCall = grpc.ServerDuplexStream<unknown, ServerMessage>;
@@ -38,9 +44,23 @@ export class BuildService {
   private readonly root: string;
   private readonly version = builddVersion();
   private closing = false;
+  /** opened at construction, so temp dirs a killed daemon left go at start, not at the first build */
+  private readonly store: Promise<LocalsStore>;
 
   constructor(private readonly opts: BuildServiceOptions) {
     this.root = path.resolve(opts.root);
+    this.store = LocalsStore.open({
+      dir: path.join(this.root, 'locals'),
+      ...opts.keptLocals,
+      onError: (err, dir) => opts.logger.error({ err: err.message, dir }, 'cannot remove a kept local'),
+    });
+    // a store that cannot open fails the builds that need it, with its reason; never the daemon
+    this.store.catch((err: Error) => opts.logger.error({ err: err.message }, 'cannot open the kept locals'));
+  }
+
+  /** The kept copies of keyed locals (for du/prune and tests). */
+  keptLocals(): Promise<LocalsStore> {
+    return this.store;
   }
 
   handlers(): grpc.UntypedServiceImplementation {
@@ -79,6 +99,7 @@ export class BuildService {
     const reader = new MessageReader(call);
     const sessionDir = path.join(this.root, 'sessions', ref);
     let receiver: LocalsReceiver | undefined;
+    let keyed: KeyedLocalsReceiver | undefined;
     let clientSession: ClientSession | undefined;
     try {
       throwIfAborted(abort.signal);
@@ -86,9 +107,25 @@ export class BuildService {
       log.info({ frontend: start.frontend, locals: start.local_names }, 'build started');
       await fsp.mkdir(path.dirname(sessionDir), { recursive: true, mode: 0o700 });
       await fsp.mkdir(sessionDir, { mode: 0o700 });
-      receiver = new LocalsReceiver(sessionDir, start.local_names);
+      receiver = new LocalsReceiver(sessionDir, start.local_names.filter((n) => !Object.hasOwn(start.local_keys, n)));
       await receiver.prepare();
-      await this.receiveLocals(reader, receiver, abort.signal);
+      const chown = typeof process.getuid === 'function' && process.getuid() === 0;
+      const request = (r: { local: string; paths: string[]; done: boolean }): Promise<void> => writer.send({ msg: 'file_request', file_request: r });
+      const peer = peerIdentity(call);
+      const keys = Object.fromEntries(Object.entries(start.local_keys).map(([local, key]) => [local, storeKey(peer, key)]));
+      // a build without keyed locals never waits on (or fails with) the store
+      const store = Object.keys(keys).length > 0 ? await this.store : undefined;
+      keyed = new KeyedLocalsReceiver(store, keys, request, abort.signal, chown);
+      const localsStarted = Date.now();
+      const transfers = await this.receiveLocals(reader, receiver, keyed, abort.signal);
+      for (const t of transfers) log.info(t, 'local synced');
+      const reports: TransferReport[] = start.local_names.map((local) => {
+        const moved = transfers.find((t) => t.local === local);
+        const full = receiver?.received.get(local);
+        const files = moved ? moved.filesReceived : (full?.files ?? 0);
+        const bytes = moved ? moved.bytesReceived : (full?.bytes ?? 0);
+        return { local, started: localsStarted, completed: Date.now(), files, bytes };
+      });
       clientSession = new ClientSession((msg) => writer.send(msg), new Set(start.ssh_ids));
       // Only session messages may follow locals_done; a stray one fails the build instead of being ignored.
       void this.serveSession(reader, clientSession, abort);
@@ -97,12 +134,14 @@ export class BuildService {
         ref,
         frontend: start.frontend,
         frontendAttrs: start.frontend_attrs,
-        locals: receiver.localDirs(),
+        locals: { ...receiver.localDirs(), ...keyed.localDirs() },
         exports: start.exports.map((e) => ({ type: e.type, attrs: e.attrs })),
         noCache: start.no_cache,
         entitlements: start.entitlements,
       };
-      const result = await this.opts.builder.build(req, { ...this.session(writer, abort.signal), attachables: clientSession });
+      const session = this.session(writer, abort.signal);
+      session.progress = withTransferProgress(session.progress, reports);
+      const result = await this.opts.builder.build(req, { ...session, attachables: clientSession });
       throwIfAborted(abort.signal);
       await writer.send({ msg: 'result', result: { exporter_response: result } });
       await writer.flush();
@@ -119,6 +158,8 @@ export class BuildService {
       clientSession?.close();
       writer.close();
       await receiver?.abort();
+      await keyed?.abort();
+      keyed?.release();
       await removeTree(sessionDir).catch((err: Error) => log.error({ err: err.message, dir: sessionDir }, 'cannot remove session dir'));
     }
   }
@@ -143,21 +184,47 @@ export class BuildService {
     return msg.start;
   }
 
-  private async receiveLocals(reader: MessageReader, receiver: LocalsReceiver, signal: AbortSignal): Promise<void> {
+  /**
+   * Routes the locals' messages: entries of a keyed local (its listing), listing_done and file
+   * headers to the keyed receiver, other entries to the full-transfer one, data to whichever has
+   * a file open. Any other message first closes the open file, which must then be whole.
+   */
+  private async receiveLocals(reader: MessageReader, receiver: LocalsReceiver, keyed: KeyedLocalsReceiver, signal: AbortSignal): Promise<LocalTransfer[]> {
+    await keyed.begin();
     for (;;) {
       throwIfAborted(signal);
       const msg = await this.readMessage(reader);
       if (msg === null) throw new BuildError('invalid-argument', 'Cannot receive locals: the stream ended before locals_done');
+      if (msg.msg !== 'data') {
+        await receiver.settle();
+        await keyed.settle();
+      }
       switch (msg.msg) {
         case 'entry':
-          await receiver.entry(msg.entry);
+          if (keyed.handles(msg.entry.local)) await keyed.entry(msg.entry);
+          else await receiver.entry(msg.entry);
+          break;
+        case 'entries':
+          for (const e of msg.entries.entries) {
+            if (!keyed.handles(e.local)) {
+              throw new BuildError('invalid-argument', `Cannot receive ${e.local}/${e.path}: only the listing of a keyed local may come in a batch of entries`);
+            }
+            await keyed.entry(e);
+          }
           break;
         case 'data':
-          await receiver.data(msg.data.data);
+          if (keyed.hasOpenFile()) await keyed.data(msg.data.data);
+          else await receiver.data(msg.data.data);
+          break;
+        case 'listing_done':
+          await keyed.listingDone(msg.listing_done.local);
+          break;
+        case 'file':
+          await keyed.file(msg.file.local, msg.file.path);
           break;
         case 'locals_done':
           await receiver.finish();
-          return;
+          return keyed.finish();
         case 'start':
           throw new BuildError('invalid-argument', 'Cannot receive locals: a second start message');
       }
@@ -191,6 +258,19 @@ export class BuildService {
     const parsed = clientMessageSchema.safeParse(raw);
     if (!parsed.success) throw new BuildError('invalid-argument', `Cannot accept a message: ${describeZodError(parsed.error)}`);
     return parsed.data;
+  }
+}
+
+/**
+ * Who the client is by its TLS certificate: its subject as named by its issuer (a renewed
+ * certificate keeps the kept copies), or '' where the transport has none.
+ */
+function peerIdentity(call: BuildCall): string {
+  try {
+    const cert = call.getAuthContext?.()?.sslPeerCertificate;
+    return cert?.subject ? JSON.stringify([cert.issuer ?? {}, cert.subject]) : '';
+  } catch {
+    return '';
   }
 }
 

@@ -49,6 +49,8 @@ export const daemonConfigFileSchema = z
     rootless: z.boolean(),
     /** BuildKit's `oci-worker-snapshotter`: auto (overlayfs where it mounts, else native), overlayfs, native */
     snapshotter: z.enum(SNAPSHOTTER_CHOICES),
+    /** kept copies of incrementally sent locals (<root>/locals): most keys and bytes, LRU unused ones go first */
+    keptLocals: z.object({ maxKeys: z.number().int().min(1).max(4096), maxBytes: z.number().int().min(0) }).partial().strict(),
   })
   .partial()
   .strict();
@@ -87,6 +89,8 @@ export interface DaemonConfig {
   insecureEntitlements: Entitlement[];
   /** cgroup limits of every RUN step (memory, pids, CPU); undefined: none */
   stepLimits?: StepLimits;
+  /** bounds of the kept locals; undefined: 32 keys, 10 GiB */
+  keptLocals?: { maxKeys?: number; maxBytes?: number };
   /**
    * cgroup under which each step gets its own (BuildKit's `cgroup-parent`); undefined: /buildd
    * for a root daemon; for a rootless one, a cgroup the user owns (see
@@ -184,6 +188,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     insecureEntitlements: [...new Set(flags.allowInsecureEntitlement && flags.allowInsecureEntitlement.length > 0 ? flags.allowInsecureEntitlement : file.insecureEntitlements ?? [])],
     stepLimits: file.stepLimits,
     cgroupParent: file.cgroupParent,
+    keptLocals: file.keptLocals,
     rootless,
     snapshotter: flags.ociWorkerSnapshotter ?? file.snapshotter ?? 'auto',
   };

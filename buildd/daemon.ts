@@ -26,7 +26,7 @@ export interface RunningDaemon {
 export async function startDaemon(config: DaemonConfig, builder: Builder, logger: Logger): Promise<RunningDaemon> {
   await fsp.mkdir(config.root, { recursive: true, mode: 0o700 });
   const api = loadControlApi();
-  const service = new BuildService({ builder, root: config.root, logger });
+  const service = new BuildService({ builder, root: config.root, logger, keptLocals: config.keptLocals });
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   server.addService(api.service, service.handlers());
   const tls = await serverCredentials(config.tls);

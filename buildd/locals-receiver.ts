@@ -40,6 +40,8 @@ export class LocalsReceiver {
   /** directory modes and times are applied last: a 0555 dir must still receive its children */
   private readonly dirs: Array<{ target: string; entry: Omit<FileEntryMessage, 'xattrs'> }> = [];
   private readonly chown = typeof process.getuid === 'function' && process.getuid() === 0;
+  /** content received per local, for the progress line */
+  readonly received = new Map<string, { files: number; bytes: number }>();
 
   constructor(sessionDir: string, localNames: readonly string[]) {
     for (const name of localNames) this.roots.set(name, path.join(sessionDir, name));
@@ -91,6 +93,10 @@ export class LocalsReceiver {
           throw refuse(e, err.code === 'EEXIST' ? 'sent twice' : err.message);
         });
         this.current = { handle, target, entry: e, written: 0 };
+        const r = this.received.get(e.local) ?? { files: 0, bytes: 0 };
+        r.files++;
+        r.bytes += e.size;
+        this.received.set(e.local, r);
         if (e.size === 0) await this.closeCurrent();
         return;
       }
@@ -118,6 +124,15 @@ export class LocalsReceiver {
       await fsp.chmod(target, entry.mode);
       await fsp.utimes(target, seconds(entry.mtime_ms), seconds(entry.mtime_ms));
     }
+  }
+
+  /** Closes the file being received (it must be whole): another kind of message follows. */
+  async settle(): Promise<void> {
+    await this.closeCurrent();
+  }
+
+  hasOpenFile(): boolean {
+    return this.current !== undefined;
   }
 
   /** Releases the open file, if any, after a failure. */

@@ -13,6 +13,8 @@ export { describeZodError } from '../../solver/describe-zod-error';
 export const MAX_CHUNK_BYTES = 1024 * 1024;
 /** Largest single file of a local. */
 export const MAX_FILE_BYTES = 64 * 1024 ** 3;
+/** Most entries in one FileEntries message. */
+export const MAX_BATCH_ENTRIES = 1024;
 /** Longest entry path and symlink target (Linux PATH_MAX). */
 export const MAX_PATH_CHARS = 4096;
 
@@ -38,6 +40,13 @@ export const MAX_SECRET_BYTES = 500 * 1024;
 /** Largest chunk of an ssh agent channel, either way. */
 export const MAX_SSH_CHUNK_BYTES = 64 * 1024;
 
+/** The key of a kept copy of a local (BuildStart.local_keys): also a directory name on the daemon. */
+export const localKeySchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'Expected letters, digits, ".", "_", "-"');
+
 export const buildStartSchema = z
   .object({
     // absent in clients that forward no ssh agent
@@ -49,8 +58,11 @@ export const buildStartSchema = z
     no_cache: z.boolean(),
     // what buildctl --allow grants; absent from an older client means none
     entitlements: z.array(z.enum(ENTITLEMENTS)).max(ENTITLEMENTS.length * 4).default([]),
+    // locals sent incrementally against the daemon's kept copy; absent from an older client: none
+    local_keys: z.record(nameSchema, localKeySchema).default({}),
   })
   .refine((s) => new Set(s.local_names).size === s.local_names.length, 'Local names must be unique')
+  .refine((s) => Object.keys(s.local_keys).every((n) => s.local_names.includes(n)), 'A local key names a local that is not in local_names')
   .refine((s) => s.exports.filter((e) => e.type !== 'image').length <= 1, 'At most one oci/docker export');
 
 /**
@@ -61,9 +73,15 @@ export const entryPathSchema = z
   .string()
   .min(1)
   .max(MAX_PATH_CHARS)
-  .refine((p) => !p.includes('\0'), 'Path contains NUL')
-  .refine((p) => !p.startsWith('/'), 'Path is absolute')
-  .refine((p) => p.split('/').every((c) => c !== '' && c !== '.' && c !== '..'), 'Path has an empty, "." or ".." component');
+  // one refinement reporting each problem in turn: a context lists every entry, and a chain of
+  // zod refinements cost more per path than the rest of the entry together
+  .superRefine((p, ctx) => {
+    if (p.includes('\0')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'Path contains NUL' });
+    if (p.startsWith('/')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'Path is absolute' });
+    if (!p.split('/').every((c) => c !== '' && c !== '.' && c !== '..')) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'Path has an empty, "." or ".." component' });
+    }
+  });
 
 /**
  * An entry's extended attributes (FileEntry.xattrs): which names are accepted is decided in
@@ -92,14 +110,21 @@ export const fileEntrySchema = z
     uid: u32,
     gid: u32,
     mtime_ms: z.number().int().safe(),
-    link_target: z.string().max(MAX_PATH_CHARS).refine((t) => !t.includes('\0'), 'Link target contains NUL'),
+    link_target: z
+      .string()
+      .max(MAX_PATH_CHARS)
+      .superRefine((t, ctx) => {
+        if (t.includes('\0')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'Link target contains NUL' });
+      }),
     size: z.number().int().min(0).max(MAX_FILE_BYTES),
     xattrs: entryXattrsSchema,
   })
-  .refine((e) => e.type === 'FILE' || e.size === 0, 'Only files have a size')
-  .refine((e) => (e.type === 'SYMLINK') === (e.link_target !== ''), 'A symlink, and only a symlink, has a link target')
-  // the kernel takes a file capability on regular files only
-  .refine((e) => e.type === 'FILE' || !Object.hasOwn(e.xattrs, CAPABILITY_XATTR_NAME), `Only a file has ${CAPABILITY_XATTR_NAME}`);
+  .superRefine((e, ctx) => {
+    if (e.type !== 'FILE' && e.size !== 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'Only files have a size' });
+    if ((e.type === 'SYMLINK') !== (e.link_target !== '')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'A symlink, and only a symlink, has a link target' });
+    // the kernel takes a file capability on regular files only
+    if (e.type !== 'FILE' && Object.hasOwn(e.xattrs, CAPABILITY_XATTR_NAME)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `Only a file has ${CAPABILITY_XATTR_NAME}` });
+  });
 
 /** The answer to a SecretRequest; the size is capped before anything keeps the value. */
 export const secretValueSchema = z
@@ -125,6 +150,9 @@ export const clientMessageSchema = z.discriminatedUnion('msg', [
     data: z.object({ data: z.instanceof(Buffer).refine((b) => b.length > 0 && b.length <= MAX_CHUNK_BYTES, 'Chunk must be 1 byte to 1 MiB') }),
   }),
   z.object({ msg: z.literal('locals_done'), locals_done: z.object({}) }),
+  z.object({ msg: z.literal('entries'), entries: z.object({ entries: z.array(fileEntrySchema).max(MAX_BATCH_ENTRIES) }) }),
+  z.object({ msg: z.literal('listing_done'), listing_done: z.object({ local: nameSchema }) }),
+  z.object({ msg: z.literal('file'), file: z.object({ local: nameSchema, path: entryPathSchema }) }),
   z.object({ msg: z.literal('secret_value'), secret_value: secretValueSchema }),
   z.object({ msg: z.literal('ssh_data'), ssh_data: sshDataSchema }),
   z.object({ msg: z.literal('ssh_close'), ssh_close: sshCloseSchema }),

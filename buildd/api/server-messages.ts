@@ -10,6 +10,9 @@ const optionalRange = z
   .nullable()
   .optional();
 
+/** Most paths one FileRequest names: a batch stays below the 4 MiB message limit. */
+export const MAX_REQUEST_PATHS = 512;
+
 export const serverMessageSchema = z.discriminatedUnion('msg', [
   z.object({
     msg: z.literal('vertex'),
@@ -36,6 +39,10 @@ export const serverMessageSchema = z.discriminatedUnion('msg', [
     ssh_data: z.object({ channel: z.number().int().min(0).max(0xffffffff), data: z.instanceof(Buffer).refine((b) => b.length > 0 && b.length <= 64 * 1024) }),
   }),
   z.object({ msg: z.literal('ssh_close'), ssh_close: z.object({ channel: z.number().int().min(0).max(0xffffffff), error: z.string() }) }),
+  z.object({
+    msg: z.literal('file_request'),
+    file_request: z.object({ local: z.string().min(1).max(128), paths: z.array(z.string().min(1).max(4096)).max(MAX_REQUEST_PATHS), done: z.boolean() }),
+  }),
 ]);
 
 export type ServerMessage = z.infer<typeof serverMessageSchema>;

@@ -1,0 +1,332 @@
+import { constants as fsc, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { BuildError } from '../../solver/build-error';
+import { xattrBytes } from '../api/entry-xattrs';
+import type { FileEntryMessage } from '../api/messages';
+import { MAX_REQUEST_PATHS } from '../api/server-messages';
+import { removeTree } from '../remove-tree';
+import { buildGeneration, type PlannedEntry } from './generation-builder';
+import { compareEntry, type IndexEntry } from './listing-index';
+import type { Generation, LocalsStore } from './locals-store';
+
+/** Most entries one build may list, so a hostile client cannot fill the inode table. */
+export const MAX_KEYED_ENTRIES = 1_000_000;
+/** Most bytes the listed files of one build may hold. */
+export const MAX_KEYED_BYTES = 256 * 1024 ** 3;
+
+/** The daemon's side of a FileRequest. */
+export interface FileRequestMessage {
+  local: string;
+  paths: string[];
+  done: boolean;
+}
+
+/** What one keyed local cost: content actually received, files linked, copied, and whether the kept copy was used as it was. */
+export interface LocalTransfer {
+  local: string;
+  filesReceived: number;
+  bytesReceived: number;
+  reused: boolean;
+  linked: number;
+  copied: number;
+}
+
+interface LocalState {
+  key: string;
+  kept?: { generation: Generation; index: Map<string, IndexEntry>; release: () => void };
+  entries: PlannedEntry[];
+  seen: Set<string>;
+  dirs: Set<string>;
+  /** requested and not yet answered: path → its planned entry */
+  waiting: Map<string, PlannedEntry>;
+  batch: string[];
+  listingDone: boolean;
+  tmp?: string;
+  stagedCount: number;
+  same: boolean;
+  transfer: LocalTransfer;
+  dir?: string;
+}
+
+/** The file being received: its disk work runs as a chain the stream need not wait for. */
+interface OpenFile {
+  /** open, then each write in order; resolves to the handle */
+  chain: Promise<FileHandle>;
+  local: string;
+  planned: PlannedEntry;
+  /** bytes received (queued on the chain) */
+  written: number;
+}
+
+/** Staged files whose writes and close may still be under way while the stream goes on. */
+export const STAGE_CONCURRENCY = 32;
+
+/**
+ * Receives the locals a client sends incrementally (BuildStart.local_keys): the listing, from
+ * which it asks for the files whose content may differ from the kept copy; the answers, staged
+ * in a temp dir; then a new generation (or the kept one, when nothing changed).
+ *
+ * Lifecycle: `begin()` once (takes the keys' sync locks and leases their current generations),
+ * then `entry`/`listingDone`/`file`/`data` in stream order, then `finish()` (publishes, releases
+ * the locks); `release()` once the build ends (leases), `abort()` after a failure (temp dirs).
+ *
+ * Safety: the listing is checked in memory before anything touches the disk: no path twice,
+ * each parent a directory listed before it (never a symlink), the limits; content is taken
+ * only for a path that was asked for, once, and exactly its listed size. Everything is written
+ * below a temp dir the daemon made, files O_EXCL, so nothing follows a link the client made.
+ */
+export class KeyedLocalsReceiver {
+  private readonly locals = new Map<string, LocalState>();
+  private current: OpenFile | undefined;
+  /** files received whole whose disk work is still in flight (at most STAGE_CONCURRENCY) */
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: { err: unknown } | undefined;
+  private unlock: (() => void) | undefined;
+  private entries = 0;
+  private bytes = 0;
+
+  constructor(
+    private readonly maybeStore: LocalsStore | undefined,
+    keys: Record<string, string>,
+    private readonly request: (msg: FileRequestMessage) => Promise<void>,
+    private readonly signal: AbortSignal,
+    private readonly chown: boolean,
+  ) {
+    for (const [local, key] of Object.entries(keys)) {
+      this.locals.set(local, {
+        key,
+        entries: [],
+        seen: new Set(),
+        dirs: new Set(),
+        waiting: new Map(),
+        batch: [],
+        listingDone: false,
+        stagedCount: 0,
+        same: true,
+        transfer: { local, filesReceived: 0, bytesReceived: 0, reused: false, linked: 0, copied: 0 },
+      });
+    }
+  }
+
+  private get store(): LocalsStore {
+    if (!this.maybeStore) throw new BuildError('internal', 'Cannot sync a keyed local: no store of kept locals');
+    return this.maybeStore;
+  }
+
+  handles(local: string): boolean {
+    return this.locals.has(local);
+  }
+
+  hasOpenFile(): boolean {
+    return this.current !== undefined;
+  }
+
+  async begin(): Promise<void> {
+    if (this.locals.size === 0) return;
+    this.unlock = await this.store.lock([...this.locals.values()].map((l) => l.key), this.signal);
+    for (const st of this.locals.values()) {
+      const lease = this.store.lease(st.key);
+      if (!lease) continue;
+      try {
+        st.kept = { ...lease, index: await this.store.index(lease.generation) };
+      } catch {
+        // an index that cannot be read is not trusted: this sync starts from nothing
+        lease.release();
+      }
+    }
+  }
+
+  async entry(e: FileEntryMessage): Promise<void> {
+    await this.settle();
+    const st = this.local(e);
+    if (st.listingDone) throw refuse(e, 'listed after the listing of its local was done');
+    if (++this.entries > MAX_KEYED_ENTRIES) throw refuse(e, `more than ${MAX_KEYED_ENTRIES} entries`);
+    this.bytes += e.size + xattrBytes(Object.entries(e.xattrs));
+    if (this.bytes > MAX_KEYED_BYTES) throw refuse(e, `the locals exceed ${MAX_KEYED_BYTES} bytes`);
+    if (st.seen.has(e.path)) throw refuse(e, 'sent twice');
+    const parent = path.posix.dirname(e.path);
+    if (parent !== '.' && !st.dirs.has(parent)) {
+      throw refuse(e, st.seen.has(parent) ? 'its parent is a symlink or a file' : 'its parent directory was not sent before it');
+    }
+    st.seen.add(e.path);
+    if (e.type === 'DIR') st.dirs.add(e.path);
+    const { local: _local, ...entry } = e;
+    const change = compareEntry(st.kept?.index.get(e.path), entry);
+    if (change !== 'same') st.same = false;
+    const planned: PlannedEntry = { entry, change };
+    st.entries.push(planned);
+    if (e.type === 'FILE' && e.size > 0 && change === 'content') {
+      st.waiting.set(e.path, planned);
+      st.batch.push(e.path);
+      if (st.batch.length >= MAX_REQUEST_PATHS) await this.flush(e.local, st, false);
+    }
+  }
+
+  async listingDone(local: string): Promise<void> {
+    await this.settle();
+    const st = this.locals.get(local);
+    if (!st) throw new BuildError('invalid-argument', `Cannot receive the listing of ${local}: it has no key in the start message`);
+    if (st.listingDone) throw new BuildError('invalid-argument', `Cannot receive the listing of ${local}: it was done already`);
+    st.listingDone = true;
+    // a local the kept copy holds entry for entry needs nothing: no requests, no file operations
+    if (st.kept && st.same && st.entries.length === st.kept.index.size) st.transfer.reused = true;
+    await this.flush(local, st, true);
+  }
+
+  async file(local: string, rel: string): Promise<void> {
+    await this.settle();
+    const st = this.locals.get(local);
+    const where = { local, path: rel };
+    if (!st) throw refuse(where, `local "${local}" has no key in the start message`);
+    const planned = st.waiting.get(rel);
+    if (!planned) throw refuse(where, st.seen.has(rel) ? 'its content was not requested, or was sent already' : 'not in the listing');
+    st.waiting.delete(rel);
+    st.tmp ??= await this.store.tempDir(st.key);
+    const staged = path.join(st.tmp, 'staged');
+    if (st.stagedCount === 0) await fsp.mkdir(staged, { mode: 0o700 });
+    planned.staged = path.join(staged, String(st.stagedCount++));
+    const chain = fsp.open(planned.staged, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    chain.catch(() => undefined); // its failure is thrown where the chain is awaited
+    this.current = { chain, local, planned, written: 0 };
+  }
+
+  async data(chunk: Buffer): Promise<void> {
+    const cur = this.current;
+    if (!cur) throw new BuildError('invalid-argument', 'Cannot receive locals: file data without a file entry before it');
+    const size = cur.planned.entry.size;
+    if (cur.written + chunk.length > size) throw refuse({ local: cur.local, path: cur.planned.entry.path }, `more data than its size ${size}`);
+    cur.chain = cur.chain.then(async (fh) => {
+      let off = 0;
+      while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+      return fh;
+    });
+    cur.chain.catch(() => undefined);
+    cur.written += chunk.length;
+    // a file of more than one chunk is written at the pace of the disk: memory holds one chunk of it
+    if (cur.written < size) await cur.chain;
+    const t = (this.locals.get(cur.local) as LocalState).transfer;
+    t.bytesReceived += chunk.length;
+    if (cur.written === size) await this.settle();
+  }
+
+  /**
+   * Checks that every listing is done and every requested file arrived whole, then makes each
+   * local's directory: the kept generation when nothing changed, else a new one, published.
+   */
+  async finish(): Promise<LocalTransfer[]> {
+    await this.settle();
+    await this.drain();
+    try {
+      for (const [local, st] of this.locals) {
+        if (!st.listingDone) throw new BuildError('invalid-argument', `Cannot receive ${local}: the client sent locals_done before the listing of ${local} was done`);
+        const missing = st.waiting.keys().next();
+        if (!missing.done) throw refuse({ local, path: missing.value }, 'the client never sent its requested content');
+      }
+      for (const st of this.locals.values()) await this.complete(st);
+    } finally {
+      this.unlock?.();
+      this.unlock = undefined;
+    }
+    return [...this.locals.values()].map((st) => st.transfer);
+  }
+
+  /** The directory of each local, for BuildRequest.locals (after `finish`). */
+  localDirs(): Record<string, string> {
+    return Object.fromEntries([...this.locals].map(([local, st]) => [local, st.dir as string]));
+  }
+
+  /** After a failure: closes the open file and removes the temp dirs; the locks go too. */
+  async abort(): Promise<void> {
+    const cur = this.current;
+    this.current = undefined;
+    await cur?.chain.then((fh) => fh.close()).catch(() => undefined);
+    await Promise.allSettled([...this.inFlight]);
+    for (const st of this.locals.values()) {
+      if (st.tmp !== undefined) await removeTree(st.tmp).catch(() => undefined);
+      st.tmp = undefined;
+    }
+    this.unlock?.();
+    this.unlock = undefined;
+  }
+
+  /** Once the build has ended: the generations it used may go. */
+  release(): void {
+    for (const st of this.locals.values()) {
+      st.kept?.release();
+      st.kept = undefined;
+    }
+  }
+
+  private async complete(st: LocalState): Promise<void> {
+    if (st.transfer.reused && st.kept) {
+      st.dir = st.kept.generation.tree;
+      return;
+    }
+    st.tmp ??= await this.store.tempDir(st.key);
+    const stats = await buildGeneration({ dir: st.tmp, entries: st.entries, keptTree: st.kept?.generation.tree, chown: this.chown, signal: this.signal });
+    if (st.stagedCount > 0) await fsp.rmdir(path.join(st.tmp, 'staged'));
+    let bytes = 0;
+    for (const p of st.entries) bytes += p.entry.size;
+    const published = await this.store.publish(st.key, st.tmp, { entries: st.entries.length, bytes });
+    st.tmp = undefined;
+    st.kept?.release();
+    st.kept = { generation: published.generation, index: new Map(), release: published.release };
+    st.dir = published.generation.tree;
+    st.transfer.linked = stats.linked;
+    st.transfer.copied = stats.copied;
+    // the listing is on disk now; the build needs only the directory
+    st.entries = [];
+  }
+
+  private async flush(local: string, st: LocalState, done: boolean): Promise<void> {
+    if (st.batch.length === 0 && !done) return;
+    const paths = st.batch;
+    st.batch = [];
+    await this.request({ local, paths, done });
+  }
+
+  private local(e: Pick<FileEntryMessage, 'local' | 'path'>): LocalState {
+    const st = this.locals.get(e.local);
+    if (!st) throw refuse(e, `local "${e.local}" was not declared in the start message`);
+    return st;
+  }
+
+  /**
+   * Ends the file being received; it must be whole. Its writes and close finish in the
+   * background, at most STAGE_CONCURRENCY files at once; a failure among them fails the next call.
+   */
+  async settle(): Promise<void> {
+    this.throwFailure();
+    const cur = this.current;
+    if (!cur) return;
+    this.current = undefined;
+    const size = cur.planned.entry.size;
+    if (cur.written !== size) {
+      await cur.chain.then((fh) => fh.close()).catch(() => undefined);
+      throw refuse({ local: cur.local, path: cur.planned.entry.path }, `got ${cur.written} of its ${size} bytes before the next message`);
+    }
+    (this.locals.get(cur.local) as LocalState).transfer.filesReceived++;
+    const done: Promise<void> = cur.chain
+      .then(async (fh) => fh.close())
+      .catch((err: NodeJS.ErrnoException) => {
+        this.failure ??= { err: refuse({ local: cur.local, path: cur.planned.entry.path }, `cannot be staged: ${err.code ?? err.message}`) };
+      })
+      .finally(() => this.inFlight.delete(done));
+    this.inFlight.add(done);
+    if (this.inFlight.size >= STAGE_CONCURRENCY) await Promise.race(this.inFlight);
+  }
+
+  private async drain(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
+    this.throwFailure();
+  }
+
+  private throwFailure(): void {
+    if (this.failure) throw this.failure.err;
+  }
+}
+
+function refuse(e: Pick<FileEntryMessage, 'local' | 'path'>, why: string): BuildError {
+  return new BuildError('invalid-argument', `Cannot receive ${e.local}/${e.path}: ${why}`);
+}
