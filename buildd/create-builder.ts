@@ -95,7 +95,8 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
   // cache mounts outlive builds and restarts: beside the other stores, not under tmp/
   const cacheMounts = await CacheMounts.open(path.join(root, 'cache-mounts'), { logger: opts.logger });
-  const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content, cacheMounts });
+  // the kept copies of keyed locals (BuildService's LocalsStore, <root>/locals) never change once made
+  const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content, cacheMounts, immutableLocalsDir: path.join(root, 'locals') });
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length), log: opts.logger });
   // last: once the builder exists, its close() tears the pool down
   sandboxes?.fill();

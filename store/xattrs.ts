@@ -1,4 +1,4 @@
-import { getAttribute, listAttributes, setAttribute } from '@napi-rs/xattr';
+import { getAttribute, getAttributeSync, listAttributes, listAttributesSync, setAttribute } from '@napi-rs/xattr';
 import { BuildError } from '../solver/build-error';
 
 /** Extended attributes of one path: name → raw value bytes, names in byte order. */
@@ -42,6 +42,32 @@ export async function readXattrs(file: string, wanted: (name: string) => boolean
     const value = await getAttribute(file, name).catch((err: unknown) => {
       throw readError(file, err);
     });
+    if (value === null) throw readError(file, new Error(`${name} was listed but could not be read`));
+    out.set(name, value);
+  }
+  return out;
+}
+
+/**
+ * {@link readXattrs} in one synchronous pass: for a walk over many entries whose metadata is
+ * cached, where a thread-pool round trip per call costs more than the call (a listxattr of
+ * a file without attributes takes microseconds).
+ */
+export function readXattrsSync(file: string, wanted: (name: string) => boolean = () => true): Xattrs {
+  const out: Xattrs = new Map();
+  let names: string[];
+  try {
+    names = listAttributesSync(file);
+  } catch (err) {
+    throw readError(file, err);
+  }
+  for (const name of names.filter(wanted).sort(compareBytes)) {
+    let value: Buffer | null;
+    try {
+      value = getAttributeSync(file, name);
+    } catch (err) {
+      throw readError(file, err);
+    }
     if (value === null) throw readError(file, new Error(`${name} was listed but could not be read`));
     out.set(name, value);
   }

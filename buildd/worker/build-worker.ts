@@ -5,7 +5,8 @@ import { canonicalJson, sha256Digest } from '../../solver/canonical-json';
 import { Vertex } from '../../solver/definition-graph';
 import { ExecOp, FileOp, Op } from '../../solver/op';
 import { CacheKey, OpContext, OpResult, Worker } from '../../solver/worker';
-import { checksumPaths } from '../../store/content-checksum';
+import { checksumPaths, type ChecksumSelection } from '../../store/content-checksum';
+import { TreeChecksumMemo } from '../../store/tree-checksum-memo';
 import { ContentStore, LocalContentStore } from '../../store/content-store';
 import { copyAction, mkdirAction, mkfileAction } from '../../store/fs-copy';
 import { Snapshotter } from '../../store/snapshotter';
@@ -43,6 +44,11 @@ export interface BuildWorkerDeps {
   cacheMounts?: CacheMounts;
   /** where secret values and ssh sockets live while a step runs (default: a tmpfs dir under /dev/shm for this `tmpDir`) */
   secretsDir?: SecretsDir;
+  /**
+   * where the kept copies of keyed locals live (`<root>/locals`): trees there never change, so
+   * a COPY's checksum of one is remembered (TreeChecksumMemo); absent: every checksum walks
+   */
+  immutableLocalsDir?: string;
 }
 
 /**
@@ -54,8 +60,10 @@ export class BuildWorker implements Worker {
   private readonly remote: RemoteSources;
   private cacheMounts: Promise<CacheMounts> | undefined;
   private readonly secretsDir: SecretsDir;
+  private readonly checksums: TreeChecksumMemo | undefined;
 
   constructor(private readonly deps: BuildWorkerDeps) {
+    this.checksums = deps.immutableLocalsDir !== undefined ? new TreeChecksumMemo(deps.immutableLocalsDir) : undefined;
     this.secretsDir = deps.secretsDir ?? SecretsDir.forDaemon(deps.tmpDir);
     // sweeps what a killed daemon with this root left; a failure is reported by the first secret step
     this.secretsDir.prepare().catch(() => undefined);
@@ -82,7 +90,8 @@ export class BuildWorker implements Worker {
         const src = action.type === 'copy' && action.src >= 0 ? inputs[action.src].result : undefined;
         // The key's op already holds a mkfile's data, and a copy's flags (chmod, exclude, parents, link, extract).
         if (action.type === 'copy' && src?.kind === 'local') {
-          checksums.push(await checksumPaths(src.dir, action.srcPaths, ctx.signal, { exclude: action.exclude, parents: action.parents }));
+          const selection = { exclude: action.exclude, parents: action.parents };
+          checksums.push(await this.checksum(src.dir, action.srcPaths, selection, ctx.signal));
         } else checksums.push(null);
       }
       normalized.contentChecksums = checksums;
@@ -94,11 +103,17 @@ export class BuildWorker implements Worker {
       const checksums: Array<string | null> = [];
       for (const m of op.mounts) {
         const src = m.input >= 0 && (m.type ?? 'bind') === 'bind' && m.dest !== '/' ? inputs[m.input].result : undefined;
-        checksums.push(src?.kind === 'local' ? await checksumPaths(src.dir, [selectorPattern(m.selector)], ctx.signal) : null);
+        checksums.push(src?.kind === 'local' ? await this.checksum(src.dir, [selectorPattern(m.selector)], {}, ctx.signal) : null);
       }
       if (checksums.some((c) => c !== null)) normalized.mountChecksums = checksums;
     }
     return { key: sha256Digest(canonicalJson(normalized)), cacheable: true };
+  }
+
+  /** checksumPaths, remembered for a kept copy of a local (immutable, see TreeChecksumMemo) */
+  private checksum(dir: string, patterns: string[], selection: ChecksumSelection, signal: AbortSignal): Promise<string> {
+    const compute = (): Promise<string> => checksumPaths(dir, patterns, signal, selection);
+    return this.checksums ? this.checksums.checksum(dir, { patterns, exclude: selection.exclude, parents: selection.parents }, compute) : compute();
   }
 
   async run(vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {

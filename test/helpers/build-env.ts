@@ -35,12 +35,13 @@ export interface BuildEnv {
   stop(): Promise<void>;
 }
 
-export async function startBuildEnv(): Promise<BuildEnv> {
+/** `daemonEnv`: extra environment of the daemon (kept across restart), e.g. NODE_DEBUG */
+export async function startBuildEnv(daemonEnv?: Record<string, string>): Promise<BuildEnv> {
   const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-e2e-'));
   const root = path.join(tmp, 'root');
   const registry = await startRegistry();
   const { ref: busybox } = await pushBusyboxImage(registry.host);
-  let daemon = await startDaemon({ builder: 'real', root });
+  let daemon = await startDaemon({ builder: 'real', root, env: daemonEnv });
   const env: BuildEnv = {
     registry,
     busybox,
@@ -54,7 +55,7 @@ export async function startBuildEnv(): Promise<BuildEnv> {
       env.buildctl(['build', '--frontend', 'dockerfile.v0', '--local', `context=${context}`, '--local', `dockerfile=${context}`, '--progress', 'plain', ...extra]),
     restart: async () => {
       await daemon.stop();
-      daemon = await startDaemon({ builder: 'real', root });
+      daemon = await startDaemon({ builder: 'real', root, env: daemonEnv });
     },
     runcContainers: async () => {
       // The daemon makes its runc root at start; its absence would make this check vacuous.

@@ -40,7 +40,8 @@ describe('incremental context transfer with a real daemon', () => {
   let n = 0;
 
   beforeAll(async () => {
-    env = await startBuildEnv();
+    // the checksum log tells whether a COPY walked the context to find its key
+    env = await startBuildEnv({ NODE_DEBUG: 'buildd-checksum' });
     ctx = path.join(env.tmp, 'ctx');
     cfg = path.join(env.tmp, 'cfg');
     await fsp.mkdir(path.join(ctx, 'src'), { recursive: true });
@@ -66,6 +67,8 @@ describe('incremental context transfer with a real daemon', () => {
     return { files: await imageFiles(out), sync: synced(env.daemon.stderr()).slice(before), stderr: res.stderr, digest };
   }
   const ctxSync = (s: ReturnType<typeof synced>) => s.find((l) => l.local === 'context');
+  /** How many checksums the daemon has computed (NODE_DEBUG=buildd-checksum, store/content-checksum.ts). */
+  const checksums = (stderr: string): number => [...stderr.matchAll(/BUILDD-CHECKSUM \d+: checksum of /g)].length;
   /** Where the daemon keeps ctx (its key is hashed with the client's identity): the kept copy that holds src/. */
   async function keyDir(): Promise<string> {
     const base = path.join(env.root, 'locals');
@@ -81,8 +84,12 @@ describe('incremental context transfer with a real daemon', () => {
     const cold = await build();
     expect(ctxSync(cold.sync)).toMatchObject({ filesReceived: 52, reused: false });
     expect(cold.files['app/src/f7.txt']?.type).toBe('file');
+    const checksumsBefore = checksums(env.daemon.stderr());
+    expect(checksumsBefore).toBeGreaterThan(0);
     const again = await build();
     expect(ctxSync(again.sync)).toMatchObject({ filesReceived: 0, bytesReceived: 0, reused: true });
+    // the same kept copy: the COPY's key is remembered, not computed by walking it again
+    expect(checksums(env.daemon.stderr())).toBe(checksumsBefore);
     expect(again.digest).toBe(cold.digest);
     expect(again.files).toEqual(cold.files);
     // the progress says what really moved, on the vertex that loads the context
