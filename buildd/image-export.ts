@@ -13,6 +13,7 @@ import { exportCompression } from './export-compression';
 import { BuildSession, ExportSpec, ExporterResponse } from './builder';
 import { assembleImage } from '../store/image-assembler';
 import { LayerIndex } from '../store/layer-index';
+import type { LayerBlobRequest } from '../store/layer-blob';
 
 /** The stores and clients one export uses. */
 export interface ImageExportDeps {
@@ -25,8 +26,20 @@ export interface ImageExportDeps {
 }
 
 /**
+ * The layers an output asks for. `type=image` without push, when no compression attribute is
+ * given, reads no blob: its built layers are described uncompressed and no blob is made
+ * (see LayerBlobRequest.lazy), so the build does not wait for compression nothing reads.
+ */
+function layerRequest(spec: ExportSpec): LayerBlobRequest {
+  const request = exportCompression(spec.attrs);
+  const asked = ['compression', 'compression-level', 'force-compression'].some((k) => spec.attrs[k] !== undefined);
+  if (spec.type === 'image' && !boolAttr(spec.attrs, 'push', false) && !asked) return { ...request, lazy: true };
+  return request;
+}
+
+/**
  * Runs one `--output`: assembles the image in the content store (layers compressed as the
- * output's compression attributes ask), then names it
+ * output's compression attributes ask, or described without blobs, see layerRequest), then names it
  * (`type=image`, pushing with `push=true`) or streams it to the client as an OCI layout or
  * Docker archive tar. Returns BuildKit's exporter response keys.
  */
@@ -37,7 +50,7 @@ export async function exportImage(
   image: ImageConfig,
   session: BuildSession,
 ): Promise<ExporterResponse> {
-  const assembled = await assembleImage(deps, result, image, session.signal, exportCompression(spec.attrs));
+  const assembled = await assembleImage(deps, result, image, session.signal, layerRequest(spec));
   const names = (spec.attrs.name ?? '').split(',').map((n) => n.trim()).filter((n) => n.length > 0);
   const response: ExporterResponse = {
     'containerimage.digest': assembled.manifestDescriptor.digest,

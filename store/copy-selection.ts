@@ -113,33 +113,57 @@ interface Pending {
 async function* walkDir(dir: string, rel: string, filter: EntryFilter, pending: Pending[], signal?: AbortSignal): AsyncGenerator<SelectedEntry> {
   const { include, exclude } = filter;
   const mayReinclude = exclude?.hasExclusions === true;
-  for (const name of (await fsp.readdir(dir)).sort()) {
+  const names = (await fsp.readdir(dir)).sort();
+  for (let start = 0; start < names.length; start += LSTAT_AHEAD) {
     signal?.throwIfAborted();
-    const hostPath = path.join(dir, name);
-    const entryRel = rel ? `${rel}/${name}` : name;
-    const excluded = exclude?.matches(entryRel) === true;
-    const included = !excluded && (include === undefined || include.matches(entryRel));
-    // Skip before the lstat: nothing below an excluded entry can come back.
-    if (excluded && include === undefined && !mayReinclude) continue;
-    const stat = await fsp.lstat(hostPath);
-    if (included) {
-      // Parents first: they are created only on the way to something selected.
-      for (const p of pending) {
-        if (p.yielded) continue;
-        p.yielded = true;
-        yield p.entry;
-      }
-      yield { hostPath, rel: entryRel, stat, passThrough: false };
-      if (stat.isDirectory()) yield* walkDir(hostPath, entryRel, filter, pending, signal);
-      continue;
+    const batch = names.slice(start, start + LSTAT_AHEAD).map((name) => {
+      const entryRel = rel ? `${rel}/${name}` : name;
+      const excluded = exclude?.matches(entryRel) === true;
+      const included = !excluded && (include === undefined || include.matches(entryRel));
+      // Skipped before the lstat: nothing below an excluded entry can come back.
+      const skip = excluded && include === undefined && !mayReinclude;
+      return { hostPath: path.join(dir, name), entryRel, excluded, included, skip };
+    });
+    // One thread-pool round trip per entry, so a batch is asked for at once.
+    const stats = await Promise.all(batch.map((e) => (e.skip ? undefined : fsp.lstat(e.hostPath))));
+    for (let i = 0; i < batch.length; i++) {
+      const stat = stats[i];
+      if (stat === undefined) continue;
+      yield* walkEntry(batch[i], stat, filter, pending, signal);
     }
-    if (!stat.isDirectory() || (excluded && !mayReinclude)) continue;
-    pending.push({ entry: { hostPath, rel: entryRel, stat, passThrough: true }, yielded: false });
-    try {
-      yield* walkDir(hostPath, entryRel, filter, pending, signal);
-    } finally {
-      pending.pop();
+  }
+}
+
+/** How many entries of a directory are lstat'ed at once, ahead of the walk. */
+const LSTAT_AHEAD = 32;
+
+interface WalkCandidate {
+  hostPath: string;
+  entryRel: string;
+  excluded: boolean;
+  included: boolean;
+}
+
+async function* walkEntry(candidate: WalkCandidate, stat: Stats, filter: EntryFilter, pending: Pending[], signal?: AbortSignal): AsyncGenerator<SelectedEntry> {
+  const { hostPath, entryRel, excluded, included } = candidate;
+  const mayReinclude = filter.exclude?.hasExclusions === true;
+  if (included) {
+    // Parents first: they are created only on the way to something selected.
+    for (const p of pending) {
+      if (p.yielded) continue;
+      p.yielded = true;
+      yield p.entry;
     }
+    yield { hostPath, rel: entryRel, stat, passThrough: false };
+    if (stat.isDirectory()) yield* walkDir(hostPath, entryRel, filter, pending, signal);
+    return;
+  }
+  if (!stat.isDirectory() || (excluded && !mayReinclude)) return;
+  pending.push({ entry: { hostPath, rel: entryRel, stat, passThrough: true }, yielded: false });
+  try {
+    yield* walkDir(hostPath, entryRel, filter, pending, signal);
+  } finally {
+    pending.pop();
   }
 }
 

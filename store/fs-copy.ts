@@ -63,29 +63,32 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
   const destStat = await statOrUndefined(dest);
   const intoDir = action.dest.endsWith('/') || action.srcPaths.length > 1 || destStat?.isDirectory() === true;
   // One copier for the whole action keeps hard links between its sources; every source shares one exclude.
-  const copier = new TreeCopier({ owner, chmod, exclude: sources[0]?.filter.exclude, signal });
-  for (const { path: src, hostPath: srcHost, stat: st } of sources) {
-    signal?.throwIfAborted();
-    if (st.isDirectory()) {
-      await mkdirAll(destRoot, dest, 0o755, owner);
-      await copier.copyChildren(srcHost, dest);
-    } else if (action.extract && st.isFile() && (await isArchive(srcHost, signal))) {
-      await mkdirAll(destRoot, dest, 0o755, owner);
-      // The reference BuildKit keeps the archive's owners even with --chown (newer ones apply it).
-      await extractArchive(srcHost, dest, null, signal);
-    } else {
-      const target = intoDir ? path.join(dest, path.posix.basename(src)) : dest;
-      await mkdirAll(destRoot, path.dirname(target), 0o755, owner);
-      await copier.copyEntry(srcHost, target, st);
+  await TreeCopier.copy({ owner, chmod, exclude: sources[0]?.filter.exclude, signal }, async (copier) => {
+    for (const { path: src, hostPath: srcHost, stat: st } of sources) {
+      signal?.throwIfAborted();
+      if (st.isDirectory()) {
+        await mkdirAll(destRoot, dest, 0o755, owner);
+        await copier.copyChildren(srcHost, dest);
+      } else if (action.extract && st.isFile() && (await isArchive(srcHost, signal))) {
+        await mkdirAll(destRoot, dest, 0o755, owner);
+        // Copies in flight may be writing where the archive unpacks: they go first.
+        await copier.finish();
+        // The reference BuildKit keeps the archive's owners even with --chown (newer ones apply it).
+        await extractArchive(srcHost, dest, null, signal);
+      } else {
+        const target = intoDir ? path.join(dest, path.posix.basename(src)) : dest;
+        await mkdirAll(destRoot, path.dirname(target), 0o755, owner);
+        await copier.copyEntry(srcHost, target, st);
+      }
     }
-  }
+  });
 }
 
 /** COPY --parents for one pivot: BuildKit copies the pivot directory with an include pattern. */
 async function copyPivot(source: SelectedSource, destRoot: string, dest: string, owner: Owner, chmod: FileMode | undefined, signal: AbortSignal | undefined): Promise<void> {
   await mkdirAll(destRoot, dest, 0o755, owner);
-  if (source.stat.isDirectory()) await new TreeCopier({ owner, chmod, ...source.filter, signal }).copyChildren(source.hostPath, dest);
-  else await new TreeCopier({ owner, chmod, exclude: source.filter.exclude, signal }).copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat);
+  if (source.stat.isDirectory()) await TreeCopier.copy({ owner, chmod, ...source.filter, signal }, (c) => c.copyChildren(source.hostPath, dest));
+  else await TreeCopier.copy({ owner, chmod, exclude: source.filter.exclude, signal }, (c) => c.copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat));
 }
 
 /** COPY --link: copy onto scratch, then merge that layer over the destination. */
@@ -93,7 +96,7 @@ async function copyLinked(action: CopyAction, srcRoot: string, destRoot: string,
   const scratch = await fsp.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'copy-link-'));
   try {
     await copyAction({ ...action, link: false }, srcRoot, scratch, { signal: opts.signal });
-    await new TreeCopier({ owner: null, replaceConflicts: true, signal: opts.signal }).copyChildren(scratch, destRoot);
+    await TreeCopier.copy({ owner: null, replaceConflicts: true, signal: opts.signal }, (c) => c.copyChildren(scratch, destRoot));
   } finally {
     await fsp.rm(scratch, { recursive: true, force: true });
   }

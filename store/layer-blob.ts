@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { BuildError } from '../solver/build-error';
 import type { ContentStore } from './content-store';
-import { diffToLayer } from './layer-diff';
-import { compressionName, compressionOfMediaType, createCompressor, createDecompressor, layerMediaType, type LayerCompression } from './layer-compression';
+import { diffToLayer, measureLayer } from './layer-diff';
+import { compressionName, compressionOfMediaType, createCompressor, createDecompressor, layerCompression, layerMediaType, type LayerCompression } from './layer-compression';
 import type { LayerIndex, LayerRecord } from './layer-index';
 import type { Snapshotter } from './snapshotter';
 
@@ -12,6 +12,12 @@ export interface LayerBlobRequest {
   compression: LayerCompression;
   /** recompress a pulled layer whose blob has another compression type */
   force: boolean;
+  /**
+   * Nothing reads the blobs yet (`type=image` without push, no compression asked): a built
+   * layer is described uncompressed by its diff ID, and no blob is made or stored; a base
+   * layer keeps the blob it came as. A push or a tar export makes blobs when it needs them.
+   */
+  lazy?: boolean;
 }
 
 /** The stores layerBlob reads and writes. */
@@ -38,9 +44,10 @@ export interface LayerBlobDeps {
  */
 export async function layerBlob(deps: LayerBlobDeps, id: string, request: LayerBlobRequest, signal: AbortSignal): Promise<LayerRecord> {
   const primary = await deps.layers.get(id);
+  if (request.lazy) return unstoredLayer(deps, id, primary, signal);
   if (!primary) {
     const diff = await diffToLayer(deps.snapshotter, id, deps.content, signal, request.compression);
-    const record: LayerRecord = { digest: diff.digest, size: diff.size, diffId: diff.diffId, mediaType: diff.mediaType, source: 'build', compression: request.compression };
+    const record: LayerRecord = { digest: diff.digest, size: diff.size, diffId: diff.diffId, diffSize: diff.diffSize, mediaType: diff.mediaType, source: 'build', compression: request.compression };
     await deps.layers.put(id, record);
     return record;
   }
@@ -50,6 +57,24 @@ export async function layerBlob(deps: LayerBlobDeps, id: string, request: LayerB
   const converted = await recompress(deps.content, primary, request.compression, signal);
   await deps.layers.putVariant(id, request.compression, converted);
   return converted;
+}
+
+/**
+ * A `lazy` export's layer: a base layer's blob as it came; a built layer uncompressed (digest =
+ * diff ID, size = the tar's), from what a blob record already knows or else from one walk that
+ * only hashes and counts. Remembered, so a cached rebuild walks nothing.
+ */
+async function unstoredLayer(deps: LayerBlobDeps, id: string, primary: LayerRecord | undefined, signal: AbortSignal): Promise<LayerRecord> {
+  if (primary && (primary.source ?? 'pull') === 'pull') return primary;
+  const uncompressed = layerCompression('uncompressed');
+  const view = (diffId: string, diffSize: number): LayerRecord => ({ digest: diffId, size: diffSize, diffId, diffSize, mediaType: layerMediaType(uncompressed), source: 'build', compression: uncompressed });
+  if (primary?.diffSize !== undefined) return view(primary.diffId, primary.diffSize);
+  const known = await deps.layers.getUnstored(id);
+  if (known) return known;
+  const measured = await measureLayer(deps.snapshotter, id, signal);
+  const record = view(measured.diffId, measured.diffSize);
+  await deps.layers.putUnstored(id, record);
+  return record;
 }
 
 function satisfies(primary: LayerRecord, request: LayerBlobRequest): boolean {
@@ -68,6 +93,7 @@ async function recompress(content: ContentStore, from: LayerRecord, to: LayerCom
   const type = from.compression?.type ?? compressionOfMediaType(from.mediaType);
   if (type === undefined) throw new BuildError('internal', `Cannot recompress layer ${from.digest}: unknown media type ${from.mediaType}`);
   const hash = createHash('sha256');
+  let diffSize = 0;
   const source = await content.read(from.digest);
   // Made only now, each straight into the pipeline: a compressor failing to start must find
   // its error handled.
@@ -78,6 +104,7 @@ async function recompress(content: ContentStore, from: LayerRecord, to: LayerCom
     async function* (chunks: AsyncIterable<Buffer>) {
       for await (const chunk of chunks) {
         hash.update(chunk);
+        diffSize += chunk.length;
         yield chunk;
       }
     },
@@ -102,5 +129,5 @@ async function recompress(content: ContentStore, from: LayerRecord, to: LayerCom
     // Its blob stays unreferenced (another record could share its bytes); nothing names it.
     throw new BuildError('internal', `Cannot recompress layer ${from.digest}: it decompresses to ${diffId}, its diff ID is ${from.diffId}`);
   }
-  return { digest: blob.digest, size: blob.size, diffId, mediaType: layerMediaType(to), source: 'build', compression: to };
+  return { digest: blob.digest, size: blob.size, diffId, diffSize, mediaType: layerMediaType(to), source: 'build', compression: to };
 }

@@ -8,7 +8,7 @@ import { createCompressor, DEFAULT_COMPRESSION, layerMediaType, type LayerCompre
 import type { Snapshotter } from './snapshotter';
 import { encodeTarHeader, padding, TAR_END, type TarHeaderFields } from './tar-header';
 import { assertOverlayXattrsReadable } from './trusted-xattr-probe';
-import { CAPABILITY_XATTR, readXattrs } from './xattrs';
+import { CAPABILITY_XATTR, readXattrs, type Xattrs } from './xattrs';
 
 /** A layer blob as an image manifest and config refer to it. */
 export interface LayerDescriptor {
@@ -17,6 +17,8 @@ export interface LayerDescriptor {
   size: number;
   /** sha256 of the uncompressed tar (the image config's rootfs.diff_ids) */
   diffId: string;
+  /** bytes of the uncompressed tar */
+  diffSize: number;
   /** the OCI layer type of `compression` */
   mediaType: string;
   compression: LayerCompression;
@@ -59,12 +61,14 @@ export async function diffToLayer(
   const walkSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   const diffHash = createHash('sha256');
   const counter: WalkState = { entries: 0 };
+  let diffSize = 0;
   const compressor = createCompressor(compression);
   const compressing = pipeline(
     layerTar(upper, opaqueXattr, counter, walkSignal),
     async function* (chunks: AsyncIterable<Buffer>) {
       for await (const batch of coalesce(chunks)) {
         diffHash.update(batch);
+        diffSize += batch.length;
         yield batch;
       }
     },
@@ -85,7 +89,33 @@ export async function diffToLayer(
     // saw its input end early.
     throw counter.error ?? err;
   }
-  return { digest: blob.digest, size: blob.size, diffId: 'sha256:' + diffHash.digest('hex'), mediaType: layerMediaType(compression), compression, empty: counter.entries === 0 };
+  return { digest: blob.digest, size: blob.size, diffId: 'sha256:' + diffHash.digest('hex'), diffSize, mediaType: layerMediaType(compression), compression, empty: counter.entries === 0 };
+}
+
+/** What a layer's tar is without it being stored: the image config's diff ID and the tar's size. */
+export interface LayerMeasure {
+  diffId: string;
+  diffSize: number;
+  empty: boolean;
+}
+
+/**
+ * The diff ID and size of the layer tar diffToLayer would write for snapshot `id`, walked the
+ * same way (the same bytes) but hashed and counted only: for an image that nothing reads as
+ * blobs yet (`type=image` without push), whose blobs are made when a push or a tar needs them.
+ */
+export async function measureLayer(snapshotter: Pick<Snapshotter, 'upperDir' | 'overlayXattrs'>, id: string, signal?: AbortSignal): Promise<LayerMeasure> {
+  const upper = await snapshotter.upperDir(id);
+  const namespace = snapshotter.overlayXattrs ?? 'trusted';
+  await assertOverlayXattrsReadable(path.dirname(upper), namespace, 'overlay opaque markers');
+  const hash = createHash('sha256');
+  const counter: WalkState = { entries: 0 };
+  let diffSize = 0;
+  for await (const chunk of layerTar(upper, `${namespace}.overlay.opaque`, counter, signal ?? new AbortController().signal)) {
+    hash.update(chunk);
+    diffSize += chunk.length;
+  }
+  return { diffId: 'sha256:' + hash.digest('hex'), diffSize, empty: counter.entries === 0 };
 }
 
 const BATCH = 64 * 1024;
@@ -132,52 +162,104 @@ async function* layerTar(upper: string, opaqueXattr: string, counter: WalkState,
 
 async function* layerEntries(upper: string, opaqueXattr: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
   const links = new Map<string, string>();
+  const wanted = (n: string): boolean => n === CAPABILITY_XATTR || n === opaqueXattr;
   async function* walk(rel: string): AsyncGenerator<Buffer> {
     const names = (await fsp.readdir(path.join(upper, rel))).sort(compareBytes);
-    for (const name of names) {
+    for (let start = 0; start < names.length; start += READ_AHEAD) {
       signal.throwIfAborted();
-      const relPath = rel === '' ? name : `${rel}/${name}`;
-      const abs = path.join(upper, relPath);
-      const st = await fsp.lstat(abs);
-      counter.entries++;
-      if (st.isCharacterDevice() && st.rdev === 0) {
-        // An overlay whiteout: the path was deleted in this layer.
-        yield encodeTarHeader({ ...baseHeader(st), name: wh(rel, name), type: 'file', mode: 0, uid: 0, gid: 0 });
-        continue;
+      const batch = names.slice(start, start + READ_AHEAD).map((name) => {
+        const relPath = rel === '' ? name : `${rel}/${name}`;
+        return { name, relPath, abs: path.join(upper, relPath) };
+      });
+      // Each call is a thread-pool round trip: a batch's lstats, then the attributes and
+      // small contents of the entries up to its next directory, are asked for at once, and
+      // written in order. Nothing read ahead is held while the walk is below a directory.
+      const stats = await Promise.all(batch.map((e) => fsp.lstat(e.abs)));
+      let i = 0;
+      while (i < batch.length) {
+        let j = i;
+        while (j < batch.length && !stats[j].isDirectory()) j++;
+        const ahead = batch.slice(i, j).map((e, k) => readAhead(e.abs, stats[i + k], wanted));
+        for (const p of ahead) p.catch(() => undefined);
+        for (let k = i; k < j; k++) yield* entry(rel, batch[k].name, batch[k].relPath, batch[k].abs, stats[k], await ahead[k - i]);
+        if (j < batch.length) yield* entry(rel, batch[j].name, batch[j].relPath, batch[j].abs, stats[j], await readAhead(batch[j].abs, stats[j], wanted));
+        i = j + 1;
       }
-      const xattrs = await readXattrs(abs, (n) => n === CAPABILITY_XATTR || n === opaqueXattr);
-      const opaque = st.isDirectory() && xattrs.get(opaqueXattr)?.toString('latin1') === 'y';
-      // "y" marks an opaque dir; newer kernels also write "x" (has whiteouts), which is not opaque.
-      xattrs.delete(opaqueXattr);
-      const head = { ...baseHeader(st), xattrs };
-      if (st.isDirectory()) {
-        yield encodeTarHeader({ ...head, name: relPath + '/', type: 'directory' });
-        if (opaque) yield encodeTarHeader({ ...baseHeader(st), name: `${relPath}/${OPAQUE_MARKER}`, type: 'file', mode: 0, uid: 0, gid: 0 });
-        yield* walk(relPath);
-      } else if (st.isFile()) {
-        const key = `${st.dev}:${st.ino}`;
-        const first = st.nlink > 1 ? links.get(key) : undefined;
-        if (first !== undefined) {
-          yield encodeTarHeader({ ...head, name: relPath, type: 'link', linkname: first });
-          continue;
-        }
-        if (st.nlink > 1) links.set(key, relPath);
-        yield encodeTarHeader({ ...head, name: relPath, type: 'file', size: st.size });
-        yield* fileContent(abs, relPath, st.size, signal);
-        yield padding(st.size);
-      } else if (st.isSymbolicLink()) {
-        yield encodeTarHeader({ ...head, name: relPath, type: 'symlink', linkname: await fsp.readlink(abs) });
-      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-        const type = st.isCharacterDevice() ? 'character-device' : 'block-device';
-        yield encodeTarHeader({ ...head, name: relPath, type, devmajor: major(st.rdev), devminor: minor(st.rdev) });
-      } else if (st.isFIFO()) {
-        yield encodeTarHeader({ ...head, name: relPath, type: 'fifo' });
-      }
-      // Sockets are not representable in a tar; like Docker, they are left out.
     }
+  }
+  async function* entry(rel: string, name: string, relPath: string, abs: string, st: Stats, read: ReadAhead): AsyncGenerator<Buffer> {
+    signal.throwIfAborted();
+    counter.entries++;
+    if (isWhiteout(st)) {
+      // An overlay whiteout: the path was deleted in this layer.
+      yield encodeTarHeader({ ...baseHeader(st), name: wh(rel, name), type: 'file', mode: 0, uid: 0, gid: 0 });
+      return;
+    }
+    const { xattrs } = read;
+    const opaque = st.isDirectory() && xattrs.get(opaqueXattr)?.toString('latin1') === 'y';
+    // "y" marks an opaque dir; newer kernels also write "x" (has whiteouts), which is not opaque.
+    xattrs.delete(opaqueXattr);
+    const head = { ...baseHeader(st), xattrs };
+    if (st.isDirectory()) {
+      yield encodeTarHeader({ ...head, name: relPath + '/', type: 'directory' });
+      if (opaque) yield encodeTarHeader({ ...baseHeader(st), name: `${relPath}/${OPAQUE_MARKER}`, type: 'file', mode: 0, uid: 0, gid: 0 });
+      yield* walk(relPath);
+    } else if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1 ? links.get(key) : undefined;
+      if (first !== undefined) {
+        yield encodeTarHeader({ ...head, name: relPath, type: 'link', linkname: first });
+        return;
+      }
+      if (st.nlink > 1) links.set(key, relPath);
+      yield encodeTarHeader({ ...head, name: relPath, type: 'file', size: st.size });
+      if (read.content !== undefined) {
+        // As a streamed file: one that grew meanwhile is cut at the promised size, one that shrank fails.
+        if (read.content.length < st.size) throw changedSize(relPath);
+        if (st.size > 0) yield read.content.subarray(0, st.size);
+      } else {
+        yield* fileContent(abs, relPath, st.size, signal);
+      }
+      yield padding(st.size);
+    } else if (st.isSymbolicLink()) {
+      yield encodeTarHeader({ ...head, name: relPath, type: 'symlink', linkname: await fsp.readlink(abs) });
+    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+      const type = st.isCharacterDevice() ? 'character-device' : 'block-device';
+      yield encodeTarHeader({ ...head, name: relPath, type, devmajor: major(st.rdev), devminor: minor(st.rdev) });
+    } else if (st.isFIFO()) {
+      yield encodeTarHeader({ ...head, name: relPath, type: 'fifo' });
+    }
+    // Sockets are not representable in a tar; like Docker, they are left out.
   }
   yield* walk('');
   yield TAR_END;
+}
+
+/** How many entries of a directory the walk reads ahead. */
+const READ_AHEAD = 32;
+/** Files up to this size are read whole, ahead of their turn; larger ones stream then. */
+const SMALL_FILE = 64 * 1024;
+
+/** What the walk learnt of one entry before its turn. */
+interface ReadAhead {
+  xattrs: Xattrs;
+  /** the whole content of a small file with one link (linked ones may be written as links) */
+  content?: Buffer;
+}
+
+async function readAhead(abs: string, st: Stats, wanted: (name: string) => boolean): Promise<ReadAhead> {
+  if (isWhiteout(st)) return { xattrs: new Map() };
+  const small = st.isFile() && st.nlink === 1 && st.size <= SMALL_FILE;
+  const [xattrs, content] = await Promise.all([readXattrs(abs, wanted), small ? fsp.readFile(abs) : undefined]);
+  return { xattrs, content };
+}
+
+function isWhiteout(st: Stats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0;
+}
+
+function changedSize(name: string): BuildError {
+  return new BuildError('failed-precondition', `Cannot add ${name} to the layer: it changed size while being read`);
 }
 
 function baseHeader(st: Stats): Omit<TarHeaderFields, 'name' | 'type'> {
@@ -197,7 +279,7 @@ async function* fileContent(abs: string, name: string, size: number, signal: Abo
     written += part.length;
     if (part.length > 0) yield part;
   }
-  if (written !== size) throw new BuildError('failed-precondition', `Cannot add ${name} to the layer: it changed size while being read`);
+  if (written !== size) throw changedSize(name);
 }
 
 function compareBytes(a: string, b: string): number {

@@ -22,7 +22,12 @@ const layerSchema = z.object({
   source: z.enum(['pull', 'build']).optional(),
   /** set on blobs buildd compressed; a pulled blob's compression is its media type's */
   compression: compressionSchema.optional(),
+  /** bytes of the uncompressed tar, where known (records of blobs buildd made) */
+  diffSize: z.number().int().nonnegative().optional(),
 }).strict();
+
+/** never a compression's name (see compressionName), so never a variant's key */
+const UNSTORED = 'unstored';
 
 /** A compressed blob that holds a committed snapshot's changes. */
 export type LayerRecord = z.infer<typeof layerSchema>;
@@ -64,5 +69,17 @@ export class LayerIndex {
 
   putVariant(snapshotId: string, compression: LayerCompression, record: LayerRecord): Promise<void> {
     return this.records.put(`${snapshotId}/${compressionName(compression)}`, record);
+  }
+
+  /**
+   * The snapshot's layer described uncompressed (digest = diff ID) with no blob in the content
+   * store: what an image that no push or tar has read yet refers to (see layerBlob's `lazy`).
+   */
+  getUnstored(snapshotId: string): Promise<LayerRecord | undefined> {
+    return this.records.get(`${snapshotId}/${UNSTORED}`);
+  }
+
+  putUnstored(snapshotId: string, record: LayerRecord): Promise<void> {
+    return this.records.put(`${snapshotId}/${UNSTORED}`, record);
   }
 }

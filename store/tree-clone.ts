@@ -3,6 +3,7 @@ import { constants, promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { BuildError } from '../solver/build-error';
+import { BoundedTasks } from './bounded-tasks';
 import { readXattrs, writeXattrs } from './xattrs';
 
 const execFileP = promisify(execFile);
@@ -46,21 +47,18 @@ export async function cloneEntry(src: string, dest: string, opts: CloneOptions =
 }
 
 class Clone {
-  private readonly limit: number;
-  private readonly running = new Set<Promise<void>>();
+  private readonly tasks: BoundedTasks;
   private readonly dirTimes: Array<[string, Stats]> = [];
   private readonly links: Map<string, Promise<string>>;
-  private failure: unknown;
 
   constructor(private readonly opts: CloneOptions) {
-    this.limit = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
+    this.tasks = new BoundedTasks(Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY));
     this.links = opts.links ?? new Map();
   }
 
   async entry(src: string, dest: string, st: Stats): Promise<void> {
     this.opts.signal?.throwIfAborted();
-    if (this.failure !== undefined) throw this.failure;
-    if (!st.isDirectory()) return this.schedule(() => copyNonDir(src, dest, st, this.links, this.opts.skipXattr));
+    if (!st.isDirectory()) return this.tasks.run(() => copyNonDir(src, dest, st, this.links, this.opts.skipXattr));
     await fsp.mkdir(dest);
     await applyMeta(src, dest, st, this.opts.skipXattr);
     this.dirTimes.push([dest, st]);
@@ -71,29 +69,13 @@ class Clone {
   }
 
   async settle(): Promise<void> {
-    await Promise.allSettled(this.running);
+    await this.tasks.settle();
   }
 
   /** Waits for every copy, then sets directory times (children change their parent's mtime). */
   async finish(): Promise<void> {
-    await Promise.all(this.running);
-    if (this.failure !== undefined) throw this.failure;
+    await this.tasks.drain();
     for (const [dir, st] of this.dirTimes.reverse()) await fsp.utimes(dir, st.atime, st.mtime);
-  }
-
-  private async schedule(work: () => Promise<void>): Promise<void> {
-    while (this.running.size >= this.limit) await Promise.race(this.running);
-    if (this.failure !== undefined) throw this.failure;
-    const p: Promise<void> = work().then(
-      () => {
-        this.running.delete(p);
-      },
-      (err: unknown) => {
-        this.running.delete(p);
-        this.failure ??= err;
-      },
-    );
-    this.running.add(p);
   }
 }
 

@@ -1,15 +1,13 @@
-import { execFile } from 'node:child_process';
-import { constants, promises as fsp, type Stats } from 'node:fs';
+import { chmodSync, constants, copyFileSync, lchownSync, promises as fsp, utimesSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { BuildError } from '../solver/build-error';
+import { BoundedTasks } from './bounded-tasks';
 import type { FileMode } from './file-mode';
 import type { PathPatterns } from './path-pattern';
 import { walkSelected } from './copy-selection';
 import { lstatOrUndefined } from './path-exists';
-import { copyXattrs } from './xattrs';
-
-const execFileP = promisify(execFile);
+import { makeNode } from './tree-clone';
+import { copyXattrs, readXattrsSync, writeXattrs } from './xattrs';
 
 /** Who copied entries belong to; `null` keeps each source entry's own uid:gid (layer merges). */
 export interface Owner {
@@ -29,13 +27,27 @@ export interface TreeCopierOptions {
   replaceConflicts?: boolean;
   /** checked before each entry: an aborted copy stops there, leaving what it copied for its caller to discard */
   signal?: AbortSignal;
+  /** files copied at once (default 16): each file is a few thread-pool calls, mostly waiting on the kernel */
+  concurrency?: number;
 }
+
+/** Enough to keep the thread pool (16 threads at least, see uv-threadpool.ts) busy. */
+const DEFAULT_CONCURRENCY = 16;
+/** Files up to this size are copied inline (see copyFileInline); a larger one would block the event loop. */
+const INLINE_FILE_MAX = 256 * 1024;
 
 /**
  * Copies entries without ever following a symlink inside the source tree or the destination
  * tree: each destination path is a real directory (checked with lstat) joined with one name.
  * Lifecycle: one per copy action (it remembers hard links across that action's sources);
- * `copyChildren` and `copyEntry` may be called several times, then it is dropped.
+ * `copyChildren` and `copyEntry` may be called several times, then `finish` once (or
+ * `settle` on an error path, before the caller discards the destination). {@link TreeCopier.copy}
+ * does all of that around one callback.
+ *
+ * Directories are created in walk order, before anything below them; files, symlinks and
+ * nodes are copied up to `concurrency` at a time meanwhile, so a tree of small files costs
+ * the kernel's time rather than one thread-pool round trip after another. Two entries for
+ * the same destination (two sources of one COPY) are still written in order.
  *
  * Which entries are taken is decided by walkSelected (copy-selection.ts), the walk COPY's
  * cache key uses too: a directory passed on the way to an included entry is created with
@@ -43,16 +55,37 @@ export interface TreeCopierOptions {
  */
 export class TreeCopier {
   /** source dev:ino of files with several links → the first destination path copied */
-  private readonly links = new Map<string, string>();
+  private readonly links = new Map<string, Promise<string>>();
   private readonly dirTimes: Array<[string, Stats]> = [];
+  private readonly tasks: BoundedTasks;
+  /** destination → its copy in flight, so a later entry for the same path waits for it */
+  private readonly inflight = new Map<string, Promise<void>>();
 
-  constructor(private readonly opts: TreeCopierOptions) {}
+  constructor(private readonly opts: TreeCopierOptions) {
+    this.tasks = new BoundedTasks(opts.concurrency ?? DEFAULT_CONCURRENCY);
+  }
+
+  /** Runs `work` with a new copier, then finishes it; on a failure, waits for the copies in flight first. */
+  static async copy(opts: TreeCopierOptions, work: (copier: TreeCopier) => Promise<void>): Promise<void> {
+    const copier = new TreeCopier(opts);
+    try {
+      await work(copier);
+    } catch (err) {
+      await copier.settle();
+      throw err;
+    }
+    await copier.finish();
+  }
 
   /** Copies what `srcDir` holds into the existing directory `destDir`, filters applied. */
   async copyChildren(srcDir: string, destDir: string): Promise<void> {
-    await this.copySelected(srcDir, destDir);
-    // Every directory's children are in place only now: set the directories' times last.
-    for (const [dir, st] of this.dirTimes.splice(0).reverse()) await fsp.utimes(dir, st.atime, st.mtime);
+    const filter = { include: this.opts.include, exclude: this.opts.exclude };
+    for await (const entry of walkSelected(srcDir, filter, this.opts.signal)) {
+      const dest = path.join(destDir, ...entry.rel.split('/'));
+      if (entry.passThrough) await this.createPassThrough(entry.hostPath, dest, entry.stat);
+      else if (entry.stat.isDirectory()) await this.copyDir(entry.hostPath, dest, entry.stat);
+      else await this.schedule(entry.hostPath, dest, entry.stat);
+    }
   }
 
   /** Copies one entry (a whole tree for a directory) to `dest`, no filters on the entry itself. */
@@ -63,20 +96,84 @@ export class TreeCopier {
       await this.copyChildren(src, dest);
       return;
     }
-    await this.copyNonDir(src, dest, st);
+    await this.schedule(src, dest, st);
   }
 
-  private async copySelected(srcDir: string, destDir: string): Promise<void> {
-    const filter = { include: this.opts.include, exclude: this.opts.exclude };
-    for await (const entry of walkSelected(srcDir, filter, this.opts.signal)) {
-      const dest = path.join(destDir, ...entry.rel.split('/'));
-      if (entry.passThrough) await this.createPassThrough(entry.hostPath, dest, entry.stat);
-      else if (entry.stat.isDirectory()) await this.copyDir(entry.hostPath, dest, entry.stat);
-      else await this.copyNonDir(entry.hostPath, dest, entry.stat);
+  /** Waits for every copy, then sets directory times (children change their parent's mtime). */
+  async finish(): Promise<void> {
+    await this.tasks.drain();
+    // Latest first: when two sources of one COPY made the same directory, the later one's times win.
+    const done = new Set<string>();
+    for (const [dir, st] of this.dirTimes.splice(0).reverse()) {
+      if (done.has(dir)) continue;
+      done.add(dir);
+      await fsp.utimes(dir, st.atime, st.mtime);
     }
   }
 
+  /** Waits for the copies in flight, whatever their outcome (an error path, before a discard). */
+  async settle(): Promise<void> {
+    await this.tasks.settle();
+  }
+
+  private async schedule(src: string, dest: string, st: Stats): Promise<void> {
+    this.opts.signal?.throwIfAborted();
+    if (st.isFile() && st.nlink === 1 && st.size <= INLINE_FILE_MAX && !this.inflight.has(dest)) {
+      const inline = this.copyFileInline(src, dest, st);
+      if (inline !== 'exists') {
+        if (inline !== undefined) await this.tasks.run(() => inline);
+        return;
+      }
+    }
+    await this.inflight.get(dest)?.catch(() => undefined);
+    await this.tasks.run(() => {
+      const copy = this.copyNonDir(src, dest, st);
+      this.inflight.set(dest, copy);
+      const forget = (): void => {
+        if (this.inflight.get(dest) === copy) this.inflight.delete(dest);
+      };
+      copy.then(forget, forget);
+      return copy;
+    });
+  }
+
+  /**
+   * A small file with one link, copied with synchronous calls on this thread: each call is a
+   * few microseconds of kernel work, and a thread-pool round trip per call cost three times
+   * the CPU (20,000 files: 2.5 s against 7.9 s). A batch of the walk blocks the event loop
+   * for milliseconds at most. 'exists' when something is at `dest` (nothing was written: the
+   * caller replaces it the careful way); a promise when attributes remain to be written.
+   */
+  private copyFileInline(src: string, dest: string, st: Stats): Promise<void> | 'exists' | undefined {
+    try {
+      // EXCL: fail rather than write through a symlink at dest
+      copyFileSync(src, dest, constants.COPYFILE_EXCL);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return 'exists';
+      throw err;
+    }
+    const owner = this.opts.owner ?? { uid: st.uid, gid: st.gid };
+    lchownSync(dest, owner.uid, owner.gid);
+    const xattrs = readXattrsSync(src);
+    if (xattrs.size > 0) {
+      // rare: the attributes, then mode and times, the usual way (after the chown, as applyMeta)
+      return (async () => {
+        await writeXattrs(dest, xattrs);
+        this.finishFileSync(dest, st);
+      })();
+    }
+    this.finishFileSync(dest, st);
+    return undefined;
+  }
+
+  /** Mode (see applyMeta) and times of a file copied with copyFile and chowned. */
+  private finishFileSync(dest: string, st: Stats): void {
+    if (this.opts.chmod || (st.mode & 0o6000) !== 0) chmodSync(dest, this.opts.chmod ? this.opts.chmod.apply(st.mode, false) : st.mode & 0o7777);
+    utimesSync(dest, st.atime, st.mtime);
+  }
+
   private async createPassThrough(src: string, dest: string, st: Stats): Promise<void> {
+    await this.inflight.get(dest)?.catch(() => undefined);
     const existing = await lstatOrUndefined(dest);
     if (existing && !existing.isDirectory()) {
       throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} exists and is not a directory`);
@@ -86,12 +183,13 @@ export class TreeCopier {
       return;
     }
     await fsp.mkdir(dest);
-    await this.applyMeta(src, dest, st, true);
+    await this.applyMeta(src, dest, st, 'dir');
     this.dirTimes.push([dest, st]);
   }
 
   /** Creates (or takes over) the directory itself; its entries come from the walk. */
   private async copyDir(src: string, dest: string, st: Stats): Promise<void> {
+    await this.inflight.get(dest)?.catch(() => undefined);
     let existing = await lstatOrUndefined(dest);
     if (existing && !existing.isDirectory() && this.opts.replaceConflicts) {
       await fsp.rm(dest, { force: true });
@@ -101,35 +199,71 @@ export class TreeCopier {
       throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} exists and is not a directory`);
     }
     if (!existing) await fsp.mkdir(dest);
-    await this.applyMeta(src, dest, st, true);
+    await this.applyMeta(src, dest, st, 'dir');
     this.dirTimes.push([dest, st]);
   }
 
   private async copyNonDir(src: string, dest: string, st: Stats): Promise<void> {
-    const existing = await lstatOrUndefined(dest);
-    if (existing?.isDirectory() && this.opts.replaceConflicts) await fsp.rm(dest, { recursive: true, force: true });
-    else if (existing?.isDirectory()) throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} is a directory`);
-    // Replace whatever is there; removing first also means a symlink at dest is never followed.
-    if (existing) await fsp.rm(dest, { force: true });
-    const key = `${st.dev}:${st.ino}`;
-    const first = st.nlink > 1 && !st.isSymbolicLink() ? this.links.get(key) : undefined;
-    if (first !== undefined) {
-      await fsp.link(first, dest);
+    if (st.nlink > 1 && !st.isSymbolicLink()) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = this.links.get(key);
+      if (first !== undefined) {
+        const target = await first;
+        await this.replacing(src, dest, () => fsp.link(target, dest));
+        return;
+      }
+      const made = this.create(src, dest, st).then(() => dest);
+      this.links.set(key, made);
+      await made;
       return;
     }
+    await this.create(src, dest, st);
+  }
+
+  private async create(src: string, dest: string, st: Stats): Promise<void> {
+    let kind: MetaKind;
     if (st.isFile()) {
       // Kernel-side copy (copy_file_range); EXCL: fail rather than write through a new symlink.
-      await fsp.copyFile(src, dest, constants.COPYFILE_EXCL);
+      await this.replacing(src, dest, () => fsp.copyFile(src, dest, constants.COPYFILE_EXCL));
+      kind = 'file';
     } else if (st.isSymbolicLink()) {
-      await fsp.symlink(await fsp.readlink(src), dest);
+      const target = await fsp.readlink(src);
+      await this.replacing(src, dest, () => fsp.symlink(target, dest));
+      kind = 'symlink';
     } else if (st.isFIFO() || st.isCharacterDevice() || st.isBlockDevice()) {
-      const kind = st.isFIFO() ? ['p'] : [st.isCharacterDevice() ? 'c' : 'b', String(devMajor(st.rdev)), String(devMinor(st.rdev))];
-      await execFileP('mknod', [dest, ...kind]);
+      await this.clear(src, dest, await lstatOrUndefined(dest));
+      await makeNode(dest, st);
+      kind = 'node';
     } else {
       return; // sockets cannot be copied; Docker skips them as well
     }
-    if (st.nlink > 1 && !st.isSymbolicLink()) this.links.set(key, dest);
-    await this.applyMeta(src, dest, st, false);
+    await this.applyMeta(src, dest, st, kind);
+  }
+
+  /**
+   * Runs `make` (which fails with EEXIST when something is at `dest`); when something is in
+   * the way, removes it as COPY replaces an entry and runs `make` again. Trying first saves an
+   * lstat per file in the common case, a new destination.
+   */
+  private async replacing(src: string, dest: string, make: () => Promise<void>): Promise<void> {
+    try {
+      await make();
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    await this.clear(src, dest, await lstatOrUndefined(dest));
+    await make();
+  }
+
+  /** Removes what is at `dest` for a non-directory: a directory only under replaceConflicts. */
+  private async clear(src: string, dest: string, existing: Stats | undefined): Promise<void> {
+    if (!existing) return;
+    if (existing.isDirectory() && !this.opts.replaceConflicts) {
+      throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} is a directory`);
+    }
+    // Removing first also means a symlink at dest is never followed.
+    await fsp.rm(dest, { recursive: existing.isDirectory(), force: true });
   }
 
   /**
@@ -137,25 +271,19 @@ export class TreeCopier {
    * BuildKit's copier (fsutil) does, all of them (overlayfs' own excepted), and after the
    * chown, which would drop security.capability: a capability survives COPY --chown.
    */
-  private async applyMeta(src: string, dest: string, st: Stats, isDir: boolean): Promise<void> {
+  private async applyMeta(src: string, dest: string, st: Stats, kind: MetaKind): Promise<void> {
     const owner = this.opts.owner ?? { uid: st.uid, gid: st.gid };
     await fsp.lchown(dest, owner.uid, owner.gid);
     await copyXattrs(src, dest);
-    if (st.isSymbolicLink()) {
+    if (kind === 'symlink') {
       await fsp.lutimes(dest, st.atime, st.mtime);
       return;
     }
-    // After chown, which clears setuid/setgid.
-    const mode = this.opts.chmod ? this.opts.chmod.apply(st.mode, isDir) : st.mode & 0o7777;
-    await fsp.chmod(dest, mode);
-    if (!isDir) await fsp.utimes(dest, st.atime, st.mtime);
+    // copyFile gives a file its source's exact mode; chown then clears only setuid/setgid.
+    const keepsMode = kind === 'file' && !this.opts.chmod && (st.mode & 0o6000) === 0;
+    if (!keepsMode) await fsp.chmod(dest, this.opts.chmod ? this.opts.chmod.apply(st.mode, kind === 'dir') : st.mode & 0o7777);
+    if (kind !== 'dir') await fsp.utimes(dest, st.atime, st.mtime);
   }
 }
 
-function devMajor(dev: number): number {
-  return ((dev >> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
-}
-
-function devMinor(dev: number): number {
-  return (dev & 0xff) | ((dev >> 12) & 0xfff00);
-}
+type MetaKind = 'dir' | 'file' | 'symlink' | 'node';

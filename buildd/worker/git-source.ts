@@ -88,7 +88,7 @@ export class GitSource {
       try {
         const root = await active.mount();
         const exclude = keepGit ? undefined : new PathPatterns(['.git']);
-        await new TreeCopier({ owner: { uid: 0, gid: 0 }, exclude }).copyChildren(top, root);
+        await TreeCopier.copy({ owner: { uid: 0, gid: 0 }, exclude }, (c) => c.copyChildren(top, root));
         return await this.snapshotter.commit(active);
       } finally {
         await active.release();

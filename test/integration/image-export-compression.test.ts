@@ -262,3 +262,55 @@ describe('force-compression on a pulled base image', () => {
     expect(got.manifest.layers.map((l) => l.digest)).toEqual(gzipDefaultLayers);
   });
 });
+
+describe('type=image without push: no blob is made that nothing reads', () => {
+  /** Exports `result` as type=image with `attrs`, not pushed; the manifest it names. */
+  async function keep(name: string, attrs: Record<string, string>, result: string): Promise<{ digest: string; configDigest: string; manifest: Manifest }> {
+    const spec: ExportSpec = { type: 'image', attrs: { name: `${registry.host}/${name}`, ...attrs } };
+    const response = await exportImage(deps, spec, result, image, session());
+    const digest = response['containerimage.digest'] as string;
+    return { digest, configDigest: response['containerimage.config.digest'] as string, manifest: (await content.readJson(digest)) as Manifest };
+  }
+
+  let fresh: string;
+  let text: string;
+
+  beforeAll(async () => {
+    text = Array.from({ length: 5_000 }, (_, i) => `lazy line ${i}\n`).join('');
+    const a = await commitLayer(undefined, { 'lazy/a.txt': text });
+    fresh = await commitLayer(a, { 'lazy/b.txt': text.toUpperCase(), 'lazy/dir/c': 'c\n' });
+  });
+
+  test('built layers are described uncompressed by their diff ID, with no blob stored; a later push makes and keeps gzip blobs', async () => {
+    const blobsBefore = (await fsp.readdir(path.join(root, 'content', 'blobs', 'sha256'))).length;
+    const kept = await keep('lazy:kept', {}, fresh);
+    expect(kept.manifest.layers.map((l) => l.mediaType)).toEqual(Array(2).fill('application/vnd.oci.image.layer.v1.tar'));
+    const config = (await content.readJson(kept.manifest.config.digest)) as ImageConfig;
+    expect(kept.manifest.layers.map((l) => l.digest)).toEqual(config.rootfs.diff_ids);
+    for (const layer of kept.manifest.layers) expect(await content.info(layer.digest)).toBeUndefined();
+    // only the config and the manifest were written
+    expect((await fsp.readdir(path.join(root, 'content', 'blobs', 'sha256'))).length).toBe(blobsBefore + 2);
+    expect(await layers.get(fresh)).toBeUndefined();
+    // the same export again gives the same image, from what the layer index remembers
+    expect((await keep('lazy:again', {}, fresh)).digest).toBe(kept.digest);
+
+    // Pushed, the same result gets real gzip blobs (checked by skopeo) of the same tars: the same config.
+    const pushed = await push('lazy:pushed', {}, fresh);
+    const got = await fetchChecked(pushed.name);
+    expect(got.manifest.layers.map((l) => l.mediaType)).toEqual(Array(2).fill('application/vnd.oci.image.layer.v1.tar+gzip'));
+    expect(got.manifest.config.digest).toBe(kept.configDigest);
+    // the sizes the lazy manifest gave are those of the tars
+    for (const [i, layer] of got.manifest.layers.entries()) {
+      const tar = (await run('gzip', ['-dc', content.blobPath(layer.digest)], { encoding: 'buffer', maxBuffer: 64 << 20 })).stdout;
+      expect(tar.length).toBe(kept.manifest.layers[i]?.size);
+    }
+    // once blobs exist, the lazy export describes the layers from their records without a walk: the same image
+    expect((await keep('lazy:after-push', {}, fresh)).digest).toBe(kept.digest);
+  });
+
+  test('a compression attribute asks for blobs now, as with push', async () => {
+    const kept = await keep('lazy:zstd', { compression: 'zstd' }, fresh);
+    expect(kept.manifest.layers.map((l) => l.mediaType)).toEqual(Array(2).fill('application/vnd.oci.image.layer.v1.tar+zstd'));
+    for (const layer of kept.manifest.layers) expect(await content.info(layer.digest)).toBeDefined();
+  });
+});

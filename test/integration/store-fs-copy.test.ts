@@ -310,3 +310,64 @@ describe('extended attributes through COPY, as BuildKit (fsutil) copies them', (
     expect(await getAttribute(path.join(dest, 'x/added/ping'), 'security.capability')).toEqual(cap);
   });
 });
+
+describe('copyAction with many entries in flight at once', () => {
+  let src: string;
+  let out: string;
+
+  beforeAll(async () => {
+    src = path.join(tmp, 'many');
+    // 20 directories of 30 files, every mode and owner different enough to notice a mix-up
+    for (let d = 0; d < 20; d++) {
+      for (let f = 0; f < 30; f++) {
+        const p = path.join(src, 'tree', `d${d}`, `f${f}`);
+        await write(p, `${d}/${f}\n`, [0o600, 0o644, 0o755, 0o4755, 0o2750][(d + f) % 5]);
+        await fsp.lchown(p, d, f);
+        await fsp.utimes(p, 1_600_000_000 + d, 1_600_000_000 + d * 100 + f);
+      }
+      await fsp.utimes(path.join(src, 'tree', `d${d}`), 1_500_000_000, 1_500_000_000 + d);
+    }
+    // a hard-link group spread over the walk: the first and the last directory
+    await fsp.link(path.join(src, 'tree/d0/f0'), path.join(src, 'tree/d19/zz-link'));
+    await fsp.link(path.join(src, 'tree/d0/f0'), path.join(src, 'tree/d9/zz-link'));
+    await fsp.utimes(path.join(src, 'tree/d9'), 1_500_000_000, 1_500_000_009);
+    await fsp.utimes(path.join(src, 'tree/d19'), 1_500_000_000, 1_500_000_019);
+    // two sources that write the same paths: the later one wins, files and directory times
+    await write(path.join(src, 'a/same/x'), 'from a\n', 0o644);
+    await write(path.join(src, 'b/same/x'), 'from b\n', 0o600);
+    await fsp.utimes(path.join(src, 'a/same'), 1_400_000_000, 1_400_000_000);
+    await fsp.utimes(path.join(src, 'b/same'), 1_400_000_000, 1_400_000_100);
+    out = path.join(tmp, 'many-out');
+    await fsp.mkdir(out);
+  });
+
+  function copyFrom(srcPaths: string[], to: string): Promise<void> {
+    return copyAction({ type: 'copy', src: 0, srcPaths, dest: to }, src, out);
+  }
+
+  it('gives every file its own mode, owner 0:0, times and content, and keeps hard links linked', async () => {
+    await copyFrom(['tree'], '/t');
+    for (let d = 0; d < 20; d++) {
+      for (let f = 0; f < 30; f++) {
+        const rel = `d${d}/f${f}`;
+        const [a, b] = await Promise.all([fsp.lstat(path.join(src, 'tree', rel)), fsp.lstat(path.join(out, 't', rel))]);
+        const want = { mode: a.mode & 0o7777, mtime: a.mtimeMs, owner: '0:0', body: `${d}/${f}\n` };
+        const got = { mode: b.mode & 0o7777, mtime: b.mtimeMs, owner: `${b.uid}:${b.gid}`, body: await fsp.readFile(path.join(out, 't', rel), 'utf8') };
+        expect([rel, got]).toEqual([rel, want]);
+      }
+      // set after every child was written, so the copy's own writes do not show
+      const dir = `d${d}`;
+      expect([dir, (await fsp.lstat(path.join(out, 't', dir))).mtimeMs]).toEqual([dir, (await fsp.lstat(path.join(src, 'tree', dir))).mtimeMs]);
+    }
+    const first = await fsp.lstat(path.join(out, 't/d0/f0'));
+    for (const link of ['d9/zz-link', 'd19/zz-link']) expect((await fsp.lstat(path.join(out, 't', link))).ino).toBe(first.ino);
+    expect(first.nlink).toBe(3);
+  });
+
+  it('writes two sources for one destination in order: the later file and directory times win', async () => {
+    await copyFrom(['a', 'b'], '/m/');
+    expect(await fsp.readFile(path.join(out, 'm/same/x'), 'utf8')).toBe('from b\n');
+    expect((await fsp.lstat(path.join(out, 'm/same/x'))).mode & 0o7777).toBe(0o600);
+    expect((await fsp.lstat(path.join(out, 'm/same'))).mtimeMs).toBe(1_400_000_100 * 1000);
+  });
+});

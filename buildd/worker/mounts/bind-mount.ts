@@ -42,11 +42,12 @@ export async function prepareBindMount(m: ExecMount, input: OpResult | undefined
       const copy = path.join(dir, 'src');
       if (st.isDirectory()) {
         await fsp.mkdir(copy);
-        await new TreeCopier({ owner: null }).copyChildren(hostPath, copy);
+        await TreeCopier.copy({ owner: null }, (c) => c.copyChildren(hostPath, copy));
         await fsp.lchown(copy, st.uid, st.gid);
         await fsp.chmod(copy, st.mode & 0o7777);
       } else {
-        await new TreeCopier({ owner: null }).copyEntry(hostPath, copy, await fsp.lstat(hostPath));
+        const lst = await fsp.lstat(hostPath);
+        await TreeCopier.copy({ owner: null }, (c) => c.copyEntry(hostPath, copy, lst));
       }
       hostPath = copy;
     }

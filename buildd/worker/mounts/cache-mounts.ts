@@ -187,7 +187,7 @@ export class CacheMounts {
         try {
           const st = await fsp.stat(seed.dir);
           if (!st.isDirectory()) throw new BuildError('invalid-argument', `Cannot seed cache mount ${req.id}: its source is not a directory`);
-          await new TreeCopier({ owner: null }).copyChildren(seed.dir, tmp);
+          await TreeCopier.copy({ owner: null }, (c) => c.copyChildren(seed.dir, tmp));
           // the cache's root takes the seed's owner and mode (BuildKit's mode/uid/gid come this way)
           await fsp.lchown(tmp, st.uid, st.gid);
           await fsp.chmod(tmp, st.mode & 0o7777);
