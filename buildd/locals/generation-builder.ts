@@ -1,9 +1,9 @@
-import { constants as fsc, promises as fsp } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants as fsc, copyFileSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, promises as fsp, renameSync, symlinkSync, utimesSync } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
 import { writeXattrs } from '../../store/xattrs';
 import { indexLine, type EntryChange, type IndexEntry } from './listing-index';
-import { runBounded } from './run-bounded';
+import { BoundedTasks } from '../../store/bounded-tasks';
 
 /** Files linked, copied or moved at once: enough to keep the thread pool busy, few enough to keep memory flat. */
 export const FILE_CONCURRENCY = 32;
@@ -52,28 +52,109 @@ export async function buildGeneration(plan: GenerationPlan): Promise<BuildStats>
   await fsp.mkdir(tree, { mode: 0o700 });
   const stats: BuildStats = { linked: 0, copied: 0, written: 0 };
   const dirs: PlannedEntry[] = [];
+  const pace = new Pacer(plan.signal);
   for (const p of plan.entries) {
     if (p.entry.type !== 'DIR') continue;
-    plan.signal.throwIfAborted();
+    await pace.step();
     const target = join(tree, p.entry.path);
-    await fsp.mkdir(target, { mode: 0o700 });
+    mkdirSync(target, { mode: 0o700 });
     await applyXattrs(target, p.entry);
     dirs.push(p);
   }
-  await runBounded(
-    plan.entries.filter((p) => p.entry.type !== 'DIR'),
-    FILE_CONCURRENCY,
-    plan.signal,
-    (p) => placeEntry(p, tree, plan, stats),
-  );
-  await runBounded(dirs.reverse(), FILE_CONCURRENCY, plan.signal, async (p) => {
+  const tasks = new BoundedTasks(FILE_CONCURRENCY);
+  try {
+    for (const p of plan.entries) {
+      if (p.entry.type === 'DIR') continue;
+      await pace.step();
+      if (!placeInline(p, tree, plan, stats)) await tasks.run(() => placeEntry(p, tree, plan, stats));
+    }
+  } catch (err) {
+    await tasks.settle();
+    throw err;
+  }
+  await tasks.drain();
+  for (const p of dirs.reverse()) {
+    await pace.step();
     const target = join(tree, p.entry.path);
-    if (plan.chown) await fsp.lchown(target, p.entry.uid, p.entry.gid);
-    await fsp.chmod(target, p.entry.mode);
-    await fsp.utimes(target, seconds(p.entry.mtime_ms), seconds(p.entry.mtime_ms));
-  });
+    if (plan.chown) lchownSync(target, p.entry.uid, p.entry.gid);
+    chmodSync(target, p.entry.mode);
+    utimesSync(target, seconds(p.entry.mtime_ms), seconds(p.entry.mtime_ms));
+  }
   await writeIndex(path.join(plan.dir, 'index.jsonl'), plan.entries);
   return stats;
+}
+
+/** Entries placed with synchronous calls between two turns of the event loop (a few milliseconds). */
+const INLINE_BATCH = 64;
+/** Files copied from the kept copy inline up to this size; larger ones on the thread pool. */
+const INLINE_COPY_MAX = 256 * 1024;
+
+/**
+ * Checks the signal before each entry and gives the event loop a turn every INLINE_BATCH
+ * entries, so synchronous placing never holds the daemon for long.
+ */
+class Pacer {
+  private count = 0;
+
+  constructor(private readonly signal: AbortSignal) {}
+
+  async step(): Promise<void> {
+    this.signal.throwIfAborted();
+    if (++this.count % INLINE_BATCH === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * Places an entry without attributes with synchronous calls (a rename, a link, a small copy,
+ * then owner, mode and time): each is microseconds of kernel work, where a thread-pool round
+ * trip per call costs several times the CPU. False when it is left for placeEntry (attributes
+ * to set, or a large file to copy).
+ */
+function placeInline(p: PlannedEntry, tree: string, plan: GenerationPlan, stats: BuildStats): boolean {
+  const e = p.entry;
+  if (Object.keys(e.xattrs).length > 0) return false;
+  const target = join(tree, e.path);
+  const time = seconds(e.mtime_ms);
+  if (e.type === 'SYMLINK') {
+    symlinkSync(e.link_target, target);
+    if (plan.chown) lchownSync(target, e.uid, e.gid);
+    lutimesSync(target, time, time);
+    return true;
+  }
+  if (p.staged !== undefined) {
+    renameSync(p.staged, target);
+    stats.written++;
+  } else if (p.change === 'content') {
+    if (e.size !== 0) throw new BuildError('internal', `Cannot place ${e.path}: its content was never received`);
+    closeSync(openSync(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600));
+  } else {
+    if (plan.keptTree === undefined) throw new BuildError('internal', `Cannot place ${e.path}: no kept copy to take it from`);
+    const kept = join(plan.keptTree, e.path);
+    if (p.change === 'same' && tryLink(kept, target)) {
+      stats.linked++;
+      return true;
+    }
+    if (e.size > INLINE_COPY_MAX) return false;
+    try {
+      copyFileSync(kept, target, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
+    } catch (err) {
+      throw new BuildError('internal', `Cannot copy ${e.path} from the kept copy of its local: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    stats.copied++;
+  }
+  if (plan.chown) chownSync(target, e.uid, e.gid);
+  chmodSync(target, e.mode);
+  utimesSync(target, time, time);
+  return true;
+}
+
+function tryLink(existing: string, target: string): boolean {
+  try {
+    linkSync(existing, target);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function placeEntry(p: PlannedEntry, tree: string, plan: GenerationPlan, stats: BuildStats): Promise<void> {

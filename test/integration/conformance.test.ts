@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { runBuildctl, startDaemon, TestDaemon } from '../helpers/daemon';
@@ -25,6 +25,21 @@ const REFERENCE = path.join(CONFORMANCE, 'reference.sh');
 
 const SHARED_CASES_DIR = path.join(CONFORMANCE, 'cases');
 const OWN_CASES_DIR = path.join(REPO, 'test', 'conformance', 'cases');
+
+/** What run.sh left for a case that was not `same`: its diff, else the tail of its build logs. */
+function caseDetail(outDir: string, line: string): string {
+  const name = line.slice(0, line.indexOf(':'));
+  const read = (f: string): string => {
+    try {
+      return readFileSync(path.join(outDir, name, f), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const diff = read('diff.txt');
+  if (diff !== '') return diff.slice(0, 8000);
+  return ['reference.log', 'candidate.log'].map((f) => `${f}:\n${read(f).slice(-4000)}`).join('\n');
+}
 
 async function referenceRunning(): Promise<boolean> {
   try {
@@ -73,7 +88,10 @@ describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
       child.on('close', (code) => resolve({ code, stdout }));
     });
     const lines = out.stdout.split('\n').filter((l) => /^[\w-]+: /.test(l));
-    expect(lines).toEqual(cases.map((c) => `${path.basename(c)}: same`));
+    // A case that differs carries its diff.txt (or build log) into the failure message: CI keeps
+    // no files, and a difference seen once must say what it was.
+    const detailed = lines.map((l) => (l.endsWith(': same') ? l : `${l}\n${caseDetail(outDir, l)}`));
+    expect(detailed).toEqual(cases.map((c) => `${path.basename(c)}: same`));
     expect(out.code).toBe(0);
     // run.sh does not compare history; BuildKit writes it and `docker history` shows it.
     // A pass is exit status 0 with nothing printed: a crash of the script is a failure too.
