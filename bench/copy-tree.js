@@ -10,27 +10,13 @@ const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { makeBenchTree } = require('./bench-tree');
 
-const DIRS = 200;
-const FILES_PER_DIR = 100;
-const FILE_SIZE = 4000;
 const dir = process.argv[2] || '/tmp/buildd-bench-copy-tree';
 const runs = Number(process.argv[3] || 3);
 
 function makeTree() {
-  if (fs.existsSync(path.join(dir, '.complete'))) return;
-  fs.rmSync(dir, { recursive: true, force: true });
-  let seed = 7;
-  for (let d = 0; d < DIRS; d++) {
-    const sub = path.join(dir, 'src', `d${String(d).padStart(3, '0')}`);
-    fs.mkdirSync(sub, { recursive: true });
-    for (let f = 0; f < FILES_PER_DIR; f++) {
-      const buf = Buffer.allocUnsafe(FILE_SIZE);
-      for (let i = 0; i < FILE_SIZE; i += 4) buf.writeUInt32LE((seed = (seed * 1664525 + 1013904223) >>> 0), i);
-      fs.writeFileSync(path.join(sub, `f${String(f).padStart(3, '0')}.dat`), buf);
-    }
-  }
-  fs.writeFileSync(path.join(dir, '.complete'), '');
+  makeBenchTree(dir, path.join(dir, 'src'), 7);
 }
 
 if (process.argv[2] === '--child') {

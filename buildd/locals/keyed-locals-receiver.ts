@@ -34,7 +34,7 @@ export interface LocalTransfer {
 
 interface LocalState {
   key: string;
-  kept?: { generation: Generation; index: Map<string, IndexEntry>; release: () => void };
+  kept?: { generation: Generation; index: ReadonlyMap<string, IndexEntry>; release: () => void };
   entries: PlannedEntry[];
   seen: Set<string>;
   dirs: Set<string>;
@@ -281,7 +281,9 @@ export class KeyedLocalsReceiver {
     if (st.stagedCount > 0) await fsp.rmdir(path.join(st.tmp, 'staged'));
     let bytes = 0;
     for (const p of st.entries) bytes += p.entry.size;
-    const published = await this.store.publish(st.key, st.tmp, { entries: st.entries.length, bytes });
+    const index = new Map<string, IndexEntry>();
+    for (const p of st.entries) index.set(p.entry.path, p.entry);
+    const published = await this.store.publish(st.key, st.tmp, { entries: st.entries.length, bytes }, index);
     st.tmp = undefined;
     st.kept?.release();
     st.kept = { generation: published.generation, index: new Map(), release: published.release };

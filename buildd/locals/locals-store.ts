@@ -66,9 +66,14 @@ interface KeyState {
  * current generation, build a new one in `tempDir()` and `publish()` it, release the leases when
  * the build ends. Old generations and evicted keys are removed once unreferenced.
  */
+/** How many generations' parsed indexes stay in memory (a 20,000-entry index is a few MB). */
+const INDEXES_KEPT = 4;
+
 export class LocalsStore {
   private readonly keys = new Map<string, KeyState>();
   private readonly removals = new Set<Promise<void>>();
+  /** parsed indexes of recent generations, `key/n`, least recently used first */
+  private readonly indexes = new Map<string, ReadonlyMap<string, IndexEntry>>();
   private readonly maxKeys: number;
   private readonly maxBytes: number;
   /** generation numbers are unique across keys and never reused, so a dropped key's removal never races a new one */
@@ -111,9 +116,31 @@ export class LocalsStore {
     return { generation: gen, release: this.take(st, gen) };
   }
 
-  /** Reads the index of a generation (the listing it was built from). */
-  async index(gen: Generation): Promise<Map<string, IndexEntry>> {
-    return parseIndex(await fsp.readFile(path.join(this.genDir(gen.key, gen.n), 'index.jsonl'), 'utf8'));
+  /**
+   * The index of a generation (the listing it was built from), read-only. The last few are kept
+   * parsed in memory: an unchanged rebuild of a 20,000-file context otherwise spends ~80 ms
+   * reading and parsing what the previous build just wrote.
+   */
+  async index(gen: Generation): Promise<ReadonlyMap<string, IndexEntry>> {
+    const id = `${gen.key}/${gen.n}`;
+    const cached = this.indexes.get(id);
+    if (cached) {
+      this.indexes.delete(id);
+      this.indexes.set(id, cached);
+      return cached;
+    }
+    const index = parseIndex(await fsp.readFile(path.join(this.genDir(gen.key, gen.n), 'index.jsonl'), 'utf8'));
+    // a generation removed meanwhile must not come back into the cache
+    if (this.keys.get(gen.key)?.current === gen || this.keys.get(gen.key)?.refs.has(gen.n)) this.remember(id, index);
+    return index;
+  }
+
+  private remember(id: string, index: ReadonlyMap<string, IndexEntry>): void {
+    this.indexes.set(id, index);
+    for (const old of this.indexes.keys()) {
+      if (this.indexes.size <= INDEXES_KEPT) break;
+      this.indexes.delete(old);
+    }
   }
 
   /** A fresh directory to build a generation in; removed by the caller on failure (or at the next start). */
@@ -127,7 +154,7 @@ export class LocalsStore {
    * Makes `tmp` (holding `tree/` and `index.jsonl`, complete and synced) the key's current
    * generation by one rename, and leases it. The previous generation goes once unreferenced.
    */
-  async publish(key: string, tmp: string, stats: { entries: number; bytes: number }): Promise<{ generation: Generation; release: () => void }> {
+  async publish(key: string, tmp: string, stats: { entries: number; bytes: number }, index?: ReadonlyMap<string, IndexEntry>): Promise<{ generation: Generation; release: () => void }> {
     const st = this.state(key);
     const n = this.next++;
     await fsp.rename(tmp, this.genDir(key, n));
@@ -136,6 +163,8 @@ export class LocalsStore {
     st.current = gen;
     st.lastUsed = Date.now();
     const release = this.take(st, gen);
+    // the index just written is what the next build of this key compares with
+    if (index) this.remember(`${key}/${n}`, index);
     if (old) this.collect(st, old);
     this.evict();
     return { generation: gen, release };
@@ -250,6 +279,7 @@ export class LocalsStore {
   /** Removes a generation that is not current once no build leases it. */
   private collect(st: KeyState, gen: Generation): void {
     if (st.current === gen || st.refs.has(gen.n)) return;
+    this.indexes.delete(`${gen.key}/${gen.n}`);
     this.removeLater(this.genDir(gen.key, gen.n));
   }
 
@@ -274,6 +304,7 @@ export class LocalsStore {
     const gen = st.current;
     st.current = undefined;
     this.keys.delete(key);
+    this.indexes.delete(`${key}/${gen.n}`);
     this.removeLater(this.genDir(key, gen.n));
   }
 

@@ -42,6 +42,28 @@ describe('LocalsStore', () => {
     expect(store.lease('a')?.generation.tree).toBe(second.generation.tree);
   });
 
+  it('gives the index a publish handed it without reading the file, and reads the file for a generation it does not hold', async () => {
+    const store = await LocalsStore.open({ dir: tmp });
+    const unlock = await store.lock(['a'], signal);
+    const dir = await store.tempDir('a');
+    await fsp.mkdir(path.join(dir, 'tree'));
+    await fsp.writeFile(path.join(dir, 'index.jsonl'), JSON.stringify({ p: 'f', t: 'FILE', m: 0o644, u: 0, g: 0, mt: 0, s: 1 }) + '\n');
+    const entry = { path: 'f', type: 'FILE' as const, mode: 0o644, uid: 0, gid: 0, mtime_ms: 0, size: 1, link_target: '', xattrs: {} };
+    const published = await store.publish('a', dir, { entries: 1, bytes: 1 }, new Map([['f', entry]]));
+    unlock();
+    // the file is gone: only the remembered index can answer
+    await fsp.rm(path.join(path.dirname(published.generation.tree), 'index.jsonl'));
+    expect((await store.index(published.generation)).get('f')).toEqual(entry);
+    // a generation it never held (another store over the same dir) is read from its file
+    const other = await publish(store, 'b', 2);
+    const reopened = await LocalsStore.open({ dir: tmp });
+    const lease = reopened.lease('b');
+    expect((await reopened.index(lease!.generation)).get('f')).toMatchObject({ size: 2 });
+    lease!.release();
+    other.release();
+    published.release();
+  });
+
   it('evicts the least recently used unreferenced keys past the key count and byte bounds', async () => {
     const store = await LocalsStore.open({ dir: tmp, maxKeys: 2, maxBytes: 100 });
     (await publish(store, 'a', 10)).release();
