@@ -1,58 +1,126 @@
 #!/usr/bin/env bash
-# Side by side with BuildKit (the reference dockerd of ../shared/conformance), in one run:
-#   - cold build time (no cache) and warm rebuild time of each case, ours and the reference's;
-#   - buildd's peak memory (VmHWM) after building a context with one large file, to show that
-#     memory does not grow with what is built (everything streams).
+# The six scenarios of the speed issue, side by side with BuildKit (the reference dockerd of
+# ../shared/conformance) in one run: each scenario alternates reference and buildd, ROUNDS times
+# (default 3), and the table gives the medians in seconds and the ratio buildd/BuildKit.
 #
-#   bench/compare.sh [CASE_DIR ...]     default: the shared cases v01-v07 and test/conformance/cases/c0*
-#   BIG_MB=512 bench/compare.sh          size of the large-file build (default 256)
-# Needs root and ../shared/conformance/reference.sh start. Prints a table; asserts nothing.
+#   1 cold: 3 independent stages (4,000 small files + 48 MiB each), a final stage copies all three
+#   2 the same, fully cached
+#   3 the same, cached, pushed to the registry on loopback (the reference: build, then docker push)
+#   4 cold: a 20,000-file, 80 MB context, COPY . . then one RUN
+#   5 the same context rebuilt unchanged (every step cached)
+#   6 the same after changing one 4 KiB file
+#
+# Cold means an empty cache and no base image: buildd restarts on an empty root, the reference
+# prunes its build cache and removes the base image. Both keep what they build as an image
+# (docker's image store; buildd's --output type=image). buildd's peak RSS (VmHWM) over every
+# daemon of the run is printed last. Needs root and ../shared/conformance/reference.sh start.
+#
+#   ROUNDS=5 bench/compare.sh      SCENARIOS="4 5 6" bench/compare.sh
+# Asserts nothing: a benchmark, never a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 shared=$repo/../shared/conformance
-BIG_MB=${BIG_MB:-256}
+ROUNDS=${ROUNDS:-3}
+SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6"}
 eval "$("$shared/reference.sh" env)"
-[ $# -gt 0 ] || set -- "$shared"/cases/v0[1-7]*/ test/conformance/cases/c0*/
 npm run build >/dev/null
 work=$(mktemp -d)
 bash certs/make-certs.sh "$work/certs" >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-node bin/buildd.js --addr "tcp://127.0.0.1:$port" --root "$work/root" --tlscacert "$work/certs/daemon/ca.pem" \
-  --tlscert "$work/certs/daemon/cert.pem" --tlskey "$work/certs/daemon/key.pem" 2>"$work/buildd.log" &
-daemon=$!
-trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
+daemon=""
+peak_kib=0
+stop_daemon() {
+  [ -n "$daemon" ] || return 0
+  local hwm; hwm=$(awk '/VmHWM/{print $2}' "/proc/$daemon/status" 2>/dev/null || echo 0)
+  [ "${hwm:-0}" -gt "$peak_kib" ] && peak_kib=$hwm
+  kill -TERM "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; daemon=""
+}
+start_daemon() { # $1: "fresh" empties the root first
+  stop_daemon
+  [ "${1:-}" = fresh ] && rm -rf "$work/root"
+  node bin/buildd.js --addr "tcp://127.0.0.1:$port" --root "$work/root" --tlscacert "$work/certs/daemon/ca.pem" \
+    --tlscert "$work/certs/daemon/cert.pem" --tlskey "$work/certs/daemon/key.pem" 2>>"$work/buildd.log" &
+  daemon=$!
+  for _ in $(seq 200); do ours debug info >/dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "buildd did not start (see $work/buildd.log)" >&2; exit 1
+}
+trap 'stop_daemon; rm -rf "$work"' EXIT
 ours() { node bin/buildctl.js --addr "tcp://127.0.0.1:$port" --tlsdir "$work/certs/client" "$@"; }
-for _ in $(seq 100); do ours debug info >/dev/null 2>&1 && break; sleep 0.1; done
+ref() { DOCKER_BUILDKIT=1 /usr/bin/docker "$@"; }
+ref_cold() { ref builder prune -af >/dev/null 2>&1 || true; ref image rm -f localhost:5000/busybox:latest bench/multi bench/ctx >/dev/null 2>&1 || true; }
+seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >>"$work/commands.log" 2>&1 || { echo FAIL; return; }; t1=$(date +%s.%N); python3 -c "print(f'{$t1-$t0:.2f}')"; }
 
-seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo FAIL; return; }; t1=$(date +%s.%N); python3 -c "print(f'{$t1-$t0:.2f}')"; }
-args_of() { # target and build-args of a case, for both builders
-  local dir=$1 a=$dir/args.json
-  ref_args=(); our_args=()
-  [ -f "$a" ] || return 0
-  local t; t=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("target",""))' "$a")
-  [ -n "$t" ] && ref_args+=(--target "$t") && our_args+=(--opt "target=$t")
-  while read -r kv; do [ -n "$kv" ] && ref_args+=(--build-arg "$kv") && our_args+=(--opt "build-arg:$kv"); done \
-    < <(python3 -c 'import json,sys; [print(f"{k}={v}") for k,v in json.load(open(sys.argv[1])).get("build-args",{}).items()]' "$a")
+# the multi-stage build: each stage makes 4,000 small files and 48 MiB of random data
+multi=$work/multi; mkdir -p "$multi"
+{
+  echo 'FROM localhost:5000/busybox:latest AS base'
+  for s in 1 2 3; do
+    echo "FROM base AS s$s"
+    echo "RUN mkdir -p /out$s && cd /out$s && i=0 && while [ \$i -lt 4000 ]; do echo \"$s \$i\" > f\$i; i=\$((i+1)); done && head -c 50331648 /dev/urandom > big"
+  done
+  echo 'FROM base'
+  for s in 1 2 3; do echo "COPY --from=s$s /out$s /out$s"; done
+} > "$multi/Dockerfile"
+# the big context: 200 directories of 100 files of 4 KiB (random, so nothing compresses away)
+ctx=$work/ctx; mkdir -p "$ctx"
+python3 - "$ctx" <<'EOF'
+import os, sys
+root = sys.argv[1]
+for d in range(200):
+    os.makedirs(f'{root}/d{d:03}', exist_ok=True)
+    for f in range(100):
+        with open(f'{root}/d{d:03}/f{f:03}', 'wb') as fh: fh.write(os.urandom(4096))
+with open(f'{root}/Dockerfile', 'w') as fh:
+    fh.write('FROM localhost:5000/busybox:latest\nCOPY . /src\nRUN find /src -type f | wc -l > /count\n')
+EOF
+touch_one() { head -c 4096 /dev/urandom > "$ctx/d100/f050"; }
+
+declare -A R O
+ourlocal=(--frontend dockerfile.v0)
+run_scenario() { # $1 scenario number; sets R[$1,$round] and O[$1,$round]
+  local n=$1 round=$2
+  case $n in
+    1) ref_cold; R[$n,$round]=$(seconds ref build -q --network=none -t bench/multi "$multi")
+       start_daemon fresh; O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$multi" --local "dockerfile=$multi" --output type=image,name=bench/multi) ;;
+    2) R[$n,$round]=$(seconds ref build -q --network=none -t bench/multi "$multi")
+       O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$multi" --local "dockerfile=$multi" --output type=image,name=bench/multi) ;;
+    3) R[$n,$round]=$(seconds bash -c "DOCKER_BUILDKIT=1 /usr/bin/docker build -q --network=none -t localhost:5000/bench/multi:ref '$multi' && /usr/bin/docker push -q localhost:5000/bench/multi:ref")
+       O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$multi" --local "dockerfile=$multi" --output "type=image,name=localhost:5000/bench/multi:ours,push=true,registry.insecure=true") ;;
+    4) ref_cold; R[$n,$round]=$(seconds ref build -q --network=none -t bench/ctx "$ctx")
+       start_daemon fresh; O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$ctx" --local "dockerfile=$ctx" --output type=image,name=bench/ctx) ;;
+    5) R[$n,$round]=$(seconds ref build -q --network=none -t bench/ctx "$ctx")
+       O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$ctx" --local "dockerfile=$ctx" --output type=image,name=bench/ctx) ;;
+    6) touch_one; R[$n,$round]=$(seconds ref build -q --network=none -t bench/ctx "$ctx")
+       touch_one; O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$ctx" --local "dockerfile=$ctx" --output type=image,name=bench/ctx) ;;
+  esac
 }
 
-printf '%-28s %10s %10s %10s %10s\n' case 'ref cold' 'ours cold' 'ref warm' 'ours warm'
-for dir in "$@"; do
-  dir=$(cd "$dir" && pwd); args_of "$dir"
-  rc=$(seconds env DOCKER_BUILDKIT=1 /usr/bin/docker build -q --no-cache --network=none "${ref_args[@]}" -t bench/x "$dir")
-  oc=$(seconds ours build --frontend dockerfile.v0 --local "context=$dir" --local "dockerfile=$dir" --no-cache "${our_args[@]}")
-  rw=$(seconds env DOCKER_BUILDKIT=1 /usr/bin/docker build -q --network=none "${ref_args[@]}" -t bench/x "$dir")
-  ow=$(seconds ours build --frontend dockerfile.v0 --local "context=$dir" --local "dockerfile=$dir" "${our_args[@]}")
-  printf '%-28s %10s %10s %10s %10s\n' "$(basename "$dir")" "$rc" "$oc" "$rw" "$ow"
+for round in $(seq "$ROUNDS"); do
+  # scenarios 2-3 need 1 before them, 5-6 need 4: each round runs them in order
+  for n in $SCENARIOS; do run_scenario "$n" "$round"; done
 done
+stop_daemon
 
-big=$work/big; mkdir -p "$big"
-head -c "$((BIG_MB * 1024 * 1024))" /dev/urandom > "$big/blob.bin"
-printf 'FROM localhost:5000/busybox:latest\nCOPY blob.bin /blob.bin\nRUN cat /blob.bin | wc -c > /size\n' > "$big/Dockerfile"
-before=$(awk '/VmHWM/{print $2}' /proc/$daemon/status)
-t=$(seconds ours build --frontend dockerfile.v0 --local "context=$big" --local "dockerfile=$big" --output "type=oci,dest=$work/big.tar")
-after=$(awk '/VmHWM/{print $2}' /proc/$daemon/status)
-rt=$(seconds env DOCKER_BUILDKIT=1 /usr/bin/docker build -q --no-cache --network=none -t bench/big "$big")
-echo
-echo "large context (${BIG_MB} MiB file copied, run over, exported as OCI tar): ours ${t}s, reference ${rt}s (build only)"
-echo "buildd peak RSS: $((before / 1024)) MiB before, $((after / 1024)) MiB after"
+label() {
+  case $1 in
+    1) echo 'cold: 3 stages (4,000 files + 48 MiB each), final copies all' ;;
+    2) echo 'the same, fully cached' ;;
+    3) echo 'the same, cached, pushed to a registry on loopback' ;;
+    4) echo 'cold: 20,000-file 80 MB context, COPY . . + RUN' ;;
+    5) echo 'the same context rebuilt unchanged' ;;
+    6) echo 'the same after changing one 4 KiB file' ;;
+  esac
+}
+median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x!="FAIL"]; print(f"{statistics.median(v):.2f}" if v else "FAIL")' "$@"; }
+echo "$(date -u +%F) $(nproc) cores, $(uname -r), medians of $ROUNDS (seconds)"
+echo '| scenario | BuildKit | buildd | ratio |'
+echo '| --- | --- | --- | --- |'
+for n in $SCENARIOS; do
+  rs=(); os=()
+  for round in $(seq "$ROUNDS"); do rs+=("${R[$n,$round]}"); os+=("${O[$n,$round]}"); done
+  r=$(median "${rs[@]}"); o=$(median "${os[@]}")
+  ratio=$(python3 -c "import sys; r,o=sys.argv[1:]; print('-' if 'FAIL' in (r,o) else f'{float(o)/max(float(r),0.01):.2f}')" "$r" "$o")
+  echo "| $(label "$n") | $r | $o | $ratio |"
+done
+echo "buildd peak RSS over the run: $((peak_kib / 1024)) MiB"

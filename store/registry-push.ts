@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { BuildError } from '../solver/build-error';
+import { BoundedTasks } from './bounded-tasks';
 import type { ContentStore } from './content-store';
 import type { ImageRef } from './image-ref';
 import { Descriptor, imageIndexSchema, imageManifestSchema } from './manifest';
@@ -19,7 +20,7 @@ export interface PushImage {
 /**
  * Pushes `image` to `ref` (by tag, or by digest when the ref has one): each blob is checked
  * with HEAD and uploaded only when missing (POST + monolithic PUT streamed from the store),
- * then the manifest is PUT. Returns the manifest's digest.
+ * several blobs at once, then, once every blob is there, the manifest is PUT. Returns the manifest's digest.
  */
 export async function pushImage(transport: RegistryTransport, ref: ImageRef, image: PushImage, signal?: AbortSignal): Promise<string> {
   const digest = 'sha256:' + createHash('sha256').update(image.manifest).digest('hex');
@@ -32,12 +33,7 @@ export async function pushImage(transport: RegistryTransport, ref: ImageRef, ima
     throw new BuildError('invalid-argument', `Cannot push ${ref.familiar}: the manifest is not a valid ${image.mediaType}`);
   }
   const scope = `repository:${ref.repository}:pull,push`;
-  const seen = new Set<string>();
-  for (const blob of image.blobs) {
-    if (seen.has(blob.digest)) continue;
-    seen.add(blob.digest);
-    await pushBlob(transport, ref, scope, blob, image.store, signal);
-  }
+  await pushBlobs(transport, ref, scope, image, signal);
   const reference = ref.digest ?? ref.tag ?? digest;
   const url = transport.url(ref.registry, `${ref.repository}/manifests/${reference}`);
   const res = await transport.send(ref, 'push', scope, url, {
@@ -53,6 +49,36 @@ export async function pushImage(transport: RegistryTransport, ref: ImageRef, ima
     throw new BuildError('internal', `Cannot push ${ref.familiar}: ${ref.registry} stored the manifest as ${said}, expected ${digest}`);
   }
   return digest;
+}
+
+/** At most this many blob uploads at once (dockerd's --max-concurrent-uploads default). */
+const PARALLEL_UPLOADS = 5;
+
+/**
+ * Uploads the image's distinct blobs, several at once: one at a time left the link idle while
+ * each upload's HEAD and POST went back and forth, and the registry hashed one blob at a time.
+ * The first failure stops the uploads still running, and is what the caller sees.
+ */
+async function pushBlobs(transport: RegistryTransport, ref: ImageRef, scope: string, image: PushImage, signal?: AbortSignal): Promise<void> {
+  const unique = [...new Map(image.blobs.map((b) => [b.digest, b])).values()];
+  const stop = new AbortController();
+  const uploadSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  const uploads = new BoundedTasks(PARALLEL_UPLOADS);
+  try {
+    for (const blob of unique) {
+      await uploads.run(() =>
+        pushBlob(transport, ref, scope, blob, image.store, uploadSignal).catch((err: unknown) => {
+          stop.abort(err);
+          throw err;
+        }),
+      );
+    }
+    await uploads.drain();
+  } catch (err) {
+    stop.abort(err);
+    await uploads.settle();
+    throw err;
+  }
 }
 
 async function pushBlob(transport: RegistryTransport, ref: ImageRef, scope: string, blob: Pick<Descriptor, 'digest' | 'size'>, store: ContentStore, signal?: AbortSignal): Promise<void> {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -220,11 +220,40 @@ describe('push', () => {
     expect(counter.count('PUT') - puts).toBe(1);
   });
 
+  test('uploads several blobs at once, and the manifest only after every blob', async () => {
+    const image = await buildImage('amd64', 'parallel');
+    const extra: Descriptor[] = [];
+    for (let i = 0; i < 3; i++) {
+      const info = await store.ingest(Readable.from([randomBytes(256 * 1024)]));
+      extra.push({ mediaType: MediaTypes.ociLayer, ...info });
+    }
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: image.blobs[0], layers: [image.layer, ...extra] }));
+    const from = counter.requests.length;
+    await client.push(`${registry.host}/parallel:1`, { ...image, manifest, blobs: [image.blobs[0], image.layer, ...extra] });
+    const log = counter.requests.slice(from);
+    const heads = log.flatMap((r, i) => (r.startsWith('HEAD ') && r.includes('/blobs/') ? [i] : []));
+    const blobPuts = log.flatMap((r, i) => (r.startsWith('PUT ') && !r.includes('/manifests/') ? [i] : []));
+    const manifestPut = log.findIndex((r) => r.startsWith('PUT ') && r.includes('/manifests/'));
+    expect(heads).toHaveLength(5);
+    expect(blobPuts).toHaveLength(5);
+    // every blob was asked for before the first upload finished its round trips: they overlap
+    expect(Math.max(...heads)).toBeLessThan(Math.min(...blobPuts));
+    expect(manifestPut).toBeGreaterThan(Math.max(...blobPuts));
+    const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${registry.host}/parallel:1`]);
+    expect((JSON.parse(stdout) as { layers: unknown[] }).layers).toHaveLength(4);
+  });
+
   test('refuses a blob missing from the content store', async () => {
     const image = await buildImage('amd64', 'missing');
     const absent = { digest: 'sha256:' + 'a'.repeat(64), size: 3 };
     const err = await rejection(client.push(`${registry.host}/pushed:2`, { ...image, blobs: [absent] }));
     expect(err.code).toBe('not-found');
+    // among uploads in flight, the missing blob's failure is the one the caller sees, and no manifest goes
+    const puts = counter.count('PUT', '/manifests/');
+    const among = await rejection(client.push(`${registry.host}/pushed:3`, { ...image, blobs: [...image.blobs, absent] }));
+    expect(among.code).toBe('not-found');
+    expect(among.message).toContain(absent.digest);
+    expect(counter.count('PUT', '/manifests/')).toBe(puts);
   });
 });
 
