@@ -22,7 +22,14 @@ export class BoundedTasks {
     while (this.active >= this.limit) await new Promise<void>((resolve) => this.waiters.push(resolve));
     if (this.failed) throw this.failure;
     this.active++;
-    work().then(
+    let job: Promise<void>;
+    try {
+      job = work();
+    } catch (err) {
+      // a callback that throws before returning its promise still gives its slot back
+      job = Promise.reject(err);
+    }
+    job.then(
       () => this.done(),
       (err: unknown) => {
         if (!this.failed) {

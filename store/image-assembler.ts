@@ -42,10 +42,12 @@ export async function assembleImage(
   request: LayerBlobRequest = { compression: DEFAULT_COMPRESSION, force: false },
 ): Promise<AssembledImage> {
   const chain = result === null ? [] : await deps.snapshotter.chain(result);
-  // Layers are independent: diff and compress them side by side, two per core (zlib and zstd
-  // work off the main thread; the walks interleave their file reads). One per core left a core
-  // idle whenever the layer count was not a multiple of it: 3 layers on 2 cores ran as 2 then 1.
-  const records = await mapBounded(chain, 2 * os.availableParallelism(), async (id) => {
+  // Layers are independent: diff and compress them side by side, two per core for zlib (off
+  // the main thread; the walks interleave their file reads): one per core left a core idle
+  // whenever the layer count was not a multiple of it (3 layers on 2 cores ran as 2 then 1).
+  // zstd runs one per core: each zstd process already uses every core, with a window of its own.
+  const perCore = request.compression.type === 'zstd' && !request.lazy ? 1 : 2;
+  const records = await mapBounded(chain, perCore * os.availableParallelism(), async (id) => {
     signal.throwIfAborted();
     return layerBlob(deps, id, request, signal);
   });

@@ -7,7 +7,7 @@ import type { PathPatterns } from './path-pattern';
 import { walkSelected } from './copy-selection';
 import { lstatOrUndefined } from './path-exists';
 import { makeNode } from './tree-clone';
-import { copyXattrs, readXattrsSync, writeXattrs } from './xattrs';
+import { copyXattrs, readXattrsSync, writeXattrs, type Xattrs } from './xattrs';
 
 /** Who copied entries belong to; `null` keeps each source entry's own uid:gid (layer merges). */
 export interface Owner {
@@ -120,21 +120,31 @@ export class TreeCopier {
     this.opts.signal?.throwIfAborted();
     if (st.isFile() && st.nlink === 1 && st.size <= INLINE_FILE_MAX && !this.inflight.has(dest)) {
       const inline = this.copyFileInline(src, dest, st);
+      if (inline === undefined) return;
       if (inline !== 'exists') {
-        if (inline !== undefined) await this.tasks.run(() => inline);
+        // Attributes remain: written in a slot and tracked like any copy, so a later source
+        // for the same path waits for it and a failure path's settle() waits for it too.
+        await this.tasks.run(() =>
+          this.track(dest, (async () => {
+            await writeXattrs(dest, inline);
+            this.finishFileSync(dest, st);
+          })()),
+        );
         return;
       }
     }
     await this.inflight.get(dest)?.catch(() => undefined);
-    await this.tasks.run(() => {
-      const copy = this.copyNonDir(src, dest, st);
-      this.inflight.set(dest, copy);
-      const forget = (): void => {
-        if (this.inflight.get(dest) === copy) this.inflight.delete(dest);
-      };
-      copy.then(forget, forget);
-      return copy;
-    });
+    await this.tasks.run(() => this.track(dest, this.copyNonDir(src, dest, st)));
+  }
+
+  /** Records `copy` as the write in flight at `dest` until it settles. */
+  private track(dest: string, copy: Promise<void>): Promise<void> {
+    this.inflight.set(dest, copy);
+    const forget = (): void => {
+      if (this.inflight.get(dest) === copy) this.inflight.delete(dest);
+    };
+    copy.then(forget, forget);
+    return copy;
   }
 
   /**
@@ -142,9 +152,10 @@ export class TreeCopier {
    * few microseconds of kernel work, and a thread-pool round trip per call cost three times
    * the CPU (20,000 files: 2.5 s against 7.9 s). A batch of the walk blocks the event loop
    * for milliseconds at most. 'exists' when something is at `dest` (nothing was written: the
-   * caller replaces it the careful way); a promise when attributes remain to be written.
+   * caller replaces it the careful way); the attributes when they remain to be written (the
+   * caller writes them, then mode and times, in a slot of its own).
    */
-  private copyFileInline(src: string, dest: string, st: Stats): Promise<void> | 'exists' | undefined {
+  private copyFileInline(src: string, dest: string, st: Stats): Xattrs | 'exists' | undefined {
     try {
       // EXCL: fail rather than write through a symlink at dest
       copyFileSync(src, dest, constants.COPYFILE_EXCL);
@@ -155,13 +166,8 @@ export class TreeCopier {
     const owner = this.opts.owner ?? { uid: st.uid, gid: st.gid };
     lchownSync(dest, owner.uid, owner.gid);
     const xattrs = readXattrsSync(src);
-    if (xattrs.size > 0) {
-      // rare: the attributes, then mode and times, the usual way (after the chown, as applyMeta)
-      return (async () => {
-        await writeXattrs(dest, xattrs);
-        this.finishFileSync(dest, st);
-      })();
-    }
+    // rare: the attributes, then mode and times, the usual way (after the chown, as applyMeta)
+    if (xattrs.size > 0) return xattrs;
     this.finishFileSync(dest, st);
     return undefined;
   }

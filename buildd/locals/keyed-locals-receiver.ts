@@ -211,8 +211,14 @@ export class KeyedLocalsReceiver {
     }
     cur.chain ??= this.openStaged(cur);
     cur.chain = cur.chain.then(async (fh) => {
-      let off = 0;
-      while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+      try {
+        let off = 0;
+        while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+      } catch (err) {
+        // the chain rejects from here on: nobody else holds the handle to close it
+        await fh.close().catch(() => undefined);
+        throw err;
+      }
       return fh;
     });
     cur.chain.catch(() => undefined);

@@ -337,6 +337,15 @@ describe('copyAction with many entries in flight at once', () => {
     await write(path.join(src, 'b/same/x'), 'from b\n', 0o600);
     await fsp.utimes(path.join(src, 'a/same'), 1_400_000_000, 1_400_000_000);
     await fsp.utimes(path.join(src, 'b/same'), 1_400_000_000, 1_400_000_100);
+    // the same, for small files with attributes (their attributes are written after the copy)
+    for (const [from, mode] of [['xa', 0o644], ['xb', 0o600]] as const) {
+      for (let f = 0; f < 40; f++) {
+        const p = path.join(src, from, 'same', `x${f}`);
+        await write(p, `from ${from}\n`, mode);
+        await setAttribute(p, 'user.from', from);
+        await fsp.utimes(p, 1_300_000_000, from === 'xa' ? 1_300_000_000 : 1_300_000_100);
+      }
+    }
     out = path.join(tmp, 'many-out');
     await fsp.mkdir(out);
   });
@@ -369,5 +378,15 @@ describe('copyAction with many entries in flight at once', () => {
     expect(await fsp.readFile(path.join(out, 'm/same/x'), 'utf8')).toBe('from b\n');
     expect((await fsp.lstat(path.join(out, 'm/same/x'))).mode & 0o7777).toBe(0o600);
     expect((await fsp.lstat(path.join(out, 'm/same'))).mtimeMs).toBe(1_400_000_100 * 1000);
+  });
+
+  it('writes two sources of small files with attributes in order: the later content, mode, times and attributes win', async () => {
+    await copyFrom(['xa', 'xb'], '/xm/');
+    for (let f = 0; f < 40; f++) {
+      const p = path.join(out, 'xm/same', `x${f}`);
+      const st = await fsp.lstat(p);
+      const got = { body: await fsp.readFile(p, 'utf8'), mode: st.mode & 0o7777, mtime: st.mtimeMs, xattrs: await readXattrs(p) };
+      expect([f, got]).toEqual([f, { body: 'from xb\n', mode: 0o600, mtime: 1_300_000_100 * 1000, xattrs: new Map([['user.from', Buffer.from('xb')]]) }]);
+    }
   });
 });

@@ -73,6 +73,16 @@ describe('BoundedTasks', () => {
     expect(done).toBe(true);
   });
 
+  it('gives the slot back when a job throws before returning its promise', async () => {
+    const tasks = new BoundedTasks(1);
+    const boom = new Error('thrown synchronously');
+    await tasks.run(() => {
+      throw boom;
+    });
+    await expect(tasks.drain()).rejects.toBe(boom);
+    await tasks.settle();
+  });
+
   it('refuses a limit that is not a positive integer', () => {
     expect(() => new BoundedTasks(0)).toThrow(RangeError);
     expect(() => new BoundedTasks(1.5)).toThrow(RangeError);
