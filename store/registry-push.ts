@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { BuildError } from '../solver/build-error';
-import { BoundedTasks } from './bounded-tasks';
 import type { ContentStore } from './content-store';
 import type { ImageRef } from './image-ref';
 import { Descriptor, imageIndexSchema, imageManifestSchema } from './manifest';
+import { mapBounded } from './map-bounded';
 import { INDEX_TYPES } from './oci-media-types';
 import { discard, header, parseJson } from './registry-http';
 import type { RegistryTransport } from './registry-transport';
@@ -63,22 +63,13 @@ async function pushBlobs(transport: RegistryTransport, ref: ImageRef, scope: str
   const unique = [...new Map(image.blobs.map((b) => [b.digest, b])).values()];
   const stop = new AbortController();
   const uploadSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
-  const uploads = new BoundedTasks(PARALLEL_UPLOADS);
-  try {
-    for (const blob of unique) {
-      await uploads.run(() =>
-        pushBlob(transport, ref, scope, blob, image.store, uploadSignal).catch((err: unknown) => {
-          stop.abort(err);
-          throw err;
-        }),
-      );
-    }
-    await uploads.drain();
-  } catch (err) {
-    stop.abort(err);
-    await uploads.settle();
-    throw err;
-  }
+  // mapBounded starts no upload after a failure and returns once every lane is done
+  await mapBounded(unique, PARALLEL_UPLOADS, (blob) =>
+    pushBlob(transport, ref, scope, blob, image.store, uploadSignal).catch((err: unknown) => {
+      stop.abort(err);
+      throw err;
+    }),
+  );
 }
 
 async function pushBlob(transport: RegistryTransport, ref: ImageRef, scope: string, blob: Pick<Descriptor, 'digest' | 'size'>, store: ContentStore, signal?: AbortSignal): Promise<void> {

@@ -56,6 +56,9 @@ interface KeyState {
   waiters: number;
 }
 
+/** How many generations' parsed indexes stay in memory (a 20,000-entry index is a few MB). */
+const INDEXES_KEPT = 4;
+
 /**
  * The copies of keyed locals the daemon keeps between builds (BuildKit keeps its local sources
  * as mutable cache refs found by shared key; here each sync publishes a new immutable
@@ -66,9 +69,6 @@ interface KeyState {
  * current generation, build a new one in `tempDir()` and `publish()` it, release the leases when
  * the build ends. Old generations and evicted keys are removed once unreferenced.
  */
-/** How many generations' parsed indexes stay in memory (a 20,000-entry index is a few MB). */
-const INDEXES_KEPT = 4;
-
 export class LocalsStore {
   private readonly keys = new Map<string, KeyState>();
   private readonly removals = new Set<Promise<void>>();
