@@ -1,6 +1,6 @@
 import { listAttributesSync } from '@napi-rs/xattr';
 import { createHash, type Hash } from 'node:crypto';
-import { close, open, promises as fsp, read, type Stats } from 'node:fs';
+import { close, open, promises as fsp, read, readFileSync, type Stats } from 'node:fs';
 import { debuglog } from 'node:util';
 import { BuildError } from '../solver/build-error';
 import { selectSources, walkSelected } from './copy-selection';
@@ -47,6 +47,8 @@ export interface ChecksumStats {
  * calls go on; more only adds memory (a window of 8× this many entries waits to be hashed).
  */
 export const DEFAULT_CHECKSUM_CONCURRENCY = 16;
+/** files smaller than this are read in one synchronous call (see readFileDigest) */
+const SYNC_READ_MAX = 64 * 1024;
 /** a file is read in pieces of at most this many bytes */
 const READ_CHUNK = 256 * 1024;
 
@@ -177,6 +179,10 @@ async function fileDigest(abs: string, st: Stats, work: EntryWork, signal: Abort
  * stays safe without it.)
  */
 export async function readFileDigest(hostPath: string, st: Stats, signal?: AbortSignal): Promise<string> {
+  // A small file in three synchronous calls: microseconds of kernel work each, where a
+  // thread-pool round trip per call cost several times that on this thread (20,000 files of
+  // a cold COPY: see the commit). The walk gives the event loop its turns.
+  if (st.size < SYNC_READ_MAX) return createHash('sha256').update(readFileSync(hostPath)).digest('hex');
   const fd = await call<number>((cb) => open(hostPath, 'r', cb));
   try {
     const content = createHash('sha256');
