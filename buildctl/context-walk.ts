@@ -13,8 +13,6 @@ export interface WalkEntry {
   abs: string;
   type: 'FILE' | 'DIR' | 'SYMLINK';
   mode: number;
-  uid: number;
-  gid: number;
   mtimeMs: number;
   size: number;
   /** symlink target as text; never resolved */
@@ -86,8 +84,6 @@ function statEntry(rel: string, abs: string, ignore: DockerIgnore | undefined): 
     abs,
     type,
     mode: st.mode & 0o7777,
-    uid: st.uid,
-    gid: st.gid,
     mtimeMs: Math.floor(st.mtimeMs),
     size: type === 'FILE' ? st.size : 0,
     linkTarget: type === 'SYMLINK' ? readlinkSync(abs) : '',

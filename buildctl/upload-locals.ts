@@ -72,8 +72,10 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
         path: e.rel,
         type: e.type,
         mode: e.mode,
-        uid: e.uid,
-        gid: e.gid,
+        // As BuildKit's client (resetUIDAndGID in its filesync): a context arrives owned by
+        // 0:0 whoever owns it on this machine, so a bind mount of it shows root's files.
+        uid: 0,
+        gid: 0,
         mtime_ms: e.mtimeMs,
         link_target: e.linkTarget,
         size: e.size,

@@ -20,6 +20,8 @@ export interface CopyOptions {
    * signal's reason, leaving a partial destination for the caller to discard
    */
   signal?: AbortSignal;
+  /** files may be hard-linked from the source (see TreeCopierOptions.linkFiles) */
+  linkFiles?: boolean;
 }
 
 /**
@@ -57,13 +59,13 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
   const notFound = (pattern: string): BuildError => new BuildError('not-found', `Cannot copy ${JSON.stringify(pattern)}: not found in the source`);
   const sources = await selectSources(srcRoot, action, notFound);
   if (action.parents) {
-    for (const source of sources) await copyPivot(source, destRoot, dest, owner, chmod, signal);
+    for (const source of sources) await copyPivot(source, destRoot, dest, owner, chmod, signal, opts.linkFiles);
     return;
   }
   const destStat = await statOrUndefined(dest);
   const intoDir = action.dest.endsWith('/') || action.srcPaths.length > 1 || destStat?.isDirectory() === true;
   // One copier for the whole action keeps hard links between its sources; every source shares one exclude.
-  await TreeCopier.copy({ owner, chmod, exclude: sources[0]?.filter.exclude, signal }, async (copier) => {
+  await TreeCopier.copy({ owner, chmod, exclude: sources[0]?.filter.exclude, signal, linkFiles: opts.linkFiles }, async (copier) => {
     for (const { path: src, hostPath: srcHost, stat: st } of sources) {
       signal?.throwIfAborted();
       if (st.isDirectory()) {
@@ -85,10 +87,10 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
 }
 
 /** COPY --parents for one pivot: BuildKit copies the pivot directory with an include pattern. */
-async function copyPivot(source: SelectedSource, destRoot: string, dest: string, owner: Owner, chmod: FileMode | undefined, signal: AbortSignal | undefined): Promise<void> {
+async function copyPivot(source: SelectedSource, destRoot: string, dest: string, owner: Owner, chmod: FileMode | undefined, signal: AbortSignal | undefined, linkFiles: boolean | undefined): Promise<void> {
   await mkdirAll(destRoot, dest, 0o755, owner);
-  if (source.stat.isDirectory()) await TreeCopier.copy({ owner, chmod, ...source.filter, signal }, (c) => c.copyChildren(source.hostPath, dest));
-  else await TreeCopier.copy({ owner, chmod, exclude: source.filter.exclude, signal }, (c) => c.copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat));
+  if (source.stat.isDirectory()) await TreeCopier.copy({ owner, chmod, ...source.filter, signal, linkFiles }, (c) => c.copyChildren(source.hostPath, dest));
+  else await TreeCopier.copy({ owner, chmod, exclude: source.filter.exclude, signal, linkFiles }, (c) => c.copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat));
 }
 
 /** COPY --link: copy onto scratch, then merge that layer over the destination. */

@@ -87,6 +87,10 @@ export class OverlaySnapshotter implements Snapshotter {
       id,
       parent,
       mount: () => this.mountActive(id),
+      upperDir: async () => {
+        if (this.mounts.has(id)) throw new BuildError('internal', `Cannot write snapshot ${id} below its mount: it is mounted`);
+        return path.join(sdir, 'fs');
+      },
       release: async () => {
         if (this.metas.get(id)?.kind === 'active') await this.remove(id);
       },

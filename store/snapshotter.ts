@@ -67,6 +67,12 @@ export interface ActiveSnapshot {
   parent?: string;
   /** merged dir; idempotent */
   mount(): Promise<string>;
+  /**
+   * The writable layer itself, for a writer that needs no merged view (overlay snapshotters
+   * only: absent where a snapshot is a full copy). Only before `mount()`: overlayfs does not
+   * promise to show what is written under a mounted layer, so it fails once mounted.
+   */
+  upperDir?(): Promise<string>;
   /** unmount + remove when not committed */
   release(): Promise<void>;
 }

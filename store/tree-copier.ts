@@ -1,4 +1,4 @@
-import { chmodSync, constants, copyFileSync, lchownSync, promises as fsp, utimesSync, type Stats } from 'node:fs';
+import { chmodSync, constants, copyFileSync, lchownSync, linkSync, promises as fsp, utimesSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
 import { BoundedTasks } from './bounded-tasks';
@@ -29,6 +29,14 @@ export interface TreeCopierOptions {
   signal?: AbortSignal;
   /** files copied at once (default 16): each file is a few thread-pool calls, mostly waiting on the kernel */
   concurrency?: number;
+  /**
+   * The source's files never change (a kept local's tree) and the destination is a plain
+   * directory on the same file system (a snapshot's upper dir, not an overlay mount): a
+   * regular file that would come out with its source's exact metadata (owner already the
+   * copy's owner, no chmod) is hard-linked instead of copied, so it costs no new inode and no
+   * data. A later step changes it only through overlayfs, which copies it up first.
+   */
+  linkFiles?: boolean;
 }
 
 /** Enough to keep the thread pool (16 threads at least, see uv-threadpool.ts) busy. */
@@ -118,6 +126,7 @@ export class TreeCopier {
 
   private async schedule(src: string, dest: string, st: Stats): Promise<void> {
     this.opts.signal?.throwIfAborted();
+    if (this.opts.linkFiles && st.isFile() && this.keepsMetadata(st) && !this.inflight.has(dest) && this.linkInline(src, dest)) return;
     if (st.isFile() && st.nlink === 1 && st.size <= INLINE_FILE_MAX && !this.inflight.has(dest)) {
       const inline = this.copyFileInline(src, dest, st);
       if (inline === undefined) return;
@@ -135,6 +144,28 @@ export class TreeCopier {
     }
     await this.inflight.get(dest)?.catch(() => undefined);
     await this.tasks.run(() => this.track(dest, this.copyNonDir(src, dest, st)));
+  }
+
+  /** Whether a copy of `st` would end with `st`'s own owner and mode (see linkFiles). */
+  private keepsMetadata(st: Stats): boolean {
+    const owner = this.opts.owner;
+    return this.opts.chmod === undefined && (owner === null || (owner.uid === st.uid && owner.gid === st.gid));
+  }
+
+  /**
+   * Links `src` at `dest` (see linkFiles); false when the copy must go the usual way: something
+   * is at `dest` (replaced the careful way), another file system, or the inode has as many
+   * links as the file system allows (EMLINK).
+   */
+  private linkInline(src: string, dest: string): boolean {
+    try {
+      linkSync(src, dest);
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'EXDEV' || code === 'EMLINK' || code === 'EPERM') return false;
+      throw err;
+    }
   }
 
   /** Records `copy` as the write in flight at `dest` until it settles. */

@@ -9,7 +9,8 @@ import { checksumPaths, type ChecksumSelection } from '../../store/content-check
 import { TreeChecksumMemo } from '../../store/tree-checksum-memo';
 import { ContentStore, LocalContentStore } from '../../store/content-store';
 import { copyAction, mkdirAction, mkfileAction } from '../../store/fs-copy';
-import { Snapshotter } from '../../store/snapshotter';
+import type { ActiveSnapshot, Snapshotter } from '../../store/snapshotter';
+import { copyUpParents } from '../../store/upper-parents';
 import { Executor } from './executor';
 import { GitSource } from './git-source';
 import { HttpSource } from './http-source';
@@ -197,11 +198,40 @@ export class BuildWorker implements Worker {
     return this.cacheMounts;
   }
 
+  /**
+   * The common `COPY . /app`: one copy from a kept local (a tree that never changes) into a
+   * path the base does not have yet, or an empty directory. It is written straight into the
+   * snapshot's upper dir, its files hard-linked from the kept tree (no inode or data of their
+   * own: a 20,000-file context costs links, not copies), and the directories on the way
+   * copied up as overlayfs would. Same layer, same image. False, with nothing written, for
+   * anything else (the copy then goes through the mount, merging with what is below).
+   */
+  private async copyIntoUpper(op: FileOp, inputs: OpResult[], base: string | undefined, active: ActiveSnapshot, signal: AbortSignal): Promise<boolean> {
+    const action = op.actions[0];
+    if (op.actions.length !== 1 || action?.type !== 'copy' || action.link || action.extract || action.chown !== undefined || active.upperDir === undefined) return false;
+    const src = action.src < 0 ? undefined : inputs[action.src];
+    const kept = this.deps.immutableLocalsDir;
+    if (src?.kind !== 'local' || kept === undefined || !isInside(kept, src.dir)) return false;
+    const upper = await active.upperDir();
+    const view = base === undefined ? undefined : await this.deps.snapshotter.mountView(base);
+    let parents;
+    try {
+      parents = await copyUpParents(view?.path, upper, action.dest);
+    } finally {
+      await view?.release();
+    }
+    if (parents === undefined) return false;
+    await copyAction(action, src.dir, upper, { tmpDir: this.deps.tmpDir, signal, linkFiles: true });
+    await parents.finish();
+    return true;
+  }
+
   private async runFile(op: FileOp, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
     const base = snapshotOf(op.base < 0 ? undefined : inputs[op.base], 'the base of a file operation');
     const active = await this.deps.snapshotter.prepare(base, ctx.signal);
     const releases: Array<() => Promise<void>> = [];
     try {
+      if (await this.copyIntoUpper(op, inputs, base, active, ctx.signal)) return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active) };
       const destRoot = await active.mount();
       for (const action of op.actions) {
         ctx.signal.throwIfAborted();
@@ -251,4 +281,9 @@ function snapshotOf(result: OpResult | undefined, what: string): string | undefi
   if (result === undefined) return undefined;
   if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', `Cannot use local ${result.name} as ${what}`);
   return result.id ?? undefined;
+}
+
+function isInside(dir: string, p: string): boolean {
+  const rel = path.relative(dir, p);
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
 }

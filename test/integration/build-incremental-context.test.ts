@@ -146,7 +146,7 @@ describe('incremental context transfer with a real daemon', () => {
     const { walkContext } = await import('../../buildctl/context-walk');
     call.write({ start: { frontend: 'dockerfile.v0', frontend_attrs: {}, local_names: ['context'], exports: [], no_cache: false, local_keys: keys } });
     for await (const e of walkContext(ctx)) {
-      call.write({ entry: { local: 'context', path: e.rel, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime_ms: e.mtimeMs, link_target: e.linkTarget, size: e.size, xattrs: {} } });
+      call.write({ entry: { local: 'context', path: e.rel, type: e.type, mode: e.mode, uid: 0, gid: 0, mtime_ms: e.mtimeMs, link_target: e.linkTarget, size: e.size, xattrs: {} } });
     }
     call.write({ listing_done: { local: 'context' } });
     const asked = await new Promise<string[]>((resolve) => call.on('data', (m) => m.msg === 'file_request' && resolve(m.file_request?.paths ?? [])));

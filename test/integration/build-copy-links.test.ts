@@ -1,0 +1,169 @@
+import { execFile } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { setAttribute } from '@napi-rs/xattr';
+import { BuildEnv, startBuildEnv } from '../helpers/build-env';
+import { runBuildctl } from '../helpers/daemon';
+
+const run = promisify(execFile);
+jest.setTimeout(240_000);
+
+/** One layer entry as the tar says it, with its content's sha256. */
+type LayerEntry = { name: string; type: string; mode: string; uid: number; gid: number; mtime: number; size: number; linkname: string; sha256?: string; xattrs: Record<string, string> };
+
+/** The layers of an OCI archive (`--output type=oci`), each as its entries in tar order. */
+async function layers(archive: string): Promise<LayerEntry[][]> {
+  const script = `
+import hashlib, json, sys, tarfile
+outer = tarfile.open(sys.argv[1])
+blob = lambda d: outer.extractfile('blobs/sha256/' + d.split(':')[1])
+index = json.load(outer.extractfile('index.json'))
+manifest = json.load(blob(index['manifests'][0]['digest']))
+out = []
+for layer in manifest['layers']:
+    entries = []
+    with tarfile.open(fileobj=blob(layer['digest']), mode='r:*') as t:
+        for m in t:
+            e = {'name': m.name, 'type': m.type.decode(), 'mode': oct(m.mode), 'uid': m.uid, 'gid': m.gid, 'mtime': int(m.mtime), 'size': m.size, 'linkname': m.linkname,
+                 'xattrs': {k: v for k, v in (m.pax_headers or {}).items() if k.startswith('SCHILY.xattr.')}}
+            if m.isfile(): e['sha256'] = hashlib.sha256(t.extractfile(m).read()).hexdigest()
+            entries.append(e)
+    out.append(entries)
+print(json.dumps(out))
+`;
+  const { stdout } = await run('python3', ['-c', script, archive], { maxBuffer: 64 * 1024 * 1024 });
+  return JSON.parse(stdout) as LayerEntry[][];
+}
+
+describe('COPY from a kept context: files hard-linked into the layer', () => {
+  let env: BuildEnv;
+  let ctx: string;
+  let cfg: string;
+  let n = 0;
+
+  beforeAll(async () => {
+    env = await startBuildEnv();
+    ctx = path.join(env.tmp, 'ctx');
+    cfg = path.join(env.tmp, 'cfg');
+    await fsp.mkdir(path.join(ctx, 'sub', 'deeper'), { recursive: true });
+    await fsp.mkdir(path.join(ctx, 'empty'));
+    await fsp.writeFile(path.join(ctx, 'a.txt'), 'a\n');
+    await fsp.writeFile(path.join(ctx, 'sub', 'deeper', 'b.txt'), 'b\n'.repeat(40_000));
+    await fsp.writeFile(path.join(ctx, 'tool'), '#!/bin/sh\n', { mode: 0o4755 });
+    await fsp.chmod(path.join(ctx, 'tool'), 0o4755);
+    await setAttribute(path.join(ctx, 'a.txt'), 'user.note', Buffer.from('kept'));
+    await fsp.symlink('sub/deeper/b.txt', path.join(ctx, 'link'));
+    // owned by someone else on this machine: the image has 0:0 either way
+    await fsp.chown(path.join(ctx, 'sub', 'deeper', 'b.txt'), 1234, 4321);
+    await fsp.writeFile(
+      path.join(ctx, 'Dockerfile'),
+      [
+        `FROM ${env.busybox}`,
+        // lower directories with times of their own: copy-up must keep them where overlayfs keeps them
+        'RUN mkdir -p /usr/local/share/empty && touch -d @1000000000 /usr/local /usr/local/share /usr/local/share/empty',
+        'COPY . /usr/local/share/app/',
+        'COPY . /usr/local/share/empty/',
+        'COPY sub /fresh',
+        'RUN --mount=type=bind,target=/c stat -c %u:%g /c/sub/deeper/b.txt > /bind-owner && echo changed >> /usr/local/share/app/a.txt',
+        '',
+      ].join('\n'),
+    );
+  }, 120_000);
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  /** Builds ctx to an OCI archive, keyed (a config dir: the kept copy, linked) or not (the old protocol: copied through the mount). */
+  async function build(keyed: boolean): Promise<LayerEntry[][]> {
+    const out = path.join(env.tmp, `out-${++n}.tar`);
+    const res = keyed
+      ? await runBuildctl(
+          ['--addr', env.daemon.addr, '--tlsdir', path.join(env.daemon.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--output', `type=oci,dest=${out}`, '--no-cache'],
+          { XDG_CONFIG_HOME: cfg },
+        )
+      : await env.build(ctx, ['--output', `type=oci,dest=${out}`, '--no-cache']);
+    expect({ code: res.code, stderr: res.code === 0 ? '' : res.stderr }).toEqual({ code: 0, stderr: '' });
+    return layers(out);
+  }
+
+  /** Where the kept copy holds `rel`, and every snapshot upper dir that holds `inUpper`. */
+  async function inodes(rel: string, inUpper: string): Promise<{ kept: number[]; uppers: number[] }> {
+    const kept: number[] = [];
+    const base = path.join(env.root, 'locals');
+    for (const key of await fsp.readdir(base)) {
+      for (const gen of (await fsp.readdir(path.join(base, key))).filter((g) => g.startsWith('gen-'))) {
+        const st = await fsp.lstat(path.join(base, key, gen, 'tree', rel)).catch(() => undefined);
+        if (st) kept.push(st.ino);
+      }
+    }
+    const uppers: number[] = [];
+    const snaps = path.join(env.root, 'snapshots');
+    for (const id of await fsp.readdir(snaps)) {
+      const st = await fsp.lstat(path.join(snaps, id, 'fs', inUpper)).catch(() => undefined);
+      if (st) uppers.push(st.ino);
+    }
+    return { kept, uppers };
+  }
+
+  test('the layers are entry for entry those of a copy through the mount, and the files share the kept inodes', async () => {
+    const copied = await build(false);
+    const linked = await build(true);
+    expect(linked.length).toBe(copied.length);
+    // the last four layers: the three COPYs, then the RUN
+    const [app, empty, fresh, last] = [linked.length - 4, linked.length - 3, linked.length - 2, linked.length - 1];
+    for (const i of [app, empty, fresh]) {
+      // mtimes of directories the copy creates or creates entries in are the time of the build,
+      // and /usr's is that of the RUN before (it made /usr/local), another time in each build
+      const now = new Set(['usr', 'usr/local/share', 'usr/local/share/app', 'usr/local/share/empty', 'fresh']);
+      const strip = (l: LayerEntry[]) => l.map((e) => (now.has(e.name) ? { ...e, mtime: 0 } : e));
+      expect(strip(linked[i] as LayerEntry[])).toEqual(strip(copied[i] as LayerEntry[]));
+    }
+    const names = (i: number) => (linked[i] as LayerEntry[]).map((e) => e.name);
+    expect(names(app)).toEqual(expect.arrayContaining(['usr', 'usr/local', 'usr/local/share', 'usr/local/share/app/a.txt', 'usr/local/share/app/sub/deeper/b.txt', 'usr/local/share/app/link']));
+    // the parents copied up keep their lower times, the one the copy writes into does not
+    const entry = (i: number, name: string) => (linked[i] as LayerEntry[]).find((e) => e.name === name) as LayerEntry;
+    expect(entry(app, 'usr/local').mtime).toBe(1000000000);
+    expect(entry(app, 'usr').mtime).toBe(entry(app - 1, 'usr').mtime);
+    expect(entry(app, 'usr/local/share').mtime).not.toBe(1000000000);
+    expect(entry(app, 'usr/local/share/app/tool').mode).toBe('0o4755');
+    expect(entry(app, 'usr/local/share/app/a.txt').xattrs).toEqual({});
+    expect(entry(app, 'usr/local/share/app/sub/deeper/b.txt')).toMatchObject({ uid: 0, gid: 0, type: '0' });
+    // the context arrives owned by 0:0, as BuildKit's client sends it
+    const bindOwner = (linked[last] as LayerEntry[]).find((e) => e.name === 'bind-owner') as LayerEntry;
+    const copiedOwner = (copied[last] as LayerEntry[]).find((e) => e.name === 'bind-owner') as LayerEntry;
+    expect(bindOwner.sha256).toBe(copiedOwner.sha256);
+    const { stdout } = await run('sh', ['-c', 'printf "0:0\\n" | sha256sum']);
+    expect(bindOwner.sha256).toBe(stdout.split(' ')[0]);
+
+    const { kept, uppers } = await inodes('a.txt', 'usr/local/share/app/a.txt');
+    expect(kept.length).toBeGreaterThan(0);
+    expect(uppers.filter((ino) => kept.includes(ino)).length).toBe(1);
+  });
+
+  test('a RUN that writes a linked file changes neither the kept copy nor the COPY layer', async () => {
+    const first = await build(true);
+    const keptFile = async (): Promise<string[]> => {
+      const out: string[] = [];
+      const base = path.join(env.root, 'locals');
+      for (const key of await fsp.readdir(base)) {
+        for (const gen of (await fsp.readdir(path.join(base, key))).filter((g) => g.startsWith('gen-'))) {
+          const text = await fsp.readFile(path.join(base, key, gen, 'tree', 'a.txt'), 'utf8').catch(() => undefined);
+          if (text !== undefined) out.push(text);
+        }
+      }
+      return out;
+    };
+    expect(await keptFile()).toEqual(['a\n']);
+    const [app, last] = [first.length - 4, first.length - 1];
+    const copyLayer = (first[app] as LayerEntry[]).find((e) => e.name === 'usr/local/share/app/a.txt') as LayerEntry;
+    const runLayer = (first[last] as LayerEntry[]).find((e) => e.name === 'usr/local/share/app/a.txt') as LayerEntry;
+    const { stdout } = await run('sh', ['-c', 'printf "a\\n" | sha256sum']);
+    expect(copyLayer.sha256).toBe(stdout.split(' ')[0]);
+    expect(runLayer.sha256).not.toBe(copyLayer.sha256);
+    // and a rebuild still finds the kept copy as it was
+    const again = await build(true);
+    expect(again[app]).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'usr/local/share/app/a.txt', sha256: copyLayer.sha256 })]));
+    expect(await keptFile()).toEqual(['a\n']);
+  });
+});
