@@ -77,7 +77,9 @@ EOF
 touch_one() { head -c 4096 /dev/urandom > "$ctx/d100/f050"; }
 
 declare -A R O
-ourlocal=(--frontend dockerfile.v0)
+# `docker build --network=none` is the frontend option force-network-mode=none: both builders run
+# their RUN steps without a network
+ourlocal=(--frontend dockerfile.v0 --opt force-network-mode=none)
 run_scenario() { # $1 scenario number; sets R[$1,$round] and O[$1,$round]
   local n=$1 round=$2
   case $n in

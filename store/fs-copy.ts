@@ -22,6 +22,8 @@ export interface CopyOptions {
   signal?: AbortSignal;
   /** files may be hard-linked from the source (see TreeCopierOptions.linkFiles) */
   linkFiles?: boolean;
+  /** the source is one overlay upper dir (see TreeCopierOptions.skipWhiteouts) */
+  skipWhiteouts?: boolean;
 }
 
 /**
@@ -59,13 +61,13 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
   const notFound = (pattern: string): BuildError => new BuildError('not-found', `Cannot copy ${JSON.stringify(pattern)}: not found in the source`);
   const sources = await selectSources(srcRoot, action, notFound);
   if (action.parents) {
-    for (const source of sources) await copyPivot(source, destRoot, dest, owner, chmod, signal, opts.linkFiles);
+    for (const source of sources) await copyPivot(source, destRoot, dest, owner, chmod, signal, opts);
     return;
   }
   const destStat = await statOrUndefined(dest);
   const intoDir = action.dest.endsWith('/') || action.srcPaths.length > 1 || destStat?.isDirectory() === true;
   // One copier for the whole action keeps hard links between its sources; every source shares one exclude.
-  await TreeCopier.copy({ owner, chmod, exclude: sources[0]?.filter.exclude, signal, linkFiles: opts.linkFiles }, async (copier) => {
+  await TreeCopier.copy({ owner, chmod, exclude: sources[0]?.filter.exclude, signal, linkFiles: opts.linkFiles, skipWhiteouts: opts.skipWhiteouts }, async (copier) => {
     for (const { path: src, hostPath: srcHost, stat: st } of sources) {
       signal?.throwIfAborted();
       if (st.isDirectory()) {
@@ -87,10 +89,10 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
 }
 
 /** COPY --parents for one pivot: BuildKit copies the pivot directory with an include pattern. */
-async function copyPivot(source: SelectedSource, destRoot: string, dest: string, owner: Owner, chmod: FileMode | undefined, signal: AbortSignal | undefined, linkFiles: boolean | undefined): Promise<void> {
+async function copyPivot(source: SelectedSource, destRoot: string, dest: string, owner: Owner, chmod: FileMode | undefined, signal: AbortSignal | undefined, links: Pick<CopyOptions, 'linkFiles' | 'skipWhiteouts'>): Promise<void> {
   await mkdirAll(destRoot, dest, 0o755, owner);
-  if (source.stat.isDirectory()) await TreeCopier.copy({ owner, chmod, ...source.filter, signal, linkFiles }, (c) => c.copyChildren(source.hostPath, dest));
-  else await TreeCopier.copy({ owner, chmod, exclude: source.filter.exclude, signal, linkFiles }, (c) => c.copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat));
+  if (source.stat.isDirectory()) await TreeCopier.copy({ owner, chmod, ...source.filter, signal, linkFiles: links.linkFiles, skipWhiteouts: links.skipWhiteouts }, (c) => c.copyChildren(source.hostPath, dest));
+  else await TreeCopier.copy({ owner, chmod, exclude: source.filter.exclude, signal, linkFiles: links.linkFiles, skipWhiteouts: links.skipWhiteouts }, (c) => c.copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat));
 }
 
 /** COPY --link: copy onto scratch, then merge that layer over the destination. */

@@ -37,6 +37,12 @@ export interface TreeCopierOptions {
    * data. A later step changes it only through overlayfs, which copies it up first.
    */
   linkFiles?: boolean;
+  /**
+   * The source is one overlay upper dir whose paths no other layer has: its whiteouts (0:0
+   * character devices) hide nothing and are not part of what the merged view shows, so they
+   * are left out.
+   */
+  skipWhiteouts?: boolean;
 }
 
 /** Enough to keep the thread pool (16 threads at least, see uv-threadpool.ts) busy. */
@@ -89,6 +95,7 @@ export class TreeCopier {
   async copyChildren(srcDir: string, destDir: string): Promise<void> {
     const filter = { include: this.opts.include, exclude: this.opts.exclude };
     for await (const entry of walkSelected(srcDir, filter, this.opts.signal)) {
+      if (this.opts.skipWhiteouts && isWhiteout(entry.stat)) continue;
       const dest = path.join(destDir, ...entry.rel.split('/'));
       if (entry.passThrough) await this.createPassThrough(entry.hostPath, dest, entry.stat);
       else if (entry.stat.isDirectory()) await this.copyDir(entry.hostPath, dest, entry.stat);
@@ -99,6 +106,7 @@ export class TreeCopier {
   /** Copies one entry (a whole tree for a directory) to `dest`, no filters on the entry itself. */
   async copyEntry(src: string, dest: string, st: Stats): Promise<void> {
     this.opts.signal?.throwIfAborted();
+    if (this.opts.skipWhiteouts && isWhiteout(st)) return;
     if (st.isDirectory()) {
       await this.copyDir(src, dest, st);
       await this.copyChildren(src, dest);
@@ -324,3 +332,7 @@ export class TreeCopier {
 }
 
 type MetaKind = 'dir' | 'file' | 'symlink' | 'node';
+
+function isWhiteout(st: Stats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0;
+}

@@ -11,6 +11,7 @@ import { ContentStore, LocalContentStore } from '../../store/content-store';
 import { copyAction, mkdirAction, mkfileAction } from '../../store/fs-copy';
 import type { ActiveSnapshot, Snapshotter } from '../../store/snapshotter';
 import { copyUpParents } from '../../store/upper-parents';
+import { singleLayerSource } from '../../store/single-layer-source';
 import { Executor } from './executor';
 import { GitSource } from './git-source';
 import { HttpSource } from './http-source';
@@ -199,19 +200,29 @@ export class BuildWorker implements Worker {
   }
 
   /**
-   * The common `COPY . /app`: one copy from a kept local (a tree that never changes) into a
-   * path the base does not have yet, or an empty directory. It is written straight into the
-   * snapshot's upper dir, its files hard-linked from the kept tree (no inode or data of their
-   * own: a 20,000-file context costs links, not copies), and the directories on the way
-   * copied up as overlayfs would. Same layer, same image. False, with nothing written, for
-   * anything else (the copy then goes through the mount, merging with what is below).
+   * The common `COPY . /app` and `COPY --from=build /out /out`: one copy, from a tree whose files
+   * never change (a kept local, or a committed snapshot's layer that alone holds the source
+   * paths: see singleLayerSource), into a path the base does not have yet or an empty directory.
+   * It is written straight into the snapshot's upper dir, its files hard-linked from the source
+   * (no inode or data of their own: a 20,000-file context costs links, not copies), and the
+   * directories on the way copied up as overlayfs would. Same layer, same image. False, with
+   * nothing written, for anything else (the copy then goes through the mount, merging with what
+   * is below).
    */
   private async copyIntoUpper(op: FileOp, inputs: OpResult[], base: string | undefined, active: ActiveSnapshot, signal: AbortSignal): Promise<boolean> {
     const action = op.actions[0];
     if (op.actions.length !== 1 || action?.type !== 'copy' || action.link || action.extract || action.chown !== undefined || active.upperDir === undefined) return false;
     const src = action.src < 0 ? undefined : inputs[action.src];
-    const kept = this.deps.immutableLocalsDir;
-    if (src?.kind !== 'local' || kept === undefined || !isInside(kept, src.dir)) return false;
+    let srcRoot: string | undefined;
+    let fromLayer = false;
+    if (src?.kind === 'local') {
+      const kept = this.deps.immutableLocalsDir;
+      if (kept !== undefined && isInside(kept, src.dir)) srcRoot = src.dir;
+    } else if (src?.kind === 'snapshot' && src.id !== null && !action.parents) {
+      srcRoot = await this.layerHolding(src.id, action.srcPaths);
+      fromLayer = true;
+    }
+    if (srcRoot === undefined) return false;
     const upper = await active.upperDir();
     const view = base === undefined ? undefined : await this.deps.snapshotter.mountView(base);
     let parents;
@@ -221,9 +232,20 @@ export class BuildWorker implements Worker {
       await view?.release();
     }
     if (parents === undefined) return false;
-    await copyAction(action, src.dir, upper, { tmpDir: this.deps.tmpDir, signal, linkFiles: true });
+    await copyAction(action, srcRoot, upper, { tmpDir: this.deps.tmpDir, signal, linkFiles: true, skipWhiteouts: fromLayer });
     await parents.finish();
     return true;
+  }
+
+  /** The upper dir of the one layer of snapshot `id` that holds every path of `paths` (see singleLayerSource). */
+  private async layerHolding(id: string, paths: string[]): Promise<string | undefined> {
+    const uppers = await Promise.all((await this.deps.snapshotter.chain(id)).map((layer) => this.deps.snapshotter.upperDir(layer)));
+    const view = await this.deps.snapshotter.mountView(id);
+    try {
+      return await singleLayerSource(view.path, uppers, paths);
+    } finally {
+      await view.release();
+    }
   }
 
   private async runFile(op: FileOp, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {

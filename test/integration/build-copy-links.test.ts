@@ -166,4 +166,40 @@ describe('COPY from a kept context: files hard-linked into the layer', () => {
     expect(again[app]).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'usr/local/share/app/a.txt', sha256: copyLayer.sha256 })]));
     expect(await keptFile()).toEqual(['a\n']);
   });
+
+  test('COPY --from a stage links the files of the one layer that holds the source, and copies a path two layers share', async () => {
+    const dir = path.join(env.tmp, 'from');
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.writeFile(
+      path.join(dir, 'Dockerfile'),
+      [
+        `FROM ${env.busybox} AS build`,
+        'RUN mkdir -p /made/sub /both && echo linked-from-layer > /made/sub/f && echo 1 > /both/a',
+        'RUN echo 2 > /both/b',
+        `FROM ${env.busybox}`,
+        'COPY --from=build /made /made',
+        'COPY --from=build /both /both',
+        '',
+      ].join('\n'),
+    );
+    const res = await env.build(dir, ['--no-cache']);
+    expect({ code: res.code, stderr: res.code === 0 ? '' : res.stderr }).toEqual({ code: 0, stderr: '' });
+    const snaps = path.join(env.root, 'snapshots');
+    const found = async (rel: string): Promise<Array<{ ino: number; nlink: number }>> => {
+      const out: Array<{ ino: number; nlink: number }> = [];
+      for (const id of await fsp.readdir(snaps)) {
+        const st = await fsp.lstat(path.join(snaps, id, 'fs', rel)).catch(() => undefined);
+        if (st) out.push({ ino: st.ino, nlink: st.nlink });
+      }
+      return out;
+    };
+    // the stage's layer and the COPY's layer hold one inode
+    const made = await found('made/sub/f');
+    expect(made.length).toBe(2);
+    expect(made[0]?.ino).toBe(made[1]?.ino);
+    // /both is in two layers of the stage: merged through the mount, copied
+    const both = await found('both/a');
+    expect(both.length).toBe(2);
+    expect(both[0]?.ino).not.toBe(both[1]?.ino);
+  });
 });
