@@ -1,4 +1,4 @@
-import { constants as fsc, promises as fsp } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync, promises as fsp, readSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { BuildError } from '../solver/build-error';
 import * as path from 'node:path';
@@ -107,26 +107,17 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
       files.delete(rel);
       return e;
     });
-    // small files are read ahead, a few at once, so the wire need not wait on each open and read
-    const ahead: Array<Promise<Buffer | undefined>> = [];
-    let next = 0;
-    const fill = (): void => {
-      while (next < asked.length && ahead.length < READ_AHEAD) {
-        const e = asked[next++] as WalkEntry;
-        const p = e.size <= UPLOAD_CHUNK_BYTES ? readListed(e) : Promise.resolve(undefined);
-        p.catch(() => undefined); // awaited in order below
-        ahead.push(p);
-      }
-    };
-    fill();
     for (const e of asked) {
-      const content = await (ahead.shift() as Promise<Buffer | undefined>);
-      fill();
+      // A small file in four synchronous calls (open, fstat, read, close): microseconds of
+      // kernel work each, where a thread-pool round trip per call cost several times that.
+      const content = e.size <= UPLOAD_CHUNK_BYTES ? readListed(e) : undefined;
       await send({ file: { local: r.local, path: e.rel } });
       if (content) await send({ data: { data: content } });
       else await sendContent(e, send, true);
       stats.files++;
       stats.bytes += e.size;
+      // the event loop gets a turn now and then, also while the wire keeps up
+      if (stats.files % TURN === 0) await new Promise<void>((resolve) => setImmediate(resolve));
     }
     if (r.done) listed.delete(r.local);
   }
@@ -139,29 +130,32 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
 const BATCH_ENTRIES = 512;
 const BATCH_BYTES = 512 * 1024;
 
-/** Files of at most one chunk read ahead while earlier ones are sent. */
-const READ_AHEAD = 16;
+/** Files sent between two turns of the event loop. */
+const TURN = 64;
 
 /** The whole content of a small file asked for after the listing; it must still be as listed. */
-async function readListed(e: WalkEntry): Promise<Buffer> {
-  const fh = await fsp.open(e.abs, fsc.O_RDONLY | fsc.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
-    throw new BuildError('invalid-argument', `Cannot read ${e.abs}: ${err.code ?? err.message}`);
-  });
+function readListed(e: WalkEntry): Buffer {
+  let fd: number;
   try {
-    const st = await fh.stat();
+    fd = openSync(e.abs, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    throw new BuildError('invalid-argument', `Cannot read ${e.abs}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  try {
+    const st = fstatSync(fd);
     if (!st.isFile() || st.size !== e.size || Math.floor(st.mtimeMs) !== e.mtimeMs) {
       throw new BuildError('invalid-argument', `Cannot send ${e.abs}: the file changed after it was listed`);
     }
     const buf = Buffer.allocUnsafe(e.size);
     let got = 0;
     while (got < e.size) {
-      const { bytesRead } = await fh.read(buf, got, e.size - got, got);
-      if (bytesRead === 0) throw new BuildError('invalid-argument', `Cannot send ${e.abs}: the file shrank while it was read`);
-      got += bytesRead;
+      const n = readSync(fd, buf, got, e.size - got, got);
+      if (n === 0) throw new BuildError('invalid-argument', `Cannot send ${e.abs}: the file shrank while it was read`);
+      got += n;
     }
     return buf;
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
