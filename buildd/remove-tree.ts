@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 
@@ -22,4 +23,19 @@ async function makeWritable(dir: string): Promise<void> {
   if (!st?.isDirectory()) return;
   await fsp.chmod(dir, 0o700);
   for (const name of await fsp.readdir(dir)) await makeWritable(path.join(dir, name));
+}
+
+/**
+ * {@link removeTree} for a tree nothing waits on (an old generation of a kept local: 20,000
+ * entries): `rm -rf` in a child process at the lowest CPU priority, so its unlink calls
+ * neither hold this thread nor, through the thread pool and the garbage their promises make,
+ * slow the build that runs meanwhile (in-process it took 0.7 s of a one-file rebuild's main
+ * thread, see the commit). Falls back to removeTree when the program fails (say, 0555
+ * directories without root).
+ */
+export async function removeTreeAside(dir: string): Promise<void> {
+  const ok = await new Promise<boolean>((resolve) => {
+    execFile('nice', ['-n', '19', 'rm', '-rf', '--', dir], (err) => resolve(err === null));
+  });
+  if (!ok) await removeTree(dir);
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
-import { removeTree } from '../remove-tree';
+import { removeTreeAside } from '../remove-tree';
 import { parseIndex, type IndexEntry } from './listing-index';
 
 /** Bounds of the kept copies: defaults of {@link LocalsStoreOptions}. */
@@ -314,7 +314,7 @@ export class LocalsStore {
   }
 
   private async remove(dir: string): Promise<void> {
-    await removeTree(dir).catch((err: Error) => this.opts.onError?.(err, dir));
+    await removeTreeAside(dir).catch((err: Error) => this.opts.onError?.(err, dir));
   }
 
   private genDir(key: string, n: number): string {
