@@ -8,7 +8,7 @@ import { BuildError } from '../solver/build-error';
 import { type Baselines, recordBaselines, writeLayerDiff } from './native-diff';
 import { unmount } from './overlay-snapshotter';
 import { loadSnapshots, mountsBelow, removeSnapshotDir, writeMeta } from './snapshot-records';
-import type { ActiveSnapshot, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
+import type { ActiveSnapshot, CommitOptions, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
 import { cloneEntry } from './tree-clone';
 import { assertOverlayXattrsReadable, type OverlayXattrNamespace } from './trusted-xattr-probe';
 
@@ -105,7 +105,7 @@ export class NativeSnapshotter implements Snapshotter {
     };
   }
 
-  async commit(active: ActiveSnapshot): Promise<string> {
+  async commit(active: ActiveSnapshot, opts: CommitOptions = {}): Promise<string> {
     const info = this.metas.get(active.id);
     if (!info || info.kind !== 'active') throw new BuildError('failed-precondition', `Cannot commit snapshot ${active.id}: it is not an active snapshot`);
     const sdir = path.join(this.dir, active.id);
@@ -125,7 +125,7 @@ export class NativeSnapshotter implements Snapshotter {
     }
     // The tree and the diff must be on disk before the metadata says the snapshot exists.
     await execFileP('sync', ['-f', sdir]);
-    const done: SnapshotInfo = { ...info, kind: 'committed' };
+    const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
     await writeMeta(this.dir, done);
     this.metas.set(active.id, done);
     this.baselines.delete(active.id);

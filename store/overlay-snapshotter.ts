@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { BuildError } from '../solver/build-error';
-import type { ActiveSnapshot, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
+import type { ActiveSnapshot, CommitOptions, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
 import { loadSnapshots, mountsBelow, removeSnapshotDir, writeMeta } from './snapshot-records';
 import { assertOverlayXattrsReadable, type OverlayXattrNamespace } from './trusted-xattr-probe';
 
@@ -97,7 +97,7 @@ export class OverlaySnapshotter implements Snapshotter {
     };
   }
 
-  async commit(active: ActiveSnapshot): Promise<string> {
+  async commit(active: ActiveSnapshot, opts: CommitOptions = {}): Promise<string> {
     const info = this.metas.get(active.id);
     if (!info || info.kind !== 'active') throw new BuildError('failed-precondition', `Cannot commit snapshot ${active.id}: it is not an active snapshot`);
     await this.unmountActive(active.id);
@@ -105,7 +105,7 @@ export class OverlaySnapshotter implements Snapshotter {
     await fsp.rm(path.join(sdir, 'work'), { recursive: true, force: true });
     // The layer's files must be on disk before the metadata says the snapshot exists.
     await execFileP('sync', ['-f', path.join(sdir, 'fs')]);
-    const done: SnapshotInfo = { ...info, kind: 'committed' };
+    const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
     await this.writeMeta(done);
     this.metas.set(active.id, done);
     return active.id;

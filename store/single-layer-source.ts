@@ -9,10 +9,10 @@ import { hasGlobMeta } from './path-glob';
  * follow). What the view shows below such a path is then exactly what that upper dir holds,
  * whiteouts aside (they hide nothing, as no other layer has the path): a copy may read the upper
  * dir instead of the mount, and link its files. Undefined when that does not hold (a glob, the
- * root, a path two layers share, see also overlayKeepsPathsInPlace), and the copy reads the view.
+ * root, a path two layers share), and the copy reads the view. Sound only where
+ * overlayKeepsPathsInPlace holds.
  */
 export async function singleLayerSource(view: string, uppers: readonly string[], paths: readonly string[]): Promise<string | undefined> {
-  if (!(await overlayKeepsPathsInPlace())) return undefined;
   let holder: string | undefined;
   for (const p of paths) {
     const parts = p.split('/').filter((s) => s !== '' && s !== '.');
@@ -59,7 +59,7 @@ let inPlace: Promise<boolean> | undefined;
  * layer) is on by default. buildd never turns them on in its mount options, so with both off no
  * snapshot holds such an entry. Read once; unknown counts as on.
  */
-function overlayKeepsPathsInPlace(): Promise<boolean> {
+export function overlayKeepsPathsInPlace(): Promise<boolean> {
   inPlace ??= Promise.all(['redirect_dir', 'metacopy'].map((p) => fsp.readFile(`/sys/module/overlay/parameters/${p}`, 'utf8').then((v) => /^(n|off)$/i.test(v.trim()), () => false))).then((offs) => offs.every(Boolean));
   return inPlace;
 }

@@ -10,6 +10,7 @@ const metaSchema = z.object({
   parent: z.string().regex(/^[a-f0-9]{24}$/).optional(),
   kind: z.enum(['active', 'committed']),
   createdAt: z.string(),
+  linkedFrom: z.array(z.string().regex(/^(local:[A-Za-z0-9._-]{1,128}|layer:[a-f0-9]{24})$/)).max(100_000).optional(),
 }).strict();
 
 /** The metadata file in each snapshot's directory. */

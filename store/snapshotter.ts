@@ -8,6 +8,22 @@ export interface SnapshotInfo {
   kind: 'active' | 'committed';
   /** ISO 8601 */
   createdAt: string;
+  /**
+   * What this snapshot's files share inodes with, when a COPY hard-linked them (see
+   * CommitOptions.linkedFrom); absent when it shares none.
+   */
+  linkedFrom?: string[];
+}
+
+/** What a commit records beside the layer. */
+export interface CommitOptions {
+  /**
+   * Where the layer's hard-linked files come from: `local:<key>` for a kept local, and for a
+   * committed layer `layer:<id>` with that layer's own linkedFrom. A COPY links only from a
+   * source that shares nothing with its base chain, so no inode shows at two paths of one view
+   * (a tar or a copy inside a later step would take them for hard links).
+   */
+  linkedFrom?: string[];
 }
 
 /**
@@ -39,7 +55,7 @@ export interface Snapshotter {
   /** A writable layer on top of a committed parent chain (or empty). */
   prepare(parent: string | undefined, signal?: AbortSignal): Promise<ActiveSnapshot>;
   /** Unmounts if mounted, becomes committed, returns the committed id. */
-  commit(active: ActiveSnapshot): Promise<string>;
+  commit(active: ActiveSnapshot, opts?: CommitOptions): Promise<string>;
   get(id: string): Promise<SnapshotInfo | undefined>;
   /** The layer's own changes, in overlay format (whiteouts as 0:0 char devices, opaque xattrs). */
   upperDir(id: string): Promise<string>;

@@ -7,7 +7,8 @@ import type { PathPatterns } from './path-pattern';
 import { walkSelected } from './copy-selection';
 import { lstatOrUndefined } from './path-exists';
 import { makeNode } from './tree-clone';
-import { copyXattrs, readXattrsSync, writeXattrs, type Xattrs } from './xattrs';
+import { listAttributesSync } from '@napi-rs/xattr';
+import { copyXattrs, isOverlayXattr, readXattrsSync, writeXattrs, type Xattrs } from './xattrs';
 
 /** Who copied entries belong to; `null` keeps each source entry's own uid:gid (layer merges). */
 export interface Owner {
@@ -166,6 +167,9 @@ export class TreeCopier {
    * links as the file system allows (EMLINK).
    */
   private linkInline(src: string, dest: string): boolean {
+    // An upper dir's file may carry overlayfs' own attributes (origin, after a move from a
+    // lower layer): the copy leaves those out, a link would take them along.
+    if (this.opts.skipWhiteouts && listAttributesSync(src).some(isOverlayXattr)) return false;
     try {
       linkSync(src, dest);
       return true;

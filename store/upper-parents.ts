@@ -26,7 +26,12 @@ export interface UpperParents {
  * the deepest, in which the write creates entries (its mtime becomes the time of the write).
  */
 export async function copyUpParents(view: string | undefined, upper: string, dest: string): Promise<UpperParents | undefined> {
-  const parts = path.posix.normalize(dest).split('/').filter((p) => p !== '' && p !== '.');
+  const segments = dest.split('/').filter((p) => p !== '' && p !== '.');
+  // '..' is resolved after symlinks by the copy; lexically here: not the same path in general
+  if (segments.includes('..')) return undefined;
+  const parts = segments;
+  // the root always exists: only an empty base leaves nothing to merge with
+  if (parts.length === 0 && view !== undefined && (await fsp.readdir(view)).length > 0) return undefined;
   const existing: Array<{ rel: string; st: Stats }> = [];
   if (view !== undefined) {
     for (let i = 0; i < parts.length; i++) {

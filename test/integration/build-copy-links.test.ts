@@ -174,11 +174,13 @@ describe('COPY from a kept context: files hard-linked into the layer', () => {
       path.join(dir, 'Dockerfile'),
       [
         `FROM ${env.busybox} AS build`,
-        'RUN mkdir -p /made/sub /both && echo linked-from-layer > /made/sub/f && echo 1 > /both/a',
-        'RUN echo 2 > /both/b',
+        'RUN mkdir -p /made/sub /both && echo linked-from-layer > /made/sub/f && echo 1 > /both/a && echo moved > /moved',
+        // a file moved out of a lower layer is copied up: it carries overlayfs' origin attribute
+        'RUN echo 2 > /both/b && mkdir /made2 && mv /moved /made2/',
         `FROM ${env.busybox}`,
         'COPY --from=build /made /made',
         'COPY --from=build /both /both',
+        'COPY --from=build /made2 /made2',
         '',
       ].join('\n'),
     );
@@ -197,9 +199,62 @@ describe('COPY from a kept context: files hard-linked into the layer', () => {
     const made = await found('made/sub/f');
     expect(made.length).toBe(2);
     expect(made[0]?.ino).toBe(made[1]?.ino);
+    // the moved file is copied, leaving overlayfs' attribute behind
+    const moved = await found('made2/moved');
+    expect(moved.length).toBe(2);
+    expect(moved[0]?.ino).not.toBe(moved[1]?.ino);
     // /both is in two layers of the stage: merged through the mount, copied
     const both = await found('both/a');
     expect(both.length).toBe(2);
     expect(both[0]?.ino).not.toBe(both[1]?.ino);
+  });
+
+  test('no inode shows at two paths of one image: a second COPY of the same context, or of a layer already below, copies', async () => {
+    const dir = path.join(env.tmp, 'twice');
+    await fsp.mkdir(path.join(dir, 'sub'), { recursive: true });
+    await fsp.writeFile(path.join(dir, 'sub', 'f'), 'shared?\n');
+    await fsp.writeFile(
+      path.join(dir, 'Dockerfile'),
+      [`FROM ${env.busybox} AS s`, 'COPY sub /a/', 'COPY sub /b/', 'FROM s', 'COPY --from=s /a /again', ''].join('\n'),
+    );
+    const res = await runBuildctl(
+      ['--addr', env.daemon.addr, '--tlsdir', path.join(env.daemon.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0', '--local', `context=${dir}`, '--local', `dockerfile=${dir}`, '--no-cache'],
+      { XDG_CONFIG_HOME: cfg },
+    );
+    expect({ code: res.code, stderr: res.code === 0 ? '' : res.stderr }).toEqual({ code: 0, stderr: '' });
+    const snaps = path.join(env.root, 'snapshots');
+    const inodeOf = async (rel: string): Promise<number[]> => {
+      const out: number[] = [];
+      for (const id of await fsp.readdir(snaps)) {
+        const st = await fsp.lstat(path.join(snaps, id, 'fs', rel)).catch(() => undefined);
+        if (st) out.push(st.ino);
+      }
+      return out;
+    };
+    const [a, b, again] = [await inodeOf('a/f'), await inodeOf('b/f'), await inodeOf('again/f')];
+    expect([a.length, b.length, again.length]).toEqual([1, 1, 1]);
+    // the first COPY links from the kept copy; the second would put that inode at /b too
+    expect(b[0]).not.toBe(a[0]);
+    // /again would be /a's inode again, in a chain that holds /a
+    expect(again[0]).not.toBe(a[0]);
+  });
+
+  test('a COPY to / over a base that has files goes through the mount, as an unkeyed build does', async () => {
+    const dir = path.join(env.tmp, 'root');
+    await fsp.mkdir(path.join(dir, 'rootfs', 'lnk'), { recursive: true });
+    await fsp.writeFile(path.join(dir, 'rootfs', 'lnk', 'tool'), 'tool\n');
+    await fsp.writeFile(path.join(dir, 'rootfs', 'new.txt'), 'new\n');
+    await fsp.writeFile(path.join(dir, 'Dockerfile'), [`FROM ${env.busybox}`, 'RUN mkdir /real && ln -s real /lnk', 'COPY rootfs/ /', ''].join('\n'));
+    const outOf = async (keyed: boolean): Promise<{ code: number | null; error: string }> => {
+      const args = ['build', '--frontend', 'dockerfile.v0', '--local', `context=${dir}`, '--local', `dockerfile=${dir}`, '--no-cache'];
+      const res = keyed
+        ? await runBuildctl(['--addr', env.daemon.addr, '--tlsdir', path.join(env.daemon.certsDir as string, 'client'), ...args], { XDG_CONFIG_HOME: cfg })
+        : await env.build(dir, ['--no-cache']);
+      return { code: res.code, error: (/ERROR: .*/.exec(res.stderr)?.[0] ?? '').replace(/\/[^ ]*\/lnk/, '<dest>/lnk') };
+    };
+    const [keyed, unkeyed] = [await outOf(true), await outOf(false)];
+    expect(keyed).toEqual(unkeyed);
+    // as BuildKit ("cannot copy to non-directory"): the base's symlink is in the way, not hidden
+    expect(keyed).toEqual({ code: 1, error: expect.stringContaining('<dest>/lnk exists and is not a directory') });
   });
 });
