@@ -67,7 +67,7 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
   const destStat = await statOrUndefined(dest);
   const intoDir = action.dest.endsWith('/') || action.srcPaths.length > 1 || destStat?.isDirectory() === true;
   // One copier for the whole action keeps hard links between its sources; every source shares one exclude.
-  await TreeCopier.copy({ owner, chmod, exclude: sources[0]?.filter.exclude, signal, linkFiles: opts.linkFiles, skipWhiteouts: opts.skipWhiteouts }, async (copier) => {
+  await TreeCopier.copy({ owner, chmod, exclude: sources[0]?.filter.exclude, signal, linkFiles: opts.linkFiles, skipWhiteouts: opts.skipWhiteouts, destRoot }, async (copier) => {
     for (const { path: src, hostPath: srcHost, stat: st } of sources) {
       signal?.throwIfAborted();
       if (st.isDirectory()) {
@@ -91,8 +91,8 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
 /** COPY --parents for one pivot: BuildKit copies the pivot directory with an include pattern. */
 async function copyPivot(source: SelectedSource, destRoot: string, dest: string, owner: Owner, chmod: FileMode | undefined, signal: AbortSignal | undefined, links: Pick<CopyOptions, 'linkFiles' | 'skipWhiteouts'>): Promise<void> {
   await mkdirAll(destRoot, dest, 0o755, owner);
-  if (source.stat.isDirectory()) await TreeCopier.copy({ owner, chmod, ...source.filter, signal, linkFiles: links.linkFiles, skipWhiteouts: links.skipWhiteouts }, (c) => c.copyChildren(source.hostPath, dest));
-  else await TreeCopier.copy({ owner, chmod, exclude: source.filter.exclude, signal, linkFiles: links.linkFiles, skipWhiteouts: links.skipWhiteouts }, (c) => c.copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat));
+  if (source.stat.isDirectory()) await TreeCopier.copy({ owner, chmod, ...source.filter, signal, linkFiles: links.linkFiles, skipWhiteouts: links.skipWhiteouts, destRoot }, (c) => c.copyChildren(source.hostPath, dest));
+  else await TreeCopier.copy({ owner, chmod, exclude: source.filter.exclude, signal, linkFiles: links.linkFiles, skipWhiteouts: links.skipWhiteouts, destRoot }, (c) => c.copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat));
 }
 
 /** COPY --link: copy onto scratch, then merge that layer over the destination. */
@@ -100,7 +100,7 @@ async function copyLinked(action: CopyAction, srcRoot: string, destRoot: string,
   const scratch = await fsp.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'copy-link-'));
   try {
     await copyAction({ ...action, link: false }, srcRoot, scratch, { signal: opts.signal });
-    await TreeCopier.copy({ owner: null, replaceConflicts: true, signal: opts.signal }, (c) => c.copyChildren(scratch, destRoot));
+    await TreeCopier.copy({ owner: null, replaceConflicts: true, signal: opts.signal, destRoot }, (c) => c.copyChildren(scratch, destRoot));
   } finally {
     await fsp.rm(scratch, { recursive: true, force: true });
   }

@@ -44,6 +44,8 @@ export interface TreeCopierOptions {
    * are left out.
    */
   skipWhiteouts?: boolean;
+  /** the directory that is the image's `/`: errors name destination paths below it as the image sees them, never the daemon's own */
+  destRoot?: string;
 }
 
 /** Enough to keep the thread pool (16 threads at least, see uv-threadpool.ts) busy. */
@@ -155,6 +157,12 @@ export class TreeCopier {
     await this.tasks.run(() => this.track(dest, this.copyNonDir(src, dest, st)));
   }
 
+  /** `dest` as the image sees it (see destRoot). */
+  private shown(dest: string): string {
+    const root = this.opts.destRoot;
+    return root === undefined ? dest : path.posix.join('/', path.relative(root, dest));
+  }
+
   /** Whether a copy of `st` would end with `st`'s own owner and mode (see linkFiles). */
   private keepsMetadata(st: Stats): boolean {
     const owner = this.opts.owner;
@@ -225,7 +233,7 @@ export class TreeCopier {
     await this.inflight.get(dest)?.catch(() => undefined);
     const existing = await lstatOrUndefined(dest);
     if (existing && !existing.isDirectory()) {
-      throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} exists and is not a directory`);
+      throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${this.shown(dest)} exists and is not a directory`);
     }
     if (existing) {
       await fsp.chmod(dest, st.mode & 0o7777);
@@ -245,7 +253,7 @@ export class TreeCopier {
       existing = undefined;
     }
     if (existing && !existing.isDirectory()) {
-      throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} exists and is not a directory`);
+      throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${this.shown(dest)} exists and is not a directory`);
     }
     if (!existing) await fsp.mkdir(dest);
     await this.applyMeta(src, dest, st, 'dir');
@@ -309,7 +317,7 @@ export class TreeCopier {
   private async clear(src: string, dest: string, existing: Stats | undefined): Promise<void> {
     if (!existing) return;
     if (existing.isDirectory() && !this.opts.replaceConflicts) {
-      throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${dest} is a directory`);
+      throw new BuildError('failed-precondition', `Cannot copy ${path.basename(src)}: ${this.shown(dest)} is a directory`);
     }
     // Removing first also means a symlink at dest is never followed.
     await fsp.rm(dest, { recursive: existing.isDirectory(), force: true });

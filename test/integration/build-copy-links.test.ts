@@ -250,11 +250,12 @@ describe('COPY from a kept context: files hard-linked into the layer', () => {
       const res = keyed
         ? await runBuildctl(['--addr', env.daemon.addr, '--tlsdir', path.join(env.daemon.certsDir as string, 'client'), ...args], { XDG_CONFIG_HOME: cfg })
         : await env.build(dir, ['--no-cache']);
-      return { code: res.code, error: (/ERROR: .*/.exec(res.stderr)?.[0] ?? '').replace(/\/[^ ]*\/lnk/, '<dest>/lnk') };
+      return { code: res.code, error: /ERROR: .*/.exec(res.stderr)?.[0] ?? '' };
     };
     const [keyed, unkeyed] = [await outOf(true), await outOf(false)];
     expect(keyed).toEqual(unkeyed);
-    // as BuildKit ("cannot copy to non-directory"): the base's symlink is in the way, not hidden
-    expect(keyed).toEqual({ code: 1, error: expect.stringContaining('<dest>/lnk exists and is not a directory') });
+    // as BuildKit ("cannot copy to non-directory"): the base's symlink is in the way, not hidden;
+    // named as the image has it, not by the daemon's path of its mount
+    expect(keyed).toEqual({ code: 1, error: expect.stringContaining('Cannot copy lnk: /lnk exists and is not a directory') });
   });
 });
