@@ -9,7 +9,7 @@ import { selectSources, type SelectedSource } from './copy-selection';
 import { makeDir, mkdirAll } from './mkdir-all';
 import { resolveChownOwner } from './passwd';
 import { resolveInRoot } from './safe-path';
-import { TreeCopier, type Owner } from './tree-copier';
+import { TreeCopier, type Owner, type TreeCopierOptions } from './tree-copier';
 
 /** Where a copy may put temporary files. */
 export interface CopyOptions {
@@ -60,14 +60,16 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
   // The same selection checksumPaths keys the copy with: what is copied is what is keyed.
   const notFound = (pattern: string): BuildError => new BuildError('not-found', `Cannot copy ${JSON.stringify(pattern)}: not found in the source`);
   const sources = await selectSources(srcRoot, action, notFound);
+  // what every copier of this action does the same way
+  const shared = { owner, chmod, signal, linkFiles: opts.linkFiles, skipWhiteouts: opts.skipWhiteouts, destRoot };
   if (action.parents) {
-    for (const source of sources) await copyPivot(source, destRoot, dest, owner, chmod, signal, opts);
+    for (const source of sources) await copyPivot(source, dest, shared);
     return;
   }
   const destStat = await statOrUndefined(dest);
   const intoDir = action.dest.endsWith('/') || action.srcPaths.length > 1 || destStat?.isDirectory() === true;
   // One copier for the whole action keeps hard links between its sources; every source shares one exclude.
-  await TreeCopier.copy({ owner, chmod, exclude: sources[0]?.filter.exclude, signal, linkFiles: opts.linkFiles, skipWhiteouts: opts.skipWhiteouts, destRoot }, async (copier) => {
+  await TreeCopier.copy({ ...shared, exclude: sources[0]?.filter.exclude }, async (copier) => {
     for (const { path: src, hostPath: srcHost, stat: st } of sources) {
       signal?.throwIfAborted();
       if (st.isDirectory()) {
@@ -89,10 +91,10 @@ export async function copyAction(action: CopyAction, srcRoot: string, destRootIn
 }
 
 /** COPY --parents for one pivot: BuildKit copies the pivot directory with an include pattern. */
-async function copyPivot(source: SelectedSource, destRoot: string, dest: string, owner: Owner, chmod: FileMode | undefined, signal: AbortSignal | undefined, links: Pick<CopyOptions, 'linkFiles' | 'skipWhiteouts'>): Promise<void> {
-  await mkdirAll(destRoot, dest, 0o755, owner);
-  if (source.stat.isDirectory()) await TreeCopier.copy({ owner, chmod, ...source.filter, signal, linkFiles: links.linkFiles, skipWhiteouts: links.skipWhiteouts, destRoot }, (c) => c.copyChildren(source.hostPath, dest));
-  else await TreeCopier.copy({ owner, chmod, exclude: source.filter.exclude, signal, linkFiles: links.linkFiles, skipWhiteouts: links.skipWhiteouts, destRoot }, (c) => c.copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat));
+async function copyPivot(source: SelectedSource, dest: string, shared: TreeCopierOptions & { owner: Owner; destRoot: string }): Promise<void> {
+  await mkdirAll(shared.destRoot, dest, 0o755, shared.owner);
+  if (source.stat.isDirectory()) await TreeCopier.copy({ ...shared, ...source.filter }, (c) => c.copyChildren(source.hostPath, dest));
+  else await TreeCopier.copy({ ...shared, exclude: source.filter.exclude }, (c) => c.copyEntry(source.hostPath, path.join(dest, path.posix.basename(source.path)), source.stat));
 }
 
 /** COPY --link: copy onto scratch, then merge that layer over the destination. */

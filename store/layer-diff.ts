@@ -7,6 +7,7 @@ import type { ContentStore } from './content-store';
 import { createCompressor, DEFAULT_COMPRESSION, layerMediaType, type LayerCompression } from './layer-compression';
 import type { Snapshotter } from './snapshotter';
 import { encodeTarHeader, padding, TAR_END, type TarHeaderFields } from './tar-header';
+import { isWhiteout } from './overlay-whiteout';
 import { assertOverlayXattrsReadable } from './trusted-xattr-probe';
 import { CAPABILITY_XATTR, readXattrsSync } from './xattrs';
 
@@ -233,10 +234,6 @@ async function* layerEntries(upper: string, opaqueXattr: string, counter: WalkSt
 const TURN = 128;
 /** Files up to this size are read whole in one call; larger ones stream. */
 const SMALL_FILE = 64 * 1024;
-
-function isWhiteout(st: Stats): boolean {
-  return st.isCharacterDevice() && st.rdev === 0;
-}
 
 function changedSize(name: string): BuildError {
   return new BuildError('failed-precondition', `Cannot add ${name} to the layer: it changed size while being read`);

@@ -1,5 +1,6 @@
 import { promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
+import { lstatOrUndefined } from './path-exists';
 import { hasGlobMeta } from './path-glob';
 
 /**
@@ -33,10 +34,7 @@ async function lstatThroughDirs(root: string, parts: readonly string[]): Promise
   let at = root;
   for (let i = 0; i < parts.length; i++) {
     at = path.join(at, parts[i] as string);
-    const st = await fsp.lstat(at).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
-      throw err;
-    });
+    const st = await lstatOrUndefined(at);
     if (st === undefined) return undefined;
     if (i === parts.length - 1) return st;
     if (!st.isDirectory()) return undefined;

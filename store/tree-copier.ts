@@ -7,6 +7,7 @@ import type { PathPatterns } from './path-pattern';
 import { walkSelected } from './copy-selection';
 import { lstatOrUndefined } from './path-exists';
 import { makeNode } from './tree-clone';
+import { isWhiteout } from './overlay-whiteout';
 import { listAttributesSync } from '@napi-rs/xattr';
 import { copyXattrs, isOverlayXattr, readXattrsSync, writeXattrs, type Xattrs } from './xattrs';
 
@@ -344,7 +345,3 @@ export class TreeCopier {
 }
 
 type MetaKind = 'dir' | 'file' | 'symlink' | 'node';
-
-function isWhiteout(st: Stats): boolean {
-  return st.isCharacterDevice() && st.rdev === 0;
-}

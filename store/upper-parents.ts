@@ -1,5 +1,6 @@
 import { promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
+import { lstatOrUndefined } from './path-exists';
 import { copyXattrs } from './xattrs';
 
 /**
@@ -26,20 +27,16 @@ export interface UpperParents {
  * the deepest, in which the write creates entries (its mtime becomes the time of the write).
  */
 export async function copyUpParents(view: string | undefined, upper: string, dest: string): Promise<UpperParents | undefined> {
-  const segments = dest.split('/').filter((p) => p !== '' && p !== '.');
+  const parts = dest.split('/').filter((p) => p !== '' && p !== '.');
   // '..' is resolved after symlinks by the copy; lexically here: not the same path in general
-  if (segments.includes('..')) return undefined;
-  const parts = segments;
+  if (parts.includes('..')) return undefined;
   // the root always exists: only an empty base leaves nothing to merge with
   if (parts.length === 0 && view !== undefined && (await fsp.readdir(view)).length > 0) return undefined;
   const existing: Array<{ rel: string; st: Stats }> = [];
   if (view !== undefined) {
     for (let i = 0; i < parts.length; i++) {
       const rel = parts.slice(0, i + 1).join('/');
-      const st = await fsp.lstat(path.join(view, rel)).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return undefined;
-        throw err;
-      });
+      const st = await lstatOrUndefined(path.join(view, rel));
       if (st === undefined) break;
       if (!st.isDirectory()) return undefined;
       if (i === parts.length - 1 && (await fsp.readdir(path.join(view, rel))).length > 0) return undefined;
