@@ -1,4 +1,4 @@
-import { lstatSync, promises as fsp, readlinkSync } from 'node:fs';
+import { lstatSync, promises as fsp, readdirSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { isSentXattr, MAX_ENTRY_XATTR_BYTES, MAX_ENTRY_XATTRS, xattrBytes } from '../buildd/api/entry-xattrs';
 import { BuildError } from '../solver/build-error';
@@ -33,22 +33,28 @@ export interface WalkEntry {
  * ignored directory only when something inside it is re-included by a `!` pattern. Sockets,
  * FIFOs and devices are skipped: a build context cannot carry them.
  *
- * Yields lazily, one directory listing in memory per level.
+ * Synchronous and lazy, one directory listing in memory per level. As fsutil's walker: the
+ * metadata of a context is nearly always cached, so readdir, lstat, readlink and llistxattr
+ * take microseconds each, and a promise per call or per entry cost more than the calls (an
+ * unchanged 20,000-file context: 0.49 s of the client's CPU with an async generator and async
+ * readdir, against 0.24 s like this). The caller gives the event loop its turns.
  */
-export async function* walkContext(root: string, ignore?: DockerIgnore): AsyncGenerator<WalkEntry> {
-  const st = await fsp.stat(root).catch((err: NodeJS.ErrnoException) => {
-    throw new BuildError('invalid-argument', `Cannot read local directory ${root}: ${err.code ?? err.message}`);
-  });
+export function* walkContext(root: string, ignore?: DockerIgnore): Generator<WalkEntry> {
+  let st: Stats;
+  try {
+    st = statSync(root);
+  } catch (err) {
+    throw new BuildError('invalid-argument', `Cannot read local directory ${root}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
   if (!st.isDirectory()) throw new BuildError('invalid-argument', `Cannot read local directory ${root}: not a directory`);
   yield* walkDir(root, '', ignore, []);
 }
 
-async function* walkDir(root: string, relDir: string, ignore: DockerIgnore | undefined, pending: WalkEntry[]): AsyncGenerator<WalkEntry> {
+function* walkDir(root: string, relDir: string, ignore: DockerIgnore | undefined, pending: WalkEntry[]): Generator<WalkEntry> {
   const absDir = relDir === '' ? root : path.join(root, relDir);
-  const names = (await fsp.readdir(absDir)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-  for (const name of names) {
+  for (const name of sortedNames(readdirSync(absDir))) {
     const rel = relDir === '' ? name : `${relDir}/${name}`;
-    const entry = statEntry(rel, path.join(absDir, name), ignore);
+    const entry = statEntry(rel, `${absDir}/${name}`, ignore);
     if (entry === undefined) continue;
     const ignored = ignore?.ignores(entry.rel) ?? false;
     if (!ignored) {
@@ -67,11 +73,22 @@ async function* walkDir(root: string, relDir: string, ignore: DockerIgnore | und
 }
 
 /**
+ * Names in byte order of their UTF-8 (fsutil's order). UTF-16 order is the same unless a name
+ * holds a character above U+FFFF (a surrogate pair) and another one at U+E000..U+FFFF, so
+ * only a listing with a surrogate is sorted by its bytes: a Buffer per comparison was most of
+ * the sort.
+ */
+export function sortedNames(names: string[]): string[] {
+  if (!names.some((n) => /[\uD800-\uDFFF]/.test(n))) return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return names
+    .map((n) => ({ n, b: Buffer.from(n) }))
+    .sort((x, y) => Buffer.compare(x.b, y.b))
+    .map((x) => x.n);
+}
+
+/**
  * One entry's metadata, or undefined when it is skipped (a socket, FIFO or device; ignored and
- * no dir that may hold exceptions). Synchronous, as fsutil's walker: the metadata of a context
- * is nearly always cached, and then lstat, readlink and llistxattr take microseconds each,
- * while a thread-pool round trip per call took most of an unchanged rebuild's listing time
- * (20,000 files: about 0.25 s in all, against 1.3 s with 32 async calls in flight).
+ * no dir that may hold exceptions).
  */
 function statEntry(rel: string, abs: string, ignore: DockerIgnore | undefined): WalkEntry | undefined {
   const st = lstatSync(abs);

@@ -65,8 +65,11 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
       if (batch.length > 0) await send({ entries: { entries: batch } });
       batch = [];
       batchBytes = 0;
+      // the walk is synchronous: a turn of the event loop per batch lets gRPC put it on the
+      // wire now, so the daemon works on it while the next one is listed
+      await new Promise<void>((resolve) => setImmediate(resolve));
     };
-    for await (const e of walkContext(dir, ignore)) {
+    for (const e of walkContext(dir, ignore)) {
       const entry = {
         local: name,
         path: e.rel,

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod/v4';
 import { ENTITLEMENTS } from '../../solver/entitlements';
 import { CAPABILITY_XATTR_NAME, MAX_ENTRY_XATTR_BYTES, MAX_ENTRY_XATTRS, xattrBytes, xattrNameProblem } from './entry-xattrs';
 export { describeZodError } from '../../solver/describe-zod-error';
@@ -76,10 +76,10 @@ export const entryPathSchema = z
   // one refinement reporting each problem in turn: a context lists every entry, and a chain of
   // zod refinements cost more per path than the rest of the entry together
   .superRefine((p, ctx) => {
-    if (p.includes('\0')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'Path contains NUL' });
-    if (p.startsWith('/')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'Path is absolute' });
+    if (p.includes('\0')) ctx.addIssue({ code: 'custom', message: 'Path contains NUL' });
+    if (p.startsWith('/')) ctx.addIssue({ code: 'custom', message: 'Path is absolute' });
     if (!p.split('/').every((c) => c !== '' && c !== '.' && c !== '..')) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'Path has an empty, "." or ".." component' });
+      ctx.addIssue({ code: 'custom', message: 'Path has an empty, "." or ".." component' });
     }
   });
 
@@ -93,12 +93,12 @@ const entryXattrsSchema = z
   .default({})
   .superRefine((x, ctx) => {
     const entries = Object.entries(x);
-    if (entries.length > MAX_ENTRY_XATTRS) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `More than ${MAX_ENTRY_XATTRS} extended attributes` });
+    if (entries.length > MAX_ENTRY_XATTRS) ctx.addIssue({ code: 'custom', message: `More than ${MAX_ENTRY_XATTRS} extended attributes` });
     for (const [name] of entries) {
       const problem = xattrNameProblem(name);
-      if (problem !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
     }
-    if (xattrBytes(entries) > MAX_ENTRY_XATTR_BYTES) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `Extended attributes larger than ${MAX_ENTRY_XATTR_BYTES} bytes` });
+    if (xattrBytes(entries) > MAX_ENTRY_XATTR_BYTES) ctx.addIssue({ code: 'custom', message: `Extended attributes larger than ${MAX_ENTRY_XATTR_BYTES} bytes` });
   });
 
 export const fileEntrySchema = z
@@ -114,16 +114,16 @@ export const fileEntrySchema = z
       .string()
       .max(MAX_PATH_CHARS)
       .superRefine((t, ctx) => {
-        if (t.includes('\0')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'Link target contains NUL' });
+        if (t.includes('\0')) ctx.addIssue({ code: 'custom', message: 'Link target contains NUL' });
       }),
     size: z.number().int().min(0).max(MAX_FILE_BYTES),
     xattrs: entryXattrsSchema,
   })
   .superRefine((e, ctx) => {
-    if (e.type !== 'FILE' && e.size !== 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'Only files have a size' });
-    if ((e.type === 'SYMLINK') !== (e.link_target !== '')) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'A symlink, and only a symlink, has a link target' });
+    if (e.type !== 'FILE' && e.size !== 0) ctx.addIssue({ code: 'custom', message: 'Only files have a size' });
+    if ((e.type === 'SYMLINK') !== (e.link_target !== '')) ctx.addIssue({ code: 'custom', message: 'A symlink, and only a symlink, has a link target' });
     // the kernel takes a file capability on regular files only
-    if (e.type !== 'FILE' && Object.hasOwn(e.xattrs, CAPABILITY_XATTR_NAME)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `Only a file has ${CAPABILITY_XATTR_NAME}` });
+    if (e.type !== 'FILE' && Object.hasOwn(e.xattrs, CAPABILITY_XATTR_NAME)) ctx.addIssue({ code: 'custom', message: `Only a file has ${CAPABILITY_XATTR_NAME}` });
   });
 
 /** The answer to a SecretRequest; the size is capped before anything keeps the value. */

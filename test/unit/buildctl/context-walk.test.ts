@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { dockerfileOnly, readDockerIgnore, walkContext } from '../../../buildctl/context-walk';
+import { dockerfileOnly, readDockerIgnore, sortedNames, walkContext } from '../../../buildctl/context-walk';
 
 async function sent(dir: string, ignore: Awaited<ReturnType<typeof readDockerIgnore>>): Promise<string[]> {
   const out: string[] = [];
@@ -50,5 +50,17 @@ describe('context walk', () => {
     writeFileSync(path.join(dir, 'Dockerfile*'), '');
     expect(await sent(dir, dockerfileOnly('Dockerfile[x'))).toEqual(['Dockerfile[x']);
     expect(await sent(dir, dockerfileOnly('Dockerfile*'))).toEqual(['Dockerfile*']);
+  });
+
+  test('walks in byte order of the UTF-8 names, also where UTF-16 order differs', () => {
+    const names = ['b', '\u{1F600}', '\uFF21', 'a', 'B', '\u00E9'];
+    const bytes = [...names].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    expect(sortedNames([...names])).toEqual(bytes);
+    // U+FF21 before the emoji in UTF-8, after it in UTF-16
+    expect(bytes.indexOf('\uFF21')).toBeLessThan(bytes.indexOf('\u{1F600}'));
+    expect(sortedNames(['c', 'a', 'b'])).toEqual(['a', 'b', 'c']);
+    for (const n of names) writeFileSync(path.join(dir, 'build', n), n);
+    const order = [...walkContext(path.join(dir, 'build'))].map((e) => e.rel).filter((r) => !r.includes('/') && !['out.js', 'sub'].includes(r));
+    expect(order).toEqual(bytes);
   });
 });
