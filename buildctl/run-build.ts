@@ -4,7 +4,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { statusToBuildError } from '../buildd/api/grpc-status';
 import { decodeProgress } from '../buildd/api/progress-codec';
 import { serverMessageSchema } from '../buildd/api/server-messages';
-import { describeZodError } from '../buildd/api/messages';
+import { describeZodError } from '../solver/describe-zod-error';
 import type { ExporterResponse } from '../buildd/builder';
 import { BuildError, toBuildError } from '../solver/build-error';
 import type { OutputSpec } from './build-flags';

@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { MAX_SECRET_BYTES } from '../buildd/api/messages';
+import { MAX_SECRET_BYTES } from '../buildd/api/session-limits';
 import { BuildError } from '../solver/build-error';
 import type { SecretSpec } from './session-flags';
 

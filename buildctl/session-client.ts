@@ -1,6 +1,6 @@
 import type * as net from 'node:net';
 import type { Writable } from 'node:stream';
-import { MAX_SSH_CHUNK_BYTES } from '../buildd/api/messages';
+import { MAX_SSH_CHUNK_BYTES } from '../buildd/api/session-limits';
 import type { ServerMessage } from '../buildd/api/server-messages';
 import { BuildError, toBuildError } from '../solver/build-error';
 import type { SecretStore } from './secret-store';

@@ -2,6 +2,7 @@ import { z } from 'zod/v4';
 import { ENTITLEMENTS } from '../../solver/entitlements';
 import { CAPABILITY_XATTR_NAME, MAX_ENTRY_XATTR_BYTES, MAX_ENTRY_XATTRS, xattrBytes, xattrNameProblem } from './entry-xattrs';
 export { describeZodError } from '../../solver/describe-zod-error';
+import { MAX_SECRET_BYTES, MAX_SSH_CHUNK_BYTES } from './session-limits';
 
 /**
  * zod schemas for what the daemon receives on Control.Build, with the shapes produced by
@@ -35,10 +36,6 @@ export const exportSpecSchema = z.object({
   attrs: attrsSchema,
 });
 
-/** Largest secret value (BuildKit's secretsprovider.MaxSecretSize). */
-export const MAX_SECRET_BYTES = 500 * 1024;
-/** Largest chunk of an ssh agent channel, either way. */
-export const MAX_SSH_CHUNK_BYTES = 64 * 1024;
 
 /** The key of a kept copy of a local (BuildStart.local_keys): also a directory name on the daemon. */
 export const localKeySchema = z

@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream';
-import { MAX_SSH_CHUNK_BYTES } from '../api/messages';
+import { MAX_SSH_CHUNK_BYTES } from '../api/session-limits';
 import type { ServerMessage } from '../api/server-messages';
 
 /** Sends one message to the client; resolves once the call has taken it (its backpressure). */
