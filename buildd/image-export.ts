@@ -11,7 +11,7 @@ import { ExportImage, exportOciLayout } from '../store/oci-layout-exporter';
 import { boolAttr } from './bool-attr';
 import { exportCompression } from './export-compression';
 import { BuildSession, ExportSpec, ExporterResponse } from './builder';
-import { assembleImage } from '../store/image-assembler';
+import { assembleImage, type AssembledImage } from '../store/image-assembler';
 import { LayerIndex } from '../store/layer-index';
 import type { LayerBlobRequest } from '../store/layer-blob';
 
@@ -50,39 +50,63 @@ export async function exportImage(
   image: ImageConfig,
   session: BuildSession,
 ): Promise<ExporterResponse> {
-  const assembled = await assembleImage(deps, result, image, session.signal, layerRequest(spec));
   const names = (spec.attrs.name ?? '').split(',').map((n) => n.trim()).filter((n) => n.length > 0);
-  const response: ExporterResponse = {
-    'containerimage.digest': assembled.manifestDescriptor.digest,
-    'containerimage.config.digest': assembled.configDescriptor.digest,
-    'containerimage.descriptor': Buffer.from(JSON.stringify(assembled.manifestDescriptor)).toString('base64'),
+  const push = spec.type === 'image' && boolAttr(spec.attrs, 'push', false);
+  if (push && names.length === 0) throw new BuildError('invalid-argument', 'Cannot push: --output type=image,push=true needs a name=');
+  // registry.insecure=true, as in BuildKit: TLS to this output's registry is not verified,
+  // and plain HTTP is tried where it does not speak TLS. The daemon's settings of every
+  // other host (a token server's CA) and of this one (http: false) still hold.
+  const insecure = boolAttr(spec.attrs, 'registry.insecure', false);
+  const opened: RegistryClient[] = [];
+  const clientFor = (registry: string): RegistryClient => {
+    if (!insecure) return deps.registry;
+    const client = deps.registry.withInsecureRegistry(registry);
+    opened.push(client);
+    return client;
   };
-  if (names.length > 0) response['image.name'] = names.join(',');
-  if (spec.type === 'image') {
-    const push = boolAttr(spec.attrs, 'push', false);
-    if (push && names.length === 0) throw new BuildError('invalid-argument', 'Cannot push: --output type=image,push=true needs a name=');
-    for (const name of names) {
-      const ref = parseImageRef(name);
-      await deps.images.put(ref.toString(), assembled.manifestDescriptor);
-      if (!push) continue;
-      // registry.insecure=true, as in BuildKit: TLS to this output's registry is not verified,
-      // and plain HTTP is tried where it does not speak TLS. The daemon's settings of every
-      // other host (a token server's CA) and of this one (http: false) still hold.
-      const insecure = boolAttr(spec.attrs, 'registry.insecure', false);
-      const client = insecure ? deps.registry.withInsecureRegistry(ref.registry) : deps.registry;
-      try {
-        await client.push(ref, {
+  try {
+    const pushes = push ? names.map((name) => ({ ref: parseImageRef(name), client: undefined as RegistryClient | undefined })) : [];
+    for (const p of pushes) p.client = clientFor(p.ref.registry);
+    // The first name's registry receives each new layer while it is compressed, as dockerd
+    // pushes: compressing everything first and uploading after left the link idle, then the
+    // cores (see StreamedUploads; what it could not send, the push below sends).
+    const first = pushes[0];
+    const streamed = first?.client?.streamedUploads(first.ref, session.signal);
+    const assembled = await assembleImage(deps, result, image, session.signal, layerRequest(spec), streamed);
+    const response: ExporterResponse = {
+      'containerimage.digest': assembled.manifestDescriptor.digest,
+      'containerimage.config.digest': assembled.configDescriptor.digest,
+      'containerimage.descriptor': Buffer.from(JSON.stringify(assembled.manifestDescriptor)).toString('base64'),
+    };
+    if (names.length > 0) response['image.name'] = names.join(',');
+    if (spec.type === 'image') {
+      for (const name of names) await deps.images.put(parseImageRef(name).toString(), assembled.manifestDescriptor);
+      for (const p of pushes) {
+        await (p.client as RegistryClient).push(p.ref, {
           manifest: assembled.manifestBytes,
           mediaType: assembled.manifestDescriptor.mediaType,
           blobs: [assembled.configDescriptor, ...assembled.layers],
           store: deps.content,
+          uploaded: p === first ? streamed?.uploaded : undefined,
         }, session.signal);
-      } finally {
-        if (client !== deps.registry) await client.close();
       }
+      return response;
     }
-    return response;
+    return await exportArchive(deps, spec, assembled, names, session, response);
+  } finally {
+    await Promise.all(opened.map((c) => c.close()));
   }
+}
+
+/** `type=oci` and `type=docker`: the assembled image as a tar streamed to the client. */
+async function exportArchive(
+  deps: ImageExportDeps,
+  spec: ExportSpec,
+  assembled: AssembledImage,
+  names: string[],
+  session: BuildSession,
+  response: ExporterResponse,
+): Promise<ExporterResponse> {
   const archive: ExportImage = {
     manifestDigest: assembled.manifestDescriptor.digest,
     manifest: assembled.manifestBytes,

@@ -1,6 +1,7 @@
 import * as os from 'node:os';
 import { Readable } from 'node:stream';
 import { canonicalJson } from '../solver/canonical-json';
+import type { BlobTee } from './blob-tee';
 import { ContentStore } from './content-store';
 import { History, ImageConfig } from './image-config';
 import { DEFAULT_COMPRESSION } from './layer-compression';
@@ -32,7 +33,8 @@ export interface AssemblerDeps {
  * compression and then reused (base layers keep the blob they were pulled as unless
  * `request.force`; see layerBlob), and every timestamp comes from
  * when a snapshot was made, so the same result always gives the same image digest: after a
- * fully cached rebuild, and after a daemon restart.
+ * fully cached rebuild, and after a daemon restart. A layer blob made now also goes to `tee`
+ * (a push uploading as it compresses).
  */
 export async function assembleImage(
   deps: AssemblerDeps,
@@ -40,6 +42,7 @@ export async function assembleImage(
   image: ImageConfig,
   signal: AbortSignal,
   request: LayerBlobRequest = { compression: DEFAULT_COMPRESSION, force: false },
+  tee?: BlobTee,
 ): Promise<AssembledImage> {
   const chain = result === null ? [] : await deps.snapshotter.chain(result);
   // Layers are independent: diff and compress them side by side, two per core for zlib (off
@@ -49,7 +52,7 @@ export async function assembleImage(
   const perCore = request.compression.type === 'zstd' && !request.lazy ? 1 : 2;
   const records = await mapBounded(chain, perCore * os.availableParallelism(), async (id) => {
     signal.throwIfAborted();
-    return layerBlob(deps, id, request, signal);
+    return layerBlob(deps, id, request, signal, tee);
   });
   const layers: Descriptor[] = records.map((r) => ({ mediaType: ociLayerType(r.mediaType), digest: r.digest, size: r.size }));
   const diffIds = records.map((r) => r.diffId);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { BuildError } from '../solver/build-error';
+import type { BlobTee } from './blob-tee';
 import type { ContentStore } from './content-store';
 import { diffToLayer, measureLayer } from './layer-diff';
 import { compressionName, compressionOfMediaType, createCompressor, createDecompressor, layerCompression, layerMediaType, type LayerCompression } from './layer-compression';
@@ -38,15 +39,17 @@ export interface LayerBlobDeps {
  * - A built layer is given exactly the compression and level asked for, so that an image is
  *   a function of the build and the output's options, never of which export came first.
  *
+ * A blob made now (a snapshot's first) also goes to `tee` as it is compressed, when given.
+ *
  * A second compression of a snapshot is made from its primary blob (decompressed and checked
  * against its diff ID), not from the snapshot again: the tar is the same bytes, so the image
  * config's diff_ids do not change, and decompressing is cheaper than walking the tree.
  */
-export async function layerBlob(deps: LayerBlobDeps, id: string, request: LayerBlobRequest, signal: AbortSignal): Promise<LayerRecord> {
+export async function layerBlob(deps: LayerBlobDeps, id: string, request: LayerBlobRequest, signal: AbortSignal, tee?: BlobTee): Promise<LayerRecord> {
   const primary = await deps.layers.get(id);
   if (request.lazy) return unstoredLayer(deps, id, primary, signal);
   if (!primary) {
-    const diff = await diffToLayer(deps.snapshotter, id, deps.content, signal, request.compression);
+    const diff = await diffToLayer(deps.snapshotter, id, deps.content, signal, request.compression, tee);
     const record: LayerRecord = { digest: diff.digest, size: diff.size, diffId: diff.diffId, diffSize: diff.diffSize, mediaType: diff.mediaType, source: 'build', compression: request.compression };
     await deps.layers.put(id, record);
     return record;

@@ -3,6 +3,7 @@ import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync, t
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BuildError } from '../solver/build-error';
+import { teeInto, type BlobTee, type BlobTeeSink } from './blob-tee';
 import type { ContentStore } from './content-store';
 import { createCompressor, DEFAULT_COMPRESSION, layerMediaType, type LayerCompression } from './layer-compression';
 import type { Snapshotter } from './snapshotter';
@@ -36,6 +37,8 @@ const WHITEOUT_PREFIX = '.wh.';
  * order), with nothing taken from the clock, so the same upper dir gives the same digest.
  * Streamed: tar → sha256 (diffId) → compressor (`compression`, gzip at zlib's default level
  * unless told) → content store, one file at a time; a failed compressor stores nothing.
+ * With a `tee`, the compressed bytes also go to its sink as they are made (a push uploading
+ * while it compresses); the sink's failure is not the layer's.
  *
  * Extended attributes: as containerd's and Docker's archive writers (what the reference
  * BuildKit exports through), an entry carries only security.capability, in a
@@ -50,6 +53,7 @@ export async function diffToLayer(
   contentStore: ContentStore,
   signal?: AbortSignal,
   compression: LayerCompression = DEFAULT_COMPRESSION,
+  tee?: BlobTee,
 ): Promise<LayerDescriptor> {
   const upper = await snapshotter.upperDir(id);
   // rootless overlay mounts (userxattr) mark opaque directories with user.overlay.opaque
@@ -77,20 +81,33 @@ export async function diffToLayer(
     { signal: walkSignal },
   );
   compressing.catch(() => undefined);
-  const ingesting = contentStore.ingest(compressor, {}, signal);
+  const sink = await openTee(tee);
+  const teeState: { failed?: unknown } = {};
+  const ingesting = contentStore.ingest(sink ? teeInto(compressor, sink.body, teeState) : compressor, {}, signal);
   let blob;
   try {
     [blob] = await Promise.all([ingesting, compressing]);
   } catch (err) {
     stop.abort(err);
     compressor.destroy();
+    sink?.abort(err);
     // The store removes its partial file as it settles: no half blob outlives the failure.
     await Promise.allSettled([ingesting, compressing]);
     // The walk's own failure (say, unreadable attributes) is the cause; the store then only
     // saw its input end early.
     throw counter.error ?? err;
   }
+  if (sink) {
+    if (teeState.failed === undefined) await sink.done(blob);
+    else sink.abort(teeState.failed);
+  }
   return { digest: blob.digest, size: blob.size, diffId: 'sha256:' + diffHash.digest('hex'), diffSize, mediaType: layerMediaType(compression), compression, empty: counter.entries === 0 };
+}
+
+/** The tee's sink for one blob; a tee that cannot open one leaves the blob without (never fails it). */
+async function openTee(tee: BlobTee | undefined): Promise<BlobTeeSink | undefined> {
+  if (!tee) return undefined;
+  return tee.open().catch(() => undefined);
 }
 
 /** What a layer's tar is without it being stored: the image config's diff ID and the tar's size. */

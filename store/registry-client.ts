@@ -7,6 +7,7 @@ import { ImageRef, parseImageRef } from './image-ref';
 import { Descriptor, ImageManifest, Platform, imageIndexSchema, imageManifestSchema } from './manifest';
 import { INDEX_TYPES, MANIFEST_ACCEPT } from './oci-media-types';
 import { PushImage, pushImage } from './registry-push';
+import { StreamedUploads } from './streamed-upload';
 import { HttpResponse, discard, header, parseJson, readCapped, sendRequest } from './registry-http';
 import { RegistryTransport, RegistryTransportOptions } from './registry-transport';
 
@@ -148,6 +149,11 @@ export class RegistryClient {
   /** Pushes blobs (skipping those the registry has) then the manifest; returns its digest. */
   async push(refIn: ImageRef | string, image: PushImage, signal?: AbortSignal): Promise<string> {
     return pushImage(this.transport, asRef(refIn), image, signal);
+  }
+
+  /** A tee for assembleImage that uploads to `refIn`'s repository the blobs it makes (see StreamedUploads). */
+  streamedUploads(refIn: ImageRef | string, signal?: AbortSignal): StreamedUploads {
+    return new StreamedUploads(this.transport, asRef(refIn), signal);
   }
 
   async close(): Promise<void> {

@@ -15,6 +15,8 @@ export interface PushImage {
   /** Config and layers (for an index: none; its manifests must be pushed first, by digest). */
   blobs: readonly Pick<Descriptor, 'digest' | 'size'>[];
   store: ContentStore;
+  /** blobs this push already sent and the registry committed (StreamedUploads): not checked again */
+  uploaded?: ReadonlySet<string>;
 }
 
 /**
@@ -64,7 +66,8 @@ async function pushBlobs(transport: RegistryTransport, ref: ImageRef, scope: str
   const stop = new AbortController();
   const uploadSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   // mapBounded starts no upload after a failure and returns once every lane is done
-  await mapBounded(unique, PARALLEL_UPLOADS, (blob) =>
+  const missing = unique.filter((b) => !image.uploaded?.has(b.digest));
+  await mapBounded(missing, PARALLEL_UPLOADS, (blob) =>
     pushBlob(transport, ref, scope, blob, image.store, uploadSignal).catch((err: unknown) => {
       stop.abort(err);
       throw err;
