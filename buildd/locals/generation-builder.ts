@@ -23,6 +23,11 @@ export interface GenerationPlan {
   entries: readonly PlannedEntry[];
   /** the tree of the kept generation the `same`/`metadata` files come from */
   keptTree?: string;
+  /**
+   * directories the receiver made below `dir/tree` ('' for the tree itself, 0700, nothing else
+   * set) to write received files in place: a staged path equal to the target is not moved
+   */
+  madeDirs?: ReadonlySet<string>;
   /** set owners (the daemon is root) */
   chown: boolean;
   signal: AbortSignal;
@@ -37,10 +42,11 @@ export interface BuildStats {
 
 /**
  * Builds a new generation of a kept local in a temp dir from the kept one and the received
- * files: directories made fresh, unchanged files hardlinked (they share the kept inode, whose
- * metadata is already right), files with changed metadata only copied (an inode of their own:
- * changing a shared one would change the kept generation under a build that uses it), received
- * files moved into place; then owner, attributes, mode and time as the old receiver set them
+ * files: directories made fresh (or as the receiver made them, see madeDirs), unchanged files
+ * hardlinked (they share the kept inode, whose metadata is already right), files with changed
+ * metadata only copied (an inode of their own: changing a shared one would change the kept
+ * generation under a build that uses it), received files moved into place unless received
+ * there; then owner, attributes, mode and time as the old receiver set them
  * (owner before attributes, which a chown drops; directory modes and times last, so a 0555
  * directory still receives its children). Everything below `dir` is ours: no path in it can
  * be a symlink the client made, since links are only ever created as leaves.
@@ -49,7 +55,8 @@ export interface BuildStats {
  */
 export async function buildGeneration(plan: GenerationPlan): Promise<BuildStats> {
   const tree = path.join(plan.dir, 'tree');
-  await fsp.mkdir(tree, { mode: 0o700 });
+  const made = plan.madeDirs ?? new Set<string>();
+  if (!made.has('')) await fsp.mkdir(tree, { mode: 0o700 });
   const stats: BuildStats = { linked: 0, copied: 0, written: 0 };
   const dirs: PlannedEntry[] = [];
   const pace = new Pacer(plan.signal);
@@ -57,7 +64,7 @@ export async function buildGeneration(plan: GenerationPlan): Promise<BuildStats>
     if (p.entry.type !== 'DIR') continue;
     await pace.step();
     const target = join(tree, p.entry.path);
-    mkdirSync(target, { mode: 0o700 });
+    if (!made.has(p.entry.path)) mkdirSync(target, { mode: 0o700 });
     await applyXattrs(target, p.entry);
     dirs.push(p);
   }
@@ -122,7 +129,7 @@ function placeInline(p: PlannedEntry, tree: string, plan: GenerationPlan, stats:
     return true;
   }
   if (p.staged !== undefined) {
-    renameSync(p.staged, target);
+    if (p.staged !== target) renameSync(p.staged, target);
     stats.written++;
   } else if (p.change === 'content') {
     if (e.size !== 0) throw new BuildError('internal', `Cannot place ${e.path}: its content was never received`);
@@ -168,7 +175,7 @@ async function placeEntry(p: PlannedEntry, tree: string, plan: GenerationPlan, s
     return;
   }
   if (p.staged !== undefined) {
-    await fsp.rename(p.staged, target);
+    if (p.staged !== target) await fsp.rename(p.staged, target);
     stats.written++;
   } else if (p.change === 'content') {
     // only an empty file is never asked for: its content is known

@@ -1,4 +1,4 @@
-import { closeSync, constants as fsc, openSync, promises as fsp, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, mkdirSync, openSync, promises as fsp, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
@@ -43,7 +43,11 @@ interface LocalState {
   batch: string[];
   listingDone: boolean;
   tmp?: string;
-  stagedCount: number;
+  /**
+   * Directories made below `<tmp>/tree` for received files, '' for the tree itself: a file is
+   * received where the new generation has it, so nothing moves it afterwards.
+   */
+  madeDirs: Set<string>;
   same: boolean;
   transfer: LocalTransfer;
   dir?: string;
@@ -107,7 +111,7 @@ export class KeyedLocalsReceiver {
         waiting: new Map(),
         batch: [],
         listingDone: false,
-        stagedCount: 0,
+        madeDirs: new Set(),
         same: true,
         transfer: { local, filesReceived: 0, bytesReceived: 0, reused: false, linked: 0, copied: 0 },
       });
@@ -188,9 +192,11 @@ export class KeyedLocalsReceiver {
     if (!planned) throw refuse(where, st.seen.has(rel) ? 'its content was not requested, or was sent already' : 'not in the listing');
     st.waiting.delete(rel);
     st.tmp ??= await this.store.tempDir(st.key);
-    const staged = path.join(st.tmp, 'staged');
-    if (st.stagedCount === 0) await fsp.mkdir(staged, { mode: 0o700 });
-    planned.staged = path.join(staged, String(st.stagedCount++));
+    // Received in place, in the new generation's tree: a flat staging dir of 20,000 names and
+    // a rename per file cost more than the writes (the tree's directories are made here as
+    // they are needed, each a listed DIR; links are only made once everything has arrived, so
+    // nothing on the way can be one).
+    planned.staged = path.join(receivedDir(st.tmp, st.madeDirs, path.posix.dirname(rel)), path.posix.basename(rel));
     this.current = { local, planned, written: 0 };
   }
 
@@ -283,8 +289,7 @@ export class KeyedLocalsReceiver {
       return;
     }
     st.tmp ??= await this.store.tempDir(st.key);
-    const stats = await buildGeneration({ dir: st.tmp, entries: st.entries, keptTree: st.kept?.generation.tree, chown: this.chown, signal: this.signal });
-    if (st.stagedCount > 0) await fsp.rmdir(path.join(st.tmp, 'staged'));
+    const stats = await buildGeneration({ dir: st.tmp, entries: st.entries, keptTree: st.kept?.generation.tree, madeDirs: st.madeDirs, chown: this.chown, signal: this.signal });
     let bytes = 0;
     for (const p of st.entries) bytes += p.entry.size;
     const index = new Map<string, IndexEntry>();
@@ -368,6 +373,25 @@ export class KeyedLocalsReceiver {
   private throwFailure(): void {
     if (this.failure) throw this.failure.err;
   }
+}
+
+/**
+ * The directory of the new generation's tree below `tmp` for the listed directory `relDir`
+ * ('.' for the top), made (0700, as buildGeneration makes its directories) with every missing
+ * parent; `made` remembers them for buildGeneration.
+ */
+function receivedDir(tmp: string, made: Set<string>, relDir: string): string {
+  const rel = relDir === '.' ? '' : relDir;
+  const chain: string[] = [];
+  for (let d = rel; !made.has(d); d = d.includes('/') ? path.posix.dirname(d) : '') {
+    chain.push(d);
+    if (d === '') break;
+  }
+  for (const d of chain.reverse()) {
+    mkdirSync(d === '' ? path.join(tmp, 'tree') : path.join(tmp, 'tree', ...d.split('/')), { mode: 0o700 });
+    made.add(d);
+  }
+  return rel === '' ? path.join(tmp, 'tree') : path.join(tmp, 'tree', ...rel.split('/'));
 }
 
 function refuse(e: Pick<FileEntryMessage, 'local' | 'path'>, why: string): BuildError {
