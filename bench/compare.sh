@@ -15,7 +15,7 @@
 # (docker's image store; buildd's --output type=image). buildd's peak RSS (VmHWM) over every
 # daemon of the run is printed last. Needs root and ../shared/conformance/reference.sh start.
 #
-#   ROUNDS=5 bench/compare.sh      SCENARIOS="4 5 6" bench/compare.sh
+#   ROUNDS=5 bench/compare.sh      SCENARIOS="4 5 6" bench/compare.sh      KEEP=1 bench/compare.sh
 # Asserts nothing: a benchmark, never a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,8 @@ start_daemon() { # $1: "fresh" empties the root first
   for _ in $(seq 200); do ours debug info >/dev/null 2>&1 && return 0; sleep 0.05; done
   echo "buildd did not start (see $work/buildd.log)" >&2; exit 1
 }
-trap 'stop_daemon; rm -rf "$work"' EXIT
+# KEEP=1 leaves the work dir (buildd.log, commands.log) for a look afterwards
+trap 'stop_daemon; [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"' EXIT
 ours() { node bin/buildctl.js --addr "tcp://127.0.0.1:$port" --tlsdir "$work/certs/client" "$@"; }
 ref() { DOCKER_BUILDKIT=1 /usr/bin/docker "$@"; }
 ref_cold() { ref builder prune -af >/dev/null 2>&1 || true; ref image rm -f localhost:5000/busybox:latest bench/multi bench/ctx >/dev/null 2>&1 || true; }
@@ -126,3 +127,9 @@ for n in $SCENARIOS; do
   echo "| $(label "$n") | $r | $o | $ratio |"
 done
 echo "buildd peak RSS over the run: $((peak_kib / 1024)) MiB"
+# every round's figures, for the spread the medians hide
+for n in $SCENARIOS; do
+  line="scenario $n rounds (BuildKit / buildd):"
+  for round in $(seq "$ROUNDS"); do line+=" ${R[$n,$round]}/${O[$n,$round]}"; done
+  echo "$line"
+done
