@@ -49,6 +49,8 @@ export const daemonConfigFileSchema = z
     rootless: z.boolean(),
     /** BuildKit's `oci-worker-snapshotter`: auto (overlayfs where it mounts, else native), overlayfs, native */
     snapshotter: z.enum(SNAPSHOTTER_CHOICES),
+    /** `HOST:PORT` of the embedded OCI registry (loopback only for now); absent: not served */
+    registryAddr: z.string().min(1),
     /** kept copies of incrementally sent locals (<root>/locals): most keys and bytes, LRU unused ones go first */
     keptLocals: z.object({ maxKeys: z.number().int().min(1).max(4096), maxBytes: z.number().int().min(0) }).partial().strict(),
   })
@@ -105,6 +107,8 @@ export interface DaemonConfig {
   rootless: boolean;
   /** `--oci-worker-snapshotter`: how snapshots are layered (see openSnapshotter); default auto */
   snapshotter: SnapshotterChoice;
+  /** `--registry-addr`: where the embedded OCI registry listens (see buildd/registry); undefined: not served */
+  registryAddr?: string;
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
@@ -163,6 +167,7 @@ export interface DaemonFlags {
   allowInsecureEntitlement?: Entitlement[];
   rootless?: boolean;
   ociWorkerSnapshotter?: SnapshotterChoice;
+  registryAddr?: string;
 }
 
 /** Flags override the file; the file overrides the defaults. */
@@ -191,6 +196,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     keptLocals: file.keptLocals,
     rootless,
     snapshotter: flags.ociWorkerSnapshotter ?? file.snapshotter ?? 'auto',
+    registryAddr: flags.registryAddr ?? file.registryAddr,
   };
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

@@ -8,6 +8,8 @@ import type { Builder } from './builder';
 import type { DaemonConfig } from './config';
 import { listen } from './listen';
 import { serverCredentials } from './server-credentials';
+import { startRegistryServer, type RegistryServer } from './registry/registry-server';
+import { BuildError } from '../solver/build-error';
 
 /** How long a graceful gRPC shutdown may take before open calls are cut. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -20,6 +22,8 @@ const SHUTDOWN_GRACE_MS = 10_000;
 export interface RunningDaemon {
   /** the addresses served, tcp ports resolved */
   addresses: Address[];
+  /** the embedded registry's `host:port` when served (config.registryAddr) */
+  registry?: string;
   stop(): Promise<void>;
 }
 
@@ -32,9 +36,11 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
   const tls = await serverCredentials(config.tls);
   const addresses: Address[] = [];
 
+  let registry: RegistryServer | undefined;
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      await registry?.stop();
       await service.shutdown();
       await builder.close();
       await shutdownServer(server);
@@ -45,12 +51,16 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
 
   try {
     for (const text of config.addr) addresses.push(await listen(server, text, { tls, config, logger }));
+    if (config.registryAddr !== undefined) {
+      if (!builder.content) throw new BuildError('failed-precondition', 'Cannot serve the registry: this builder has no content store');
+      registry = await startRegistryServer({ addr: config.registryAddr, root: config.root, content: builder.content, logger });
+    }
   } catch (err) {
     server.forceShutdown();
     for (const a of addresses) if (a.kind === 'unix') await fsp.rm(a.path, { force: true });
     throw err;
   }
-  return { addresses, stop };
+  return { addresses, registry: registry?.address, stop };
 }
 
 function shutdownServer(server: grpc.Server): Promise<void> {

@@ -47,6 +47,10 @@ const MAX_DOCKERFILE_BYTES = 2 * 1024 * 1024;
 export class DockerfileBuilder implements Builder {
   constructor(private readonly deps: DockerfileBuilderDeps) {}
 
+  get content(): ContentStore {
+    return this.deps.content;
+  }
+
   async build(req: BuildRequest, session: BuildSession): Promise<ExporterResponse> {
     if (req.frontend !== 'dockerfile.v0') {
       throw new BuildError('invalid-argument', `Cannot build: unknown frontend ${JSON.stringify(req.frontend)} (only dockerfile.v0)`);

@@ -42,6 +42,7 @@ export function daemonCommand(): Command {
       new Option('--allow-insecure-entitlement <name>', 'let clients grant an entitlement: network.host, security.insecure (repeatable)').argParser(entitlement),
     )
     .option('--rootless', "run in the starting user's namespaces (rootlesskit, /etc/subuid and /etc/subgid); RUN steps reach out through slirp4netns when /dev/net/tun is usable")
+    .option('--registry-addr <host:port>', 'serve the embedded OCI registry from the content store on this loopback address')
     .addOption(new Option('--oci-worker-snapshotter <name>', 'how snapshots are layered: overlayfs, native (copies), auto (overlayfs where it mounts, else native)').choices(SNAPSHOTTER_CHOICES))
     .exitOverride();
 }
@@ -136,4 +137,5 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
     });
   }
   for (const a of running.addresses) logger.info({ addr: a.text }, `buildd listening on ${a.text}`);
+  if (running.registry) logger.info({ registry: running.registry }, `registry listening on ${running.registry}`);
 }

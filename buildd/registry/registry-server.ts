@@ -1,0 +1,136 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+import type { Logger } from 'pino';
+import { BuildError } from '../../solver/build-error';
+import type { ContentStore } from '../../store/content-store';
+import { DistributionError, sendDistributionError } from './distribution-error';
+import { RegistryHandlers } from './registry-handlers';
+import { RepositoryRecords } from './repository-records';
+import { routeOf } from './repository-names';
+import { UploadSessions } from './upload-sessions';
+
+/** How long an upload nobody touches is kept (distribution's purge age is days; a build's push is minutes). */
+export const UPLOAD_IDLE_MS = 15 * 60 * 1000;
+
+export interface RegistryServerOptions {
+  /** `HOST:PORT` to listen on (port 0: any free one) */
+  addr: string;
+  /** the daemon's root: repositories under `<root>/registry` */
+  root: string;
+  content: ContentStore;
+  logger: Logger;
+  /** abandoned uploads are removed after this long (default UPLOAD_IDLE_MS) */
+  uploadIdleMs?: number;
+}
+
+/**
+ * The embedded OCI registry: the Distribution API over plain HTTP, served from the daemon's
+ * content store, so what buildd builds or pulls is never copied to be published.
+ *
+ * Lifecycle: `startRegistryServer` binds (or fails, leaving nothing); `stop()` stops taking
+ * requests, cuts idle connections, ends the uploads in progress, and is idempotent.
+ */
+export interface RegistryServer {
+  /** `host:port` actually bound */
+  address: string;
+  stop(): Promise<void>;
+}
+
+export async function startRegistryServer(opts: RegistryServerOptions): Promise<RegistryServer> {
+  const { host, port } = parseListenAddress(opts.addr);
+  const dir = path.join(opts.root, 'registry');
+  const repos = await RepositoryRecords.open(path.join(dir, 'repositories'));
+  const uploads = await UploadSessions.open(path.join(dir, 'uploads'), opts.content);
+  const handlers = new RegistryHandlers(opts.content, repos, uploads);
+  const server = http.createServer((req, res) => void serve(req, res));
+  // distribution's clients keep connections open between requests
+  server.keepAliveTimeout = 30_000;
+
+  async function serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const abort = new AbortController();
+    const onClose = (): void => {
+      if (!res.writableFinished) abort.abort(new Error('the client went away'));
+    };
+    res.on('close', onClose);
+    res.setHeader('docker-distribution-api-version', 'registry/2.0');
+    const url = new URL(req.url ?? '/', 'http://registry');
+    // routed as sent: URL would resolve `..` segments into another repository's path
+    const rawPath = (req.url ?? '/').split('?')[0] as string;
+    try {
+      const route = routeOf(rawPath);
+      if (!route) throw new DistributionError(404, 'NAME_UNKNOWN', `no such endpoint ${rawPath.slice(0, 200)}`);
+      await handlers.handle({ req, res, url, route, signal: abort.signal });
+    } catch (err) {
+      fail(req, res, err);
+    } finally {
+      res.off('close', onClose);
+    }
+  }
+
+  function fail(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void {
+    // the client went away: nobody to answer
+    if (res.destroyed) return;
+    const refusal = err instanceof DistributionError ? err : undefined;
+    if (!refusal) opts.logger.error({ err: err instanceof Error ? err.message : String(err), method: req.method, url: req.url }, 'registry: request failed');
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    // a body left unread would be taken for the next request on this connection
+    if (!req.complete) res.setHeader('connection', 'close');
+    sendDistributionError(res, refusal ?? new DistributionError(500, 'UNSUPPORTED', 'internal error'), req.method === 'HEAD');
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch(async (err: NodeJS.ErrnoException) => {
+    await uploads.close();
+    throw new BuildError('invalid-argument', `Cannot serve the registry on ${opts.addr}: ${err.code ?? err.message}`);
+  });
+  const sweep = setInterval(() => {
+    uploads.sweep(opts.uploadIdleMs ?? UPLOAD_IDLE_MS).then(
+      (n) => n > 0 && opts.logger.info({ uploads: n }, 'registry: removed abandoned uploads'),
+      (err: unknown) => opts.logger.warn({ err: String(err) }, 'registry: cannot remove abandoned uploads'),
+    );
+  }, Math.min(60_000, opts.uploadIdleMs ?? UPLOAD_IDLE_MS));
+  sweep.unref();
+  const bound = server.address() as AddressInfo;
+  let stopping: Promise<void> | undefined;
+  return {
+    address: `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`,
+    stop: () => {
+      stopping ??= (async () => {
+        clearInterval(sweep);
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        // requests still running get a moment, then their connections are cut
+        const cut = setTimeout(() => server.closeAllConnections(), 5_000);
+        await closed;
+        clearTimeout(cut);
+        await uploads.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * The embedded registry speaks plain HTTP without authentication for now: it listens on a
+ * loopback address only (127.0.0.0/8, ::1, localhost), where only this machine reaches it.
+ */
+export function parseListenAddress(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(addr);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new BuildError('invalid-argument', `Cannot serve the registry on ${JSON.stringify(addr)}: expected HOST:PORT`);
+  const host = (m[1] ?? m[2]) as string;
+  const loopback = host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  if (!loopback) {
+    throw new BuildError('invalid-argument', `Cannot serve the registry on ${addr}: without TLS and authentication it listens on a loopback address only (127.0.0.1, ::1, localhost)`);
+  }
+  return { host, port };
+}

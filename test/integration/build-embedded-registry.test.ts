@@ -1,0 +1,86 @@
+import { execFile } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { pushBusyboxImage } from '../helpers/busybox-image';
+import { runBuildctl, startDaemon, type TestDaemon } from '../helpers/daemon';
+import { freePort } from '../helpers/registry';
+import { writeContext } from '../helpers/build-env';
+
+const run = promisify(execFile);
+jest.setTimeout(180_000);
+
+/**
+ * buildd --registry-addr: the daemon serves its own OCI registry. The base image is pushed
+ * into it with skopeo, a build FROM it pushes its result back into it, skopeo reads the image
+ * out again, and it is still served after a restart of the daemon.
+ */
+let tmp: string;
+let root: string;
+let registryAddr: string;
+let daemon: TestDaemon;
+
+async function start(): Promise<TestDaemon> {
+  return startDaemon({ builder: 'real', root, extraArgs: ['--registry-addr', registryAddr] });
+}
+
+beforeAll(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-embedded-registry-'));
+  root = path.join(tmp, 'root');
+  registryAddr = `127.0.0.1:${await freePort()}`;
+  daemon = await start();
+});
+
+afterAll(async () => {
+  await daemon?.stop();
+  if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+test('a build FROM the embedded registry pushes its image into it; skopeo reads it back, also after a restart', async () => {
+  expect(daemon.stderr()).toContain(`registry listening on ${registryAddr}`);
+  const base = await pushBusyboxImage(registryAddr, 'library/busybox', '1');
+  const ctx = await writeContext(path.join(tmp, 'ctx'), {
+    'hello.txt': 'hello from the context\n',
+    Dockerfile: [`FROM ${base.ref}`, 'COPY hello.txt /hello.txt', 'RUN echo built > /built', ''].join('\n'),
+  });
+  const name = `${registryAddr}/team/app:1.0`;
+  const md = path.join(tmp, 'md.json');
+  const res = await runBuildctl([
+    '--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'),
+    'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
+    '--output', `type=image,name=${name},push=true`, '--metadata-file', md,
+  ]);
+  expect(res.stderr).not.toContain('ERROR');
+  expect(res.code).toBe(0);
+  const digest = (JSON.parse(await fsp.readFile(md, 'utf8')) as Record<string, string>)['containerimage.digest'];
+  const inspect = JSON.parse((await run('skopeo', ['inspect', '--tls-verify=false', `docker://${name}`])).stdout) as { Digest: string; Layers: string[] };
+  expect(inspect.Digest).toBe(digest);
+  expect(inspect.Layers).toHaveLength(3);
+  // out to an OCI layout; the RUN's layer holds what the RUN wrote
+  const out = path.join(tmp, 'oci');
+  await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${name}`, `oci:${out}:app`]);
+  const last = (inspect.Layers[2] as string).replace('sha256:', '');
+  const { stdout: listing } = await run('tar', ['-tzf', path.join(out, 'blobs', 'sha256', last)]);
+  expect(listing.split('\n')).toContain('built');
+  const tags = await (await fetch(`http://${registryAddr}/v2/team/app/tags/list`)).json();
+  expect(tags).toEqual({ name: 'team/app', tags: ['1.0'] });
+
+  await daemon.stop();
+  daemon = await start();
+  const again = JSON.parse((await run('skopeo', ['inspect', '--tls-verify=false', `docker://${name}`])).stdout) as { Digest: string };
+  expect(again.Digest).toBe(digest);
+  const catalog = await (await fetch(`http://${registryAddr}/v2/_catalog`)).json();
+  expect(catalog).toEqual({ repositories: ['library/busybox', 'team/app'] });
+});
+
+test('a registry address that is not loopback stops the daemon at start, saying why', async () => {
+  const bad = await startDaemon({ builder: 'real', root: path.join(tmp, 'bad-root'), extraArgs: ['--registry-addr', '0.0.0.0:5999'] }).then(
+    async (d) => {
+      await d.stop();
+      return undefined;
+    },
+    (err: Error) => err,
+  );
+  expect(bad?.message).toMatch(/Cannot serve the registry on 0\.0\.0\.0:5999: without TLS and authentication it listens on a loopback address only/);
+});

@@ -1,0 +1,282 @@
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { startRegistryServer, type RegistryServer } from '../../buildd/registry/registry-server';
+import { LocalContentStore } from '../../store/content-store';
+import { pushBusyboxImage, type BusyboxImage } from '../helpers/busybox-image';
+import { captureLogger } from '../helpers/capture-logger';
+import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { waitFor } from '../helpers/wait-for';
+
+const run = promisify(execFile);
+jest.setTimeout(120_000);
+
+/**
+ * The embedded registry (buildd/registry) against the Distribution spec's workflows, driven by
+ * skopeo (an independent client) and by raw HTTP for what a client would not send: pull, push
+ * (monolithic, chunked, streamed, mounted), content discovery, content management, referrers,
+ * and the hostile requests it must refuse while it keeps serving.
+ */
+let tmp: string;
+let server: RegistryServer;
+let base: string;
+let upstream: TestRegistry;
+let busybox: BusyboxImage;
+const log = captureLogger('info');
+
+beforeAll(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-registry-server-'));
+  const content = await LocalContentStore.open(path.join(tmp, 'content'));
+  server = await startRegistryServer({ addr: '127.0.0.1:0', root: tmp, content, logger: log.logger, uploadIdleMs: 300 });
+  base = `http://${server.address}`;
+  upstream = await startRegistry();
+  busybox = await pushBusyboxImage(upstream.host);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await upstream?.stop();
+  if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+/** A GET of `rawPath` exactly as written (no dot-segment resolution). */
+function rawGet(rawPath: string): Promise<{ status: number; body: string }> {
+  const [host, port] = server.address.split(':') as [string, string];
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host, port: Number(port), path: rawPath, method: 'GET' }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const sha = (b: Buffer): string => 'sha256:' + createHash('sha256').update(b).digest('hex');
+
+async function errorCode(res: Response): Promise<string | undefined> {
+  const body = (await res.json()) as { errors?: Array<{ code: string }> };
+  return body.errors?.[0]?.code;
+}
+
+/** Pushes `blob` to `repo` monolithically (POST ?digest=); returns its digest. */
+async function pushBlob(repo: string, blob: Buffer): Promise<string> {
+  const digest = sha(blob);
+  const res = await fetch(`${base}/v2/${repo}/blobs/uploads/?digest=${digest}`, { method: 'POST', body: blob, headers: { 'content-type': 'application/octet-stream' } });
+  expect(res.status).toBe(201);
+  expect(res.headers.get('docker-content-digest')).toBe(digest);
+  return digest;
+}
+
+/** An OCI image manifest of `config` and `layers` already pushed to the repository. */
+function imageManifest(config: Buffer, layers: Buffer[], extra: Record<string, unknown> = {}): Buffer {
+  return Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+    layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(l), size: l.length })),
+    ...extra,
+  }));
+}
+
+async function putManifest(repo: string, ref: string, body: Buffer, type = 'application/vnd.oci.image.manifest.v1+json'): Promise<Response> {
+  return fetch(`${base}/v2/${repo}/manifests/${ref}`, { method: 'PUT', body, headers: { 'content-type': type } });
+}
+
+test('the base endpoint answers with the API version', async () => {
+  const res = await fetch(`${base}/v2/`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get('docker-distribution-api-version')).toBe('registry/2.0');
+});
+
+test('skopeo copies an image in and out: the manifest and every blob come back byte for byte', async () => {
+  const ours = `${server.address}/mirror/busybox:1`;
+  await run('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${busybox.ref}`, `docker://${ours}`]);
+  const { stdout: original } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${busybox.ref}`]);
+  const { stdout: served } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ours}`]);
+  expect(served).toBe(original);
+  // out again to a directory: skopeo checks every digest as it reads
+  const out = path.join(tmp, 'out');
+  await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${ours}`, `dir:${out}`]);
+  const layer = await fsp.readFile(path.join(out, busybox.layerDigest.replace('sha256:', '')));
+  expect(sha(layer)).toBe(busybox.layerDigest);
+  const tags = await (await fetch(`${base}/v2/mirror/busybox/tags/list`)).json();
+  expect(tags).toEqual({ name: 'mirror/busybox', tags: ['1'] });
+});
+
+test('a chunked upload takes its chunks in order and refuses one that does not start where the upload ends', async () => {
+  const blob = randomBytes(300_000);
+  const start = await fetch(`${base}/v2/chunks/blobs/uploads/`, { method: 'POST' });
+  expect(start.status).toBe(202);
+  const location = new URL(start.headers.get('location') as string, base);
+  const first = await fetch(location, { method: 'PATCH', body: blob.subarray(0, 100_000), headers: { 'content-range': '0-99999', 'content-type': 'application/octet-stream' } });
+  expect(first.status).toBe(202);
+  expect(first.headers.get('range')).toBe('0-99999');
+  const wrong = await fetch(location, { method: 'PATCH', body: blob.subarray(200_000), headers: { 'content-range': '200000-299999' } });
+  expect(wrong.status).toBe(416);
+  const status = await fetch(location);
+  expect(status.status).toBe(204);
+  expect(status.headers.get('range')).toBe('0-99999');
+  // a streamed PATCH (no Content-Range), then the last chunk with the closing PUT
+  expect((await fetch(location, { method: 'PATCH', body: blob.subarray(100_000, 200_000) })).status).toBe(202);
+  const put = new URL(location);
+  put.searchParams.set('digest', sha(blob));
+  const done = await fetch(put, { method: 'PUT', body: blob.subarray(200_000), headers: { 'content-type': 'application/octet-stream' } });
+  expect(done.status).toBe(201);
+  const got = Buffer.from(await (await fetch(`${base}/v2/chunks/blobs/${sha(blob)}`)).arrayBuffer());
+  expect(got.equals(blob)).toBe(true);
+});
+
+test('a blob whose content is not its digest is refused, and nothing of it stays', async () => {
+  const blob = randomBytes(1000);
+  const claimed = sha(Buffer.from('something else'));
+  const res = await fetch(`${base}/v2/hostile/blobs/uploads/?digest=${claimed}`, { method: 'POST', body: blob });
+  expect(res.status).toBe(400);
+  expect(await errorCode(res)).toBe('DIGEST_INVALID');
+  expect((await fetch(`${base}/v2/hostile/blobs/${claimed}`, { method: 'HEAD' })).status).toBe(404);
+  expect((await fetch(`${base}/v2/hostile/blobs/${sha(blob)}`, { method: 'HEAD' })).status).toBe(404);
+  expect(await fsp.readdir(path.join(tmp, 'registry', 'uploads'))).toEqual([]);
+});
+
+test('manifests that name missing blobs, disagree with their media type or are too large are refused', async () => {
+  const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
+  const layer = randomBytes(100);
+  await pushBlob('checks', config);
+  const missing = await putManifest('checks', 'v1', imageManifest(config, [layer]));
+  expect(missing.status).toBe(400);
+  expect(await errorCode(missing)).toBe('MANIFEST_BLOB_UNKNOWN');
+  // an index posing as an image manifest
+  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] }));
+  const posing = await putManifest('checks', 'v1', index, 'application/vnd.oci.image.manifest.v1+json');
+  expect(posing.status).toBe(400);
+  expect(await errorCode(posing)).toBe('MANIFEST_INVALID');
+  const noMediaTypeIndex = Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [] }));
+  expect(await errorCode(await putManifest('checks', 'v1', noMediaTypeIndex, 'application/vnd.oci.image.manifest.v1+json'))).toBe('MANIFEST_INVALID');
+  const huge = Buffer.alloc(5 * 1024 * 1024, 0x20);
+  const tooLarge = await putManifest('checks', 'v1', huge);
+  expect(tooLarge.status).toBe(413);
+  const notJson = await putManifest('checks', 'v1', Buffer.from('{not json'));
+  expect(await errorCode(notJson)).toBe('MANIFEST_INVALID');
+  // a digest reference must be the body's digest
+  await pushBlob('checks', layer);
+  const good = imageManifest(config, [layer]);
+  const wrongDigest = await putManifest('checks', sha(Buffer.from('x')), good);
+  expect(await errorCode(wrongDigest)).toBe('DIGEST_INVALID');
+  // and after all that, the registry still takes a good one
+  const ok = await putManifest('checks', 'v1', good);
+  expect(ok.status).toBe(201);
+  expect(ok.headers.get('docker-content-digest')).toBe(sha(good));
+  const head = await fetch(`${base}/v2/checks/manifests/v1`, { method: 'HEAD' });
+  expect(head.status).toBe(200);
+  expect(head.headers.get('content-type')).toBe('application/vnd.oci.image.manifest.v1+json');
+  expect(head.headers.get('content-length')).toBe(String(good.length));
+});
+
+test('names outside the grammar and pages too large are refused', async () => {
+  for (const name of ['a/../b', '../../etc', 'UPPER/case', 'a//b', '-lead', 'x%2e%2e']) {
+    // sent as written: fetch would resolve the dots before they reach the registry
+    const res = await rawGet(`/v2/${name}/tags/list`);
+    expect([res.status, JSON.parse(res.body).errors[0].code]).toEqual([400, 'NAME_INVALID']);
+  }
+  const huge = await fetch(`${base}/v2/mirror/busybox/tags/list?n=100000000`);
+  expect([huge.status, await errorCode(huge)]).toEqual([400, 'PAGINATION_NUMBER_INVALID']);
+  const bad = await fetch(`${base}/v2/_catalog?n=-1`);
+  expect(bad.status).toBe(400);
+});
+
+test('tags and the catalog page with n and last, with a Link to the next page', async () => {
+  const config = Buffer.from('{"architecture":"amd64","os":"linux","tags":true}');
+  await pushBlob('paging/app', config);
+  const m = imageManifest(config, []);
+  for (const tag of ['c', 'a', 'b', 'd']) expect((await putManifest('paging/app', tag, m)).status).toBe(201);
+  const page1 = await fetch(`${base}/v2/paging/app/tags/list?n=2`);
+  expect(await page1.json()).toEqual({ name: 'paging/app', tags: ['a', 'b'] });
+  expect(page1.headers.get('link')).toBe('</v2/paging/app/tags/list?n=2&last=b>; rel="next"');
+  const page2 = await fetch(`${base}/v2/paging/app/tags/list?n=2&last=b`);
+  expect(await page2.json()).toEqual({ name: 'paging/app', tags: ['c', 'd'] });
+  expect(page2.headers.get('link')).toBeNull();
+  const catalog = (await (await fetch(`${base}/v2/_catalog`)).json()) as { repositories: string[] };
+  expect(catalog.repositories).toEqual([...catalog.repositories].sort());
+  expect(catalog.repositories).toEqual(expect.arrayContaining(['mirror/busybox', 'paging/app', 'checks', 'chunks']));
+  expect((await fetch(`${base}/v2/nothing/here/tags/list`)).status).toBe(404);
+});
+
+test('a blob is mounted from another repository without being sent again, and read back by range', async () => {
+  const blob = randomBytes(10_000);
+  const digest = await pushBlob('mount/src', blob);
+  const mounted = await fetch(`${base}/v2/mount/dst/blobs/uploads/?mount=${digest}&from=mount/src`, { method: 'POST' });
+  expect(mounted.status).toBe(201);
+  expect(mounted.headers.get('location')).toBe(`/v2/mount/dst/blobs/${digest}`);
+  // a repository that does not have it cannot lend it: a plain upload starts instead
+  const notThere = await fetch(`${base}/v2/mount/other/blobs/uploads/?mount=${digest}&from=mount/empty`, { method: 'POST' });
+  expect(notThere.status).toBe(202);
+  expect((await fetch(new URL(notThere.headers.get('location') as string, base), { method: 'DELETE' })).status).toBe(204);
+  const part = await fetch(`${base}/v2/mount/dst/blobs/${digest}`, { headers: { range: 'bytes=100-199' } });
+  expect(part.status).toBe(206);
+  expect(part.headers.get('content-range')).toBe('bytes 100-199/10000');
+  expect(Buffer.from(await part.arrayBuffer()).equals(blob.subarray(100, 200))).toBe(true);
+  expect((await fetch(`${base}/v2/mount/dst/blobs/${digest}`, { headers: { range: 'bytes=20000-' } })).status).toBe(416);
+  // a repository only serves what was pushed or mounted into it
+  expect((await fetch(`${base}/v2/mount/other/blobs/${digest}`, { method: 'HEAD' })).status).toBe(404);
+});
+
+test('manifests and tags are deleted; a referrer is listed for its subject and filtered by artifact type', async () => {
+  const config = Buffer.from('{"architecture":"amd64","os":"linux","del":1}');
+  await pushBlob('manage/app', config);
+  const subject = imageManifest(config, []);
+  expect((await putManifest('manage/app', 'v1', subject)).status).toBe(201);
+  expect((await putManifest('manage/app', 'v2', subject)).status).toBe(201);
+  const emptyConfig = Buffer.from('{}');
+  await pushBlob('manage/app', emptyConfig);
+  const sbom = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    artifactType: 'application/spdx+json',
+    config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha(emptyConfig), size: emptyConfig.length },
+    layers: [],
+    subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(subject), size: subject.length },
+    annotations: { 'org.example': 'sbom' },
+  }));
+  const pushed = await putManifest('manage/app', sha(sbom), sbom);
+  expect(pushed.status).toBe(201);
+  expect(pushed.headers.get('oci-subject')).toBe(sha(subject));
+  const referrers = await (await fetch(`${base}/v2/manage/app/referrers/${sha(subject)}`)).json();
+  expect(referrers).toEqual({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(sbom), size: sbom.length, artifactType: 'application/spdx+json', annotations: { 'org.example': 'sbom' } }],
+  });
+  const filtered = await fetch(`${base}/v2/manage/app/referrers/${sha(subject)}?artifactType=application/other`);
+  expect(filtered.headers.get('oci-filters-applied')).toBe('artifactType');
+  expect(((await filtered.json()) as { manifests: unknown[] }).manifests).toEqual([]);
+  // a tag goes alone; the manifest by digest takes its remaining tags with it
+  expect((await fetch(`${base}/v2/manage/app/manifests/v1`, { method: 'DELETE' })).status).toBe(202);
+  expect((await fetch(`${base}/v2/manage/app/manifests/v1`)).status).toBe(404);
+  expect((await fetch(`${base}/v2/manage/app/manifests/v2`)).status).toBe(200);
+  expect((await fetch(`${base}/v2/manage/app/manifests/${sha(subject)}`, { method: 'DELETE' })).status).toBe(202);
+  expect((await fetch(`${base}/v2/manage/app/manifests/v2`)).status).toBe(404);
+  expect((await fetch(`${base}/v2/manage/app/manifests/${sha(subject)}`, { method: 'DELETE' })).status).toBe(404);
+  expect((await fetch(`${base}/v2/manage/app/blobs/${sha(config)}`, { method: 'DELETE' })).status).toBe(202);
+  expect((await fetch(`${base}/v2/manage/app/blobs/${sha(config)}`, { method: 'HEAD' })).status).toBe(404);
+});
+
+test('an upload abandoned halfway is removed after the idle time', async () => {
+  const start = await fetch(`${base}/v2/abandoned/blobs/uploads/`, { method: 'POST' });
+  const location = new URL(start.headers.get('location') as string, base);
+  expect((await fetch(location, { method: 'PATCH', body: randomBytes(5000) })).status).toBe(202);
+  // watched on disk: a status request would count as activity and keep it
+  const uploadsDir = path.join(tmp, 'registry', 'uploads');
+  await waitFor('the abandoned upload to go', async () => ((await fsp.readdir(uploadsDir)).length === 0 ? true : undefined), 10_000);
+  expect((await fetch(location)).status).toBe(404);
+  expect(log.at('info').some((l) => l.msg === 'registry: removed abandoned uploads')).toBe(true);
+});
+
+test('a non-loopback address is refused while the registry has no TLS and no authentication', async () => {
+  const content = await LocalContentStore.open(path.join(tmp, 'other-content'));
+  await expect(startRegistryServer({ addr: '0.0.0.0:0', root: path.join(tmp, 'other'), content, logger: log.logger })).rejects.toThrow(/loopback address only/);
+});
