@@ -1,4 +1,4 @@
-import type { ContentStore } from '../store/content-store';
+import type { EmbeddedRegistry } from './registry/embedded-registry';
 import type { Writable } from 'node:stream';
 import type { SourceRange } from '../solver/build-error';
 import type { Entitlement } from '../solver/entitlements';
@@ -67,6 +67,6 @@ export type ExporterResponse = Record<string, string>;
 export interface Builder {
   build(req: BuildRequest, session: BuildSession): Promise<ExporterResponse>;
   close(): Promise<void>;
-  /** the store the builder keeps blobs in, which the embedded registry serves; absent in builders without one */
-  readonly content?: ContentStore;
+  /** the embedded registry's state when the daemon serves one (config.registryAddr): its server serves it, builds publish into it */
+  readonly embeddedRegistry?: EmbeddedRegistry;
 }

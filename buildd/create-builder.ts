@@ -10,6 +10,7 @@ import { loadDockerCredentials } from '../store/docker-credentials';
 import { RegistryClient } from '../store/registry-client';
 import { Builder } from './builder';
 import { DaemonConfig } from './config';
+import { EmbeddedRegistry } from './registry/embedded-registry';
 import { DockerfileBuilder } from './dockerfile-builder';
 import { BuildWorker } from './worker/build-worker';
 import { ImagePuller } from './worker/image-puller';
@@ -100,5 +101,6 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length), log: opts.logger });
   // last: once the builder exists, its close() tears the pool down
   sandboxes?.fill();
-  return new DockerfileBuilder({ solver, registry, credentials, content, snapshotter, layers, images, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements });
+  const embedded = opts.config.registryAddr === undefined ? undefined : await EmbeddedRegistry.open(path.join(root, 'registry'), content);
+  return new DockerfileBuilder({ solver, registry, credentials, content, snapshotter, layers, images, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded });
 }

@@ -52,8 +52,8 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
   try {
     for (const text of config.addr) addresses.push(await listen(server, text, { tls, config, logger }));
     if (config.registryAddr !== undefined) {
-      if (!builder.content) throw new BuildError('failed-precondition', 'Cannot serve the registry: this builder has no content store');
-      registry = await startRegistryServer({ addr: config.registryAddr, root: config.root, content: builder.content, logger });
+      if (!builder.embeddedRegistry) throw new BuildError('failed-precondition', 'Cannot serve the registry: this builder has no registry state');
+      registry = await startRegistryServer({ addr: config.registryAddr, registry: builder.embeddedRegistry, logger });
     }
   } catch (err) {
     server.forceShutdown();

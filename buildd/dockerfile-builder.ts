@@ -5,6 +5,7 @@ import { sha256Digest } from '../solver/canonical-json';
 import { loadDefinition } from '../solver/definition-graph';
 import { Solver } from '../solver/solver';
 import { ContentStore } from '../store/content-store';
+import type { EmbeddedRegistry } from './registry/embedded-registry';
 import { CredentialSource } from '../store/docker-credentials';
 import { ImageStore } from '../store/image-store';
 import { Platform } from '../store/manifest';
@@ -36,6 +37,8 @@ export interface DockerfileBuilderDeps {
   logger: Logger;
   /** what the daemon lets clients grant (--allow-insecure-entitlement); none when absent */
   insecureEntitlements?: readonly Entitlement[];
+  /** the embedded registry when the daemon serves one: a push to its address publishes into it directly */
+  embedded?: EmbeddedRegistry;
 }
 
 const MAX_DOCKERFILE_BYTES = 2 * 1024 * 1024;
@@ -47,8 +50,8 @@ const MAX_DOCKERFILE_BYTES = 2 * 1024 * 1024;
 export class DockerfileBuilder implements Builder {
   constructor(private readonly deps: DockerfileBuilderDeps) {}
 
-  get content(): ContentStore {
-    return this.deps.content;
+  get embeddedRegistry(): EmbeddedRegistry | undefined {
+    return this.deps.embedded;
   }
 
   async build(req: BuildRequest, session: BuildSession): Promise<ExporterResponse> {

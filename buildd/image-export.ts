@@ -2,7 +2,8 @@ import { BuildError } from '../solver/build-error';
 import { ContentStore } from '../store/content-store';
 import { CredentialSource } from '../store/docker-credentials';
 import { ImageConfig } from '../store/image-config';
-import { parseImageRef } from '../store/image-ref';
+import { parseImageRef, type ImageRef } from '../store/image-ref';
+import type { EmbeddedRegistry } from './registry/embedded-registry';
 import { ImageStore } from '../store/image-store';
 import { RegistryClient } from '../store/registry-client';
 import { Snapshotter } from '../store/snapshotter';
@@ -23,6 +24,8 @@ export interface ImageExportDeps {
   images: ImageStore;
   registry: RegistryClient;
   credentials: CredentialSource;
+  /** the daemon's own registry, when it serves one: a push to its address links instead of uploading */
+  embedded?: EmbeddedRegistry;
 }
 
 /**
@@ -65,8 +68,10 @@ export async function exportImage(
     return client;
   };
   try {
-    const pushes = push ? names.map((name) => ({ ref: parseImageRef(name), client: undefined as RegistryClient | undefined })) : [];
-    for (const p of pushes) p.client = clientFor(p.ref.registry);
+    const refs = push ? names.map((name) => parseImageRef(name)) : [];
+    // a push to the daemon's own registry links what the content store holds, over no wire
+    const own = refs.filter((ref) => deps.embedded?.serves(ref.registry));
+    const pushes = refs.filter((ref) => !own.includes(ref)).map((ref) => ({ ref, client: clientFor(ref.registry) }));
     // The first name's registry receives each new layer while it is compressed, as dockerd
     // pushes: compressing everything first and uploading after left the link idle, then the
     // cores (see StreamedUploads; what it could not send, the push below sends).
@@ -81,8 +86,9 @@ export async function exportImage(
     if (names.length > 0) response['image.name'] = names.join(',');
     if (spec.type === 'image') {
       for (const name of names) await deps.images.put(parseImageRef(name).toString(), assembled.manifestDescriptor);
+      for (const ref of own) await publishOwn(deps.embedded as EmbeddedRegistry, ref, assembled);
       for (const p of pushes) {
-        await (p.client as RegistryClient).push(p.ref, {
+        await p.client.push(p.ref, {
           manifest: assembled.manifestBytes,
           mediaType: assembled.manifestDescriptor.mediaType,
           blobs: [assembled.configDescriptor, ...assembled.layers],
@@ -96,6 +102,20 @@ export async function exportImage(
   } finally {
     await Promise.all(opened.map((c) => c.close()));
   }
+}
+
+/** A push to the daemon's own registry: the image's blobs are in its content store already. */
+async function publishOwn(embedded: EmbeddedRegistry, ref: ImageRef, assembled: AssembledImage): Promise<void> {
+  const digest = assembled.manifestDescriptor.digest;
+  if (ref.digest !== undefined && ref.digest !== digest) throw new BuildError('invalid-argument', `Cannot push ${ref.familiar}: the manifest's digest is ${digest}`);
+  await embedded.publish({
+    repository: ref.repository,
+    tag: ref.tag,
+    manifestDigest: digest,
+    manifestSize: assembled.manifestDescriptor.size,
+    mediaType: assembled.manifestDescriptor.mediaType,
+    blobs: [assembled.configDescriptor, ...assembled.layers],
+  });
 }
 
 /** `type=oci` and `type=docker`: the assembled image as a tar streamed to the client. */

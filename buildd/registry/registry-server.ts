@@ -3,10 +3,9 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { BuildError } from '../../solver/build-error';
-import type { ContentStore } from '../../store/content-store';
 import { DistributionError, sendDistributionError } from './distribution-error';
 import { RegistryHandlers } from './registry-handlers';
-import { RepositoryRecords } from './repository-records';
+import type { EmbeddedRegistry } from './embedded-registry';
 import { routeOf } from './repository-names';
 import { UploadSessions } from './upload-sessions';
 
@@ -16,9 +15,8 @@ export const UPLOAD_IDLE_MS = 15 * 60 * 1000;
 export interface RegistryServerOptions {
   /** `HOST:PORT` to listen on (port 0: any free one) */
   addr: string;
-  /** the daemon's root: repositories under `<root>/registry` */
-  root: string;
-  content: ContentStore;
+  /** the repositories and the content store it serves; its `address` is set once bound */
+  registry: EmbeddedRegistry;
   logger: Logger;
   /** abandoned uploads are removed after this long (default UPLOAD_IDLE_MS) */
   uploadIdleMs?: number;
@@ -39,10 +37,9 @@ export interface RegistryServer {
 
 export async function startRegistryServer(opts: RegistryServerOptions): Promise<RegistryServer> {
   const { host, port } = parseListenAddress(opts.addr);
-  const dir = path.join(opts.root, 'registry');
-  const repos = await RepositoryRecords.open(path.join(dir, 'repositories'));
-  const uploads = await UploadSessions.open(path.join(dir, 'uploads'), opts.content);
-  const handlers = new RegistryHandlers(opts.content, repos, uploads);
+  const { registry } = opts;
+  const uploads = await UploadSessions.open(path.join(registry.dir, 'uploads'), registry.content);
+  const handlers = new RegistryHandlers(registry.content, registry.repos, uploads);
   const server = http.createServer((req, res) => void serve(req, res));
   // distribution's clients keep connections open between requests
   server.keepAliveTimeout = 30_000;
@@ -65,6 +62,7 @@ export async function startRegistryServer(opts: RegistryServerOptions): Promise<
       fail(req, res, err);
     } finally {
       res.off('close', onClose);
+      opts.logger.debug({ method: req.method, path: rawPath.slice(0, 300), status: res.statusCode }, 'registry request');
     }
   }
 
@@ -100,11 +98,14 @@ export async function startRegistryServer(opts: RegistryServerOptions): Promise<
   }, Math.min(60_000, opts.uploadIdleMs ?? UPLOAD_IDLE_MS));
   sweep.unref();
   const bound = server.address() as AddressInfo;
+  const address = `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  registry.address = address;
   let stopping: Promise<void> | undefined;
   return {
-    address: `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`,
+    address,
     stop: () => {
       stopping ??= (async () => {
+        registry.address = undefined;
         clearInterval(sweep);
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();

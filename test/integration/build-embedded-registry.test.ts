@@ -22,7 +22,8 @@ let registryAddr: string;
 let daemon: TestDaemon;
 
 async function start(): Promise<TestDaemon> {
-  return startDaemon({ builder: 'real', root, extraArgs: ['--registry-addr', registryAddr] });
+  // --debug: the registry logs each request it serves
+  return startDaemon({ builder: 'real', root, extraArgs: ['--registry-addr', registryAddr, '--debug'] });
 }
 
 beforeAll(async () => {
@@ -65,6 +66,10 @@ test('a build FROM the embedded registry pushes its image into it; skopeo reads 
   expect(listing.split('\n')).toContain('built');
   const tags = await (await fetch(`http://${registryAddr}/v2/team/app/tags/list`)).json();
   expect(tags).toEqual({ name: 'team/app', tags: ['1.0'] });
+  // published by linking what the content store holds: the build sent the registry nothing
+  const requests = daemon.stderr().split('\n').filter((l) => l.includes('"registry request"')).map((l) => JSON.parse(l) as { method: string; path: string });
+  expect(requests.filter((r) => r.path.startsWith('/v2/library/busybox/')).length).toBeGreaterThan(0);
+  expect(requests.filter((r) => r.path.startsWith('/v2/team/app/') && r.method !== 'GET' && r.method !== 'HEAD')).toEqual([]);
 
   await daemon.stop();
   daemon = await start();

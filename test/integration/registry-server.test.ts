@@ -5,6 +5,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { EmbeddedRegistry } from '../../buildd/registry/embedded-registry';
 import { startRegistryServer, type RegistryServer } from '../../buildd/registry/registry-server';
 import { LocalContentStore } from '../../store/content-store';
 import { pushBusyboxImage, type BusyboxImage } from '../helpers/busybox-image';
@@ -31,7 +32,7 @@ const log = captureLogger('info');
 beforeAll(async () => {
   tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-registry-server-'));
   const content = await LocalContentStore.open(path.join(tmp, 'content'));
-  server = await startRegistryServer({ addr: '127.0.0.1:0', root: tmp, content, logger: log.logger, uploadIdleMs: 300 });
+  server = await startRegistryServer({ addr: '127.0.0.1:0', registry: await EmbeddedRegistry.open(path.join(tmp, 'registry'), content), logger: log.logger, uploadIdleMs: 300 });
   base = `http://${server.address}`;
   upstream = await startRegistry();
   busybox = await pushBusyboxImage(upstream.host);
@@ -278,5 +279,5 @@ test('an upload abandoned halfway is removed after the idle time', async () => {
 
 test('a non-loopback address is refused while the registry has no TLS and no authentication', async () => {
   const content = await LocalContentStore.open(path.join(tmp, 'other-content'));
-  await expect(startRegistryServer({ addr: '0.0.0.0:0', root: path.join(tmp, 'other'), content, logger: log.logger })).rejects.toThrow(/loopback address only/);
+  await expect(startRegistryServer({ addr: '0.0.0.0:0', registry: await EmbeddedRegistry.open(path.join(tmp, 'other'), content), logger: log.logger })).rejects.toThrow(/loopback address only/);
 });
