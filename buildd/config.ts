@@ -49,8 +49,17 @@ export const daemonConfigFileSchema = z
     rootless: z.boolean(),
     /** BuildKit's `oci-worker-snapshotter`: auto (overlayfs where it mounts, else native), overlayfs, native */
     snapshotter: z.enum(SNAPSHOTTER_CHOICES),
-    /** `HOST:PORT` of the embedded OCI registry (loopback only for now); absent: not served */
+    /** `HOST:PORT` of the embedded OCI registry; absent: not served */
     registryAddr: z.string().min(1),
+    /** the registry serves HTTPS with the daemon's own certificate (tls.cert, tls.key) */
+    registryTls: z.boolean(),
+    /** the registry serves HTTPS with a certificate of its own (PEM files) */
+    registryTlsCert: z.string().min(1),
+    registryTlsKey: z.string().min(1),
+    /** htpasswd file (bcrypt entries) for Basic authentication to the registry */
+    registryHtpasswd: z.string().min(1),
+    /** with registryHtpasswd: pulls need no credentials, pushes do */
+    registryAnonymousPull: z.boolean(),
     /** kept copies of incrementally sent locals (<root>/locals): most keys and bytes, LRU unused ones go first */
     keptLocals: z.object({ maxKeys: z.number().int().min(1).max(4096), maxBytes: z.number().int().min(0) }).partial().strict(),
   })
@@ -109,6 +118,12 @@ export interface DaemonConfig {
   snapshotter: SnapshotterChoice;
   /** `--registry-addr`: where the embedded OCI registry listens (see buildd/registry); undefined: not served */
   registryAddr?: string;
+  /** the registry's HTTPS certificate and key (its own, or the daemon's with --registry-tls); undefined: plain HTTP */
+  registryTls?: { cert: string; key: string };
+  /** `--registry-htpasswd`: Basic authentication to the registry; undefined: none */
+  registryHtpasswd?: string;
+  /** `--registry-anonymous-pull`: with an htpasswd file, pulls need no credentials */
+  registryAnonymousPull: boolean;
 }
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
@@ -168,6 +183,26 @@ export interface DaemonFlags {
   rootless?: boolean;
   ociWorkerSnapshotter?: SnapshotterChoice;
   registryAddr?: string;
+  registryTls?: boolean;
+  registryTlscert?: string;
+  registryTlskey?: string;
+  registryHtpasswd?: string;
+  registryAnonymousPull?: boolean;
+}
+
+/** The registry's key pair: its own (both files), or the daemon's with --registry-tls. */
+function registryTls(flags: DaemonFlags, file: DaemonConfigFile, daemon: { cert?: string; key?: string }): { cert: string; key: string } | undefined {
+  const cert = flags.registryTlscert ?? file.registryTlsCert;
+  const key = flags.registryTlskey ?? file.registryTlsKey;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new BuildError('invalid-argument', 'Cannot configure the registry: --registry-tlscert and --registry-tlskey must be given together');
+  }
+  if (cert !== undefined && key !== undefined) return { cert, key };
+  if (!(flags.registryTls ?? file.registryTls ?? false)) return undefined;
+  if (daemon.cert === undefined || daemon.key === undefined) {
+    throw new BuildError('invalid-argument', "Cannot configure the registry: --registry-tls serves the daemon's certificate, and the daemon has none (--tlscert, --tlskey)");
+  }
+  return { cert: daemon.cert, key: daemon.key };
 }
 
 /** Flags override the file; the file overrides the defaults. */
@@ -197,7 +232,16 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     rootless,
     snapshotter: flags.ociWorkerSnapshotter ?? file.snapshotter ?? 'auto',
     registryAddr: flags.registryAddr ?? file.registryAddr,
+    registryTls: registryTls(flags, file, tls),
+    registryHtpasswd: flags.registryHtpasswd ?? file.registryHtpasswd,
+    registryAnonymousPull: flags.registryAnonymousPull ?? file.registryAnonymousPull ?? false,
   };
+  if (config.registryAddr === undefined && (config.registryTls !== undefined || config.registryHtpasswd !== undefined || config.registryAnonymousPull)) {
+    throw new BuildError('invalid-argument', 'Cannot configure the registry: its TLS and authentication settings need --registry-addr');
+  }
+  if (config.registryAnonymousPull && config.registryHtpasswd === undefined) {
+    throw new BuildError('invalid-argument', 'Cannot configure the registry: --registry-anonymous-pull needs --registry-htpasswd (without it every pull is anonymous already)');
+  }
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {
     throw new BuildError('invalid-argument', 'Cannot configure TLS: --tlscacert, --tlscert and --tlskey must be given together');

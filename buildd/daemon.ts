@@ -8,6 +8,7 @@ import type { Builder } from './builder';
 import type { DaemonConfig } from './config';
 import { listen } from './listen';
 import { serverCredentials } from './server-credentials';
+import { HtpasswdAuth } from './registry/htpasswd-auth';
 import { startRegistryServer, type RegistryServer } from './registry/registry-server';
 import { BuildError } from '../solver/build-error';
 
@@ -53,7 +54,14 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
     for (const text of config.addr) addresses.push(await listen(server, text, { tls, config, logger }));
     if (config.registryAddr !== undefined) {
       if (!builder.embeddedRegistry) throw new BuildError('failed-precondition', 'Cannot serve the registry: this builder has no registry state');
-      registry = await startRegistryServer({ addr: config.registryAddr, registry: builder.embeddedRegistry, logger });
+      const htpasswd = config.registryHtpasswd === undefined ? undefined : await HtpasswdAuth.load(config.registryHtpasswd);
+      registry = await startRegistryServer({
+        addr: config.registryAddr,
+        registry: builder.embeddedRegistry,
+        logger,
+        tls: config.registryTls,
+        auth: htpasswd && { htpasswd, anonymousPull: config.registryAnonymousPull },
+      });
     }
   } catch (err) {
     server.forceShutdown();

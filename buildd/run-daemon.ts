@@ -42,7 +42,12 @@ export function daemonCommand(): Command {
       new Option('--allow-insecure-entitlement <name>', 'let clients grant an entitlement: network.host, security.insecure (repeatable)').argParser(entitlement),
     )
     .option('--rootless', "run in the starting user's namespaces (rootlesskit, /etc/subuid and /etc/subgid); RUN steps reach out through slirp4netns when /dev/net/tun is usable")
-    .option('--registry-addr <host:port>', 'serve the embedded OCI registry from the content store on this loopback address')
+    .option('--registry-addr <host:port>', 'serve the embedded OCI registry from the content store (a loopback address unless it has TLS and an htpasswd file)')
+    .option('--registry-tls', "the registry serves HTTPS with the daemon's certificate (--tlscert, --tlskey)")
+    .option('--registry-tlscert <file>', 'the registry serves HTTPS with this certificate (with --registry-tlskey)')
+    .option('--registry-tlskey <file>', "the registry certificate's private key")
+    .option('--registry-htpasswd <file>', 'Basic authentication to the registry: an htpasswd file of bcrypt entries (htpasswd -B)')
+    .option('--registry-anonymous-pull', 'with --registry-htpasswd: pulls need no credentials, pushes do')
     .addOption(new Option('--oci-worker-snapshotter <name>', 'how snapshots are layered: overlayfs, native (copies), auto (overlayfs where it mounts, else native)').choices(SNAPSHOTTER_CHOICES))
     .exitOverride();
 }

@@ -14,7 +14,8 @@ export type DistributionCode =
   | 'SIZE_INVALID'
   | 'UNSUPPORTED'
   | 'PAGINATION_NUMBER_INVALID'
-  | 'RANGE_INVALID';
+  | 'RANGE_INVALID'
+  | 'UNAUTHORIZED';
 
 /**
  * A refusal the client is told about: an HTTP status and the spec's error body

@@ -1,9 +1,12 @@
+import { promises as fsp } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { BuildError } from '../../solver/build-error';
 import { DistributionError, sendDistributionError } from './distribution-error';
+import type { HtpasswdAuth } from './htpasswd-auth';
 import { RegistryHandlers } from './registry-handlers';
 import type { EmbeddedRegistry } from './embedded-registry';
 import { routeOf } from './repository-names';
@@ -20,6 +23,10 @@ export interface RegistryServerOptions {
   logger: Logger;
   /** abandoned uploads are removed after this long (default UPLOAD_IDLE_MS) */
   uploadIdleMs?: number;
+  /** HTTPS with this certificate and key (PEM files); plain HTTP without */
+  tls?: { cert: string; key: string };
+  /** Basic authentication; `anonymousPull` lets GET and HEAD through without credentials */
+  auth?: { htpasswd: HtpasswdAuth; anonymousPull: boolean };
 }
 
 /**
@@ -36,11 +43,13 @@ export interface RegistryServer {
 }
 
 export async function startRegistryServer(opts: RegistryServerOptions): Promise<RegistryServer> {
-  const { host, port } = parseListenAddress(opts.addr);
+  const { host, port } = parseListenAddress(opts.addr, opts.tls !== undefined && opts.auth !== undefined);
+  const tls = opts.tls ? await readKeyPair(opts.tls) : undefined;
   const { registry } = opts;
   const uploads = await UploadSessions.open(path.join(registry.dir, 'uploads'), registry.content);
   const handlers = new RegistryHandlers(registry.content, registry.repos, uploads);
-  const server = http.createServer((req, res) => void serve(req, res));
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => void serve(req, res);
+  const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);
   // distribution's clients keep connections open between requests
   server.keepAliveTimeout = 30_000;
 
@@ -57,6 +66,10 @@ export async function startRegistryServer(opts: RegistryServerOptions): Promise<
     try {
       const route = routeOf(rawPath);
       if (!route) throw new DistributionError(404, 'NAME_UNKNOWN', `no such endpoint ${rawPath.slice(0, 200)}`);
+      if (opts.auth && !(await allowed(opts.auth, req, route.kind === 'base'))) {
+        res.setHeader('www-authenticate', 'Basic realm="buildd registry"');
+        throw new DistributionError(401, 'UNAUTHORIZED', 'authentication required');
+      }
       await handlers.handle({ req, res, url, route, signal: abort.signal });
     } catch (err) {
       fail(req, res, err);
@@ -121,17 +134,38 @@ export async function startRegistryServer(opts: RegistryServerOptions): Promise<
 }
 
 /**
- * The embedded registry speaks plain HTTP without authentication for now: it listens on a
- * loopback address only (127.0.0.0/8, ::1, localhost), where only this machine reaches it.
+ * Whether a request may go on: valid credentials always; none at all only for a pull (GET or
+ * HEAD, not the base endpoint, whose 401 tells clients that credentials are taken) when
+ * anonymous pull is on. Wrong credentials are never let through, not even to pull.
  */
-export function parseListenAddress(addr: string): { host: string; port: number } {
+async function allowed(auth: NonNullable<RegistryServerOptions['auth']>, req: http.IncomingMessage, base: boolean): Promise<boolean> {
+  const given = req.headers.authorization?.trim();
+  // containers/image answers a Basic challenge it has no credentials for with an empty pair
+  const anonymous = given === undefined || /^Basic(\s+Og==)?$/i.test(given);
+  if (!anonymous) return (await auth.htpasswd.check(given)) !== undefined;
+  return auth.anonymousPull && !base && (req.method === 'GET' || req.method === 'HEAD');
+}
+
+async function readKeyPair(files: { cert: string; key: string }): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = async (file: string): Promise<Buffer> =>
+    fsp.readFile(file).catch((err: NodeJS.ErrnoException) => {
+      throw new BuildError('invalid-argument', `Cannot serve the registry with TLS: cannot read ${file}: ${err.code ?? err.message}`);
+    });
+  return { cert: await read(files.cert), key: await read(files.key) };
+}
+
+/**
+ * Where the registry may listen: anywhere with TLS and authentication; without them a loopback
+ * address only (127.0.0.0/8, ::1, localhost), where only this machine reaches it.
+ */
+export function parseListenAddress(addr: string, secured = false): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(addr);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new BuildError('invalid-argument', `Cannot serve the registry on ${JSON.stringify(addr)}: expected HOST:PORT`);
   const host = (m[1] ?? m[2]) as string;
   const loopback = host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-  if (!loopback) {
-    throw new BuildError('invalid-argument', `Cannot serve the registry on ${addr}: without TLS and authentication it listens on a loopback address only (127.0.0.1, ::1, localhost)`);
+  if (!loopback && !secured) {
+    throw new BuildError('invalid-argument', `Cannot serve the registry on ${addr}: without TLS and authentication it listens on a loopback address only (127.0.0.1, ::1, localhost); give it a certificate and an htpasswd file`);
   }
   return { host, port };
 }

@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import bcrypt from 'bcryptjs';
 import { pushBusyboxImage } from '../helpers/busybox-image';
 import { runBuildctl, startDaemon, type TestDaemon } from '../helpers/daemon';
 import { freePort } from '../helpers/registry';
@@ -20,6 +21,7 @@ let tmp: string;
 let root: string;
 let registryAddr: string;
 let daemon: TestDaemon;
+let base: Awaited<ReturnType<typeof pushBusyboxImage>>;
 
 async function start(): Promise<TestDaemon> {
   // --debug: the registry logs each request it serves
@@ -31,6 +33,7 @@ beforeAll(async () => {
   root = path.join(tmp, 'root');
   registryAddr = `127.0.0.1:${await freePort()}`;
   daemon = await start();
+  base = await pushBusyboxImage(registryAddr, 'library/busybox', '1');
 });
 
 afterAll(async () => {
@@ -40,7 +43,6 @@ afterAll(async () => {
 
 test('a build FROM the embedded registry pushes its image into it; skopeo reads it back, also after a restart', async () => {
   expect(daemon.stderr()).toContain(`registry listening on ${registryAddr}`);
-  const base = await pushBusyboxImage(registryAddr, 'library/busybox', '1');
   const ctx = await writeContext(path.join(tmp, 'ctx'), {
     'hello.txt': 'hello from the context\n',
     Dockerfile: [`FROM ${base.ref}`, 'COPY hello.txt /hello.txt', 'RUN echo built > /built', ''].join('\n'),
@@ -88,4 +90,32 @@ test('a registry address that is not loopback stops the daemon at start, saying 
     (err: Error) => err,
   );
   expect(bad?.message).toMatch(/Cannot serve the registry on 0\.0\.0\.0:5999: without TLS and authentication it listens on a loopback address only/);
+});
+
+test("--registry-tls and --registry-htpasswd: the daemon's certificate and Basic auth; a build still publishes into it directly", async () => {
+  const htpasswd = path.join(tmp, 'htpasswd');
+  await fsp.writeFile(htpasswd, `ci:${bcrypt.hashSync('token-1', 5)}\n`);
+  const addr = `127.0.0.1:${await freePort()}`;
+  const secured = await startDaemon({ builder: 'real', root: path.join(tmp, 'tls-root'), extraArgs: ['--registry-addr', addr, '--registry-tls', '--registry-htpasswd', htpasswd] });
+  try {
+    const certDir = path.join(tmp, 'tls-ca');
+    await fsp.mkdir(certDir, { recursive: true });
+    await fsp.copyFile(path.join(secured.certsDir as string, 'daemon', 'ca.pem'), path.join(certDir, 'ca.crt'));
+    const ctx = await writeContext(path.join(tmp, 'tls-ctx'), { Dockerfile: [`FROM ${base.ref}`, 'RUN echo secured > /secured', ''].join('\n') });
+    const name = `${addr}/secure/app:1`;
+    const md = path.join(tmp, 'tls-md.json');
+    const res = await runBuildctl([
+      '--addr', secured.addr, '--tlsdir', path.join(secured.certsDir as string, 'client'),
+      'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
+      '--output', `type=image,name=${name},push=true`, '--metadata-file', md,
+    ]);
+    expect(res.code).toBe(0);
+    const digest = (JSON.parse(await fsp.readFile(md, 'utf8')) as Record<string, string>)['containerimage.digest'];
+    const inspect = JSON.parse((await run('skopeo', ['inspect', '--cert-dir', certDir, '--creds', 'ci:token-1', `docker://${name}`])).stdout) as { Digest: string };
+    expect(inspect.Digest).toBe(digest);
+    const refused = await run('skopeo', ['inspect', '--cert-dir', certDir, `docker://${name}`]).then(() => 'pulled', (err: { stderr: string }) => err.stderr);
+    expect(refused).toMatch(/unauthorized|authentication required/i);
+  } finally {
+    await secured.stop();
+  }
 });

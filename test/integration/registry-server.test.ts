@@ -5,11 +5,15 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import bcrypt from 'bcryptjs';
+import { Agent, fetch as ufetch } from 'undici';
 import { EmbeddedRegistry } from '../../buildd/registry/embedded-registry';
+import { HtpasswdAuth } from '../../buildd/registry/htpasswd-auth';
 import { startRegistryServer, type RegistryServer } from '../../buildd/registry/registry-server';
 import { LocalContentStore } from '../../store/content-store';
 import { pushBusyboxImage, type BusyboxImage } from '../helpers/busybox-image';
 import { captureLogger } from '../helpers/capture-logger';
+import { makeCerts } from '../helpers/certs';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { waitFor } from '../helpers/wait-for';
 
@@ -277,7 +281,77 @@ test('an upload abandoned halfway is removed after the idle time', async () => {
   expect(log.at('info').some((l) => l.msg === 'registry: removed abandoned uploads')).toBe(true);
 });
 
-test('a non-loopback address is refused while the registry has no TLS and no authentication', async () => {
+test('a non-loopback address is refused while the registry has no TLS and authentication', async () => {
   const content = await LocalContentStore.open(path.join(tmp, 'other-content'));
   await expect(startRegistryServer({ addr: '0.0.0.0:0', registry: await EmbeddedRegistry.open(path.join(tmp, 'other'), content), logger: log.logger })).rejects.toThrow(/loopback address only/);
+});
+
+describe('with TLS and htpasswd authentication', () => {
+  let secure: RegistryServer;
+  let open: RegistryServer;
+  let certDir: string;
+  let agent: Agent;
+  const creds = 'builder:s3cret pass';
+  const basic = 'Basic ' + Buffer.from(creds).toString('base64');
+
+  beforeAll(async () => {
+    const certs = await makeCerts(path.join(tmp, 'certs'));
+    certDir = path.join(tmp, 'skopeo-certs');
+    await fsp.mkdir(certDir);
+    await fsp.copyFile(certs.daemon.ca, path.join(certDir, 'ca.crt'));
+    const htpasswdFile = path.join(tmp, 'htpasswd');
+    await fsp.writeFile(htpasswdFile, `# users\nbuilder:${bcrypt.hashSync('s3cret pass', 5)}\nother:${bcrypt.hashSync('x', 5)}\n`);
+    const htpasswd = await HtpasswdAuth.load(htpasswdFile);
+    const content = await LocalContentStore.open(path.join(tmp, 'secure-content'));
+    const tls = { cert: certs.daemon.cert, key: certs.daemon.key };
+    // bound on every interface: allowed with TLS and authentication (the tests only use loopback)
+    secure = await startRegistryServer({ addr: '0.0.0.0:0', registry: await EmbeddedRegistry.open(path.join(tmp, 'secure'), content), logger: log.logger, tls, auth: { htpasswd, anonymousPull: false } });
+    open = await startRegistryServer({ addr: '127.0.0.1:0', registry: await EmbeddedRegistry.open(path.join(tmp, 'open'), content), logger: log.logger, tls, auth: { htpasswd, anonymousPull: true } });
+    agent = new Agent({ connect: { ca: await fsp.readFile(certs.daemon.ca) } });
+  });
+
+  afterAll(async () => {
+    await secure?.stop();
+    await open?.stop();
+    await agent?.close();
+  });
+
+  const loopback = (s: RegistryServer): string => `127.0.0.1:${s.address.split(':').pop()}`;
+  const get = (s: RegistryServer, p: string, init: Parameters<typeof ufetch>[1] = {}): ReturnType<typeof ufetch> => ufetch(`https://${loopback(s)}${p}`, { ...init, dispatcher: agent });
+
+  test('skopeo pushes and pulls with the right credentials over verified TLS; without them it is refused', async () => {
+    const ref = `${loopback(secure)}/private/busybox:1`;
+    await run('skopeo', ['copy', '--src-tls-verify=false', '--dest-cert-dir', certDir, '--dest-creds', creds, `docker://${busybox.ref}`, `docker://${ref}`]);
+    const { stdout } = await run('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', creds, `docker://${ref}`]);
+    expect(JSON.parse(stdout).layers[0].digest).toBe(busybox.layerDigest);
+    const anonymous = await run('skopeo', ['inspect', '--raw', '--cert-dir', certDir, `docker://${ref}`]).then(() => 'pulled', (err: { stderr: string }) => err.stderr);
+    expect(anonymous).toMatch(/unauthorized|authentication required/i);
+    const wrong = await run('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', 'builder:wrong', `docker://${ref}`]).then(() => 'pulled', (err: { stderr: string }) => err.stderr);
+    expect(wrong).toMatch(/unauthorized|authentication required/i);
+    const base = await get(secure, '/v2/');
+    expect(base.status).toBe(401);
+    expect(base.headers.get('www-authenticate')).toBe('Basic realm="buildd registry"');
+    expect((await get(secure, '/v2/', { headers: { authorization: basic } })).status).toBe(200);
+  });
+
+  test('anonymous pull: pulls need no credentials, pushes do, and wrong credentials pull nothing', async () => {
+    const ref = `${loopback(open)}/public/busybox:1`;
+    await run('skopeo', ['copy', '--src-tls-verify=false', '--dest-cert-dir', certDir, '--dest-creds', creds, `docker://${busybox.ref}`, `docker://${ref}`]);
+    const { stdout } = await run('skopeo', ['inspect', '--raw', '--cert-dir', certDir, `docker://${ref}`]);
+    expect(JSON.parse(stdout).layers[0].digest).toBe(busybox.layerDigest);
+    expect((await get(open, '/v2/public/busybox/manifests/1', { method: 'HEAD' })).status).toBe(200);
+    const push = await get(open, '/v2/public/busybox/blobs/uploads/', { method: 'POST' });
+    expect(push.status).toBe(401);
+    expect((await get(open, '/v2/public/busybox/manifests/1', { headers: { authorization: 'Basic ' + Buffer.from('builder:nope').toString('base64') } })).status).toBe(401);
+    // a refused push with a body leaves the connection usable for nothing: it is closed, and the registry goes on
+    const refused = await get(open, `/v2/public/busybox/blobs/uploads/?digest=sha256:${'0'.repeat(64)}`, { method: 'POST', body: randomBytes(100_000) });
+    expect(refused.status).toBe(401);
+    expect((await get(open, '/v2/public/busybox/tags/list')).status).toBe(200);
+  });
+
+  test('an htpasswd entry that is not bcrypt is refused when it is loaded', async () => {
+    const file = path.join(tmp, 'htpasswd-md5');
+    await fsp.writeFile(file, 'user:$apr1$abcdefgh$0123456789012345678901\n');
+    await expect(HtpasswdAuth.load(file)).rejects.toThrow(`Cannot load htpasswd ${file}: line 1 (user): only bcrypt entries are accepted (htpasswd -B)`);
+  });
 });

@@ -30,7 +30,21 @@ describe('daemon config', () => {
       insecureEntitlements: [],
       rootless: false,
       snapshotter: 'auto',
+      registryAnonymousPull: false,
     });
+  });
+
+  it('configures the embedded registry: its own certificate or the daemon\'s, htpasswd, anonymous pull', async () => {
+    const own = await resolveConfig(['--registry-addr', '127.0.0.1:5000', '--registry-tlscert', 'c.pem', '--registry-tlskey', 'k.pem', '--registry-htpasswd', 'h', '--registry-anonymous-pull']);
+    expect(own).toMatchObject({ registryAddr: '127.0.0.1:5000', registryTls: { cert: 'c.pem', key: 'k.pem' }, registryHtpasswd: 'h', registryAnonymousPull: true });
+    const daemons = await resolveConfig(['--registry-addr', '0.0.0.0:5000', '--registry-tls', '--tlscacert', 'a', '--tlscert', 'b', '--tlskey', 'c']);
+    expect(daemons.registryTls).toEqual({ cert: 'b', key: 'c' });
+    const f = await write({ registryAddr: '127.0.0.1:1', registryTlsCert: 'x', registryTlsKey: 'y', registryHtpasswd: 'z', registryAnonymousPull: true });
+    expect(await resolveConfig(['--config', f])).toMatchObject({ registryTls: { cert: 'x', key: 'y' }, registryHtpasswd: 'z', registryAnonymousPull: true });
+    await expect(resolveConfig(['--registry-addr', '127.0.0.1:1', '--registry-tls'])).rejects.toThrow(/the daemon has none/);
+    await expect(resolveConfig(['--registry-addr', '127.0.0.1:1', '--registry-tlscert', 'c'])).rejects.toThrow(/must be given together/);
+    await expect(resolveConfig(['--registry-addr', '127.0.0.1:1', '--registry-anonymous-pull'])).rejects.toThrow(/needs --registry-htpasswd/);
+    await expect(resolveConfig(['--registry-htpasswd', 'h'])).rejects.toThrow(/need --registry-addr/);
   });
 
   it('reads the file and lets flags override it; --addr repeats', async () => {
