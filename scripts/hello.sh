@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a fresh Debian machine, as root: installs what is missing, makes dev
-# certificates, starts buildd with mutual TLS on a free loopback port, builds examples/hello
-# with buildctl into an OCI archive, runs the image with runc, and stops buildd.
+# certificates, starts buildd with mutual TLS on a free loopback port and its embedded OCI
+# registry on another, builds examples/hello with buildctl, publishes it to that registry (and
+# writes an OCI archive), pulls it back with skopeo, runs the pulled image with runc, and
+# stops buildd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -13,9 +15,10 @@ bash scripts/install-system-deps.sh
 npm run build >/dev/null   # always: a dist/ from before a pull would run stale code
 
 [ -f "$STATE/certs/client/cert.pem" ] || bash certs/make-certs.sh "$STATE/certs" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-addr=tcp://127.0.0.1:$port
-node bin/buildd.js --addr "$addr" --root "$STATE/root" \
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+addr=tcp://127.0.0.1:$(free_port)
+registry=127.0.0.1:$(free_port)
+node bin/buildd.js --addr "$addr" --root "$STATE/root" --registry-addr "$registry" \
   --tlscacert "$STATE/certs/daemon/ca.pem" --tlscert "$STATE/certs/daemon/cert.pem" --tlskey "$STATE/certs/daemon/key.pem" \
   >"$STATE/buildd.log" 2>&1 &
 daemon=$!
@@ -31,9 +34,13 @@ ctx=$STATE/hello-context
 rm -rf "$ctx"; cp -r examples/hello "$ctx"; cp "$(command -v busybox)" "$ctx/busybox"
 buildctl build --frontend dockerfile.v0 --local context="$ctx" --local dockerfile="$ctx" \
   --opt build-arg:GREETING=hello --progress plain --metadata-file "$STATE/hello.metadata.json" \
+  --output type=image,name="$registry/examples/hello:latest",push=true \
   --output type=oci,dest="$STATE/hello.oci.tar",name=buildd.local/hello:latest
 
 echo
-echo "Built $STATE/hello.oci.tar ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containerimage.digest"])' "$STATE/hello.metadata.json"))"
-echo "Running it with runc (scripts/run-oci.sh $STATE/hello.oci.tar):"
-bash scripts/run-oci.sh "$STATE/hello.oci.tar"
+echo "Built $registry/examples/hello:latest ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containerimage.digest"])' "$STATE/hello.metadata.json")), also in $STATE/hello.oci.tar"
+echo "Pulling it back from buildd's registry with skopeo into $STATE/hello.pulled.oci.tar:"
+rm -f "$STATE/hello.pulled.oci.tar"
+skopeo copy --quiet --src-tls-verify=false "docker://$registry/examples/hello:latest" "oci-archive:$STATE/hello.pulled.oci.tar"
+echo "Running the pulled image with runc (scripts/run-oci.sh $STATE/hello.pulled.oci.tar):"
+bash scripts/run-oci.sh "$STATE/hello.pulled.oci.tar"
