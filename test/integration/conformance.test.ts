@@ -1,7 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, readFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import pino from 'pino';
+import { EmbeddedRegistry } from '../../buildd/registry/embedded-registry';
+import { startRegistryServer } from '../../buildd/registry/registry-server';
+import { LocalContentStore } from '../../store/content-store';
 import { runBuildctl, startDaemon, TestDaemon } from '../helpers/daemon';
 import { SHARED_CONFORMANCE as CONFORMANCE } from '../helpers/shared-conformance';
 
@@ -116,6 +121,34 @@ describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
       expect(stdout.trim()).toBe('["-c","cat note.txt"] /opt/app 1000:1000');
     } finally {
       await docker('rmi', name).catch(() => undefined);
+    }
+  }, 120_000);
+
+  test('docker push and docker pull through the reference dockerd: the embedded registry gives back the very image', async () => {
+    const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-docker-interop-'));
+    const content = await LocalContentStore.open(path.join(tmp, 'content'));
+    const registry = await startRegistryServer({ addr: '127.0.0.1:0', registry: await EmbeddedRegistry.open(path.join(tmp, 'registry'), content), logger: pino({ level: 'silent' }) });
+    const { stdout: hostLine } = await run('bash', [REFERENCE, 'env']);
+    const dockerHost = (/DOCKER_HOST=(\S+)/.exec(hostLine) as RegExpExecArray)[1];
+    const docker = (...args: string[]) => run('docker', ['-H', dockerHost, ...args]);
+    // dockerd takes 127.0.0.0/8 as an insecure registry: plain HTTP, as the registry speaks
+    const name = `${registry.address}/interop/busybox:1`;
+    try {
+      await docker('pull', '-q', 'localhost:5000/busybox:latest');
+      const { stdout: id } = await docker('image', 'inspect', 'localhost:5000/busybox:latest', '--format', '{{.Id}}');
+      await docker('tag', 'localhost:5000/busybox:latest', name);
+      await docker('push', '-q', name);
+      await docker('rmi', name);
+      await docker('pull', '-q', name);
+      // the image ID is the config's digest, and the config names every layer by its diff ID
+      const { stdout: pulled } = await docker('image', 'inspect', name, '--format', '{{.Id}}');
+      expect(pulled.trim()).toBe(id.trim());
+      const { stdout: raw } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${name}`]);
+      expect(JSON.parse(raw).mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+    } finally {
+      await docker('rmi', name).catch(() => undefined);
+      await registry.stop();
+      await fsp.rm(tmp, { recursive: true, force: true });
     }
   }, 120_000);
 });
