@@ -44,7 +44,7 @@ export function splitCsv(text: string): string[] {
   return fields;
 }
 
-/** `type=image,name=REF[,push=true]`, `type=oci,dest=FILE|-`, `type=docker,dest=FILE|-`. */
+/** `type=image,name=REF[,push=true]`, `type=registry,name=REF`, `type=oci,dest=FILE|-`, `type=docker,dest=FILE|-`. */
 export function parseOutput(text: string): OutputSpec {
   const attrs: Record<string, string> = {};
   for (const field of splitCsv(text)) {
@@ -53,13 +53,15 @@ export function parseOutput(text: string): OutputSpec {
     const key = field.slice(0, eq).trim().toLowerCase();
     attrs[key] = field.slice(eq + 1);
   }
-  const type = attrs['type'];
+  // As BuildKit: the registry exporter is the image exporter with push=true.
+  const type = attrs['type'] === 'registry' ? 'image' : attrs['type'];
+  if (attrs['type'] === 'registry') attrs['push'] = 'true';
   delete attrs['type'];
   const dest = attrs['dest'];
   delete attrs['dest'];
   if (type === undefined) throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type is missing`);
   if (type !== 'image' && type !== 'oci' && type !== 'docker') {
-    throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type ${type} is not supported (image, oci, docker)`);
+    throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type ${type} is not supported (image, registry, oci, docker)`);
   }
   // As BuildKit's buildctl: `output=` is a common slip for dest=.
   if (attrs['output'] !== undefined) throw new BuildError('invalid-argument', `Cannot parse --output ${text}: output= is not an attribute: did you mean dest=${attrs['output']}?`);

@@ -68,7 +68,9 @@ export async function exportImage(
     return client;
   };
   try {
-    const refs = push ? names.map((name) => parseImageRef(name)) : [];
+    // push-by-digest=true, as BuildKit: the manifest goes by its digest, no tag is set
+    const byDigest = push && boolAttr(spec.attrs, 'push-by-digest', false);
+    const refs = push ? names.map((name) => (byDigest ? parseImageRef(name).withoutTag() : parseImageRef(name))) : [];
     // a push to the daemon's own registry links what the content store holds, over no wire
     const own = refs.filter((ref) => deps.embedded?.serves(ref.registry));
     const pushes = refs.filter((ref) => !own.includes(ref)).map((ref) => ({ ref, client: clientFor(ref.registry) }));

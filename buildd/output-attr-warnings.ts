@@ -31,9 +31,10 @@ const RULES: Record<ExportSpec['type'], readonly OptionRule[]> = {
   image: [
     ...COMMON,
     { key: 'push' },
+    { key: 'push-by-digest' },
     { key: 'registry.insecure' },
     { key: 'store', unsupported: { asBuilt: isTrue, note: 'ignored; buildd always stores a named image' } },
-    ...['dangling-name-prefix', 'danging-name-empty-only', 'name-canonical', 'push-by-digest', 'unpack', 'unsafe-internal-store-allow-incomplete']
+    ...['dangling-name-prefix', 'danging-name-empty-only', 'name-canonical', 'unpack', 'unsafe-internal-store-allow-incomplete']
       .map((key) => ({ key, unsupported: {} })),
   ],
   oci: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes a tar' } }],
@@ -49,7 +50,7 @@ const RULES: Record<ExportSpec['type'], readonly OptionRule[]> = {
  * image unnamed there too) or "not supported yet".
  */
 export function outputAttrWarnings(spec: ExportSpec): string[] {
-  for (const key of spec.type === 'image' ? ['push', 'registry.insecure'] : []) boolAttr(spec.attrs, key, false);
+  for (const key of spec.type === 'image' ? ['push', 'push-by-digest', 'registry.insecure'] : []) boolAttr(spec.attrs, key, false);
   exportCompression(spec.attrs);
   for (const key of Object.keys(spec.attrs)) {
     const type = /^annotation-([^.[]*)/.exec(key)?.[1];

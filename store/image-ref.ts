@@ -33,6 +33,8 @@ export interface ImageRef {
   /** The same reference pinned to a digest (the tag is kept, as Docker does). */
   withDigest(digest: string): ImageRef;
   withTag(tag: string): ImageRef;
+  /** The same name without its tag (a pinned digest stays): what a push by digest names. */
+  withoutTag(): ImageRef;
   /** The fully qualified form: `docker.io/library/busybox:latest`. */
   toString(): string;
 }
@@ -67,6 +69,10 @@ class ParsedImageRef implements ImageRef {
   withTag(tag: string): ImageRef {
     if (!TAG_RE.test(tag)) throw invalid(`${this.name}:${tag}`, 'the tag is not [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}');
     return new ParsedImageRef(this.registry, this.repository, tag, undefined);
+  }
+
+  withoutTag(): ImageRef {
+    return new ParsedImageRef(this.registry, this.repository, undefined, this.digest);
   }
 
   toString(): string {

@@ -81,6 +81,22 @@ test('a build FROM the embedded registry pushes its image into it; skopeo reads 
   expect(catalog).toEqual({ repositories: ['library/busybox', 'team/app'] });
 });
 
+test('type=registry with push-by-digest=true publishes the manifest by its digest and sets no tag', async () => {
+  const ctx = await writeContext(path.join(tmp, 'ctx-digest'), { Dockerfile: [`FROM ${base.ref}`, 'RUN echo by-digest > /d', ''].join('\n') });
+  const md = path.join(tmp, 'md-digest.json');
+  const res = await runBuildctl([
+    '--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'),
+    'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
+    '--output', `type=registry,name=${registryAddr}/bydigest/app:not-set,push-by-digest=true`, '--metadata-file', md,
+  ]);
+  expect(res.stderr).not.toContain('WARNING');
+  expect(res.code).toBe(0);
+  const digest = (JSON.parse(await fsp.readFile(md, 'utf8')) as Record<string, string>)['containerimage.digest'];
+  const inspect = JSON.parse((await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registryAddr}/bydigest/app@${digest}`])).stdout) as { layers: unknown[] };
+  expect(inspect.layers).toHaveLength(2);
+  expect(await (await fetch(`http://${registryAddr}/v2/bydigest/app/tags/list`)).json()).toEqual({ name: 'bydigest/app', tags: [] });
+});
+
 test('a registry address that is not loopback stops the daemon at start, saying why', async () => {
   const bad = await startDaemon({ builder: 'real', root: path.join(tmp, 'bad-root'), extraArgs: ['--registry-addr', '0.0.0.0:5999'] }).then(
     async (d) => {

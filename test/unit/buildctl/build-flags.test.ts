@@ -18,6 +18,14 @@ describe('output csv', () => {
     });
   });
 
+  it('takes type=registry as BuildKit does: an image output with push=true', () => {
+    expect(parseOutput('type=registry,name=reg.local/app:1,push-by-digest=true')).toEqual({
+      type: 'image',
+      attrs: { name: 'reg.local/app:1', push: 'true', 'push-by-digest': 'true' },
+    });
+    expect(() => parseOutput('type=registry')).toThrow('Cannot parse --output type=registry: push=true needs a name');
+  });
+
   it('keeps dest on the client for oci and docker outputs', () => {
     expect(parseOutput('type=oci,dest=/tmp/x.tar')).toEqual({ type: 'oci', attrs: {}, dest: '/tmp/x.tar' });
     expect(parseOutput('type=docker,dest=-,name=app')).toEqual({ type: 'docker', attrs: { name: 'app' }, dest: '-' });

@@ -108,7 +108,7 @@ describe('--output attributes', () => {
       'annotation.org.opencontainers.image.title', 'annotation[linux/amd64].k', 'annotation-index.k', 'annotation-index-descriptor.k',
       'annotation-manifest.k', 'annotation-manifest[linux/amd64].k', 'annotation-manifest-descriptor.k', 'annotation-manifest-descriptor[linux/arm64].k']
       .map((key) => ['oci', key, '1', `--output type=oci: ${key} is not supported yet and was ignored`]),
-    ...['dangling-name-prefix', 'danging-name-empty-only', 'name-canonical', 'push-by-digest', 'unpack', 'unsafe-internal-store-allow-incomplete']
+    ...['dangling-name-prefix', 'danging-name-empty-only', 'name-canonical', 'unpack', 'unsafe-internal-store-allow-incomplete']
       .map((key) => ['image', key, 'true', `--output type=image: ${key} is not supported yet and was ignored`]),
   ])('type=%s: warns that %s=%s is not supported yet', (type, key, value, message) => {
     expect(outputAttrWarnings({ type: type as 'image' | 'oci' | 'docker', attrs: { [key]: value } })).toEqual([message]);
