@@ -4,9 +4,9 @@ import { BuildError } from '../solver/build-error';
 
 /** One parsed `--output`; `dest` stays on the client. */
 export interface OutputSpec {
-  type: 'image' | 'oci' | 'docker';
+  type: 'image' | 'oci' | 'docker' | 'tar' | 'local';
   attrs: Record<string, string>;
-  /** file path, or '-' for stdout (oci/docker only) */
+  /** file path, or '-' for stdout (oci, docker, tar); the directory of a local output */
   dest?: string;
 }
 
@@ -60,8 +60,8 @@ export function parseOutput(text: string): OutputSpec {
   const dest = attrs['dest'];
   delete attrs['dest'];
   if (type === undefined) throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type is missing`);
-  if (type !== 'image' && type !== 'oci' && type !== 'docker') {
-    throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type ${type} is not supported (image, registry, oci, docker)`);
+  if (type !== 'image' && type !== 'oci' && type !== 'docker' && type !== 'tar' && type !== 'local') {
+    throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type ${type} is not supported (image, registry, oci, docker, tar, local)`);
   }
   // As BuildKit's buildctl: `output=` is a common slip for dest=.
   if (attrs['output'] !== undefined) throw new BuildError('invalid-argument', `Cannot parse --output ${text}: output= is not an attribute: did you mean dest=${attrs['output']}?`);
@@ -70,6 +70,10 @@ export function parseOutput(text: string): OutputSpec {
     const push = attrs['push'] === '' || (attrs['push'] !== undefined && parseGoBool(attrs['push']) === true);
     if (push && !attrs['name']) throw new BuildError('invalid-argument', `Cannot parse --output ${text}: push=true needs a name${misspelt(attrs, 'name')}`);
     return { type, attrs };
+  }
+  if (type === 'local') {
+    if (dest === undefined || dest === '' || dest === '-') throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type=local needs dest=DIR${misspelt(attrs, 'dest')}`);
+    return { type, attrs, dest };
   }
   if (dest === undefined || dest === '') throw new BuildError('invalid-argument', `Cannot parse --output ${text}: type=${type} needs dest=FILE or dest=-${misspelt(attrs, 'dest')}`);
   return { type, attrs, dest };
@@ -115,7 +119,7 @@ export function parseOpts(values: readonly string[]): Record<string, string> {
 export function parseOutputs(values: readonly string[]): OutputSpec[] {
   const outputs = values.map(parseOutput);
   if (outputs.filter((o) => o.dest !== undefined).length > 1) {
-    throw new BuildError('invalid-argument', 'Cannot use the outputs: at most one oci/docker output per build');
+    throw new BuildError('invalid-argument', 'Cannot use the outputs: at most one oci/docker/tar/local output per build');
   }
   return outputs;
 }

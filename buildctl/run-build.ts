@@ -1,4 +1,7 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
 import { statusToBuildError } from '../buildd/api/grpc-status';
@@ -66,6 +69,8 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
   const requests = new FileRequestQueue();
   const destOutput = opts.outputs.find((o) => o.dest !== undefined);
   const openDest = opts.openDest ?? defaultOpenDest;
+  // type=local: the tar the daemon streams lands in a file of ours, unpacked into dest once whole
+  const localTar = destOutput?.type === 'local' ? path.join(os.tmpdir(), `buildctl-local-${process.pid}-${randomBytes(6).toString('hex')}.tar`) : undefined;
   const call = (client as unknown as { Build(): BuildCall }).Build();
   const onAbort = (): void => call.cancel();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -103,7 +108,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
           if (!destOutput?.dest) return fail(new BuildError('internal', 'Cannot write export data: no output has a dest'));
           if (!dest) {
             try {
-              dest = openDest(destOutput.dest);
+              dest = localTar !== undefined ? fs.createWriteStream(localTar, { mode: 0o600, flags: 'wx' }) : openDest(destOutput.dest);
             } catch (err) {
               return fail(toBuildError(err, 'invalid-argument'));
             }
@@ -134,10 +139,33 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     opts.signal?.removeEventListener('abort', onAbort);
     opts.progress.end();
     if (dest && dest !== process.stdout) await finishStream(dest);
-    // Half an image tar left at dest=FILE would pass for an image: remove it.
-    if (!succeeded && dest && dest !== process.stdout && destOutput?.dest && destOutput.dest !== '-') {
+    if (localTar !== undefined) {
+      try {
+        if (succeeded && dest) await unpackLocal(localTar, destOutput?.dest as string);
+      } finally {
+        await fs.promises.rm(localTar, { force: true });
+      }
+    } else if (!succeeded && dest && dest !== process.stdout && destOutput?.dest && destOutput.dest !== '-') {
+      // Half an image tar left at dest=FILE would pass for an image: remove it.
       await fs.promises.rm(destOutput.dest, { force: true });
     }
+  }
+}
+
+/**
+ * Unpacks the filesystem of a `local` output into `dir` (made when missing), every name kept
+ * inside it as ADD's extraction does. As root the files keep the image's owners; otherwise
+ * they are the user's own, who could not give them away. Loaded only for this output: the
+ * extraction code is not part of every buildctl start.
+ */
+async function unpackLocal(tar: string, dir: string): Promise<void> {
+  const { extractArchive } = await import('../store/archive-extract');
+  await fs.promises.mkdir(dir, { recursive: true });
+  const owner = process.getuid?.() === 0 ? null : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  try {
+    await extractArchive(tar, dir, owner);
+  } catch (err) {
+    throw new BuildError('invalid-argument', `Cannot write the local output to ${dir}: ${toBuildError(err).message}`);
   }
 }
 

@@ -13,7 +13,7 @@ import type { SessionAttachables } from '../solver/worker';
 
 /** One `--output` of buildctl: `type=image,name=...,push=true`, `type=oci,dest=...`, `type=docker,dest=...`. */
 export interface ExportSpec {
-  type: 'image' | 'oci' | 'docker';
+  type: 'image' | 'oci' | 'docker' | 'tar' | 'local';
   /** every key=value of the --output flag but `type` (and `dest`, which the client keeps) */
   attrs: Record<string, string>;
 }

@@ -17,9 +17,10 @@ import { parseForceNetworkMode } from '../frontend/run-network';
 import { parseHostnameOpt } from '../frontend/run-hostname';
 import { checkEntitlements, type Entitlement } from '../solver/entitlements';
 import { grantEntitlements } from './grant-entitlements';
-import { Builder, BuildRequest, BuildSession, ExporterResponse } from './builder';
+import { Builder, BuildRequest, BuildSession, ExporterResponse, type ExportSpec } from './builder';
 import { frontendOptWarnings } from './frontend-opt-warnings';
 import { exportImage } from './image-export';
+import { exportFilesystem } from './filesystem-export';
 import { outputAttrWarnings } from './output-attr-warnings';
 import { Executor } from './worker/executor';
 import { LayerIndex } from '../store/layer-index';
@@ -100,11 +101,14 @@ export class DockerfileBuilder implements Builder {
     const response: ExporterResponse = {};
     for (const spec of req.exports) {
       const vertex = sha256Digest(`export ${req.ref} ${spec.type} ${JSON.stringify(spec.attrs)}`);
-      const name = spec.type === 'image' ? 'exporting to image' : `exporting to ${spec.type === 'oci' ? 'oci' : 'docker'} image format`;
+      const name = exportName(spec.type);
       const started = Date.now();
       session.progress({ type: 'vertex', digest: vertex, name, started, cached: false });
       try {
-        Object.assign(response, await exportImage(this.deps, spec, result.id, frontend.image, session));
+        const exported = spec.type === 'tar' || spec.type === 'local'
+          ? await exportFilesystem(this.deps.snapshotter, result.id, session)
+          : await exportImage(this.deps, spec, result.id, frontend.image, session);
+        Object.assign(response, exported);
         session.progress({ type: 'vertex', digest: vertex, name, started, completed: Date.now(), cached: false });
       } catch (err) {
         session.progress({ type: 'vertex', digest: vertex, name, started, completed: Date.now(), cached: false, error: (err as Error).message });
@@ -140,4 +144,20 @@ async function readDockerfile(dir: string | undefined, filename: string): Promis
   if (!st.isFile()) throw new BuildError('invalid-argument', `Cannot read Dockerfile: ${filename} is not a file`);
   if (st.size > MAX_DOCKERFILE_BYTES) throw new BuildError('invalid-argument', `Cannot read Dockerfile: ${filename} is over ${MAX_DOCKERFILE_BYTES} bytes`);
   return fsp.readFile(file, 'utf8');
+}
+
+/** The progress line of an export, as BuildKit names it. */
+function exportName(type: ExportSpec['type']): string {
+  switch (type) {
+    case 'image':
+      return 'exporting to image';
+    case 'oci':
+      return 'exporting to oci image format';
+    case 'docker':
+      return 'exporting to docker image format';
+    case 'tar':
+      return 'exporting to client tarball';
+    case 'local':
+      return 'exporting to client directory';
+  }
 }

@@ -39,6 +39,9 @@ const RULES: Record<ExportSpec['type'], readonly OptionRule[]> = {
   ],
   oci: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes a tar' } }],
   docker: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes a tar' } }],
+  // the filesystem outputs: BuildKit's local and tar exporters read no attributes of their own
+  tar: [{ key: 'dest' }],
+  local: [{ key: 'dest' }],
 };
 
 /**

@@ -169,6 +169,15 @@ interface WalkState {
 }
 
 /** The layer tar of `upper` as a stream of chunks; pulled, so it honours backpressure. */
+/**
+ * A tar of a whole filesystem as a mounted view shows it (BuildKit's `tar` and `local`
+ * outputs): every entry with its mode, owner, time and file capability, in the layer tar's
+ * order and format, hard links kept; no whiteouts or opaque markers (a merged view has none).
+ */
+export async function* filesystemTar(root: string, signal: AbortSignal): AsyncGenerator<Buffer> {
+  yield* layerEntries(root, undefined, { entries: 0 }, signal);
+}
+
 async function* layerTar(upper: string, opaqueXattr: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
   try {
     yield* layerEntries(upper, opaqueXattr, counter, signal);
@@ -178,7 +187,8 @@ async function* layerTar(upper: string, opaqueXattr: string, counter: WalkState,
   }
 }
 
-async function* layerEntries(upper: string, opaqueXattr: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
+/** `opaqueXattr` undefined: a merged tree, whose 0:0 character devices are devices, not whiteouts. */
+async function* layerEntries(upper: string, opaqueXattr: string | undefined, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
   const links = new Map<string, string>();
   const wanted = (n: string): boolean => n === CAPABILITY_XATTR || n === opaqueXattr;
   let sinceTurn = 0;
@@ -201,15 +211,15 @@ async function* layerEntries(upper: string, opaqueXattr: string, counter: WalkSt
   async function* entry(rel: string, name: string, relPath: string, abs: string): AsyncGenerator<Buffer> {
     const st = lstatSync(abs);
     counter.entries++;
-    if (isWhiteout(st)) {
+    if (opaqueXattr !== undefined && isWhiteout(st)) {
       // An overlay whiteout: the path was deleted in this layer.
       yield encodeTarHeader({ ...baseHeader(st), name: wh(rel, name), type: 'file', mode: 0, uid: 0, gid: 0 });
       return;
     }
     const xattrs = readXattrsSync(abs, wanted);
-    const opaque = st.isDirectory() && xattrs.get(opaqueXattr)?.toString('latin1') === 'y';
+    const opaque = opaqueXattr !== undefined && st.isDirectory() && xattrs.get(opaqueXattr)?.toString('latin1') === 'y';
     // "y" marks an opaque dir; newer kernels also write "x" (has whiteouts), which is not opaque.
-    xattrs.delete(opaqueXattr);
+    if (opaqueXattr !== undefined) xattrs.delete(opaqueXattr);
     const head = { ...baseHeader(st), xattrs };
     if (st.isDirectory()) {
       yield encodeTarHeader({ ...head, name: relPath + '/', type: 'directory' });

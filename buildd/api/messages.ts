@@ -32,7 +32,7 @@ const attrsSchema = z
 const u32 = z.number().int().min(0).max(0xffffffff);
 
 export const exportSpecSchema = z.object({
-  type: z.enum(['image', 'oci', 'docker']),
+  type: z.enum(['image', 'oci', 'docker', 'tar', 'local']),
   attrs: attrsSchema,
 });
 
@@ -60,7 +60,7 @@ export const buildStartSchema = z
   })
   .refine((s) => new Set(s.local_names).size === s.local_names.length, 'Local names must be unique')
   .refine((s) => Object.keys(s.local_keys).every((n) => s.local_names.includes(n)), 'A local key names a local that is not in local_names')
-  .refine((s) => s.exports.filter((e) => e.type !== 'image').length <= 1, 'At most one oci/docker export');
+  .refine((s) => s.exports.filter((e) => e.type !== 'image').length <= 1, 'At most one oci/docker/tar/local export');
 
 /**
  * A relative path of a local: '/'-separated, no '.', '..' or empty component, no NUL. This is

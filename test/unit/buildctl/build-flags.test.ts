@@ -33,7 +33,8 @@ describe('output csv', () => {
 
   it.each([
     ['name=x', /type is missing/],
-    ['type=local,dest=out', /type local is not supported/],
+    ['type=cacheonly', /type cacheonly is not supported/],
+    ['type=local', /type=local needs dest=DIR/],
     ['type=oci', /needs dest/],
     ['type=image,push=true', /push=true needs a name/],
     ['type=image,noequals', /is not key=value/],
