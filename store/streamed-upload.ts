@@ -6,6 +6,9 @@ import type { ImageRef } from './image-ref';
 import { discard, header, type HttpResponse } from './registry-http';
 import type { RegistryTransport } from './registry-transport';
 
+/** How long ending an abandoned upload session may take. */
+const FORGET_TIMEOUT_MS = 10_000;
+
 /**
  * Uploads blobs to `ref`'s repository while they are made, before their digest is known:
  * POST, one PATCH streaming the bytes (chunked), then PUT `?digest=` with no body. This is
@@ -39,7 +42,12 @@ export class StreamedUploads implements BlobTee {
     const location = header(post, 'location');
     if (post.statusCode !== 202 || !location) return undefined;
     // Location may be relative or absolute and carries state in its query (e.g. _state): keep it.
-    const session = new URL(location, start);
+    let session: URL;
+    try {
+      session = new URL(location, start);
+    } catch {
+      return undefined;
+    }
     const body = new PassThrough();
     const stop = new AbortController();
     const signal = this.signal ? AbortSignal.any([this.signal, stop.signal]) : stop.signal;
@@ -104,7 +112,8 @@ export class StreamedUploads implements BlobTee {
   private async forget(session: URL, res?: HttpResponse): Promise<void> {
     if (res) await discard(res).catch(() => undefined);
     try {
-      await discard(await this.transport.send(this.ref, 'push', this.scope, session, { method: 'DELETE' }));
+      // bounded: a cancelled build does not wait on a registry that does not answer
+      await discard(await this.transport.send(this.ref, 'push', this.scope, session, { method: 'DELETE', signal: AbortSignal.timeout(FORGET_TIMEOUT_MS) }));
     } catch {
       // the registry drops the session itself after a while
     }

@@ -15,7 +15,8 @@ export type DistributionCode =
   | 'UNSUPPORTED'
   | 'PAGINATION_NUMBER_INVALID'
   | 'RANGE_INVALID'
-  | 'UNAUTHORIZED';
+  | 'UNAUTHORIZED'
+  | 'TOOMANYREQUESTS';
 
 /**
  * A refusal the client is told about: an HTTP status and the spec's error body

@@ -64,8 +64,8 @@ export class EmbeddedRegistry {
     await this.repos.update(image.repository, (record) => {
       const linked = new Set(record.blobs);
       for (const b of image.blobs) if (!linked.has(b.digest)) record.blobs.push(b.digest);
-      record.manifests[image.manifestDigest] = { mediaType: image.mediaType, size: image.manifestSize };
-      if (image.tag !== undefined) record.tags[image.tag] = image.manifestDigest;
+      record.manifests.set(image.manifestDigest, { mediaType: image.mediaType, size: image.manifestSize });
+      if (image.tag !== undefined) record.tags.set(image.tag, image.manifestDigest);
     });
   }
 }

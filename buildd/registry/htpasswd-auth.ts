@@ -7,17 +7,29 @@ import { BuildError } from '../../solver/build-error';
 const MAX_HTPASSWD_BYTES = 1024 * 1024;
 /** How long a checked user:password pair is trusted without running bcrypt again. */
 const VERIFIED_TTL_MS = 5 * 60 * 1000;
+/** How long a pair that failed is refused without running bcrypt again (a client retrying it). */
+const FAILED_TTL_MS = 60 * 1000;
+/** bcrypt checks running at once: the rest wait, so wrong passwords cannot take every core. */
+const MAX_CONCURRENT_CHECKS = 2;
+
 
 /**
  * Basic authentication against an htpasswd file of bcrypt entries (`htpasswd -B`), as
  * distribution's htpasswd auth. bcrypt is slow by design (tens of milliseconds), and a push
  * makes a request per blob: a pair that checked out is remembered, in memory only and as a
- * SHA-256 of user and password, for a few minutes.
+ * SHA-256 of user and password, for a few minutes; one that failed is refused for a minute
+ * without a new check. At most two checks run at once, and an unknown user is checked against
+ * a dummy hash, so wrong passwords neither take the daemon's cores nor tell which users exist.
  *
  * Lifecycle: loaded once when the daemon starts (a changed file needs a restart).
  */
 export class HtpasswdAuth {
   private readonly verified = new Map<string, { user: string; digest: Buffer; until: number }>();
+  private readonly failed = new Map<string, number>();
+  private running = 0;
+  /** compared against for an unknown user, at the cost of the file's first entry, so that its answer takes as long as a known one's */
+  private dummyHash: string | undefined;
+  private readonly waiting: Array<() => void> = [];
 
   private constructor(private readonly users: ReadonlyMap<string, string>) {}
 
@@ -61,10 +73,30 @@ export class HtpasswdAuth {
     const known = this.verified.get(key);
     const now = Date.now();
     if (known && known.until > now && timingSafeEqual(known.digest, digest)) return known.user;
+    if ((this.failed.get(key) ?? 0) > now) return undefined;
     const hash = this.users.get(user);
-    if (hash === undefined || !(await bcrypt.compare(password, hash))) return undefined;
+    this.dummyHash ??= bcrypt.hashSync('buildd: no such user', Number(/^\$2[aby]\$(\d\d)/.exec(this.users.values().next().value ?? '')?.[1] ?? 10));
+    const against = hash ?? this.dummyHash;
+    const ok = await this.bounded(() => bcrypt.compare(password, against));
+    if (!ok || hash === undefined) {
+      if (this.failed.size > 4096) this.failed.clear();
+      this.failed.set(key, Date.now() + FAILED_TTL_MS);
+      return undefined;
+    }
     if (this.verified.size > 1024) this.verified.clear();
-    this.verified.set(key, { user, digest, until: now + VERIFIED_TTL_MS });
+    this.verified.set(key, { user, digest, until: Date.now() + VERIFIED_TTL_MS });
     return user;
+  }
+
+  /** Runs `check` when fewer than MAX_CONCURRENT_CHECKS others run. */
+  private async bounded<T>(check: () => Promise<T>): Promise<T> {
+    if (this.running >= MAX_CONCURRENT_CHECKS) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running++;
+    try {
+      return await check();
+    } finally {
+      this.running--;
+      this.waiting.shift()?.();
+    }
   }
 }

@@ -7,9 +7,12 @@ import type { ContentStore } from '../../store/content-store';
 import { MediaTypes } from '../../store/oci-media-types';
 import { DistributionError } from './distribution-error';
 import { checkManifest, MAX_MANIFEST_BYTES } from './manifest-checks';
-import { compareAscii, type RepositoryRecord, type RepositoryRecords } from './repository-records';
+import { compareAscii, type ManifestEntry, type RepositoryRecord, type RepositoryRecords } from './repository-records';
 import { blobDigest, isDigest, repositoryName, type RegistryRoute } from './repository-names';
 import type { UploadSessions } from './upload-sessions';
+
+/** Largest annotations of a manifest kept for the referrers API (larger ones are left out of its entry). */
+const MAX_KEPT_ANNOTATION_BYTES = 16 * 1024;
 
 /** Most entries a tags or catalog page may ask for (`n`); more is refused. */
 export const MAX_PAGE = 10_000;
@@ -85,14 +88,14 @@ export class RegistryHandlers {
   private async tags(r: RegistryRequest, name: string): Promise<void> {
     const record = await this.repos.get(name);
     if (!record) throw new DistributionError(404, 'NAME_UNKNOWN', `repository ${name} is not known`);
-    const page = paginate(Object.keys(record.tags).sort(compareAscii), r.url);
+    const page = paginate([...record.tags.keys()].sort(compareAscii), r.url);
     return sendPage(r, `/v2/${name}/tags/list`, page, { name, tags: page.items });
   }
 
   private async getManifest(r: RegistryRequest, name: string, reference: string, head: boolean): Promise<void> {
     const record = await this.repos.get(name);
-    const digest = isDigest(reference) ? reference : record?.tags[reference];
-    const entry = digest === undefined ? undefined : record?.manifests[digest];
+    const digest = isDigest(reference) ? reference : record?.tags.get(reference);
+    const entry = digest === undefined ? undefined : record?.manifests.get(digest);
     if (!record || digest === undefined || !entry) throw new DistributionError(404, 'MANIFEST_UNKNOWN', `manifest ${reference} is not in ${name}`);
     const headers = { 'docker-content-digest': digest, 'content-type': entry.mediaType, 'content-length': String(entry.size) };
     if (head) return send(r, 200, headers);
@@ -109,17 +112,19 @@ export class RegistryHandlers {
       const linked = new Set(record.blobs);
       const missingBlob = checked.blobs.find((d) => !linked.has(d));
       if (missingBlob) throw new DistributionError(400, 'MANIFEST_BLOB_UNKNOWN', `blob ${missingBlob} is not in ${name}`, { digest: missingBlob });
-      const missingManifest = checked.manifests.find((d) => record.manifests[d] === undefined);
+      const missingManifest = checked.manifests.find((d) => !record.manifests.has(d));
       if (missingManifest) throw new DistributionError(400, 'MANIFEST_BLOB_UNKNOWN', `manifest ${missingManifest} is not in ${name}`, { digest: missingManifest });
       await this.content.ingest(Readable.from([body]), { digest, size: body.length }, r.signal);
-      record.manifests[digest] = {
+      // annotations are kept for the referrers API only, and only while small: a record is read whole on every request
+      const annotations = checked.annotations && JSON.stringify(checked.annotations).length <= MAX_KEPT_ANNOTATION_BYTES ? checked.annotations : undefined;
+      record.manifests.set(digest, {
         mediaType: checked.mediaType,
         size: body.length,
         ...(checked.subject ? { subject: checked.subject } : {}),
         ...(checked.artifactType ? { artifactType: checked.artifactType } : {}),
-        ...(checked.annotations ? { annotations: checked.annotations } : {}),
-      };
-      if (!isDigest(reference)) record.tags[reference] = digest;
+        ...(annotations ? { annotations } : {}),
+      });
+      if (!isDigest(reference)) record.tags.set(reference, digest);
     });
     const headers: Record<string, string> = { location: `/v2/${name}/manifests/${digest}`, 'docker-content-digest': digest };
     if (checked.subject) headers['oci-subject'] = checked.subject;
@@ -129,13 +134,11 @@ export class RegistryHandlers {
   private async deleteManifest(r: RegistryRequest, name: string, reference: string): Promise<void> {
     await this.repos.update(name, (record) => {
       if (!isDigest(reference)) {
-        if (record.tags[reference] === undefined) throw new DistributionError(404, 'MANIFEST_UNKNOWN', `tag ${reference} is not in ${name}`);
-        delete record.tags[reference];
+        if (!record.tags.delete(reference)) throw new DistributionError(404, 'MANIFEST_UNKNOWN', `tag ${reference} is not in ${name}`);
         return;
       }
-      if (record.manifests[reference] === undefined) throw new DistributionError(404, 'MANIFEST_UNKNOWN', `manifest ${reference} is not in ${name}`);
-      delete record.manifests[reference];
-      for (const [tag, d] of Object.entries(record.tags)) if (d === reference) delete record.tags[tag];
+      if (!record.manifests.delete(reference)) throw new DistributionError(404, 'MANIFEST_UNKNOWN', `manifest ${reference} is not in ${name}`);
+      for (const [tag, d] of [...record.tags]) if (d === reference) record.tags.delete(tag);
     });
     return send(r, 202, {});
   }
@@ -172,9 +175,11 @@ export class RegistryHandlers {
     if (mount !== null && from !== null && (await this.mountBlob(name, blobDigest(mount), from))) {
       return send(r, 201, { location: `/v2/${name}/blobs/${mount}`, 'docker-content-digest': mount });
     }
+    const given = r.url.searchParams.get('digest');
+    // checked before anything is written: a bad digest leaves no upload behind
+    const digest = given === null ? undefined : blobDigest(given);
     const id = await this.uploads.start(name);
-    const digest = r.url.searchParams.get('digest');
-    if (digest === null) return uploadStatus(r, name, id, 0, 202);
+    if (digest === undefined) return uploadStatus(r, name, id, 0, 202);
     // monolithic: the POST's body is the whole blob
     try {
       await this.uploads.append(name, id, r.req, undefined, r.signal);
@@ -182,7 +187,7 @@ export class RegistryHandlers {
       await this.uploads.cancel(name, id).catch(() => undefined);
       throw err;
     }
-    return this.commitUpload(r, name, id, blobDigest(digest));
+    return this.commitUpload(r, name, id, digest);
   }
 
   /** Links `digest` from repository `from` into `name` when `from` has it; false otherwise (then a plain upload starts). */
@@ -226,7 +231,7 @@ export class RegistryHandlers {
   private async referrers(r: RegistryRequest, name: string, digest: string): Promise<void> {
     const record = await this.repos.get(name);
     const artifactType = r.url.searchParams.get('artifactType');
-    const manifests = Object.entries(record?.manifests ?? {})
+    const manifests = [...(record?.manifests ?? new Map<string, ManifestEntry>())]
       .filter(([, m]) => m.subject === digest && (artifactType === null || m.artifactType === artifactType))
       .sort(([a], [b]) => compareAscii(a, b))
       .map(([d, m]) => ({

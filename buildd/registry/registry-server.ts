@@ -12,6 +12,9 @@ import type { EmbeddedRegistry } from './embedded-registry';
 import { routeOf } from './repository-names';
 import { UploadSessions } from './upload-sessions';
 
+/** A connection on which nothing moves for this long is closed (a stalled upload included). */
+const SOCKET_IDLE_MS = 2 * 60 * 1000;
+
 /** How long an upload nobody touches is kept (distribution's purge age is days; a build's push is minutes). */
 export const UPLOAD_IDLE_MS = 15 * 60 * 1000;
 
@@ -48,10 +51,20 @@ export async function startRegistryServer(opts: RegistryServerOptions): Promise<
   const { registry } = opts;
   const uploads = await UploadSessions.open(path.join(registry.dir, 'uploads'), registry.content);
   const handlers = new RegistryHandlers(registry.content, registry.repos, uploads);
-  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => void serve(req, res);
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    serve(req, res).catch((err: unknown) => {
+      // serve answers every failure itself; this only keeps a bug from ending the daemon
+      opts.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'registry: request handling failed');
+      res.destroy();
+    });
+  };
   const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);
   // distribution's clients keep connections open between requests
   server.keepAliveTimeout = 30_000;
+  // A layer upload may take longer than Node's default 5 minutes for a whole request; a client
+  // that stops sending is cut by the socket's inactivity timeout instead.
+  server.requestTimeout = 0;
+  server.timeout = SOCKET_IDLE_MS;
 
   async function serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const abort = new AbortController();
@@ -60,10 +73,11 @@ export async function startRegistryServer(opts: RegistryServerOptions): Promise<
     };
     res.on('close', onClose);
     res.setHeader('docker-distribution-api-version', 'registry/2.0');
-    const url = new URL(req.url ?? '/', 'http://registry');
     // routed as sent: URL would resolve `..` segments into another repository's path
     const rawPath = (req.url ?? '/').split('?')[0] as string;
     try {
+      // only the query is taken from it; a request line URL cannot parse is refused, not thrown
+      const url = new URL(`http://registry${rawPath.startsWith('/') ? '' : '/'}${(req.url ?? '/').slice(rawPath.length)}`);
       const route = routeOf(rawPath);
       if (!route) throw new DistributionError(404, 'NAME_UNKNOWN', `no such endpoint ${rawPath.slice(0, 200)}`);
       if (opts.auth && !(await allowed(opts.auth, req, route.kind === 'base'))) {

@@ -6,6 +6,9 @@ import { pipeline } from 'node:stream/promises';
 import type { BlobInfo, ContentStore } from '../../store/content-store';
 import { DistributionError } from './distribution-error';
 
+/** Uploads in progress at once, over every repository (each holds a file and a hash). */
+export const MAX_UPLOADS = 1000;
+
 /** One blob upload in progress: its bytes so far in a file, hashed as they came. */
 interface Upload {
   id: string;
@@ -44,6 +47,7 @@ export class UploadSessions {
 
   /** Starts an upload into repository `name`; its id goes into the Location URL. */
   async start(name: string): Promise<string> {
+    if (this.uploads.size >= MAX_UPLOADS) throw new DistributionError(429, 'TOOMANYREQUESTS', `${MAX_UPLOADS} uploads are in progress already`);
     const id = randomUUID();
     const file = path.join(this.dir, id);
     await (await fsp.open(file, 'wx', 0o600)).close();
@@ -112,7 +116,8 @@ export class UploadSessions {
 
   /** Drops the upload (DELETE, or a failure the client cannot recover from). */
   async cancel(name: string, id: string): Promise<void> {
-    const up = this.get(name, id);
+    // a request still writing to it would recreate its file: refused until that one ends
+    const up = this.take(name, id);
     this.uploads.delete(id);
     await fsp.rm(up.file, { force: true });
   }

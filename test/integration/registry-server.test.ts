@@ -194,6 +194,52 @@ test('names outside the grammar and pages too large are refused', async () => {
   expect(bad.status).toBe(400);
 });
 
+test('hostile request lines, long names, odd tags and a bad digest on a monolithic POST: answered, nothing left, still serving', async () => {
+  // a request target URL cannot parse was once thrown outside the handler, ending the daemon
+  for (const target of ['//[', '//x:99999/', '//%zz/', '/v2/a/blobs/uploads/?digest=%zz']) {
+    const res = await rawGet(target);
+    expect(res.status).toBeGreaterThanOrEqual(400);
+  }
+  expect((await fetch(`${base}/v2/`)).status).toBe(200);
+  // the longest names the grammar allows get a record like any other
+  const long = `${'a'.repeat(120)}/${'b'.repeat(134)}`;
+  const config = Buffer.from('{"architecture":"amd64","os":"linux","long":1}');
+  await pushBlob(long, config);
+  expect((await putManifest(long, '__proto__', imageManifest(config, []))).status).toBe(201);
+  expect((await putManifest(long, 'constructor', imageManifest(config, []))).status).toBe(201);
+  expect(await (await fetch(`${base}/v2/${long}/tags/list`)).json()).toEqual({ name: long, tags: ['__proto__', 'constructor'] });
+  expect((await fetch(`${base}/v2/${long}/manifests/__proto__`)).status).toBe(200);
+  expect((await fetch(`${base}/v2/${long}/manifests/hasOwnProperty`, { method: 'DELETE' })).status).toBe(404);
+  expect(((await (await fetch(`${base}/v2/_catalog`)).json()) as { repositories: string[] }).repositories).toContain(long);
+  // a digest that cannot be one is refused before anything is written
+  const bad = await fetch(`${base}/v2/baddigest/blobs/uploads/?digest=sha256:XYZ`, { method: 'POST', body: randomBytes(100) });
+  expect([bad.status, await errorCode(bad)]).toEqual([400, 'DIGEST_INVALID']);
+  expect(await fsp.readdir(path.join(tmp, 'registry', 'uploads'))).toEqual([]);
+});
+
+test('an upload that a request is still writing to cannot be cancelled under it', async () => {
+  const start = await fetch(`${base}/v2/busy/blobs/uploads/`, { method: 'POST' });
+  const location = new URL(start.headers.get('location') as string, base);
+  const [host, port] = server.address.split(':') as [string, string];
+  const patch = http.request({ host, port: Number(port), method: 'PATCH', path: location.pathname, headers: { 'content-type': 'application/octet-stream' } });
+  const answered = new Promise<number>((resolve, reject) => {
+    patch.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    patch.on('error', reject);
+  });
+  patch.write(randomBytes(1000));
+  // the first bytes are in: the upload is busy until the PATCH ends
+  await waitFor('the PATCH to be under way', async () => ((await fsp.readdir(path.join(tmp, 'registry', 'uploads'))).length > 0 ? true : undefined));
+  const refused = await fetch(location, { method: 'DELETE' });
+  expect(refused.status).toBe(409);
+  patch.end(randomBytes(1000));
+  expect(await answered).toBe(202);
+  expect((await fetch(location, { method: 'DELETE' })).status).toBe(204);
+  expect((await fetch(location)).status).toBe(404);
+});
+
 test('tags and the catalog page with n and last, with a Link to the next page', async () => {
   const config = Buffer.from('{"architecture":"amd64","os":"linux","tags":true}');
   await pushBlob('paging/app', config);
