@@ -75,7 +75,7 @@ export class RegistryAuth {
     const challenge = this.challenges.get(registry);
     if (!challenge) return undefined;
     if (challenge.scheme === 'basic') {
-      const creds = this.credentials?.lookup(registry);
+      const creds = await this.credentials?.lookup(registry);
       return creds ? basic(creds) : undefined;
     }
     const key = `${registry} ${scope}`;
@@ -96,20 +96,20 @@ export class RegistryAuth {
    * Learns from a 401: records the challenge and forgets tokens for this scope. Returns whether
    * a retry may succeed (a new challenge, or credentials we have not tried yet).
    */
-  learn(registry: string, scope: string, wwwAuthenticate: string | undefined, sentAuthorization: boolean): boolean {
+  async learn(registry: string, scope: string, wwwAuthenticate: string | undefined, sentAuthorization: boolean): Promise<boolean> {
     const challenge = wwwAuthenticate ? parseChallenge(wwwAuthenticate) : undefined;
     if (!challenge) return false;
     this.tokens.delete(`${registry} ${scope}`);
     const known = this.challenges.get(registry);
     this.challenges.set(registry, challenge);
-    if (!sentAuthorization) return challenge.scheme === 'bearer' || this.credentials?.lookup(registry) !== undefined;
+    if (!sentAuthorization) return challenge.scheme === 'bearer' || (await this.credentials?.lookup(registry)) !== undefined;
     // Sent, refused: retrying only helps if the registry now asks for something else.
     return known?.scheme !== challenge.scheme;
   }
 
   /** Says why the registry refused us, for the error message. */
-  describeRefusal(registry: string): string {
-    return this.credentials?.lookup(registry)
+  async describeRefusal(registry: string): Promise<string> {
+    return (await this.credentials?.lookup(registry).catch(() => undefined))
       ? `the credentials for ${registry} were refused`
       : `no credentials for ${registry} (docker login, or $DOCKER_CONFIG/config.json)`;
   }
@@ -127,14 +127,14 @@ export class RegistryAuth {
     if (challenge.service) url.searchParams.set('service', challenge.service);
     url.searchParams.append('scope', scope);
     if (challenge.scope && challenge.scope !== scope) url.searchParams.append('scope', challenge.scope);
-    const creds = this.credentials?.lookup(registry);
+    const creds = await this.credentials?.lookup(registry);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (creds) headers.authorization = basic(creds);
     const started = this.now();
     const res = await sendRequest(this.dispatcher, url, { method: 'GET', headers, signal }, `${registry} (token server ${url.host})`);
     if (res.statusCode !== 200) {
       await discard(res);
-      const why = res.statusCode === 401 || res.statusCode === 403 ? this.describeRefusal(registry) : 'the token server failed';
+      const why = res.statusCode === 401 || res.statusCode === 403 ? await this.describeRefusal(registry) : 'the token server failed';
       throw new BuildError(res.statusCode >= 500 ? 'unavailable' : 'unauthenticated',
         `Cannot get a token for ${registry} (${scope}): ${why} (${res.statusCode} from ${url.host})`);
     }

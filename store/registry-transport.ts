@@ -71,9 +71,9 @@ export class RegistryTransport {
       const res = await this.sendOnce(ref, action, url, { ...req, headers });
       if (res.statusCode !== 401) return res;
       await discard(res);
-      const retry = attempt === 0 && this.auth.learn(ref.registry, scope, header(res, 'www-authenticate'), authorization !== undefined);
+      const retry = attempt === 0 && (await this.auth.learn(ref.registry, scope, header(res, 'www-authenticate'), authorization !== undefined));
       if (!retry) {
-        throw new BuildError('unauthenticated', `Cannot ${action} ${ref.familiar}: unauthorized (401): ${this.auth.describeRefusal(ref.registry)}`);
+        throw new BuildError('unauthenticated', `Cannot ${action} ${ref.familiar}: unauthorized (401): ${await this.auth.describeRefusal(ref.registry)}`);
       }
     }
   }

@@ -28,7 +28,9 @@ describe('pushing with the daemon credentials, and registries that refuse or are
     const dockerConfig = path.join(tmp, 'docker');
     await fsp.mkdir(dockerConfig);
     await fsp.writeFile(path.join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [locked.host]: { auth: Buffer.from('ci:s3cret').toString('base64') } } }));
-    daemon = await startDaemon({ builder: 'real', root: path.join(tmp, 'root'), env: { DOCKER_CONFIG: dockerConfig } });
+    // tmp/bin on its PATH: where a test puts a credential helper while the daemon runs
+    await fsp.mkdir(path.join(tmp, 'bin'));
+    daemon = await startDaemon({ builder: 'real', root: path.join(tmp, 'root'), env: { DOCKER_CONFIG: dockerConfig, PATH: `${path.join(tmp, 'bin')}:${process.env.PATH ?? ''}` } });
     ctx = path.join(tmp, 'ctx');
     await fsp.mkdir(ctx);
     await fsp.writeFile(path.join(ctx, 'Dockerfile'), `FROM ${ref}\nRUN echo pushed > /pushed\n`);
@@ -47,6 +49,29 @@ describe('pushing with the daemon credentials, and registries that refuse or are
     expect(res.code).toBe(0);
     const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', '--creds', 'ci:s3cret', `docker://${name}`]);
     expect(JSON.parse(stdout).Layers).toHaveLength(2);
+  }, 120_000);
+
+  test('a docker login while the daemon runs (config.json rewritten with a credential helper) is used by the next build, no restart', async () => {
+    const later = await startRegistry({ htpasswd: { user: 'late', pass: 'comer' } });
+    try {
+      const name = `${later.host}/team/app:2`;
+      const before = await build(['--output', `type=image,name=${name},push=true`]);
+      expect(before.code).not.toBe(0);
+      expect(before.stderr).toMatch(/no credentials for/);
+      // a credential helper as docker-credential-helpers' protocol has it, and config.json naming it for this registry
+      await fsp.writeFile(path.join(tmp, 'bin', 'docker-credential-citest'),
+        `#!/bin/sh\n[ "$1" = get ] || exit 2\n[ "$(cat)" = "${later.host}" ] || { echo "credentials not found in native keychain"; exit 1; }\necho '{"ServerURL":"${later.host}","Username":"late","Secret":"comer"}'\n`, { mode: 0o755 });
+      const file = path.join(tmp, 'docker', 'config.json');
+      const config = JSON.parse(await fsp.readFile(file, 'utf8')) as Record<string, unknown>;
+      await fsp.writeFile(file, JSON.stringify({ ...config, credHelpers: { [later.host]: 'citest' } }));
+      const after = await build(['--output', `type=image,name=${name},push=true`]);
+      expect(after.stderr).not.toMatch(/ERROR/);
+      expect(after.code).toBe(0);
+      const { stdout } = await run('skopeo', ['inspect', '--tls-verify=false', '--creds', 'late:comer', `docker://${name}`]);
+      expect(JSON.parse(stdout).Layers).toHaveLength(2);
+    } finally {
+      await later.stop();
+    }
   }, 120_000);
 
   test('a registry that refuses our credentials gives a clear error naming it', async () => {
