@@ -10,6 +10,7 @@ import { Snapshotter } from '../store/snapshotter';
 import { exportDockerArchive } from '../store/docker-archive-exporter';
 import { ExportImage, exportOciLayout } from '../store/oci-layout-exporter';
 import { boolAttr } from './bool-attr';
+import { manifestAnnotations } from './manifest-annotations';
 import { exportCompression } from './export-compression';
 import { BuildSession, ExportSpec, ExporterResponse } from './builder';
 import { assembleImage, type AssembledImage } from '../store/image-assembler';
@@ -79,7 +80,8 @@ export async function exportImage(
     // cores (see StreamedUploads; what it could not send, the push below sends).
     const first = pushes[0];
     const streamed = first?.client?.streamedUploads(first.ref, session.signal);
-    const assembled = await assembleImage(deps, result, image, session.signal, layerRequest(spec), streamed);
+    const platform = [image.os, image.architecture, image.variant].filter((p) => p !== undefined && p !== '').join('/');
+    const assembled = await assembleImage(deps, result, image, session.signal, layerRequest(spec), streamed, manifestAnnotations(spec.attrs, platform));
     const response: ExporterResponse = {
       'containerimage.digest': assembled.manifestDescriptor.digest,
       'containerimage.config.digest': assembled.configDescriptor.digest,

@@ -22,8 +22,10 @@ const COMMON: readonly OptionRule[] = [
   { key: 'oci-mediatypes', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes OCI media types' } },
   ...['attestation-inline', 'oci-artifact', 'prefer-nondist-layers', 'rewrite-timestamp', 'source-date-epoch']
     .map((key) => ({ key, unsupported: {} })),
-  // annotation.K, annotation[PLATFORM].K, annotation-TYPE.K, annotation-TYPE[PLATFORM].K
-  ...['', ...ANNOTATION_TYPES.map((t) => `-${t}`)].flatMap((t) => [`annotation${t}.`, `annotation${t}[`])
+  // the manifest's annotations (manifest-annotations.ts): annotation.K, annotation-manifest.K, each also [PLATFORM]
+  ...['annotation.', 'annotation[', 'annotation-manifest.', 'annotation-manifest['].map((key) => ({ key, prefix: true })),
+  // the index and descriptor kinds: annotation-TYPE.K, annotation-TYPE[PLATFORM].K
+  ...ANNOTATION_TYPES.filter((t) => t !== 'manifest').flatMap((t) => [`annotation-${t}.`, `annotation-${t}[`])
     .map((key) => ({ key, prefix: true, unsupported: {} })),
 ];
 

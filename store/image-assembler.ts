@@ -43,6 +43,8 @@ export async function assembleImage(
   signal: AbortSignal,
   request: LayerBlobRequest = { compression: DEFAULT_COMPRESSION, force: false },
   tee?: BlobTee,
+  /** the manifest's annotations (an output's annotation.* attributes) */
+  annotations?: Readonly<Record<string, string>>,
 ): Promise<AssembledImage> {
   const chain = result === null ? [] : await deps.snapshotter.chain(result);
   // Layers are independent: diff and compress them side by side, two per core for zlib (off
@@ -65,7 +67,7 @@ export async function assembleImage(
   const configBytes = Buffer.from(canonicalJson(config));
   const configInfo = await deps.content.ingest(Readable.from([configBytes]), {}, signal);
   const configDescriptor: Descriptor = { mediaType: MediaTypes.ociConfig, digest: configInfo.digest, size: configInfo.size };
-  const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: configDescriptor, layers };
+  const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: configDescriptor, layers, ...(annotations ? { annotations: { ...annotations } } : {}) };
   const manifestBytes = Buffer.from(canonicalJson(manifest));
   const manifestInfo = await deps.content.ingest(Readable.from([manifestBytes]), {}, signal);
   return {

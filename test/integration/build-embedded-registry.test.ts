@@ -97,6 +97,20 @@ test('type=registry with push-by-digest=true publishes the manifest by its diges
   expect(await (await fetch(`http://${registryAddr}/v2/bydigest/app/tags/list`)).json()).toEqual({ name: 'bydigest/app', tags: [] });
 });
 
+test('annotation.* and annotation-manifest.* attributes land on the pushed manifest', async () => {
+  const ctx = await writeContext(path.join(tmp, 'ctx-annotated'), { Dockerfile: [`FROM ${base.ref}`, 'RUN echo annotated > /a', ''].join('\n') });
+  const name = `${registryAddr}/annotated/app:1`;
+  const res = await runBuildctl([
+    '--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'),
+    'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
+    '--output', `type=image,name=${name},push=true,annotation.org.opencontainers.image.title=hello,annotation-manifest[linux/amd64].org.example.k=v,annotation-manifest[linux/arm64].org.example.no=x`,
+  ]);
+  expect(res.stderr).not.toContain('WARNING');
+  expect(res.code).toBe(0);
+  const manifest = JSON.parse((await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${name}`])).stdout) as { annotations?: Record<string, string> };
+  expect(manifest.annotations).toEqual({ 'org.opencontainers.image.title': 'hello', 'org.example.k': 'v' });
+});
+
 test('a registry address that is not loopback stops the daemon at start, saying why', async () => {
   const bad = await startDaemon({ builder: 'real', root: path.join(tmp, 'bad-root'), extraArgs: ['--registry-addr', '0.0.0.0:5999'] }).then(
     async (d) => {

@@ -105,13 +105,18 @@ describe('--output attributes', () => {
     ['oci', 'tar', 'false', '--output type=oci: tar=false is not supported yet: ignored; buildd writes a tar'],
     ['image', 'store', 'false', '--output type=image: store=false is not supported yet: ignored; buildd always stores a named image'],
     ...['oci-artifact', 'attestation-inline', 'prefer-nondist-layers', 'rewrite-timestamp', 'source-date-epoch',
-      'annotation.org.opencontainers.image.title', 'annotation[linux/amd64].k', 'annotation-index.k', 'annotation-index-descriptor.k',
-      'annotation-manifest.k', 'annotation-manifest[linux/amd64].k', 'annotation-manifest-descriptor.k', 'annotation-manifest-descriptor[linux/arm64].k']
+      'annotation-index.k', 'annotation-index-descriptor.k', 'annotation-manifest-descriptor.k', 'annotation-manifest-descriptor[linux/arm64].k']
       .map((key) => ['oci', key, '1', `--output type=oci: ${key} is not supported yet and was ignored`]),
     ...['dangling-name-prefix', 'danging-name-empty-only', 'name-canonical', 'unpack', 'unsafe-internal-store-allow-incomplete']
       .map((key) => ['image', key, 'true', `--output type=image: ${key} is not supported yet and was ignored`]),
   ])('type=%s: warns that %s=%s is not supported yet', (type, key, value, message) => {
     expect(outputAttrWarnings({ type: type as 'image' | 'oci' | 'docker', attrs: { [key]: value } })).toEqual([message]);
+  });
+
+  it('takes the manifest annotations without a warning', () => {
+    for (const key of ['annotation.org.opencontainers.image.title', 'annotation[linux/amd64].k', 'annotation-manifest.k', 'annotation-manifest[linux/amd64].k']) {
+      expect(outputAttrWarnings({ type: 'oci', attrs: { [key]: 'v' } })).toEqual([]);
+    }
   });
 
   it.each([
