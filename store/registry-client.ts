@@ -8,6 +8,7 @@ import { Descriptor, ImageManifest, Platform, imageIndexSchema, imageManifestSch
 import { INDEX_TYPES, MANIFEST_ACCEPT } from './oci-media-types';
 import { PushImage, pushImage } from './registry-push';
 import { StreamedUploads } from './streamed-upload';
+import { withRetries } from './registry-retry';
 import { HttpResponse, discard, header, parseJson, readCapped, sendRequest } from './registry-http';
 import { RegistryTransport, RegistryTransportOptions } from './registry-transport';
 
@@ -129,6 +130,11 @@ export class RegistryClient {
     const ref = asRef(refIn);
     const have = await store.info(descriptor.digest);
     if (have) return have;
+    // a download that broke off (the store keeps nothing of it) starts again
+    return withRetries(() => this.fetchBlobOnce(ref, descriptor, store, signal), signal);
+  }
+
+  private async fetchBlobOnce(ref: ImageRef, descriptor: Descriptor, store: ContentStore, signal?: AbortSignal): Promise<BlobInfo> {
     const res = await this.getBlob(ref, descriptor.digest, signal);
     const declared = Number(header(res, 'content-length'));
     if (Number.isFinite(declared) && declared !== descriptor.size) {

@@ -4,6 +4,7 @@ import type { ContentStore } from './content-store';
 import type { ImageRef } from './image-ref';
 import { Descriptor, imageIndexSchema, imageManifestSchema } from './manifest';
 import { mapBounded } from './map-bounded';
+import { withRetries } from './registry-retry';
 import { INDEX_TYPES } from './oci-media-types';
 import { discard, header, parseJson } from './registry-http';
 import type { RegistryTransport } from './registry-transport';
@@ -22,7 +23,9 @@ export interface PushImage {
 /**
  * Pushes `image` to `ref` (by tag, or by digest when the ref has one): each blob is checked
  * with HEAD and uploaded only when missing (POST + monolithic PUT streamed from the store),
- * several blobs at once, then, once every blob is there, the manifest is PUT. Returns the manifest's digest.
+ * several blobs at once, then, once every blob is there, the manifest is PUT. A blob or the
+ * manifest that fails transiently (a dropped connection, 5xx, 429) is sent again from the
+ * start, twice at most (see withRetries). Returns the manifest's digest.
  */
 export async function pushImage(transport: RegistryTransport, ref: ImageRef, image: PushImage, signal?: AbortSignal): Promise<string> {
   const digest = 'sha256:' + createHash('sha256').update(image.manifest).digest('hex');
@@ -38,13 +41,16 @@ export async function pushImage(transport: RegistryTransport, ref: ImageRef, ima
   await pushBlobs(transport, ref, scope, image, signal);
   const reference = ref.digest ?? ref.tag ?? digest;
   const url = transport.url(ref.registry, `${ref.repository}/manifests/${reference}`);
-  const res = await transport.send(ref, 'push', scope, url, {
-    method: 'PUT',
-    headers: { 'content-type': image.mediaType, 'content-length': String(image.manifest.length) },
-    body: async () => image.manifest,
-    signal,
-  });
-  if (res.statusCode !== 201 && res.statusCode !== 200) throw await transport.fail(res, ref, 'push', 'manifest');
+  const res = await withRetries(async () => {
+    const put = await transport.send(ref, 'push', scope, url, {
+      method: 'PUT',
+      headers: { 'content-type': image.mediaType, 'content-length': String(image.manifest.length) },
+      body: async () => image.manifest,
+      signal,
+    });
+    if (put.statusCode !== 201 && put.statusCode !== 200) throw await transport.fail(put, ref, 'push', 'manifest');
+    return put;
+  }, signal);
   await discard(res);
   const said = header(res, 'docker-content-digest');
   if (said && said !== digest) {
@@ -67,8 +73,9 @@ async function pushBlobs(transport: RegistryTransport, ref: ImageRef, scope: str
   const uploadSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   // mapBounded starts no upload after a failure and returns once every lane is done
   const missing = unique.filter((b) => !image.uploaded?.has(b.digest));
+  // a blob whose upload broke off (a dropped connection, a 5xx) is sent again from the start
   await mapBounded(missing, PARALLEL_UPLOADS, (blob) =>
-    pushBlob(transport, ref, scope, blob, image.store, uploadSignal).catch((err: unknown) => {
+    withRetries(() => pushBlob(transport, ref, scope, blob, image.store, uploadSignal), uploadSignal).catch((err: unknown) => {
       stop.abort(err);
       throw err;
     }),
