@@ -125,8 +125,9 @@ export class RegistryAuth {
       throw new BuildError('invalid-argument', `Cannot authenticate to ${registry}: the token realm is not http(s)`);
     }
     if (challenge.service) url.searchParams.set('service', challenge.service);
-    url.searchParams.append('scope', scope);
-    if (challenge.scope && challenge.scope !== scope) url.searchParams.append('scope', challenge.scope);
+    // several scopes (a mount also pulls from its source repository) go as several parameters
+    for (const one of scope.split(' ')) url.searchParams.append('scope', one);
+    if (challenge.scope && !scope.split(' ').includes(challenge.scope)) url.searchParams.append('scope', challenge.scope);
     const creds = await this.credentials?.lookup(registry);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (creds) headers.authorization = basic(creds);

@@ -56,6 +56,9 @@ function pullScope(ref: ImageRef): string {
   return `repository:${ref.repository}:pull`;
 }
 
+/** Blob origins remembered for cross-repository mounts. */
+const MAX_ORIGINS = 10_000;
+
 /**
  * Pulls and pushes images over the distribution API (OCI and Docker schema 2).
  *
@@ -65,6 +68,8 @@ function pullScope(ref: ImageRef): string {
 export class RegistryClient {
   private readonly transport: RegistryTransport;
   private readonly platform: Platform;
+  /** where pulled blobs came from (digest → registry and repository), for cross-repository mounts */
+  private readonly origins = new Map<string, { registry: string; repository: string }>();
 
   constructor(private readonly opts: RegistryClientOptions = {}) {
     this.transport = new RegistryTransport(opts);
@@ -131,7 +136,16 @@ export class RegistryClient {
     const have = await store.info(descriptor.digest);
     if (have) return have;
     // a download that broke off (the store keeps nothing of it) starts again
-    return withRetries(() => this.fetchBlobOnce(ref, descriptor, store, signal), signal);
+    const info = await withRetries(() => this.fetchBlobOnce(ref, descriptor, store, signal), signal);
+    this.remember(descriptor.digest, ref);
+    return info;
+  }
+
+  /** Notes where a blob came from, so a push to another repository of that registry can mount it. */
+  private remember(digest: string, ref: ImageRef): void {
+    // bounded: the oldest notes go first (a missed mount only costs an upload)
+    if (this.origins.size >= MAX_ORIGINS) this.origins.delete(this.origins.keys().next().value as string);
+    this.origins.set(digest, { registry: ref.registry, repository: ref.repository });
   }
 
   private async fetchBlobOnce(ref: ImageRef, descriptor: Descriptor, store: ContentStore, signal?: AbortSignal): Promise<BlobInfo> {
@@ -154,7 +168,12 @@ export class RegistryClient {
 
   /** Pushes blobs (skipping those the registry has) then the manifest; returns its digest. */
   async push(refIn: ImageRef | string, image: PushImage, signal?: AbortSignal): Promise<string> {
-    return pushImage(this.transport, asRef(refIn), image, signal);
+    const ref = asRef(refIn);
+    const mountFrom = (digest: string): string | undefined => {
+      const o = this.origins.get(digest);
+      return o !== undefined && o.registry === ref.registry && o.repository !== ref.repository ? o.repository : undefined;
+    };
+    return pushImage(this.transport, ref, { mountFrom, ...image }, signal);
   }
 
   /** A tee for assembleImage that uploads to `refIn`'s repository the blobs it makes (see StreamedUploads). */

@@ -18,6 +18,8 @@ export interface PushImage {
   store: ContentStore;
   /** blobs this push already sent and the registry committed (StreamedUploads): not checked again */
   uploaded?: ReadonlySet<string>;
+  /** another repository of the same registry known to hold a blob: it is mounted from there, not sent */
+  mountFrom?: (digest: string) => string | undefined;
 }
 
 /**
@@ -75,14 +77,14 @@ async function pushBlobs(transport: RegistryTransport, ref: ImageRef, scope: str
   const missing = unique.filter((b) => !image.uploaded?.has(b.digest));
   // a blob whose upload broke off (a dropped connection, a 5xx) is sent again from the start
   await mapBounded(missing, PARALLEL_UPLOADS, (blob) =>
-    withRetries(() => pushBlob(transport, ref, scope, blob, image.store, uploadSignal), uploadSignal).catch((err: unknown) => {
+    withRetries(() => pushBlob(transport, ref, scope, blob, image.store, uploadSignal, image.mountFrom?.(blob.digest)), uploadSignal).catch((err: unknown) => {
       stop.abort(err);
       throw err;
     }),
   );
 }
 
-async function pushBlob(transport: RegistryTransport, ref: ImageRef, scope: string, blob: Pick<Descriptor, 'digest' | 'size'>, store: ContentStore, signal?: AbortSignal): Promise<void> {
+async function pushBlob(transport: RegistryTransport, ref: ImageRef, scope: string, blob: Pick<Descriptor, 'digest' | 'size'>, store: ContentStore, signal?: AbortSignal, mountFrom?: string): Promise<void> {
   const head = await transport.send(ref, 'push', scope, transport.url(ref.registry, `${ref.repository}/blobs/${blob.digest}`), { method: 'HEAD', signal });
   await discard(head);
   if (head.statusCode === 200) return;
@@ -90,7 +92,18 @@ async function pushBlob(transport: RegistryTransport, ref: ImageRef, scope: stri
   const info = await store.info(blob.digest);
   if (!info) throw new BuildError('not-found', `Cannot push ${ref.familiar}: blob ${blob.digest} is not in the content store`);
   const start = transport.url(ref.registry, `${ref.repository}/blobs/uploads/`);
-  const post = await transport.send(ref, 'push', scope, start, { method: 'POST', headers: { 'content-length': '0' }, signal });
+  // Cross-repository mount: the registry links the blob it has in `mountFrom` (201), or starts
+  // a plain upload instead (202). Pulling from that repository too is part of the scope asked.
+  if (mountFrom !== undefined) {
+    start.searchParams.set('mount', blob.digest);
+    start.searchParams.set('from', mountFrom);
+  }
+  const postScope = mountFrom === undefined ? scope : `${scope} repository:${mountFrom}:pull`;
+  const post = await transport.send(ref, 'push', postScope, start, { method: 'POST', headers: { 'content-length': '0' }, signal });
+  if (post.statusCode === 201 && mountFrom !== undefined) {
+    await discard(post);
+    return;
+  }
   if (post.statusCode !== 202) throw await transport.fail(post, ref, 'push', `blob ${blob.digest} (starting the upload)`);
   await discard(post);
   const location = header(post, 'location');

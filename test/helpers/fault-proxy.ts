@@ -19,18 +19,22 @@ export type Fault =
 export interface FaultProxy {
   /** `127.0.0.1:PORT` */
   host: string;
-  /** `METHOD path` of every request seen, in order */
+  /** `METHOD path` of every request seen, in order (the query left out) */
   seen: string[];
+  /** `METHOD path?query` of every request seen, in order */
+  seenWithQuery: string[];
   close(): Promise<void>;
 }
 
 export async function startFaultProxy(upstream: string, decide: (method: string, path: string) => Fault): Promise<FaultProxy> {
   const [upHost, upPort] = upstream.split(':') as [string, string];
   const seen: string[] = [];
+  const seenWithQuery: string[] = [];
   const server = http.createServer((req, res) => {
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
     seen.push(`${method} ${path.split('?')[0]}`);
+    seenWithQuery.push(`${method} ${path}`);
     const fault = decide(method, path);
     if (fault.kind === 'drop-request') {
       let got = 0;
@@ -66,6 +70,7 @@ export async function startFaultProxy(upstream: string, decide: (method: string,
   return {
     host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     seen,
+    seenWithQuery,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -101,3 +101,29 @@ test('a pull whose blob download is cut off halfway fetches it again and stores 
     await proxy.close();
   }
 });
+
+test('a blob pulled from one repository is mounted into another of the same registry, not uploaded again', async () => {
+  const origin = await LocalContentStore.open(path.join(tmp, 'mount-origin'));
+  const layer = randomBytes(512 * 1024);
+  const image = await imageIn(origin, layer);
+  const seed = new RegistryClient();
+  await seed.push(parseImageRef(`${registry.host}/mount/base:1`), { manifest: image.manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: image.blobs, store: origin });
+  await seed.close();
+  const proxy = await startFaultProxy(registry.host, () => ({ kind: 'pass' }));
+  const client = new RegistryClient();
+  try {
+    const store = await LocalContentStore.open(path.join(tmp, 'mount-store'));
+    // pulled from mount/base (as a build's base layer is)...
+    await client.fetchBlob(parseImageRef(`${proxy.host}/mount/base:1`), { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(layer), size: layer.length }, store);
+    const own = await imageIn(store, layer);
+    // ...and pushed to mount/app: the layer is mounted, only the new config is uploaded
+    await client.push(parseImageRef(`${proxy.host}/mount/app:1`), { manifest: own.manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: own.blobs, store });
+    expect(proxy.seenWithQuery).toContain(`POST /v2/mount/app/blobs/uploads/?mount=${encodeURIComponent(sha(layer))}&from=mount%2Fbase`);
+    expect(proxy.seen.filter((r) => r.startsWith('PUT /v2/mount/app/blobs/uploads/'))).toHaveLength(1);
+    const blob = Buffer.from(await (await fetch(`http://${registry.host}/v2/mount/app/blobs/${sha(layer)}`)).arrayBuffer());
+    expect(blob.equals(layer)).toBe(true);
+  } finally {
+    await client.close();
+    await proxy.close();
+  }
+});
