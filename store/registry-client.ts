@@ -8,6 +8,7 @@ import { Descriptor, ImageManifest, Platform, imageIndexSchema, imageManifestSch
 import { INDEX_TYPES, MANIFEST_ACCEPT } from './oci-media-types';
 import { PushImage, pushImage } from './registry-push';
 import { StreamedUploads } from './streamed-upload';
+import { hostKey } from './registry-hosts';
 import { withRetries } from './registry-retry';
 import { HttpResponse, discard, header, parseJson, readCapped, sendRequest } from './registry-http';
 import { RegistryTransport, RegistryTransportOptions } from './registry-transport';
@@ -85,9 +86,17 @@ export class RegistryClient {
     return new RegistryClient({ ...this.opts, insecureRegistries: [...(this.opts.insecureRegistries ?? []), registry] });
   }
 
-  /** Fetches the manifest (picking `platform`, default this client's, from an index) and the config. */
+  /**
+   * Fetches the manifest (picking `platform`, default this client's, from an index) and the
+   * config; from the registry's mirrors first when it has some (the result names `refIn`).
+   */
   async resolve(refIn: ImageRef | string, signal?: AbortSignal, platform: Platform = this.platform): Promise<ResolvedImage> {
     const ref = asRef(refIn);
+    const resolved = await this.viaMirrors(ref, (from) => this.resolveFrom(from, signal, platform), signal);
+    return { ...resolved, ref: ref.toString() };
+  }
+
+  private async resolveFrom(ref: ImageRef, signal: AbortSignal | undefined, platform: Platform): Promise<ResolvedImage> {
     let got = await this.getManifest(ref, ref.digest ?? (ref.tag as string), signal);
     let indexDigest: string | undefined;
     if (INDEX_TYPES.includes(got.mediaType)) {
@@ -136,9 +145,30 @@ export class RegistryClient {
     const have = await store.info(descriptor.digest);
     if (have) return have;
     // a download that broke off (the store keeps nothing of it) starts again
-    const info = await withRetries(() => this.fetchBlobOnce(ref, descriptor, store, signal), signal);
+    const info = await this.viaMirrors(ref, (from) => withRetries(() => this.fetchBlobOnce(from, descriptor, store, signal), signal), signal);
     this.remember(descriptor.digest, ref);
     return info;
+  }
+
+  /**
+   * Runs a pull step against each mirror of `ref`'s registry in turn (the same repository, tag
+   * and digest there), then against the registry itself: the first that succeeds answers. A
+   * mirror that fails (has not the image, is down, refuses us) only moves on to the next;
+   * cancellation stops at once. Content is verified by digest whichever answered.
+   */
+  private async viaMirrors<T>(ref: ImageRef, attempt: (from: ImageRef) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const key = hostKey(ref.registry);
+    const mirrors = Object.entries(this.opts.registries ?? {}).find(([host]) => hostKey(host) === key)?.[1].mirrors ?? [];
+    for (const mirror of mirrors) {
+      signal?.throwIfAborted();
+      const from = parseImageRef(`${mirror}/${ref.repository}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`);
+      try {
+        return await attempt(from);
+      } catch (err) {
+        if (err instanceof BuildError && err.code === 'cancelled') throw err;
+      }
+    }
+    return attempt(ref);
   }
 
   /** Notes where a blob came from, so a push to another repository of that registry can mount it. */

@@ -19,6 +19,11 @@ export interface RegistryHostConfig {
   insecure?: boolean;
   /** PEM files of CAs trusted for this host, on top of Node's default roots. */
   ca?: readonly string[];
+  /**
+   * Registries (host[:port]) asked first for this one's images, in order, as BuildKit's
+   * `mirrors`: the same repository path on each; the host itself when none has it.
+   */
+  mirrors?: readonly string[];
 }
 
 /** The API endpoint of a registry: Docker Hub's name is not its API host. */

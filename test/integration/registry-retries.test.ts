@@ -127,3 +127,34 @@ test('a blob pulled from one repository is mounted into another of the same regi
     await proxy.close();
   }
 });
+
+test('mirrors: a pull asks the mirror first, and the registry itself when the mirror has not the image', async () => {
+  const mirror = await startRegistry();
+  try {
+    const store = await LocalContentStore.open(path.join(tmp, 'mirror-seed'));
+    const onMirror = await imageIn(store, randomBytes(64 * 1024));
+    const onOrigin = await imageIn(store, randomBytes(64 * 1024));
+    const seed = new RegistryClient();
+    // the mirror holds mirrored/app:1 (under the same repository path), the origin holds only mirrored/app:2
+    await seed.push(parseImageRef(`${mirror.host}/mirrored/app:1`), { manifest: onMirror.manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: onMirror.blobs, store });
+    await seed.push(parseImageRef(`${registry.host}/mirrored/app:2`), { manifest: onOrigin.manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: onOrigin.blobs, store });
+    await seed.close();
+    const client = new RegistryClient({ registries: { [registry.host]: { mirrors: [mirror.host] } } });
+    try {
+      const pulled = await client.resolve(`${registry.host}/mirrored/app:1`);
+      expect(pulled.ref).toBe(`${registry.host}/mirrored/app:1`);
+      expect(pulled.digest).toBe(sha(onMirror.manifest));
+      const into = await LocalContentStore.open(path.join(tmp, 'mirror-pull'));
+      const layer = pulled.manifest.layers[0] as { digest: string; size: number; mediaType: string };
+      expect(await client.fetchBlob(`${registry.host}/mirrored/app:1`, layer, into)).toEqual({ digest: layer.digest, size: layer.size });
+      // not on the mirror: the registry itself answers
+      expect((await client.resolve(`${registry.host}/mirrored/app:2`)).digest).toBe(sha(onOrigin.manifest));
+      // on neither: the registry's own answer is the error
+      await expect(client.resolve(`${registry.host}/mirrored/app:3`)).rejects.toThrow(registry.host);
+    } finally {
+      await client.close();
+    }
+  } finally {
+    await mirror.stop();
+  }
+});

@@ -34,6 +34,13 @@ describe('daemon config', () => {
     });
   });
 
+  it('takes mirrors per registry, as BuildKit\'s [registry."host"] mirrors', async () => {
+    const f = await write({ registry: { 'docker.io': { mirrors: ['mirror.local:5000', 'mirror2.local'] } } });
+    expect((await resolveConfig(['--config', f])).registry).toEqual({ 'docker.io': { mirrors: ['mirror.local:5000', 'mirror2.local'] } });
+    const g = await write({ registry: { 'docker.io': { mirrors: 'one' } } });
+    await expect(resolveConfig(['--config', g])).rejects.toThrow(/mirrors/);
+  });
+
   it('configures the embedded registry: its own certificate or the daemon\'s, htpasswd, anonymous pull', async () => {
     const own = await resolveConfig(['--registry-addr', '127.0.0.1:5000', '--registry-tlscert', 'c.pem', '--registry-tlskey', 'k.pem', '--registry-htpasswd', 'h', '--registry-anonymous-pull']);
     expect(own).toMatchObject({ registryAddr: '127.0.0.1:5000', registryTls: { cert: 'c.pem', key: 'k.pem' }, registryHtpasswd: 'h', registryAnonymousPull: true });
