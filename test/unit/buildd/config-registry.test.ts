@@ -43,6 +43,6 @@ describe('daemon config: registry.<host>', () => {
     const g = await write({ registry: { r: { http: 'yes' } } });
     await expect(resolveConfig(['--config', g])).rejects.toThrow(`Cannot load config ${g}: registry.r.http: Expected boolean, received string`);
     const h = await write({ registry: { r: { keypair: [{ cert: 'c', key: 'k' }] } } });
-    await expect(resolveConfig(['--config', h])).rejects.toThrow(/Unrecognized key\(s\) in object: 'mirrors'/);
+    await expect(resolveConfig(['--config', h])).rejects.toThrow(/Unrecognized key\(s\) in object: 'keypair'/);
   });
 });
