@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 /** What the proxy does to one request: pass it, or break its connection partway. */
 export type Fault =
   | { kind: 'pass' }
+  /** answers this status (with a Distribution error body) at once, reading nothing of the request */
+  | { kind: 'refuse'; status: number }
   /** takes this many bytes of the request body, then drops the connection */
   | { kind: 'drop-request'; afterBytes: number }
   /** forwards the request, sends this many bytes of the answer's body, then drops the connection */
@@ -36,6 +38,11 @@ export async function startFaultProxy(upstream: string, decide: (method: string,
     seen.push(`${method} ${path.split('?')[0]}`);
     seenWithQuery.push(`${method} ${path}`);
     const fault = decide(method, path);
+    if (fault.kind === 'refuse') {
+      res.writeHead(fault.status, { 'content-type': 'application/json', connection: 'close' });
+      res.end('{"errors":[{"code":"UNSUPPORTED","message":"refused by the test proxy"}]}');
+      return;
+    }
     if (fault.kind === 'drop-request') {
       let got = 0;
       req.on('data', (chunk: Buffer) => {

@@ -1,15 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { LocalContentStore } from '../../store/content-store';
-import { parseImageRef } from '../../store/image-ref';
+import { Readable } from 'node:stream';
+import { LocalContentStore, type BlobInfo } from '../../store/content-store';
+import { parseImageRef, type ImageRef } from '../../store/image-ref';
 import { DEFAULT_COMPRESSION } from '../../store/layer-compression';
-import { diffToLayer } from '../../store/layer-diff';
+import { diffToLayer, type LayerDescriptor } from '../../store/layer-diff';
 import { RegistryClient } from '../../store/registry-client';
 import { CountingDispatcher, countingDispatcher } from '../helpers/counting-dispatcher';
+import { startFaultProxy } from '../helpers/fault-proxy';
 import { TestRegistry, startRegistry } from '../helpers/registry';
 
 jest.setTimeout(60_000);
@@ -59,6 +59,19 @@ async function withClient<T>(fn: (client: RegistryClient, counter: CountingDispa
   }
 }
 
+/** Pushes an image of `layer` with a config of its own, telling the push what was streamed; returns the config. */
+async function pushImageOf(client: RegistryClient, ref: ImageRef, store: LocalContentStore, layer: LayerDescriptor, uploaded: ReadonlySet<string>): Promise<BlobInfo> {
+  const config = await store.ingest(Readable.from([Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.diffId] } }))]));
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+    layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
+  }));
+  await client.push(ref, { manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: [config, layer], store, uploaded });
+  return config;
+}
+
 test('a new layer reaches the registry while it is compressed: one PATCH, committed as the stored blob', async () => {
   await withClient(async (client, counter, store) => {
     const ref = parseImageRef(`${registry.host}/streamed/ok:latest`);
@@ -74,61 +87,17 @@ test('a new layer reaches the registry while it is compressed: one PATCH, commit
     expect(sent?.equals(stored)).toBe(true);
     expect('sha256:' + createHash('sha256').update(stored).digest('hex')).toBe(layer.digest);
     // the push that follows checks nothing it was told is there, and finds it all
-    const config = await store.ingest((async function* () { yield Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["' + layer.diffId + '"]}}'); })());
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-      layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
-    }));
-    await client.push(ref, { manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: [config, layer], store, uploaded: streamed.uploaded });
+    const config = await pushImageOf(client, ref, store, layer, streamed.uploaded);
     expect(counter.count('HEAD', `/blobs/${layer.digest}`)).toBe(0);
     expect(counter.count('HEAD', `/blobs/${config.digest}`)).toBe(1);
   });
 });
 
-/**
- * The registry behind a proxy that misbehaves on PATCH: answers 405 before reading the body
- * (`refuse`), or takes 1 MiB of it and drops the connection (`drop`). Everything else passes.
- */
-async function startProxy(mode: 'refuse' | 'drop'): Promise<{ host: string; close(): Promise<void> }> {
-  const [upHost, upPort] = registry.host.split(':') as [string, string];
-  const server = http.createServer((req, res) => {
-    if (req.method === 'PATCH') {
-      if (mode === 'refuse') {
-        res.writeHead(405, { 'content-type': 'application/json' });
-        res.end('{"errors":[{"code":"UNSUPPORTED","message":"no streamed uploads here"}]}');
-        return;
-      }
-      let got = 0;
-      req.on('data', (chunk: Buffer) => {
-        got += chunk.length;
-        if (got > 1024 * 1024) req.socket.destroy();
-      });
-      return;
-    }
-    const up = http.request({ host: upHost, port: Number(upPort), method: req.method, path: req.url, headers: req.headers }, (upRes) => {
-      const headers = { ...upRes.headers };
-      // keep the client on the proxy
-      if (typeof headers.location === 'string') headers.location = headers.location.replace(`//${registry.host}`, `//127.0.0.1:${(server.address() as AddressInfo).port}`);
-      res.writeHead(upRes.statusCode ?? 502, headers);
-      upRes.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
-}
-
 test.each(['refuse', 'drop'] as const)('a registry that will not take the stream (%s): the layer is made whole and the ordinary push sends it', async (mode) => {
-  const proxy = await startProxy(mode);
+  // the registry behind a proxy that misbehaves on PATCH: answers 405 before reading the body
+  // (refuse), or takes 1 MiB of it and drops the connection (drop); everything else passes
+  const proxy = await startFaultProxy(registry.host, (method) =>
+    method !== 'PATCH' ? { kind: 'pass' } : mode === 'refuse' ? { kind: 'refuse', status: 405 } : { kind: 'drop-request', afterBytes: 1024 * 1024 });
   try {
     await withClient(async (client, counter, store) => {
       const ref = parseImageRef(`${proxy.host}/streamed/${mode}:latest`);
@@ -142,14 +111,7 @@ test.each(['refuse', 'drop'] as const)('a registry that will not take the stream
       expect(await registryBlob(registry.host, `streamed/${mode}`, layer.digest)).toBeUndefined();
       // the abandoned upload session was ended, not left to the registry's timeout
       expect(counter.count('DELETE', '/blobs/uploads/')).toBe(1);
-      const config = await store.ingest((async function* () { yield Buffer.from('{}'); })());
-      const manifest = Buffer.from(JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-        layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }],
-      }));
-      await client.push(ref, { manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: [config, layer], store, uploaded: streamed.uploaded });
+      await pushImageOf(client, ref, store, layer, streamed.uploaded);
       const sent = await registryBlob(registry.host, `streamed/${mode}`, layer.digest);
       expect(sent?.equals(await fsp.readFile(store.blobPath(layer.digest)))).toBe(true);
     });
