@@ -1,8 +1,8 @@
-import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
+import { readSmallFile } from '../store/small-file';
 import { ENTITLEMENTS, type Entitlement } from '../solver/entitlements';
 import { type RegistryHostConfig, loadCaFile } from '../store/registry-hosts';
 import { DEFAULT_ADDR } from './api/address';
@@ -138,14 +138,7 @@ function rootlessDefaultRoot(): string {
 const MAX_CONFIG_BYTES = 1024 * 1024;
 
 export async function loadConfigFile(file: string): Promise<DaemonConfigFile> {
-  let text: string;
-  try {
-    const st = await fsp.stat(file);
-    if (st.size > MAX_CONFIG_BYTES) throw new Error(`larger than ${MAX_CONFIG_BYTES} bytes`);
-    text = await fsp.readFile(file, 'utf8');
-  } catch (err) {
-    throw new BuildError('invalid-argument', `Cannot load config ${file}: ${(err as Error).message}`);
-  }
+  const text = await readSmallFile(file, MAX_CONFIG_BYTES, 'load config');
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -1,9 +1,9 @@
 import { X509Certificate } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
 import * as tls from 'node:tls';
 import { buildConnector } from 'undici';
 import { BuildError } from '../solver/build-error';
 import { DOCKER_HUB } from './image-ref';
+import { readSmallFile } from './small-file';
 
 /**
  * How to speak to one registry host: `registry.<host>` of the daemon config, with BuildKit's
@@ -83,14 +83,7 @@ const MAX_CA_BYTES = 1024 * 1024;
  * wrong path is found when the daemon starts rather than at the first pull.
  */
 export async function loadCaFile(file: string): Promise<string> {
-  let text: string;
-  try {
-    const st = await fsp.stat(file);
-    if (st.size > MAX_CA_BYTES) throw new Error(`larger than ${MAX_CA_BYTES} bytes`);
-    text = await fsp.readFile(file, 'utf8');
-  } catch (err) {
-    throw new BuildError('invalid-argument', `Cannot read CA file ${file}: ${(err as Error).message}`);
-  }
+  const text = await readSmallFile(file, MAX_CA_BYTES, 'read CA file');
   const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(text);
   try {
     if (!first) throw new Error('no PEM certificate in it');

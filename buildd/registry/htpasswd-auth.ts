@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
 import bcrypt from 'bcryptjs';
 import { BuildError } from '../../solver/build-error';
+import { readSmallFile } from '../../store/small-file';
 
 /** Largest htpasswd file read (a file of users, not a database). */
 const MAX_HTPASSWD_BYTES = 1024 * 1024;
@@ -34,14 +34,7 @@ export class HtpasswdAuth {
   private constructor(private readonly users: ReadonlyMap<string, string>) {}
 
   static async load(file: string): Promise<HtpasswdAuth> {
-    let text: string;
-    try {
-      const st = await fsp.stat(file);
-      if (st.size > MAX_HTPASSWD_BYTES) throw new Error(`larger than ${MAX_HTPASSWD_BYTES} bytes`);
-      text = await fsp.readFile(file, 'utf8');
-    } catch (err) {
-      throw new BuildError('invalid-argument', `Cannot load htpasswd ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
+    const text = await readSmallFile(file, MAX_HTPASSWD_BYTES, 'load htpasswd');
     const users = new Map<string, string>();
     text.split('\n').forEach((raw, i) => {
       const line = raw.trim();
