@@ -97,6 +97,23 @@ test('type=registry with push-by-digest=true publishes the manifest by its diges
   expect(await (await fetch(`http://${registryAddr}/v2/bydigest/app/tags/list`)).json()).toEqual({ name: 'bydigest/app', tags: [] });
 });
 
+test('"name=a,b" (CSV-quoted, as BuildKit parses --output) names and pushes the image under both names', async () => {
+  const ctx = await writeContext(path.join(tmp, 'ctx-two'), { Dockerfile: [`FROM ${base.ref}`, 'RUN echo two > /two', ''].join('\n') });
+  const md = path.join(tmp, 'md-two.json');
+  const res = await runBuildctl([
+    '--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'),
+    'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
+    '--output', `type=image,"name=${registryAddr}/two/a:1,${registryAddr}/two/b:1",push=true`, '--metadata-file', md,
+  ]);
+  expect(res.code).toBe(0);
+  const metadata = JSON.parse(await fsp.readFile(md, 'utf8')) as Record<string, string>;
+  expect(metadata['image.name']).toBe(`${registryAddr}/two/a:1,${registryAddr}/two/b:1`);
+  for (const repo of ['two/a', 'two/b']) {
+    const inspect = JSON.parse((await run('skopeo', ['inspect', '--tls-verify=false', `docker://${registryAddr}/${repo}:1`])).stdout) as { Digest: string };
+    expect(inspect.Digest).toBe(metadata['containerimage.digest']);
+  }
+});
+
 test('annotation.* and annotation-manifest.* attributes land on the pushed manifest', async () => {
   const ctx = await writeContext(path.join(tmp, 'ctx-annotated'), { Dockerfile: [`FROM ${base.ref}`, 'RUN echo annotated > /a', ''].join('\n') });
   const name = `${registryAddr}/annotated/app:1`;
