@@ -23,6 +23,14 @@ let registryAddr: string;
 let daemon: TestDaemon;
 let base: Awaited<ReturnType<typeof pushBusyboxImage>>;
 
+/** buildctl build of the context dir `ctx` (its Dockerfile) on daemon `d`, with extra flags. */
+function build(d: TestDaemon, ctx: string, extra: string[]): ReturnType<typeof runBuildctl> {
+  return runBuildctl([
+    '--addr', d.addr, '--tlsdir', path.join(d.certsDir as string, 'client'),
+    'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, ...extra,
+  ]);
+}
+
 async function start(): Promise<TestDaemon> {
   // --debug: the registry logs each request it serves
   return startDaemon({ builder: 'real', root, extraArgs: ['--registry-addr', registryAddr, '--debug'] });
@@ -49,11 +57,7 @@ test('a build FROM the embedded registry pushes its image into it; skopeo reads 
   });
   const name = `${registryAddr}/team/app:1.0`;
   const md = path.join(tmp, 'md.json');
-  const res = await runBuildctl([
-    '--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'),
-    'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
-    '--output', `type=image,name=${name},push=true`, '--metadata-file', md,
-  ]);
+  const res = await build(daemon, ctx, ['--output', `type=image,name=${name},push=true`, '--metadata-file', md]);
   expect(res.stderr).not.toContain('ERROR');
   expect(res.code).toBe(0);
   const digest = (JSON.parse(await fsp.readFile(md, 'utf8')) as Record<string, string>)['containerimage.digest'];
@@ -84,11 +88,7 @@ test('a build FROM the embedded registry pushes its image into it; skopeo reads 
 test('type=registry with push-by-digest=true publishes the manifest by its digest and sets no tag', async () => {
   const ctx = await writeContext(path.join(tmp, 'ctx-digest'), { Dockerfile: [`FROM ${base.ref}`, 'RUN echo by-digest > /d', ''].join('\n') });
   const md = path.join(tmp, 'md-digest.json');
-  const res = await runBuildctl([
-    '--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'),
-    'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
-    '--output', `type=registry,name=${registryAddr}/bydigest/app:not-set,push-by-digest=true`, '--metadata-file', md,
-  ]);
+  const res = await build(daemon, ctx, ['--output', `type=registry,name=${registryAddr}/bydigest/app:not-set,push-by-digest=true`, '--metadata-file', md]);
   expect(res.stderr).not.toContain('WARNING');
   expect(res.code).toBe(0);
   const digest = (JSON.parse(await fsp.readFile(md, 'utf8')) as Record<string, string>)['containerimage.digest'];
@@ -100,11 +100,7 @@ test('type=registry with push-by-digest=true publishes the manifest by its diges
 test('"name=a,b" (CSV-quoted, as BuildKit parses --output) names and pushes the image under both names', async () => {
   const ctx = await writeContext(path.join(tmp, 'ctx-two'), { Dockerfile: [`FROM ${base.ref}`, 'RUN echo two > /two', ''].join('\n') });
   const md = path.join(tmp, 'md-two.json');
-  const res = await runBuildctl([
-    '--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'),
-    'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
-    '--output', `type=image,"name=${registryAddr}/two/a:1,${registryAddr}/two/b:1",push=true`, '--metadata-file', md,
-  ]);
+  const res = await build(daemon, ctx, ['--output', `type=image,"name=${registryAddr}/two/a:1,${registryAddr}/two/b:1",push=true`, '--metadata-file', md]);
   expect(res.code).toBe(0);
   const metadata = JSON.parse(await fsp.readFile(md, 'utf8')) as Record<string, string>;
   expect(metadata['image.name']).toBe(`${registryAddr}/two/a:1,${registryAddr}/two/b:1`);
@@ -117,11 +113,7 @@ test('"name=a,b" (CSV-quoted, as BuildKit parses --output) names and pushes the 
 test('annotation.* and annotation-manifest.* attributes land on the pushed manifest', async () => {
   const ctx = await writeContext(path.join(tmp, 'ctx-annotated'), { Dockerfile: [`FROM ${base.ref}`, 'RUN echo annotated > /a', ''].join('\n') });
   const name = `${registryAddr}/annotated/app:1`;
-  const res = await runBuildctl([
-    '--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'),
-    'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
-    '--output', `type=image,name=${name},push=true,annotation.org.opencontainers.image.title=hello,annotation-manifest[linux/amd64].org.example.k=v,annotation-manifest[linux/arm64].org.example.no=x`,
-  ]);
+  const res = await build(daemon, ctx, ['--output', `type=image,name=${name},push=true,annotation.org.opencontainers.image.title=hello,annotation-manifest[linux/amd64].org.example.k=v,annotation-manifest[linux/arm64].org.example.no=x`]);
   expect(res.stderr).not.toContain('WARNING');
   expect(res.code).toBe(0);
   const manifest = JSON.parse((await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${name}`])).stdout) as { annotations?: Record<string, string> };
@@ -151,11 +143,7 @@ test("--registry-tls and --registry-htpasswd: the daemon's certificate and Basic
     const ctx = await writeContext(path.join(tmp, 'tls-ctx'), { Dockerfile: [`FROM ${base.ref}`, 'RUN echo secured > /secured', ''].join('\n') });
     const name = `${addr}/secure/app:1`;
     const md = path.join(tmp, 'tls-md.json');
-    const res = await runBuildctl([
-      '--addr', secured.addr, '--tlsdir', path.join(secured.certsDir as string, 'client'),
-      'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`,
-      '--output', `type=image,name=${name},push=true`, '--metadata-file', md,
-    ]);
+    const res = await build(secured, ctx, ['--output', `type=image,name=${name},push=true`, '--metadata-file', md]);
     expect(res.code).toBe(0);
     const digest = (JSON.parse(await fsp.readFile(md, 'utf8')) as Record<string, string>)['containerimage.digest'];
     const inspect = JSON.parse((await run('skopeo', ['inspect', '--cert-dir', certDir, '--creds', 'ci:token-1', `docker://${name}`])).stdout) as { Digest: string };
