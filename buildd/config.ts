@@ -25,7 +25,7 @@ export const daemonConfigFileSchema = z
     insecureTcp: z.boolean(),
     registry: z.record(
       z.string().min(1),
-      z.object({ http: z.boolean(), insecure: z.boolean(), ca: z.array(z.string().min(1)).max(64), mirrors: z.array(z.string().min(1).max(255)).max(16) }).partial().strict(),
+      z.object({ http: z.boolean(), insecure: z.boolean(), ca: z.array(z.string().min(1)).max(64), mirrors: z.array(z.string().min(1).max(255)).max(16), keypair: z.array(z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict()).max(4) }).partial().strict(),
     ),
     maxParallelism: z.number().int().min(1).max(1024),
     debug: z.boolean(),

@@ -24,6 +24,11 @@ export interface RegistryHostConfig {
    * `mirrors`: the same repository path on each; the host itself when none has it.
    */
   mirrors?: readonly string[];
+  /**
+   * Client certificates (PEM files) for registries that ask for one (mutual TLS), as BuildKit's
+   * `keypair`; the first pair is presented.
+   */
+  keypair?: ReadonlyArray<{ cert: string; key: string }>;
 }
 
 /** The API endpoint of a registry: Docker Hub's name is not its API host. */
@@ -168,7 +173,7 @@ export class RegistryHosts {
   private connectorFor(origin: string): Promise<buildConnector.connector> {
     const key = hostKey(origin);
     const host = this.hosts.get(key);
-    if (!host || (!host.config.insecure && !host.config.ca?.length)) return Promise.resolve(this.defaultConnector);
+    if (!host || (!host.config.insecure && !host.config.ca?.length && !host.config.keypair?.length)) return Promise.resolve(this.defaultConnector);
     let connector = this.connectors.get(key);
     if (!connector) {
       connector = this.buildFor(host.name, host.config);
@@ -181,7 +186,16 @@ export class RegistryHosts {
 
   /** `name`: the key as configured, so that an error names the setting to fix. */
   private async buildFor(name: string, config: RegistryHostConfig): Promise<buildConnector.connector> {
-    if (config.insecure) return buildConnector({ ...this.connectOptions, rejectUnauthorized: false });
+    const pair = config.keypair?.[0];
+    let client: { cert: string; key: string } | undefined;
+    if (pair) {
+      try {
+        client = { cert: await readSmallFile(pair.cert, MAX_CA_BYTES, 'read client certificate'), key: await readSmallFile(pair.key, MAX_CA_BYTES, 'read client key') };
+      } catch (err) {
+        throw new BuildError('failed-precondition', `Cannot connect to registry ${name}: registry.${JSON.stringify(name)}.keypair: ${(err as Error).message}`);
+      }
+    }
+    if (config.insecure) return buildConnector({ ...this.connectOptions, ...client, rejectUnauthorized: false });
     const extra: string[] = [];
     for (const file of config.ca ?? []) {
       try {
@@ -191,6 +205,6 @@ export class RegistryHosts {
       }
     }
     // Node's `ca` replaces the default roots: keep them, as BuildKit adds to the system pool.
-    return buildConnector({ ...this.connectOptions, ca: [...tls.rootCertificates, ...extra] });
+    return buildConnector({ ...this.connectOptions, ...client, ca: [...tls.rootCertificates, ...extra] });
   }
 }

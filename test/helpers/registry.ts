@@ -23,6 +23,12 @@ export interface RegistryListenOptions {
   address?: string;
   /** Serve HTTPS with this certificate and key (PEM files), e.g. from makeCerts. */
   tls?: { certificate: string; key: string };
+  /**
+   * With `tls`: refuse clients without a certificate signed by one of these CAs (distribution's
+   * tls.clientcas); `probeClient` is the certificate the readiness probe presents.
+   */
+  clientCas?: string[];
+  probeClient?: { cert: string; key: string };
 }
 
 /**
@@ -82,7 +88,9 @@ export async function startRegistry(auth: RegistryAuthOptions = {}, listen: Regi
   let tokenServer: TokenServer | undefined;
   let child: ChildProcess | undefined;
   // The readiness probe does not judge the certificate: the tests do.
-  let probe = listen.tls ? new Agent({ connect: { rejectUnauthorized: false } }) : undefined;
+  let probe = listen.tls
+    ? new Agent({ connect: { rejectUnauthorized: false, ...(listen.probeClient ? { cert: await fsp.readFile(listen.probeClient.cert), key: await fsp.readFile(listen.probeClient.key) } : {}) } })
+    : undefined;
   const closeProbe = async (): Promise<void> => {
     const p = probe;
     probe = undefined;
@@ -118,7 +126,7 @@ export async function startRegistry(auth: RegistryAuthOptions = {}, listen: Regi
       'log: {level: info, accesslog: {disabled: false}}',
       `storage: {filesystem: {rootdirectory: ${storageDir}}, delete: {enabled: true}}`,
       listen.tls
-        ? `http: {addr: "${host}", tls: {certificate: "${listen.tls.certificate}", key: "${listen.tls.key}"}}`
+        ? `http: {addr: "${host}", tls: {certificate: "${listen.tls.certificate}", key: "${listen.tls.key}"${listen.clientCas ? `, clientcas: [${listen.clientCas.map((c) => `"${c}"`).join(', ')}]` : ''}}}`
         : `http: {addr: "${host}"}`,
       authYaml,
     ].join('\n');

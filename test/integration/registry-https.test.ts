@@ -164,3 +164,37 @@ describe('an HTTPS registry whose certificate comes from a private CA', () => {
     expect(await withClient({ registries }, (c) => pullAndPush(c, busybox.ref, to))).toBe(busybox.digest);
   });
 });
+
+describe('a registry that asks for a client certificate (mutual TLS)', () => {
+  let mutual: TestRegistry;
+  let mutualCa: string;
+  let keypair: { cert: string; key: string };
+
+  beforeAll(async () => {
+    const certs = await makeCerts(path.join(tmp, 'mtls-certs'), { sans: [`IP:${ADDRESS}`] });
+    mutualCa = certs.daemon.ca;
+    keypair = { cert: path.join(certs.clientDir(), 'cert.pem'), key: path.join(certs.clientDir(), 'key.pem') };
+    mutual = await startRegistry({}, { address: ADDRESS, tls: { certificate: certs.daemon.cert, key: certs.daemon.key }, clientCas: [mutualCa], probeClient: keypair });
+  });
+
+  afterAll(async () => {
+    await mutual?.stop();
+  });
+
+  test('with registry.<host>.keypair the client certificate is presented: push and pull work', async () => {
+    const to = `${mutual.host}/mtls/busybox:1`;
+    const opts: RegistryClientOptions = { registries: { [secure.host]: { ca: [caFile] }, [mutual.host]: { ca: [mutualCa], keypair: [keypair] } } };
+    const digest = await withClient(opts, (c) => pullAndPush(c, busybox.ref, to));
+    expect((await withClient(opts, (c) => c.resolve(to))).digest).toBe(digest);
+  });
+
+  test('without it the registry refuses the connection, and the error names the registry', async () => {
+    const err = await rejection(withClient({ registries: { [mutual.host]: { ca: [mutualCa] } } }, (c) => c.resolve(`${mutual.host}/mtls/busybox:1`)));
+    expect(err.message).toContain(mutual.host);
+  });
+
+  test('a keypair file that is not there fails naming the setting', async () => {
+    const err = await rejection(withClient({ registries: { [mutual.host]: { ca: [mutualCa], keypair: [{ cert: path.join(tmp, 'nope.pem'), key: keypair.key }] } } }, (c) => c.resolve(`${mutual.host}/mtls/busybox:1`)));
+    expect(err.message).toMatch(new RegExp(`registry\\."${mutual.host.replace(/[.]/g, '\\.')}"\\.keypair: Cannot read client certificate .*nope\\.pem`));
+  });
+});

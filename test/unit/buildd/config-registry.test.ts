@@ -42,7 +42,7 @@ describe('daemon config: registry.<host>', () => {
     await expect(resolveConfig(['--config', f])).rejects.toThrow(`Cannot load config ${f}: registry.r.ca: Expected array, received string`);
     const g = await write({ registry: { r: { http: 'yes' } } });
     await expect(resolveConfig(['--config', g])).rejects.toThrow(`Cannot load config ${g}: registry.r.http: Expected boolean, received string`);
-    const h = await write({ registry: { r: { keypair: [{ cert: 'c', key: 'k' }] } } });
-    await expect(resolveConfig(['--config', h])).rejects.toThrow(/Unrecognized key\(s\) in object: 'keypair'/);
+    const h = await write({ registry: { r: { mirror: ['x'] } } });
+    await expect(resolveConfig(['--config', h])).rejects.toThrow(/Unrecognized key\(s\) in object: 'mirror'/);
   });
 });
