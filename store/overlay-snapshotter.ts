@@ -104,7 +104,7 @@ export class OverlaySnapshotter implements Snapshotter {
     const sdir = path.join(this.dir, active.id);
     await fsp.rm(path.join(sdir, 'work'), { recursive: true, force: true });
     // The layer's files must be on disk before the metadata says the snapshot exists.
-    if (!process.env.NOSYNC) await execFileP('sync', ['-f', path.join(sdir, 'fs')]);
+    await execFileP('sync', ['-f', path.join(sdir, 'fs')]);
     const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
     await this.writeMeta(done);
     this.metas.set(active.id, done);
