@@ -35,6 +35,8 @@ export interface ImageRef {
   withTag(tag: string): ImageRef;
   /** The same name without its tag (a pinned digest stays): what a push by digest names. */
   withoutTag(): ImageRef;
+  /** The same repository, tag and digest on another registry (host[:port]): a mirror's. */
+  withRegistry(registry: string): ImageRef;
   /** The fully qualified form: `docker.io/library/busybox:latest`. */
   toString(): string;
 }
@@ -73,6 +75,10 @@ class ParsedImageRef implements ImageRef {
 
   withoutTag(): ImageRef {
     return new ParsedImageRef(this.registry, this.repository, undefined, this.digest);
+  }
+
+  withRegistry(registry: string): ImageRef {
+    return parseImageRef(`${registry}/${this.repository}${suffix(this.tag, this.digest)}`);
   }
 
   toString(): string {

@@ -161,7 +161,7 @@ export class RegistryClient {
     const mirrors = Object.entries(this.opts.registries ?? {}).find(([host]) => hostKey(host) === key)?.[1].mirrors ?? [];
     for (const mirror of mirrors) {
       signal?.throwIfAborted();
-      const from = parseImageRef(`${mirror}/${ref.repository}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`);
+      const from = ref.withRegistry(mirror);
       try {
         return await attempt(from);
       } catch (err) {

@@ -52,3 +52,11 @@ describe('parseImageRef', () => {
     expect(() => ref.withDigest('sha256:x')).toThrow(BuildError);
   });
 });
+
+describe('ImageRef.withRegistry', () => {
+  test('keeps repository, tag and digest, on another registry', () => {
+    const d = 'sha256:' + 'a'.repeat(64);
+    expect(parseImageRef(`busybox:1@${d}`).withRegistry('mirror.local:5000').toString()).toBe(`mirror.local:5000/library/busybox:1@${d}`);
+    expect(parseImageRef('reg.example/team/app').withRegistry('m.local').toString()).toBe('m.local/team/app:latest');
+  });
+});
