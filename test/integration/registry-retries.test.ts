@@ -44,6 +44,16 @@ async function imageIn(store: LocalContentStore, layer: Buffer): Promise<{ manif
   return { manifest, blobs: [c, l] };
 }
 
+/** Pushes `image` (from `store`) as `ref` straight to a registry, with a client of its own: the state a test starts from. */
+async function seed(ref: string, image: { manifest: Buffer; blobs: Array<{ digest: string; size: number }> }, store: LocalContentStore): Promise<void> {
+  const client = new RegistryClient();
+  try {
+    await client.push(parseImageRef(ref), { manifest: image.manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: image.blobs, store });
+  } finally {
+    await client.close();
+  }
+}
+
 test('a push whose blob upload is cut off halfway sends it again; the image that lands is complete', async () => {
   let cut = false;
   const proxy = await startFaultProxy(registry.host, (method, p) => {
@@ -77,9 +87,7 @@ test('a pull whose blob download is cut off halfway fetches it again and stores 
   const upstreamStore = await LocalContentStore.open(path.join(tmp, 'origin'));
   const layer = randomBytes(1024 * 1024);
   const image = await imageIn(upstreamStore, layer);
-  const origin = new RegistryClient();
-  await origin.push(parseImageRef(`${registry.host}/pull/app:1`), { manifest: image.manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: image.blobs, store: upstreamStore });
-  await origin.close();
+  await seed(`${registry.host}/pull/app:1`, image, upstreamStore);
   let cut = false;
   const proxy = await startFaultProxy(registry.host, (method, p) => {
     if (!cut && method === 'GET' && p.endsWith(`/blobs/${sha(layer)}`)) {
@@ -106,9 +114,7 @@ test('a blob pulled from one repository is mounted into another of the same regi
   const origin = await LocalContentStore.open(path.join(tmp, 'mount-origin'));
   const layer = randomBytes(512 * 1024);
   const image = await imageIn(origin, layer);
-  const seed = new RegistryClient();
-  await seed.push(parseImageRef(`${registry.host}/mount/base:1`), { manifest: image.manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: image.blobs, store: origin });
-  await seed.close();
+  await seed(`${registry.host}/mount/base:1`, image, origin);
   const proxy = await startFaultProxy(registry.host, () => ({ kind: 'pass' }));
   const client = new RegistryClient();
   try {
@@ -134,11 +140,9 @@ test('mirrors: a pull asks the mirror first, and the registry itself when the mi
     const store = await LocalContentStore.open(path.join(tmp, 'mirror-seed'));
     const onMirror = await imageIn(store, randomBytes(64 * 1024));
     const onOrigin = await imageIn(store, randomBytes(64 * 1024));
-    const seed = new RegistryClient();
     // the mirror holds mirrored/app:1 (under the same repository path), the origin holds only mirrored/app:2
-    await seed.push(parseImageRef(`${mirror.host}/mirrored/app:1`), { manifest: onMirror.manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: onMirror.blobs, store });
-    await seed.push(parseImageRef(`${registry.host}/mirrored/app:2`), { manifest: onOrigin.manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', blobs: onOrigin.blobs, store });
-    await seed.close();
+    await seed(`${mirror.host}/mirrored/app:1`, onMirror, store);
+    await seed(`${registry.host}/mirrored/app:2`, onOrigin, store);
     const client = new RegistryClient({ registries: { [registry.host]: { mirrors: [mirror.host] } } });
     try {
       const pulled = await client.resolve(`${registry.host}/mirrored/app:1`);
