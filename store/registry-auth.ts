@@ -99,7 +99,9 @@ export class RegistryAuth {
   async learn(registry: string, scope: string, wwwAuthenticate: string | undefined, sentAuthorization: boolean): Promise<boolean> {
     const challenge = wwwAuthenticate ? parseChallenge(wwwAuthenticate) : undefined;
     if (!challenge) return false;
-    this.tokens.delete(`${registry} ${scope}`);
+    // Only a token that was sent and refused is dropped: a request that went without one (the
+    // challenge not yet known) must not throw away the token a parallel request just fetched.
+    if (sentAuthorization) this.tokens.delete(`${registry} ${scope}`);
     const known = this.challenges.get(registry);
     this.challenges.set(registry, challenge);
     if (!sentAuthorization) return challenge.scheme === 'bearer' || (await this.credentials?.lookup(registry)) !== undefined;
