@@ -4,6 +4,7 @@ import { statusToBuildError } from '../buildd/api/grpc-status';
 import { infoResponseSchema, type InfoResponse } from '../buildd/api/server-messages';
 import { BuildError, toBuildError } from '../solver/build-error';
 import { connect } from './connect';
+import { DockerAuthProvider } from './docker-auth';
 import { failureSummary } from './failure-summary';
 import { parseArgs, type BuildCommand } from './parse-args';
 import { PlainRenderer } from './progress-plain';
@@ -47,7 +48,7 @@ export async function main(): Promise<number> {
     if (cmd.outputs.some((o) => o.dest === '-') && process.stdout.isTTY) {
       throw new BuildError('invalid-argument', 'Cannot write the image tar to a terminal: redirect stdout or use dest=FILE');
     }
-    const response = await runBuild(client, { ...cmd, localKeys: await localKeys(cmd.locals), progress: renderer, signal: abort.signal });
+    const response = await runBuild(client, { ...cmd, localKeys: await localKeys(cmd.locals), progress: renderer, signal: abort.signal, registryAuth: new DockerAuthProvider() });
     if (cmd.metadataFile) await writeMetadata(cmd, response);
     return 0;
   } catch (err) {

@@ -32,6 +32,13 @@ export interface ParsedArgs {
   command: BuildCommand | { kind: 'info' };
 }
 
+/** Client environment variables buildctl passes on as build args (BuildKit's propagatableEnvs). */
+const PROPAGATED_ENV = ['SOURCE_DATE_EPOCH'];
+
+function propagatedEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(PROPAGATED_ENV.filter((name) => env[name] !== undefined).map((name) => [`build-arg:${name}`, env[name] as string]));
+}
+
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 /** --secret and --ssh, present only when given. */
@@ -80,7 +87,8 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
       command = {
         kind: 'build',
         frontend: o.frontend,
-        frontendAttrs: parseOpts(o.opt ?? []),
+        // as BuildKit's buildctl: the client's $SOURCE_DATE_EPOCH becomes the build arg, an --opt wins
+        frontendAttrs: { ...propagatedEnv(env), ...parseOpts(o.opt ?? []) },
         locals: parseLocals(o.local ?? []),
         outputs: parseOutputs(o.output ?? []),
         noCache: o.cache === false,

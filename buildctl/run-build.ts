@@ -12,6 +12,7 @@ import type { ExporterResponse } from '../buildd/builder';
 import { BuildError, toBuildError } from '../solver/build-error';
 import type { OutputSpec } from './build-flags';
 import type { ProgressRenderer } from './progress-renderer';
+import type { CredentialSource } from '../store/docker-credentials';
 import { SecretStore } from './secret-store';
 import type { SecretSpec, SshSpec } from './session-flags';
 import { SessionClient } from './session-client';
@@ -35,6 +36,8 @@ export interface RunBuildOptions {
   secrets?: SecretSpec[];
   /** --ssh: agents the daemon may open channels to */
   ssh?: SshSpec[];
+  /** registry credentials lent to the daemon when it asks (the user's docker login); none: the daemon uses its own */
+  registryAuth?: CredentialSource;
   /** locals sent incrementally, name → key of the daemon's kept copy (see local-keys.ts); none: all in full */
   localKeys?: Record<string, string>;
   /** told what content the upload sent, once it is done */
@@ -64,6 +67,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
   await secrets.check();
   await agents.start();
   if (agents.ids().length > 0) start.ssh_ids = agents.ids();
+  if (opts.registryAuth) start.forward_credentials = true;
   const keys = Object.fromEntries(Object.entries(opts.localKeys ?? {}).filter(([name]) => localNames.includes(name)));
   if (Object.keys(keys).length > 0) start.local_keys = keys;
   const requests = new FileRequestQueue();
@@ -87,7 +91,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     if (be.code !== 'cancelled') fail(be);
   });
 
-  const session = new SessionClient(call, secrets, agents, call, fail);
+  const session = new SessionClient(call, secrets, agents, call, fail, opts.registryAuth);
   let succeeded = false;
   try {
     const response = await new Promise<ExporterResponse>((resolve, reject) => {

@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import { MAX_SSH_CHUNK_BYTES } from '../buildd/api/session-limits';
 import type { ServerMessage } from '../buildd/api/server-messages';
 import { BuildError, toBuildError } from '../solver/build-error';
+import type { CredentialSource } from '../store/docker-credentials';
 import type { SecretStore } from './secret-store';
 import type { SshAgents } from './ssh-agents';
 
@@ -13,8 +14,8 @@ export interface CallFlow {
 }
 
 /**
- * buildctl's side of the session: answers the daemon's secret requests from the SecretStore
- * and relays each ssh channel the daemon opens to a connection to the agent, with
+ * buildctl's side of the session: answers the daemon's secret requests from the SecretStore,
+ * its requests for registry credentials from the user's docker config (when given), and relays each ssh channel the daemon opens to a connection to the agent, with
  * backpressure both ways (an agent that reads slowly pauses the call; data from the agent
  * waits for the call's 'drain').
  *
@@ -31,12 +32,16 @@ export class SessionClient {
     private readonly agents: SshAgents,
     private readonly flow: CallFlow,
     private readonly fail: (err: BuildError) => void,
+    private readonly registryAuth?: CredentialSource,
   ) {}
 
   handle(m: ServerMessage): boolean {
     switch (m.msg) {
       case 'secret_request':
         void this.answerSecret(m.secret_request.id);
+        return true;
+      case 'credentials_request':
+        void this.answerCredentials(m.credentials_request.id, m.credentials_request.host);
         return true;
       case 'ssh_open':
         this.open(m.ssh_open.channel, m.ssh_open.id);
@@ -73,6 +78,19 @@ export class SessionClient {
     } finally {
       value?.fill(0);
     }
+  }
+
+  /** A lookup that fails is told to the daemon, whose pull or push then fails saying why. */
+  private async answerCredentials(id: string, host: string): Promise<void> {
+    const answer = { id, username: '', secret: '', not_found: false, error: '' };
+    try {
+      const creds = await this.registryAuth?.lookup(host);
+      if (creds) Object.assign(answer, { username: creds.username, secret: creds.password });
+      else answer.not_found = true;
+    } catch (err) {
+      answer.error = (err as Error).message || String(err);
+    }
+    await this.send({ credentials_value: answer }).catch(() => undefined);
   }
 
   private open(channel: number, id: string): void {

@@ -21,6 +21,8 @@ export interface StartMessage {
   entitlements: string[];
   /** locals sent incrementally: local name → key of the daemon's kept copy */
   local_keys?: Record<string, string>;
+  /** the client answers the daemon's requests for registry credentials */
+  forward_credentials?: boolean;
 }
 
 /** What was sent of the locals' content (for the tests and a debug line). */

@@ -5,7 +5,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BuildError, toBuildError } from '../solver/build-error';
 import { buildErrorToStatus } from './api/grpc-status';
-import { clientMessageSchema, describeZodError, type BuildStartMessage, type ClientMessage } from './api/messages';
+import { clientMessageSchema, describeZodError, SESSION_MESSAGES, type BuildStartMessage, type ClientMessage, type SessionClientMessage } from './api/messages';
 import { encodeProgress } from './api/progress-codec';
 import type { InfoResponse, ServerMessage } from './api/server-messages';
 import type { Builder, BuildRequest, BuildSession } from './builder';
@@ -126,7 +126,7 @@ export class BuildService {
         const bytes = moved ? moved.bytesReceived : (full?.bytes ?? 0);
         return { local, started: localsStarted, completed: Date.now(), files, bytes };
       });
-      clientSession = new ClientSession((msg) => writer.send(msg), new Set(start.ssh_ids));
+      clientSession = new ClientSession((msg) => writer.send(msg), new Set(start.ssh_ids), start.forward_credentials);
       // Only session messages may follow locals_done; a stray one fails the build instead of being ignored.
       void this.serveSession(reader, clientSession, abort);
 
@@ -242,7 +242,7 @@ export class BuildService {
         const msg = await this.readMessage(reader);
         if (abort.signal.aborted) return;
         if (msg === null) return session.clientDone();
-        if (msg.msg !== 'secret_value' && msg.msg !== 'ssh_data' && msg.msg !== 'ssh_close') {
+        if (!isSessionMessage(msg)) {
           throw new BuildError('invalid-argument', 'Cannot continue the build: the client sent a message after locals_done');
         }
         await session.handle(msg);
@@ -277,4 +277,8 @@ function peerIdentity(call: BuildCall): string {
 function throwIfAborted(signal: AbortSignal): void {
   if (!signal.aborted) return;
   throw signal.reason instanceof BuildError ? signal.reason : new BuildError('cancelled', 'Cannot continue: the build was cancelled');
+}
+
+function isSessionMessage(msg: ClientMessage): msg is SessionClientMessage {
+  return (SESSION_MESSAGES as readonly string[]).includes(msg.msg);
 }

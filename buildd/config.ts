@@ -62,6 +62,8 @@ export const daemonConfigFileSchema = z
     registryAnonymousPull: z.boolean(),
     /** kept copies of incrementally sent locals (<root>/locals): most keys and bytes, LRU unused ones go first */
     keptLocals: z.object({ maxKeys: z.number().int().min(1).max(4096), maxBytes: z.number().int().min(0) }).partial().strict(),
+    /** the most bytes a pulled layer may decompress to (default 64 GiB): a decompression bomb fails the pull */
+    maxLayerBytes: z.number().int().min(1),
   })
   .partial()
   .strict();
@@ -102,6 +104,8 @@ export interface DaemonConfig {
   stepLimits?: StepLimits;
   /** bounds of the kept locals; undefined: 32 keys, 10 GiB */
   keptLocals?: { maxKeys?: number; maxBytes?: number };
+  /** the most bytes a pulled layer may decompress to; DEFAULT_MAX_LAYER_BYTES when absent */
+  maxLayerBytes?: number;
   /**
    * cgroup under which each step gets its own (BuildKit's `cgroup-parent`); undefined: /buildd
    * for a root daemon; for a rootless one, a cgroup the user owns (see
@@ -222,6 +226,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     stepLimits: file.stepLimits,
     cgroupParent: file.cgroupParent,
     keptLocals: file.keptLocals,
+    maxLayerBytes: file.maxLayerBytes,
     rootless,
     snapshotter: flags.ociWorkerSnapshotter ?? file.snapshotter ?? 'auto',
     registryAddr: flags.registryAddr ?? file.registryAddr,

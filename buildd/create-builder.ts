@@ -14,6 +14,7 @@ import { EmbeddedRegistry } from './registry/embedded-registry';
 import { DockerfileBuilder } from './dockerfile-builder';
 import { BuildWorker } from './worker/build-worker';
 import { ImagePuller } from './worker/image-puller';
+import { SessionRegistries } from './session/session-registries';
 import { LayerIndex } from '../store/layer-index';
 import { RuncExecutor } from './worker/runc-executor';
 import { openCniSandboxes } from './worker/network/open-cni-sandboxes';
@@ -90,10 +91,10 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const cache = await CacheStore.open(root);
   const layers = await LayerIndex.open(root);
   const images = await ImageStore.open(root);
-  // Read once at start, like BuildKit's daemon-side auth: a new `docker login` needs a restart.
+  // checked now (a malformed config.json stops the start), then re-read whenever it changes
   const credentials = await loadDockerCredentials();
-  const registry = new RegistryClient({ registries: opts.config.registry, credentials });
-  const puller = new ImagePuller({ registry, content, snapshotter, cache, layers });
+  const registries = new SessionRegistries(new RegistryClient({ registries: opts.config.registry, credentials }), credentials);
+  const puller = new ImagePuller({ registries, content, snapshotter, cache, layers, maxLayerBytes: opts.config.maxLayerBytes });
   // cache mounts outlive builds and restarts: beside the other stores, not under tmp/
   const cacheMounts = await CacheMounts.open(path.join(root, 'cache-mounts'), { logger: opts.logger });
   // the kept copies of keyed locals (BuildService's LocalsStore, <root>/locals) never change once made
@@ -102,5 +103,5 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   // last: once the builder exists, its close() tears the pool down
   sandboxes?.fill();
   const embedded = opts.config.registryAddr === undefined ? undefined : await EmbeddedRegistry.open(path.join(root, 'registry'), content);
-  return new DockerfileBuilder({ solver, registry, credentials, content, snapshotter, layers, images, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded });
+  return new DockerfileBuilder({ solver, registries, content, snapshotter, layers, images, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded });
 }

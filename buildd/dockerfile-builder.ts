@@ -6,10 +6,8 @@ import { loadDefinition } from '../solver/definition-graph';
 import { Solver } from '../solver/solver';
 import { ContentStore } from '../store/content-store';
 import type { EmbeddedRegistry } from './registry/embedded-registry';
-import { CredentialSource } from '../store/docker-credentials';
 import { ImageStore } from '../store/image-store';
 import { Platform } from '../store/manifest';
-import { RegistryClient } from '../store/registry-client';
 import { resolveInRoot } from '../store/safe-path';
 import { Snapshotter } from '../store/snapshotter';
 import { dockerfileToGraph } from '../frontend/dockerfile-frontend';
@@ -22,14 +20,18 @@ import { frontendOptWarnings } from './frontend-opt-warnings';
 import { exportImage } from './image-export';
 import { exportFilesystem } from './filesystem-export';
 import { outputAttrWarnings } from './output-attr-warnings';
+import { sourceDateEpoch } from './source-date-epoch';
+import { boolAttr } from './bool-attr';
 import { Executor } from './worker/executor';
 import { LayerIndex } from '../store/layer-index';
+import type { SessionRegistries } from './session/session-registries';
+import type { RegistryClient } from '../store/registry-client';
 
 /** Everything a Dockerfile build uses; opened by createBuilder, shared by all builds. */
 export interface DockerfileBuilderDeps {
   solver: Solver;
-  registry: RegistryClient;
-  credentials: CredentialSource;
+  /** the daemon's registry client, and each build's when its client forwards credentials */
+  registries: SessionRegistries;
   content: ContentStore;
   snapshotter: Snapshotter;
   layers: LayerIndex;
@@ -59,11 +61,28 @@ export class DockerfileBuilder implements Builder {
     if (req.frontend !== 'dockerfile.v0') {
       throw new BuildError('invalid-argument', `Cannot build: unknown frontend ${JSON.stringify(req.frontend)} (only dockerfile.v0)`);
     }
+    // base images, pulls and pushes of this build use its client's credentials when it forwards them
+    const registry = this.deps.registries.forSession(session.attachables);
+    try {
+      return await this.solveAndExport(req, session, registry);
+    } finally {
+      await this.deps.registries.release(session.attachables);
+    }
+  }
+
+  private async solveAndExport(req: BuildRequest, session: BuildSession, registry: RegistryClient): Promise<ExporterResponse> {
     const attrs = req.frontendAttrs;
     // As BuildKit's solver: asking for an entitlement the daemon does not allow fails at once.
     const granted = grantEntitlements(req.entitlements, this.deps.insecureEntitlements ?? []);
     // Before any work: an option the user believes in but buildd ignores must not pass unseen.
     const optionWarnings = [...frontendOptWarnings(attrs), ...req.exports.flatMap((spec) => outputAttrWarnings(spec))];
+    // SOURCE_DATE_EPOCH per output, checked before anything runs
+    const epochs = req.exports.map((spec) => sourceDateEpoch(attrs, spec.attrs));
+    req.exports.forEach((spec, i) => {
+      if (spec.type !== 'tar' && spec.type !== 'local' && epochs[i] === undefined && boolAttr(spec.attrs, 'rewrite-timestamp', false)) {
+        optionWarnings.push(`--output type=${spec.type}: rewrite-timestamp is set, but there is no SOURCE_DATE_EPOCH (--opt build-arg:SOURCE_DATE_EPOCH=SECONDS): file times are left as they are`);
+      }
+    });
     for (const message of optionWarnings) session.progress({ type: 'warning', message });
     const filename = attrs.filename ?? 'Dockerfile';
     const dockerfile = await readDockerfile(req.locals.dockerfile ?? req.locals.context, filename);
@@ -88,7 +107,7 @@ export class DockerfileBuilder implements Builder {
       resolveImage: async (ref, opts) => {
         // Another platform's image can be copied from (FROM --platform=... AS files); its RUN
         // steps would fail: the executor runs linux/amd64 only and emulates nothing.
-        const resolved = await this.deps.registry.resolve(ref, opts.signal ?? session.signal, parsePlatform(opts.platform));
+        const resolved = await registry.resolve(ref, opts.signal ?? session.signal, parsePlatform(opts.platform));
         return { ref: resolved.ref, digest: resolved.digest, config: resolved.config };
       },
     });
@@ -99,15 +118,15 @@ export class DockerfileBuilder implements Builder {
     const result = await this.deps.solver.solve(graph, { locals: req.locals, session: session.attachables, onEvent: (e) => session.progress(e), signal: session.signal });
     if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
     const response: ExporterResponse = {};
-    for (const spec of req.exports) {
+    for (const [i, spec] of req.exports.entries()) {
       const vertex = sha256Digest(`export ${req.ref} ${spec.type} ${JSON.stringify(spec.attrs)}`);
       const name = exportName(spec.type);
       const started = Date.now();
       session.progress({ type: 'vertex', digest: vertex, name, started, cached: false });
       try {
         const exported = spec.type === 'tar' || spec.type === 'local'
-          ? await exportFilesystem(this.deps.snapshotter, result.id, session)
-          : await exportImage(this.deps, spec, result.id, frontend.image, session);
+          ? await exportFilesystem(this.deps.snapshotter, result.id, session, epochs[i])
+          : await exportImage({ ...this.deps, registry }, spec, result.id, frontend.image, session, epochs[i], frontend.baseHistory);
         Object.assign(response, exported);
         session.progress({ type: 'vertex', digest: vertex, name, started, completed: Date.now(), cached: false });
       } catch (err) {
@@ -120,7 +139,7 @@ export class DockerfileBuilder implements Builder {
 
   async close(): Promise<void> {
     await this.deps.executor.close();
-    await this.deps.registry.close();
+    await this.deps.registries.daemon.close();
   }
 }
 

@@ -7,6 +7,8 @@ import { checkOptions, OptionRule } from './option-rules';
  * up when it is implemented.
  */
 const IMPLEMENTED: readonly OptionRule[] = [
+  // an ARG like any other, and the time the exporters clamp to (source-date-epoch.ts)
+  { key: 'build-arg:SOURCE_DATE_EPOCH' },
   { key: 'filename' },
   { key: 'target' },
   { key: 'platform' },
@@ -22,7 +24,7 @@ const NOT_YET = (note?: string): OptionRule['unsupported'] => (note ? { note } :
 const SPECIAL_BUILD_ARGS = [
   'BUILDKIT_CACHE_MOUNT_NS', 'BUILDKIT_CONTEXT_KEEP_GIT_DIR', 'BUILDKIT_DOCKERFILE_CHECK', 'BUILDKIT_INLINE_CACHE',
   'BUILDKIT_MULTI_PLATFORM', 'BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE',
-  'BUILDKIT_SYNTAX', 'SOURCE_DATE_EPOCH',
+  'BUILDKIT_SYNTAX',
 ];
 const SPECIAL_NOTE = "only the build arg is set, BuildKit's meaning of it is ignored";
 

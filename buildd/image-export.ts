@@ -1,6 +1,5 @@
 import { BuildError } from '../solver/build-error';
 import { ContentStore } from '../store/content-store';
-import { CredentialSource } from '../store/docker-credentials';
 import { ImageConfig } from '../store/image-config';
 import { parseImageRef, type ImageRef } from '../store/image-ref';
 import type { EmbeddedRegistry } from './registry/embedded-registry';
@@ -12,6 +11,7 @@ import { ExportImage, exportOciLayout } from '../store/oci-layout-exporter';
 import { boolAttr } from './bool-attr';
 import { manifestAnnotations } from './manifest-annotations';
 import { exportCompression } from './export-compression';
+import { exportOciTypes } from './export-media-types';
 import { BuildSession, ExportSpec, ExporterResponse } from './builder';
 import { assembleImage, type AssembledImage } from '../store/image-assembler';
 import { LayerIndex } from '../store/layer-index';
@@ -23,8 +23,8 @@ export interface ImageExportDeps {
   snapshotter: Snapshotter;
   layers: LayerIndex;
   images: ImageStore;
+  /** the build's registry client (with the credentials its client forwards) */
   registry: RegistryClient;
-  credentials: CredentialSource;
   /** the daemon's own registry, when it serves one: a push to its address links instead of uploading */
   embedded?: EmbeddedRegistry;
 }
@@ -34,8 +34,10 @@ export interface ImageExportDeps {
  * given, reads no blob: its built layers are described uncompressed and no blob is made
  * (see LayerBlobRequest.lazy), so the build does not wait for compression nothing reads.
  */
-function layerRequest(spec: ExportSpec): LayerBlobRequest {
-  const request = exportCompression(spec.attrs);
+function layerRequest(spec: ExportSpec, epoch: number | undefined): LayerBlobRequest {
+  const request: LayerBlobRequest = exportCompression(spec.attrs);
+  // rewrite-timestamp=true, as BuildKit: the built layers' file times are clamped to the epoch
+  if (epoch !== undefined && boolAttr(spec.attrs, 'rewrite-timestamp', false)) request.epoch = epoch;
   const asked = ['compression', 'compression-level', 'force-compression'].some((k) => spec.attrs[k] !== undefined);
   if (spec.type === 'image' && !boolAttr(spec.attrs, 'push', false) && !asked) return { ...request, lazy: true };
   return request;
@@ -53,6 +55,10 @@ export async function exportImage(
   result: string | null,
   image: ImageConfig,
   session: BuildSession,
+  /** SOURCE_DATE_EPOCH of this output (see source-date-epoch.ts): clamps the config's times, and with rewrite-timestamp the layers' */
+  epoch?: number,
+  /** how many of image's history entries came with its base image (they keep their times) */
+  baseHistory = 0,
 ): Promise<ExporterResponse> {
   const names = (spec.attrs.name ?? '').split(',').map((n) => n.trim()).filter((n) => n.length > 0);
   const push = spec.type === 'image' && boolAttr(spec.attrs, 'push', false);
@@ -81,7 +87,7 @@ export async function exportImage(
     const first = pushes[0];
     const streamed = first?.client?.streamedUploads(first.ref, session.signal);
     const platform = [image.os, image.architecture, image.variant].filter((p) => p !== undefined && p !== '').join('/');
-    const assembled = await assembleImage(deps, result, image, session.signal, layerRequest(spec), streamed, manifestAnnotations(spec.attrs, platform));
+    const assembled = await assembleImage(deps, result, image, session.signal, layerRequest(spec, epoch), { tee: streamed, annotations: manifestAnnotations(spec.attrs, platform), epoch, baseHistory, dockerTypes: !exportOciTypes(spec) });
     const response: ExporterResponse = {
       'containerimage.digest': assembled.manifestDescriptor.digest,
       'containerimage.config.digest': assembled.configDescriptor.digest,

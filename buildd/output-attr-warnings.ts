@@ -1,6 +1,7 @@
 import { BuildError } from '../solver/build-error';
 import { boolAttr, parseGoBool } from './bool-attr';
 import { exportCompression } from './export-compression';
+import { exportOciTypes } from './export-media-types';
 import type { ExportSpec } from './builder';
 import { checkOptions, OptionRule } from './option-rules';
 
@@ -18,9 +19,12 @@ const COMMON: readonly OptionRule[] = [
   { key: 'compression' },
   { key: 'compression-level' },
   { key: 'force-compression' },
-  // zstd needs OCI media types, and BuildKit turns them on for it; buildd always writes them.
-  { key: 'oci-mediatypes', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes OCI media types' } },
-  ...['attestation-inline', 'oci-artifact', 'prefer-nondist-layers', 'rewrite-timestamp', 'source-date-epoch']
+  // OCI (default for image and oci, and with zstd) or Docker schema 2 (default for docker): export-media-types.ts
+  { key: 'oci-mediatypes' },
+  // SOURCE_DATE_EPOCH (source-date-epoch.ts); rewrite-timestamp clamps built layers' file times to it
+  { key: 'source-date-epoch' },
+  { key: 'rewrite-timestamp' },
+  ...['attestation-inline', 'oci-artifact', 'prefer-nondist-layers']
     .map((key) => ({ key, unsupported: {} })),
   // the manifest's annotations (manifest-annotations.ts): annotation.K, annotation-manifest.K, each also [PLATFORM]
   ...['annotation.', 'annotation[', 'annotation-manifest.', 'annotation-manifest['].map((key) => ({ key, prefix: true })),
@@ -41,9 +45,9 @@ const RULES: Record<ExportSpec['type'], readonly OptionRule[]> = {
   ],
   oci: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes a tar' } }],
   docker: [...COMMON, { key: 'dest' }, { key: 'tar', unsupported: { asBuilt: isTrue, note: 'ignored; buildd writes a tar' } }],
-  // the filesystem outputs: BuildKit's local and tar exporters read no attributes of their own
-  tar: [{ key: 'dest' }],
-  local: [{ key: 'dest' }],
+  // the filesystem outputs: BuildKit's local and tar exporters read only the epoch
+  tar: [{ key: 'dest' }, { key: 'source-date-epoch' }],
+  local: [{ key: 'dest' }, { key: 'source-date-epoch' }],
 };
 
 /**
@@ -56,6 +60,10 @@ const RULES: Record<ExportSpec['type'], readonly OptionRule[]> = {
  */
 export function outputAttrWarnings(spec: ExportSpec): string[] {
   for (const key of spec.type === 'image' ? ['push', 'push-by-digest', 'registry.insecure'] : []) boolAttr(spec.attrs, key, false);
+  if (spec.type !== 'tar' && spec.type !== 'local') {
+    boolAttr(spec.attrs, 'rewrite-timestamp', false);
+    exportOciTypes(spec);
+  }
   exportCompression(spec.attrs);
   for (const key of Object.keys(spec.attrs)) {
     const type = /^annotation-([^.[]*)/.exec(key)?.[1];

@@ -41,9 +41,12 @@ export function metaArgs(parsed: ParsedDockerfile, buildArgs: Record<string, str
   return args;
 }
 
-/** Build args no reachable ARG declares (the proxy args are always consumed). */
+/**
+ * Build args no reachable ARG declares. The proxy args are always consumed, and so is
+ * SOURCE_DATE_EPOCH: the exporters read it, and buildctl passes it on from the client's environment.
+ */
 export function unusedBuildArgs(parsed: ParsedDockerfile, plan: StagePlan, buildArgs: Record<string, string>): FrontendWarningLike[] {
-  const declared = new Set<string>(PROXY_ARGS);
+  const declared = new Set<string>([...PROXY_ARGS, 'SOURCE_DATE_EPOCH']);
   for (const decl of parsed.globalArgs) for (const a of decl.args) declared.add(a.key);
   for (const st of plan.reachable) for (const ins of st.parsed.instructions) if (ins.kind === 'ARG') for (const a of ins.args) declared.add(a.key);
   const unused = Object.keys(buildArgs).filter((k) => !declared.has(k)).sort();

@@ -66,6 +66,8 @@ export interface FrontendWarning {
 export interface FrontendResult {
   definition: Definition;
   image: ImageConfig;
+  /** how many entries at the start of image.history came with the base image */
+  baseHistory: number;
   warnings: FrontendWarning[];
 }
 
@@ -142,7 +144,7 @@ export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendR
 
   const warnings: FrontendWarning[] = [...(syntaxWarning ? [syntaxWarning] : []), ...applyChecks(lints, checks, filename), ...unusedBuildArgs(parsed, plan, input.buildArgs)];
   const target = states.get(plan.target.parsed.index) as StageState;
-  return { definition: toDefinition(target.fs), image: target.image, warnings };
+  return { definition: toDefinition(target.fs), image: target.image, baseHistory: target.baseHistory, warnings };
 }
 
 function startOf(

@@ -32,6 +32,11 @@ export interface StageState {
   displayName: string;
   cmdIndex: number;
   cmdTotal: number;
+  /**
+   * how many history entries at the start of `image` came with the base image (of this stage
+   * or the stage it derives from): the exporter keeps their times under SOURCE_DATE_EPOCH
+   */
+  baseHistory: number;
 }
 
 /** What dispatching needs from the build as a whole. */
@@ -66,7 +71,7 @@ export interface DispatchContext {
 export function deriveStage(parent: StageState, displayName: string, cmdTotal: number): StageState {
   return {
     fs: parent.fs, image: cloneImage(parent.image), env: parent.env.clone(), args: [],
-    cmdSet: false, displayName, cmdIndex: 0, cmdTotal,
+    cmdSet: false, displayName, cmdIndex: 0, cmdTotal, baseHistory: parent.baseHistory,
   };
 }
 
@@ -76,7 +81,7 @@ export function startStage(fs: FsState, image: ImageConfig, displayName: string,
   ensurePath(image.config);
   return {
     fs, image, env: EnvList.fromStrings(image.config.Env ?? []), args: [],
-    cmdSet: false, displayName, cmdIndex: 0, cmdTotal,
+    cmdSet: false, displayName, cmdIndex: 0, cmdTotal, baseHistory: image.history?.length ?? 0,
   };
 }
 

@@ -24,6 +24,7 @@ want ip iproute2
 want chattr e2fsprogs      # runc-executor.test.ts makes a stub unremovable with chattr +a
 want setpriv util-linux    # setpriv, unshare, nsenter: tests drop capabilities, make namespaces
 want ssh-agent openssh-client
+want faketime faketime     # build-reproducible.test.ts runs a daemon days ahead (libfaketime)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

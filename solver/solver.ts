@@ -153,7 +153,7 @@ export class Solver {
           cancelled: () => this.log?.debug({ step, key }, 'a shared step is cancelled: no build waits on it'),
           settled: () => this.inflight.delete(key),
         },
-        vertex.op.kind === 'exec' && (vertex.op.secrets !== undefined || vertex.op.ssh !== undefined),
+        borrowsSession(vertex),
       );
       this.inflight.set(key, created);
       run = created;
@@ -175,4 +175,14 @@ export class Solver {
 
 function isLocalSource(vertex: Vertex): boolean {
   return vertex.op.kind === 'source' && vertex.op.identifier.startsWith('local://');
+}
+
+/**
+ * Whether a step reads what its build's client lends: secrets and ssh agents of a RUN, the
+ * registry credentials an image pull uses (as BuildKit pulls with a waiting build's session).
+ */
+function borrowsSession(vertex: Vertex): boolean {
+  const op = vertex.op;
+  if (op.kind === 'exec') return op.secrets !== undefined || op.ssh !== undefined;
+  return op.kind === 'source' && op.identifier.startsWith('docker-image://');
 }

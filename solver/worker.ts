@@ -24,6 +24,13 @@ export interface SessionAttachables {
   hasSshAgent(id: string): boolean;
   /** A new connection to the client's agent `id`, relayed over the session; end or destroy it to close. */
   connectSshAgent(id: string): Duplex;
+  /** Whether the client answers registryCredentials (buildctl does: BuildKit's auth session). */
+  readonly forwardsCredentials: boolean;
+  /**
+   * The client's credentials for registry `host` (host[:port], docker.io for Docker Hub), asked
+   * once per build and host; undefined when it has none or forwards none.
+   */
+  registryCredentials(host: string): Promise<{ username: string; password: string } | undefined>;
 }
 
 /** Everything one op needs from its build; valid while that op runs. */

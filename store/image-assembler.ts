@@ -1,5 +1,6 @@
 import * as os from 'node:os';
 import { Readable } from 'node:stream';
+import { BuildError } from '../solver/build-error';
 import { canonicalJson } from '../solver/canonical-json';
 import type { BlobTee } from './blob-tee';
 import { ContentStore } from './content-store';
@@ -21,6 +22,23 @@ export interface AssembledImage {
   layers: Descriptor[];
 }
 
+/** How an export wants its image made beyond its layers' compression; every field optional. */
+export interface AssembleOptions {
+  /** a layer blob made now also goes here (a push uploading as it compresses) */
+  tee?: BlobTee;
+  /** the manifest's annotations (an output's annotation.* attributes) */
+  annotations?: Readonly<Record<string, string>>;
+  /**
+   * SOURCE_DATE_EPOCH, in seconds: the config's `created` and the history this build added are
+   * clamped to it, as BuildKit's exporter does (the first `baseHistory` entries, the base
+   * image's, keep their times).
+   */
+  epoch?: number;
+  baseHistory?: number;
+  /** Docker's schema 2 media types for the manifest, config and layers instead of OCI's (oci-mediatypes=false) */
+  dockerTypes?: boolean;
+}
+
 export interface AssemblerDeps {
   snapshotter: Snapshotter;
   content: ContentStore;
@@ -33,8 +51,8 @@ export interface AssemblerDeps {
  * compression and then reused (base layers keep the blob they were pulled as unless
  * `request.force`; see layerBlob), and every timestamp comes from
  * when a snapshot was made, so the same result always gives the same image digest: after a
- * fully cached rebuild, and after a daemon restart. A layer blob made now also goes to `tee`
- * (a push uploading as it compresses).
+ * fully cached rebuild, and after a daemon restart; with an `epoch`, also across rebuilds on
+ * other days (see AssembleOptions.epoch and LayerBlobRequest.epoch).
  */
 export async function assembleImage(
   deps: AssemblerDeps,
@@ -42,10 +60,9 @@ export async function assembleImage(
   image: ImageConfig,
   signal: AbortSignal,
   request: LayerBlobRequest = { compression: DEFAULT_COMPRESSION, force: false },
-  tee?: BlobTee,
-  /** the manifest's annotations (an output's annotation.* attributes) */
-  annotations?: Readonly<Record<string, string>>,
+  opts: AssembleOptions = {},
 ): Promise<AssembledImage> {
+  const { tee, annotations, epoch, baseHistory = 0, dockerTypes = false } = opts;
   const chain = result === null ? [] : await deps.snapshotter.chain(result);
   // Layers are independent: diff and compress them side by side, two per core for zlib (off
   // the main thread; the walks interleave their file reads): one per core left a core idle
@@ -56,24 +73,29 @@ export async function assembleImage(
     signal.throwIfAborted();
     return layerBlob(deps, id, request, signal, tee);
   });
-  const layers: Descriptor[] = records.map((r) => ({ mediaType: ociLayerType(r.mediaType), digest: r.digest, size: r.size }));
+  const layers: Descriptor[] = records.map((r) => ({ mediaType: dockerTypes ? dockerLayerType(r.mediaType, r.digest) : ociLayerType(r.mediaType), digest: r.digest, size: r.size }));
   const diffIds = records.map((r) => r.diffId);
   const createdAt: string[] = [];
   for (const id of chain) createdAt.push((await deps.snapshotter.get(id))?.createdAt ?? new Date(0).toISOString());
   const baseLayerCount = Math.min(image.rootfs.diff_ids.length, chain.length);
-  const history = datedHistory(image.history ?? [], baseLayerCount, createdAt);
-  const created = chain.length > baseLayerCount ? createdAt[createdAt.length - 1] : (image.created ?? createdAt[createdAt.length - 1]);
+  let history = datedHistory(image.history ?? [], baseLayerCount, createdAt, baseHistory);
+  let created = chain.length > baseLayerCount ? createdAt[createdAt.length - 1] : (image.created ?? createdAt[createdAt.length - 1]);
+  if (epoch !== undefined) {
+    history = clampedHistory(history, baseHistory, epoch);
+    created = clampTime(created, epoch) ?? created;
+  }
   const config: ImageConfig = { ...image, created, rootfs: { type: 'layers', diff_ids: diffIds }, history };
   const configBytes = Buffer.from(canonicalJson(config));
   const configInfo = await deps.content.ingest(Readable.from([configBytes]), {}, signal);
-  const configDescriptor: Descriptor = { mediaType: MediaTypes.ociConfig, digest: configInfo.digest, size: configInfo.size };
-  const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: configDescriptor, layers, ...(annotations ? { annotations: { ...annotations } } : {}) };
+  const configDescriptor: Descriptor = { mediaType: dockerTypes ? MediaTypes.dockerConfig : MediaTypes.ociConfig, digest: configInfo.digest, size: configInfo.size };
+  const manifestType = dockerTypes ? MediaTypes.dockerManifest : MediaTypes.ociManifest;
+  const manifest: ImageManifest = { schemaVersion: 2, mediaType: manifestType, config: configDescriptor, layers, ...(annotations ? { annotations: { ...annotations } } : {}) };
   const manifestBytes = Buffer.from(canonicalJson(manifest));
   const manifestInfo = await deps.content.ingest(Readable.from([manifestBytes]), {}, signal);
   return {
     manifest,
     manifestBytes,
-    manifestDescriptor: { mediaType: MediaTypes.ociManifest, digest: manifestInfo.digest, size: manifestInfo.size },
+    manifestDescriptor: { mediaType: manifestType, digest: manifestInfo.digest, size: manifestInfo.size },
     configDescriptor,
     layers,
   };
@@ -81,18 +103,47 @@ export async function assembleImage(
 
 /**
  * Gives every new history entry the time its layer's snapshot was made; an entry without a
- * layer takes the time of the layer before it. Base entries keep their own times.
+ * layer takes the time of the layer before it. The first `baseHistory` entries are the base
+ * image's and stay as they came (with no time when they had none: a pull's time would make
+ * the image depend on when the base was pulled).
  */
-function datedHistory(history: History[], baseLayerCount: number, createdAt: string[]): History[] {
+function datedHistory(history: History[], baseLayerCount: number, createdAt: string[], baseHistory: number): History[] {
   let layer = -1;
   let last = baseLayerCount > 0 ? createdAt[baseLayerCount - 1] : createdAt[0];
-  return history.map((entry) => {
+  return history.map((entry, i) => {
     if (!entry.empty_layer) {
       layer++;
       if (layer < createdAt.length) last = createdAt[layer];
     }
-    return entry.created !== undefined || last === undefined ? entry : { ...entry, created: last };
+    return i < baseHistory || entry.created !== undefined || last === undefined ? entry : { ...entry, created: last };
   });
+}
+
+/** An RFC 3339 time no later than `epoch` (seconds); undefined stays undefined, as BuildKit leaves a missing time. */
+function clampTime(time: string | undefined, epoch: number): string | undefined {
+  const at = epochTime(epoch);
+  return time === undefined || Date.parse(time) > Date.parse(at) ? at : time;
+}
+
+/** The epoch as BuildKit's Go writes it: RFC 3339 in UTC, whole seconds. */
+export function epochTime(epoch: number): string {
+  return new Date(epoch * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+/**
+ * BuildKit's history clamp: the base image's entries keep their times; in every entry after
+ * them, a time later than the epoch, or none, becomes the epoch.
+ */
+function clampedHistory(history: History[], baseHistory: number, epoch: number): History[] {
+  return history.map((entry, i) => (i < baseHistory ? entry : { ...entry, created: clampTime(entry.created, epoch) ?? epochTime(epoch) }));
+}
+
+/** The Docker schema 2 name of a layer type; zstd has none (an OCI-only type). */
+function dockerLayerType(mediaType: string, digest: string): string {
+  if (mediaType === MediaTypes.ociLayerGzip) return MediaTypes.dockerLayerGzip;
+  if (mediaType === MediaTypes.ociLayer) return MediaTypes.dockerLayer;
+  if (mediaType.startsWith('application/vnd.docker.')) return mediaType;
+  throw new BuildError('invalid-argument', `Cannot write layer ${digest} with Docker media types: ${mediaType} has no Docker name (use oci-mediatypes=true)`);
 }
 
 /** Our manifests are OCI; a Docker layer type names the same bytes under another name. */

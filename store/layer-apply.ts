@@ -17,6 +17,9 @@ type TarEntry = tar.ExtractEvents['entry'][1];
 const OPAQUE_MARKER = '.wh..wh..opq';
 const WHITEOUT_PREFIX = '.wh.';
 
+/** The default limit of one layer's uncompressed tar: far above real layers, far below a full disk. */
+export const DEFAULT_MAX_LAYER_BYTES = 64 * 1024 ** 3;
+
 /** What applying a layer proved about it. */
 export interface AppliedLayer {
   /** sha256 of the uncompressed tar, to check against the image config's diff_ids */
@@ -33,17 +36,24 @@ export interface AppliedLayer {
  * `.wh..wh..opq` empties a directory of what earlier layers put there, an existing entry is
  * replaced (a directory stays and takes the new owner and mode), directory times are set last.
  * Each entry's SCHILY.xattr.* PAX records are set on it, byte for byte (see writeTarEntry).
+ * A tar longer than `maxBytes` fails the unpack as soon as it gets there.
  */
-export async function applyLayer(source: Readable, root: string, signal?: AbortSignal): Promise<AppliedLayer> {
+export async function applyLayer(source: Readable, root: string, signal?: AbortSignal, maxBytes = DEFAULT_MAX_LAYER_BYTES): Promise<AppliedLayer> {
   const rootAbs = path.resolve(root);
   const compression = await sniffCompression(source);
   const hash = createHash('sha256');
+  let total = 0;
   // Keeps PAX values as bytes: a file capability is binary (see createTarExtract).
   const extract = createTarExtract();
   const stop = new AbortController();
   const feedSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  let feedError: unknown;
   const feed = async function (chunks: AsyncIterable<Buffer>): Promise<void> {
     for await (const chunk of chunks) {
+      total += chunk.length;
+      // a small blob can inflate without end (a decompression bomb): the tar is counted as it comes
+      // kept here: stream/promises' pipeline reports an AbortError instead of what its last step threw
+      if (total > maxBytes) throw (feedError = new BuildError('invalid-argument', `Cannot unpack the layer: it decompresses to more than ${maxBytes} bytes, the limit of a layer (maxLayerBytes in the daemon config)`));
       hash.update(chunk);
       if (!extract.write(chunk)) await drainedOrClosed(extract);
     }
@@ -52,20 +62,26 @@ export async function applyLayer(source: Readable, root: string, signal?: AbortS
   const feeding = compression === 'uncompressed'
     ? pipeline(source, feed, { signal: feedSignal })
     : pipeline(source, createDecompressor(compression), feed, { signal: feedSignal });
-  feeding.catch((err: unknown) => extract.destroy(err instanceof Error ? err : new Error(String(err))));
+  // A feed that fails mid-entry (the limit, a truncated blob) also stops the entry being written,
+  // which would otherwise wait for content that never comes.
+  feeding.catch((err: unknown) => {
+    feedError ??= err;
+    extract.destroy(err instanceof Error ? err : new Error(String(err)));
+    stop.abort(err);
+  });
 
   const state: ApplyState = { root: rootAbs, written: new Set(), dirTimes: [] };
   try {
     for await (const entry of extract) {
       signal?.throwIfAborted();
-      await applyEntry(entry, state, signal);
+      await applyEntry(entry, state, feedSignal);
     }
     await feeding;
   } catch (err) {
     stop.abort(err);
     extract.destroy();
     await feeding.catch(() => undefined);
-    throw err;
+    throw signal?.aborted ? err : (feedError ?? err);
   }
   // Children change their directory's mtime: set directories' times last, deepest first.
   for (const [dir, mtime] of state.dirTimes.reverse()) await fsp.utimes(dir, mtime, mtime);

@@ -19,6 +19,12 @@ export interface LayerBlobRequest {
    * layer keeps the blob it came as. A push or a tar export makes blobs when it needs them.
    */
   lazy?: boolean;
+  /**
+   * rewrite-timestamp with SOURCE_DATE_EPOCH (seconds): a built layer's times later than this
+   * become it, in a blob of its own (kept per epoch); base layers stay as they came, as BuildKit
+   * leaves the base image's diff IDs alone. Overrides `lazy` for built layers.
+   */
+  epoch?: number;
 }
 
 /** The stores layerBlob reads and writes. */
@@ -47,6 +53,9 @@ export interface LayerBlobDeps {
  */
 export async function layerBlob(deps: LayerBlobDeps, id: string, request: LayerBlobRequest, signal: AbortSignal, tee?: BlobTee): Promise<LayerRecord> {
   const primary = await deps.layers.get(id);
+  // a pulled layer always has its primary; one without is built
+  const built = primary === undefined || primary.source === 'build';
+  if (request.epoch !== undefined && built) return rewrittenLayer(deps, id, request.compression, request.epoch, signal, tee);
   if (request.lazy) return unstoredLayer(deps, id, primary, signal);
   if (!primary) {
     const diff = await diffToLayer(deps.snapshotter, id, deps.content, signal, request.compression, tee);
@@ -60,6 +69,19 @@ export async function layerBlob(deps: LayerBlobDeps, id: string, request: LayerB
   const converted = await recompress(deps.content, primary, request.compression, signal);
   await deps.layers.putVariant(id, request.compression, converted);
   return converted;
+}
+
+/**
+ * A built layer with its times clamped to `epoch`, made from the snapshot once per (compression,
+ * epoch) and remembered: a rebuild with the same epoch reuses the blob. Its diff ID is its own.
+ */
+async function rewrittenLayer(deps: LayerBlobDeps, id: string, compression: LayerCompression, epoch: number, signal: AbortSignal, tee?: BlobTee): Promise<LayerRecord> {
+  const known = await deps.layers.getRewritten(id, compression, epoch);
+  if (known && (await deps.content.info(known.digest))) return known;
+  const diff = await diffToLayer(deps.snapshotter, id, deps.content, signal, compression, tee, epoch);
+  const record: LayerRecord = { digest: diff.digest, size: diff.size, diffId: diff.diffId, diffSize: diff.diffSize, mediaType: diff.mediaType, source: 'build', compression };
+  await deps.layers.putRewritten(id, compression, epoch, record);
+  return record;
 }
 
 /**

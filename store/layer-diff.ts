@@ -9,6 +9,7 @@ import { createCompressor, DEFAULT_COMPRESSION, layerMediaType, type LayerCompre
 import type { Snapshotter } from './snapshotter';
 import { encodeTarHeader, padding, TAR_END, type TarHeaderFields } from './tar-header';
 import { isWhiteout } from './overlay-whiteout';
+import { rewriteTarTimes } from './tar-times';
 import { assertOverlayXattrsReadable } from './trusted-xattr-probe';
 import { CAPABILITY_XATTR, readXattrsSync } from './xattrs';
 
@@ -54,6 +55,8 @@ export async function diffToLayer(
   signal?: AbortSignal,
   compression: LayerCompression = DEFAULT_COMPRESSION,
   tee?: BlobTee,
+  /** rewrite-timestamp: every time in the tar later than this (seconds) becomes it */
+  clampTimesTo?: number,
 ): Promise<LayerDescriptor> {
   const upper = await snapshotter.upperDir(id);
   // rootless overlay mounts (userxattr) mark opaque directories with user.overlay.opaque
@@ -68,8 +71,9 @@ export async function diffToLayer(
   const counter: WalkState = { entries: 0 };
   let diffSize = 0;
   const compressor = createCompressor(compression);
+  const walked = layerTar(upper, opaqueXattr, counter, walkSignal);
   const compressing = pipeline(
-    layerTar(upper, opaqueXattr, counter, walkSignal),
+    clampTimesTo === undefined ? walked : rewriteTarTimes(walked, clampTimesTo, 'clamp'),
     async function* (chunks: AsyncIterable<Buffer>) {
       for await (const batch of coalesce(chunks)) {
         diffHash.update(batch);

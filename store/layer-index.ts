@@ -71,6 +71,15 @@ export class LayerIndex {
     return this.records.put(`${snapshotId}/${compressionName(compression)}`, record);
   }
 
+  /** The snapshot's blob in `compression` with its times clamped to `epoch` (rewrite-timestamp). */
+  getRewritten(snapshotId: string, compression: LayerCompression, epoch: number): Promise<LayerRecord | undefined> {
+    return this.records.get(`${snapshotId}/${compressionName(compression)}-t${epoch}`);
+  }
+
+  putRewritten(snapshotId: string, compression: LayerCompression, epoch: number, record: LayerRecord): Promise<void> {
+    return this.records.put(`${snapshotId}/${compressionName(compression)}-t${epoch}`, record);
+  }
+
   /**
    * The snapshot's layer described uncompressed (digest = diff ID) with no blob in the content
    * store: what an image that no push or tar has read yet refers to (see layerBlob's `lazy`).

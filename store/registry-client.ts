@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { BuildError } from '../solver/build-error';
 import { describeZodError } from '../solver/describe-zod-error';
+import type { Dispatcher } from 'undici';
 import type { BlobInfo, ContentStore } from './content-store';
+import type { CredentialSource } from './docker-credentials';
 import { ImageConfig, imageConfigSchema } from './image-config';
 import { ImageRef, parseImageRef } from './image-ref';
 import { Descriptor, ImageManifest, Platform, imageIndexSchema, imageManifestSchema } from './manifest';
@@ -70,11 +72,26 @@ export class RegistryClient {
   private readonly transport: RegistryTransport;
   private readonly platform: Platform;
   /** where pulled blobs came from (digest → registry and repository), for cross-repository mounts */
-  private readonly origins = new Map<string, { registry: string; repository: string }>();
+  private readonly origins: Map<string, { registry: string; repository: string }>;
 
-  constructor(private readonly opts: RegistryClientOptions = {}) {
-    this.transport = new RegistryTransport(opts);
+  /** `shared`: another client's connections and blob origins (see withCredentials); never closed by this one. */
+  constructor(
+    private readonly opts: RegistryClientOptions = {},
+    shared?: { dispatcher: Dispatcher; origins: Map<string, { registry: string; repository: string }> },
+  ) {
+    this.transport = new RegistryTransport(shared ? { ...opts, dispatcher: shared.dispatcher } : opts);
+    this.origins = shared?.origins ?? new Map();
     this.platform = opts.platform ?? { os: 'linux', architecture: 'amd64' };
+  }
+
+  /**
+   * A client for one build with other credentials (the ones its client forwards): its own
+   * challenges and tokens, so nothing fetched with these credentials serves anyone else, over
+   * this client's connections and with the blob origins it knows. close() it after the build;
+   * that leaves this client's connections open.
+   */
+  withCredentials(credentials: CredentialSource): RegistryClient {
+    return new RegistryClient({ ...this.opts, credentials }, { dispatcher: this.transport.dispatcher, origins: this.origins });
   }
 
   /**

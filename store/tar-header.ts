@@ -132,15 +132,20 @@ function ustarBlock(h: TarHeaderFields, where: { name: string; prefix: string },
   buf.write(octal(h.devmajor ?? 0, 6), 329);
   buf.write(octal(h.devminor ?? 0, 6), 337);
   if (where.prefix) buf.write(where.prefix, 345);
-  let sum = 8 * 32;
-  for (let i = 0; i < 148; i++) sum += buf[i];
-  for (let i = 156; i < BLOCK; i++) sum += buf[i];
-  buf.write(octal(sum, 6), 148);
+  writeChecksum(buf);
   return buf;
 }
 
+/** Sets a header block's checksum: the sum of its bytes, the checksum field counted as spaces. */
+export function writeChecksum(block: Buffer): void {
+  let sum = 8 * 32;
+  for (let i = 0; i < 148; i++) sum += block[i];
+  for (let i = 156; i < BLOCK; i++) sum += block[i];
+  block.write(octal(sum, 6), 148);
+}
+
 /** tar-stream's octal field: zero-padded digits and a space; all sevens when it overflows. */
-function octal(value: number, digits: number): string {
+export function octal(value: number, digits: number): string {
   const s = value.toString(8);
   if (s.length > digits) return '7'.repeat(digits) + ' ';
   return '0'.repeat(digits - s.length) + s + ' ';

@@ -57,6 +57,8 @@ export const buildStartSchema = z
     entitlements: z.array(z.enum(ENTITLEMENTS)).max(ENTITLEMENTS.length * 4).default([]),
     // locals sent incrementally against the daemon's kept copy; absent from an older client: none
     local_keys: z.record(nameSchema, localKeySchema).default({}),
+    // an older client forwards no credentials
+    forward_credentials: z.boolean().default(false),
   })
   .refine((s) => new Set(s.local_names).size === s.local_names.length, 'Local names must be unique')
   .refine((s) => Object.keys(s.local_keys).every((n) => s.local_names.includes(n)), 'A local key names a local that is not in local_names')
@@ -132,6 +134,18 @@ export const secretValueSchema = z
   })
   .refine((v) => !v.not_found || v.data.length === 0, 'A secret that is not found has no data');
 
+/** The answer to a CredentialsRequest: found, not found, or why the lookup failed; nothing else. */
+export const credentialsValueSchema = z
+  .object({
+    id: z.string().min(1).max(64),
+    username: z.string().max(4096),
+    secret: z.string().max(64 * 1024),
+    not_found: z.boolean(),
+    error: z.string().max(4096),
+  })
+  .refine((v) => (v.not_found || v.error !== '' ? v.username === '' && v.secret === '' : v.username !== '' || v.secret !== ''),
+    'Credentials are either given, or not found, or an error');
+
 export const sshDataSchema = z.object({
   channel: u32,
   data: z.instanceof(Buffer).refine((b) => b.length > 0 && b.length <= MAX_SSH_CHUNK_BYTES, 'Chunk must be 1 byte to 64 KiB'),
@@ -151,6 +165,7 @@ export const clientMessageSchema = z.discriminatedUnion('msg', [
   z.object({ msg: z.literal('listing_done'), listing_done: z.object({ local: nameSchema }) }),
   z.object({ msg: z.literal('file'), file: z.object({ local: nameSchema, path: entryPathSchema }) }),
   z.object({ msg: z.literal('secret_value'), secret_value: secretValueSchema }),
+  z.object({ msg: z.literal('credentials_value'), credentials_value: credentialsValueSchema }),
   z.object({ msg: z.literal('ssh_data'), ssh_data: sshDataSchema }),
   z.object({ msg: z.literal('ssh_close'), ssh_close: sshCloseSchema }),
 ]);
@@ -158,5 +173,7 @@ export const clientMessageSchema = z.discriminatedUnion('msg', [
 export type BuildStartMessage = z.infer<typeof buildStartSchema>;
 export type FileEntryMessage = z.infer<typeof fileEntrySchema>;
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
-export type SessionClientMessage = Extract<ClientMessage, { msg: 'secret_value' | 'ssh_data' | 'ssh_close' }>;
+/** The messages a client may send after locals_done: answers to what the daemon asked. */
+export const SESSION_MESSAGES = ['secret_value', 'credentials_value', 'ssh_data', 'ssh_close'] as const;
+export type SessionClientMessage = Extract<ClientMessage, { msg: (typeof SESSION_MESSAGES)[number] }>;
 

@@ -33,6 +33,7 @@ export const serverMessageSchema = z.discriminatedUnion('msg', [
   z.object({ msg: z.literal('export'), export: z.object({ data: z.instanceof(Buffer), eof: z.boolean() }) }),
   z.object({ msg: z.literal('result'), result: z.object({ exporter_response: z.record(z.string()) }) }),
   z.object({ msg: z.literal('secret_request'), secret_request: z.object({ id: z.string().min(1).max(256) }) }),
+  z.object({ msg: z.literal('credentials_request'), credentials_request: z.object({ id: z.string().min(1).max(64), host: z.string().min(1).max(255) }) }),
   z.object({ msg: z.literal('ssh_open'), ssh_open: z.object({ channel: z.number().int().min(0).max(0xffffffff), id: z.string().min(1).max(256) }) }),
   z.object({
     msg: z.literal('ssh_data'),

@@ -10,11 +10,23 @@ interface PendingSecret {
   reject(err: Error): void;
 }
 
+type RegistryLogin = { username: string; password: string };
+
+interface PendingCredentials {
+  host: string;
+  resolve(value: RegistryLogin | undefined): void;
+  reject(err: Error): void;
+}
+
+/** Most registries one build may ask the client about: a runaway build cannot flood it. */
+const MAX_CREDENTIAL_HOSTS = 64;
+
 /**
  * The daemon's side of a build's session: asks the client for secrets when a step needs them
  * (secret_request → secret_value) and relays ssh agent connections as channels (ssh_open,
  * ssh_data, ssh_close). Nothing the client lends is kept: a secret's value goes to the step
- * that asked and is forgotten; a second step asks again.
+ * that asked and is forgotten; a second step asks again. Registry credentials (when the client
+ * forwards them) are asked once per host and kept for this build only.
  *
  * Lifecycle: one per Build call, made when the build starts; `handle` gets each session message
  * the client sends after locals_done; `clientDone` when the client half-closed (old clients
@@ -25,12 +37,38 @@ export class ClientSession implements SessionAttachables {
   private readonly pendingSecrets = new Map<string, PendingSecret>();
   private readonly channels = new Map<number, SshChannel>();
   private nextChannel = 1;
+  private readonly credentials = new Map<string, Promise<RegistryLogin | undefined>>();
+  private readonly pendingCredentials = new Map<string, PendingCredentials>();
+  private nextCredentialsId = 1;
   private ended: BuildError | undefined;
 
   constructor(
     private readonly send: SessionSend,
     private readonly sshIds: ReadonlySet<string>,
+    readonly forwardsCredentials = false,
   ) {}
+
+  registryCredentials(host: string): Promise<RegistryLogin | undefined> {
+    if (!this.forwardsCredentials) return Promise.resolve(undefined);
+    if (this.ended) return Promise.reject(this.ended);
+    let answer = this.credentials.get(host);
+    if (!answer) {
+      if (this.credentials.size >= MAX_CREDENTIAL_HOSTS) {
+        return Promise.reject(new BuildError('invalid-argument', `Cannot ask the client for the credentials of ${host}: this build already asked about ${MAX_CREDENTIAL_HOSTS} registries`));
+      }
+      const id = String(this.nextCredentialsId++);
+      answer = new Promise<RegistryLogin | undefined>((resolve, reject) => this.pendingCredentials.set(id, { host, resolve, reject }));
+      // a caller that gives up must not leave the rejection unhandled
+      answer.catch(() => undefined);
+      this.credentials.set(host, answer);
+      this.send({ msg: 'credentials_request', credentials_request: { id, host } }).catch((err: unknown) => {
+        const pending = this.pendingCredentials.get(id);
+        this.pendingCredentials.delete(id);
+        pending?.reject(toSessionError(err, `Cannot ask the client for the credentials of ${host}`));
+      });
+    }
+    return answer;
+  }
 
   secret(id: string, signal: AbortSignal): Promise<Buffer | undefined> {
     if (this.ended) return Promise.reject(this.ended);
@@ -74,6 +112,15 @@ export class ClientSession implements SessionAttachables {
         pending.resolve(not_found ? undefined : data);
         return;
       }
+      case 'credentials_value': {
+        const { id, username, secret, not_found, error } = msg.credentials_value;
+        const pending = this.pendingCredentials.get(id);
+        if (!pending) throw new BuildError('invalid-argument', `Cannot accept credentials ${id}: the daemon did not ask for them`);
+        this.pendingCredentials.delete(id);
+        if (error) pending.reject(new BuildError('failed-precondition', `Cannot get the client's credentials for ${pending.host}: ${error}`));
+        else pending.resolve(not_found ? undefined : { username, password: secret });
+        return;
+      }
       case 'ssh_data':
         // data for a channel the daemon already closed is in flight, not an error
         await this.channels.get(msg.ssh_data.channel)?.fromClient(msg.ssh_data.data);
@@ -99,6 +146,10 @@ export class ClientSession implements SessionAttachables {
     this.ended = reason;
     for (const p of this.pendingSecrets.values()) p.reject(reason);
     this.pendingSecrets.clear();
+    for (const p of this.pendingCredentials.values()) p.reject(reason);
+    this.pendingCredentials.clear();
+    // what the client lent is forgotten with the build
+    this.credentials.clear();
     for (const ch of [...this.channels.values()]) ch.destroy();
     this.channels.clear();
   }
@@ -107,8 +158,12 @@ export class ClientSession implements SessionAttachables {
     const pending = this.pendingSecrets.get(id);
     if (!pending) return;
     this.pendingSecrets.delete(id);
-    pending.reject(err instanceof BuildError ? err : new BuildError('cancelled', `Cannot ask the client for secret ${id}: ${(err as Error).message}`));
+    pending.reject(toSessionError(err, `Cannot ask the client for secret ${id}`));
   }
+}
+
+function toSessionError(err: unknown, what: string): BuildError {
+  return err instanceof BuildError ? err : new BuildError('cancelled', `${what}: ${(err as Error).message}`);
 }
 
 function raceAbort<T>(p: Promise<T>, signal: AbortSignal, message: string): Promise<T> {

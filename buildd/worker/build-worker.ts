@@ -147,7 +147,7 @@ export class BuildWorker implements Worker {
     if (!identifier.startsWith('docker-image://')) throw new BuildError('invalid-argument', `Cannot use source ${identifier}: unknown source type`);
     const digest = attrs.digest;
     if (!digest) throw new BuildError('invalid-argument', `Cannot use source ${identifier}: no resolved digest`);
-    const id = await this.deps.puller.pull(identifier.slice('docker-image://'.length), digest, ctx.signal);
+    const id = await this.deps.puller.pull(identifier.slice('docker-image://'.length), digest, ctx.signal, ctx.session);
     return { kind: 'snapshot', id };
   }
 

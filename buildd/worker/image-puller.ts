@@ -3,17 +3,21 @@ import { sha256Digest } from '../../solver/canonical-json';
 import { CacheStore } from '../../solver/cache-store';
 import { ContentStore } from '../../store/content-store';
 import { applyLayer } from '../../store/layer-apply';
-import { RegistryClient } from '../../store/registry-client';
+import type { SessionAttachables } from '../../solver/worker';
+import type { SessionRegistries } from '../session/session-registries';
 import { Snapshotter } from '../../store/snapshotter';
 import { LayerIndex } from '../../store/layer-index';
 
 /** The stores a pull writes to; shared with the rest of the worker. */
 export interface PullerDeps {
-  registry: RegistryClient;
+  /** the registry client of each build (the client's forwarded credentials, or the daemon's) */
+  registries: SessionRegistries;
   content: ContentStore;
   snapshotter: Snapshotter;
   cache: CacheStore;
   layers: LayerIndex;
+  /** the most bytes one layer may decompress to (maxLayerBytes of the daemon config) */
+  maxLayerBytes?: number;
 }
 
 /**
@@ -26,9 +30,10 @@ export interface PullerDeps {
 export class ImagePuller {
   constructor(private readonly deps: PullerDeps) {}
 
-  /** Returns the top snapshot of the image (null for an image without layers). */
-  async pull(ref: string, digest: string, signal: AbortSignal): Promise<string | null> {
-    const { registry, content, snapshotter, cache, layers } = this.deps;
+  /** Returns the top snapshot of the image (null for an image without layers). `session`: the build's, whose credentials pull. */
+  async pull(ref: string, digest: string, signal: AbortSignal, session?: SessionAttachables): Promise<string | null> {
+    const { content, snapshotter, cache, layers } = this.deps;
+    const registry = this.deps.registries.forSession(session);
     const pinned = ref.includes('@') ? ref : `${ref}@${digest}`;
     const image = await registry.resolve(pinned, signal);
     const diffIds = image.config.rootfs.diff_ids;
@@ -51,7 +56,7 @@ export class ImagePuller {
       const active = await snapshotter.prepare(parent ?? undefined, signal);
       try {
         const root = await active.mount();
-        const applied = await applyLayer(await content.read(desc.digest), root, signal);
+        const applied = await applyLayer(await content.read(desc.digest), root, signal, this.deps.maxLayerBytes);
         if (applied.diffId !== diffIds[i]) {
           throw new BuildError('invalid-argument', `Cannot unpack ${ref}: layer ${desc.digest} has diff ID ${applied.diffId}, the config says ${diffIds[i]}`);
         }

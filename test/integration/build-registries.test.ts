@@ -199,3 +199,38 @@ describe('HTTPS registries with a certificate from a private CA', () => {
     expect((await inspect(name)).Layers).toHaveLength(2);
   }, 120_000);
 });
+
+describe('a pulled layer that decompresses past maxLayerBytes', () => {
+  let tmp: string;
+  let reg: TestRegistry;
+  let daemon: TestDaemon;
+
+  beforeAll(async () => {
+    tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-max-layer-'));
+    reg = await startRegistry();
+    const config = path.join(tmp, 'buildd.json');
+    // busybox's one layer is about 2 MB of tar
+    await fsp.writeFile(config, JSON.stringify({ maxLayerBytes: 256 * 1024 }));
+    daemon = await startDaemon({ builder: 'real', root: path.join(tmp, 'root'), extraArgs: ['--config', config] });
+  }, 120_000);
+
+  afterAll(async () => {
+    await daemon?.stop();
+    await reg?.stop();
+    await fsp.rm(tmp, { recursive: true, force: true });
+  });
+
+  test('fails the pull saying so, and leaves no snapshot behind', async () => {
+    const { ref } = await pushBusyboxImage(reg.host);
+    const ctx = path.join(tmp, 'ctx');
+    await fsp.mkdir(ctx);
+    await fsp.writeFile(path.join(ctx, 'Dockerfile'), `FROM ${ref}\nRUN true\n`);
+    const res = await runBuildctl(['--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0',
+      '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--progress', 'plain']);
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toContain('Cannot unpack the layer: it decompresses to more than 262144 bytes, the limit of a layer (maxLayerBytes in the daemon config)');
+    const snapshots = await fsp.readdir(path.join(tmp, 'root', 'snapshots')).catch(() => [] as string[]);
+    const left = await Promise.all(snapshots.map((s) => fsp.readdir(path.join(tmp, 'root', 'snapshots', s)).catch(() => [])));
+    expect(left.flat().filter((n) => n !== 'records')).toEqual([]);
+  }, 120_000);
+});

@@ -10,13 +10,13 @@ import { ImageExportDeps, exportImage } from '../../buildd/image-export';
 import { ImagePuller } from '../../buildd/worker/image-puller';
 import { CacheStore } from '../../solver/cache-store';
 import { LocalContentStore } from '../../store/content-store';
-import { StaticCredentials } from '../../store/docker-credentials';
 import type { ImageConfig } from '../../store/image-config';
 import { ImageStore } from '../../store/image-store';
 import { layerCompression } from '../../store/layer-compression';
 import { LayerIndex } from '../../store/layer-index';
 import { OverlaySnapshotter } from '../../store/overlay-snapshotter';
 import { RegistryClient } from '../../store/registry-client';
+import { SessionRegistries } from '../../buildd/session/session-registries';
 import { TestRegistry, startRegistry } from '../helpers/registry';
 import { cleanupRoot } from '../helpers/store-mounts';
 
@@ -59,7 +59,7 @@ beforeAll(async () => {
   snapshotter = await OverlaySnapshotter.open(root);
   content = await LocalContentStore.open(path.join(root, 'content'));
   layers = await LayerIndex.open(root);
-  deps = { content, snapshotter, layers, images: await ImageStore.open(root), registry: client, credentials: new StaticCredentials(new Map()) };
+  deps = { content, snapshotter, layers, images: await ImageStore.open(root), registry: client };
   // Text compresses, random bytes do not: levels give different blobs for the first.
   const text = Array.from({ length: 20_000 }, (_, i) => `line ${i} of a compressible file\n`).join('');
   const a = await commitLayer(undefined, { 'etc/a.txt': text, 'bin/tool': randomBytes(100_000) });
@@ -213,7 +213,7 @@ describe('force-compression on a pulled base image', () => {
     // A base image with uncompressed layers, pulled as a build's FROM would pull it.
     const pushed = await push('base:tar', { compression: 'uncompressed' });
     base = await fetchChecked(pushed.name);
-    const puller = new ImagePuller({ registry: client, content, snapshotter, cache: await CacheStore.open(path.join(tmp, 'puller')), layers });
+    const puller = new ImagePuller({ registries: new SessionRegistries(client), content, snapshotter, cache: await CacheStore.open(path.join(tmp, 'puller')), layers });
     const pulledTop = await puller.pull(pushed.name, pushed.digest, new AbortController().signal);
     baseConfig = { ...image, rootfs: { type: 'layers', diff_ids: base.diffIds } };
     baseTop = await commitLayer(pulledTop ?? undefined, { 'on-top.txt': 'built on the base\n' });
@@ -244,7 +244,7 @@ describe('force-compression on a pulled base image', () => {
     const fresh = path.join(tmp, 'zstd-pull');
     const snaps = await OverlaySnapshotter.open(fresh);
     const pullDeps = { content: await LocalContentStore.open(path.join(fresh, 'content')), snapshotter: snaps, layers: await LayerIndex.open(fresh) };
-    const puller = new ImagePuller({ ...pullDeps, registry: client, cache: await CacheStore.open(fresh) });
+    const puller = new ImagePuller({ ...pullDeps, registries: new SessionRegistries(client), cache: await CacheStore.open(fresh) });
     const pulledTop = await puller.pull(pushed.name, pushed.digest, new AbortController().signal);
     expect(pulledTop).not.toBeNull();
     const view = await snaps.mountView(pulledTop as string);

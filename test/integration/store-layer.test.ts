@@ -232,6 +232,23 @@ describe('applyLayer', () => {
   });
 });
 
+describe('applyLayer and a decompression bomb', () => {
+  it('stops a layer that decompresses past the limit, however small its blob', async () => {
+    const dir = await fsp.mkdtemp(path.join(root, 'bomb-'));
+    // 8 MiB of zeros in a file: the gzip is a few KiB
+    const zeros = Buffer.alloc(8 * 1024 * 1024);
+    const layerTar = Buffer.concat([encodeTarHeader({ name: 'zeros', type: 'file', mode: 0o644, uid: 0, gid: 0, size: zeros.length, mtime: 0 }), zeros, TAR_END]);
+    const blob = gzipSync(layerTar);
+    expect(blob.length).toBeLessThan(64 * 1024);
+    await expect(applyLayer(Readable.from([blob]), dir, undefined, 1024 * 1024)).rejects.toThrow(
+      'Cannot unpack the layer: it decompresses to more than 1048576 bytes, the limit of a layer (maxLayerBytes in the daemon config)');
+    // under the limit the same layer applies
+    const ok = await fsp.mkdtemp(path.join(root, 'bomb-ok-'));
+    await applyLayer(Readable.from([blob]), ok, undefined, layerTar.length);
+    expect((await fsp.stat(path.join(ok, 'zeros'))).size).toBe(8 * 1024 * 1024);
+  });
+});
+
 describe('applyLayer with hostile layers', () => {
   let sandbox: string;
   let layerRoot: string;

@@ -12,6 +12,7 @@ import { LocalContentStore } from '../../store/content-store';
 import { LayerIndex } from '../../store/layer-index';
 import { OverlaySnapshotter } from '../../store/overlay-snapshotter';
 import { RegistryClient } from '../../store/registry-client';
+import { SessionRegistries } from '../../buildd/session/session-registries';
 import { cleanupRoot } from '../helpers/store-mounts';
 import { abortAtCheck } from '../helpers/abort-at-check';
 
@@ -49,7 +50,7 @@ describe('BuildWorker: a COPY whose step is aborted while it copies', () => {
     await fsp.mkdir(tmpDir, { recursive: true });
     // Real collaborators; a COPY never runs a container or pulls an image.
     const executor = new RuncExecutor({ runcRoot: path.join(root, 'runc'), stateDir: path.join(root, 'bundles') });
-    const puller = new ImagePuller({ registry: new RegistryClient(), content, snapshotter, cache, layers: await LayerIndex.open(root) });
+    const puller = new ImagePuller({ registries: new SessionRegistries(new RegistryClient()), content, snapshotter, cache, layers: await LayerIndex.open(root) });
     worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content });
   });
 

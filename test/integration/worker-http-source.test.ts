@@ -15,6 +15,7 @@ import type { OpResult } from '../../solver/worker';
 import { LocalContentStore } from '../../store/content-store';
 import { OverlaySnapshotter } from '../../store/overlay-snapshotter';
 import { RegistryClient } from '../../store/registry-client';
+import { SessionRegistries } from '../../buildd/session/session-registries';
 import { cleanupRoot } from '../helpers/store-mounts';
 
 let root: string;
@@ -47,7 +48,7 @@ async function startDaemon(): Promise<{ solver: Solver; snapshotter: OverlaySnap
   await fsp.mkdir(tmpDir, { recursive: true });
   // Real collaborators; an ADD-only graph never runs a container or pulls an image.
   const executor = new RuncExecutor({ runcRoot: path.join(root, 'runc'), stateDir: path.join(root, 'bundles') });
-  const puller = new ImagePuller({ registry: new RegistryClient(), content, snapshotter, cache, layers: await LayerIndex.open(root) });
+  const puller = new ImagePuller({ registries: new SessionRegistries(new RegistryClient()), content, snapshotter, cache, layers: await LayerIndex.open(root) });
   const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content });
   return { solver: new Solver(worker, cache, { maxParallelism: 2 }), snapshotter };
 }

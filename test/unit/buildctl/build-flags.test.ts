@@ -97,6 +97,16 @@ describe('buildctl flags', () => {
     });
   });
 
+  it("passes the client's $SOURCE_DATE_EPOCH on as the build arg, which an --opt overrides (as BuildKit's buildctl)", () => {
+    const attrs = (argv: string[], env: NodeJS.ProcessEnv) => {
+      const cmd = parseArgs(['build', '--frontend', 'dockerfile.v0', ...argv], env).command;
+      return cmd.kind === 'build' ? cmd.frontendAttrs : undefined;
+    };
+    expect(attrs([], { SOURCE_DATE_EPOCH: '1700000000' })).toEqual({ 'build-arg:SOURCE_DATE_EPOCH': '1700000000' });
+    expect(attrs(['--opt', 'build-arg:SOURCE_DATE_EPOCH=5'], { SOURCE_DATE_EPOCH: '1700000000' })).toEqual({ 'build-arg:SOURCE_DATE_EPOCH': '5' });
+    expect(attrs([], {})).toEqual({});
+  });
+
   it('defaults to cache on and auto progress', () => {
     const args = parseArgs(['build', '--frontend', 'dockerfile.v0'], {});
     expect(args.command).toMatchObject({ noCache: false, progress: 'auto', outputs: [], locals: {} });

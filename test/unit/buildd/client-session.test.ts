@@ -87,3 +87,53 @@ describe('SshChannel', () => {
     expect(sent.at(-1)).toEqual({ msg: 'ssh_close', ssh_close: { channel: 7, error: '' } });
   });
 });
+
+describe('ClientSession registry credentials', () => {
+  const sent: ServerMessage[] = [];
+  const send = async (m: ServerMessage): Promise<void> => void sent.push(m);
+  beforeEach(() => sent.splice(0));
+
+  const value = (id: string, v: Partial<{ username: string; secret: string; not_found: boolean; error: string }>) =>
+    ({ msg: 'credentials_value' as const, credentials_value: { id, username: '', secret: '', not_found: false, error: '', ...v } });
+
+  it('asks nothing of a client that forwards no credentials', async () => {
+    const s = new ClientSession(send, new Set());
+    await expect(s.registryCredentials('reg.example:5000')).resolves.toBeUndefined();
+    expect(sent).toEqual([]);
+  });
+
+  it('asks once per host for the whole build, whatever the number of askers', async () => {
+    const s = new ClientSession(send, new Set(), true);
+    const a = s.registryCredentials('reg.example:5000');
+    const b = s.registryCredentials('reg.example:5000');
+    const hub = s.registryCredentials('docker.io');
+    expect(sent).toEqual([
+      { msg: 'credentials_request', credentials_request: { id: '1', host: 'reg.example:5000' } },
+      { msg: 'credentials_request', credentials_request: { id: '2', host: 'docker.io' } },
+    ]);
+    await s.handle(value('1', { username: 'ci', secret: 's3cret' }));
+    await s.handle(value('2', { not_found: true }));
+    await expect(Promise.all([a, b, hub])).resolves.toEqual([{ username: 'ci', password: 's3cret' }, { username: 'ci', password: 's3cret' }, undefined]);
+    await expect(s.registryCredentials('reg.example:5000')).resolves.toEqual({ username: 'ci', password: 's3cret' });
+    expect(sent).toHaveLength(2);
+  });
+
+  it("says why the client's lookup failed, refuses answers it did not ask for, and forgets everything when the build ends", async () => {
+    const s = new ClientSession(send, new Set(), true);
+    const broken = s.registryCredentials('broken.example');
+    await s.handle(value('1', { error: 'docker-credential-pass: not found on PATH' }));
+    await expect(broken).rejects.toMatchObject({ code: 'failed-precondition', message: "Cannot get the client's credentials for broken.example: docker-credential-pass: not found on PATH" });
+    await expect(s.handle(value('9', { username: 'u', secret: 'p' }))).rejects.toMatchObject({ message: 'Cannot accept credentials 9: the daemon did not ask for them' });
+    const pending = s.registryCredentials('late.example');
+    s.close();
+    await expect(pending).rejects.toMatchObject({ code: 'cancelled' });
+    await expect(s.registryCredentials('broken.example')).rejects.toMatchObject({ code: 'cancelled' });
+  });
+
+  it('stops asking after 64 registries in one build', async () => {
+    const s = new ClientSession(send, new Set(), true);
+    for (let i = 0; i < 64; i++) void s.registryCredentials(`r${i}.example`);
+    await expect(s.registryCredentials('one-more.example')).rejects.toThrow('this build already asked about 64 registries');
+    s.close();
+  });
+});

@@ -40,11 +40,15 @@ describe('--opt keys of the Dockerfile frontend', () => {
   it.each([
     'BUILDKIT_CACHE_MOUNT_NS', 'BUILDKIT_CONTEXT_KEEP_GIT_DIR', 'BUILDKIT_DOCKERFILE_CHECK', 'BUILDKIT_INLINE_CACHE',
     'BUILDKIT_MULTI_PLATFORM', 'BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE',
-    'BUILDKIT_SYNTAX', 'SOURCE_DATE_EPOCH', 'BUILDKIT_ATTEST_PROVENANCE',
+    'BUILDKIT_SYNTAX', 'BUILDKIT_ATTEST_PROVENANCE',
   ])('says build-arg:%s reaches the Dockerfile as a build arg only', (arg) => {
     expect(frontendOptWarnings({ [`build-arg:${arg}`]: '1' })).toEqual([
       `--opt build-arg:${arg} is not supported yet: only the build arg is set, BuildKit's meaning of it is ignored`,
     ]);
+  });
+
+  it('takes build-arg:SOURCE_DATE_EPOCH without a word: the exporters use it', () => {
+    expect(frontendOptWarnings({ 'build-arg:SOURCE_DATE_EPOCH': '1700000000' })).toEqual([]);
   });
 
   it('gives one warning per ignored key, in key order, and names the no-cache alternative', () => {
@@ -101,16 +105,21 @@ describe('--output attributes', () => {
   });
 
   it.each([
-    ['docker', 'oci-mediatypes', 'false', '--output type=docker: oci-mediatypes=false is not supported yet: ignored; buildd writes OCI media types'],
     ['oci', 'tar', 'false', '--output type=oci: tar=false is not supported yet: ignored; buildd writes a tar'],
     ['image', 'store', 'false', '--output type=image: store=false is not supported yet: ignored; buildd always stores a named image'],
-    ...['oci-artifact', 'attestation-inline', 'prefer-nondist-layers', 'rewrite-timestamp', 'source-date-epoch',
+    ...['oci-artifact', 'attestation-inline', 'prefer-nondist-layers',
       'annotation-index.k', 'annotation-index-descriptor.k', 'annotation-manifest-descriptor.k', 'annotation-manifest-descriptor[linux/arm64].k']
       .map((key) => ['oci', key, '1', `--output type=oci: ${key} is not supported yet and was ignored`]),
     ...['dangling-name-prefix', 'danging-name-empty-only', 'name-canonical', 'unpack', 'unsafe-internal-store-allow-incomplete']
       .map((key) => ['image', key, 'true', `--output type=image: ${key} is not supported yet and was ignored`]),
   ])('type=%s: warns that %s=%s is not supported yet', (type, key, value, message) => {
     expect(outputAttrWarnings({ type: type as 'image' | 'oci' | 'docker', attrs: { [key]: value } })).toEqual([message]);
+  });
+
+  it('takes source-date-epoch on every output and rewrite-timestamp on the image ones', () => {
+    for (const type of ['image', 'oci', 'docker'] as const) expect(outputAttrWarnings({ type, attrs: { 'rewrite-timestamp': 'true', 'source-date-epoch': '0' } })).toEqual([]);
+    for (const type of ['tar', 'local'] as const) expect(outputAttrWarnings({ type, attrs: { 'source-date-epoch': '0' } })).toEqual([]);
+    expect(() => outputAttrWarnings({ type: 'oci', attrs: { 'rewrite-timestamp': 'yes' } })).toThrow('Cannot use --output attribute rewrite-timestamp=yes: expected true or false');
   });
 
   it('takes the manifest annotations without a warning', () => {

@@ -20,6 +20,8 @@ function fakeSession(secrets: Record<string, string>, sshIds: string[] = [], con
       return b;
     },
     hasSshAgent: (id) => sshIds.includes(id),
+    forwardsCredentials: false,
+    registryCredentials: async () => undefined,
     connectSshAgent: () => (connect ? connect() : new PassThrough()),
   };
 }
