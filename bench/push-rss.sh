@@ -21,13 +21,15 @@ trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null; [ -n "${KEEP:-}"
 ours() { node bin/buildctl.js --addr "tcp://127.0.0.1:$port" --tlsdir "$work/certs/client" "$@"; }
 for _ in $(seq 200); do ours debug info >/dev/null 2>&1 && break; sleep 0.05; done
 mkdir -p "$work/ctx"
-printf 'FROM localhost:5000/busybox:latest\nRUN head -c %s /dev/urandom > /big\n' "$SIZE" > "$work/ctx/Dockerfile"
+# busybox's head takes bytes only
+printf 'FROM localhost:5000/busybox:latest\nRUN head -c %s /dev/urandom > /big\n' "$(numfmt --from=iec "$SIZE")" > "$work/ctx/Dockerfile"
 t0=$(date +%s.%N)
 ours build --frontend dockerfile.v0 --opt force-network-mode=none --local "context=$work/ctx" --local "dockerfile=$work/ctx" \
   --output "type=image,name=127.0.0.1:5000/bench/push-rss:$SIZE,push=true" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
 t1=$(date +%s.%N)
 hwm=$(awk '/VmHWM/{print $2}' "/proc/$daemon/status")
-size=$(skopeo inspect --tls-verify=false "docker://127.0.0.1:5000/bench/push-rss:$SIZE" --format '{{range .LayersData}}{{.Size}} {{end}}')
+# what landed, read back by an independent client
+size=$(skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:5000/bench/push-rss:$SIZE" | python3 -c 'import json,sys; print(" ".join(str(l["size"]) for l in json.load(sys.stdin)["layers"]))')
 python3 - "$t0" "$t1" "$hwm" "$SIZE" "$size" <<'PY'
 import sys
 t0, t1, hwm, want, sizes = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5].split()
