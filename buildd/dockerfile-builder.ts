@@ -76,13 +76,6 @@ export class DockerfileBuilder implements Builder {
     const granted = grantEntitlements(req.entitlements, this.deps.insecureEntitlements ?? []);
     // Before any work: an option the user believes in but buildd ignores must not pass unseen.
     const optionWarnings = [...frontendOptWarnings(attrs), ...req.exports.flatMap((spec) => outputAttrWarnings(spec))];
-    // SOURCE_DATE_EPOCH per output, checked before anything runs
-    const epochs = req.exports.map((spec) => sourceDateEpoch(attrs, spec.attrs));
-    req.exports.forEach((spec, i) => {
-      if (spec.type !== 'tar' && spec.type !== 'local' && epochs[i] === undefined && boolAttr(spec.attrs, 'rewrite-timestamp', false)) {
-        optionWarnings.push(`--output type=${spec.type}: rewrite-timestamp is set, but there is no SOURCE_DATE_EPOCH (--opt build-arg:SOURCE_DATE_EPOCH=SECONDS): file times are left as they are`);
-      }
-    });
     for (const message of optionWarnings) session.progress({ type: 'warning', message });
     const filename = attrs.filename ?? 'Dockerfile';
     const dockerfile = await readDockerfile(req.locals.dockerfile ?? req.locals.context, filename);
@@ -112,6 +105,13 @@ export class DockerfileBuilder implements Builder {
       },
     });
     for (const w of frontend.warnings) session.progress({ type: 'warning', message: w.message, range: w.range });
+    // SOURCE_DATE_EPOCH per output (the build arg, or the Dockerfile's global ARG default), checked before any step runs
+    const epochs = req.exports.map((spec) => sourceDateEpoch(frontend.sourceDateEpoch, spec.attrs));
+    req.exports.forEach((spec, i) => {
+      if (spec.type !== 'tar' && spec.type !== 'local' && epochs[i] === undefined && boolAttr(spec.attrs, 'rewrite-timestamp', false)) {
+        session.progress({ type: 'warning', message: `--output type=${spec.type}: rewrite-timestamp is set, but there is no SOURCE_DATE_EPOCH (--opt build-arg:SOURCE_DATE_EPOCH=SECONDS): file times are left as they are` });
+      }
+    });
     const graph = loadDefinition(frontend.definition);
     // before anything runs: a step needing an entitlement the client did not grant fails the build
     checkEntitlements(graph.vertices.values(), granted);

@@ -5,13 +5,13 @@ const MAX_EPOCH_S = 8_640_000_000_000;
 
 /**
  * SOURCE_DATE_EPOCH of one output, as BuildKit resolves it for its exporters: the output's
- * `source-date-epoch` attribute wins (empty means none), else the frontend's
- * `build-arg:SOURCE_DATE_EPOCH`. Decimal seconds since 1970, as Go's ParseInt reads them.
- * Undefined when neither is set; a value that is not one fails the build saying where it came from.
+ * `source-date-epoch` attribute wins (empty means none), else the frontend's value (`arg`: the
+ * build arg, or the Dockerfile's global `ARG SOURCE_DATE_EPOCH=` default). Decimal seconds since
+ * 1970, as Go's ParseInt reads them. Undefined when neither is set; a value that is not one
+ * fails the build saying where it came from.
  */
-export function sourceDateEpoch(frontendAttrs: Readonly<Record<string, string>>, outputAttrs: Readonly<Record<string, string>>): number | undefined {
+export function sourceDateEpoch(arg: string | undefined, outputAttrs: Readonly<Record<string, string>>): number | undefined {
   if (Object.hasOwn(outputAttrs, 'source-date-epoch')) return parseEpoch(outputAttrs['source-date-epoch'] as string, '--output attribute source-date-epoch');
-  const arg = frontendAttrs['build-arg:SOURCE_DATE_EPOCH'];
   return arg === undefined ? undefined : parseEpoch(arg, 'build arg SOURCE_DATE_EPOCH');
 }
 

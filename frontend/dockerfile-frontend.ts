@@ -68,6 +68,8 @@ export interface FrontendResult {
   image: ImageConfig;
   /** how many entries at the start of image.history came with the base image */
   baseHistory: number;
+  /** SOURCE_DATE_EPOCH as BuildKit reads it: the build arg, else the Dockerfile's global ARG default */
+  sourceDateEpoch?: string;
   warnings: FrontendWarning[];
 }
 
@@ -144,7 +146,8 @@ export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendR
 
   const warnings: FrontendWarning[] = [...(syntaxWarning ? [syntaxWarning] : []), ...applyChecks(lints, checks, filename), ...unusedBuildArgs(parsed, plan, input.buildArgs)];
   const target = states.get(plan.target.parsed.index) as StageState;
-  return { definition: toDefinition(target.fs), image: target.image, baseHistory: target.baseHistory, warnings };
+  const sourceDateEpoch = input.buildArgs.SOURCE_DATE_EPOCH ?? globalArgs.get('SOURCE_DATE_EPOCH');
+  return { definition: toDefinition(target.fs), image: target.image, baseHistory: target.baseHistory, warnings, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) };
 }
 
 function startOf(

@@ -128,6 +128,16 @@ describe('reproducible images: SOURCE_DATE_EPOCH and rewrite-timestamp', () => {
     expect(warned.stderr).toContain('rewrite-timestamp is set, but there is no SOURCE_DATE_EPOCH');
   }, 120_000);
 
+  test("the Dockerfile's global ARG SOURCE_DATE_EPOCH default is the epoch when no build arg is given, as in BuildKit", async () => {
+    const dir = path.join(env.tmp, 'arg-default');
+    await fsp.mkdir(dir);
+    await fsp.writeFile(path.join(dir, 'Dockerfile'), `ARG SOURCE_DATE_EPOCH=${EPOCH}\nFROM ${env.busybox}\nRUN echo x > /x\n`);
+    const out = path.join(env.tmp, 'arg-default.tar');
+    const res = await env.build(dir, ['--output', `type=oci,dest=${out}`]);
+    expect(res.code).toBe(0);
+    expect((await readOci(out)).config.created).toBe(EPOCH_TIME);
+  }, 60_000);
+
   test('a SOURCE_DATE_EPOCH that is not a number fails before anything runs', async () => {
     const res = await env.build(ctx, ['--opt', 'build-arg:SOURCE_DATE_EPOCH=yesterday', '--output', 'type=image,name=never']);
     expect(res.code).not.toBe(0);
