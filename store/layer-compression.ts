@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { PassThrough } from 'node:stream';
-import { createGunzip, createGzip } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
+import { createAdaptiveGzip } from './adaptive-gzip';
 import { childFilter } from './child-filter';
 import { MediaTypes } from './oci-media-types';
 
@@ -71,12 +72,13 @@ export function compressionName(c: LayerCompression): string {
 
 /**
  * A stream that compresses what is written to it. gzip runs in zlib (on libuv's thread pool,
- * so several layers compress on several cores); zstd runs Debian's `zstd` program, whose
+ * so several layers compress on several cores), storing what cannot be compressed; zstd runs Debian's `zstd` program, whose
  * output for a given level is the same with any number of worker threads (-T0 uses them all).
  * Lifecycle: write the tar, end it, read the blob; destroy it to stop early.
  */
 export function createCompressor(c: LayerCompression): Duplex {
-  if (c.type === 'gzip') return c.level === LEVEL_RANGE.gzip.fallback ? createGzip({ chunkSize: ZLIB_CHUNK }) : createGzip({ level: c.level, chunkSize: ZLIB_CHUNK });
+  // incompressible stretches are stored instead of searched (see createAdaptiveGzip)
+  if (c.type === 'gzip') return createAdaptiveGzip(c.level ?? LEVEL_RANGE.gzip.fallback, ZLIB_CHUNK);
   if (c.type === 'zstd') {
     const level = c.level ?? LEVEL_RANGE.zstd.fallback;
     // Level 0 is zstd's "default" in its library (as in BuildKit's); the program wants 1-22,

@@ -26,7 +26,8 @@ describe('oci-mediatypes: OCI or Docker schema 2 media types', () => {
     env = await startBuildEnv();
     ctx = path.join(env.tmp, 'ctx');
     await fsp.mkdir(ctx);
-    await fsp.writeFile(path.join(ctx, 'Dockerfile'), `FROM ${env.busybox}\nRUN echo typed > /typed\n`);
+    // random data: the layer blob stores it in gzip members of its own (createAdaptiveGzip)
+    await fsp.writeFile(path.join(ctx, 'Dockerfile'), `FROM ${env.busybox}\nRUN echo typed > /typed && head -c 300000 /dev/urandom > /random\n`);
   }, 120_000);
 
   afterAll(async () => {
@@ -43,9 +44,14 @@ describe('oci-mediatypes: OCI or Docker schema 2 media types', () => {
     expect(raw.config.mediaType).toBe(DOCKER.config);
     expect(raw.layers.map((l) => l.mediaType)).toEqual([DOCKER.layerGzip, DOCKER.layerGzip]);
     const dir = path.join(env.tmp, 'copied');
-    await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${name}`, `dir:${dir}`]);
+    // decompressed by skopeo's own (Go) gzip reader: each layer must come out as its diff ID
+    await run('skopeo', ['copy', '--src-tls-verify=false', '--dest-decompress', `docker://${name}`, `dir:${dir}`]);
     const { stdout } = await run('skopeo', ['inspect', `dir:${dir}`]);
     expect((JSON.parse(stdout) as { Layers: string[] }).Layers).toHaveLength(2);
+    const configDigest = (JSON.parse((await run('skopeo', ['inspect', '--raw', `dir:${dir}`])).stdout) as { config: { digest: string } }).config.digest;
+    const config = JSON.parse(await fsp.readFile(path.join(dir, configDigest.slice(7)), 'utf8')) as { rootfs: { diff_ids: string[] } };
+    const layers = (JSON.parse((await run('skopeo', ['inspect', '--raw', `dir:${dir}`])).stdout) as { layers: Array<{ digest: string }> }).layers;
+    expect(layers.map((l) => l.digest)).toEqual(config.rootfs.diff_ids);
   }, 120_000);
 
   test('type=docker writes Docker types by default and OCI ones when asked; type=oci the reverse', async () => {

@@ -124,6 +124,29 @@ describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
     }
   }, 120_000);
 
+  test('a layer whose random data is stored in gzip members of its own loads into dockerd (Go\'s gzip reader) and reads back whole', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-random-layer-'));
+    const archive = path.join(dir, 'random.docker.tar');
+    const name = 'buildd-conformance/random:1';
+    const { stdout: hostLine } = await run('bash', [REFERENCE, 'env']);
+    const dockerHost = (/DOCKER_HOST=(\S+)/.exec(hostLine) as RegExpExecArray)[1];
+    const docker = (...args: string[]) => run('docker', ['-H', dockerHost, ...args]);
+    try {
+      await fsp.writeFile(path.join(dir, 'Dockerfile'), 'FROM localhost:5000/busybox:latest\nRUN head -c 1000000 /dev/urandom > /random && sha256sum /random > /random.sha\n');
+      const res = await runBuildctl(['--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0',
+        '--local', `context=${dir}`, '--local', `dockerfile=${dir}`, '--output', `type=docker,dest=${archive},name=${name}`]);
+      expect(res.code).toBe(0);
+      const { stdout: loaded } = await docker('load', '-i', archive);
+      expect(loaded).toContain(name);
+      // dockerd checked each layer against its diff ID as it unpacked it; the file is whole
+      const { stdout } = await docker('run', '--rm', '--network=none', name, 'sha256sum', '-c', '/random.sha');
+      expect(stdout.trim()).toBe('/random: OK');
+    } finally {
+      await docker('rmi', '-f', name).catch(() => undefined);
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   test('docker push and docker pull through the reference dockerd: the embedded registry gives back the very image', async () => {
     const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-docker-interop-'));
     const content = await LocalContentStore.open(path.join(tmp, 'content'));
