@@ -3,9 +3,9 @@ import * as zlib from 'node:zlib';
 
 /** The uncompressed stream is judged in blocks of this size, at fixed offsets. */
 const BLOCK = 64 * 1024;
-/** How much of a block a trial compression looks at. */
-const SAMPLE = 8 * 1024;
-/** Bits per byte of a sample whose bytes Huffman coding cannot shrink (uniform random: 7.98 over 8 KiB). */
+/** How much of each end of a block is looked at. */
+const SAMPLE = 4 * 1024;
+/** Bits per byte of a sample whose bytes Huffman coding cannot shrink (uniform random: about 7.955 over 4 KiB). */
 const MIN_ENTROPY_BITS = 7.9;
 /** Repeated 4-byte strings a sample may hold and still be one LZ77 cannot shrink (random: about none). */
 const MAX_MATCHES = SAMPLE / 256;
@@ -22,7 +22,7 @@ const crc32: ((data: Buffer, value?: number) => number) | undefined = (zlib as {
 /**
  * gzip at `level` that spends no effort where none can pay: the tar is cut into 64 KiB blocks at
  * fixed offsets, and each run of blocks that deflate cannot shrink (random data, compressed
- * archives, media; see incompressible) becomes a gzip member of stored deflate blocks; the runs between
+ * archives, media: judged on both ends of the block, see incompressible) becomes a gzip member of stored deflate blocks; the runs between
  * are members compressed by zlib at `level`. zlib would store such blocks too, after searching
  * them for matches: the blob is as large, and a layer of 48 MiB of random data takes tens of
  * milliseconds instead of seconds of CPU. A blob of several members is ordinary gzip (RFC 1952
@@ -177,31 +177,37 @@ export function createAdaptiveGzip(level: number, chunkSize: number): Duplex {
 }
 
 /**
- * Whether deflate can gain nothing on the block, judged on its first 8 KiB in two cheap passes
- * (a trial deflate cost more than storing): its bytes are spread evenly (order-0 entropy near 8
- * bits, so Huffman codes gain nothing) and almost no 4-byte string repeats (so LZ77 matches gain
- * nothing). Random data, compressed archives and media pass both; text, code, binaries and
- * patterned data fail one. Only whole blocks are judged: the last, shorter one is compressed.
+ * Whether deflate can gain nothing on the block, judged on its first and its last 4 KiB (a
+ * block where random data meets text is compressed whole, so the text keeps its compression),
+ * each in two cheap passes (a trial deflate cost more than storing): its bytes are spread
+ * evenly (order-0 entropy near 8 bits, so Huffman codes gain nothing) and almost no 4-byte string
+ * repeats (so LZ77 matches gain nothing). Random data, compressed archives and media pass; text,
+ * code, binaries and patterned data fail. Only whole blocks are judged: the last, shorter one is
+ * compressed.
  */
 function incompressible(block: Buffer): boolean {
   if (block.length < BLOCK) return false;
+  return incompressibleSample(block.subarray(0, SAMPLE)) && incompressibleSample(block.subarray(BLOCK - SAMPLE));
+}
+
+function incompressibleSample(sample: Buffer): boolean {
   const counts = new Uint32Array(256);
-  for (let i = 0; i < SAMPLE; i++) counts[block[i]]++;
+  for (let i = 0; i < sample.length; i++) counts[sample[i]]++;
   let entropy = 0;
   for (const c of counts) {
     if (c === 0) continue;
-    const p = c / SAMPLE;
+    const p = c / sample.length;
     entropy -= p * Math.log2(p);
   }
   if (entropy < MIN_ENTROPY_BITS) return false;
   const last = new Int32Array(1 << MATCH_HASH_BITS).fill(-1);
   let matches = 0;
-  for (let i = 0; i + 4 <= SAMPLE; i++) {
-    const v = (block[i] | (block[i + 1] << 8) | (block[i + 2] << 16) | (block[i + 3] << 24)) >>> 0;
+  for (let i = 0; i + 4 <= sample.length; i++) {
+    const v = (sample[i] | (sample[i + 1] << 8) | (sample[i + 2] << 16) | (sample[i + 3] << 24)) >>> 0;
     const k = Math.imul(v, 0x9e3779b1) >>> (32 - MATCH_HASH_BITS);
     const j = last[k];
     last[k] = i;
-    if (j >= 0 && block[j] === block[i] && block[j + 1] === block[i + 1] && block[j + 2] === block[i + 2] && block[j + 3] === block[i + 3]) {
+    if (j >= 0 && sample[j] === sample[i] && sample[j + 1] === sample[i + 1] && sample[j + 2] === sample[i + 2] && sample[j + 3] === sample[i + 3]) {
       if (++matches > MAX_MATCHES) return false;
     }
   }

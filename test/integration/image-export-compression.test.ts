@@ -130,14 +130,20 @@ describe('compression of exported layers', () => {
     gzipDefaultLayers = gzipDefault.manifest.layers.map((l) => l.digest);
   });
 
-  test('by default layers are gzip at zlib\'s default level: the bytes every export wrote before', async () => {
+  test('by default layers are gzip at zlib\'s default level: as large as zlib makes them, random stretches stored', async () => {
     expect(gzipDefault.manifest.layers.map((l) => l.mediaType)).toEqual(Array(3).fill('application/vnd.oci.image.layer.v1.tar+gzip'));
-    // Each blob is exactly what zlib's default gzip makes of the layer's tar.
+    // Each blob is the layer's tar, within 0.1% of what zlib's default gzip makes of it; a tar
+    // with no block of random bytes gets exactly zlib's bytes (createAdaptiveGzip).
+    let exact = 0;
     for (const [i, layer] of gzipDefault.manifest.layers.entries()) {
       const tar = (await run('gzip', ['-dc', content.blobPath(layer.digest)], { encoding: 'buffer', maxBuffer: 64 << 20 })).stdout;
       expect('sha256:' + createHash('sha256').update(tar).digest('hex')).toBe(gzipDefault.diffIds[i]);
-      expect('sha256:' + createHash('sha256').update(gzipSync(tar)).digest('hex')).toBe(layer.digest);
+      const zlib = gzipSync(tar);
+      expect(layer.size).toBeLessThanOrEqual(zlib.length * 1.001);
+      if ('sha256:' + createHash('sha256').update(zlib).digest('hex') === layer.digest) exact++;
     }
+    // the two layers of text only are zlib's bytes exactly
+    expect(exact).toBeGreaterThanOrEqual(2);
     // compression=gzip and an explicit level 6 name the same image.
     expect((await push('app:gzip', { compression: 'gzip' })).digest).toBe(gzipDefault.digest);
     expect((await push('app:gzip6', { compression: 'gzip', 'compression-level': '6' })).digest).toBe(gzipDefault.digest);
