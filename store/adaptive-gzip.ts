@@ -71,6 +71,10 @@ export function createAdaptiveGzip(level: number, chunkSize: number): Duplex {
     },
     destroy(err, cb) {
       member?.destroy();
+      // a write waiting for the reader ends now (writeBlock sees the stream destroyed)
+      const stored = resumeStored;
+      resumeStored = undefined;
+      stored?.();
       cb(err);
     },
   });
@@ -111,6 +115,7 @@ export function createAdaptiveGzip(level: number, chunkSize: number): Duplex {
   };
 
   const writeBlock = async (block: Buffer): Promise<void> => {
+    if (duplex.destroyed) throw new Error('Cannot compress: the stream was destroyed');
     if (incompressible(block)) {
       await closeMember();
       if (!stored) {

@@ -62,6 +62,15 @@ describe('createAdaptiveGzip', () => {
     expect(blob.length).toBeLessThan(16 * 1024);
   });
 
+  it('a stream destroyed while it waits for its reader stops, and its pending write ends', async () => {
+    const gz = createAdaptiveGzip(6, 256 * 1024);
+    const written = new Promise<unknown>((resolve) => gz.write(randomBytes(4 * 1024 * 1024), (err) => resolve(err)));
+    // nobody reads: the stored run waits for the reader
+    await new Promise((resolve) => setImmediate(resolve));
+    gz.destroy();
+    await expect(written).resolves.toBeTruthy();
+  });
+
   it('keeps pace with a slow reader instead of holding what it compressed', async () => {
     let most = 0;
     await compress(randomBytes(8 * 1024 * 1024), 1 << 20, (readable) => (most = Math.max(most, readable)));
