@@ -19,6 +19,7 @@ import { withTransferProgress, type TransferReport } from './locals/transfer-pro
 import { MessageReader } from './message-reader';
 import { removeTree } from './remove-tree';
 import { ClientSession } from './session/client-session';
+import type { FileDigestCache } from '../store/file-digest-cache';
 import { builddVersion } from './version';
 
 export interface BuildServiceOptions {
@@ -28,6 +29,8 @@ export interface BuildServiceOptions {
   logger: Logger;
   /** bounds of the kept copies of keyed locals (`<root>/locals`); defaults when absent */
   keptLocals?: { maxKeys?: number; maxBytes?: number };
+  /** where the digests of received files go (the process's cache, which COPY checksums read, when absent) */
+  fileDigests?: FileDigestCache;
 }
 
 type BuildCall = grpc.ServerDuplexStream<unknown, ServerMessage>;
@@ -115,7 +118,7 @@ export class BuildService {
       const keys = Object.fromEntries(Object.entries(start.local_keys).map(([local, key]) => [local, storeKey(peer, key)]));
       // a build without keyed locals never waits on (or fails with) the store
       const store = Object.keys(keys).length > 0 ? await this.store : undefined;
-      keyed = new KeyedLocalsReceiver(store, keys, request, abort.signal, chown);
+      keyed = new KeyedLocalsReceiver(store, keys, request, abort.signal, chown, this.opts.fileDigests);
       const localsStarted = Date.now();
       const transfers = await this.receiveLocals(reader, receiver, keyed, abort.signal);
       for (const t of transfers) log.info(t, 'local synced');

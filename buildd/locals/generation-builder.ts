@@ -14,6 +14,8 @@ export interface PlannedEntry {
   change: EntryChange;
   /** where the received content waits (a FILE whose content was asked for) */
   staged?: string;
+  /** sha256 (hex) of the received content, taken as it was written */
+  digest?: string;
 }
 
 export interface GenerationPlan {

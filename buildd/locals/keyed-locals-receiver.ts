@@ -1,4 +1,5 @@
-import { closeSync, constants as fsc, mkdirSync, openSync, promises as fsp, writeSync } from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, constants as fsc, lstatSync, mkdirSync, openSync, promises as fsp, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
@@ -6,6 +7,7 @@ import { xattrBytes } from '../api/entry-xattrs';
 import type { FileEntryMessage } from '../api/messages';
 import { MAX_REQUEST_PATHS } from '../api/server-messages';
 import { removeTree } from '../remove-tree';
+import { defaultFileDigestCache, type FileDigestCache } from '../../store/file-digest-cache';
 import { buildGeneration, type PlannedEntry } from './generation-builder';
 import { compareEntry, type IndexEntry } from './listing-index';
 import type { Generation, LocalsStore } from './locals-store';
@@ -64,6 +66,8 @@ interface OpenFile {
   planned: PlannedEntry;
   /** bytes received (queued on the chain) */
   written: number;
+  /** sha256 of what was received so far, for a file of several chunks */
+  hash?: Hash;
 }
 
 const STAGE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
@@ -101,6 +105,8 @@ export class KeyedLocalsReceiver {
     private readonly request: (msg: FileRequestMessage) => Promise<void>,
     private readonly signal: AbortSignal,
     private readonly chown: boolean,
+    /** the digests of received files go here, for the first COPY's checksum */
+    private readonly digests: FileDigestCache = defaultFileDigestCache,
   ) {
     for (const [local, key] of Object.entries(keys)) {
       this.locals.set(local, {
@@ -210,12 +216,15 @@ export class KeyedLocalsReceiver {
       // Most files of a source tree come in one message: written with synchronous calls, a
       // few microseconds of kernel work each, where three thread-pool round trips cost more.
       this.stageWhole(cur, chunk);
+      cur.planned.digest = createHash('sha256').update(chunk).digest('hex');
       cur.written = size;
       t.bytesReceived += size;
       await this.settle();
       return;
     }
     cur.chain ??= this.openStaged(cur);
+    cur.hash ??= createHash('sha256');
+    cur.hash.update(chunk);
     cur.chain = cur.chain.then(async (fh) => {
       try {
         let off = 0;
@@ -229,6 +238,7 @@ export class KeyedLocalsReceiver {
     });
     cur.chain.catch(() => undefined);
     cur.written += chunk.length;
+    if (cur.written === size) cur.planned.digest = cur.hash.digest('hex');
     // a file of more than one chunk is written at the pace of the disk: memory holds one chunk of it
     if (cur.written < size) await cur.chain;
     t.bytesReceived += chunk.length;
@@ -290,6 +300,7 @@ export class KeyedLocalsReceiver {
     }
     st.tmp ??= await this.store.tempDir(st.key);
     const stats = await buildGeneration({ dir: st.tmp, entries: st.entries, keptTree: st.kept?.generation.tree, madeDirs: st.madeDirs, chown: this.chown, signal: this.signal });
+    await recordReceivedDigests(this.digests, path.join(st.tmp, 'tree'), st.entries, this.signal);
     let bytes = 0;
     for (const p of st.entries) bytes += p.entry.size;
     const index = new Map<string, IndexEntry>();
@@ -396,4 +407,28 @@ function receivedDir(tmp: string, made: Set<string>, relDir: string): string {
 
 function refuse(e: Pick<FileEntryMessage, 'local' | 'path'>, why: string): BuildError {
   return new BuildError('invalid-argument', `Cannot receive ${e.local}/${e.path}: ${why}`);
+}
+
+/** Files whose digest is recorded between two turns of the event loop (an lstat each). */
+const RECORD_BATCH = 256;
+
+/**
+ * Tells the file digest cache the sha256 of each file received whole in this generation, taken
+ * from the bytes as they were written, so that the first COPY of the context does not open and
+ * read every file again to checksum it. Recorded against the file's final stat (mode and times
+ * set), under the cache's own rule: a file born within its racy window before now is not
+ * recorded and will be read. The tree is the daemon's own, written by nothing else.
+ */
+async function recordReceivedDigests(digests: FileDigestCache, tree: string, entries: readonly PlannedEntry[], signal?: AbortSignal): Promise<void> {
+  let n = 0;
+  for (const p of entries) {
+    if (p.digest === undefined) continue;
+    if (++n % RECORD_BATCH === 0) {
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const st = lstatSync(path.join(tree, p.entry.path));
+    const found = digests.lookup(st);
+    if ('record' in found) found.record(p.digest);
+  }
 }

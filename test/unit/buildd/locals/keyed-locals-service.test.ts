@@ -14,6 +14,7 @@ import { PlainRenderer } from '../../../../buildctl/progress-plain';
 import { runBuild } from '../../../../buildctl/run-build';
 import type { UploadStats } from '../../../../buildctl/upload-locals';
 import { BuildError } from '../../../../solver/build-error';
+import { FileDigestCache } from '../../../../store/file-digest-cache';
 import { waitFor } from '../../../helpers/wait-for';
 
 /** Every entry of a tree: path, type, mode, size, content hash, mtime; lstat only. */
@@ -115,6 +116,31 @@ describe('incremental locals (BuildStart.local_keys)', () => {
     // the very same generation: no file operation at all
     expect(builder.dirs.at(-1)?.['context']).toBe(firstDir);
     expect((await store()).list()).toMatchObject([{ key: storeKey('', 'k-context'), entries: 24 }]);
+  });
+
+  it('records the digest of every file it receives, so the first COPY reads none of them again', async () => {
+    // its own cache, its clock past the racy window: the files were written moments ago
+    const digests = new FileDigestCache({ now: () => Date.now() + 60_000 });
+    const recording = new BuildService({ builder, root: path.join(tmp, 'root-digests'), logger: pino({ level: 'silent' }), fileDigests: digests });
+    const srv = new grpc.Server();
+    srv.addService(loadControlApi().service, recording.handlers());
+    const sock = path.join(tmp, 'digests.sock');
+    await new Promise<void>((res, rej) => srv.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+    const c = new (loadControlApi().Client)(`unix://${sock}`, grpc.credentials.createInsecure());
+    try {
+      await runBuild(c, { frontend: 'dockerfile.v0', frontendAttrs: {}, locals: { context: ctx }, outputs: [], noCache: false, localKeys: keys, progress: new PlainRenderer({ write: () => undefined, now: () => 0 }) });
+      const dir = builder.dirs.at(-1)?.['context'] as string;
+      // 20 files of content and run.sh; the empty file has no content to receive
+      expect(digests.size).toBe(21);
+      for (const rel of ['sub/f7', 'run.sh']) {
+        const found = digests.lookup(await fsp.lstat(path.join(dir, rel)));
+        expect(found).toEqual({ digest: createHash('sha256').update(await fsp.readFile(path.join(ctx, rel))).digest('hex') });
+      }
+    } finally {
+      c.close();
+      await recording.shutdown();
+      await new Promise<void>((res) => srv.tryShutdown(() => res()));
+    }
   });
 
   it('sends one changed file only, drops a deleted one, and keeps unchanged inodes', async () => {
