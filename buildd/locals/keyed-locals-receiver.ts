@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, constants as fsc, lstatSync, mkdirSync, openSync, promises as fsp, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, openSync, promises as fsp, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
@@ -9,6 +9,7 @@ import { MAX_REQUEST_PATHS } from '../api/server-messages';
 import { removeTree } from '../remove-tree';
 import { defaultFileDigestCache, type FileDigestCache } from '../../store/file-digest-cache';
 import { buildGeneration, type PlannedEntry } from './generation-builder';
+import { receivedDir, recordReceivedDigests } from './received-files';
 import { compareEntry, type IndexEntry } from './listing-index';
 import type { Generation, LocalsStore } from './locals-store';
 
@@ -386,49 +387,6 @@ export class KeyedLocalsReceiver {
   }
 }
 
-/**
- * The directory of the new generation's tree below `tmp` for the listed directory `relDir`
- * ('.' for the top), made (0700, as buildGeneration makes its directories) with every missing
- * parent; `made` remembers them for buildGeneration.
- */
-function receivedDir(tmp: string, made: Set<string>, relDir: string): string {
-  const rel = relDir === '.' ? '' : relDir;
-  const chain: string[] = [];
-  for (let d = rel; !made.has(d); d = d.includes('/') ? path.posix.dirname(d) : '') {
-    chain.push(d);
-    if (d === '') break;
-  }
-  for (const d of chain.reverse()) {
-    mkdirSync(d === '' ? path.join(tmp, 'tree') : path.join(tmp, 'tree', ...d.split('/')), { mode: 0o700 });
-    made.add(d);
-  }
-  return rel === '' ? path.join(tmp, 'tree') : path.join(tmp, 'tree', ...rel.split('/'));
-}
-
 function refuse(e: Pick<FileEntryMessage, 'local' | 'path'>, why: string): BuildError {
   return new BuildError('invalid-argument', `Cannot receive ${e.local}/${e.path}: ${why}`);
-}
-
-/** Files whose digest is recorded between two turns of the event loop (an lstat each). */
-const RECORD_BATCH = 256;
-
-/**
- * Tells the file digest cache the sha256 of each file received whole in this generation, taken
- * from the bytes as they were written, so that the first COPY of the context does not open and
- * read every file again to checksum it. Recorded against the file's final stat (mode and times
- * set), under the cache's own rule: a file born within its racy window before now is not
- * recorded and will be read. The tree is the daemon's own, written by nothing else.
- */
-async function recordReceivedDigests(digests: FileDigestCache, tree: string, entries: readonly PlannedEntry[], signal?: AbortSignal): Promise<void> {
-  let n = 0;
-  for (const p of entries) {
-    if (p.digest === undefined) continue;
-    if (++n % RECORD_BATCH === 0) {
-      signal?.throwIfAborted();
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    const st = lstatSync(path.join(tree, p.entry.path));
-    const found = digests.lookup(st);
-    if ('record' in found) found.record(p.digest);
-  }
 }
