@@ -1,5 +1,6 @@
 import { Duplex } from 'node:stream';
 import * as zlib from 'node:zlib';
+import { drained } from './stream-drained';
 
 /** The uncompressed stream is judged in blocks of this size, at fixed offsets. */
 const BLOCK = 64 * 1024;
@@ -139,7 +140,11 @@ export function createAdaptiveGzip(level: number, chunkSize: number): Duplex {
     }
     closeStored();
     member ??= openMember();
-    if (!member.write(block)) await drained(member);
+    if (!member.write(block)) {
+      await drained(member);
+      // a member that failed rejects memberDone with its error
+      if (member.destroyed) await memberDone;
+    }
   };
 
   const writeBlocks = async (final: boolean): Promise<void> => {
@@ -217,23 +222,4 @@ function incompressibleSample(sample: Buffer): boolean {
     }
   }
   return true;
-}
-
-function drained(gz: zlib.Gzip): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (): void => {
-      gz.off('drain', done);
-      gz.off('error', fail);
-      gz.off('close', done);
-      resolve();
-    };
-    const fail = (err: Error): void => {
-      gz.off('drain', done);
-      gz.off('close', done);
-      reject(err);
-    };
-    gz.on('drain', done);
-    gz.on('error', fail);
-    gz.on('close', done);
-  });
 }

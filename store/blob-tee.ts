@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import type { BlobInfo } from './content-store';
+import { drained } from './stream-drained';
 
 /**
  * A second reader of a blob while it is made: a push that uploads a layer as it is compressed
@@ -48,19 +49,4 @@ export async function* teeInto(source: AsyncIterable<Buffer>, sink: Writable, st
   } finally {
     if (!sink.writableEnded && !sink.destroyed) sink.destroy();
   }
-}
-
-/** Resolves on 'drain', or when the sink fails or closes (then the tee stops writing to it). */
-function drained(sink: Writable): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      sink.off('drain', done);
-      sink.off('error', done);
-      sink.off('close', done);
-      resolve();
-    };
-    sink.on('drain', done);
-    sink.on('error', done);
-    sink.on('close', done);
-  });
 }

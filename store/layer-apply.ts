@@ -7,6 +7,7 @@ import * as tar from 'tar-stream';
 import { BuildError } from '../solver/build-error';
 import { createDecompressor, type CompressionType } from './layer-compression';
 import { cleanAbsolute, resolveInRoot } from './safe-path';
+import { drained } from './stream-drained';
 import { writeTarEntry } from './tar-entry-writer';
 import { createTarExtract } from './tar-xattrs';
 import { drainEntry } from './tar-entry-writer';
@@ -55,7 +56,7 @@ export async function applyLayer(source: Readable, root: string, signal?: AbortS
       // kept here: stream/promises' pipeline reports an AbortError instead of what its last step threw
       if (total > maxBytes) throw (feedError = new BuildError('invalid-argument', `Cannot unpack the layer: it decompresses to more than ${maxBytes} bytes, the limit of a layer (maxLayerBytes in the daemon config)`));
       hash.update(chunk);
-      if (!extract.write(chunk)) await drainedOrClosed(extract);
+      if (!extract.write(chunk)) await drained(extract);
     }
     extract.end(undefined);
   };
@@ -146,19 +147,6 @@ async function emptyDir(dir: string, keep: Set<string>): Promise<void> {
     const st = await fsp.lstat(p);
     if (st.isDirectory()) await emptyDir(p, keep);
   }
-}
-
-/** Waits for 'drain', or 'close': a destroyed extract never drains. */
-function drainedOrClosed(extract: tar.Extract): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      extract.off('drain', done);
-      extract.off('close', done);
-      resolve();
-    };
-    extract.on('drain', done);
-    extract.on('close', done);
-  });
 }
 
 /**
