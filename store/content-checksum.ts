@@ -1,9 +1,10 @@
 import { listAttributesSync } from '@napi-rs/xattr';
 import { createHash, type Hash } from 'node:crypto';
-import { close, open, promises as fsp, read, readFileSync, type Stats } from 'node:fs';
+import { close, open, promises as fsp, read, type Stats } from 'node:fs';
 import { debuglog } from 'node:util';
 import { BuildError } from '../solver/build-error';
 import { selectSources, walkSelected } from './copy-selection';
+import { readSmallFileSync } from './read-small-file';
 import { defaultFileDigestCache, type FileDigestCache } from './file-digest-cache';
 import { CAPABILITY_XATTR, OVERLAY_XATTR_PREFIX, readXattrs } from './xattrs';
 
@@ -182,7 +183,11 @@ export async function readFileDigest(hostPath: string, st: Stats, signal?: Abort
   // A small file in three synchronous calls: microseconds of kernel work each, where a
   // thread-pool round trip per call cost several times that on this thread (20,000 files of
   // a cold COPY: see the commit). The walk gives the event loop its turns.
-  if (st.size < SYNC_READ_MAX) return createHash('sha256').update(readFileSync(hostPath)).digest('hex');
+  // One that grew since its stat is read again to its end below, as a large one is.
+  if (st.size < SYNC_READ_MAX) {
+    const content = readSmallFileSync(hostPath, st.size, true);
+    if (content.length <= st.size) return createHash('sha256').update(content).digest('hex');
+  }
   const fd = await call<number>((cb) => open(hostPath, 'r', cb));
   try {
     const content = createHash('sha256');

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { createReadStream, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BuildError } from '../solver/build-error';
@@ -9,6 +9,7 @@ import { createCompressor, DEFAULT_COMPRESSION, layerMediaType, type LayerCompre
 import type { Snapshotter } from './snapshotter';
 import { encodeTarHeader, padding, TAR_END, type TarHeaderFields } from './tar-header';
 import { isWhiteout } from './overlay-whiteout';
+import { readSmallFileSync } from './read-small-file';
 import { rewriteTarTimes } from './tar-times';
 import { assertOverlayXattrsReadable } from './trusted-xattr-probe';
 import { CAPABILITY_XATTR, readXattrsSync } from './xattrs';
@@ -239,7 +240,7 @@ async function* layerEntries(upper: string, opaqueXattr: string | undefined, cou
       if (st.nlink > 1) links.set(key, relPath);
       yield encodeTarHeader({ ...head, name: relPath, type: 'file', size: st.size });
       if (st.size <= SMALL_FILE) {
-        const content = readFileSync(abs);
+        const content = readSmallFileSync(abs, st.size);
         // As a streamed file: one that grew meanwhile is cut at the promised size, one that shrank fails.
         if (content.length < st.size) throw changedSize(relPath);
         if (st.size > 0) yield content.subarray(0, st.size);
