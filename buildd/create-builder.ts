@@ -3,6 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { CacheStore } from '../solver/cache-store';
+import { MetaDb } from '../store/meta-db';
+import { importJsonRecords } from './meta-json-import';
 import { Solver } from '../solver/solver';
 import { LocalContentStore } from '../store/content-store';
 import { ImageStore } from '../store/image-store';
@@ -88,9 +90,17 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const content = await LocalContentStore.open(path.join(root, 'content'));
   // in a user namespace overlay keeps its markers in user.overlay.* (mount option userxattr)
   const snapshotter = await openSnapshotter({ root, requested: opts.config.snapshotter, logger: opts.logger, overlayXattrs: opts.config.rootless ? 'user' : 'trusted' });
-  const cache = await CacheStore.open(root);
-  const layers = await LayerIndex.open(root);
-  const images = await ImageStore.open(root);
+  // one database for every record that refers to a blob or a snapshot (see MetaDb)
+  const meta = MetaDb.open(root);
+  try {
+    await importJsonRecords(meta, root, opts.logger);
+  } catch (err) {
+    meta.close();
+    throw err;
+  }
+  const cache = CacheStore.on(meta);
+  const layers = LayerIndex.on(meta);
+  const images = ImageStore.on(meta);
   // checked now (a malformed config.json stops the start), then re-read whenever it changes
   const credentials = await loadDockerCredentials();
   const registries = new SessionRegistries(new RegistryClient({ registries: opts.config.registry, credentials }), credentials);
@@ -102,6 +112,6 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length), log: opts.logger });
   // last: once the builder exists, its close() tears the pool down
   sandboxes?.fill();
-  const embedded = opts.config.registryAddr === undefined ? undefined : await EmbeddedRegistry.open(path.join(root, 'registry'), content);
-  return new DockerfileBuilder({ solver, registries, content, snapshotter, layers, images, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded });
+  const embedded = opts.config.registryAddr === undefined ? undefined : await EmbeddedRegistry.open(path.join(root, 'registry'), content, meta);
+  return new DockerfileBuilder({ solver, registries, content, snapshotter, layers, images, meta, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded });
 }

@@ -24,6 +24,7 @@ import { sourceDateEpoch } from './source-date-epoch';
 import { boolAttr } from './bool-attr';
 import { Executor } from './worker/executor';
 import { LayerIndex } from '../store/layer-index';
+import type { MetaDb } from '../store/meta-db';
 import type { SessionRegistries } from './session/session-registries';
 import type { RegistryClient } from '../store/registry-client';
 
@@ -36,6 +37,8 @@ export interface DockerfileBuilderDeps {
   snapshotter: Snapshotter;
   layers: LayerIndex;
   images: ImageStore;
+  /** the metadata database the stores above are over: closed with the builder */
+  meta?: MetaDb;
   executor: Executor;
   logger: Logger;
   /** what the daemon lets clients grant (--allow-insecure-entitlement); none when absent */
@@ -140,6 +143,7 @@ export class DockerfileBuilder implements Builder {
   async close(): Promise<void> {
     await this.deps.executor.close();
     await this.deps.registries.daemon.close();
+    this.deps.meta?.close();
   }
 }
 

@@ -14,6 +14,8 @@ want rootlesskit rootlesskit
 want slirp4netns slirp4netns  # rootless buildd's way out for RUN steps
 want curl curl
 want python3 python3
+want make make            # npm ci builds better-sqlite3 (the metadata database) from source
+want g++ g++
 want git git
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server) # the test sshd of git-ssh-credentials.test.ts
 want bzip2 bzip2

@@ -1,34 +1,74 @@
-import * as path from 'node:path';
-import { z } from 'zod';
-import { JsonRecordStore } from '../store/json-record-store';
+import { MetaDb } from '../store/meta-db';
 
-const recordSchema = z.object({ key: z.string(), snapshot: z.string().nullable(), createdAt: z.string() }).strict();
+/** A cache record: the committed snapshot an op with this key produced (null: it changed nothing). */
+export interface CacheRecord {
+  key: string;
+  snapshot: string | null;
+  createdAt: string;
+}
 
-/** A cache record: the committed snapshot an op with this key produced. */
-export type CacheRecord = z.infer<typeof recordSchema>;
+/** A cache record as `buildctl du` shows it: with when it was last used and how often. */
+export interface CacheUsage extends CacheRecord {
+  lastUsedAt: string;
+  useCount: number;
+}
+
+interface Row {
+  key: string;
+  snapshot: string | null;
+  created_at: string;
+  last_used_at: string;
+  use_count: number;
+}
 
 /**
- * Persistent map from cache key to result, one atomic JSON record per key under `<root>/cache`.
- * Lifecycle: opened once per daemon; records live until removed (GC).
+ * Persistent map from cache key to result: the cache_records table of the metadata database.
+ * Lifecycle: opened once per daemon over its MetaDb; records live until removed (GC).
  */
 export class CacheStore {
-  private constructor(private readonly records: JsonRecordStore<CacheRecord>) {}
+  private constructor(private readonly meta: MetaDb) {}
 
+  /** Over the daemon's database. */
+  static on(meta: MetaDb): CacheStore {
+    return new CacheStore(meta);
+  }
+
+  /** Over a database of its own at `<root>/meta.db` (tests, tools). */
   static async open(root: string): Promise<CacheStore> {
-    return new CacheStore(await JsonRecordStore.open(path.join(root, 'cache'), recordSchema, (key) => key.replace(/^sha256:/, '')));
+    return new CacheStore(MetaDb.open(root));
   }
 
   async get(key: string): Promise<CacheRecord | undefined> {
-    const record = await this.records.get(key);
-    // A damaged record is a miss, not a failed build: the step simply runs again.
-    return record?.key === key ? record : undefined;
+    const row = this.meta.db.prepare('SELECT key, snapshot, created_at FROM cache_records WHERE key = ?').get(key) as Pick<Row, 'key' | 'snapshot' | 'created_at'> | undefined;
+    return row === undefined ? undefined : { key: row.key, snapshot: row.snapshot, createdAt: row.created_at };
+  }
+
+  /** Counts a hit on `key` (for `du` and GC's least-recently-used order). */
+  async markUsed(key: string, at: Date = new Date()): Promise<void> {
+    this.meta.db.prepare('UPDATE cache_records SET last_used_at = ?, use_count = use_count + 1 WHERE key = ?').run(at.toISOString(), key);
   }
 
   async put(record: CacheRecord): Promise<void> {
-    await this.records.put(record.key, record);
+    this.write(record);
+  }
+
+  /** {@link put}, synchronously: for a caller that is inside a transaction (the JSON import). */
+  write(record: CacheRecord): void {
+    this.meta.db
+      .prepare(
+        `INSERT INTO cache_records (key, snapshot, created_at, last_used_at, use_count) VALUES (?, ?, ?, ?, 1)
+         ON CONFLICT (key) DO UPDATE SET snapshot = excluded.snapshot, created_at = excluded.created_at, last_used_at = excluded.last_used_at, use_count = use_count + 1`,
+      )
+      .run(record.key, record.snapshot, record.createdAt, record.createdAt);
   }
 
   async delete(key: string): Promise<void> {
-    await this.records.delete(key);
+    this.meta.db.prepare('DELETE FROM cache_records WHERE key = ?').run(key);
+  }
+
+  /** Every record with its use, oldest use first. */
+  async usage(): Promise<CacheUsage[]> {
+    const rows = this.meta.db.prepare('SELECT key, snapshot, created_at, last_used_at, use_count FROM cache_records ORDER BY last_used_at, key').all() as Row[];
+    return rows.map((r) => ({ key: r.key, snapshot: r.snapshot, createdAt: r.created_at, lastUsedAt: r.last_used_at, useCount: r.use_count }));
   }
 }

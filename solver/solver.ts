@@ -129,7 +129,9 @@ export class Solver {
     const record = await this.cache.get(key);
     if (!record) return undefined;
     const result: OpResult = { kind: 'snapshot', id: record.snapshot };
-    return (await this.worker.exists(result)) ? result : undefined;
+    if (!(await this.worker.exists(result))) return undefined;
+    await this.cache.markUsed(key);
+    return result;
   }
 
   private runShared(key: string, cacheable: boolean, vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {

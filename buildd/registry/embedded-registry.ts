@@ -1,6 +1,6 @@
-import * as path from 'node:path';
 import type { ContentStore } from '../../store/content-store';
 import type { Descriptor } from '../../store/manifest';
+import { MetaDb } from '../../store/meta-db';
 import { BuildError } from '../../solver/build-error';
 import { RepositoryRecords } from './repository-records';
 import { repositoryName } from './repository-names';
@@ -36,9 +36,12 @@ export class EmbeddedRegistry {
     readonly repos: RepositoryRecords,
   ) {}
 
-  /** `dir`: the registry's own state (`<root>/registry`) */
-  static async open(dir: string, content: ContentStore): Promise<EmbeddedRegistry> {
-    return new EmbeddedRegistry(dir, content, await RepositoryRecords.open(path.join(dir, 'repositories')));
+  /**
+   * `dir`: the registry's own files (`<root>/registry`: uploads in progress); `meta`: the
+   * daemon's database, which holds the repositories (without it, one of its own in `dir`).
+   */
+  static async open(dir: string, content: ContentStore, meta: MetaDb = MetaDb.open(dir)): Promise<EmbeddedRegistry> {
+    return new EmbeddedRegistry(dir, content, RepositoryRecords.on(meta));
   }
 
   /**

@@ -1,9 +1,5 @@
-import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
 import { z } from 'zod';
-import { readJsonFile } from '../../store/atomic-file';
-import { JsonRecordStore } from '../../store/json-record-store';
+import type { MetaDb } from '../../store/meta-db';
 
 const digest = z.string().regex(/^sha256:[a-f0-9]{64}$/);
 
@@ -19,8 +15,8 @@ const manifestEntrySchema = z
   .strict();
 export type ManifestEntry = z.infer<typeof manifestEntrySchema>;
 
-/** As stored: maps as arrays of pairs, so that no tag (`__proto__`) can meet an object's own machinery. */
-const storedSchema = z
+/** A repository as older buildd versions kept it in JSON, maps as arrays of pairs (read by the JSON import). */
+export const storedRepositorySchema = z
   .object({
     name: z.string(),
     blobs: z.array(digest),
@@ -28,7 +24,8 @@ const storedSchema = z
     tags: z.array(z.tuple([z.string(), digest])),
   })
   .strict();
-type StoredRecord = z.infer<typeof storedSchema>;
+
+const annotationsSchema = z.record(z.string());
 
 /** One repository of the embedded registry: what it holds; the bytes are in the content store. */
 export interface RepositoryRecord {
@@ -41,29 +38,40 @@ export interface RepositoryRecord {
 }
 
 /**
- * The embedded registry's repositories, one JSON record each under `<dir>` (named by the
- * SHA-256 of the repository name), changed one at a
- * time per repository (an update waits for the one before it), so two pushes to one
- * repository never lose each other's tags or links.
+ * The embedded registry's repositories: rows of the metadata database (registry_repositories
+ * and the blobs, manifests and tags that go with each, in the order they were added). Each
+ * update of a repository waits for the one before it (an update's `change` may await), and its
+ * write is one transaction, so two pushes to one repository never lose each other's tags or
+ * links.
  *
- * Lifecycle: opened once per daemon; a record lives until its repository holds nothing.
+ * Lifecycle: opened once per daemon over its MetaDb; a repository lives until it holds nothing.
  */
 export class RepositoryRecords {
   private readonly queues = new Map<string, Promise<unknown>>();
 
-  private constructor(
-    private readonly dir: string,
-    private readonly records: JsonRecordStore<StoredRecord>,
-  ) {}
+  private constructor(private readonly meta: MetaDb) {}
 
-  static async open(dir: string): Promise<RepositoryRecords> {
-    return new RepositoryRecords(dir, await JsonRecordStore.open(dir, storedSchema, fileName));
+  static on(meta: MetaDb): RepositoryRecords {
+    return new RepositoryRecords(meta);
   }
 
   async get(name: string): Promise<RepositoryRecord | undefined> {
-    const r = await this.records.get(name);
-    if (r?.name !== name) return undefined;
-    return { name, blobs: r.blobs, manifests: new Map(r.manifests), tags: new Map(r.tags) };
+    const db = this.meta.db;
+    if (db.prepare('SELECT 1 FROM registry_repositories WHERE name = ?').get(name) === undefined) return undefined;
+    const blobs = (db.prepare('SELECT digest FROM registry_blobs WHERE repository = ? ORDER BY rowid').all(name) as Array<{ digest: string }>).map((r) => r.digest);
+    const manifests = new Map<string, ManifestEntry>();
+    for (const r of db.prepare('SELECT * FROM registry_manifests WHERE repository = ? ORDER BY rowid').all(name) as ManifestRow[]) {
+      const entry: ManifestEntry = { mediaType: r.media_type, size: r.size };
+      if (r.subject !== null) entry.subject = r.subject;
+      if (r.artifact_type !== null) entry.artifactType = r.artifact_type;
+      if (r.annotations !== null) {
+        const annotations = annotationsSchema.safeParse(parseJson(r.annotations));
+        if (annotations.success) entry.annotations = annotations.data;
+      }
+      manifests.set(r.digest, entry);
+    }
+    const tags = new Map((db.prepare('SELECT tag, digest FROM registry_tags WHERE repository = ? ORDER BY rowid').all(name) as Array<{ tag: string; digest: string }>).map((r) => [r.tag, r.digest]));
+    return { name, blobs, manifests, tags };
   }
 
   /**
@@ -75,8 +83,7 @@ export class RepositoryRecords {
     const run = before.then(async () => {
       const record = (await this.get(name)) ?? { name, blobs: [], manifests: new Map(), tags: new Map() };
       const result = await change(record);
-      if (record.blobs.length === 0 && record.manifests.size === 0 && record.tags.size === 0) await this.records.delete(name);
-      else await this.records.put(name, { name, blobs: record.blobs, manifests: [...record.manifests], tags: [...record.tags] });
+      this.replace(record);
       return result;
     });
     const settled = run.then(() => undefined, () => undefined);
@@ -87,21 +94,47 @@ export class RepositoryRecords {
     return run;
   }
 
-  /** Every repository name, in byte order (the catalog): each record says its own name. */
+  /** Stores `record` whole in one transaction (none of it when it holds nothing). */
+  replace(record: RepositoryRecord): void {
+    const db = this.meta.db;
+    this.meta.transaction(() => {
+      // the repository's rows go with it (ON DELETE CASCADE), then are written again in order
+      db.prepare('DELETE FROM registry_repositories WHERE name = ?').run(record.name);
+      if (record.blobs.length === 0 && record.manifests.size === 0 && record.tags.size === 0) return;
+      db.prepare('INSERT INTO registry_repositories (name) VALUES (?)').run(record.name);
+      const blob = db.prepare('INSERT OR IGNORE INTO registry_blobs (repository, digest) VALUES (?, ?)');
+      for (const d of record.blobs) blob.run(record.name, d);
+      const manifest = db.prepare('INSERT INTO registry_manifests (repository, digest, media_type, size, subject, artifact_type, annotations) VALUES (?, ?, ?, ?, ?, ?, ?)');
+      for (const [d, m] of record.manifests) {
+        manifest.run(record.name, d, m.mediaType, m.size, m.subject ?? null, m.artifactType ?? null, m.annotations === undefined ? null : JSON.stringify(m.annotations));
+      }
+      const tag = db.prepare('INSERT INTO registry_tags (repository, tag, digest) VALUES (?, ?, ?)');
+      for (const [t, d] of record.tags) tag.run(record.name, t, d);
+    });
+  }
+
+  /** Every repository name, in byte order (the catalog). */
   async names(): Promise<string[]> {
-    const names: string[] = [];
-    for (const f of await fsp.readdir(this.dir)) {
-      if (!/^[a-f0-9]{64}\.json$/.test(f)) continue;
-      const parsed = storedSchema.safeParse(await readJsonFile(path.join(this.dir, f)));
-      if (parsed.success && fileName(parsed.data.name) === path.basename(f, '.json')) names.push(parsed.data.name);
-    }
-    return names.sort(compareAscii);
+    const rows = this.meta.db.prepare('SELECT name FROM registry_repositories').all() as Array<{ name: string }>;
+    return rows.map((r) => r.name).sort(compareAscii);
   }
 }
 
-/** A name's record file: its SHA-256, a fixed length whatever the name's (up to 255 characters). */
-function fileName(name: string): string {
-  return createHash('sha256').update(name).digest('hex');
+interface ManifestRow {
+  digest: string;
+  media_type: string;
+  size: number;
+  subject: string | null;
+  artifact_type: string | null;
+  annotations: string | null;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Names and tags are ASCII by their grammar: code-unit order is byte order. */

@@ -49,6 +49,7 @@ export class ImagePuller {
       const hit = await cache.get(key);
       if (hit?.snapshot && (await snapshotter.get(hit.snapshot))?.kind === 'committed') {
         parent = hit.snapshot;
+        await cache.markUsed(key);
         continue;
       }
       const desc = image.manifest.layers[i];

@@ -1,0 +1,81 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { BuildError } from '../solver/build-error';
+import { MIGRATIONS } from './meta-schema';
+
+/** The database file under a daemon's root, as containerd keeps its meta.db beside the content store. */
+export const META_DB = 'meta.db';
+
+/**
+ * The daemon's metadata: cache records, the layer index, image names and the embedded
+ * registry's repositories, in one SQLite database (better-sqlite3) at `<root>/meta.db`. Blobs
+ * and snapshots stay on the filesystem; this holds what refers to them, so a question over all
+ * of them (what uses this snapshot, what references this blob) is a query.
+ *
+ * WAL journal, synchronous=NORMAL: a transaction that returned survives the daemon's crash
+ * (kill -9); a power loss may take back the last few, never half of one, and never leaves a
+ * record whose blob or snapshot is missing, since those are synced before a record names them.
+ * That costs no fsync per write, so a cache hit can count its use. The schema's version is SQLite's user_version; MIGRATIONS brings an older
+ * file up to date in one transaction, and a file from a newer buildd is refused rather than
+ * misread. (The JSON records of an older buildd are imported by buildd/meta-json-import.ts.)
+ *
+ * Calls are synchronous: each statement is microseconds on this process's own connection, and
+ * a transaction runs to its end before anything else on the event loop, so two builds never
+ * interleave inside one. Lifecycle: opened once per daemon (createBuilder) and closed with the
+ * builder; a test may open several on one root, each its own connection.
+ */
+export class MetaDb {
+  private constructor(readonly db: Database.Database, readonly file: string) {}
+
+  static open(root: string): MetaDb {
+    mkdirSync(root, { recursive: true });
+    const file = path.join(root, META_DB);
+    let db: Database.Database;
+    try {
+      db = new Database(file, { timeout: 10_000 });
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+    } catch (err) {
+      throw new BuildError('internal', `Cannot open the metadata database ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    const meta = new MetaDb(db, file);
+    try {
+      meta.migrate();
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    return meta;
+  }
+
+  /** The schema version this buildd writes. */
+  static get version(): number {
+    return MIGRATIONS.length;
+  }
+
+  /** Runs `fn` in one transaction (BEGIN IMMEDIATE): all of its writes land, or none. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  private migrate(): void {
+    this.transaction(() => {
+      const current = this.db.pragma('user_version', { simple: true }) as number;
+      if (current > MIGRATIONS.length) {
+        throw new BuildError(
+          'failed-precondition',
+          `Cannot use the metadata database ${this.file}: its schema version ${current} is newer than this buildd's (${MIGRATIONS.length}); run the newer buildd, or move the root aside`,
+        );
+      }
+      for (let v = current; v < MIGRATIONS.length; v++) this.db.exec(MIGRATIONS[v] as string);
+      // a pragma cannot take a bound parameter; the value is our own integer
+      if (current !== MIGRATIONS.length) this.db.pragma(`user_version = ${MIGRATIONS.length}`);
+    });
+  }
+}

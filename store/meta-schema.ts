@@ -1,0 +1,82 @@
+/**
+ * The metadata database's schema, one migration per version: MIGRATIONS[n] takes a database at
+ * version n to n + 1 (SQLite's user_version). Append, never edit: a daemon root made by an
+ * older buildd is brought up to date by the migrations it has not run.
+ *
+ * Every table is STRICT (a value of the wrong type is refused, not coerced). Times are ISO
+ * 8601 text in UTC. Rows that belong to a repository go with it (ON DELETE CASCADE).
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  -- build cache: the committed snapshot (NULL: the op changed nothing) an op with this key made
+  CREATE TABLE cache_records (
+    key TEXT PRIMARY KEY,
+    snapshot TEXT,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT NOT NULL,
+    use_count INTEGER NOT NULL DEFAULT 0
+  ) STRICT;
+  CREATE INDEX cache_records_by_snapshot ON cache_records (snapshot);
+
+  -- the blobs that hold a committed snapshot's changes; variant '' is its primary blob
+  CREATE TABLE layers (
+    snapshot TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    diff_id TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    source TEXT CHECK (source IN ('pull', 'build')),
+    compression TEXT CHECK (compression IN ('gzip', 'zstd', 'uncompressed')),
+    compression_level INTEGER,
+    diff_size INTEGER,
+    PRIMARY KEY (snapshot, variant)
+  ) STRICT;
+  CREATE INDEX layers_by_digest ON layers (digest);
+
+  -- images built with --output type=image: name -> manifest (or index) descriptor
+  CREATE TABLE images (
+    name TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    descriptor TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX images_by_digest ON images (digest);
+
+  -- the embedded registry; rows keep the order things were added in (rowid)
+  CREATE TABLE registry_repositories (
+    name TEXT PRIMARY KEY
+  ) STRICT;
+  CREATE TABLE registry_blobs (
+    repository TEXT NOT NULL REFERENCES registry_repositories (name) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (repository, digest)
+  ) STRICT;
+  CREATE INDEX registry_blobs_by_digest ON registry_blobs (digest);
+  CREATE TABLE registry_manifests (
+    repository TEXT NOT NULL REFERENCES registry_repositories (name) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    subject TEXT,
+    artifact_type TEXT,
+    annotations TEXT,
+    PRIMARY KEY (repository, digest)
+  ) STRICT;
+  CREATE INDEX registry_manifests_by_digest ON registry_manifests (digest);
+  CREATE TABLE registry_tags (
+    repository TEXT NOT NULL REFERENCES registry_repositories (name) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (repository, tag)
+  ) STRICT;
+
+  -- one-time steps done on this root (the JSON import)
+  CREATE TABLE meta_events (
+    name TEXT PRIMARY KEY,
+    at TEXT NOT NULL
+  ) STRICT;
+  `,
+];
