@@ -40,6 +40,14 @@ export async function main(): Promise<number> {
       process.stdout.write(`BuildKit: buildd ${info.version} (${info.api})\n`);
       return 0;
     }
+    if (args.command.kind === 'du' || args.command.kind === 'prune') {
+      // loaded only for these commands: a build does not pay for them
+      const { runDu, runPrune } = await import('./cache-commands');
+      const out = (s: string): void => void process.stdout.write(s);
+      if (args.command.kind === 'du') await runDu(client, args.command, out);
+      else await runPrune(client, args.command, out);
+      return 0;
+    }
     const cmd = args.command;
     renderer = makeRenderer(cmd.progress);
     const abort = new AbortController();

@@ -5,6 +5,8 @@ import { parseLocals, parseOpts, parseOutputs, type OutputSpec } from './build-f
 import { DEFAULT_ADDR } from '../buildd/api/address';
 import type { ConnectFlags } from './connect';
 import { parseSecrets, parseSshs, type SecretSpec, type SshSpec } from './session-flags';
+import type { DuCommand, PruneCommand } from './cache-commands';
+import { parseDuration, parseStorage } from './cache-flags';
 
 export type ProgressMode = 'auto' | 'plain' | 'tty' | 'rawjson';
 
@@ -29,7 +31,7 @@ export interface BuildCommand {
 export interface ParsedArgs {
   connect: ConnectFlags;
   debug: boolean;
-  command: BuildCommand | { kind: 'info' };
+  command: BuildCommand | DuCommand | PruneCommand | { kind: 'info' };
 }
 
 /** Client environment variables buildctl passes on as build args (BuildKit's propagatableEnvs). */
@@ -99,6 +101,39 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
       };
     });
 
+  program
+    .command('du')
+    .description('show what the build cache keeps on disk')
+    .option('--filter <filter>', 'key==value, key!=value or key~=regexp (id, type, description, parent, inuse, shared, mutable; repeatable)', collect)
+    .option('-v, --verbose', 'every field of every record')
+    .exitOverride()
+    .action((o: { filter?: string[]; verbose?: boolean }) => {
+      command = { kind: 'du', filters: o.filter ?? [], verbose: o.verbose === true };
+    });
+
+  program
+    .command('prune')
+    .description('remove build cache')
+    .option('--filter <filter>', 'as du --filter; until=DURATION as --keep-duration (repeatable)', collect)
+    .option('--all', 'include internal records (buildd keeps none)')
+    .option('--keep-duration <duration>', 'keep what was used within this long (24h, 1h30m)')
+    .option('--keep-storage <size>', 'keep this much: megabytes as BuildKit (512) or with a unit (10GB)')
+    .option('-v, --verbose', 'every field of every removed record')
+    .exitOverride()
+    .action((o: { filter?: string[]; all?: boolean; keepDuration?: string; keepStorage?: string; verbose?: boolean }) => {
+      // docker builder prune's until=24h filter is --keep-duration
+      const until = (o.filter ?? []).filter((f) => f.startsWith('until='));
+      const durations = [...(o.keepDuration === undefined ? [] : [o.keepDuration]), ...until.map((f) => f.slice('until='.length))];
+      command = {
+        kind: 'prune',
+        filters: (o.filter ?? []).filter((f) => !f.startsWith('until=')),
+        all: o.all === true,
+        keepDurationMs: durations.length === 0 ? 0 : Math.max(...durations.map(parseDuration)),
+        keepBytes: o.keepStorage === undefined ? 0 : parseStorage(o.keepStorage),
+        verbose: o.verbose === true,
+      };
+    });
+
   const debug = program.command('debug').description('inspect the daemon').exitOverride();
   debug
     .command('info')
@@ -109,7 +144,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
     });
 
   program.parse([...argv], { from: 'user' });
-  if (!command) throw new BuildError('invalid-argument', 'Cannot run: no command given (build, debug info)');
+  if (!command) throw new BuildError('invalid-argument', 'Cannot run: no command given (build, du, prune, debug info)');
   const g = program.opts<ConnectFlags & { debug?: boolean }>();
   return {
     connect: {

@@ -11,6 +11,8 @@ import type { InfoResponse, ServerMessage } from './api/server-messages';
 import type { Builder, BuildRequest, BuildSession } from './builder';
 import { CallWriter } from './call-writer';
 import { createExportStream } from './export-stream';
+import { CacheManager } from './gc/cache-manager';
+import { cacheHandlers } from './gc/cache-rpc';
 import { LocalsReceiver } from './locals-receiver';
 import { KeyedLocalsReceiver, type LocalTransfer } from './locals/keyed-locals-receiver';
 import { LocalsStore } from './locals/locals-store';
@@ -43,12 +45,14 @@ type BuildCall = grpc.ServerDuplexStream<unknown, ServerMessage>;
  * aborts every running build and resolves when all have settled (session dirs removed).
  */
 export class BuildService {
-  private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  private readonly running = new Map<string, { abort: AbortController; done: Promise<void>; started: number }>();
   private readonly root: string;
   private readonly version = builddVersion();
   private closing = false;
   /** opened at construction, so temp dirs a killed daemon left go at start, not at the first build */
   private readonly store: Promise<LocalsStore>;
+  /** du, prune and GC over the builder's stores (undefined when it keeps none) */
+  readonly cache: CacheManager | undefined;
 
   constructor(private readonly opts: BuildServiceOptions) {
     this.root = path.resolve(opts.root);
@@ -59,6 +63,15 @@ export class BuildService {
     });
     // a store that cannot open fails the builds that need it, with its reason; never the daemon
     this.store.catch((err: Error) => opts.logger.error({ err: err.message }, 'cannot open the kept locals'));
+    const storage = opts.builder.storage;
+    this.cache = storage && new CacheManager(storage, () => this.oldestBuild(), () => this.store.catch(() => undefined), opts.logger);
+  }
+
+  /** When the oldest running build started: what it may hold is kept by GC (see CacheManager). */
+  oldestBuild(): number | undefined {
+    let oldest: number | undefined;
+    for (const b of this.running.values()) if (oldest === undefined || b.started < oldest) oldest = b.started;
+    return oldest;
   }
 
   /** The kept copies of keyed locals (for du/prune and tests). */
@@ -71,6 +84,7 @@ export class BuildService {
       Build: (call: BuildCall) => this.startBuild(call),
       Info: (_call: grpc.ServerUnaryCall<unknown, InfoResponse>, cb: grpc.sendUnaryData<InfoResponse>) =>
         cb(null, { version: this.version, api: 'buildd.v1' }),
+      ...cacheHandlers(this.cache, this.opts.logger),
     };
   }
 
@@ -87,12 +101,14 @@ export class BuildService {
   }
 
   private startBuild(call: BuildCall): void {
+    // before anything of the build runs: GC keeps what it touches from here on
+    const started = Date.now();
     const ref = randomUUID();
     const abort = new AbortController();
     if (this.closing) abort.abort(new BuildError('unavailable', 'Cannot start a build: the daemon is shutting down'));
     call.on('cancelled', () => abort.abort(new BuildError('cancelled', 'Cannot continue: the client went away')));
     const done = this.runBuild(call, ref, abort).finally(() => this.running.delete(ref));
-    this.running.set(ref, { abort, done });
+    this.running.set(ref, { abort, done, started });
   }
 
   private async runBuild(call: BuildCall, ref: string, abort: AbortController): Promise<void> {

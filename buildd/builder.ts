@@ -1,3 +1,4 @@
+import type { CacheStorage } from './gc/cache-manager';
 import type { EmbeddedRegistry } from './registry/embedded-registry';
 import type { Writable } from 'node:stream';
 import type { SourceRange } from '../solver/build-error';
@@ -69,4 +70,6 @@ export interface Builder {
   close(): Promise<void>;
   /** the embedded registry's state when the daemon serves one (config.registryAddr): its server serves it, builds publish into it */
   readonly embeddedRegistry?: EmbeddedRegistry;
+  /** the stores du, prune and GC work on (absent in builders without a cache, as tests' fakes) */
+  readonly storage?: CacheStorage;
 }

@@ -51,6 +51,8 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
   };
 
   try {
+    // before the first build: what a killed daemon left that nothing refers to
+    await service.cache?.sweep();
     for (const text of config.addr) addresses.push(await listen(server, text, { tls, config, logger }));
     if (config.registryAddr !== undefined) {
       if (!builder.embeddedRegistry) throw new BuildError('failed-precondition', 'Cannot serve the registry: this builder has no registry state');

@@ -25,6 +25,7 @@ import { boolAttr } from './bool-attr';
 import { Executor } from './worker/executor';
 import { LayerIndex } from '../store/layer-index';
 import type { MetaDb } from '../store/meta-db';
+import type { CacheStorage } from './gc/cache-manager';
 import type { SessionRegistries } from './session/session-registries';
 import type { RegistryClient } from '../store/registry-client';
 
@@ -58,6 +59,11 @@ export class DockerfileBuilder implements Builder {
 
   get embeddedRegistry(): EmbeddedRegistry | undefined {
     return this.deps.embedded;
+  }
+
+  get storage(): CacheStorage | undefined {
+    const { meta, snapshotter, content } = this.deps;
+    return meta === undefined ? undefined : { meta, snapshotter, content };
   }
 
   async build(req: BuildRequest, session: BuildSession): Promise<ExporterResponse> {

@@ -5,6 +5,8 @@ export interface CacheRecord {
   key: string;
   snapshot: string | null;
   createdAt: string;
+  /** what made it (the step's name), for du and prune */
+  description?: string;
 }
 
 /** A cache record as `buildctl du` shows it: with when it was last used and how often. */
@@ -19,6 +21,7 @@ interface Row {
   created_at: string;
   last_used_at: string;
   use_count: number;
+  description: string | null;
 }
 
 /**
@@ -39,8 +42,23 @@ export class CacheStore {
   }
 
   async get(key: string): Promise<CacheRecord | undefined> {
+    return this.readRecord(key);
+  }
+
+  private readRecord(key: string): CacheRecord | undefined {
     const row = this.meta.db.prepare('SELECT key, snapshot, created_at FROM cache_records WHERE key = ?').get(key) as Pick<Row, 'key' | 'snapshot' | 'created_at'> | undefined;
     return row === undefined ? undefined : { key: row.key, snapshot: row.snapshot, createdAt: row.created_at };
+  }
+
+  /**
+   * A hit: the record, counted as used now, in one synchronous step. GC decides and detaches
+   * in one synchronous step too, so either it ran first (and this misses) or this did (and
+   * GC sees the use of a running build and keeps the snapshot).
+   */
+  async take(key: string, at: Date = new Date()): Promise<CacheRecord | undefined> {
+    const record = this.readRecord(key);
+    if (record !== undefined) this.meta.db.prepare('UPDATE cache_records SET last_used_at = ?, use_count = use_count + 1 WHERE key = ?').run(at.toISOString(), key);
+    return record;
   }
 
   /** Counts a hit on `key` (for `du` and GC's least-recently-used order). */
@@ -56,10 +74,11 @@ export class CacheStore {
   write(record: CacheRecord): void {
     this.meta.db
       .prepare(
-        `INSERT INTO cache_records (key, snapshot, created_at, last_used_at, use_count) VALUES (?, ?, ?, ?, 1)
-         ON CONFLICT (key) DO UPDATE SET snapshot = excluded.snapshot, created_at = excluded.created_at, last_used_at = excluded.last_used_at, use_count = use_count + 1`,
+        `INSERT INTO cache_records (key, snapshot, created_at, last_used_at, use_count, description) VALUES (?, ?, ?, ?, 1, ?)
+         ON CONFLICT (key) DO UPDATE SET snapshot = excluded.snapshot, created_at = excluded.created_at, last_used_at = excluded.last_used_at,
+           use_count = use_count + 1, description = coalesce(excluded.description, description)`,
       )
-      .run(record.key, record.snapshot, record.createdAt, record.createdAt);
+      .run(record.key, record.snapshot, record.createdAt, record.createdAt, record.description ?? null);
   }
 
   async delete(key: string): Promise<void> {
@@ -68,7 +87,14 @@ export class CacheStore {
 
   /** Every record with its use, oldest use first. */
   async usage(): Promise<CacheUsage[]> {
-    const rows = this.meta.db.prepare('SELECT key, snapshot, created_at, last_used_at, use_count FROM cache_records ORDER BY last_used_at, key').all() as Row[];
-    return rows.map((r) => ({ key: r.key, snapshot: r.snapshot, createdAt: r.created_at, lastUsedAt: r.last_used_at, useCount: r.use_count }));
+    const rows = this.meta.db.prepare('SELECT key, snapshot, created_at, last_used_at, use_count, description FROM cache_records ORDER BY last_used_at, key').all() as Row[];
+    return rows.map((r) => ({
+      key: r.key,
+      snapshot: r.snapshot,
+      createdAt: r.created_at,
+      lastUsedAt: r.last_used_at,
+      useCount: r.use_count,
+      ...(r.description === null ? {} : { description: r.description }),
+    }));
   }
 }

@@ -126,12 +126,11 @@ export class Solver {
   }
 
   private async lookup(key: string): Promise<OpResult | undefined> {
-    const record = await this.cache.get(key);
+    // taken and counted as used in one step: see CacheStore.take on why GC cannot come between
+    const record = await this.cache.take(key);
     if (!record) return undefined;
     const result: OpResult = { kind: 'snapshot', id: record.snapshot };
-    if (!(await this.worker.exists(result))) return undefined;
-    await this.cache.markUsed(key);
-    return result;
+    return (await this.worker.exists(result)) ? result : undefined;
   }
 
   private runShared(key: string, cacheable: boolean, vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
@@ -146,7 +145,7 @@ export class Solver {
         async (shared, sharedInputs) => {
           const result = await this.runLimited(vertex, sharedInputs, shared);
           if (result.kind === 'snapshot') {
-            await this.cache.put({ key, snapshot: result.id, createdAt: new Date().toISOString() });
+            await this.cache.put({ key, snapshot: result.id, createdAt: new Date().toISOString(), description: step });
           }
           return result;
         },

@@ -28,6 +28,8 @@ export interface ContentStore {
   ingest(source: Readable | AsyncIterable<Buffer>, expected?: Partial<BlobInfo>, signal?: AbortSignal): Promise<BlobInfo>;
   readJson(digest: string, maxBytes?: number): Promise<unknown>;
   delete(digest: string): Promise<void>;
+  /** Every blob (for GC). */
+  list(): Promise<StoredBlob[]>;
 }
 
 const DIGEST_RE = /^sha256:([a-f0-9]{64})$/;
@@ -154,5 +156,24 @@ export class LocalContentStore implements ContentStore {
   async delete(digest: string): Promise<void> {
     await fsp.rm(this.blobPath(digest), { force: true });
   }
+
+  /** Every blob with its size and when it was written (for GC), in no particular order. */
+  async list(): Promise<StoredBlob[]> {
+    const dir = path.dirname(this.blobPath('sha256:' + '0'.repeat(64)));
+    const names = (await fsp.readdir(dir).catch(() => [] as string[])).filter((n) => /^[a-f0-9]{64}$/.test(n));
+    const out: StoredBlob[] = [];
+    for (const n of names) {
+      const st = await fsp.stat(path.join(dir, n)).catch(() => undefined);
+      if (st) out.push({ digest: `sha256:${n}`, size: st.size, writtenAtMs: st.mtimeMs });
+    }
+    return out;
+  }
+}
+
+/** A blob as the content store lists it. */
+export interface StoredBlob {
+  digest: string;
+  size: number;
+  writtenAtMs: number;
 }
 

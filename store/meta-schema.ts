@@ -79,4 +79,14 @@ export const MIGRATIONS: readonly string[] = [
     at TEXT NOT NULL
   ) STRICT;
   `,
+  `
+  -- what made a cache record (the step's name), for du and prune
+  ALTER TABLE cache_records ADD COLUMN description TEXT;
+
+  -- bytes on disk of a committed snapshot's own layer, measured once (it never changes)
+  CREATE TABLE snapshot_sizes (
+    snapshot TEXT PRIMARY KEY,
+    size INTEGER NOT NULL
+  ) STRICT;
+  `,
 ];

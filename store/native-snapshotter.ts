@@ -137,6 +137,14 @@ export class NativeSnapshotter implements Snapshotter {
     return info && { ...info };
   }
 
+  async list(): Promise<SnapshotInfo[]> {
+    return [...this.metas.values()].filter((m) => m.kind === 'committed').map((m) => ({ ...m }));
+  }
+
+  viewed(id: string): boolean {
+    return (this.viewCounts.get(id) ?? 0) > 0;
+  }
+
   async upperDir(id: string): Promise<string> {
     const info = this.committed(id, 'read the changes of');
     return path.join(this.dir, id, info.parent === undefined ? 'fs' : 'diff');
@@ -160,6 +168,14 @@ export class NativeSnapshotter implements Snapshotter {
     this.metas.delete(id);
     this.baselines.delete(id);
     await removeSnapshotDir(this.dir, id);
+  }
+
+  detach(id: string): (() => Promise<void>) | undefined {
+    const info = this.metas.get(id);
+    if (info?.kind !== 'committed' || this.viewed(id) || [...this.metas.values()].some((m) => m.parent === id)) return undefined;
+    this.metas.delete(id);
+    this.baselines.delete(id);
+    return () => removeSnapshotDir(this.dir, id);
   }
 
   /**

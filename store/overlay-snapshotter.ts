@@ -116,6 +116,14 @@ export class OverlaySnapshotter implements Snapshotter {
     return info && { ...info };
   }
 
+  async list(): Promise<SnapshotInfo[]> {
+    return [...this.metas.values()].filter((m) => m.kind === 'committed').map((m) => ({ ...m }));
+  }
+
+  viewed(id: string): boolean {
+    return (this.viewCounts.get(id) ?? 0) > 0;
+  }
+
   async upperDir(id: string): Promise<string> {
     if (!this.metas.has(id)) throw new BuildError('not-found', `Cannot find snapshot ${id}: not in the snapshotter`);
     return path.join(this.dir, id, 'fs');
@@ -138,6 +146,13 @@ export class OverlaySnapshotter implements Snapshotter {
     }
     this.metas.delete(id);
     await removeSnapshotDir(this.dir, id);
+  }
+
+  detach(id: string): (() => Promise<void>) | undefined {
+    const info = this.metas.get(id);
+    if (info?.kind !== 'committed' || this.viewed(id) || [...this.metas.values()].some((m) => m.parent === id)) return undefined;
+    this.metas.delete(id);
+    return () => removeSnapshotDir(this.dir, id);
   }
 
   async mountView(id: string): Promise<SnapshotView> {

@@ -57,12 +57,23 @@ export interface Snapshotter {
   /** Unmounts if mounted, becomes committed, returns the committed id. */
   commit(active: ActiveSnapshot, opts?: CommitOptions): Promise<string>;
   get(id: string): Promise<SnapshotInfo | undefined>;
+  /** Every committed snapshot (for du and GC), in no particular order. */
+  list(): Promise<SnapshotInfo[]>;
+  /** Whether a read-only view of `id` is mounted now (a COPY --from reading it). */
+  viewed(id: string): boolean;
   /** The layer's own changes, in overlay format (whiteouts as 0:0 char devices, opaque xattrs). */
   upperDir(id: string): Promise<string>;
   /** Committed ids from the base up to `id`. */
   chain(id: string): Promise<string[]>;
   /** Active: unmount + delete; committed: only if no child references it. */
   remove(id: string): Promise<void>;
+  /**
+   * For GC: takes committed snapshot `id` out at once (get, list and chain no longer see it)
+   * when nothing is layered on it and no view of it is mounted, and returns the deletion of its
+   * files to await; undefined, and nothing changed, otherwise. Synchronous, so that the
+   * caller's last check and the detach are one step no build can come between.
+   */
+  detach(id: string): (() => Promise<void>) | undefined;
   /** A read-only mount of a committed snapshot (for COPY --from and user resolution). */
   mountView(id: string): Promise<SnapshotView>;
 }

@@ -46,10 +46,10 @@ export class ImagePuller {
       signal.throwIfAborted();
       chainId = i === 0 ? diffIds[0] : sha256Digest(`${chainId} ${diffIds[i]}`);
       const key = sha256Digest(`layer-chain ${chainId}`);
-      const hit = await cache.get(key);
+      // taken and counted as used in one step (see CacheStore.take)
+      const hit = await cache.take(key);
       if (hit?.snapshot && (await snapshotter.get(hit.snapshot))?.kind === 'committed') {
         parent = hit.snapshot;
-        await cache.markUsed(key);
         continue;
       }
       const desc = image.manifest.layers[i];
@@ -63,7 +63,7 @@ export class ImagePuller {
         }
         const id = await snapshotter.commit(active);
         await layers.put(id, { digest: desc.digest, size: desc.size, diffId: diffIds[i], mediaType: desc.mediaType, source: 'pull' });
-        await cache.put({ key, snapshot: id, createdAt: new Date().toISOString() });
+        await cache.put({ key, snapshot: id, createdAt: new Date().toISOString(), description: `pulled from ${ref} (layer ${i + 1}/${diffIds.length})` });
         parent = id;
       } finally {
         await active.release();

@@ -1,0 +1,215 @@
+import type { Logger } from 'pino';
+import type { ContentStore } from '../../store/content-store';
+import { diskUsage } from '../../store/disk-usage';
+import type { MetaDb } from '../../store/meta-db';
+import type { SnapshotInfo, Snapshotter } from '../../store/snapshotter';
+import type { LocalsStore } from '../locals/locals-store';
+import { planPrune, type PruneOptions } from './prune-plan';
+import { matchesFilters, type RecordFilter } from './record-filter';
+import { RecordQueries } from './record-queries';
+import type { UsageRecord } from './usage-record';
+
+/** What the cache manager works on: the daemon's stores (DockerfileBuilder exposes them). */
+export interface CacheStorage {
+  meta: MetaDb;
+  snapshotter: Snapshotter;
+  content: ContentStore;
+}
+
+/** When the oldest running build started (ms since the epoch), undefined when none runs. */
+export type OldestBuild = () => number | undefined;
+
+/** What a prune removed. */
+export interface PruneResult {
+  removed: UsageRecord[];
+  /** bytes of blobs the removed snapshots' layers held that nothing else refers to */
+  blobBytes: number;
+}
+
+/**
+ * `buildctl du` and `buildctl prune` over the daemon's cache: committed snapshots (with what
+ * the cache records say of their use) and kept build contexts.
+ *
+ * What a running build holds is never removed. A build counts as holding every snapshot it
+ * created or took from the cache since it started (CacheStore.take stamps the use), and every
+ * snapshot those are layered on (a snapshot goes only once nothing is layered on it). The last
+ * check and the snapshot's detach are one synchronous step (Snapshotter.detach), so a build
+ * either finds the record first and is seen, or misses it. Layer blobs of removed snapshots go
+ * unless an image, the embedded registry or another layer row still refers to them.
+ *
+ * Lifecycle: one per daemon (BuildService), prunes one at a time.
+ */
+export class CacheManager {
+  private readonly queries: RecordQueries;
+  private pruning: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly storage: CacheStorage,
+    private readonly oldestBuild: OldestBuild,
+    private readonly locals: () => Promise<LocalsStore | undefined>,
+    private readonly log: Logger,
+  ) {
+    this.queries = new RecordQueries(storage.meta);
+  }
+
+  /** Every record (those `filters` pick), least recently used first. */
+  async usage(filters: readonly RecordFilter[] = [], signal?: AbortSignal): Promise<UsageRecord[]> {
+    const snapshots = await this.storage.snapshotter.list();
+    const sizes = this.queries.sizes();
+    for (const s of snapshots) {
+      if (sizes.has(s.id)) continue;
+      const size = await diskUsage(await this.storage.snapshotter.upperDir(s.id), signal);
+      // measured once: a committed snapshot never changes
+      if ((await this.storage.snapshotter.get(s.id)) !== undefined) this.queries.putSize(s.id, size);
+      sizes.set(s.id, size);
+    }
+    const records = [...this.snapshotRecords(snapshots, sizes), ...(await this.localRecords())];
+    return records.filter((r) => matchesFilters(r, filters)).sort((a, b) => a.lastUsedAt - b.lastUsedAt || (a.id < b.id ? -1 : 1));
+  }
+
+  /** Removes what `opts` allows (see planPrune), calling `removed` for each record as it goes. */
+  prune(opts: PruneOptions, removed?: (r: UsageRecord) => void, signal?: AbortSignal): Promise<PruneResult> {
+    const run = this.pruning.then(() => this.pruneNow(opts, removed, signal));
+    this.pruning = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * At daemon start, before any build: cache records and layer rows of snapshots that are gone,
+   * committed snapshots nothing refers to (a step cancelled or killed between its commit and
+   * its record), and blobs nothing refers to (a crashed pull's, an image name's old manifest).
+   */
+  async sweep(): Promise<{ records: number; snapshots: number; blobs: number }> {
+    const snapshots = await this.storage.snapshotter.list();
+    const records = this.queries.forgetMissing(new Set(snapshots.map((s) => s.id)));
+    const used = this.queries.snapshotUse();
+    const indexed = this.queries.indexedSnapshots();
+    const keep = new Set<string>();
+    const byId = new Map(snapshots.map((s) => [s.id, s]));
+    for (const s of snapshots) {
+      if (!used.has(s.id) && !indexed.has(s.id)) continue;
+      // what a referred snapshot is layered on is kept with it
+      for (let id: string | undefined = s.id; id !== undefined && !keep.has(id); id = byId.get(id)?.parent) keep.add(id);
+    }
+    let removedSnapshots = 0;
+    for (let progress = true; progress; ) {
+      progress = false;
+      for (const s of await this.storage.snapshotter.list()) {
+        if (keep.has(s.id)) continue;
+        const remove = this.storage.snapshotter.detach(s.id);
+        if (remove === undefined) continue;
+        this.queries.forgetSnapshot(s.id);
+        await remove();
+        removedSnapshots++;
+        progress = true;
+      }
+    }
+    const roots = await this.queries.blobRoots(this.storage.content);
+    let blobs = 0;
+    for (const b of await this.storage.content.list()) {
+      if (roots.has(b.digest)) continue;
+      await this.storage.content.delete(b.digest);
+      blobs++;
+    }
+    if (records + removedSnapshots + blobs > 0) this.log.info({ records, snapshots: removedSnapshots, blobs }, 'removed cache nothing refers to');
+    return { records, snapshots: removedSnapshots, blobs };
+  }
+
+  private async pruneNow(opts: PruneOptions, removed: ((r: UsageRecord) => void) | undefined, signal: AbortSignal | undefined): Promise<PruneResult> {
+    const plan = planPrune(await this.usage([], signal), opts);
+    const result: PruneResult = { removed: [], blobBytes: 0 };
+    const freedDigests = new Set<string>();
+    for (const r of plan) {
+      signal?.throwIfAborted();
+      if (r.type === 'regular') {
+        const remove = this.detachIfUnused(r.id);
+        if (remove === undefined) continue;
+        for (const d of this.queries.forgetSnapshot(r.id)) freedDigests.add(d);
+        await remove();
+      } else if (r.type === 'source.local') {
+        const store = await this.locals();
+        const gone = (await store?.prune((k) => localId(k.key) === r.id)) ?? [];
+        if (gone.length === 0) continue;
+      }
+      result.removed.push(r);
+      removed?.(r);
+    }
+    if (freedDigests.size > 0) {
+      const roots = await this.queries.blobRoots(this.storage.content);
+      for (const d of freedDigests) {
+        if (roots.has(d)) continue;
+        const info = await this.storage.content.info(d);
+        if (info === undefined) continue;
+        await this.storage.content.delete(d);
+        result.blobBytes += info.size;
+      }
+    }
+    this.log.info({ records: result.removed.length, bytes: result.removed.reduce((n, r) => n + r.size, 0) + result.blobBytes }, 'pruned the build cache');
+    return result;
+  }
+
+  /**
+   * The last check and the detach, in one synchronous step: not used since the oldest running
+   * build started (nor made since), then out of the snapshotter if nothing is layered on it.
+   */
+  private detachIfUnused(id: string): (() => Promise<void>) | undefined {
+    const oldest = this.oldestBuild();
+    if (oldest !== undefined) {
+      const lastUsed = this.storage.meta.db.prepare('SELECT max(last_used_at) AS t FROM cache_records WHERE snapshot = ?').get(id) as { t: string | null };
+      if (lastUsed.t !== null && Date.parse(lastUsed.t) >= oldest) return undefined;
+    }
+    return this.storage.snapshotter.detach(id);
+  }
+
+  private snapshotRecords(snapshots: readonly SnapshotInfo[], sizes: ReadonlyMap<string, number>): UsageRecord[] {
+    const use = this.queries.snapshotUse();
+    const oldest = this.oldestBuild();
+    const byId = new Map(snapshots.map((s) => [s.id, s]));
+    const parents = new Set(snapshots.flatMap((s) => (s.parent === undefined ? [] : [s.parent])));
+    const held = new Set<string>();
+    for (const s of snapshots) {
+      const u = use.get(s.id);
+      const touched = Math.max(Date.parse(s.createdAt), u === undefined ? 0 : Date.parse(u.lastUsedAt));
+      if (!this.storage.snapshotter.viewed(s.id) && (oldest === undefined || touched < oldest)) continue;
+      for (let id: string | undefined = s.id; id !== undefined && !held.has(id); id = byId.get(id)?.parent) held.add(id);
+    }
+    return snapshots.map((s) => {
+      const u = use.get(s.id);
+      const createdAt = Date.parse(s.createdAt);
+      return {
+        id: s.id,
+        type: 'regular' as const,
+        ...(s.parent === undefined ? {} : { parent: s.parent }),
+        size: sizes.get(s.id) ?? 0,
+        createdAt,
+        lastUsedAt: u === undefined ? createdAt : Date.parse(u.lastUsedAt),
+        usageCount: u?.useCount ?? 0,
+        description: u?.description ?? (u === undefined ? 'no cache record (removed by the next prune or restart)' : ''),
+        inUse: held.has(s.id),
+        shared: parents.has(s.id),
+        mutable: false,
+      };
+    });
+  }
+
+  private async localRecords(): Promise<UsageRecord[]> {
+    const store = await this.locals().catch(() => undefined);
+    return (store?.list() ?? []).map((k) => ({
+      id: localId(k.key),
+      type: 'source.local' as const,
+      size: k.bytes,
+      createdAt: k.lastUsed.getTime(),
+      lastUsedAt: k.lastUsed.getTime(),
+      usageCount: k.generation,
+      description: `kept build context (${k.entries} entries)`,
+      inUse: k.inUse,
+      shared: false,
+      mutable: false,
+    }));
+  }
+}
+
+/** A kept context's record id: its key is a hash the client never sees, shortened as BuildKit shortens ids. */
+function localId(key: string): string {
+  return `local-${key.slice(0, 25)}`;
+}
