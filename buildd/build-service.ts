@@ -13,6 +13,8 @@ import { CallWriter } from './call-writer';
 import { createExportStream } from './export-stream';
 import { CacheManager } from './gc/cache-manager';
 import { cacheHandlers } from './gc/cache-rpc';
+import { GcRunner } from './gc/gc-runner';
+import type { PruneOptions } from './gc/prune-plan';
 import { LocalsReceiver } from './locals-receiver';
 import { KeyedLocalsReceiver, type LocalTransfer } from './locals/keyed-locals-receiver';
 import { LocalsStore } from './locals/locals-store';
@@ -33,6 +35,10 @@ export interface BuildServiceOptions {
   keptLocals?: { maxKeys?: number; maxBytes?: number };
   /** where the digests of received files go (the process's cache, which COPY checksums read, when absent) */
   fileDigests?: FileDigestCache;
+  /** the automatic GC's rules (gcRules), run after each build; none: no automatic GC */
+  gcRules?: readonly PruneOptions[];
+  /** how long after a build the GC runs at the earliest (gcDelayMs) */
+  gcDelayMs?: number;
 }
 
 type BuildCall = grpc.ServerDuplexStream<unknown, ServerMessage>;
@@ -53,6 +59,8 @@ export class BuildService {
   private readonly store: Promise<LocalsStore>;
   /** du, prune and GC over the builder's stores (undefined when it keeps none) */
   readonly cache: CacheManager | undefined;
+  /** the automatic GC, asked to run after each build */
+  readonly gc: GcRunner | undefined;
 
   constructor(private readonly opts: BuildServiceOptions) {
     this.root = path.resolve(opts.root);
@@ -65,6 +73,7 @@ export class BuildService {
     this.store.catch((err: Error) => opts.logger.error({ err: err.message }, 'cannot open the kept locals'));
     const storage = opts.builder.storage;
     this.cache = storage && new CacheManager(storage, () => this.oldestBuild(), () => this.store.catch(() => undefined), opts.logger);
+    this.gc = this.cache && new GcRunner(this.cache, opts.gcRules ?? [], opts.logger, opts.gcDelayMs ?? 60_000);
   }
 
   /** When the oldest running build started: what it may hold is kept by GC (see CacheManager). */
@@ -98,6 +107,7 @@ export class BuildService {
     const all = [...this.running.values()];
     for (const b of all) b.abort.abort(new BuildError('cancelled', 'Cannot continue: the daemon is shutting down'));
     await Promise.allSettled(all.map((b) => b.done));
+    await this.gc?.stop();
   }
 
   private startBuild(call: BuildCall): void {
@@ -107,7 +117,10 @@ export class BuildService {
     const abort = new AbortController();
     if (this.closing) abort.abort(new BuildError('unavailable', 'Cannot start a build: the daemon is shutting down'));
     call.on('cancelled', () => abort.abort(new BuildError('cancelled', 'Cannot continue: the client went away')));
-    const done = this.runBuild(call, ref, abort).finally(() => this.running.delete(ref));
+    const done = this.runBuild(call, ref, abort).finally(() => {
+      this.running.delete(ref);
+      if (!this.closing) this.gc?.request();
+    });
     this.running.set(ref, { abort, done, started });
   }
 

@@ -1,3 +1,4 @@
+import { gcConfigSchema, type GcConfig } from './gc/gc-policy';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
@@ -64,6 +65,8 @@ export const daemonConfigFileSchema = z
     keptLocals: z.object({ maxKeys: z.number().int().min(1).max(4096), maxBytes: z.number().int().min(0) }).partial().strict(),
     /** the most bytes a pulled layer may decompress to (default 64 GiB): a decompression bomb fails the pull */
     maxLayerBytes: z.number().int().min(1),
+    /** automatic GC of the build cache (see buildd/gc/gc-policy.ts) */
+    gc: gcConfigSchema,
   })
   .partial()
   .strict();
@@ -106,6 +109,8 @@ export interface DaemonConfig {
   keptLocals?: { maxKeys?: number; maxBytes?: number };
   /** the most bytes a pulled layer may decompress to; DEFAULT_MAX_LAYER_BYTES when absent */
   maxLayerBytes?: number;
+  /** automatic GC; undefined: on, with BuildKit's default policy */
+  gc?: GcConfig;
   /**
    * cgroup under which each step gets its own (BuildKit's `cgroup-parent`); undefined: /buildd
    * for a root daemon; for a rootless one, a cgroup the user owns (see
@@ -227,6 +232,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     cgroupParent: file.cgroupParent,
     keptLocals: file.keptLocals,
     maxLayerBytes: file.maxLayerBytes,
+    gc: file.gc,
     rootless,
     snapshotter: flags.ociWorkerSnapshotter ?? file.snapshotter ?? 'auto',
     registryAddr: flags.registryAddr ?? file.registryAddr,

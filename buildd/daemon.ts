@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 import type { Address } from './api/address';
 import { loadControlApi } from './api/load-proto';
 import { BuildService } from './build-service';
+import { gcDelayMs, gcRules as resolveGcRules } from './gc/gc-policy';
+import type { PruneOptions } from './gc/prune-plan';
 import type { Builder } from './builder';
 import type { DaemonConfig } from './config';
 import { listen } from './listen';
@@ -31,7 +33,8 @@ export interface RunningDaemon {
 export async function startDaemon(config: DaemonConfig, builder: Builder, logger: Logger): Promise<RunningDaemon> {
   await fsp.mkdir(config.root, { recursive: true, mode: 0o700 });
   const api = loadControlApi();
-  const service = new BuildService({ builder, root: config.root, logger, keptLocals: config.keptLocals });
+  const gc = await gcOf(config);
+  const service = new BuildService({ builder, root: config.root, logger, keptLocals: config.keptLocals, gcRules: gc.rules, gcDelayMs: gc.delayMs });
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   server.addService(api.service, service.handlers());
   const tls = await serverCredentials(config.tls);
@@ -53,6 +56,7 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
   try {
     // before the first build: what a killed daemon left that nothing refers to
     await service.cache?.sweep();
+    service.gc?.request();
     for (const text of config.addr) addresses.push(await listen(server, text, { tls, config, logger }));
     if (config.registryAddr !== undefined) {
       if (!builder.embeddedRegistry) throw new BuildError('failed-precondition', 'Cannot serve the registry: this builder has no registry state');
@@ -81,4 +85,13 @@ function shutdownServer(server: grpc.Server): Promise<void> {
       resolve();
     });
   });
+}
+
+/** The automatic GC's rules and delay; a bad value in the config's `gc` stops the start naming it. */
+async function gcOf(config: DaemonConfig): Promise<{ rules: PruneOptions[]; delayMs: number }> {
+  try {
+    return { rules: await resolveGcRules(config.gc, config.root), delayMs: gcDelayMs(config.gc) };
+  } catch (err) {
+    throw new BuildError('invalid-argument', `Cannot configure gc: ${(err as Error).message}`);
+  }
 }

@@ -139,3 +139,26 @@ test('a restart removes a blob nothing refers to and keeps the cache that is ref
   expect(again.code).toBe(0);
   expect(again.stderr).toMatch(/RUN echo kept > \/kept\n#\d+ CACHED/);
 });
+
+test('the automatic GC keeps a daemon under its keep-storage bound across 20 different builds', async () => {
+  const config = path.join(tmp, 'gc.json');
+  const bound = 4_000_000;
+  await fsp.writeFile(config, JSON.stringify({ gc: { policy: [{ keepBytes: '4MB' }], interval: 0 } }));
+  const gcd = await startDaemon({ builder: 'real', root: path.join(tmp, 'gc-root'), extraArgs: ['--config', config] });
+  try {
+    for (let i = 0; i < 20; i++) {
+      const ctx = await writeContext(path.join(tmp, `gc-${i}`), { Dockerfile: `FROM ${base}\nRUN head -c 300000 /dev/urandom > /f${i}\n` });
+      const res = await build(gcd, ctx);
+      expect(res.stderr).not.toMatch(/ERROR/);
+      expect(res.code).toBe(0);
+      // the run the build's end asked for brings the cache back under the bound
+      await waitFor(`the cache under ${bound} bytes after build ${i}`, async () => (totalBytes((await ctl(gcd, ['du'])).stdout) <= bound ? true : undefined));
+    }
+    // older builds' steps were removed, least recently used first; the newest is still there
+    const left = await du(gcd);
+    expect(left.some((r) => /RUN head -c 300000 \/dev\/urandom > \/f19/.test(r['Description'] ?? ''))).toBe(true);
+    expect(left.some((r) => /> \/f0$/.test(r['Description'] ?? ''))).toBe(false);
+  } finally {
+    await gcd.stop();
+  }
+});
