@@ -26,6 +26,7 @@ import { Executor } from './worker/executor';
 import { LayerIndex } from '../store/layer-index';
 import type { MetaDb } from '../store/meta-db';
 import type { CacheStorage } from './gc/cache-manager';
+import type { CacheMounts } from './worker/mounts/cache-mounts';
 import type { SessionRegistries } from './session/session-registries';
 import type { RegistryClient } from '../store/registry-client';
 
@@ -40,6 +41,8 @@ export interface DockerfileBuilderDeps {
   images: ImageStore;
   /** the metadata database the stores above are over: closed with the builder */
   meta?: MetaDb;
+  /** the RUN cache mounts' directories (for du and prune) */
+  cacheMounts?: CacheMounts;
   executor: Executor;
   logger: Logger;
   /** what the daemon lets clients grant (--allow-insecure-entitlement); none when absent */
@@ -62,8 +65,8 @@ export class DockerfileBuilder implements Builder {
   }
 
   get storage(): CacheStorage | undefined {
-    const { meta, snapshotter, content } = this.deps;
-    return meta === undefined ? undefined : { meta, snapshotter, content };
+    const { meta, snapshotter, content, cacheMounts } = this.deps;
+    return meta === undefined ? undefined : { meta, snapshotter, content, ...(cacheMounts ? { cacheMounts } : {}) };
   }
 
   async build(req: BuildRequest, session: BuildSession): Promise<ExporterResponse> {

@@ -4,6 +4,7 @@ import { diskUsage } from '../../store/disk-usage';
 import type { MetaDb } from '../../store/meta-db';
 import type { SnapshotInfo, Snapshotter } from '../../store/snapshotter';
 import type { LocalsStore } from '../locals/locals-store';
+import type { CacheMounts } from '../worker/mounts/cache-mounts';
 import { planPrune, type PruneOptions } from './prune-plan';
 import { matchesFilters, type RecordFilter } from './record-filter';
 import { RecordQueries } from './record-queries';
@@ -14,6 +15,8 @@ export interface CacheStorage {
   meta: MetaDb;
   snapshotter: Snapshotter;
   content: ContentStore;
+  /** the directories behind RUN --mount=type=cache */
+  cacheMounts?: CacheMounts;
 }
 
 /** When the oldest running build started (ms since the epoch), undefined when none runs. */
@@ -63,7 +66,7 @@ export class CacheManager {
       if ((await this.storage.snapshotter.get(s.id)) !== undefined) this.queries.putSize(s.id, size);
       sizes.set(s.id, size);
     }
-    const records = [...this.snapshotRecords(snapshots, sizes), ...(await this.localRecords())];
+    const records = [...this.snapshotRecords(snapshots, sizes), ...(await this.localRecords()), ...(await this.cacheMountRecords(signal))];
     return records.filter((r) => matchesFilters(r, filters)).sort((a, b) => a.lastUsedAt - b.lastUsedAt || (a.id < b.id ? -1 : 1));
   }
 
@@ -126,6 +129,9 @@ export class CacheManager {
         if (remove === undefined) continue;
         for (const d of this.queries.forgetSnapshot(r.id)) freedDigests.add(d);
         await remove();
+      } else if (r.type === 'exec.cachemount') {
+        const [hash, n] = this.mountIds.get(r.id) ?? [];
+        if (hash === undefined || n === undefined || !(await this.storage.cacheMounts?.remove(hash, n))) continue;
       } else if (r.type === 'source.local') {
         const store = await this.locals();
         const gone = (await store?.prune((k) => localId(k.key) === r.id)) ?? [];
@@ -190,6 +196,31 @@ export class CacheManager {
         mutable: false,
       };
     });
+  }
+
+  /** Record id -> the cache mount instance it names (filled by usage()). */
+  private readonly mountIds = new Map<string, [string, number]>();
+
+  private async cacheMountRecords(signal: AbortSignal | undefined): Promise<UsageRecord[]> {
+    const out: UsageRecord[] = [];
+    for (const m of (await this.storage.cacheMounts?.list()) ?? []) {
+      const id = `cachemount-${m.hash.slice(0, 16)}-${m.n}`;
+      this.mountIds.set(id, [m.hash, m.n]);
+      out.push({
+        id,
+        type: 'exec.cachemount',
+        // mutable: measured each time
+        size: await diskUsage(m.dir, signal),
+        createdAt: m.lastUsedMs,
+        lastUsedAt: m.lastUsedMs,
+        usageCount: 0,
+        description: `cache mount ${m.id}${m.n > 0 ? ` (instance ${m.n})` : ''}`,
+        inUse: m.inUse,
+        shared: false,
+        mutable: true,
+      });
+    }
+    return out;
   }
 
   private async localRecords(): Promise<UsageRecord[]> {

@@ -39,8 +39,8 @@ export type GcConfig = z.infer<typeof gcConfigSchema>;
 /**
  * The rules the daemon's GC applies, in order, after each build and at start: the config's
  * `policy` when given, else BuildKit's default policy with `keepStorage` as its bound (kept
- * contexts unused for 48 h beyond 512 MB first, then anything unused for 60 days, then
- * anything beyond the bound). Empty when GC is off. Values are checked here: a bad filter,
+ * contexts, then cache mounts, unused for 48 h beyond 512 MB first, then anything unused for
+ * 60 days, then anything beyond the bound). Empty when GC is off. Values are checked here: a bad filter,
  * size or duration stops the daemon's start with the key's name.
  */
 export async function gcRules(config: GcConfig | undefined, root: string): Promise<PruneOptions[]> {
@@ -56,6 +56,7 @@ export async function gcRules(config: GcConfig | undefined, root: string): Promi
   }
   return [
     { filters: parseRecordFilters(['type==source.local']), keepDurationMs: 48 * 3_600_000, keepBytes: 512e6 },
+    { filters: parseRecordFilters(['type==exec.cachemount']), keepDurationMs: 48 * 3_600_000, keepBytes: 512e6 },
     { filters: [], keepDurationMs: 60 * 24 * 3_600_000, keepBytes: keepStorage },
     { filters: [], keepBytes: keepStorage },
   ];

@@ -162,3 +162,22 @@ test('the automatic GC keeps a daemon under its keep-storage bound across 20 dif
     await gcd.stop();
   }
 });
+
+test('du lists a cache mount; prune --filter type==exec.cachemount empties it', async () => {
+  const ctx = await writeContext(path.join(tmp, 'mount'), {
+    Dockerfile: `FROM ${base}\nARG STAMP\nRUN --mount=type=cache,id=prune-me,target=/c echo "$STAMP" >> /c/log && wc -l < /c/log > /lines\n`,
+  });
+  const withStamp = (stamp: string): Promise<RunResult> =>
+    ctl(daemon, ['build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--opt', `build-arg:STAMP=${stamp}`, '--output', `type=local,dest=${path.join(tmp, `out-${stamp}`)}`]);
+  expect((await withStamp('one')).code).toBe(0);
+  expect((await withStamp('two')).code).toBe(0);
+  expect((await fsp.readFile(path.join(tmp, 'out-two', 'lines'), 'utf8')).trim()).toBe('2');
+  const [mount] = await du(daemon, ['type==exec.cachemount']);
+  expect(mount).toMatchObject({ Description: 'cache mount prune-me', Mutable: 'true', Reclaimable: 'true' });
+  const pruned = await ctl(daemon, ['prune', '--filter', 'type==exec.cachemount']);
+  expect(pruned.stdout).toContain(`${mount?.['ID']}+`);
+  expect(await du(daemon, ['type==exec.cachemount'])).toEqual([]);
+  // the next step that mounts it starts from an empty cache
+  expect((await withStamp('three')).code).toBe(0);
+  expect((await fsp.readFile(path.join(tmp, 'out-three', 'lines'), 'utf8')).trim()).toBe('1');
+});

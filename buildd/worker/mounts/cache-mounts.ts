@@ -38,6 +38,19 @@ interface Instance {
   exclusive: boolean;
 }
 
+/** One cache directory on disk, as du lists it. */
+export interface CacheMountInstance {
+  /** the entry's hash (of id and seed) and the instance's number: what remove() takes */
+  hash: string;
+  n: number;
+  /** the cache's id (`RUN --mount=type=cache,id=`) */
+  id: string;
+  dir: string;
+  inUse: boolean;
+  /** when a step last let it go (its directory's mtime) */
+  lastUsedMs: number;
+}
+
 interface Entry {
   dir: string;
   instances: Map<number, Instance>;
@@ -105,6 +118,9 @@ export class CacheMounts {
           released = true;
           inst.users--;
           if (req.sharing !== 'shared') inst.exclusive = false;
+          // the directory's mtime is its last use, for du and GC (across restarts)
+          const now = new Date();
+          void fsp.utimes(path.join(e.dir, String(n)), now, now).catch(() => undefined);
           for (const wake of [...e.waiters]) wake();
         };
         try {
@@ -123,6 +139,49 @@ export class CacheMounts {
       }
       await this.waitForRelease(e, req);
     }
+  }
+
+  /** Every cache directory on disk (du, prune). */
+  async list(): Promise<CacheMountInstance[]> {
+    const out: CacheMountInstance[] = [];
+    for (const hash of await fsp.readdir(this.root).catch(() => [] as string[])) {
+      if (!/^[a-f0-9]{64}$/.test(hash)) continue;
+      const entryDir = path.join(this.root, hash);
+      const id = (await fsp.readFile(path.join(entryDir, 'id'), 'utf8').catch(() => '')).trim();
+      for (const name of await fsp.readdir(entryDir).catch(() => [] as string[])) {
+        if (!/^\d+$/.test(name)) continue;
+        const st = await fsp.stat(path.join(entryDir, name)).catch(() => undefined);
+        if (!st?.isDirectory()) continue;
+        const inst = this.entries.get(hash)?.instances.get(Number(name));
+        out.push({ hash, n: Number(name), id, dir: path.join(entryDir, name), inUse: inst !== undefined && (inst.users > 0 || inst.exclusive), lastUsedMs: st.mtimeMs });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Removes instance `n` of entry `hash` when no step uses it; false when one does. Done in the
+   * entry's serialized chain, so a step that picks it meanwhile gets a new, empty one.
+   */
+  async remove(hash: string, n: number): Promise<boolean> {
+    if (!/^[a-f0-9]{64}$/.test(hash)) return false;
+    let e = this.entries.get(hash);
+    if (!e) {
+      e = { dir: path.join(this.root, hash), instances: new Map(), known: undefined, waiters: new Set(), chain: Promise.resolve() };
+      this.entries.set(hash, e);
+    }
+    const entry = e;
+    return this.serialized(entry, async () => {
+      const inst = entry.instances.get(n);
+      if (inst !== undefined && (inst.users > 0 || inst.exclusive)) return false;
+      const dir = path.join(entry.dir, String(n));
+      if (!(await isDir(dir))) return false;
+      const tmp = path.join(entry.dir, `tmp-${randomBytes(8).toString('hex')}`);
+      await fsp.rename(dir, tmp);
+      entry.known?.delete(n);
+      await fsp.rm(tmp, { recursive: true, force: true });
+      return true;
+    });
   }
 
   private pick(e: Entry, known: Set<number>, sharing: CacheMountOpt['sharing']): number | undefined {

@@ -11,12 +11,13 @@ describe('gc policy', () => {
     const rules = await gcRules({ keepStorage: '10GB' }, root);
     expect(rules.map((r) => [r.filters?.map((f) => `${f.key}${f.op}${f.value}`), r.keepDurationMs, r.keepBytes])).toEqual([
       [['type==source.local'], 48 * 3_600_000, 512e6],
+      [['type==exec.cachemount'], 48 * 3_600_000, 512e6],
       [[], 60 * 24 * 3_600_000, 10e9],
       [[], undefined, 10e9],
     ]);
     expect(await gcRules({ enabled: false }, root)).toEqual([]);
     // without keepStorage: a tenth of the root's file system
-    expect((await gcRules(undefined, root))[2]?.keepBytes).toBeGreaterThan(0);
+    expect((await gcRules(undefined, root))[3]?.keepBytes).toBeGreaterThan(0);
   });
 
   it('takes the configured rules with sizes, durations and filters checked', async () => {
