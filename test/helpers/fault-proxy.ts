@@ -9,7 +9,11 @@ export type Fault =
   /** takes this many bytes of the request body, then drops the connection */
   | { kind: 'drop-request'; afterBytes: number }
   /** forwards the request, sends this many bytes of the answer's body, then drops the connection */
-  | { kind: 'drop-response'; afterBytes: number };
+  | { kind: 'drop-response'; afterBytes: number }
+  /** forwards the request, sends this many bytes of the answer's body, then holds the connection open (counted in `stalls`) */
+  | { kind: 'stall-response'; afterBytes: number }
+  /** takes this many bytes of the request body, then holds the connection without answering (counted in `stalls`) */
+  | { kind: 'stall-request'; afterBytes: number };
 
 /**
  * A fault-injecting HTTP proxy in front of a real registry on loopback: `decide` picks, per
@@ -25,6 +29,8 @@ export interface FaultProxy {
   seen: string[];
   /** `METHOD path?query` of every request seen, in order */
   seenWithQuery: string[];
+  /** how many requests reached their stall point */
+  stalls(): number;
   close(): Promise<void>;
 }
 
@@ -32,6 +38,7 @@ export async function startFaultProxy(upstream: string, decide: (method: string,
   const [upHost, upPort] = upstream.split(':') as [string, string];
   const seen: string[] = [];
   const seenWithQuery: string[] = [];
+  let stalls = 0;
   const server = http.createServer((req, res) => {
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
@@ -41,6 +48,19 @@ export async function startFaultProxy(upstream: string, decide: (method: string,
     if (fault.kind === 'refuse') {
       res.writeHead(fault.status, { 'content-type': 'application/json', connection: 'close' });
       res.end('{"errors":[{"code":"UNSUPPORTED","message":"refused by the test proxy"}]}');
+      return;
+    }
+    if (fault.kind === 'stall-request') {
+      let got = 0;
+      let stalled = false;
+      req.on('data', (chunk: Buffer) => {
+        got += chunk.length;
+        if (!stalled && got >= fault.afterBytes) {
+          stalled = true;
+          stalls++;
+          req.pause();
+        }
+      });
       return;
     }
     if (fault.kind === 'drop-request') {
@@ -68,6 +88,23 @@ export async function startFaultProxy(upstream: string, decide: (method: string,
         upRes.on('end', () => res.socket?.destroy());
         return;
       }
+      if (fault.kind === 'stall-response') {
+        let sent = 0;
+        upRes.on('data', (chunk: Buffer) => {
+          if (sent >= fault.afterBytes) return;
+          res.write(chunk.subarray(0, fault.afterBytes - sent));
+          sent += chunk.length;
+          if (sent >= fault.afterBytes) {
+            stalls++;
+            upRes.pause();
+          }
+        });
+        // a body shorter than afterBytes passes whole
+        upRes.on('end', () => {
+          if (sent < fault.afterBytes) res.end();
+        });
+        return;
+      }
       upRes.pipe(res);
     });
     up.on('error', () => res.destroy());
@@ -78,6 +115,7 @@ export async function startFaultProxy(upstream: string, decide: (method: string,
     host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     seen,
     seenWithQuery,
+    stalls: () => stalls,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
