@@ -146,6 +146,8 @@ export class SharedRun {
       ...(lendsSession ? { session: owner.ctx.session } : {}),
       signal: controller.signal,
       log: { write: (stream, data) => this.write(stream, data) },
+      // its step slot is taken in the turn of the build that started it
+      ...(owner.ctx.group === undefined ? {} : { group: owner.ctx.group }),
     };
     const attempt: Attempt = { owner: borrows ? owner : undefined, controller, done: Promise.resolve() };
     this.attempt = attempt;

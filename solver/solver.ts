@@ -63,11 +63,13 @@ export class Solver {
     const failFast = new AbortController();
     const signal = AbortSignal.any([opts.signal, failFast.signal]);
     const memo = new Map<string, Promise<Solved>>();
+    // this build's turn at the step slots (see Semaphore)
+    const group = {};
     const solveVertex = (digest: string): Promise<Solved> => {
       let p = memo.get(digest);
       if (!p) {
         const vertex = graph.vertices.get(digest) as Vertex;
-        p = this.solveOne(vertex, solveVertex, { ...opts, signal });
+        p = this.solveOne(vertex, solveVertex, { ...opts, signal }, group);
         // Keep the first failure as the build's error; siblings then see an abort.
         p.catch(() => failFast.abort(new BuildError('cancelled', 'Cannot continue: another step failed')));
         memo.set(digest, p);
@@ -86,7 +88,7 @@ export class Solver {
     }
   }
 
-  private async solveOne(vertex: Vertex, solveInput: (d: string) => Promise<Solved>, opts: SolveOptions): Promise<Solved> {
+  private async solveOne(vertex: Vertex, solveInput: (d: string) => Promise<Solved>, opts: SolveOptions, group: object): Promise<Solved> {
     const inputs = await Promise.all(opInputs(vertex.op).map((i) => solveInput(i.digest)));
     opts.signal.throwIfAborted();
     const ctx: OpContext = {
@@ -94,6 +96,7 @@ export class Solver {
       session: opts.session,
       signal: opts.signal,
       log: { write: (stream, data) => opts.onEvent({ type: 'log', vertex: vertex.digest, stream, data }) },
+      group,
     };
     const started = Date.now();
     const emit = (extra: Partial<Extract<SolveEvent, { type: 'vertex' }>>): void =>
@@ -165,7 +168,7 @@ export class Solver {
   }
 
   private async runLimited(vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
-    const release = await this.slots.acquire(ctx.signal);
+    const release = await this.slots.acquire(ctx.signal, ctx.group);
     try {
       return await this.worker.run(vertex, inputs, ctx);
     } finally {

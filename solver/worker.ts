@@ -41,6 +41,8 @@ export interface OpContext {
   session?: SessionAttachables;
   log: StepLog;
   signal: AbortSignal;
+  /** the build the step runs for: step slots go to builds in turn (see Semaphore) */
+  group?: object;
 }
 
 /** An op's content-based cache key and whether its result may be stored in the cache. */
