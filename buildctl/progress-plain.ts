@@ -5,7 +5,8 @@ import { ProgressState, seconds, type VertexView } from './progress-state';
 /**
  * BuildKit's plain progress: a `#N name` header when a step starts, its output as
  * `#N 0.123 line` (seconds since the step started), and `#N DONE 0.4s`, `#N CACHED` or
- * `#N ERROR: msg` when it ends. A blank line separates blocks of different steps, and a step
+ * `#N ERROR: msg` when it ends; buildd adds `#N cache miss: why` to a step that runs although
+ * its last build was cached. A blank line separates blocks of different steps, and a step
  * that prints again after another one gets its header again.
  */
 export class PlainRenderer implements ProgressRenderer {
@@ -30,6 +31,10 @@ export class PlainRenderer implements ProgressRenderer {
       return;
     }
     if (v.started === undefined && v.completed === undefined && !v.cached) return;
+    if (ev.cacheMiss !== undefined) {
+      this.line(v, `#${v.index} cache miss: ${ev.cacheMiss}`);
+      return;
+    }
     const status = this.status(v);
     if (status === undefined) return this.header(v);
     if (this.ended.has(v.digest)) return;

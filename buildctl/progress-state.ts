@@ -15,6 +15,8 @@ export interface VertexView {
   completed?: number;
   cached: boolean;
   error?: string;
+  /** why the step runs although its last build was cached (buildd's cache-miss explanation) */
+  cacheMiss?: string;
   /** last complete log lines, with the time (ms) each arrived */
   lines: Array<{ at: number; text: string }>;
   /** bytes of a line not yet ended by '\n' */
@@ -42,6 +44,7 @@ export class ProgressState {
       v.completed = ev.completed ?? v.completed;
       v.cached = ev.cached || v.cached;
       v.error = ev.error ?? v.error;
+      v.cacheMiss = ev.cacheMiss ?? v.cacheMiss;
       return { vertex: v, newLines: [] };
     }
     const v = this.vertex(ev.vertex);

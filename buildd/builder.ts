@@ -36,7 +36,7 @@ export interface BuildRequest {
 
 /** Progress, as the client renders it. Times are milliseconds since the epoch. */
 export type ProgressEvent =
-  | { type: 'vertex'; digest: string; name: string; started?: number; completed?: number; cached: boolean; error?: string }
+  | { type: 'vertex'; digest: string; name: string; started?: number; completed?: number; cached: boolean; error?: string; cacheMiss?: string }
   | { type: 'log'; vertex: string; stream: 1 | 2; data: Buffer }
   | { type: 'warning'; message: string; range?: SourceRange };
 

@@ -1,4 +1,5 @@
 import { MetaDb } from '../store/meta-db';
+import type { KeyParts } from './key-parts';
 
 /** A cache record: the committed snapshot an op with this key produced (null: it changed nothing). */
 export interface CacheRecord {
@@ -83,6 +84,22 @@ export class CacheStore {
 
   async delete(key: string): Promise<void> {
     this.meta.db.prepare('DELETE FROM cache_records WHERE key = ?').run(key);
+  }
+
+  /** The last build of step `step` (see stepIdentity): its key and parts. */
+  async lastStepKey(step: string): Promise<{ key: string; parts: KeyParts } | undefined> {
+    const row = this.meta.db.prepare('SELECT key, parts FROM step_keys WHERE step = ?').get(step) as { key: string; parts: string } | undefined;
+    if (row === undefined) return undefined;
+    try {
+      // our own JSON; a row that does not read is no explanation, never a failed build
+      return { key: row.key, parts: JSON.parse(row.parts) as KeyParts };
+    } catch {
+      return undefined;
+    }
+  }
+
+  async recordStepKey(step: string, key: string, parts: KeyParts): Promise<void> {
+    this.meta.db.prepare('INSERT OR REPLACE INTO step_keys (step, key, parts, at) VALUES (?, ?, ?, ?)').run(step, key, JSON.stringify(parts), new Date().toISOString());
   }
 
   /** Every record with its use, oldest use first. */

@@ -3,12 +3,13 @@ import { CacheStore } from './cache-store';
 import { DefinitionGraph, Vertex } from './definition-graph';
 import { opInputs } from './op';
 import { Semaphore } from './semaphore';
+import { explainMiss, stepIdentity, type KeyParts } from './key-parts';
 import { SharedRun } from './shared-run';
 import { OpContext, OpResult, SessionAttachables, Worker } from './worker';
 
 /** Progress of vertices as the solver sees it; the daemon forwards these to the client. */
 export type SolveEvent =
-  | { type: 'vertex'; digest: string; name: string; started?: number; completed?: number; cached: boolean; error?: string }
+  | { type: 'vertex'; digest: string; name: string; started?: number; completed?: number; cached: boolean; error?: string; cacheMiss?: string }
   | { type: 'log'; vertex: string; stream: 1 | 2; data: Buffer };
 
 export interface SolveOptions {
@@ -69,7 +70,7 @@ export class Solver {
       let p = memo.get(digest);
       if (!p) {
         const vertex = graph.vertices.get(digest) as Vertex;
-        p = this.solveOne(vertex, solveVertex, { ...opts, signal }, group);
+        p = this.solveOne(vertex, solveVertex, { ...opts, signal }, group, (d) => graph.vertices.get(d)?.meta.name ?? d);
         // Keep the first failure as the build's error; siblings then see an abort.
         p.catch(() => failFast.abort(new BuildError('cancelled', 'Cannot continue: another step failed')));
         memo.set(digest, p);
@@ -88,7 +89,7 @@ export class Solver {
     }
   }
 
-  private async solveOne(vertex: Vertex, solveInput: (d: string) => Promise<Solved>, opts: SolveOptions, group: object): Promise<Solved> {
+  private async solveOne(vertex: Vertex, solveInput: (d: string) => Promise<Solved>, opts: SolveOptions, group: object, nameOf: (digest: string) => string): Promise<Solved> {
     const inputs = await Promise.all(opInputs(vertex.op).map((i) => solveInput(i.digest)));
     opts.signal.throwIfAborted();
     const ctx: OpContext = {
@@ -103,16 +104,23 @@ export class Solver {
       opts.onEvent({ type: 'vertex', digest: vertex.digest, name: vertex.meta.name, cached: false, started, ...extra });
     emit({});
     try {
-      const { key, cacheable } = await this.worker.cacheKey(vertex, inputs, ctx);
+      const { key, cacheable, parts } = await this.worker.cacheKey(vertex, inputs, ctx);
+      const step = parts && cacheable && !vertex.meta.ignoreCache ? stepIdentity(vertex.op.kind, vertex.meta.name, vertex.meta.range) : undefined;
       if (cacheable && !vertex.meta.ignoreCache) {
         const hit = await this.lookup(key);
         if (hit) {
           emit({ cached: true, completed: Date.now() });
+          if (step !== undefined && parts) await this.cache.recordStepKey(step, key, parts);
           return { key, result: hit };
+        }
+        if (step !== undefined && parts) {
+          const cacheMiss = await this.explain(step, key, parts, opInputs(vertex.op).map((i) => nameOf(i.digest)));
+          if (cacheMiss !== undefined) emit({ cacheMiss });
         }
       }
       const result = await this.runShared(key, cacheable, vertex, inputs.map((i) => i.result), ctx);
       emit({ completed: Date.now() });
+      if (step !== undefined && parts) await this.cache.recordStepKey(step, key, parts);
       return { key, result };
     } catch (err) {
       const cause = toBuildError(err);
@@ -126,6 +134,14 @@ export class Solver {
       emit({ completed: Date.now(), error: error.message });
       throw error;
     }
+  }
+
+  /** Why `key` missed, compared with the last build of the same step (undefined: none, or the same key). */
+  private async explain(step: string, key: string, parts: KeyParts, inputNames: string[]): Promise<string | undefined> {
+    const before = await this.cache.lastStepKey(step);
+    if (before === undefined) return undefined;
+    if (before.key === key) return 'its cached result was removed (prune or GC)';
+    return explainMiss(before.parts, parts, inputNames) ?? 'its cache key changed';
   }
 
   private async lookup(key: string): Promise<OpResult | undefined> {

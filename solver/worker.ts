@@ -1,3 +1,4 @@
+import type { KeyParts } from './key-parts';
 import type { Duplex } from 'node:stream';
 import type { Vertex } from './definition-graph';
 
@@ -50,6 +51,8 @@ export interface CacheKey {
   key: string;
   /** false for results that live only as long as one build (local directories) */
   cacheable: boolean;
+  /** what the key is made of, for explaining a miss */
+  parts?: KeyParts;
 }
 
 /**

@@ -89,4 +89,14 @@ export const MIGRATIONS: readonly string[] = [
     size INTEGER NOT NULL
   ) STRICT;
   `,
+  `
+  -- the last build of each step (name and Dockerfile line): its key and what made it, so a
+  -- miss can say what changed (solver/key-parts.ts)
+  CREATE TABLE step_keys (
+    step TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    parts TEXT NOT NULL,
+    at TEXT NOT NULL
+  ) STRICT;
+  `,
 ];

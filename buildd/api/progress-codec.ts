@@ -15,6 +15,7 @@ export function encodeProgress(ev: ProgressEvent): ServerMessage {
           completed_ms: ev.completed ?? 0,
           cached: ev.cached,
           error: ev.error ?? '',
+          cache_miss: ev.cacheMiss ?? '',
         },
       };
     case 'log':
@@ -40,6 +41,7 @@ export function decodeProgress(m: ServerMessage): ProgressEvent | undefined {
         completed: v.completed_ms || undefined,
         cached: v.cached,
         error: v.error || undefined,
+        ...(v.cache_miss ? { cacheMiss: v.cache_miss } : {}),
       };
     }
     case 'log':

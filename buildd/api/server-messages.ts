@@ -23,6 +23,8 @@ export const serverMessageSchema = z.discriminatedUnion('msg', [
       completed_ms: z.number(),
       cached: z.boolean(),
       error: z.string(),
+      /** absent from an older daemon */
+      cache_miss: z.string().optional(),
     }),
   }),
   z.object({

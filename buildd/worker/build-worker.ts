@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
 import { canonicalJson, sha256Digest } from '../../solver/canonical-json';
+import { digestOf, envDigests, type KeyParts } from '../../solver/key-parts';
 import { Vertex } from '../../solver/definition-graph';
 import { ExecOp, FileOp, Op } from '../../solver/op';
 import { CacheKey, OpContext, OpResult, Worker } from '../../solver/worker';
@@ -87,6 +88,7 @@ export class BuildWorker implements Worker {
     // The op with its inputs' digests replaced by their cache keys: a step is the same step
     // when its inputs have the same content, however the graph that made them was written.
     const normalized: Record<string, unknown> = { ...op, inputs: inputs.map((i) => i.key) };
+    const contents: NonNullable<KeyParts['contents']> = [];
     if (op.kind === 'file') {
       const checksums: Array<string | null> = [];
       for (const action of op.actions) {
@@ -94,7 +96,9 @@ export class BuildWorker implements Worker {
         // The key's op already holds a mkfile's data, and a copy's flags (chmod, exclude, parents, link, extract).
         if (action.type === 'copy' && src?.kind === 'local') {
           const selection = { exclude: action.exclude, parents: action.parents };
-          checksums.push(await this.checksum(src.dir, action.srcPaths, selection, ctx.signal));
+          const checksum = await this.checksum(src.dir, action.srcPaths, selection, ctx.signal);
+          checksums.push(checksum);
+          contents.push({ paths: action.srcPaths, checksum });
         } else checksums.push(null);
       }
       normalized.contentChecksums = checksums;
@@ -106,11 +110,13 @@ export class BuildWorker implements Worker {
       const checksums: Array<string | null> = [];
       for (const m of op.mounts) {
         const src = m.input >= 0 && (m.type ?? 'bind') === 'bind' && m.dest !== '/' ? inputs[m.input].result : undefined;
-        checksums.push(src?.kind === 'local' ? await this.checksum(src.dir, [selectorPattern(m.selector)], {}, ctx.signal) : null);
+        const checksum = src?.kind === 'local' ? await this.checksum(src.dir, [selectorPattern(m.selector)], {}, ctx.signal) : null;
+        checksums.push(checksum);
+        if (checksum !== null) contents.push({ paths: [`${m.dest} (bind of ${selectorPattern(m.selector)})`], checksum });
       }
       if (checksums.some((c) => c !== null)) normalized.mountChecksums = checksums;
     }
-    return { key: sha256Digest(canonicalJson(normalized)), cacheable: true };
+    return { key: sha256Digest(canonicalJson(normalized)), cacheable: true, parts: keyParts(op, inputs, contents) };
   }
 
   /** checksumPaths, remembered for a kept copy of a local (immutable, see TreeChecksumMemo) */
@@ -256,4 +262,19 @@ function snapshotOf(result: OpResult | undefined, what: string): string | undefi
   if (result === undefined) return undefined;
   if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', `Cannot use local ${result.name} as ${what}`);
   return result.id ?? undefined;
+}
+
+/** What a non-source step's key is made of (see KeyParts): the parts a person can act on apart. */
+function keyParts(op: Exclude<Op, { kind: 'source' }>, inputs: Array<{ key: string }>, contents: NonNullable<KeyParts['contents']>): KeyParts {
+  const parts: KeyParts = { inputs: inputs.map((i) => i.key), rest: '' };
+  if (contents.length > 0) parts.contents = contents;
+  if (op.kind === 'exec') {
+    const { env, args, ...meta } = op.meta;
+    parts.env = envDigests(env ?? []);
+    parts.command = digestOf(args);
+    parts.rest = digestOf(canonicalJson({ ...op, inputs: [], meta }));
+  } else {
+    parts.rest = digestOf(canonicalJson({ ...op, inputs: [] }));
+  }
+  return parts;
 }
