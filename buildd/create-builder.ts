@@ -113,5 +113,5 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   // last: once the builder exists, its close() tears the pool down
   sandboxes?.fill();
   const embedded = opts.config.registryAddr === undefined ? undefined : await EmbeddedRegistry.open(path.join(root, 'registry'), content, meta);
-  return new DockerfileBuilder({ solver, registries, content, snapshotter, layers, images, meta, cacheMounts, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded });
+  return new DockerfileBuilder({ solver, registries, content, snapshotter, layers, images, meta, cacheMounts, root, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded });
 }

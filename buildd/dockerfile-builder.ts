@@ -43,6 +43,8 @@ export interface DockerfileBuilderDeps {
   meta?: MetaDb;
   /** the RUN cache mounts' directories (for du and prune) */
   cacheMounts?: CacheMounts;
+  /** the daemon's root (for GC's bound check) */
+  root?: string;
   executor: Executor;
   logger: Logger;
   /** what the daemon lets clients grant (--allow-insecure-entitlement); none when absent */
@@ -65,8 +67,8 @@ export class DockerfileBuilder implements Builder {
   }
 
   get storage(): CacheStorage | undefined {
-    const { meta, snapshotter, content, cacheMounts } = this.deps;
-    return meta === undefined ? undefined : { meta, snapshotter, content, ...(cacheMounts ? { cacheMounts } : {}) };
+    const { meta, snapshotter, content, cacheMounts, root } = this.deps;
+    return meta === undefined ? undefined : { meta, snapshotter, content, ...(cacheMounts ? { cacheMounts } : {}), ...(root ? { root } : {}) };
   }
 
   async build(req: BuildRequest, session: BuildSession): Promise<ExporterResponse> {

@@ -1,3 +1,4 @@
+import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { ContentStore } from '../../store/content-store';
 import { diskUsage } from '../../store/disk-usage';
@@ -17,6 +18,8 @@ export interface CacheStorage {
   content: ContentStore;
   /** the directories behind RUN --mount=type=cache */
   cacheMounts?: CacheMounts;
+  /** the daemon's root: a prune bounded by bytes that the whole file system's use already fits does nothing */
+  root?: string;
 }
 
 /** When the oldest running build started (ms since the epoch), undefined when none runs. */
@@ -119,8 +122,11 @@ export class CacheManager {
   }
 
   private async pruneNow(opts: PruneOptions, removed: ((r: UsageRecord) => void) | undefined, signal: AbortSignal | undefined): Promise<PruneResult> {
-    const plan = planPrune(await this.usage([], signal), opts);
     const result: PruneResult = { removed: [], blobBytes: 0 };
+    // The cache is part of what the root's file system holds: when all of that fits the bound,
+    // so does the cache, and nothing needs measuring (the automatic GC's usual case).
+    if (opts.keepBytes !== undefined && this.storage.root !== undefined && (await usedBytes(this.storage.root)) <= opts.keepBytes) return result;
+    const plan = planPrune(await this.usage([], signal), opts);
     const freedDigests = new Set<string>();
     for (const r of plan) {
       signal?.throwIfAborted();
@@ -243,4 +249,10 @@ export class CacheManager {
 /** A kept context's record id: its key is a hash the client never sees, shortened as BuildKit shortens ids. */
 function localId(key: string): string {
   return `local-${key.slice(0, 25)}`;
+}
+
+/** Bytes in use on the file system that holds `dir`. */
+async function usedBytes(dir: string): Promise<number> {
+  const st = await statfs(dir);
+  return (st.blocks - st.bfree) * st.bsize;
 }
