@@ -3,6 +3,7 @@ import { diskUsageResponseSchema, usageRecordSchema, type UsageRecordMessage } f
 import { statusToBuildError } from '../buildd/api/grpc-status';
 import { BuildError } from '../solver/build-error';
 import { describeZodError } from '../solver/describe-zod-error';
+import { humanSize } from '../buildd/locals/transfer-progress';
 
 /** `buildctl du` as parsed. */
 export interface DuCommand {
@@ -103,16 +104,4 @@ function verbose(r: UsageRecordMessage): string {
     '',
     '',
   ].join('\n');
-}
-
-/** Decimal units with three significant digits, as go-units' HumanSize (BuildKit's output). */
-export function humanSize(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${Number(v.toPrecision(3))}${units[i]}`;
 }

@@ -2,7 +2,7 @@ import { planPrune } from '../../../../buildd/gc/prune-plan';
 import { matchesFilters, parseRecordFilters } from '../../../../buildd/gc/record-filter';
 import type { UsageRecord } from '../../../../buildd/gc/usage-record';
 import { parseDuration, parseStorage } from '../../../../buildctl/cache-flags';
-import { humanSize } from '../../../../buildctl/cache-commands';
+import { humanSize } from '../../../../buildd/locals/transfer-progress';
 
 function rec(id: string, lastUsedAt: number, size: number, extra: Partial<UsageRecord> = {}): UsageRecord {
   return { id, type: 'regular', size, createdAt: lastUsedAt, lastUsedAt, usageCount: 1, description: `step ${id}`, inUse: false, shared: false, mutable: false, ...extra };
@@ -79,7 +79,7 @@ describe('buildctl cache flags', () => {
 
   it('prints sizes as BuildKit does', () => {
     expect(humanSize(0)).toBe('0B');
-    expect(humanSize(8192)).toBe('8.19kB');
+    expect(humanSize(8192)).toBe('8.192kB');
     expect(humanSize(82_700_000)).toBe('82.7MB');
   });
 });
