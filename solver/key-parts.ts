@@ -65,13 +65,15 @@ export function explainMiss(before: KeyParts, now: KeyParts, inputNames: readonl
 }
 
 /**
- * The same step across builds: where the Dockerfile has it (file and line) and its kind, so
- * an edited command is compared with what that line was before; a step without a place (an
- * internal one) by its name without the [stage i/n] counter. Two projects with a step on the
- * same line of a same-named Dockerfile share it; the explanation then compares with the other
- * project's last build, which its wording ("than the last build of this step") allows.
+ * The same step across builds: where the Dockerfile has it (file and line), its kind, and the
+ * names of the steps it reads (without their [stage i/n] counters), so an edited command or a
+ * changed build arg is compared with what that line was before, while another project's step
+ * on the same line is told apart by what it builds on. A step without a place (an internal
+ * one) goes by its own name instead. Two projects whose steps match in all of these still
+ * share it; the explanation then compares with the other one's last build.
  */
-export function stepIdentity(kind: string, name: string, range: { file: string; startLine: number } | undefined): string {
-  if (range !== undefined) return `${range.file}:${range.startLine} ${kind}`;
-  return `${name.replace(/^\[(?:(\S+) )?\d+\/\d+\] /, (_m, stage: string | undefined) => (stage ? `[${stage}] ` : ''))} ${kind}`;
+export function stepIdentity(kind: string, name: string, range: { file: string; startLine: number } | undefined, inputNames: readonly string[]): string {
+  const bare = (n: string): string => n.replace(/^\[(?:(\S+) )?\d+\/\d+\] /, (_m, stage: string | undefined) => (stage ? `[${stage}] ` : ''));
+  const place = range !== undefined ? `${range.file}:${range.startLine}` : bare(name);
+  return [`${place} ${kind}`, ...inputNames.map(bare)].join('\0');
 }

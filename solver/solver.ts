@@ -105,7 +105,8 @@ export class Solver {
     emit({});
     try {
       const { key, cacheable, parts } = await this.worker.cacheKey(vertex, inputs, ctx);
-      const step = parts && cacheable && !vertex.meta.ignoreCache ? stepIdentity(vertex.op.kind, vertex.meta.name, vertex.meta.range) : undefined;
+      const inputNames = opInputs(vertex.op).map((i) => nameOf(i.digest));
+      const step = parts && cacheable && !vertex.meta.ignoreCache ? stepIdentity(vertex.op.kind, vertex.meta.name, vertex.meta.range, inputNames) : undefined;
       if (cacheable && !vertex.meta.ignoreCache) {
         const hit = await this.lookup(key);
         if (hit) {
@@ -114,7 +115,7 @@ export class Solver {
           return { key, result: hit };
         }
         if (step !== undefined && parts) {
-          const cacheMiss = await this.explain(step, key, parts, opInputs(vertex.op).map((i) => nameOf(i.digest)));
+          const cacheMiss = await this.explain(step, key, parts, inputNames);
           if (cacheMiss !== undefined) emit({ cacheMiss });
         }
       }

@@ -77,7 +77,8 @@ test('a changed file, build arg and base are each named', async () => {
   const arg = await build('2');
   expect(arg.code).toBe(0);
   expect(missOf(arg, /RUN echo/)).toBe('build arg or env VERSION changed');
-  expect(missOf(arg, /COPY src/)).toBe('its input [2/3] RUN echo "2" > /version changed');
+  // the COPY reads a step whose name changed with the arg: compared with nothing, it says nothing
+  expect(missOf(arg, /COPY src/)).toBeUndefined();
 
   await pushBase(['EXTRA=1']);
   const based = await build('2');

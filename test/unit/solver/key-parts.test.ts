@@ -22,9 +22,13 @@ describe('explainMiss', () => {
 });
 
 describe('stepIdentity', () => {
-  it('is the Dockerfile place and the kind, or the name without its counter', () => {
-    expect(stepIdentity('exec', '[2/3] RUN make', { file: 'Dockerfile', startLine: 4 })).toBe('Dockerfile:4 exec');
-    expect(stepIdentity('exec', '[build 2/2] RUN make', undefined)).toBe('[build] RUN make exec');
-    expect(stepIdentity('file', '[2/3] COPY . /src', undefined)).toBe('COPY . /src file');
+  it('is the Dockerfile place, the kind and what the step reads, or its own name without the counter', () => {
+    const from = '[1/3] FROM busybox';
+    expect(stepIdentity('exec', '[2/3] RUN make', { file: 'Dockerfile', startLine: 4 }, [from])).toBe('Dockerfile:4 exec\0FROM busybox');
+    // a changed command or build arg on the same line is the same step
+    expect(stepIdentity('exec', '[2/3] RUN make V=2', { file: 'Dockerfile', startLine: 4 }, [from])).toBe(stepIdentity('exec', '[2/3] RUN make', { file: 'Dockerfile', startLine: 4 }, [from]));
+    // another project's step on that line, on another base, is not
+    expect(stepIdentity('exec', '[2/3] RUN make', { file: 'Dockerfile', startLine: 4 }, ['[1/3] FROM alpine'])).not.toBe(stepIdentity('exec', '[2/3] RUN make', { file: 'Dockerfile', startLine: 4 }, [from]));
+    expect(stepIdentity('exec', '[build 2/2] RUN make', undefined, [])).toBe('[build] RUN make exec');
   });
 });
