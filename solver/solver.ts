@@ -5,6 +5,7 @@ import { opInputs } from './op';
 import { Semaphore } from './semaphore';
 import { explainMiss, stepIdentity, type KeyParts } from './key-parts';
 import { SharedRun } from './shared-run';
+import type { CacheSource } from './cache-source';
 import { OpContext, OpResult, SessionAttachables, Worker } from './worker';
 
 /** Progress of vertices as the solver sees it; the daemon forwards these to the client. */
@@ -18,6 +19,18 @@ export interface SolveOptions {
   session?: SessionAttachables;
   onEvent: (event: SolveEvent) => void;
   signal: AbortSignal;
+  /** caches this build imports (--import-cache), asked in order after the daemon's own cache misses */
+  imports?: readonly CacheSource[];
+  /** told of every cacheable step whose result this build has on disk (a hit, a run or a load), for cache export */
+  onResult?: (step: SolvedStep) => void;
+}
+
+/** A cacheable step with its result on this daemon, as a cache export sees it. */
+export interface SolvedStep {
+  key: string;
+  result: OpResult;
+  /** the step's name, as progress shows it */
+  description: string;
 }
 
 /**
@@ -29,17 +42,42 @@ export interface SolverLog {
   info(fields: Record<string, unknown>, msg: string): void;
 }
 
-interface Solved {
+/** A vertex's key, and its result where that is known without running it. */
+interface Keyed {
   key: string;
-  result: OpResult;
+  cacheable: boolean;
+  parts?: KeyParts;
+  /** the step across builds (see stepIdentity), for explaining a miss; undefined: none */
+  step?: string;
+  inputNames: string[];
+  /** a local source's directory, or a hit in the daemon's own cache */
+  result?: OpResult;
+  /** an imported cache that holds the key (loaded only when the result is read) */
+  imported?: CacheSource;
+}
+
+/** One build's memo of keys and results, by vertex digest. */
+interface BuildState {
+  graph: DefinitionGraph;
+  opts: SolveOptions;
+  group: object;
+  keys: Map<string, Promise<Keyed>>;
+  results: Map<string, Promise<OpResult>>;
+  failFast: AbortController;
 }
 
 /**
- * Runs definition graphs: each op once per build (deduplicated by digest), independent
- * branches in parallel up to `maxParallelism` running steps, results looked up and stored in
- * the persistent cache by content-based key, and the same key shared by concurrent builds
- * (the second waits for the first; see SharedRun for whose context a shared step reads). The
- * first failure cancels the rest of its build.
+ * Runs definition graphs in two passes per vertex. First its cache key (from its inputs' keys,
+ * never their results, but for a client directory's content): each vertex is looked up in the
+ * daemon's cache, then in the imported caches. Then, from the output down, results: a hit is
+ * the result; an imported hit is downloaded; a miss reads its inputs' results and runs. So a
+ * step whose output nothing reads (under a hit, or under a step that hits) is neither run nor
+ * downloaded, as BuildKit's solver loads only what the result needs.
+ *
+ * Each op once per build (deduplicated by digest), independent branches in parallel up to
+ * `maxParallelism` running steps, and the same key shared by concurrent builds (the second
+ * waits for the first; see SharedRun for whose context a shared step reads). The first failure
+ * cancels the rest of its build.
  *
  * Lifecycle: one per daemon; `solve` is called once per build and settles only once no step
  * still reads that build's directories, so its caller may remove them then.
@@ -63,69 +101,127 @@ export class Solver {
     if (!graph.result) return { kind: 'snapshot', id: null };
     const failFast = new AbortController();
     const signal = AbortSignal.any([opts.signal, failFast.signal]);
-    const memo = new Map<string, Promise<Solved>>();
     // this build's turn at the step slots (see Semaphore)
-    const group = {};
-    const solveVertex = (digest: string): Promise<Solved> => {
-      let p = memo.get(digest);
-      if (!p) {
-        const vertex = graph.vertices.get(digest) as Vertex;
-        p = this.solveOne(vertex, solveVertex, { ...opts, signal }, group, (d) => graph.vertices.get(d)?.meta.name ?? d);
-        // Keep the first failure as the build's error; siblings then see an abort.
-        p.catch(() => failFast.abort(new BuildError('cancelled', 'Cannot continue: another step failed')));
-        memo.set(digest, p);
-      }
-      return p;
-    };
+    const state: BuildState = { graph, opts: { ...opts, signal }, group: {}, keys: new Map(), results: new Map(), failFast };
     try {
-      const solved = await solveVertex(graph.result.digest);
-      return solved.result;
+      return await this.resultOf(state, graph.result.digest);
     } catch (err) {
       opts.signal.throwIfAborted();
       throw toBuildError(err);
     } finally {
-      // Let every started branch settle before returning, so no step outlives its build.
-      await Promise.allSettled(memo.values());
+      // Let every started branch settle before returning, so no step outlives its build (a
+      // branch still running may start others: wait until none is new).
+      let seen = -1;
+      while (seen !== state.keys.size + state.results.size) {
+        seen = state.keys.size + state.results.size;
+        await Promise.allSettled([...state.keys.values(), ...state.results.values()]);
+      }
     }
   }
 
-  private async solveOne(vertex: Vertex, solveInput: (d: string) => Promise<Solved>, opts: SolveOptions, group: object, nameOf: (digest: string) => string): Promise<Solved> {
-    const inputs = await Promise.all(opInputs(vertex.op).map((i) => solveInput(i.digest)));
-    opts.signal.throwIfAborted();
-    const ctx: OpContext = {
+  private keyOf(state: BuildState, digest: string): Promise<Keyed> {
+    return memoized(state, state.keys, digest, () => this.computeKey(state, state.graph.vertices.get(digest) as Vertex));
+  }
+
+  private resultOf(state: BuildState, digest: string): Promise<OpResult> {
+    return memoized(state, state.results, digest, () => this.computeResult(state, state.graph.vertices.get(digest) as Vertex));
+  }
+
+  private context(state: BuildState, vertex: Vertex): OpContext {
+    const { opts } = state;
+    return {
       locals: opts.locals,
       session: opts.session,
       signal: opts.signal,
       log: { write: (stream, data) => opts.onEvent({ type: 'log', vertex: vertex.digest, stream, data }) },
-      group,
+      group: state.group,
     };
+  }
+
+  private async computeKey(state: BuildState, vertex: Vertex): Promise<Keyed> {
+    const { opts } = state;
+    const inputDigests = opInputs(vertex.op).map((i) => i.digest);
+    const inputs = await Promise.all(inputDigests.map((d) => this.keyOf(state, d)));
+    opts.signal.throwIfAborted();
+    const ctx = this.context(state, vertex);
     const started = Date.now();
     const emit = (extra: Partial<Extract<SolveEvent, { type: 'vertex' }>>): void =>
       opts.onEvent({ type: 'vertex', digest: vertex.digest, name: vertex.meta.name, cached: false, started, ...extra });
-    emit({});
-    try {
-      const { key, cacheable, parts } = await this.worker.cacheKey(vertex, inputs, ctx);
-      const inputNames = opInputs(vertex.op).map((i) => nameOf(i.digest));
-      const step = parts && cacheable && !vertex.meta.ignoreCache ? stepIdentity(vertex.op.kind, vertex.meta.name, vertex.meta.range, inputNames) : undefined;
-      if (cacheable && !vertex.meta.ignoreCache) {
-        const hit = await this.lookup(key);
-        if (hit) {
-          emit({ cached: true, completed: Date.now() });
-          if (step !== undefined && parts) await this.cache.recordStepKey(step, key, parts);
-          return { key, result: hit };
-        }
-        if (step !== undefined && parts) {
-          const cacheMiss = await this.explain(step, key, parts, inputNames);
-          if (cacheMiss !== undefined) emit({ cacheMiss });
-        }
+    return this.reported(vertex, emit, async () => {
+      const { key, cacheable, parts } = await this.worker.cacheKey(vertex, inputs.map((i) => ({ key: i.key, result: i.result })), ctx);
+      const inputNames = inputDigests.map((d) => state.graph.vertices.get(d)?.meta.name ?? d);
+      const useCache = cacheable && !vertex.meta.ignoreCache;
+      const step = parts && useCache ? stepIdentity(vertex.op.kind, vertex.meta.name, vertex.meta.range, inputNames) : undefined;
+      const keyed: Keyed = { key, cacheable, ...(parts ? { parts } : {}), ...(step !== undefined ? { step } : {}), inputNames };
+      // A local source only names a directory its build has already received: its "run" is
+      // its key's companion, and takes no step slot (with one, a build's context would wait
+      // behind other builds' steps).
+      if (isLocalSource(vertex)) {
+        emit({});
+        const result = await this.worker.run(vertex, [], ctx);
+        emit({ completed: Date.now() });
+        return { ...keyed, result };
       }
-      const result = await this.runShared(key, cacheable, vertex, inputs.map((i) => i.result), ctx);
+      if (!useCache) return keyed;
+      const hit = await this.lookup(key);
+      const imported = hit === undefined ? opts.imports?.find((source) => source.has(key)) : undefined;
+      if (hit === undefined && imported === undefined) return keyed;
+      emit({ cached: true, completed: Date.now() });
+      if (step !== undefined && parts) await this.cache.recordStepKey(step, key, parts);
+      if (hit !== undefined) opts.onResult?.({ key, result: hit, description: vertex.meta.name });
+      return hit !== undefined ? { ...keyed, result: hit } : { ...keyed, imported };
+    });
+  }
+
+  private async computeResult(state: BuildState, vertex: Vertex): Promise<OpResult> {
+    const { opts } = state;
+    const keyed = await this.keyOf(state, vertex.digest);
+    if (keyed.result !== undefined) return keyed.result;
+    const started = Date.now();
+    const emit = (extra: Partial<Extract<SolveEvent, { type: 'vertex' }>>): void =>
+      opts.onEvent({ type: 'vertex', digest: vertex.digest, name: vertex.meta.name, cached: false, started, ...extra });
+    if (keyed.imported !== undefined) {
+      const loaded = await this.load(keyed.imported, keyed.key, vertex, opts);
+      if (loaded !== undefined) return loaded;
+      // the import could not give it after all: the step runs as if it had missed
+      emit({});
+    }
+    const inputs = await Promise.all(opInputs(vertex.op).map((i) => this.resultOf(state, i.digest)));
+    opts.signal.throwIfAborted();
+    return this.reported(vertex, emit, async () => {
+      emit({});
+      const { key, cacheable, parts, step } = keyed;
+      if (step !== undefined && parts) {
+        const cacheMiss = await this.explain(step, key, parts, keyed.inputNames);
+        if (cacheMiss !== undefined) emit({ cacheMiss });
+      }
+      const result = await this.runShared(key, cacheable, vertex, inputs, this.context(state, vertex));
       emit({ completed: Date.now() });
       if (step !== undefined && parts) await this.cache.recordStepKey(step, key, parts);
-      return { key, result };
+      if (cacheable && result.kind === 'snapshot') opts.onResult?.({ key, result, description: vertex.meta.name });
+      return result;
+    });
+  }
+
+  /** An imported result, downloaded now; undefined when the import fails (the step then runs). */
+  private async load(source: CacheSource, key: string, vertex: Vertex, opts: SolveOptions): Promise<OpResult | undefined> {
+    try {
+      const result = await source.load(key, opts.signal);
+      opts.onResult?.({ key, result, description: vertex.meta.name });
+      return result;
+    } catch (err) {
+      opts.signal.throwIfAborted();
+      this.log?.info({ step: vertex.meta.name, key, cache: source.name, err: (err as Error).message }, 'an imported cache result could not be loaded: the step runs');
+      return undefined;
+    }
+  }
+
+  /** Runs `work` for `vertex`, reporting a failure on the vertex (the client names the failed step and its Dockerfile lines from it). */
+  private async reported<T>(vertex: Vertex, emit: (extra: Partial<Extract<SolveEvent, { type: 'vertex' }>>) => void, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
     } catch (err) {
       const cause = toBuildError(err);
-      // The client names the failed step and its Dockerfile lines from these.
       const error = cause.vertex !== undefined ? cause : new BuildError(cause.code, cause.message, {
         vertex: vertex.digest,
         range: cause.range ?? vertex.meta.range,
@@ -154,9 +250,6 @@ export class Solver {
   }
 
   private runShared(key: string, cacheable: boolean, vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult> {
-    // A local source only names a directory its build has already received: nothing runs, so
-    // it takes no step slot (with one, a build's context would wait behind other builds' steps).
-    if (isLocalSource(vertex)) return this.worker.run(vertex, inputs, ctx);
     if (!cacheable) return this.runLimited(vertex, inputs, ctx);
     let run = this.inflight.get(key);
     if (!run) {
@@ -192,6 +285,18 @@ export class Solver {
       release();
     }
   }
+}
+
+/** The memo entry of `digest` in `memo`, made by `make` once; its failure cancels the rest of the build. */
+function memoized<T>(state: BuildState, memo: Map<string, Promise<T>>, digest: string, make: () => Promise<T>): Promise<T> {
+  let p = memo.get(digest);
+  if (!p) {
+    p = make();
+    // Keep the first failure as the build's error; siblings then see an abort.
+    p.catch(() => state.failFast.abort(new BuildError('cancelled', 'Cannot continue: another step failed')));
+    memo.set(digest, p);
+  }
+  return p;
 }
 
 function isLocalSource(vertex: Vertex): boolean {

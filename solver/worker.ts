@@ -60,8 +60,13 @@ export interface CacheKey {
  * the worker owns what an op means. Lifecycle: one per daemon, shared by all builds.
  */
 export interface Worker {
-  /** The cache key of `vertex`, from the op (normalized), its inputs' keys and, for copies from a local source, the checksum of the selected paths. */
-  cacheKey(vertex: Vertex, inputs: Array<{ key: string; result: OpResult }>, ctx: OpContext): Promise<CacheKey>;
+  /**
+   * The cache key of `vertex`, from the op (normalized), its inputs' keys and, for copies from a
+   * local source, the checksum of the selected paths. An input's `result` is given where it is
+   * known before anything runs (a local source's directory, a cache hit); a key must never need
+   * more, so that a step under a hit is neither run nor downloaded.
+   */
+  cacheKey(vertex: Vertex, inputs: Array<{ key: string; result?: OpResult }>, ctx: OpContext): Promise<CacheKey>;
   run(vertex: Vertex, inputs: OpResult[], ctx: OpContext): Promise<OpResult>;
   /** whether a result recorded in the cache is still usable (its snapshot exists) */
   exists(result: OpResult): Promise<boolean>;

@@ -125,7 +125,7 @@ export class NativeSnapshotter implements Snapshotter {
     }
     // The tree and the diff must be on disk before the metadata says the snapshot exists.
     await execFileP('sync', ['-f', sdir]);
-    const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
+    const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.createdAt ? { createdAt: opts.createdAt } : {}), ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
     await writeMeta(this.dir, done);
     this.metas.set(active.id, done);
     this.baselines.delete(active.id);

@@ -105,7 +105,7 @@ export class OverlaySnapshotter implements Snapshotter {
     await fsp.rm(path.join(sdir, 'work'), { recursive: true, force: true });
     // The layer's files must be on disk before the metadata says the snapshot exists.
     await execFileP('sync', ['-f', path.join(sdir, 'fs')]);
-    const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
+    const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.createdAt ? { createdAt: opts.createdAt } : {}), ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
     await this.writeMeta(done);
     this.metas.set(active.id, done);
     return active.id;

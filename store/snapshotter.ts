@@ -24,6 +24,11 @@ export interface CommitOptions {
    * (a tar or a copy inside a later step would take them for hard links).
    */
   linkedFrom?: string[];
+  /**
+   * When the layer was made, instead of when it was prepared: an imported cache's layer keeps
+   * the time its first build made it, so images assembled from it date their history the same.
+   */
+  createdAt?: string;
 }
 
 /**

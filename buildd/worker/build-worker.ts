@@ -77,7 +77,7 @@ export class BuildWorker implements Worker {
     );
   }
 
-  async cacheKey(vertex: Vertex, inputs: Array<{ key: string; result: OpResult }>, ctx: OpContext): Promise<CacheKey> {
+  async cacheKey(vertex: Vertex, inputs: Array<{ key: string; result?: OpResult }>, ctx: OpContext): Promise<CacheKey> {
     const op = vertex.op;
     if (op.kind === 'source') {
       const local = localName(op.identifier);

@@ -8,6 +8,7 @@ import { loadDefinition, Vertex } from '../../../solver/definition-graph';
 import { Op, opDigest } from '../../../solver/op';
 import { Solver, SolveEvent } from '../../../solver/solver';
 import { OpContext, OpResult, Worker } from '../../../solver/worker';
+import type { CacheSource } from '../../../solver/cache-source';
 
 /**
  * A worker whose ops "run" by counting, so the scheduler's choices can be observed. A local
@@ -169,6 +170,133 @@ describe('Solver', () => {
     const done = events.filter((e) => e.type === 'vertex' && e.completed !== undefined);
     expect(done).toHaveLength(4);
     expect(done.every((e) => e.type === 'vertex' && e.cached)).toBe(true);
+  });
+
+  describe('imported caches', () => {
+    const chain = [
+      { name: 'a', deps: [] },
+      { name: 'b', deps: ['a'] },
+      { name: 'c', deps: ['b'] },
+    ];
+
+    /** An import holding the keys of `names` (as CountingWorker makes them); counts its loads. */
+    async function importOf(names: string[]): Promise<CacheSource & { loads: string[]; failing: Set<string> }> {
+      // the keys a first solve on another daemon computed, recorded as a cache export sees them
+      const exported = new Map<string, string>();
+      const other = mkdtempSync(path.join(tmpdir(), 'solver-other-'));
+      try {
+        await new Solver(new CountingWorker(), await CacheStore.open(other), { maxParallelism: 2 }).solve(loadDefinition(graphOf(chain)), {
+          locals: {},
+          onEvent: () => undefined,
+          signal: new AbortController().signal,
+          onResult: (s) => {
+            if (names.includes(s.description)) exported.set(s.key, s.description);
+          },
+        });
+      } finally {
+        rmSync(other, { recursive: true, force: true });
+      }
+      const loads: string[] = [];
+      const failing = new Set<string>();
+      return {
+        name: 'test import',
+        loads,
+        failing,
+        has: (key) => exported.has(key),
+        load: async (key) => {
+          const name = exported.get(key) as string;
+          loads.push(name);
+          if (failing.has(name)) throw new Error(`Cannot load ${name}: the registry is gone`);
+          return { kind: 'snapshot', id: `imported-${name}` };
+        },
+      };
+    }
+
+    test('a hit on the output is loaded alone: the steps under it are neither run nor loaded, and all show as cached', async () => {
+      const imported = await importOf(['a', 'b', 'c']);
+      const worker = new CountingWorker();
+      const events: SolveEvent[] = [];
+      const results: string[] = [];
+      const result = await new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(chain)), {
+        locals: {},
+        onEvent: (e) => events.push(e),
+        signal: new AbortController().signal,
+        imports: [imported],
+        onResult: (s) => results.push(s.description),
+      });
+      expect(result).toEqual({ kind: 'snapshot', id: 'imported-c' });
+      expect(worker.runs.size).toBe(0);
+      expect(imported.loads).toEqual(['c']);
+      expect(results).toEqual(['c']);
+      const cached = events.filter((e) => e.type === 'vertex' && e.cached).map((e) => e.type === 'vertex' && e.name);
+      expect(cached.sort()).toEqual(['a', 'b', 'c']);
+    });
+
+    test('a miss reads the imported result of its input; what lies under that import is not touched', async () => {
+      const imported = await importOf(['a', 'b']);
+      const worker = new CountingWorker();
+      await new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(chain)), {
+        locals: {},
+        onEvent: () => undefined,
+        signal: new AbortController().signal,
+        imports: [imported],
+      });
+      expect(Object.fromEntries(worker.runs)).toEqual({ c: 1 });
+      expect(imported.loads).toEqual(['b']);
+    });
+
+    test('an imported result that cannot be loaded is run instead, with what it needs', async () => {
+      const imported = await importOf(['a', 'b', 'c']);
+      imported.failing.add('c');
+      const worker = new CountingWorker();
+      const result = await new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(chain)), {
+        locals: {},
+        onEvent: () => undefined,
+        signal: new AbortController().signal,
+        imports: [imported],
+      });
+      expect(result).toEqual({ kind: 'snapshot', id: 'snap-c' });
+      expect(Object.fromEntries(worker.runs)).toEqual({ c: 1 });
+      expect(imported.loads).toEqual(['c', 'b']);
+    });
+
+    test("the daemon's own cache comes first: a local hit is never loaded from an import", async () => {
+      await new Solver(new CountingWorker(), await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(chain)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
+      const imported = await importOf(['a', 'b', 'c']);
+      const worker = new CountingWorker();
+      const results: string[] = [];
+      await new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(chain)), {
+        locals: {},
+        onEvent: () => undefined,
+        signal: new AbortController().signal,
+        imports: [imported],
+        onResult: (s) => results.push(s.description),
+      });
+      expect(worker.runs.size).toBe(0);
+      expect(imported.loads).toEqual([]);
+      // every local hit is on disk, so a cache export can include each
+      expect(results.sort()).toEqual(['a', 'b', 'c']);
+    });
+  });
+
+  test('a step under a hit is not run when its own record is gone', async () => {
+    const chain = [
+      { name: 'a', deps: [] },
+      { name: 'b', deps: ['a'] },
+      { name: 'c', deps: ['b'] },
+    ];
+    const cache = await CacheStore.open(dir);
+    const keys = new Map<string, string>();
+    await new Solver(new CountingWorker(), cache, { maxParallelism: 2 }).solve(loadDefinition(graphOf(chain)), {
+      locals: {},
+      onEvent: () => undefined,
+      signal: new AbortController().signal,
+      onResult: (s) => keys.set(s.description, s.key),
+    });
+    await cache.delete(keys.get('a') as string);
+    const worker = new CountingWorker();
+    await new Solver(worker, cache, { maxParallelism: 2 }).solve(loadDefinition(graphOf(chain)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
+    expect(worker.runs.size).toBe(0);
   });
 
   test('ignoreCache runs the step even when a record exists', async () => {
