@@ -72,7 +72,8 @@ interface BuildState {
  * daemon's cache, then in the imported caches. Then, from the output down, results: a hit is
  * the result; an imported hit is downloaded; a miss reads its inputs' results and runs. So a
  * step whose output nothing reads (under a hit, or under a step that hits) is neither run nor
- * downloaded, as BuildKit's solver loads only what the result needs.
+ * downloaded, as BuildKit's solver loads only what the result needs. (A build without imports
+ * runs a miss as soon as its key is known; see computeKey.)
  *
  * Each op once per build (deduplicated by digest), independent branches in parallel up to
  * `maxParallelism` running steps, and the same key shared by concurrent builds (the second
@@ -162,10 +163,16 @@ export class Solver {
         emit({ completed: Date.now() });
         return { ...keyed, result };
       }
-      if (!useCache) return keyed;
-      const hit = await this.lookup(key);
-      const imported = hit === undefined ? opts.imports?.find((source) => source.has(key)) : undefined;
-      if (hit === undefined && imported === undefined) return keyed;
+      const hit = useCache ? await this.lookup(key) : undefined;
+      const imported = useCache && hit === undefined ? opts.imports?.find((source) => source.has(key)) : undefined;
+      if (hit === undefined && imported === undefined) {
+        // Without imports a miss runs as soon as its key is known, as it always would have:
+        // waiting for every key first would hold it behind, say, a download for a later ADD's
+        // key. With imports, a step under an imported hit must not run, so results wait for
+        // the output to ask for them.
+        if (!opts.imports?.length) void this.resultOf(state, vertex.digest);
+        return keyed;
+      }
       emit({ cached: true, completed: Date.now() });
       if (step !== undefined && parts) await this.cache.recordStepKey(step, key, parts);
       if (hit !== undefined) opts.onResult?.({ key, result: hit, description: vertex.meta.name });

@@ -2,11 +2,11 @@ import { BuildError } from '../../solver/build-error';
 import { sha256Digest } from '../../solver/canonical-json';
 import { CacheStore } from '../../solver/cache-store';
 import { ContentStore } from '../../store/content-store';
-import { applyLayer } from '../../store/layer-apply';
 import type { SessionAttachables } from '../../solver/worker';
 import type { SessionRegistries } from '../session/session-registries';
 import { Snapshotter } from '../../store/snapshotter';
 import { LayerIndex } from '../../store/layer-index';
+import { unpackLayer } from './unpack-layer';
 
 /** The stores a pull writes to; shared with the rest of the worker. */
 export interface PullerDeps {
@@ -32,7 +32,7 @@ export class ImagePuller {
 
   /** Returns the top snapshot of the image (null for an image without layers). `session`: the build's, whose credentials pull. */
   async pull(ref: string, digest: string, signal: AbortSignal, session?: SessionAttachables): Promise<string | null> {
-    const { content, snapshotter, cache, layers } = this.deps;
+    const { content, snapshotter, cache } = this.deps;
     const registry = this.deps.registries.forSession(session);
     const pinned = ref.includes('@') ? ref : `${ref}@${digest}`;
     const image = await registry.resolve(pinned, signal);
@@ -54,20 +54,9 @@ export class ImagePuller {
       }
       const desc = image.manifest.layers[i];
       await registry.fetchBlob(pinned, desc, content, signal);
-      const active = await snapshotter.prepare(parent ?? undefined, signal);
-      try {
-        const root = await active.mount();
-        const applied = await applyLayer(await content.read(desc.digest), root, signal, this.deps.maxLayerBytes);
-        if (applied.diffId !== diffIds[i]) {
-          throw new BuildError('invalid-argument', `Cannot unpack ${ref}: layer ${desc.digest} has diff ID ${applied.diffId}, the config says ${diffIds[i]}`);
-        }
-        const id = await snapshotter.commit(active);
-        await layers.put(id, { digest: desc.digest, size: desc.size, diffId: diffIds[i], mediaType: desc.mediaType, source: 'pull' });
-        await cache.put({ key, snapshot: id, createdAt: new Date().toISOString(), description: `pulled from ${ref} (layer ${i + 1}/${diffIds.length})` });
-        parent = id;
-      } finally {
-        await active.release();
-      }
+      const id = await unpackLayer(this.deps, parent ?? undefined, desc, diffIds[i], { what: ref, record: { source: 'pull' } }, signal);
+      await cache.put({ key, snapshot: id, createdAt: new Date().toISOString(), description: `pulled from ${ref} (layer ${i + 1}/${diffIds.length})` });
+      parent = id;
     }
     return parent;
   }
