@@ -7,6 +7,7 @@ import type { ConnectFlags } from './connect';
 import { parseSecrets, parseSshs, type SecretSpec, type SshSpec } from './session-flags';
 import type { DuCommand, PruneCommand } from './cache-commands';
 import { parseDuration, parseStorage } from './cache-flags';
+import { parseCacheFlag, type CacheFlag } from './cache-flag';
 
 export type ProgressMode = 'auto' | 'plain' | 'tty' | 'rawjson';
 
@@ -26,12 +27,22 @@ export interface BuildCommand {
   secrets?: SecretSpec[];
   /** --ssh default | ID=SOCKET | ID=KEY[,KEY] */
   ssh?: SshSpec[];
+  /** --export-cache, --import-cache: type=registry,ref=R[,mode=max] */
+  cacheExports?: CacheFlag[];
+  cacheImports?: CacheFlag[];
 }
 
 export interface ParsedArgs {
   connect: ConnectFlags;
   debug: boolean;
   command: BuildCommand | DuCommand | PruneCommand | { kind: 'info' };
+}
+
+function cacheFlags(o: { exportCache?: string[]; importCache?: string[] }): Pick<BuildCommand, 'cacheExports' | 'cacheImports'> {
+  return {
+    ...(o.exportCache?.length ? { cacheExports: o.exportCache.map((v) => parseCacheFlag('--export-cache', v)) } : {}),
+    ...(o.importCache?.length ? { cacheImports: o.importCache.map((v) => parseCacheFlag('--import-cache', v)) } : {}),
+  };
 }
 
 /** Client environment variables buildctl passes on as build args (BuildKit's propagatableEnvs). */
@@ -83,6 +94,8 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
     .option('--metadata-file <file>', 'write the exporter response as JSON to this file')
     .option('--secret <csv>', 'secret for RUN --mount=type=secret: id=ID,src=FILE | id=ID,env=VAR (repeatable)', collect)
     .option('--ssh <spec>', 'ssh agent for RUN --mount=type=ssh: default | ID=SOCKET | ID=KEY[,KEY] (repeatable)', collect)
+    .option('--export-cache <csv>', 'export the build cache: type=registry,ref=REF[,mode=min|max][,compression=...] (repeatable)', collect)
+    .option('--import-cache <csv>', 'import a build cache: type=registry,ref=REF (repeatable)', collect)
     .exitOverride()
     .action((o: { frontend?: string; local?: string[]; opt?: string[]; cache: boolean; allow?: string[]; output?: string[]; progress: ProgressMode; metadataFile?: string }) => {
       if (!o.frontend) throw new BuildError('invalid-argument', 'Cannot build: --frontend is required (e.g. --frontend dockerfile.v0)');
@@ -98,6 +111,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
         progress: o.progress,
         metadataFile: o.metadataFile,
         ...sessionFlags(o as { secret?: string[]; ssh?: string[] }, env),
+        ...cacheFlags(o as { exportCache?: string[]; importCache?: string[] }),
       };
     });
 

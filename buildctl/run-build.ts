@@ -18,6 +18,7 @@ import type { SecretSpec, SshSpec } from './session-flags';
 import { SessionClient } from './session-client';
 import { SshAgents } from './ssh-agents';
 import { FileRequestQueue } from './file-request-queue';
+import type { CacheFlag } from './cache-flag';
 import { uploadLocals, type StartMessage, type UploadStats } from './upload-locals';
 
 export interface RunBuildOptions {
@@ -28,6 +29,9 @@ export interface RunBuildOptions {
   noCache: boolean;
   /** buildctl build --allow; none when absent */
   entitlements?: string[];
+  /** --export-cache and --import-cache; none when absent */
+  cacheExports?: CacheFlag[];
+  cacheImports?: CacheFlag[];
   progress: ProgressRenderer;
   /** where the oci/docker tar goes: a file path or '-' */
   openDest?: (dest: string) => Writable;
@@ -62,6 +66,8 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     no_cache: opts.noCache,
     entitlements: opts.entitlements ?? [],
   };
+  if (opts.cacheExports?.length) start.cache_exports = opts.cacheExports;
+  if (opts.cacheImports?.length) start.cache_imports = opts.cacheImports;
   const secrets = new SecretStore(opts.secrets ?? []);
   const agents = new SshAgents(opts.ssh ?? []);
   await secrets.check();

@@ -23,6 +23,9 @@ export interface StartMessage {
   local_keys?: Record<string, string>;
   /** the client answers the daemon's requests for registry credentials */
   forward_credentials?: boolean;
+  /** --export-cache and --import-cache entries */
+  cache_exports?: Array<{ type: string; attrs: Record<string, string> }>;
+  cache_imports?: Array<{ type: string; attrs: Record<string, string> }>;
 }
 
 /** What was sent of the locals' content (for the tests and a debug line). */

@@ -169,6 +169,8 @@ export class BuildService {
         locals: { ...receiver.localDirs(), ...keyed.localDirs() },
         exports: start.exports.map((e) => ({ type: e.type, attrs: e.attrs })),
         noCache: start.no_cache,
+        cacheExports: start.cache_exports.map((c) => ({ type: c.type, attrs: c.attrs })),
+        cacheImports: start.cache_imports.map((c) => ({ type: c.type, attrs: c.attrs })),
         entitlements: start.entitlements,
       };
       const session = this.session(writer, abort.signal);

@@ -32,6 +32,16 @@ export interface BuildRequest {
   noCache: boolean;
   /** what the client grants (buildctl build --allow); the builder checks them against the daemon's */
   entitlements: Entitlement[];
+  /** --export-cache and --import-cache entries, as the client sent them (checked by the builder) */
+  cacheExports?: CacheOptions[];
+  cacheImports?: CacheOptions[];
+}
+
+/** One --export-cache or --import-cache: `type=registry,ref=R,mode=max`. */
+export interface CacheOptions {
+  type: string;
+  /** every key=value of the flag but `type` */
+  attrs: Record<string, string>;
 }
 
 /** Progress, as the client renders it. Times are milliseconds since the epoch. */

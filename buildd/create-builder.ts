@@ -6,6 +6,7 @@ import { CacheStore } from '../solver/cache-store';
 import { MetaDb } from '../store/meta-db';
 import { importJsonRecords } from './meta-json-import';
 import { Solver } from '../solver/solver';
+import { CacheLoader } from './cache-io/cache-loader';
 import { LocalContentStore } from '../store/content-store';
 import { ImageStore } from '../store/image-store';
 import { loadDockerCredentials } from '../store/docker-credentials';
@@ -113,5 +114,6 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   // last: once the builder exists, its close() tears the pool down
   sandboxes?.fill();
   const embedded = opts.config.registryAddr === undefined ? undefined : await EmbeddedRegistry.open(path.join(root, 'registry'), content, meta);
-  return new DockerfileBuilder({ solver, registries, content, snapshotter, layers, images, meta, cacheMounts, root, executor, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded });
+  const cacheLoader = new CacheLoader({ content, snapshotter, cache, layers, maxLayerBytes: opts.config.maxLayerBytes });
+  return new DockerfileBuilder({ solver, registries, content, snapshotter, layers, images, meta, cacheMounts, root, executor, cacheLoader, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded });
 }

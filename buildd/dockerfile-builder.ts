@@ -3,7 +3,10 @@ import type { Logger } from 'pino';
 import { BuildError } from '../solver/build-error';
 import { sha256Digest } from '../solver/canonical-json';
 import { loadDefinition } from '../solver/definition-graph';
-import { Solver } from '../solver/solver';
+import { Solver, type SolvedStep } from '../solver/solver';
+import type { CacheLoader } from './cache-io/cache-loader';
+import { cacheExportSpecs, cacheImportSpecs } from './cache-io/cache-specs';
+import { openImports, runExports } from './cache-io/build-cache-io';
 import { ContentStore } from '../store/content-store';
 import type { EmbeddedRegistry } from './registry/embedded-registry';
 import { ImageStore } from '../store/image-store';
@@ -51,6 +54,8 @@ export interface DockerfileBuilderDeps {
   insecureEntitlements?: readonly Entitlement[];
   /** the embedded registry when the daemon serves one: a push to its address publishes into it directly */
   embedded?: EmbeddedRegistry;
+  /** unpacks what --import-cache loads (absent: a build with --import-cache fails) */
+  cacheLoader?: CacheLoader;
 }
 
 const MAX_DOCKERFILE_BYTES = 2 * 1024 * 1024;
@@ -129,7 +134,22 @@ export class DockerfileBuilder implements Builder {
     const graph = loadDefinition(frontend.definition);
     // before anything runs: a step needing an entitlement the client did not grant fails the build
     checkEntitlements(graph.vertices.values(), granted);
-    const result = await this.deps.solver.solve(graph, { locals: req.locals, session: session.attachables, onEvent: (e) => session.progress(e), signal: session.signal });
+    const warn = (message: string): void => session.progress({ type: 'warning', message });
+    const cacheExports = cacheExportSpecs(req.cacheExports ?? [], warn);
+    const cacheImports = cacheImportSpecs(req.cacheImports ?? [], warn);
+    const { cacheLoader } = this.deps;
+    if (cacheImports.length > 0 && cacheLoader === undefined) throw new BuildError('internal', 'Cannot import cache: this builder has no cache loader');
+    const imports = cacheLoader && cacheImports.length > 0 ? await openImports({ ...this.deps, loader: cacheLoader, registry }, cacheImports, session) : [];
+    // what an --export-cache writes: every cacheable step with its result on disk
+    const steps: SolvedStep[] = [];
+    const result = await this.deps.solver.solve(graph, {
+      locals: req.locals,
+      session: session.attachables,
+      onEvent: (e) => session.progress(e),
+      signal: session.signal,
+      imports,
+      ...(cacheExports.length > 0 ? { onResult: (step: SolvedStep) => steps.push(step) } : {}),
+    });
     if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
     const response: ExporterResponse = {};
     for (const [i, spec] of req.exports.entries()) {
@@ -148,6 +168,7 @@ export class DockerfileBuilder implements Builder {
         throw err;
       }
     }
+    if (cacheExports.length > 0) await runExports({ ...this.deps, registry }, cacheExports, steps, result.id, session);
     return response;
   }
 

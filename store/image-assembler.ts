@@ -8,7 +8,7 @@ import { History, ImageConfig } from './image-config';
 import { DEFAULT_COMPRESSION } from './layer-compression';
 import { layerBlob, type LayerBlobRequest } from './layer-blob';
 import { Descriptor, ImageManifest } from './manifest';
-import { MediaTypes } from './oci-media-types';
+import { MediaTypes, ociLayerType } from './oci-media-types';
 import { Snapshotter } from './snapshotter';
 import { LayerIndex } from './layer-index';
 import { mapBounded } from './map-bounded';
@@ -144,11 +144,4 @@ function dockerLayerType(mediaType: string, digest: string): string {
   if (mediaType === MediaTypes.ociLayer) return MediaTypes.dockerLayer;
   if (mediaType.startsWith('application/vnd.docker.')) return mediaType;
   throw new BuildError('invalid-argument', `Cannot write layer ${digest} with Docker media types: ${mediaType} has no Docker name (use oci-mediatypes=true)`);
-}
-
-/** Our manifests are OCI; a Docker layer type names the same bytes under another name. */
-function ociLayerType(mediaType: string): string {
-  if (mediaType === MediaTypes.dockerLayerGzip) return MediaTypes.ociLayerGzip;
-  if (mediaType === MediaTypes.dockerLayer) return MediaTypes.ociLayer;
-  return mediaType;
 }

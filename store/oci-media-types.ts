@@ -30,3 +30,10 @@ export const MANIFEST_ACCEPT: string = [
   MediaTypes.ociManifest,
   MediaTypes.dockerManifest,
 ].join(', ');
+
+/** Our manifests are OCI; a Docker layer type names the same bytes under another name. */
+export function ociLayerType(mediaType: string): string {
+  if (mediaType === MediaTypes.dockerLayerGzip) return MediaTypes.ociLayerGzip;
+  if (mediaType === MediaTypes.dockerLayer) return MediaTypes.ociLayer;
+  return mediaType;
+}

@@ -154,6 +154,15 @@ export class RegistryClient {
   }
 
   /**
+   * The manifest `refIn` names exactly as served, with no platform picked from an index (a
+   * cache manifest is no image): from the registry's mirrors first. not-found when absent.
+   */
+  async fetchManifest(refIn: ImageRef | string, signal?: AbortSignal): Promise<{ digest: string; bytes: Buffer; json: unknown; mediaType: string }> {
+    const ref = asRef(refIn);
+    return this.viaMirrors(ref, (from) => this.getManifest(from, from.digest ?? (from.tag as string), signal), signal);
+  }
+
+  /**
    * Streams a blob into the content store, whose ingest verifies digest and size. Nothing is
    * fetched when the store already has it.
    */

@@ -37,6 +37,12 @@ export const exportSpecSchema = z.object({
 });
 
 
+/** One --export-cache or --import-cache (BuildStart.cache_exports, cache_imports). */
+export const cacheOptionsSchema = z.object({
+  type: z.string().min(1).max(64),
+  attrs: attrsSchema,
+});
+
 /** The key of a kept copy of a local (BuildStart.local_keys): also a directory name on the daemon. */
 export const localKeySchema = z
   .string()
@@ -59,6 +65,9 @@ export const buildStartSchema = z
     local_keys: z.record(nameSchema, localKeySchema).default({}),
     // an older client forwards no credentials
     forward_credentials: z.boolean().default(false),
+    // an older client exports and imports no cache
+    cache_exports: z.array(cacheOptionsSchema).max(16).default([]),
+    cache_imports: z.array(cacheOptionsSchema).max(16).default([]),
   })
   .refine((s) => new Set(s.local_names).size === s.local_names.length, 'Local names must be unique')
   .refine((s) => Object.keys(s.local_keys).every((n) => s.local_names.includes(n)), 'A local key names a local that is not in local_names')

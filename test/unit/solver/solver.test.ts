@@ -283,7 +283,7 @@ describe('Solver', () => {
     let releaseKey: () => void = () => undefined;
     const keyHeld = new Promise<void>((resolve) => (releaseKey = resolve));
     class SlowKeyWorker extends CountingWorker {
-      async cacheKey(vertex: Vertex, inputs: Array<{ key: string }>): Promise<{ key: string; cacheable: boolean }> {
+      override async cacheKey(vertex: Vertex, inputs: Array<{ key: string }>): Promise<{ key: string; cacheable: boolean }> {
         if (vertex.meta.name === 'slow') await keyHeld;
         return super.cacheKey(vertex, inputs);
       }

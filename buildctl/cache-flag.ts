@@ -1,0 +1,28 @@
+import { BuildError } from '../solver/build-error';
+
+/** One --export-cache or --import-cache as the daemon receives it (BuildStart's CacheOptionsEntry). */
+export interface CacheFlag {
+  type: string;
+  attrs: Record<string, string>;
+}
+
+/**
+ * `type=registry,ref=R,mode=max` as BuildKit's buildctl reads it: comma-separated key=value
+ * pairs, one of them the type; a value without `=` is the legacy form of a registry ref
+ * (`--import-cache localhost:5000/app:cache`). The daemon checks types and attributes.
+ */
+export function parseCacheFlag(flag: '--export-cache' | '--import-cache', text: string): CacheFlag {
+  if (!text.includes('=')) return { type: 'registry', attrs: { ref: text } };
+  const attrs: Record<string, string> = {};
+  let type: string | undefined;
+  for (const field of text.split(',')) {
+    const eq = field.indexOf('=');
+    if (eq <= 0) throw new BuildError('invalid-argument', `Cannot parse ${flag} ${text}: "${field}" is not key=value`);
+    const key = field.slice(0, eq).trim().toLowerCase();
+    const value = field.slice(eq + 1);
+    if (key === 'type') type = value;
+    else attrs[key] = value;
+  }
+  if (type === undefined || type === '') throw new BuildError('invalid-argument', `Cannot parse ${flag} ${text}: type is missing (type=registry,ref=REF)`);
+  return { type, attrs };
+}

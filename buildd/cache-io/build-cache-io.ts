@@ -1,0 +1,85 @@
+import { toBuildError } from '../../solver/build-error';
+import { sha256Digest } from '../../solver/canonical-json';
+import type { CacheSource } from '../../solver/cache-source';
+import type { SolvedStep } from '../../solver/solver';
+import type { ContentStore } from '../../store/content-store';
+import { parseImageRef } from '../../store/image-ref';
+import type { RegistryClient } from '../../store/registry-client';
+import type { BuildSession } from '../builder';
+import { exportCache, type CacheExportDeps } from './cache-export';
+import type { CacheLoader } from './cache-loader';
+import type { CacheExportSpec, CacheImportSpec } from './cache-specs';
+import { ImportedCache } from './imported-cache';
+import { openRegistryCache, pushCache } from './registry-cache';
+
+/** What a build's cache export uses: the daemon's stores, the build's registry client. */
+export interface BuildCacheDeps extends CacheExportDeps {
+  content: ContentStore;
+  /** the build's client (its forwarded credentials, or the daemon's) */
+  registry: RegistryClient;
+}
+
+/**
+ * Runs `work` with the registry client `spec` asks for: with registry.insecure=true, one that
+ * skips TLS checks to the ref's registry, closed after (as an output's registry.insecure).
+ */
+async function withClient<T>(deps: BuildCacheDeps, spec: { ref: string; insecure: boolean }, work: (client: RegistryClient) => Promise<T>): Promise<T> {
+  if (!spec.insecure) return work(deps.registry);
+  const client = deps.registry.withInsecureRegistry(parseImageRef(spec.ref).registry);
+  try {
+    return await work(client);
+  } finally {
+    await client.close();
+  }
+}
+
+/** Reports `work` as a step of the build's progress named `name`, as BuildKit shows cache import and export. */
+async function asStep<T>(session: BuildSession, name: string, work: () => Promise<T>): Promise<T> {
+  const digest = sha256Digest(`${name} ${Math.random()}`);
+  const started = Date.now();
+  session.progress({ type: 'vertex', digest, name, started, cached: false });
+  try {
+    const out = await work();
+    session.progress({ type: 'vertex', digest, name, started, completed: Date.now(), cached: false });
+    return out;
+  } catch (err) {
+    session.progress({ type: 'vertex', digest, name, started, completed: Date.now(), cached: false, error: toBuildError(err).message });
+    throw err;
+  }
+}
+
+/**
+ * The caches a build imports, their indexes read now (layers only when a step's result is
+ * read). A cache that does not exist yet, or cannot be read, is a warning: the build then runs
+ * without it, as a first build in CI must.
+ */
+export async function openImports(deps: BuildCacheDeps & { loader: CacheLoader }, specs: readonly CacheImportSpec[], session: BuildSession): Promise<CacheSource[]> {
+  const sources: CacheSource[] = [];
+  for (const spec of specs) {
+    try {
+      const index = await asStep(session, `importing cache manifest from ${spec.ref}`, () => withClient(deps, spec, (client) => openRegistryCache(client, spec.ref, deps.content, session.signal)));
+      if (index === undefined) session.progress({ type: 'warning', message: `--import-cache ${spec.ref}: not found; the build runs without it` });
+      else sources.push(new ImportedCache(index, deps.loader));
+    } catch (err) {
+      session.signal.throwIfAborted();
+      session.progress({ type: 'warning', message: `--import-cache ${spec.ref}: ${toBuildError(err).message}; the build runs without it` });
+    }
+  }
+  return sources;
+}
+
+/** Exports the build's cache to each --export-cache (after the outputs, as BuildKit does). */
+export async function runExports(deps: BuildCacheDeps, specs: readonly CacheExportSpec[], steps: readonly SolvedStep[], result: string | null, session: BuildSession): Promise<void> {
+  for (const spec of specs) {
+    try {
+      await asStep(session, `exporting cache to registry ${spec.ref}`, async () => {
+        const cache = await exportCache(deps, steps, result, spec.mode, spec.request, session.signal);
+        await withClient(deps, spec, (client) => pushCache(client, spec.ref, cache, deps.content, session.signal));
+      });
+    } catch (err) {
+      session.signal.throwIfAborted();
+      if (!spec.ignoreError) throw toBuildError(err);
+      session.progress({ type: 'warning', message: `--export-cache ${spec.ref}: ${toBuildError(err).message} (ignore-error=true: the build succeeds)` });
+    }
+  }
+}

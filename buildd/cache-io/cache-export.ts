@@ -1,0 +1,79 @@
+import * as os from 'node:os';
+import { Readable } from 'node:stream';
+import { canonicalJson } from '../../solver/canonical-json';
+import { CACHE_CONFIG_MEDIA_TYPE, type CacheConfig, type CacheLayer, type CacheRecordEntry } from '../../solver/cache-io/cache-config';
+import type { SolvedStep } from '../../solver/solver';
+import type { ContentStore } from '../../store/content-store';
+import { layerBlob, type LayerBlobRequest } from '../../store/layer-blob';
+import type { LayerIndex, LayerRecord } from '../../store/layer-index';
+import type { Descriptor, ImageManifest } from '../../store/manifest';
+import { mapBounded } from '../../store/map-bounded';
+import { MediaTypes, ociLayerType } from '../../store/oci-media-types';
+import type { Snapshotter } from '../../store/snapshotter';
+
+/** The stores a cache export reads layers from and writes its blobs to. */
+export interface CacheExportDeps {
+  snapshotter: Snapshotter;
+  content: ContentStore;
+  layers: LayerIndex;
+}
+
+/** A cache manifest with every blob it names in the content store, ready to push. */
+export interface ExportedCache {
+  config: CacheConfig;
+  manifest: ImageManifest;
+  manifestBytes: Buffer;
+  /** the config's and the layers' descriptors: what a push uploads */
+  blobs: Descriptor[];
+}
+
+/**
+ * The cache of one build as a cache manifest (docs/cache-manifest.md). `mode=max`: every
+ * cacheable step with a result on disk; `mode=min`: only those whose filesystem the result is
+ * built on (the final stage's steps and its base), as BuildKit's min exports the result's
+ * layers only. Each layer is the blob an image export of it uses (made now when it has none),
+ * so an importer's images have the same layer digests.
+ */
+export async function exportCache(deps: CacheExportDeps, steps: readonly SolvedStep[], result: string | null, mode: 'min' | 'max', request: LayerBlobRequest, signal: AbortSignal): Promise<ExportedCache> {
+  const finalChain = result === null ? [] : await deps.snapshotter.chain(result);
+  const byKey = new Map<string, { description: string; chain: string[] }>();
+  for (const step of steps) {
+    if (step.result.kind !== 'snapshot' || byKey.has(step.key)) continue;
+    const chain = step.result.id === null ? [] : await deps.snapshotter.chain(step.result.id);
+    if (mode === 'min' && !chain.every((id, i) => finalChain[i] === id)) continue;
+    byKey.set(step.key, { description: step.description, chain });
+  }
+  const snapshots = [...new Set([...byKey.values()].flatMap((r) => r.chain))];
+  // layers are independent: diffed and compressed side by side, as an image export does
+  const records = await mapBounded(snapshots, 2 * os.availableParallelism(), async (id) => {
+    signal.throwIfAborted();
+    return layerBlob(deps, id, request, signal);
+  });
+  const blobOf = new Map<string, LayerRecord>(snapshots.map((id, i) => [id, records[i]]));
+  const layers: CacheLayer[] = [];
+  const descriptors: Descriptor[] = [];
+  const indexOf = new Map<string, number>();
+  for (const record of records) {
+    if (indexOf.has(record.digest)) continue;
+    indexOf.set(record.digest, layers.length);
+    const origin = (record.source ?? 'pull') === 'build' ? 'build' : 'pull';
+    layers.push({ digest: record.digest, diffId: record.diffId, origin, ...(origin === 'build' && record.compression ? { compression: record.compression } : {}) });
+    descriptors.push({ mediaType: ociLayerType(record.mediaType), digest: record.digest, size: record.size });
+  }
+  const createdAt = new Map<string, string>();
+  for (const id of snapshots) createdAt.set(id, (await deps.snapshotter.get(id))?.createdAt ?? new Date(0).toISOString());
+  const entries: CacheRecordEntry[] = [...byKey.entries()]
+    .map(([key, r]) => ({
+      key,
+      chain: r.chain.map((id) => ({ layer: indexOf.get((blobOf.get(id) as LayerRecord).digest) as number, createdAt: createdAt.get(id) as string })),
+      description: r.description.slice(0, 1024),
+    }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const config: CacheConfig = { schemaVersion: 1, layers, records: entries };
+  const configBytes = Buffer.from(canonicalJson(config));
+  const configInfo = await deps.content.ingest(Readable.from([configBytes]), {}, signal);
+  const configDescriptor: Descriptor = { mediaType: CACHE_CONFIG_MEDIA_TYPE, digest: configInfo.digest, size: configInfo.size };
+  const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: configDescriptor, layers: descriptors };
+  const manifestBytes = Buffer.from(canonicalJson(manifest));
+  return { config, manifest, manifestBytes, blobs: [configDescriptor, ...descriptors] };
+}

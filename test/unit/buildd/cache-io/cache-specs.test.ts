@@ -1,0 +1,51 @@
+import { cacheExportSpecs, cacheImportSpecs } from '../../../../buildd/cache-io/cache-specs';
+import { checkedConfig } from '../../../../buildd/cache-io/registry-cache';
+import { parseCacheFlag } from '../../../../buildctl/cache-flag';
+
+const d = (c: string): string => `sha256:${c.repeat(64)}`;
+
+describe('--export-cache and --import-cache', () => {
+  test('buildctl reads key=value pairs and the legacy bare ref', () => {
+    expect(parseCacheFlag('--export-cache', 'type=registry,ref=r.example/app:cache,mode=max')).toEqual({ type: 'registry', attrs: { ref: 'r.example/app:cache', mode: 'max' } });
+    expect(parseCacheFlag('--import-cache', 'r.example/app:cache')).toEqual({ type: 'registry', attrs: { ref: 'r.example/app:cache' } });
+    expect(() => parseCacheFlag('--import-cache', 'ref=r.example/app')).toThrow('type is missing');
+    expect(() => parseCacheFlag('--import-cache', 'type=registry,oops')).toThrow('"oops" is not key=value');
+  });
+
+  test('an export defaults to mode=min and gzip; mode, compression and ignore-error are read as BuildKit names them', () => {
+    const warnings: string[] = [];
+    const [min] = cacheExportSpecs([{ type: 'registry', attrs: { ref: 'localhost:5000/c' } }], (w) => warnings.push(w));
+    expect(min).toMatchObject({ type: 'registry', ref: 'localhost:5000/c:latest', mode: 'min', ignoreError: false, request: { compression: { type: 'gzip' } } });
+    const [max] = cacheExportSpecs([{ type: 'registry', attrs: { ref: 'localhost:5000/c:1', mode: 'max', compression: 'zstd', 'ignore-error': 'true', colour: 'red' } }], (w) => warnings.push(w));
+    expect(max).toMatchObject({ mode: 'max', ignoreError: true, request: { compression: { type: 'zstd' } } });
+    expect(warnings).toEqual(['--export-cache type=registry: attribute colour is not known to buildd and is ignored']);
+  });
+
+  test('what buildd does not export or import is refused, naming it', () => {
+    const warn = (): void => undefined;
+    expect(() => cacheExportSpecs([{ type: 'local', attrs: { dest: '/x' } }], warn)).toThrow('Cannot export cache type=local: buildd exports type=registry (type=local is not built yet');
+    expect(() => cacheExportSpecs([{ type: 'gha', attrs: {} }], warn)).toThrow('Cannot export cache type=gha');
+    expect(() => cacheExportSpecs([{ type: 'registry', attrs: { ref: 'x', mode: 'all' } }], warn)).toThrow('mode=all is not min or max');
+    expect(() => cacheExportSpecs([{ type: 'registry', attrs: {} }], warn)).toThrow('ref=REPOSITORY[:TAG] is missing');
+    expect(() => cacheExportSpecs([{ type: 'registry', attrs: { ref: 'x', compression: 'lz4' } }], warn)).toThrow('--export-cache attribute compression="lz4"');
+    expect(() => cacheImportSpecs([{ type: 'inline', attrs: {} }], warn)).toThrow('an inline cache is imported with type=registry,ref=IMAGE');
+    expect(() => cacheImportSpecs([{ type: 'registry', attrs: { ref: 'bad ref' } }], warn)).toThrow('Cannot import cache type=registry: ref=bad ref');
+  });
+});
+
+describe('an imported cache config', () => {
+  const blobs = [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: d('a'), size: 10 }];
+  const good = { schemaVersion: 1, layers: [{ digest: d('a'), diffId: d('b'), origin: 'build' }], records: [{ key: d('c'), chain: [{ layer: 0, createdAt: '2026-12-03T00:00:00Z' }] }] };
+
+  test('is checked against its manifest: each layer is the blob at its position', () => {
+    expect(checkedConfig('r', good, blobs).records).toHaveLength(1);
+    expect(() => checkedConfig('r', good, [{ ...blobs[0], digest: d('e') }])).toThrow(`layer 0 is ${d('e')} in the manifest, ${d('a')} in the config`);
+    expect(() => checkedConfig('r', good, [])).toThrow('the config names 1 layers, the manifest has 0');
+  });
+
+  test('a chain naming a layer that is not there, or an unknown field, is malformed', () => {
+    expect(() => checkedConfig('r', { ...good, records: [{ key: d('c'), chain: [{ layer: 3, createdAt: '2026-12-03T00:00:00Z' }] }] }, blobs)).toThrow('malformed cache config');
+    expect(() => checkedConfig('r', { ...good, extra: 1 }, blobs)).toThrow('malformed cache config');
+    expect(() => checkedConfig('r', { ...good, records: [{ key: 'not-a-digest', chain: [] }] }, blobs)).toThrow('malformed cache config');
+  });
+});
