@@ -7,6 +7,9 @@ import { Solver, type SolvedStep } from '../solver/solver';
 import type { CacheLoader } from './cache-io/cache-loader';
 import { cacheExportSpecs, cacheImportSpecs } from './cache-io/cache-specs';
 import { openImports, runExports } from './cache-io/build-cache-io';
+import { inlineCache, type ImportedStep } from './cache-io/cache-export';
+import { ImportedCache } from './cache-io/imported-cache';
+import type { MadeLayers } from '../store/image-assembler';
 import { ContentStore } from '../store/content-store';
 import type { EmbeddedRegistry } from './registry/embedded-registry';
 import { ImageStore } from '../store/image-store';
@@ -142,6 +145,7 @@ export class DockerfileBuilder implements Builder {
     const imports = cacheLoader && cacheImports.length > 0 ? await openImports({ ...this.deps, loader: cacheLoader, registry }, cacheImports, session) : [];
     // what an --export-cache writes: every cacheable step with its result on disk
     const steps: SolvedStep[] = [];
+    const importedSteps: ImportedStep[] = [];
     const result = await this.deps.solver.solve(graph, {
       locals: req.locals,
       session: session.attachables,
@@ -149,9 +153,14 @@ export class DockerfileBuilder implements Builder {
       signal: session.signal,
       imports,
       ...(cacheExports.length > 0 ? { onResult: (step: SolvedStep) => steps.push(step) } : {}),
+      onImported: (step) => {
+        const chain = step.source instanceof ImportedCache ? step.source.chainOf(step.key) : undefined;
+        if (chain !== undefined) importedSteps.push({ key: step.key, description: step.description, chain });
+      },
     });
     if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
     const response: ExporterResponse = {};
+    const inline = cacheExports.some((c) => c.type === 'inline') ? (made: MadeLayers) => inlineCache(this.deps.snapshotter, steps, importedSteps, made) : undefined;
     for (const [i, spec] of req.exports.entries()) {
       const vertex = sha256Digest(`export ${req.ref} ${spec.type} ${JSON.stringify(spec.attrs)}`);
       const name = exportName(spec.type);
@@ -160,7 +169,7 @@ export class DockerfileBuilder implements Builder {
       try {
         const exported = spec.type === 'tar' || spec.type === 'local'
           ? await exportFilesystem(this.deps.snapshotter, result.id, session, epochs[i])
-          : await exportImage({ ...this.deps, registry }, spec, result.id, frontend.image, session, epochs[i], frontend.baseHistory);
+          : await exportImage({ ...this.deps, registry }, spec, result.id, frontend.image, session, epochs[i], frontend.baseHistory, inline);
         Object.assign(response, exported);
         session.progress({ type: 'vertex', digest: vertex, name, started, completed: Date.now(), cached: false });
       } catch (err) {

@@ -13,7 +13,7 @@ import { manifestAnnotations } from './manifest-annotations';
 import { exportCompression } from './export-compression';
 import { exportOciTypes } from './export-media-types';
 import { BuildSession, ExportSpec, ExporterResponse } from './builder';
-import { assembleImage, type AssembledImage } from '../store/image-assembler';
+import { assembleImage, type AssembledImage, type AssembleOptions } from '../store/image-assembler';
 import { LayerIndex } from '../store/layer-index';
 import type { LayerBlobRequest } from '../store/layer-blob';
 
@@ -59,6 +59,8 @@ export async function exportImage(
   epoch?: number,
   /** how many of image's history entries came with its base image (they keep their times) */
   baseHistory = 0,
+  /** members the config gets once its layers are known (--export-cache type=inline) */
+  configExtras?: AssembleOptions['configExtras'],
 ): Promise<ExporterResponse> {
   const names = (spec.attrs.name ?? '').split(',').map((n) => n.trim()).filter((n) => n.length > 0);
   const push = spec.type === 'image' && boolAttr(spec.attrs, 'push', false);
@@ -87,7 +89,7 @@ export async function exportImage(
     const first = pushes[0];
     const streamed = first?.client?.streamedUploads(first.ref, session.signal);
     const platform = [image.os, image.architecture, image.variant].filter((p) => p !== undefined && p !== '').join('/');
-    const assembled = await assembleImage(deps, result, image, session.signal, layerRequest(spec, epoch), { tee: streamed, annotations: manifestAnnotations(spec.attrs, platform), epoch, baseHistory, dockerTypes: !exportOciTypes(spec) });
+    const assembled = await assembleImage(deps, result, image, session.signal, layerRequest(spec, epoch), { tee: streamed, annotations: manifestAnnotations(spec.attrs, platform), epoch, baseHistory, dockerTypes: !exportOciTypes(spec), ...(configExtras ? { configExtras } : {}) });
     const response: ExporterResponse = {
       'containerimage.digest': assembled.manifestDescriptor.digest,
       'containerimage.config.digest': assembled.configDescriptor.digest,

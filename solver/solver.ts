@@ -23,6 +23,8 @@ export interface SolveOptions {
   imports?: readonly CacheSource[];
   /** told of every cacheable step whose result this build has on disk (a hit, a run or a load), for cache export */
   onResult?: (step: SolvedStep) => void;
+  /** told of every step found in an import, loaded or not (an inline cache still describes it) */
+  onImported?: (step: { key: string; source: CacheSource; description: string }) => void;
 }
 
 /** A cacheable step with its result on this daemon, as a cache export sees it. */
@@ -176,6 +178,7 @@ export class Solver {
       emit({ cached: true, completed: Date.now() });
       if (step !== undefined && parts) await this.cache.recordStepKey(step, key, parts);
       if (hit !== undefined) opts.onResult?.({ key, result: hit, description: vertex.meta.name });
+      else if (imported !== undefined) opts.onImported?.({ key, source: imported, description: vertex.meta.name });
       return hit !== undefined ? { ...keyed, result: hit } : { ...keyed, imported };
     });
   }

@@ -10,7 +10,7 @@ import { layerBlob, type LayerBlobRequest } from './layer-blob';
 import { Descriptor, ImageManifest } from './manifest';
 import { MediaTypes, ociLayerType } from './oci-media-types';
 import { Snapshotter } from './snapshotter';
-import { LayerIndex } from './layer-index';
+import { LayerIndex, type LayerRecord } from './layer-index';
 import { mapBounded } from './map-bounded';
 
 /** An image whose manifest, config and layers are all in the content store. */
@@ -37,6 +37,18 @@ export interface AssembleOptions {
   baseHistory?: number;
   /** Docker's schema 2 media types for the manifest, config and layers instead of OCI's (oci-mediatypes=false) */
   dockerTypes?: boolean;
+  /**
+   * Members added to the config once its layers are known (an inline cache describing them):
+   * given the snapshot chain, each snapshot's layer record and creation time, in order.
+   */
+  configExtras?: (made: MadeLayers) => Promise<Record<string, unknown>>;
+}
+
+/** The layers an image was assembled from, base first (see AssembleOptions.configExtras). */
+export interface MadeLayers {
+  chain: readonly string[];
+  layers: readonly LayerRecord[];
+  createdAt: readonly string[];
 }
 
 export interface AssemblerDeps {
@@ -84,7 +96,8 @@ export async function assembleImage(
     history = clampedHistory(history, baseHistory, epoch);
     created = clampTime(created, epoch) ?? created;
   }
-  const config: ImageConfig = { ...image, created, rootfs: { type: 'layers', diff_ids: diffIds }, history };
+  const extras = opts.configExtras ? await opts.configExtras({ chain, layers: records, createdAt }) : {};
+  const config: ImageConfig = { ...image, ...extras, created, rootfs: { type: 'layers', diff_ids: diffIds }, history };
   const configBytes = Buffer.from(canonicalJson(config));
   const configInfo = await deps.content.ingest(Readable.from([configBytes]), {}, signal);
   const configDescriptor: Descriptor = { mediaType: dockerTypes ? MediaTypes.dockerConfig : MediaTypes.ociConfig, digest: configInfo.digest, size: configInfo.size };

@@ -71,6 +71,8 @@ export async function openImports(deps: BuildCacheDeps & { loader: CacheLoader }
 /** Exports the build's cache to each --export-cache (after the outputs, as BuildKit does). */
 export async function runExports(deps: BuildCacheDeps, specs: readonly CacheExportSpec[], steps: readonly SolvedStep[], result: string | null, session: BuildSession): Promise<void> {
   for (const spec of specs) {
+    // an inline cache went into the image's config as it was exported
+    if (spec.type === 'inline') continue;
     try {
       await asStep(session, `exporting cache to registry ${spec.ref}`, async () => {
         const cache = await exportCache(deps, steps, result, spec.mode, spec.request, session.signal);

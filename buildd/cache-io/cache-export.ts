@@ -1,12 +1,13 @@
 import * as os from 'node:os';
 import { Readable } from 'node:stream';
 import { canonicalJson } from '../../solver/canonical-json';
-import { CACHE_CONFIG_MEDIA_TYPE, type CacheConfig, type CacheLayer, type CacheRecordEntry } from '../../solver/cache-io/cache-config';
+import { CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, type CacheConfig, type CacheLayer, type CacheRecordEntry } from '../../solver/cache-io/cache-config';
 import type { SolvedStep } from '../../solver/solver';
 import type { ContentStore } from '../../store/content-store';
 import { layerBlob, type LayerBlobRequest } from '../../store/layer-blob';
 import type { LayerIndex, LayerRecord } from '../../store/layer-index';
 import type { Descriptor, ImageManifest } from '../../store/manifest';
+import type { MadeLayers } from '../../store/image-assembler';
 import { mapBounded } from '../../store/map-bounded';
 import { MediaTypes, ociLayerType } from '../../store/oci-media-types';
 import type { Snapshotter } from '../../store/snapshotter';
@@ -56,8 +57,7 @@ export async function exportCache(deps: CacheExportDeps, steps: readonly SolvedS
   for (const record of records) {
     if (indexOf.has(record.digest)) continue;
     indexOf.set(record.digest, layers.length);
-    const origin = (record.source ?? 'pull') === 'build' ? 'build' : 'pull';
-    layers.push({ digest: record.digest, diffId: record.diffId, origin, ...(origin === 'build' && record.compression ? { compression: record.compression } : {}) });
+    layers.push(cacheLayer(record));
     descriptors.push({ mediaType: ociLayerType(record.mediaType), digest: record.digest, size: record.size });
   }
   const createdAt = new Map<string, string>();
@@ -76,4 +76,47 @@ export async function exportCache(deps: CacheExportDeps, steps: readonly SolvedS
   const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: configDescriptor, layers: descriptors };
   const manifestBytes = Buffer.from(canonicalJson(manifest));
   return { config, manifest, manifestBytes, blobs: [configDescriptor, ...descriptors] };
+}
+
+/** A step an import holds, with its record's layers (see ImportedCache.chainOf). */
+export interface ImportedStep {
+  key: string;
+  description: string;
+  chain: ReadonlyArray<{ diffId: string; createdAt: string }>;
+}
+
+/** A layer of the cache as its record in the layer index says it was made. */
+function cacheLayer(record: LayerRecord): CacheLayer {
+  const origin = (record.source ?? 'pull') === 'build' ? 'build' : 'pull';
+  return { digest: record.digest, diffId: record.diffId, origin, ...(origin === 'build' && record.compression ? { compression: record.compression } : {}) };
+}
+
+/**
+ * The inline cache of an image (--export-cache type=inline), as config members: under
+ * INLINE_CACHE_KEY, a cache config whose layers are the image's own, position for position,
+ * holding the records whose filesystem the image is built on (an inline cache is always
+ * mode=min, as BuildKit's).
+ */
+export async function inlineCache(snapshotter: Snapshotter, steps: readonly SolvedStep[], imported: readonly ImportedStep[], made: MadeLayers): Promise<Record<string, unknown>> {
+  const records: CacheRecordEntry[] = [];
+  const seen = new Set<string>();
+  // a step found in an import and never loaded (it lies under a hit) is still the image's: its
+  // chain names the image's first layers by diff ID and creation time
+  for (const step of imported) {
+    const chain = step.chain;
+    if (seen.has(step.key) || chain.length > made.chain.length) continue;
+    if (!chain.every((e, i) => made.layers[i].diffId === e.diffId && made.createdAt[i] === e.createdAt)) continue;
+    seen.add(step.key);
+    records.push({ key: step.key, chain: chain.map((_, i) => ({ layer: i, createdAt: made.createdAt[i] })), description: step.description.slice(0, 1024) });
+  }
+  for (const step of steps) {
+    if (step.result.kind !== 'snapshot' || seen.has(step.key)) continue;
+    const chain = step.result.id === null ? [] : await snapshotter.chain(step.result.id);
+    if (!chain.every((id, i) => made.chain[i] === id)) continue;
+    seen.add(step.key);
+    records.push({ key: step.key, chain: chain.map((_, i) => ({ layer: i, createdAt: made.createdAt[i] })), description: step.description.slice(0, 1024) });
+  }
+  records.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const config: CacheConfig = { schemaVersion: 1, layers: made.layers.map(cacheLayer), records };
+  return { [INLINE_CACHE_KEY]: config };
 }

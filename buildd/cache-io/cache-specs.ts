@@ -6,14 +6,9 @@ import type { CacheOptions } from '../builder';
 import { exportCompression } from '../export-compression';
 
 /** A checked --export-cache. */
-export interface CacheExportSpec {
-  type: 'registry';
-  ref: string;
-  mode: 'min' | 'max';
-  request: LayerBlobRequest;
-  ignoreError: boolean;
-  insecure: boolean;
-}
+export type CacheExportSpec =
+  | { type: 'registry'; ref: string; mode: 'min' | 'max'; request: LayerBlobRequest; ignoreError: boolean; insecure: boolean }
+  | { type: 'inline' };
 
 /** A checked --import-cache. */
 export interface CacheImportSpec {
@@ -24,26 +19,31 @@ export interface CacheImportSpec {
 
 const EXPORT_ATTRS: Record<string, readonly string[]> = {
   registry: ['ref', 'mode', 'compression', 'compression-level', 'force-compression', 'ignore-error', 'image-manifest', 'oci-mediatypes', 'registry.insecure'],
+  inline: ['mode'],
 };
 
 /**
  * The --export-cache entries of a build, checked before anything runs, with BuildKit's names
- * and meanings; `warn` hears what is accepted but changes nothing here (an unknown attribute).
- * type=inline, type=local and the others BuildKit has are refused, naming what is.
+ * and meanings; `warn` hears what is accepted but changes nothing here (an unknown attribute,
+ * inline's mode=max). type=local and the others BuildKit has are refused, naming what is.
  */
 export function cacheExportSpecs(entries: readonly CacheOptions[], warn: (message: string) => void): CacheExportSpec[] {
   return entries.map((entry) => {
     const { type, attrs } = entry;
     const known = EXPORT_ATTRS[type];
     if (known === undefined) {
-      const later = type === 'local' || type === 'inline' ? ` (type=${type} is not built yet: use type=registry, with buildd's own --registry-addr where there is no other registry)` : '';
-      throw new BuildError('invalid-argument', `Cannot export cache type=${type}: buildd exports type=registry${later}`);
+      const later = type === 'local' ? " (type=local is not built yet: use type=registry, with buildd's own --registry-addr where there is no other registry)" : '';
+      throw new BuildError('invalid-argument', `Cannot export cache type=${type}: buildd exports type=registry and type=inline${later}`);
     }
     for (const key of Object.keys(attrs)) {
       if (!known.includes(key)) warn(`--export-cache type=${type}: attribute ${key} is not known to buildd and is ignored`);
     }
     const mode = attrs.mode ?? 'min';
     if (mode !== 'min' && mode !== 'max') throw new BuildError('invalid-argument', `Cannot export cache type=${type}: mode=${mode} is not min or max`);
+    if (type === 'inline') {
+      if (mode === 'max') warn("--export-cache type=inline: mode=max is not supported by an inline cache, which holds the image's own layers; min is used");
+      return { type: 'inline' };
+    }
     const ref = requiredRef('export', attrs);
     if (attrs['image-manifest'] !== undefined && !boolAttr(attrs, 'image-manifest', true)) warn('--export-cache type=registry: image-manifest=false is ignored: buildd always writes the cache as an OCI image manifest');
     let request: LayerBlobRequest;

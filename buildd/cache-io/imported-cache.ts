@@ -27,6 +27,11 @@ export class ImportedCache implements CacheSource {
     return this.records.has(key);
   }
 
+  /** The layers of record `key`, base first, as diff IDs and creation times (undefined: no such record). */
+  chainOf(key: string): Array<{ diffId: string; createdAt: string }> | undefined {
+    return this.records.get(key)?.chain.map((e) => ({ diffId: this.index.config.layers[e.layer].diffId, createdAt: e.createdAt }));
+  }
+
   async load(key: string, signal: AbortSignal): Promise<OpResult> {
     const record = this.records.get(key);
     if (record === undefined) throw new Error(`Cannot load ${key} from ${this.name}: it has no such record`);

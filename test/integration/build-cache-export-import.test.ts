@@ -150,6 +150,19 @@ test('mode=min exports the final stage only; an importer still hits the last ste
   expect(res.stderr).toMatch(/COPY app.txt \/app.txt\n(?!#\d+ CACHED)/);
 });
 
+test('type=inline: the pushed image carries its cache; a daemon with an empty root imports it by the image ref', async () => {
+  const a = await daemon('inline-a');
+  const first = await build(a, 'app:inline', ['--export-cache', 'type=inline']);
+  expect(first.res.code).toBe(0);
+  const b = await daemon('inline-b');
+  const second = await build(b, 'app:inline-b', ['--export-cache', 'type=inline', '--import-cache', `type=registry,ref=${registry.host}/app:inline`]);
+  expect(second.res.stderr).not.toMatch(/WARN/);
+  expect(second.res.code).toBe(0);
+  expect(second.digest).toBe(first.digest);
+  expect(second.res.stderr).toMatch(/RUN cat \/out \/app.txt > \/final\n#\d+ CACHED/);
+  expect(second.res.stderr).not.toMatch(/head -c 300000/);
+});
+
 test('an import that does not exist yet is a warning and the build runs; a bad type or a missing ref fails before anything runs', async () => {
   const d = daemons[0];
   const missing = await build(d, 'app:missing', ['--import-cache', `type=registry,ref=${registry.host}/cache/none:1`]);

@@ -23,7 +23,7 @@ describe('--export-cache and --import-cache', () => {
 
   test('what buildd does not export or import is refused, naming it', () => {
     const warn = (): void => undefined;
-    expect(() => cacheExportSpecs([{ type: 'local', attrs: { dest: '/x' } }], warn)).toThrow('Cannot export cache type=local: buildd exports type=registry (type=local is not built yet');
+    expect(() => cacheExportSpecs([{ type: 'local', attrs: { dest: '/x' } }], warn)).toThrow('Cannot export cache type=local: buildd exports type=registry and type=inline (type=local is not built yet');
     expect(() => cacheExportSpecs([{ type: 'gha', attrs: {} }], warn)).toThrow('Cannot export cache type=gha');
     expect(() => cacheExportSpecs([{ type: 'registry', attrs: { ref: 'x', mode: 'all' } }], warn)).toThrow('mode=all is not min or max');
     expect(() => cacheExportSpecs([{ type: 'registry', attrs: {} }], warn)).toThrow('ref=REPOSITORY[:TAG] is missing');
