@@ -8,6 +8,7 @@ import type { CacheLoader } from './cache-io/cache-loader';
 import { cacheExportSpecs, cacheImportSpecs } from './cache-io/cache-specs';
 import { openImports, runExports } from './cache-io/build-cache-io';
 import { inlineCache, type ImportedStep } from './cache-io/cache-export';
+import { frontendCacheImports, frontendInlineCache } from './cache-io/frontend-cache-opts';
 import { ImportedCache } from './cache-io/imported-cache';
 import type { MadeLayers } from '../store/image-assembler';
 import { ContentStore } from '../store/content-store';
@@ -138,8 +139,9 @@ export class DockerfileBuilder implements Builder {
     // before anything runs: a step needing an entitlement the client did not grant fails the build
     checkEntitlements(graph.vertices.values(), granted);
     const warn = (message: string): void => session.progress({ type: 'warning', message });
-    const cacheExports = cacheExportSpecs(req.cacheExports ?? [], warn);
-    const cacheImports = cacheImportSpecs(req.cacheImports ?? [], warn);
+    const inlineArg = frontendInlineCache(attrs) && !(req.cacheExports ?? []).some((c) => c.type === 'inline');
+    const cacheExports = cacheExportSpecs([...(req.cacheExports ?? []), ...(inlineArg ? [{ type: 'inline', attrs: {} }] : [])], warn);
+    const cacheImports = cacheImportSpecs([...(req.cacheImports ?? []), ...frontendCacheImports(attrs)], warn);
     const { cacheLoader } = this.deps;
     if (cacheImports.length > 0 && cacheLoader === undefined) throw new BuildError('internal', 'Cannot import cache: this builder has no cache loader');
     const imports = cacheLoader && cacheImports.length > 0 ? await openImports({ ...this.deps, loader: cacheLoader, registry }, cacheImports, session) : [];

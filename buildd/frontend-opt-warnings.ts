@@ -16,13 +16,17 @@ const IMPLEMENTED: readonly OptionRule[] = [
   { key: 'context:', prefix: true },
   { key: 'force-network-mode' },
   { key: 'hostname' },
+  // cache imports through the frontend, as BuildKit's dockerui (frontend-cache-opts.ts)
+  { key: 'cache-from' },
+  { key: 'cache-imports' },
+  { key: 'build-arg:BUILDKIT_INLINE_CACHE' },
 ];
 
 const NOT_YET = (note?: string): OptionRule['unsupported'] => (note ? { note } : {});
 
 /** Build args BuildKit gives a meaning beyond the ARG they also set. */
 const SPECIAL_BUILD_ARGS = [
-  'BUILDKIT_CACHE_MOUNT_NS', 'BUILDKIT_CONTEXT_KEEP_GIT_DIR', 'BUILDKIT_DOCKERFILE_CHECK', 'BUILDKIT_INLINE_CACHE',
+  'BUILDKIT_CACHE_MOUNT_NS', 'BUILDKIT_CONTEXT_KEEP_GIT_DIR', 'BUILDKIT_DOCKERFILE_CHECK',
   'BUILDKIT_MULTI_PLATFORM', 'BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE',
   'BUILDKIT_SYNTAX',
 ];
@@ -34,7 +38,7 @@ const KNOWN_TO_BUILDKIT: readonly OptionRule[] = [
   { key: 'label:', prefix: true, unsupported: NOT_YET() },
   { key: 'no-cache', unsupported: NOT_YET('ignored; use buildctl build --no-cache') },
   ...[
-    'add-hosts', 'cache-from', 'cache-imports', 'cgroup-parent', 'cmdline', 'contextkey', 'contextsubdir', 'cpuperiod',
+    'add-hosts', 'cgroup-parent', 'cmdline', 'contextkey', 'contextsubdir', 'cpuperiod',
     'cpuquota', 'cpusetcpus', 'cpusetmems', 'cpushares', 'dockerfilekey', 'frontend.caps',
     'image-resolve-mode', 'memory', 'memswap', 'multi-platform', 'requestid', 'shm-size', 'source', 'ulimit',
   ].map((key) => ({ key, unsupported: NOT_YET() })),

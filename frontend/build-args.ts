@@ -42,11 +42,12 @@ export function metaArgs(parsed: ParsedDockerfile, buildArgs: Record<string, str
 }
 
 /**
- * Build args no reachable ARG declares. The proxy args are always consumed, and so is
- * SOURCE_DATE_EPOCH: the exporters read it, and buildctl passes it on from the client's environment.
+ * Build args no reachable ARG declares. The proxy args are always consumed, and so are
+ * SOURCE_DATE_EPOCH (the exporters read it, and buildctl passes it on from the client's
+ * environment) and BUILDKIT_INLINE_CACHE (the daemon reads it: an inline cache export).
  */
 export function unusedBuildArgs(parsed: ParsedDockerfile, plan: StagePlan, buildArgs: Record<string, string>): FrontendWarningLike[] {
-  const declared = new Set<string>([...PROXY_ARGS, 'SOURCE_DATE_EPOCH']);
+  const declared = new Set<string>([...PROXY_ARGS, 'SOURCE_DATE_EPOCH', 'BUILDKIT_INLINE_CACHE']);
   for (const decl of parsed.globalArgs) for (const a of decl.args) declared.add(a.key);
   for (const st of plan.reachable) for (const ins of st.parsed.instructions) if (ins.kind === 'ARG') for (const a of ins.args) declared.add(a.key);
   const unused = Object.keys(buildArgs).filter((k) => !declared.has(k)).sort();

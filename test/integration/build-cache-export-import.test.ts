@@ -161,6 +161,13 @@ test('type=inline: the pushed image carries its cache; a daemon with an empty ro
   expect(second.digest).toBe(first.digest);
   expect(second.res.stderr).toMatch(/RUN cat \/out \/app.txt > \/final\n#\d+ CACHED/);
   expect(second.res.stderr).not.toMatch(/head -c 300000/);
+
+  // the frontend's way, as docker build --cache-from and buildx --cache-to type=inline pass it
+  const c = await daemon('inline-c');
+  const third = await build(c, 'app:inline-c', ['--opt', 'build-arg:BUILDKIT_INLINE_CACHE=1', '--opt', `cache-from=${registry.host}/app:inline`]);
+  expect(third.res.stderr).not.toMatch(/WARN/);
+  expect(third.res.code).toBe(0);
+  expect(third.digest).toBe(first.digest);
 });
 
 test('an import that does not exist yet is a warning and the build runs; a bad type or a missing ref fails before anything runs', async () => {

@@ -26,7 +26,7 @@ describe('--opt keys of the Dockerfile frontend', () => {
   });
 
   it.each([
-    'label:org.opencontainers.image.title', 'no-cache', 'add-hosts', 'cache-from', 'cache-imports', 'cgroup-parent', 'cmdline',
+    'label:org.opencontainers.image.title', 'no-cache', 'add-hosts', 'cgroup-parent', 'cmdline',
     'contextkey', 'contextsubdir', 'cpuperiod', 'cpuquota', 'cpusetcpus', 'cpusetmems', 'cpushares', 'dockerfilekey',
     'frontend.caps', 'image-resolve-mode', 'memory', 'memswap', 'multi-platform',
     'requestid', 'shm-size', 'source', 'ulimit', 'attest:sbom', 'attest:provenance', 'input-metadata:x',
@@ -38,13 +38,17 @@ describe('--opt keys of the Dockerfile frontend', () => {
   });
 
   it.each([
-    'BUILDKIT_CACHE_MOUNT_NS', 'BUILDKIT_CONTEXT_KEEP_GIT_DIR', 'BUILDKIT_DOCKERFILE_CHECK', 'BUILDKIT_INLINE_CACHE',
+    'BUILDKIT_CACHE_MOUNT_NS', 'BUILDKIT_CONTEXT_KEEP_GIT_DIR', 'BUILDKIT_DOCKERFILE_CHECK',
     'BUILDKIT_MULTI_PLATFORM', 'BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE',
     'BUILDKIT_SYNTAX', 'BUILDKIT_ATTEST_PROVENANCE',
   ])('says build-arg:%s reaches the Dockerfile as a build arg only', (arg) => {
     expect(frontendOptWarnings({ [`build-arg:${arg}`]: '1' })).toEqual([
       `--opt build-arg:${arg} is not supported yet: only the build arg is set, BuildKit's meaning of it is ignored`,
     ]);
+  });
+
+  it('takes the cache options of the frontend without a word: cache-from, cache-imports, BUILDKIT_INLINE_CACHE', () => {
+    expect(frontendOptWarnings({ 'cache-from': 'r/app:cache', 'cache-imports': '[]', 'build-arg:BUILDKIT_INLINE_CACHE': '1' })).toEqual([]);
   });
 
   it('takes build-arg:SOURCE_DATE_EPOCH without a word: the exporters use it', () => {

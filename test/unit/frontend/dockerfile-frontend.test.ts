@@ -274,7 +274,7 @@ CMD ["$D"]
 
   test('a redeclared ARG without default takes the global value; build args override globals', async () => {
     const df = `ARG V=global\nARG W=w\nFROM ${BB}\nARG V\nARG W\nRUN echo\n`;
-    const r = await build(df, { buildArgs: { W: 'cli', UNUSED: 'x' } });
+    const r = await build(df, { buildArgs: { W: 'cli', UNUSED: 'x', BUILDKIT_INLINE_CACHE: '1' } });
     expect((r.definition.ops[1].op as ExecOp).meta.env).toEqual([PATH, 'V=global', 'W=cli']);
     expect(r.warnings).toEqual([{ message: 'One or more build-args [UNUSED] were not consumed' }]);
     const unscoped = await build(`ARG V=global\nFROM ${BB}\nRUN echo $V\n`);

@@ -1,6 +1,7 @@
 import { cacheExportSpecs, cacheImportSpecs } from '../../../../buildd/cache-io/cache-specs';
 import { checkedConfig } from '../../../../buildd/cache-io/registry-cache';
 import { parseCacheFlag } from '../../../../buildctl/cache-flag';
+import { frontendCacheImports, frontendInlineCache } from '../../../../buildd/cache-io/frontend-cache-opts';
 
 const d = (c: string): string => `sha256:${c.repeat(64)}`;
 
@@ -30,6 +31,22 @@ describe('--export-cache and --import-cache', () => {
     expect(() => cacheExportSpecs([{ type: 'registry', attrs: { ref: 'x', compression: 'lz4' } }], warn)).toThrow('--export-cache attribute compression="lz4"');
     expect(() => cacheImportSpecs([{ type: 'inline', attrs: {} }], warn)).toThrow('an inline cache is imported with type=registry,ref=IMAGE');
     expect(() => cacheImportSpecs([{ type: 'registry', attrs: { ref: 'bad ref' } }], warn)).toThrow('Cannot import cache type=registry: ref=bad ref');
+  });
+});
+
+describe('cache options through the Dockerfile frontend, as BuildKit\'s dockerui reads them', () => {
+  test('cache-imports (JSON) wins over cache-from (comma-separated registry refs)', () => {
+    expect(frontendCacheImports({ 'cache-from': 'r/a:c, r/b:c' })).toEqual([{ type: 'registry', attrs: { ref: 'r/a:c' } }, { type: 'registry', attrs: { ref: 'r/b:c' } }]);
+    expect(frontendCacheImports({ 'cache-from': 'r/a:c', 'cache-imports': '[{"Type":"registry","Attrs":{"ref":"r/x:1"}}]' })).toEqual([{ type: 'registry', attrs: { ref: 'r/x:1' } }]);
+    expect(frontendCacheImports({})).toEqual([]);
+    expect(() => frontendCacheImports({ 'cache-imports': '{' })).toThrow('Cannot read --opt cache-imports: not JSON');
+    expect(() => frontendCacheImports({ 'cache-imports': '[{"Attrs":{}}]' })).toThrow('Cannot read --opt cache-imports');
+  });
+
+  test('build-arg:BUILDKIT_INLINE_CACHE=1 asks for an inline cache', () => {
+    expect(frontendInlineCache({ 'build-arg:BUILDKIT_INLINE_CACHE': '1' })).toBe(true);
+    expect(frontendInlineCache({ 'build-arg:BUILDKIT_INLINE_CACHE': '0' })).toBe(false);
+    expect(frontendInlineCache({})).toBe(false);
   });
 });
 
