@@ -2,10 +2,11 @@ import { promises as fsp } from 'node:fs';
 import type { Logger } from 'pino';
 import { BuildError } from '../solver/build-error';
 import { sha256Digest } from '../solver/canonical-json';
-import { loadDefinition } from '../solver/definition-graph';
+import { loadDefinition, type DefinitionGraph } from '../solver/definition-graph';
+import type { CacheSource } from '../solver/cache-source';
 import { Solver, type SolvedStep } from '../solver/solver';
 import type { CacheLoader } from './cache-io/cache-loader';
-import { cacheExportSpecs, cacheImportSpecs } from './cache-io/cache-specs';
+import { cacheExportSpecs, cacheImportSpecs, type CacheExportSpec } from './cache-io/cache-specs';
 import { openImports, runExports } from './cache-io/build-cache-io';
 import { inlineCache, type ImportedStep } from './cache-io/cache-export';
 import { frontendCacheImports, frontendInlineCache } from './cache-io/frontend-cache-opts';
@@ -17,7 +18,7 @@ import { ImageStore } from '../store/image-store';
 import { Platform } from '../store/manifest';
 import { resolveInRoot } from '../store/safe-path';
 import { Snapshotter } from '../store/snapshotter';
-import { dockerfileToGraph } from '../frontend/dockerfile-frontend';
+import { dockerfileToGraph, type FrontendResult } from '../frontend/dockerfile-frontend';
 import { parseForceNetworkMode } from '../frontend/run-network';
 import { parseHostnameOpt } from '../frontend/run-hostname';
 import { checkEntitlements, type Entitlement } from '../solver/entitlements';
@@ -144,7 +145,24 @@ export class DockerfileBuilder implements Builder {
     const cacheImports = cacheImportSpecs([...(req.cacheImports ?? []), ...frontendCacheImports(attrs)], warn);
     const { cacheLoader } = this.deps;
     if (cacheImports.length > 0 && cacheLoader === undefined) throw new BuildError('internal', 'Cannot import cache: this builder has no cache loader');
-    const imports = cacheLoader && cacheImports.length > 0 ? await openImports({ ...this.deps, loader: cacheLoader, registry }, cacheImports, session) : [];
+    const imports = cacheLoader && cacheImports.length > 0 ? await openImports({ ...this.deps, loader: cacheLoader, registry }, cacheImports, session) : undefined;
+    try {
+      return await this.solveWithCaches(req, session, registry, graph, frontend, epochs, cacheExports, imports?.sources ?? []);
+    } finally {
+      await imports?.close();
+    }
+  }
+
+  private async solveWithCaches(
+    req: BuildRequest,
+    session: BuildSession,
+    registry: RegistryClient,
+    graph: DefinitionGraph,
+    frontend: FrontendResult,
+    epochs: Array<number | undefined>,
+    cacheExports: CacheExportSpec[],
+    imports: CacheSource[],
+  ): Promise<ExporterResponse> {
     // what an --export-cache writes: every cacheable step with its result on disk
     const steps: SolvedStep[] = [];
     const importedSteps: ImportedStep[] = [];
@@ -157,7 +175,7 @@ export class DockerfileBuilder implements Builder {
       ...(cacheExports.length > 0 ? { onResult: (step: SolvedStep) => steps.push(step) } : {}),
       onImported: (step) => {
         const chain = step.source instanceof ImportedCache ? step.source.chainOf(step.key) : undefined;
-        if (chain !== undefined) importedSteps.push({ key: step.key, description: step.description, chain });
+        if (chain !== undefined && step.source instanceof ImportedCache) importedSteps.push({ key: step.key, description: step.description, chain, origin: step.source.origin });
       },
     });
     if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
@@ -179,7 +197,7 @@ export class DockerfileBuilder implements Builder {
         throw err;
       }
     }
-    if (cacheExports.length > 0) await runExports({ ...this.deps, registry }, cacheExports, steps, result.id, session);
+    if (cacheExports.length > 0) await runExports({ ...this.deps, registry }, cacheExports, steps, importedSteps, result.id, session);
     return response;
   }
 

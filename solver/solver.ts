@@ -56,6 +56,8 @@ interface Keyed {
   result?: OpResult;
   /** an imported cache that holds the key (loaded only when the result is read) */
   imported?: CacheSource;
+  /** shows an imported hit as cached: once loaded, or at the end of a build that never read it */
+  showCached?: () => void;
 }
 
 /** One build's memo of keys and results, by vertex digest. */
@@ -66,6 +68,8 @@ interface BuildState {
   keys: Map<string, Promise<Keyed>>;
   results: Map<string, Promise<OpResult>>;
   failFast: AbortController;
+  /** the first failure of the build: its error, whatever the aborts it caused made others say */
+  firstError?: unknown;
 }
 
 /**
@@ -107,10 +111,13 @@ export class Solver {
     // this build's turn at the step slots (see Semaphore)
     const state: BuildState = { graph, opts: { ...opts, signal }, group: {}, keys: new Map(), results: new Map(), failFast };
     try {
-      return await this.resultOf(state, graph.result.digest);
+      const result = await this.resultOf(state, graph.result.digest);
+      // imported hits under a hit: cached, though nothing needed them loaded
+      for (const keyed of await Promise.all(state.keys.values())) keyed.showCached?.();
+      return result;
     } catch (err) {
       opts.signal.throwIfAborted();
-      throw toBuildError(err);
+      throw toBuildError(state.firstError ?? err);
     } finally {
       // Let every started branch settle before returning, so no step outlives its build (a
       // branch still running may start others: wait until none is new).
@@ -175,11 +182,16 @@ export class Solver {
         if (!opts.imports?.length) void this.resultOf(state, vertex.digest);
         return keyed;
       }
-      emit({ cached: true, completed: Date.now() });
       if (step !== undefined && parts) await this.cache.recordStepKey(step, key, parts);
-      if (hit !== undefined) opts.onResult?.({ key, result: hit, description: vertex.meta.name });
-      else if (imported !== undefined) opts.onImported?.({ key, source: imported, description: vertex.meta.name });
-      return hit !== undefined ? { ...keyed, result: hit } : { ...keyed, imported };
+      if (hit !== undefined) {
+        emit({ cached: true, completed: Date.now() });
+        opts.onResult?.({ key, result: hit, description: vertex.meta.name });
+        return { ...keyed, result: hit };
+      }
+      // shown as cached once loaded, or at the end when nothing read it (see solve): a load
+      // that fails runs the step instead, and progress must not have said CACHED before
+      opts.onImported?.({ key, source: imported as CacheSource, description: vertex.meta.name });
+      return { ...keyed, imported, showCached: () => emit({ cached: true, completed: Date.now() }) };
     });
   }
 
@@ -187,17 +199,21 @@ export class Solver {
     const { opts } = state;
     const keyed = await this.keyOf(state, vertex.digest);
     if (keyed.result !== undefined) return keyed.result;
-    const started = Date.now();
-    const emit = (extra: Partial<Extract<SolveEvent, { type: 'vertex' }>>): void =>
-      opts.onEvent({ type: 'vertex', digest: vertex.digest, name: vertex.meta.name, cached: false, started, ...extra });
     if (keyed.imported !== undefined) {
       const loaded = await this.load(keyed.imported, keyed.key, vertex, opts);
-      if (loaded !== undefined) return loaded;
+      if (loaded !== undefined) {
+        keyed.showCached?.();
+        keyed.showCached = undefined;
+        return loaded;
+      }
       // the import could not give it after all: the step runs as if it had missed
-      emit({});
+      keyed.showCached = undefined;
     }
     const inputs = await Promise.all(opInputs(vertex.op).map((i) => this.resultOf(state, i.digest)));
     opts.signal.throwIfAborted();
+    const started = Date.now();
+    const emit = (extra: Partial<Extract<SolveEvent, { type: 'vertex' }>>): void =>
+      opts.onEvent({ type: 'vertex', digest: vertex.digest, name: vertex.meta.name, cached: false, started, ...extra });
     return this.reported(vertex, emit, async () => {
       emit({});
       const { key, cacheable, parts, step } = keyed;
@@ -303,7 +319,11 @@ function memoized<T>(state: BuildState, memo: Map<string, Promise<T>>, digest: s
   if (!p) {
     p = make();
     // Keep the first failure as the build's error; siblings then see an abort.
-    p.catch(() => state.failFast.abort(new BuildError('cancelled', 'Cannot continue: another step failed')));
+    p.catch((err: unknown) => {
+      // the first failure is the build's error: the abort below makes the others fail too
+      if (!state.failFast.signal.aborted) state.firstError ??= err;
+      state.failFast.abort(new BuildError('cancelled', 'Cannot continue: another step failed'));
+    });
     memo.set(digest, p);
   }
   return p;

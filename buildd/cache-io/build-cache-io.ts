@@ -6,7 +6,8 @@ import type { ContentStore } from '../../store/content-store';
 import { parseImageRef } from '../../store/image-ref';
 import type { RegistryClient } from '../../store/registry-client';
 import type { BuildSession } from '../builder';
-import { exportCache, type CacheExportDeps } from './cache-export';
+import { exportCache, type CacheExportDeps, type ImportedStep, type RemoteBlob } from './cache-export';
+import { mapBounded } from '../../store/map-bounded';
 import type { CacheLoader } from './cache-loader';
 import type { CacheExportSpec, CacheImportSpec } from './cache-specs';
 import { ImportedCache } from './imported-cache';
@@ -48,34 +49,53 @@ async function asStep<T>(session: BuildSession, name: string, work: () => Promis
   }
 }
 
+/** The caches a build imports, and the registry clients their loads use (close after the build). */
+export interface BuildImports {
+  sources: CacheSource[];
+  close(): Promise<void>;
+}
+
 /**
  * The caches a build imports, their indexes read now (layers only when a step's result is
- * read). A cache that does not exist yet, or cannot be read, is a warning: the build then runs
- * without it, as a first build in CI must.
+ * read, so a registry.insecure client stays open until `close`). A cache that does not exist
+ * yet, or cannot be read, is a warning: the build then runs without it, as a first build in CI
+ * must.
  */
-export async function openImports(deps: BuildCacheDeps & { loader: CacheLoader }, specs: readonly CacheImportSpec[], session: BuildSession): Promise<CacheSource[]> {
+export async function openImports(deps: BuildCacheDeps & { loader: CacheLoader }, specs: readonly CacheImportSpec[], session: BuildSession): Promise<BuildImports> {
   const sources: CacheSource[] = [];
-  for (const spec of specs) {
-    try {
-      const index = await asStep(session, `importing cache manifest from ${spec.ref}`, () => withClient(deps, spec, (client) => openRegistryCache(client, spec.ref, deps.content, session.signal)));
-      if (index === undefined) session.progress({ type: 'warning', message: `--import-cache ${spec.ref}: not found; the build runs without it` });
-      else sources.push(new ImportedCache(index, deps.loader));
-    } catch (err) {
-      session.signal.throwIfAborted();
-      session.progress({ type: 'warning', message: `--import-cache ${spec.ref}: ${toBuildError(err).message}; the build runs without it` });
+  const opened: RegistryClient[] = [];
+  const close = async (): Promise<void> => {
+    await Promise.all(opened.map((c) => c.close()));
+  };
+  try {
+    for (const spec of specs) {
+      const client = spec.insecure ? deps.registry.withInsecureRegistry(parseImageRef(spec.ref).registry) : deps.registry;
+      if (client !== deps.registry) opened.push(client);
+      try {
+        const index = await asStep(session, `importing cache manifest from ${spec.ref}`, () => openRegistryCache(client, spec.ref, deps.content, session.signal));
+        if (index === undefined) session.progress({ type: 'warning', message: `--import-cache ${spec.ref}: not found; the build runs without it` });
+        else sources.push(new ImportedCache(index, deps.loader));
+      } catch (err) {
+        session.signal.throwIfAborted();
+        session.progress({ type: 'warning', message: `--import-cache ${spec.ref}: ${toBuildError(err).message}; the build runs without it` });
+      }
     }
+  } catch (err) {
+    await close();
+    throw err;
   }
-  return sources;
+  return { sources, close };
 }
 
 /** Exports the build's cache to each --export-cache (after the outputs, as BuildKit does). */
-export async function runExports(deps: BuildCacheDeps, specs: readonly CacheExportSpec[], steps: readonly SolvedStep[], result: string | null, session: BuildSession): Promise<void> {
+export async function runExports(deps: BuildCacheDeps, specs: readonly CacheExportSpec[], steps: readonly SolvedStep[], imported: readonly ImportedStep[], result: string | null, session: BuildSession): Promise<void> {
   for (const spec of specs) {
     // an inline cache went into the image's config as it was exported
     if (spec.type === 'inline') continue;
     try {
       await asStep(session, `exporting cache to registry ${spec.ref}`, async () => {
-        const cache = await exportCache(deps, steps, result, spec.mode, spec.request, session.signal);
+        const cache = await exportCache(deps, steps, imported, result, spec.mode, spec.request, session.signal);
+        await fetchRemoteBlobs(deps.content, cache.remote, spec.ref, session.signal);
         await withClient(deps, spec, (client) => pushCache(client, spec.ref, cache, deps.content, session.signal));
       });
     } catch (err) {
@@ -84,4 +104,20 @@ export async function runExports(deps: BuildCacheDeps, specs: readonly CacheExpo
       session.progress({ type: 'warning', message: `--export-cache ${spec.ref}: ${toBuildError(err).message} (ignore-error=true: the build succeeds)` });
     }
   }
+}
+
+/**
+ * Downloads the blobs of imported records that the export names but the content store lacks,
+ * unless the export goes to the repository they come from (the usual import-and-export of one
+ * ref), which has them: a push only uploads what its registry is missing.
+ */
+async function fetchRemoteBlobs(content: ContentStore, remote: readonly RemoteBlob[], ref: string, signal: AbortSignal): Promise<void> {
+  const to = parseImageRef(ref);
+  const missing: RemoteBlob[] = [];
+  for (const r of remote) {
+    const from = parseImageRef(r.origin.ref);
+    if (from.registry === to.registry && from.repository === to.repository) continue;
+    if ((await content.info(r.blob.digest)) === undefined) missing.push(r);
+  }
+  await mapBounded(missing, 4, (r) => r.origin.fetch(r.blob, signal));
 }

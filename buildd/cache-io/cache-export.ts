@@ -1,13 +1,16 @@
 import * as os from 'node:os';
 import { Readable } from 'node:stream';
 import { canonicalJson } from '../../solver/canonical-json';
-import { CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, type CacheConfig, type CacheLayer, type CacheRecordEntry } from '../../solver/cache-io/cache-config';
+import { BuildError } from '../../solver/build-error';
+import { CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, MAX_CACHE_CONFIG_BYTES, MAX_CACHE_LAYERS, MAX_CACHE_RECORDS, type CacheConfig, type CacheLayer, type CacheRecordEntry } from '../../solver/cache-io/cache-config';
 import type { SolvedStep } from '../../solver/solver';
 import type { ContentStore } from '../../store/content-store';
 import { layerBlob, type LayerBlobRequest } from '../../store/layer-blob';
 import type { LayerIndex, LayerRecord } from '../../store/layer-index';
 import type { Descriptor, ImageManifest } from '../../store/manifest';
 import type { MadeLayers } from '../../store/image-assembler';
+import type { BlobFetch } from './cache-loader';
+import type { ImportedLayer } from './imported-cache';
 import { mapBounded } from '../../store/map-bounded';
 import { MediaTypes, ociLayerType } from '../../store/oci-media-types';
 import type { Snapshotter } from '../../store/snapshotter';
@@ -26,6 +29,14 @@ export interface ExportedCache {
   manifestBytes: Buffer;
   /** the config's and the layers' descriptors: what a push uploads */
   blobs: Descriptor[];
+  /** blobs of imported records that were never downloaded: not in the content store */
+  remote: RemoteBlob[];
+}
+
+/** A blob an export names but only an import holds. */
+export interface RemoteBlob {
+  blob: Descriptor;
+  origin: { ref: string; fetch: BlobFetch };
 }
 
 /**
@@ -35,7 +46,15 @@ export interface ExportedCache {
  * layers only. Each layer is the blob an image export of it uses (made now when it has none),
  * so an importer's images have the same layer digests.
  */
-export async function exportCache(deps: CacheExportDeps, steps: readonly SolvedStep[], result: string | null, mode: 'min' | 'max', request: LayerBlobRequest, signal: AbortSignal): Promise<ExportedCache> {
+export async function exportCache(
+  deps: CacheExportDeps,
+  steps: readonly SolvedStep[],
+  imported: readonly ImportedStep[],
+  result: string | null,
+  mode: 'min' | 'max',
+  request: LayerBlobRequest,
+  signal: AbortSignal,
+): Promise<ExportedCache> {
   const finalChain = result === null ? [] : await deps.snapshotter.chain(result);
   const byKey = new Map<string, { description: string; chain: string[] }>();
   for (const step of steps) {
@@ -62,27 +81,53 @@ export async function exportCache(deps: CacheExportDeps, steps: readonly SolvedS
   }
   const createdAt = new Map<string, string>();
   for (const id of snapshots) createdAt.set(id, (await deps.snapshotter.get(id))?.createdAt ?? new Date(0).toISOString());
-  const entries: CacheRecordEntry[] = [...byKey.entries()]
-    .map(([key, r]) => ({
-      key,
-      chain: r.chain.map((id) => ({ layer: indexOf.get((blobOf.get(id) as LayerRecord).digest) as number, createdAt: createdAt.get(id) as string })),
-      description: r.description.slice(0, 1024),
-    }))
-    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const entries: CacheRecordEntry[] = [...byKey.entries()].map(([key, r]) => ({
+    key,
+    chain: r.chain.map((id) => ({ layer: indexOf.get((blobOf.get(id) as LayerRecord).digest) as number, createdAt: createdAt.get(id) as string })),
+    description: r.description.slice(0, 1024),
+  }));
+  // Steps found in an import and never loaded (under a hit) stay in the cache: their blobs are
+  // the import's, fetched at push time only where the destination lacks them (see `remote`).
+  const finalLayers = finalChain.map((id) => ({ diffId: blobOf.get(id)?.diffId, createdAt: createdAt.get(id) }));
+  const remote: RemoteBlob[] = [];
+  for (const step of imported) {
+    if (byKey.has(step.key)) continue;
+    if (mode === 'min' && !step.chain.every((e, i) => finalLayers[i]?.diffId === e.layer.diffId && finalLayers[i]?.createdAt === e.createdAt)) continue;
+    byKey.set(step.key, { description: step.description, chain: [] });
+    const chain = step.chain.map((e) => {
+      let at = indexOf.get(e.blob.digest);
+      if (at === undefined) {
+        at = layers.length;
+        indexOf.set(e.blob.digest, at);
+        layers.push(e.layer);
+        descriptors.push({ mediaType: e.blob.mediaType, digest: e.blob.digest, size: e.blob.size });
+        remote.push({ blob: e.blob, origin: step.origin });
+      }
+      return { layer: at, createdAt: e.createdAt };
+    });
+    entries.push({ key: step.key, chain, description: step.description.slice(0, 1024) });
+  }
+  entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const config: CacheConfig = { schemaVersion: 1, layers, records: entries };
   const configBytes = Buffer.from(canonicalJson(config));
+  // what an import would refuse is not written: say so now, with what to do
+  if (layers.length > MAX_CACHE_LAYERS || entries.length > MAX_CACHE_RECORDS || configBytes.length > MAX_CACHE_CONFIG_BYTES) {
+    throw new BuildError('invalid-argument', `Cannot export cache: ${layers.length} layers and ${entries.length} records (${configBytes.length} bytes of config) are over the ${MAX_CACHE_LAYERS} layers, ${MAX_CACHE_RECORDS} records or ${MAX_CACHE_CONFIG_BYTES} bytes a cache may hold${mode === 'max' ? ' (mode=min holds fewer)' : ''}`);
+  }
   const configInfo = await deps.content.ingest(Readable.from([configBytes]), {}, signal);
   const configDescriptor: Descriptor = { mediaType: CACHE_CONFIG_MEDIA_TYPE, digest: configInfo.digest, size: configInfo.size };
   const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: configDescriptor, layers: descriptors };
   const manifestBytes = Buffer.from(canonicalJson(manifest));
-  return { config, manifest, manifestBytes, blobs: [configDescriptor, ...descriptors] };
+  return { config, manifest, manifestBytes, blobs: [configDescriptor, ...descriptors], remote };
 }
 
 /** A step an import holds, with its record's layers (see ImportedCache.chainOf). */
 export interface ImportedStep {
   key: string;
   description: string;
-  chain: ReadonlyArray<{ diffId: string; createdAt: string }>;
+  chain: readonly ImportedLayer[];
+  /** the import's ref, and how to download a blob of it */
+  origin: { ref: string; fetch: BlobFetch };
 }
 
 /** A layer of the cache as its record in the layer index says it was made. */
@@ -105,7 +150,7 @@ export async function inlineCache(snapshotter: Snapshotter, steps: readonly Solv
   for (const step of imported) {
     const chain = step.chain;
     if (seen.has(step.key) || chain.length > made.chain.length) continue;
-    if (!chain.every((e, i) => made.layers[i].diffId === e.diffId && made.createdAt[i] === e.createdAt)) continue;
+    if (!chain.every((e, i) => made.layers[i].diffId === e.layer.diffId && made.createdAt[i] === e.createdAt)) continue;
     seen.add(step.key);
     records.push({ key: step.key, chain: chain.map((_, i) => ({ layer: i, createdAt: made.createdAt[i] })), description: step.description.slice(0, 1024) });
   }

@@ -1,7 +1,16 @@
 import type { CacheSource } from '../../solver/cache-source';
 import type { CacheRecordEntry } from '../../solver/cache-io/cache-config';
 import type { OpResult } from '../../solver/worker';
-import type { CacheLoader, ImportedIndex } from './cache-loader';
+import type { BlobFetch, CacheLoader, ImportedIndex } from './cache-loader';
+import type { CacheLayer } from '../../solver/cache-io/cache-config';
+import type { Descriptor } from '../../store/manifest';
+
+/** One layer of an imported record: its cache entry, its blob and when it was made. */
+export interface ImportedLayer {
+  layer: CacheLayer;
+  blob: Descriptor;
+  createdAt: string;
+}
 
 /**
  * One --import-cache of one build: the records of its index by key, loaded through the
@@ -27,9 +36,14 @@ export class ImportedCache implements CacheSource {
     return this.records.has(key);
   }
 
-  /** The layers of record `key`, base first, as diff IDs and creation times (undefined: no such record). */
-  chainOf(key: string): Array<{ diffId: string; createdAt: string }> | undefined {
-    return this.records.get(key)?.chain.map((e) => ({ diffId: this.index.config.layers[e.layer].diffId, createdAt: e.createdAt }));
+  /** The layers of record `key`, base first, with their blobs and creation times (undefined: no such record). */
+  chainOf(key: string): ImportedLayer[] | undefined {
+    return this.records.get(key)?.chain.map((e) => ({ layer: this.index.config.layers[e.layer], blob: this.index.blobs[e.layer], createdAt: e.createdAt }));
+  }
+
+  /** Where the blobs come from: the import's ref, and how to download one into the content store. */
+  get origin(): { ref: string; fetch: BlobFetch } {
+    return { ref: this.index.ref, fetch: this.index.fetch };
   }
 
   async load(key: string, signal: AbortSignal): Promise<OpResult> {

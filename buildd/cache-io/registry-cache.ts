@@ -1,6 +1,6 @@
 import { BuildError } from '../../solver/build-error';
 import { describeZodError } from '../../solver/describe-zod-error';
-import { BUILDKIT_CACHE_CONFIG_MEDIA_TYPE, CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, cacheConfigSchema, type CacheConfig } from '../../solver/cache-io/cache-config';
+import { BUILDKIT_CACHE_CONFIG_MEDIA_TYPE, CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, MAX_CACHE_CONFIG_BYTES, cacheConfigSchema, type CacheConfig } from '../../solver/cache-io/cache-config';
 import type { ContentStore } from '../../store/content-store';
 import { imageManifestSchema, type Descriptor } from '../../store/manifest';
 import { MediaTypes } from '../../store/oci-media-types';
@@ -8,8 +8,6 @@ import type { RegistryClient } from '../../store/registry-client';
 import type { ExportedCache } from './cache-export';
 import type { ImportedIndex } from './cache-loader';
 
-/** A cache config is read whole: bounded before it is parsed. */
-const MAX_CACHE_CONFIG_BYTES = 32 * 1024 * 1024;
 
 /** Pushes a cache manifest and its blobs to `ref` (blobs the registry has are not sent again); returns the manifest's digest. */
 export function pushCache(registry: RegistryClient, ref: string, cache: ExportedCache, content: ContentStore, signal: AbortSignal): Promise<string> {
@@ -47,6 +45,7 @@ export async function openRegistryCache(registry: RegistryClient, ref: string, c
   const config = checkedConfig(ref, raw, manifest.layers);
   return {
     name: `${inline ? 'inline cache of' : 'registry'} ${ref}`,
+    ref,
     config,
     blobs: manifest.layers,
     fetch: async (blob, fetchSignal) => {

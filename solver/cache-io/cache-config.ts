@@ -13,8 +13,12 @@ export const INLINE_CACHE_KEY = 'io.buildd.cache.v1';
 
 /** Most records and layers one cache may hold: a bound on what an import parses and keeps. */
 export const MAX_CACHE_RECORDS = 50_000;
-export const MAX_CACHE_LAYERS = 10_000;
-const MAX_CHAIN = 1_000;
+/** A cache config is read whole: bounded before it is parsed, and when it is written. */
+export const MAX_CACHE_CONFIG_BYTES = 32 * 1024 * 1024;
+/** as many as an image manifest may list (store/manifest.ts): the cache travels as one */
+export const MAX_CACHE_LAYERS = 1_000;
+/** a chain deeper than overlayfs mounts (128 lower layers, ours stack more as snapshots) is no build's */
+const MAX_CHAIN = 500;
 
 const digest = z.string().regex(/^sha256:[a-f0-9]{64}$/, 'a digest must be sha256:<64 lowercase hex digits>');
 
@@ -40,7 +44,7 @@ export const cacheRecordSchema = z.object({
     /** index into `layers` */
     layer: z.number().int().nonnegative(),
     /** when the first build made this snapshot: images date their history from it */
-    createdAt: z.string().max(64).refine((t) => !Number.isNaN(Date.parse(t)), 'an RFC 3339 time'),
+    createdAt: z.string().max(64).regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/, 'an RFC 3339 time'),
   }).strict()).max(MAX_CHAIN),
   /** the step that made it, for du */
   description: z.string().max(1024).optional(),

@@ -117,6 +117,18 @@ test('mode=max: a second daemon with an empty root rebuilds all CACHED, to the s
   expect(await content.info(big)).toBeUndefined();
   expect(await content.info(topLayerOf(cache, /RUN cat/))).toBeDefined();
 
+  // B imports and exports the same ref, as a CI loop does: the record it never loaded stays,
+  // and its blob is still not downloaded (the repository has it)
+  const again = await build(b, 'app:b', ['--import-cache', `type=registry,ref=${registry.host}/cache/app:max`, '--export-cache', `type=registry,ref=${registry.host}/cache/app:max,mode=max`]);
+  expect(again.res.code).toBe(0);
+  expect(topLayerOf(await cacheAt('cache/app:max'), /head -c 300000/)).toBe(big);
+  expect(await content.info(big)).toBeUndefined();
+  // to another repository, the blob has to come along
+  const moved = await build(b, 'app:b', ['--import-cache', `type=registry,ref=${registry.host}/cache/app:max`, '--export-cache', `type=registry,ref=${registry.host}/cache/other:max,mode=max`]);
+  expect(moved.res.code).toBe(0);
+  expect(topLayerOf(await cacheAt('cache/other:max'), /head -c 300000/)).toBe(big);
+  expect((await fetch(`http://${registry.host}/v2/cache/other/blobs/${big}`, { method: 'HEAD' })).status).toBe(200);
+
   // what was loaded is in B's own cache now: a third build needs no import
   const third = await build(b, 'app:b2', []);
   expect(third.res.code).toBe(0);

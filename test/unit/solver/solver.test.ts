@@ -249,15 +249,19 @@ describe('Solver', () => {
       const imported = await importOf(['a', 'b', 'c']);
       imported.failing.add('c');
       const worker = new CountingWorker();
+      const events: SolveEvent[] = [];
       const result = await new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(chain)), {
         locals: {},
-        onEvent: () => undefined,
+        onEvent: (e) => events.push(e),
         signal: new AbortController().signal,
         imports: [imported],
       });
       expect(result).toEqual({ kind: 'snapshot', id: 'snap-c' });
       expect(Object.fromEntries(worker.runs)).toEqual({ c: 1 });
       expect(imported.loads).toEqual(['c', 'b']);
+      // progress never said c was cached: it ran
+      expect(events.some((e) => e.type === 'vertex' && e.name === 'c' && e.cached)).toBe(false);
+      expect(events.some((e) => e.type === 'vertex' && e.name === 'b' && e.cached)).toBe(true);
     });
 
     test("the daemon's own cache comes first: a local hit is never loaded from an import", async () => {
@@ -301,6 +305,30 @@ describe('Solver', () => {
     releaseKey();
     await solving;
     expect(Object.fromEntries(worker.runs)).toEqual({ a: 1, b: 1, slow: 1, out: 1 });
+  });
+
+  test("a step that fails while another step's key is still being made fails the build with its own error", async () => {
+    let releaseKey: () => void = () => undefined;
+    const keyHeld = new Promise<void>((resolve) => (releaseKey = resolve));
+    class SlowKeyWorker extends CountingWorker {
+      override async cacheKey(vertex: Vertex, inputs: Array<{ key: string }>): Promise<{ key: string; cacheable: boolean }> {
+        if (vertex.meta.name === 'slow') await keyHeld;
+        return super.cacheKey(vertex, inputs);
+      }
+    }
+    const worker = new SlowKeyWorker();
+    worker.failOn.add('b');
+    const spec = [
+      { name: 'a', deps: [] },
+      { name: 'b', deps: ['a'] },
+      { name: 'slow', deps: [] },
+      { name: 'out', deps: ['b', 'slow'] },
+    ];
+    const solving = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(spec)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
+    const settled = solving.catch((err: unknown) => err);
+    await until('b to fail', () => worker.runs.get('b') === 1);
+    releaseKey();
+    expect(((await settled) as Error).message).toBe('step b failed');
   });
 
   test('ignoreCache runs the step even when a record exists', async () => {
