@@ -8,11 +8,11 @@ export interface CacheFlag {
 
 /**
  * `type=registry,ref=R,mode=max` as BuildKit's buildctl reads it: comma-separated key=value
- * pairs, one of them the type; a value without `=` is the legacy form of a registry ref
+ * pairs, one of them the type; a value without `type=` is the legacy form of a registry ref
  * (`--import-cache localhost:5000/app:cache`). The daemon checks types and attributes.
  */
 export function parseCacheFlag(flag: '--export-cache' | '--import-cache', text: string): CacheFlag {
-  if (!text.includes('=')) return { type: 'registry', attrs: { ref: text } };
+  if (!/(^|,)\s*type=/i.test(text)) return { type: 'registry', attrs: { ref: text } };
   const attrs: Record<string, string> = {};
   let type: string | undefined;
   for (const field of text.split(',')) {

@@ -46,6 +46,7 @@ export function cacheExportSpecs(entries: readonly CacheOptions[], warn: (messag
     }
     const ref = requiredRef('export', attrs);
     if (attrs['image-manifest'] !== undefined && !boolAttr(attrs, 'image-manifest', true)) warn('--export-cache type=registry: image-manifest=false is ignored: buildd always writes the cache as an OCI image manifest');
+    if (attrs['oci-mediatypes'] !== undefined && !boolAttr(attrs, 'oci-mediatypes', true)) warn('--export-cache type=registry: oci-mediatypes=false is ignored: a cache manifest is always OCI');
     let request: LayerBlobRequest;
     try {
       request = exportCompression(attrs);

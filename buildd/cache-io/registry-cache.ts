@@ -4,6 +4,7 @@ import { BUILDKIT_CACHE_CONFIG_MEDIA_TYPE, CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE
 import type { ContentStore } from '../../store/content-store';
 import { imageManifestSchema, type Descriptor } from '../../store/manifest';
 import { MediaTypes } from '../../store/oci-media-types';
+import { compressionOfMediaType } from '../../store/layer-compression';
 import type { RegistryClient } from '../../store/registry-client';
 import type { ExportedCache } from './cache-export';
 import type { ImportedIndex } from './cache-loader';
@@ -66,6 +67,13 @@ export function checkedConfig(ref: string, raw: unknown, blobs: readonly Descrip
   if (config.layers.length !== blobs.length) throw new BuildError('invalid-argument', `Cannot import cache ${ref}: the config names ${config.layers.length} layers, the manifest has ${blobs.length}`);
   for (const [i, layer] of config.layers.entries()) {
     if (layer.digest !== blobs[i].digest) throw new BuildError('invalid-argument', `Cannot import cache ${ref}: layer ${i} is ${blobs[i].digest} in the manifest, ${layer.digest} in the config`);
+    // the type an image export will describe the blob with: it must be a layer's, and the
+    // compression a built layer says it has
+    const type = compressionOfMediaType(blobs[i].mediaType);
+    if (type === undefined) throw new BuildError('invalid-argument', `Cannot import cache ${ref}: layer ${i} has media type ${blobs[i].mediaType}, not a layer's`);
+    if (layer.compression !== undefined && layer.compression.type !== type) {
+      throw new BuildError('invalid-argument', `Cannot import cache ${ref}: layer ${i} is ${type} by its media type, ${layer.compression.type} by the config`);
+    }
   }
   return config;
 }

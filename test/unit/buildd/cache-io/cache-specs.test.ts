@@ -9,7 +9,9 @@ describe('--export-cache and --import-cache', () => {
   test('buildctl reads key=value pairs and the legacy bare ref', () => {
     expect(parseCacheFlag('--export-cache', 'type=registry,ref=r.example/app:cache,mode=max')).toEqual({ type: 'registry', attrs: { ref: 'r.example/app:cache', mode: 'max' } });
     expect(parseCacheFlag('--import-cache', 'r.example/app:cache')).toEqual({ type: 'registry', attrs: { ref: 'r.example/app:cache' } });
-    expect(() => parseCacheFlag('--import-cache', 'ref=r.example/app')).toThrow('type is missing');
+    // as BuildKit: without type= the whole value is a registry ref
+    expect(parseCacheFlag('--import-cache', 'r.example/app@sha256:' + 'a'.repeat(64))).toEqual({ type: 'registry', attrs: { ref: 'r.example/app@sha256:' + 'a'.repeat(64) } });
+    expect(() => parseCacheFlag('--import-cache', 'type=,ref=r.example/app')).toThrow('type is missing');
     expect(() => parseCacheFlag('--import-cache', 'type=registry,oops')).toThrow('"oops" is not key=value');
   });
 
@@ -58,6 +60,9 @@ describe('an imported cache config', () => {
     expect(checkedConfig('r', good, blobs).records).toHaveLength(1);
     expect(() => checkedConfig('r', good, [{ ...blobs[0], digest: d('e') }])).toThrow(`layer 0 is ${d('e')} in the manifest, ${d('a')} in the config`);
     expect(() => checkedConfig('r', good, [])).toThrow('the config names 1 layers, the manifest has 0');
+    expect(() => checkedConfig('r', good, [{ ...blobs[0], mediaType: 'application/vnd.oci.image.config.v1+json' }])).toThrow("not a layer's");
+    const zstdClaim = { ...good, layers: [{ ...good.layers[0], compression: { type: 'zstd' } }] };
+    expect(() => checkedConfig('r', zstdClaim, blobs)).toThrow('layer 0 is gzip by its media type, zstd by the config');
   });
 
   test('a chain naming a layer that is not there, or an unknown field, is malformed', () => {
