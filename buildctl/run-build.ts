@@ -19,6 +19,7 @@ import { SessionClient } from './session-client';
 import { SshAgents } from './ssh-agents';
 import { FileRequestQueue } from './file-request-queue';
 import type { CacheFlag } from './cache-flag';
+import { daemonCacheFlags, LocalCacheDirs } from './local-cache-dirs';
 import { uploadLocals, type StartMessage, type UploadStats } from './upload-locals';
 
 export interface RunBuildOptions {
@@ -66,8 +67,12 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     no_cache: opts.noCache,
     entitlements: opts.entitlements ?? [],
   };
-  if (opts.cacheExports?.length) start.cache_exports = opts.cacheExports;
-  if (opts.cacheImports?.length) start.cache_imports = opts.cacheImports;
+  // a local cache's directory stays here: the daemon reads and writes it through the session
+  const cacheImports = daemonCacheFlags(opts.cacheImports ?? [], 'src');
+  const cacheExports = daemonCacheFlags(opts.cacheExports ?? [], 'dest');
+  if (cacheExports.sent.length) start.cache_exports = cacheExports.sent;
+  if (cacheImports.sent.length) start.cache_imports = cacheImports.sent;
+  const cacheDirs = new LocalCacheDirs(cacheImports.dirs, cacheExports.dirs);
   const secrets = new SecretStore(opts.secrets ?? []);
   const agents = new SshAgents(opts.ssh ?? []);
   await secrets.check();
@@ -97,7 +102,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     if (be.code !== 'cancelled') fail(be);
   });
 
-  const session = new SessionClient(call, secrets, agents, call, fail, opts.registryAuth);
+  const session = new SessionClient(call, secrets, agents, call, fail, opts.registryAuth, cacheDirs);
   let succeeded = false;
   try {
     const response = await new Promise<ExporterResponse>((resolve, reject) => {

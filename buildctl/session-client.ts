@@ -6,6 +6,7 @@ import { BuildError, toBuildError } from '../solver/build-error';
 import type { CredentialSource } from '../store/docker-credentials';
 import type { SecretStore } from './secret-store';
 import type { SshAgents } from './ssh-agents';
+import type { LocalCacheDirs } from './local-cache-dirs';
 
 /** Holds back the daemon's stream while a local socket catches up. */
 export interface CallFlow {
@@ -33,6 +34,7 @@ export class SessionClient {
     private readonly flow: CallFlow,
     private readonly fail: (err: BuildError) => void,
     private readonly registryAuth?: CredentialSource,
+    private readonly cacheDirs?: LocalCacheDirs,
   ) {}
 
   handle(m: ServerMessage): boolean {
@@ -57,6 +59,27 @@ export class SessionClient {
       case 'ssh_close':
         this.conns.get(m.ssh_close.channel)?.end();
         return true;
+      case 'cache_blob_request': {
+        const { id, import: entry, digest } = m.cache_blob_request;
+        const dirs = this.cacheDirs;
+        if (!dirs) return true;
+        void dirs.answer(id, entry, digest, (msg) => this.send({ cache_blob: msg })).catch(() => undefined);
+        return true;
+      }
+      case 'cache_export': {
+        const dirs = this.cacheDirs;
+        if (!dirs) {
+          this.fail(new BuildError('internal', 'Cannot write the cache: no --export-cache type=local was given'));
+          return true;
+        }
+        // one message written before the next is read: blobs arrive in order
+        this.flow.pause();
+        void dirs.write(m.cache_export).then(
+          () => this.flow.resume(),
+          (err: unknown) => this.fail(toBuildError(err, 'invalid-argument')),
+        );
+        return true;
+      }
       default:
         return false;
     }
@@ -64,6 +87,7 @@ export class SessionClient {
 
   close(): void {
     this.closed = true;
+    void this.cacheDirs?.close();
     for (const sock of this.conns.values()) sock.destroy();
     this.conns.clear();
   }

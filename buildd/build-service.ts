@@ -175,7 +175,7 @@ export class BuildService {
       };
       const session = this.session(writer, abort.signal);
       session.progress = withTransferProgress(session.progress, reports);
-      const result = await this.opts.builder.build(req, { ...session, attachables: clientSession });
+      const result = await this.opts.builder.build(req, { ...session, attachables: clientSession, clientCache: clientSession });
       throwIfAborted(abort.signal);
       await writer.send({ msg: 'result', result: { exporter_response: result } });
       await writer.flush();

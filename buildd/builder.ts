@@ -1,6 +1,6 @@
 import type { CacheStorage } from './gc/cache-manager';
 import type { EmbeddedRegistry } from './registry/embedded-registry';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { SourceRange } from '../solver/build-error';
 import type { Entitlement } from '../solver/entitlements';
 import type { SessionAttachables } from '../solver/worker';
@@ -65,6 +65,19 @@ export interface BuildSession {
   signal: AbortSignal;
   /** the client's secrets and ssh agents (buildctl --secret, --ssh), asked for on demand */
   attachables?: SessionAttachables;
+  /** the client's cache directories (--export-cache/--import-cache type=local) */
+  clientCache?: ClientCacheTransfer;
+}
+
+/**
+ * What a build reads from and writes to the client's local cache directories, over its
+ * session. Lives as long as one build call.
+ */
+export interface ClientCacheTransfer {
+  /** Blob `digest` (index.json when '') of the directory of --import-cache entry `entry`. */
+  cacheBlob(entry: number, digest: string): Readable;
+  /** One message towards the directory of --export-cache entry `export` (see CacheExportData). */
+  sendCacheExport(msg: { export: number; digest: string; data: Buffer; eof: boolean; index: boolean; size: number; tag: string }): Promise<void>;
 }
 
 /** Exporter response: `containerimage.digest`, `containerimage.config.digest`, `image.name`. */

@@ -177,12 +177,21 @@ export const clientMessageSchema = z.discriminatedUnion('msg', [
   z.object({ msg: z.literal('credentials_value'), credentials_value: credentialsValueSchema }),
   z.object({ msg: z.literal('ssh_data'), ssh_data: sshDataSchema }),
   z.object({ msg: z.literal('ssh_close'), ssh_close: sshCloseSchema }),
+  z.object({
+    msg: z.literal('cache_blob'),
+    cache_blob: z.object({
+      id: u32,
+      data: z.instanceof(Buffer).refine((b) => b.length <= MAX_CHUNK_BYTES, 'Chunk must be at most 1 MiB'),
+      eof: z.boolean(),
+      error: z.string().max(4096),
+    }),
+  }),
 ]);
 
 export type BuildStartMessage = z.infer<typeof buildStartSchema>;
 export type FileEntryMessage = z.infer<typeof fileEntrySchema>;
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 /** The messages a client may send after locals_done: answers to what the daemon asked. */
-export const SESSION_MESSAGES = ['secret_value', 'credentials_value', 'ssh_data', 'ssh_close'] as const;
+export const SESSION_MESSAGES = ['secret_value', 'credentials_value', 'ssh_data', 'ssh_close', 'cache_blob'] as const;
 export type SessionClientMessage = Extract<ClientMessage, { msg: (typeof SESSION_MESSAGES)[number] }>;
 

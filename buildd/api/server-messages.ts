@@ -36,6 +36,19 @@ export const serverMessageSchema = z.discriminatedUnion('msg', [
   z.object({ msg: z.literal('result'), result: z.object({ exporter_response: z.record(z.string()) }) }),
   z.object({ msg: z.literal('secret_request'), secret_request: z.object({ id: z.string().min(1).max(256) }) }),
   z.object({ msg: z.literal('credentials_request'), credentials_request: z.object({ id: z.string().min(1).max(64), host: z.string().min(1).max(255) }) }),
+  z.object({ msg: z.literal('cache_blob_request'), cache_blob_request: z.object({ id: z.number().int().min(0).max(0xffffffff), import: z.number().int().min(0).max(63), digest: z.string().max(71) }) }),
+  z.object({
+    msg: z.literal('cache_export'),
+    cache_export: z.object({
+      export: z.number().int().min(0).max(63),
+      digest: z.string().max(71),
+      data: z.instanceof(Buffer).refine((b) => b.length <= 1024 * 1024),
+      eof: z.boolean(),
+      index: z.boolean(),
+      size: z.number().int().nonnegative(),
+      tag: z.string().max(128),
+    }),
+  }),
   z.object({ msg: z.literal('ssh_open'), ssh_open: z.object({ channel: z.number().int().min(0).max(0xffffffff), id: z.string().min(1).max(256) }) }),
   z.object({
     msg: z.literal('ssh_data'),

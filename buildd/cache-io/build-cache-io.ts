@@ -12,6 +12,8 @@ import type { CacheLoader } from './cache-loader';
 import type { CacheExportSpec, CacheImportSpec } from './cache-specs';
 import { ImportedCache } from './imported-cache';
 import { openRegistryCache, pushCache } from './registry-cache';
+import { exportLocalCache, openLocalCache } from './local-cache';
+import { BuildError } from '../../solver/build-error';
 
 /** What a build's cache export uses: the daemon's stores, the build's registry client. */
 export interface BuildCacheDeps extends CacheExportDeps {
@@ -69,15 +71,22 @@ export async function openImports(deps: BuildCacheDeps & { loader: CacheLoader }
   };
   try {
     for (const spec of specs) {
-      const client = spec.insecure ? deps.registry.withInsecureRegistry(parseImageRef(spec.ref).registry) : deps.registry;
-      if (client !== deps.registry) opened.push(client);
+      const what = spec.type === 'registry' ? spec.ref : `type=local (${spec.digest ?? `tag ${spec.tag}`})`;
       try {
-        const index = await asStep(session, `importing cache manifest from ${spec.ref}`, () => openRegistryCache(client, spec.ref, deps.content, session.signal));
-        if (index === undefined) session.progress({ type: 'warning', message: `--import-cache ${spec.ref}: not found; the build runs without it` });
+        const index = await asStep(session, `importing cache manifest from ${what}`, () => {
+          if (spec.type === 'local') {
+            if (session.clientCache === undefined) throw new BuildError('failed-precondition', 'Cannot import a local cache: this build has no client session');
+            return openLocalCache(session.clientCache, spec.entry, spec, deps.content, session.signal);
+          }
+          const client = spec.insecure ? deps.registry.withInsecureRegistry(parseImageRef(spec.ref).registry) : deps.registry;
+          if (client !== deps.registry) opened.push(client);
+          return openRegistryCache(client, spec.ref, deps.content, session.signal);
+        });
+        if (index === undefined) session.progress({ type: 'warning', message: `--import-cache ${what}: not found; the build runs without it` });
         else sources.push(new ImportedCache(index, deps.loader));
       } catch (err) {
         session.signal.throwIfAborted();
-        session.progress({ type: 'warning', message: `--import-cache ${spec.ref}: ${toBuildError(err).message}; the build runs without it` });
+        session.progress({ type: 'warning', message: `--import-cache ${what}: ${toBuildError(err).message}; the build runs without it` });
       }
     }
   } catch (err) {
@@ -92,16 +101,21 @@ export async function runExports(deps: BuildCacheDeps, specs: readonly CacheExpo
   for (const spec of specs) {
     // an inline cache went into the image's config as it was exported
     if (spec.type === 'inline') continue;
+    const what = spec.type === 'registry' ? `registry ${spec.ref}` : `client directory (--export-cache ${spec.entry + 1})`;
     try {
-      await asStep(session, `exporting cache to registry ${spec.ref}`, async () => {
+      await asStep(session, `exporting cache to ${what}`, async () => {
         const cache = await exportCache(deps, steps, imported, result, spec.mode, spec.request, session.signal);
+        if (spec.type === 'local') {
+          if (session.clientCache === undefined) throw new BuildError('failed-precondition', 'Cannot export a local cache: this build has no client session');
+          return exportLocalCache(session.clientCache, spec.entry, spec.tag, cache, deps.content, session.signal);
+        }
         await fetchRemoteBlobs(deps.content, cache.remote, spec.ref, session.signal);
         await withClient(deps, spec, (client) => pushCache(client, spec.ref, cache, deps.content, session.signal));
       });
     } catch (err) {
       session.signal.throwIfAborted();
       if (!spec.ignoreError) throw toBuildError(err);
-      session.progress({ type: 'warning', message: `--export-cache ${spec.ref}: ${toBuildError(err).message} (ignore-error=true: the build succeeds)` });
+      session.progress({ type: 'warning', message: `--export-cache to ${what}: ${toBuildError(err).message} (ignore-error=true: the build succeeds)` });
     }
   }
 }
@@ -115,8 +129,8 @@ async function fetchRemoteBlobs(content: ContentStore, remote: readonly RemoteBl
   const to = parseImageRef(ref);
   const missing: RemoteBlob[] = [];
   for (const r of remote) {
-    const from = parseImageRef(r.origin.ref);
-    if (from.registry === to.registry && from.repository === to.repository) continue;
+    const from = r.origin.ref.startsWith('local:') ? undefined : parseImageRef(r.origin.ref);
+    if (from !== undefined && from.registry === to.registry && from.repository === to.repository) continue;
     if ((await content.info(r.blob.digest)) === undefined) missing.push(r);
   }
   await mapBounded(missing, 4, (r) => r.origin.fetch(r.blob, signal));

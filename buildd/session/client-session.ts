@@ -1,4 +1,4 @@
-import type { Duplex } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import { BuildError } from '../../solver/build-error';
 import type { SessionAttachables } from '../../solver/worker';
 import type { SessionClientMessage } from '../api/messages';
@@ -41,6 +41,8 @@ export class ClientSession implements SessionAttachables {
   private readonly pendingCredentials = new Map<string, PendingCredentials>();
   private nextCredentialsId = 1;
   private ended: BuildError | undefined;
+  private readonly cacheBlobs = new Map<number, PassThrough>();
+  private nextCacheBlobId = 1;
 
   constructor(
     private readonly send: SessionSend,
@@ -87,6 +89,29 @@ export class ClientSession implements SessionAttachables {
     return raceAbort(own, signal, `Cannot get secret ${id}: the step was cancelled`);
   }
 
+  /**
+   * Blob `digest` of the directory of the client's --import-cache entry `entry` (its
+   * index.json when `digest` is ''), streamed as the client sends it; destroy it to stop
+   * reading (what the client still sends is dropped).
+   */
+  cacheBlob(entry: number, digest: string): Readable {
+    if (this.ended) throw this.ended;
+    const id = this.nextCacheBlobId++;
+    const stream = new PassThrough();
+    this.cacheBlobs.set(id, stream);
+    stream.once('close', () => this.cacheBlobs.delete(id));
+    this.send({ msg: 'cache_blob_request', cache_blob_request: { id, import: entry, digest } }).catch((err: unknown) =>
+      stream.destroy(toSessionError(err, `Cannot ask the client for ${digest || 'the index'} of its cache`)),
+    );
+    return stream;
+  }
+
+  /** One message of an --export-cache type=local to the client; resolves when the call can take more. */
+  sendCacheExport(msg: { export: number; digest: string; data: Buffer; eof: boolean; index: boolean; size: number; tag: string }): Promise<void> {
+    if (this.ended) return Promise.reject(this.ended);
+    return this.send({ msg: 'cache_export', cache_export: msg });
+  }
+
   hasSshAgent(id: string): boolean {
     return this.sshIds.has(id);
   }
@@ -128,6 +153,27 @@ export class ClientSession implements SessionAttachables {
       case 'ssh_close':
         this.channels.get(msg.ssh_close.channel)?.closedByClient(msg.ssh_close.error);
         return;
+      case 'cache_blob': {
+        const { id, data, eof, error } = msg.cache_blob;
+        // data for a blob the daemon stopped reading is in flight, not an error
+        const stream = this.cacheBlobs.get(id);
+        if (!stream) return;
+        if (error) {
+          stream.destroy(new BuildError('failed-precondition', `Cannot read the client's cache: ${error}`));
+          return;
+        }
+        if (data.length > 0 && !stream.write(data)) await new Promise<void>((resolve) => {
+          const done = (): void => {
+            stream.off('drain', done);
+            stream.off('close', done);
+            resolve();
+          };
+          stream.on('drain', done);
+          stream.on('close', done);
+        });
+        if (eof) stream.end();
+        return;
+      }
     }
   }
 
@@ -152,6 +198,8 @@ export class ClientSession implements SessionAttachables {
     this.credentials.clear();
     for (const ch of [...this.channels.values()]) ch.destroy();
     this.channels.clear();
+    for (const stream of [...this.cacheBlobs.values()]) stream.destroy(reason);
+    this.cacheBlobs.clear();
   }
 
   private fail(id: string, err: unknown): void {

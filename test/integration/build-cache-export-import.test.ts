@@ -182,15 +182,49 @@ test('type=inline: the pushed image carries its cache; a daemon with an empty ro
   expect(third.digest).toBe(first.digest);
 });
 
+test('type=local: the cache goes to a directory on the client (an OCI layout) and a daemon with an empty root imports it from there', async () => {
+  const dir = path.join(tmp, 'local-cache');
+  const a = await daemon('local-a');
+  const first = await build(a, 'app:local-a', ['--export-cache', `type=local,dest=${dir},mode=max`]);
+  expect(first.res.stderr).not.toMatch(/ERROR|WARN/);
+  expect(first.res.code).toBe(0);
+  const index = JSON.parse(await fsp.readFile(path.join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
+  expect(index.manifests).toHaveLength(1);
+  expect(index.manifests[0].annotations['org.opencontainers.image.ref.name']).toBe('latest');
+  const manifest = JSON.parse(await fsp.readFile(path.join(dir, 'blobs', 'sha256', index.manifests[0].digest.slice(7)), 'utf8')) as { config: { mediaType: string }; layers: Array<{ digest: string }> };
+  expect(manifest.config.mediaType).toBe(CACHE_CONFIG_MEDIA_TYPE);
+  for (const l of manifest.layers) await fsp.access(path.join(dir, 'blobs', 'sha256', l.digest.slice(7)));
+
+  const b = await daemon('local-b');
+  const second = await build(b, 'app:local-b', ['--import-cache', `type=local,src=${dir}`]);
+  expect(second.res.stderr).not.toMatch(/ERROR|WARN/);
+  expect(second.res.code).toBe(0);
+  expect(second.digest).toBe(first.digest);
+  expect(second.res.stderr).toMatch(/RUN cat \/out \/app.txt > \/final\n#\d+ CACHED/);
+  // under the COPY --from hit: shown cached, neither run nor read from the directory
+  expect(second.res.stderr).toMatch(/RUN head -c 300000 [^\n]*\n#\d+ CACHED/);
+  const config = cacheConfigSchema.parse(JSON.parse(await fsp.readFile(path.join(dir, 'blobs', 'sha256', (manifest as unknown as { config: { digest: string } }).config.digest.slice(7)), 'utf8')));
+  const big = topLayerOf({ records: config.records, layers: manifest.layers.map((l) => l.digest) }, /head -c 300000/);
+  expect(await (await LocalContentStore.open(path.join(b.root as string, 'content'))).info(big)).toBeUndefined();
+
+  // a tag that the directory does not hold is a warning; a missing src is refused by buildctl
+  const none = await build(b, 'app:local-none', ['--import-cache', `type=local,src=${dir},tag=other`]);
+  expect(none.res.code).toBe(0);
+  expect(none.res.stderr).toMatch(/not found; the build runs without it/);
+  const noSrc = await build(b, 'app:local-nosrc', ['--import-cache', 'type=local']);
+  expect(noSrc.res.code).not.toBe(0);
+  expect(noSrc.res.stderr).toMatch(/src=DIR is missing/);
+});
+
 test('an import that does not exist yet is a warning and the build runs; a bad type or a missing ref fails before anything runs', async () => {
   const d = daemons[0];
   const missing = await build(d, 'app:missing', ['--import-cache', `type=registry,ref=${registry.host}/cache/none:1`]);
   expect(missing.res.code).toBe(0);
   expect(missing.res.stderr).toMatch(/cache\/none:1: not found; the build runs without it/);
 
-  const local = await build(d, 'app:local', ['--export-cache', 'type=local,dest=/tmp/x']);
-  expect(local.res.code).not.toBe(0);
-  expect(local.res.stderr).toMatch(/Cannot export cache type=local: buildd exports type=registry/);
+  const gha = await build(d, 'app:gha', ['--export-cache', 'type=gha']);
+  expect(gha.res.code).not.toBe(0);
+  expect(gha.res.stderr).toMatch(/Cannot export cache type=gha: buildd exports type=registry, type=local and type=inline/);
 
   const noRef = await build(d, 'app:noref', ['--export-cache', 'type=registry,mode=max']);
   expect(noRef.res.code).not.toBe(0);

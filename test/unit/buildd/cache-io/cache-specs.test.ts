@@ -26,7 +26,9 @@ describe('--export-cache and --import-cache', () => {
 
   test('what buildd does not export or import is refused, naming it', () => {
     const warn = (): void => undefined;
-    expect(() => cacheExportSpecs([{ type: 'local', attrs: { dest: '/x' } }], warn)).toThrow('Cannot export cache type=local: buildd exports type=registry and type=inline (type=local is not built yet');
+    expect(cacheExportSpecs([{ type: 'local', attrs: { mode: 'max' } }], warn)).toMatchObject([{ type: 'local', entry: 0, tag: 'latest', mode: 'max' }]);
+    expect(cacheImportSpecs([{ type: 'registry', attrs: { ref: 'r/x' } }, { type: 'local', attrs: { tag: 'v1' } }], warn)).toMatchObject([{ type: 'registry' }, { type: 'local', entry: 1, tag: 'v1' }]);
+    expect(() => cacheImportSpecs([{ type: 'local', attrs: { tag: '../x' } }], warn)).toThrow('tag=../x is not a tag');
     expect(() => cacheExportSpecs([{ type: 'gha', attrs: {} }], warn)).toThrow('Cannot export cache type=gha');
     expect(() => cacheExportSpecs([{ type: 'registry', attrs: { ref: 'x', mode: 'all' } }], warn)).toThrow('mode=all is not min or max');
     expect(() => cacheExportSpecs([{ type: 'registry', attrs: {} }], warn)).toThrow('ref=REPOSITORY[:TAG] is missing');
