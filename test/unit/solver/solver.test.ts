@@ -60,6 +60,29 @@ class CountingWorker implements Worker {
   }
 }
 
+/** A CountingWorker whose key of the vertex named `slow` is held until `releaseKey` (an ADD's download). */
+class SlowKeyWorker extends CountingWorker {
+  private release: () => void = () => undefined;
+  private readonly held = new Promise<void>((resolve) => (this.release = resolve));
+
+  releaseKey(): void {
+    this.release();
+  }
+
+  override async cacheKey(vertex: Vertex, inputs: Array<{ key: string }>): Promise<{ key: string; cacheable: boolean }> {
+    if (vertex.meta.name === 'slow') await this.held;
+    return super.cacheKey(vertex, inputs);
+  }
+}
+
+/** a and b on one branch, `slow` (whose key is held) on another, `out` reading both */
+const slowKeySpec = [
+  { name: 'a', deps: [] },
+  { name: 'b', deps: ['a'] },
+  { name: 'slow', deps: [] },
+  { name: 'out', deps: ['b', 'slow'] },
+];
+
 function localName(vertex: Vertex): string | undefined {
   return vertex.op.kind === 'source' && vertex.op.identifier.startsWith('local://') ? vertex.op.identifier.slice('local://'.length) : undefined;
 }
@@ -284,50 +307,22 @@ describe('Solver', () => {
   });
 
   test('without imports a miss runs at once: a key that takes long (a download for an ADD) does not hold other steps back', async () => {
-    let releaseKey: () => void = () => undefined;
-    const keyHeld = new Promise<void>((resolve) => (releaseKey = resolve));
-    class SlowKeyWorker extends CountingWorker {
-      override async cacheKey(vertex: Vertex, inputs: Array<{ key: string }>): Promise<{ key: string; cacheable: boolean }> {
-        if (vertex.meta.name === 'slow') await keyHeld;
-        return super.cacheKey(vertex, inputs);
-      }
-    }
     const worker = new SlowKeyWorker();
-    const spec = [
-      { name: 'a', deps: [] },
-      { name: 'b', deps: ['a'] },
-      { name: 'slow', deps: [] },
-      { name: 'out', deps: ['b', 'slow'] },
-    ];
-    const solving = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(spec)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
+    const solving = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(slowKeySpec)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
     await until('a and b to run while the key of slow is held', () => worker.runs.get('b') === 1);
     expect(worker.runs.has('out')).toBe(false);
-    releaseKey();
+    worker.releaseKey();
     await solving;
     expect(Object.fromEntries(worker.runs)).toEqual({ a: 1, b: 1, slow: 1, out: 1 });
   });
 
   test("a step that fails while another step's key is still being made fails the build with its own error", async () => {
-    let releaseKey: () => void = () => undefined;
-    const keyHeld = new Promise<void>((resolve) => (releaseKey = resolve));
-    class SlowKeyWorker extends CountingWorker {
-      override async cacheKey(vertex: Vertex, inputs: Array<{ key: string }>): Promise<{ key: string; cacheable: boolean }> {
-        if (vertex.meta.name === 'slow') await keyHeld;
-        return super.cacheKey(vertex, inputs);
-      }
-    }
     const worker = new SlowKeyWorker();
     worker.failOn.add('b');
-    const spec = [
-      { name: 'a', deps: [] },
-      { name: 'b', deps: ['a'] },
-      { name: 'slow', deps: [] },
-      { name: 'out', deps: ['b', 'slow'] },
-    ];
-    const solving = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(spec)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
+    const solving = new Solver(worker, await CacheStore.open(dir), { maxParallelism: 2 }).solve(loadDefinition(graphOf(slowKeySpec)), { locals: {}, onEvent: () => undefined, signal: new AbortController().signal });
     const settled = solving.catch((err: unknown) => err);
     await until('b to fail', () => worker.runs.get('b') === 1);
-    releaseKey();
+    worker.releaseKey();
     expect(((await settled) as Error).message).toBe('step b failed');
   });
 
