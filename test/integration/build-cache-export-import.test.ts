@@ -207,6 +207,13 @@ test('type=local: the cache goes to a directory on the client (an OCI layout) an
   const big = topLayerOf({ records: config.records, layers: manifest.layers.map((l) => l.digest) }, /head -c 300000/);
   expect(await (await LocalContentStore.open(path.join(b.root as string, 'content'))).info(big)).toBeUndefined();
 
+  // several imports: the first has nothing, the second has it all
+  const c = await daemon('local-c');
+  const both = await build(c, 'app:local-c', ['--import-cache', `type=registry,ref=${registry.host}/cache/none:2`, '--import-cache', `type=local,src=${dir}`]);
+  expect(both.res.code).toBe(0);
+  expect(both.digest).toBe(first.digest);
+  expect(both.res.stderr).toMatch(/RUN cat \/out \/app.txt > \/final\n#\d+ CACHED/);
+
   // a tag that the directory does not hold is a warning; a missing src is refused by buildctl
   const none = await build(b, 'app:local-none', ['--import-cache', `type=local,src=${dir},tag=other`]);
   expect(none.res.code).toBe(0);
