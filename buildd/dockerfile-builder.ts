@@ -173,9 +173,10 @@ export class DockerfileBuilder implements Builder {
       signal: session.signal,
       imports,
       ...(cacheExports.length > 0 ? { onResult: (step: SolvedStep) => steps.push(step) } : {}),
-      onImported: (step) => {
-        const chain = step.source instanceof ImportedCache ? step.source.chainOf(step.key) : undefined;
-        if (chain !== undefined && step.source instanceof ImportedCache) importedSteps.push({ key: step.key, description: step.description, chain, origin: step.source.origin });
+      onImported: ({ key, source, description }) => {
+        if (!(source instanceof ImportedCache)) return;
+        const chain = source.chainOf(key);
+        if (chain !== undefined) importedSteps.push({ key, description, chain, origin: source.origin });
       },
     });
     if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
