@@ -5,6 +5,7 @@ import { describeZodError } from '../../solver/describe-zod-error';
 import { CACHE_CONFIG_MEDIA_TYPE, MAX_CACHE_CONFIG_BYTES } from '../../solver/cache-io/cache-config';
 import type { ContentStore } from '../../store/content-store';
 import { MAX_MANIFEST_BYTES } from '../../store/registry-client';
+import { parseJson } from '../../store/registry-http';
 import { imageManifestSchema, ociLayoutIndexSchema, type Descriptor } from '../../store/manifest';
 import type { ClientCacheTransfer } from '../builder';
 import type { ExportedCache } from './cache-export';
@@ -29,7 +30,7 @@ export async function openLocalCache(client: ClientCacheTransfer, entry: number,
     if (err instanceof BuildError && /no such file|ENOENT|not found/i.test(err.message)) return undefined;
     throw err;
   }
-  const index = ociLayoutIndexSchema.safeParse(parse(indexBytes, `the index.json of ${name}`));
+  const index = ociLayoutIndexSchema.safeParse(parseJson(indexBytes, `the index.json of ${name}`));
   if (!index.success) throw new BuildError('invalid-argument', `Cannot import ${name}: malformed index.json: ${describeZodError(index.error) ?? 'invalid'}`);
   const pick = index.data.manifests.find((m) => (spec.digest !== undefined ? m.digest === spec.digest : m.annotations?.[REF_NAME] === spec.tag));
   if (pick === undefined) return undefined;
@@ -85,12 +86,4 @@ async function readCapped(stream: Readable, max: number, what: string): Promise<
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
-}
-
-function parse(bytes: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new BuildError('invalid-argument', `Cannot read ${what}: not JSON`);
-  }
 }
