@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { CacheStore } from '../solver/cache-store';
 import { MetaDb } from '../store/meta-db';
+import type { Snapshotter } from '../store/snapshotter';
 import { importJsonRecords } from './meta-json-import';
 import { Solver } from '../solver/solver';
 import { CacheLoader } from './cache-io/cache-loader';
@@ -89,12 +90,13 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   if (sweptNets.length > 0) opts.logger.warn({ sandboxes: sweptNets }, 'released network namespaces left by a previous daemon');
   const executor = sandboxes ? new NetworkedExecutor(runc, sandboxes) : runc;
   const content = await LocalContentStore.open(path.join(root, 'content'));
-  // in a user namespace overlay keeps its markers in user.overlay.* (mount option userxattr)
-  const snapshotter = await openSnapshotter({ root, requested: opts.config.snapshotter, logger: opts.logger, overlayXattrs: opts.config.rootless ? 'user' : 'trusted' });
   // one database for every record that refers to a blob or a snapshot (see MetaDb)
   const meta = MetaDb.open(root);
+  let snapshotter: Snapshotter;
   try {
     await importJsonRecords(meta, root, opts.logger);
+    // in a user namespace overlay keeps its markers in user.overlay.* (mount option userxattr)
+    snapshotter = await openSnapshotter({ root, requested: opts.config.snapshotter, logger: opts.logger, overlayXattrs: opts.config.rootless ? 'user' : 'trusted', meta });
   } catch (err) {
     meta.close();
     throw err;

@@ -71,7 +71,7 @@ export class CacheStore {
     this.write(record);
   }
 
-  /** {@link put}, synchronously: for a caller that is inside a transaction (the JSON import). */
+  /** {@link put}, synchronously: for a caller inside a transaction (the JSON import, a commit's own). */
   write(record: CacheRecord): void {
     this.meta.db
       .prepare(

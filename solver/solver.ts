@@ -282,10 +282,14 @@ export class Solver {
       const step = vertex.meta.name;
       const created = new SharedRun(
         async (shared, sharedInputs) => {
-          const result = await this.runLimited(vertex, sharedInputs, shared);
-          if (result.kind === 'snapshot') {
-            await this.cache.put({ key, snapshot: result.id, createdAt: new Date().toISOString(), description: step });
-          }
+          let recorded: string | undefined;
+          const record = (snapshot: string | null): void => {
+            this.cache.write({ key, snapshot, createdAt: new Date().toISOString(), description: step });
+            if (snapshot !== null) recorded = snapshot;
+          };
+          const result = await this.runLimited(vertex, sharedInputs, { ...shared, recordCommit: record });
+          // a result the worker did not commit (an input passed through, nothing changed)
+          if (result.kind === 'snapshot' && (result.id === null || result.id !== recorded)) record(result.id);
           return result;
         },
         {

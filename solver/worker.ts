@@ -44,6 +44,12 @@ export interface OpContext {
   signal: AbortSignal;
   /** the build the step runs for: step slots go to builds in turn (see Semaphore) */
   group?: object;
+  /**
+   * Records the step's result (the snapshot the worker commits for it) in the commit's own
+   * transaction: the solver's cache record then lands with the snapshot or not at all. A worker
+   * passes it to the commit of the snapshot it returns (CommitOptions.within), never to another.
+   */
+  recordCommit?: (snapshot: string) => void;
 }
 
 /** An op's content-based cache key and whether its result may be stored in the cache. */

@@ -64,6 +64,11 @@ export class LayerIndex {
     return this.write(snapshotId, PRIMARY, record);
   }
 
+  /** {@link put}, synchronously: for the transaction of the snapshot's commit (CommitOptions.within). */
+  putNow(snapshotId: string, record: LayerRecord): void {
+    this.writeRow(snapshotId, PRIMARY, record);
+  }
+
   /** The snapshot's blob in `compression`, other than its primary. */
   getVariant(snapshotId: string, compression: LayerCompression): Promise<LayerRecord | undefined> {
     return this.read(snapshotId, compressionName(compression));

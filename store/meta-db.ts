@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
 import { MIGRATIONS } from './meta-schema';
@@ -8,10 +8,12 @@ import { MIGRATIONS } from './meta-schema';
 export const META_DB = 'meta.db';
 
 /**
- * The daemon's metadata: cache records, the layer index, image names and the embedded
- * registry's repositories, in one SQLite database (better-sqlite3) at `<root>/meta.db`. Blobs
- * and snapshots stay on the filesystem; this holds what refers to them, so a question over all
- * of them (what uses this snapshot, what references this blob) is a query.
+ * The daemon's metadata: committed snapshots, cache records, the layer index, image names and
+ * the embedded registry's repositories, in one SQLite database (better-sqlite3) at
+ * `<root>/meta.db`. Blobs and the snapshots' files stay on the filesystem; this holds what
+ * refers to them, so a question over all of them (what uses this snapshot, what references this
+ * blob) is a query, and a state change that touches several (a commit and its cache record) is
+ * one transaction.
  *
  * WAL journal, synchronous=NORMAL: a transaction that returned survives the daemon's crash
  * (kill -9); a power loss may take back the last few, never half of one, and never leaves a
@@ -22,15 +24,30 @@ export const META_DB = 'meta.db';
  *
  * Calls are synchronous: each statement is microseconds on this process's own connection, and
  * a transaction runs to its end before anything else on the event loop, so two builds never
- * interleave inside one. Lifecycle: opened once per daemon (createBuilder) and closed with the
- * builder; a test may open several on one root, each its own connection.
+ * interleave inside one.
+ *
+ * One connection per file and process: every `open` of the same root shares it (counted; the
+ * last `close` closes it). A store opened on its own (a snapshotter in a test, say) and the
+ * daemon's stores then write through one connection, so a transaction of one may hold writes
+ * of another (a commit and its cache record) instead of waiting for a lock it holds itself.
+ * Lifecycle: opened once per daemon (createBuilder) and closed with the builder; each handle's
+ * `close` is idempotent.
  */
 export class MetaDb {
+  private static readonly connections = new Map<string, { db: Database.Database; handles: number; ino: number }>();
+  private closed = false;
+
   private constructor(readonly db: Database.Database, readonly file: string) {}
 
   static open(root: string): MetaDb {
+    const file = path.join(path.resolve(root), META_DB);
+    const shared = MetaDb.connections.get(file);
+    // a root deleted and made again at the same path is another database
+    if (shared !== undefined && shared.db.open && statSync(file, { throwIfNoEntry: false })?.ino === shared.ino) {
+      shared.handles++;
+      return new MetaDb(shared.db, file);
+    }
     mkdirSync(root, { recursive: true });
-    const file = path.join(root, META_DB);
     let db: Database.Database;
     try {
       db = new Database(file, { timeout: 10_000 });
@@ -47,6 +64,7 @@ export class MetaDb {
       db.close();
       throw err;
     }
+    MetaDb.connections.set(file, { db, handles: 1, ino: statSync(file).ino });
     return meta;
   }
 
@@ -61,6 +79,11 @@ export class MetaDb {
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const shared = MetaDb.connections.get(this.file);
+    if (shared?.db === this.db && --shared.handles > 0) return;
+    if (shared?.db === this.db) MetaDb.connections.delete(this.file);
     if (this.db.open) this.db.close();
   }
 

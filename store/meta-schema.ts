@@ -99,4 +99,17 @@ export const MIGRATIONS: readonly string[] = [
     at TEXT NOT NULL
   ) STRICT;
   `,
+  `
+  -- committed snapshots, per snapshotter; an active one lives only in the daemon's memory (a
+  -- crash drops it, and its directory goes at the next open). A commit and the rows that point
+  -- at it (its cache record, its layer) are one transaction.
+  CREATE TABLE snapshots (
+    id TEXT PRIMARY KEY,
+    snapshotter TEXT NOT NULL CHECK (snapshotter IN ('overlayfs', 'native')),
+    parent TEXT REFERENCES snapshots (id) DEFERRABLE INITIALLY DEFERRED,
+    created_at TEXT NOT NULL,
+    linked_from TEXT
+  ) STRICT;
+  CREATE INDEX snapshots_by_parent ON snapshots (parent);
+  `,
 ];

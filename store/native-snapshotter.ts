@@ -7,7 +7,9 @@ import pino, { type Logger } from 'pino';
 import { BuildError } from '../solver/build-error';
 import { type Baselines, recordBaselines, writeLayerDiff } from './native-diff';
 import { unmount } from './overlay-snapshotter';
-import { loadSnapshots, mountsBelow, removeSnapshotDir, writeMeta } from './snapshot-records';
+import { MetaDb } from './meta-db';
+import { loadSnapshots, mountsBelow } from './snapshot-records';
+import { SnapshotTable } from './snapshot-table';
 import type { ActiveSnapshot, CommitOptions, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
 import { cloneEntry } from './tree-clone';
 import { assertOverlayXattrsReadable, type OverlayXattrNamespace } from './trusted-xattr-probe';
@@ -26,6 +28,8 @@ export interface NativeSnapshotterOptions {
   overlayXattrs?: OverlayXattrNamespace;
   /** files copied at once by `prepare` and `commit` (default: see cloneEntry) */
   concurrency?: number;
+  /** the daemon's metadata database (see OverlaySnapshotterOptions.meta) */
+  meta?: MetaDb;
 }
 
 /**
@@ -33,7 +37,7 @@ export interface NativeSnapshotterOptions {
  * mounted: under `<root>/snapshots-native` each snapshot is `<id>/fs` (its full tree: a copy
  * of its parent's `fs` made by `prepare`, then written by the build), `<id>/diff` (what the
  * layer changed, in overlay's upper-dir format, written by `commit`; a snapshot without parent
- * is its own diff) and `<id>/meta.json` (written atomically, after `fs` and `diff` are synced).
+ * is its own diff); its record is a row of the metadata database, written after `fs` and `diff` are synced.
  * `views/` holds read-only bind mounts of committed trees.
  *
  * An active snapshot's `mount()` is its `fs` directory: nothing is mounted. A committed
@@ -47,8 +51,12 @@ export class NativeSnapshotter implements Snapshotter {
   /** why views are the directories themselves, once a read-only bind mount was refused */
   private plainViews: string | undefined;
 
+  /** the database handle open() made (no `meta` given), closed by close() */
+  private ownMeta: MetaDb | undefined;
+
   private constructor(
     private readonly dir: string,
+    private readonly table: SnapshotTable,
     private readonly log: Logger,
     readonly overlayXattrs: OverlayXattrNamespace,
     private readonly concurrency: number | undefined,
@@ -60,15 +68,30 @@ export class NativeSnapshotter implements Snapshotter {
    * Fails with `permission-denied` when the file system cannot keep the opaque markers.
    */
   static async open(root: string, opts: NativeSnapshotterOptions = {}): Promise<NativeSnapshotter> {
-    const s = new NativeSnapshotter(path.join(path.resolve(root), 'snapshots-native'), opts.logger ?? pino({ enabled: false }), opts.overlayXattrs ?? 'trusted', opts.concurrency);
-    await fsp.mkdir(s.dir, { recursive: true });
-    for (const p of await mountsBelow(s.dir)) await unmount(p);
-    await fsp.rm(path.join(s.dir, 'views'), { recursive: true, force: true });
-    await fsp.mkdir(path.join(s.dir, 'views'));
-    for (const [id, info] of await loadSnapshots(s.dir, { skip: ['views'], log: s.log })) s.metas.set(id, info);
-    // a layer with a recreated directory would otherwise fail only at its export
-    await assertOverlayXattrsReadable(path.join(s.dir, 'views'), s.overlayXattrs, 'opaque markers of the native snapshotter');
+    // a handle of its own when none is given, closed by close() (or here, when the open fails)
+    const own = opts.meta === undefined ? MetaDb.open(root) : undefined;
+    const table = new SnapshotTable(opts.meta ?? (own as MetaDb), 'native');
+    const s = new NativeSnapshotter(path.join(path.resolve(root), 'snapshots-native'), table, opts.logger ?? pino({ enabled: false }), opts.overlayXattrs ?? 'trusted', opts.concurrency);
+    s.ownMeta = own;
+    try {
+      await fsp.mkdir(s.dir, { recursive: true });
+      for (const p of await mountsBelow(s.dir)) await unmount(p);
+      await fsp.rm(path.join(s.dir, 'views'), { recursive: true, force: true });
+      await fsp.mkdir(path.join(s.dir, 'views'));
+      for (const [id, info] of await loadSnapshots(s.dir, table, { skip: ['views'], log: s.log })) s.metas.set(id, info);
+      // a layer with a recreated directory would otherwise fail only at its export
+      await assertOverlayXattrsReadable(path.join(s.dir, 'views'), s.overlayXattrs, 'opaque markers of the native snapshotter');
+    } catch (err) {
+      own?.close();
+      throw err;
+    }
     return s;
+  }
+
+  /** Closes the database handle open() made when no `meta` was given (a test's, a tool's); idempotent. */
+  close(): void {
+    this.ownMeta?.close();
+    this.ownMeta = undefined;
   }
 
   async prepare(parent: string | undefined, signal?: AbortSignal): Promise<ActiveSnapshot> {
@@ -77,9 +100,8 @@ export class NativeSnapshotter implements Snapshotter {
     const id = randomBytes(12).toString('hex');
     const sdir = path.join(this.dir, id);
     await fsp.mkdir(sdir);
+    // only in memory until committed: after a crash its dir has no row, and open() removes it
     const info: SnapshotInfo = { id, parent, kind: 'active', createdAt: new Date().toISOString() };
-    // A crash before this write leaves a dir without metadata, which open() removes.
-    await writeMeta(this.dir, info);
     this.metas.set(id, info);
     // the parent stays until this one is gone: remove() refuses a parent with children
     try {
@@ -126,7 +148,7 @@ export class NativeSnapshotter implements Snapshotter {
     // The tree and the diff must be on disk before the metadata says the snapshot exists.
     await execFileP('sync', ['-f', sdir]);
     const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.createdAt ? { createdAt: opts.createdAt } : {}), ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
-    await writeMeta(this.dir, done);
+    this.table.commit(done, opts.within);
     this.metas.set(active.id, done);
     this.baselines.delete(active.id);
     return active.id;
@@ -164,18 +186,21 @@ export class NativeSnapshotter implements Snapshotter {
     if (info.kind === 'committed') {
       if (child) throw new BuildError('failed-precondition', `Cannot remove snapshot ${id}: snapshot ${child.id} is layered on it`);
       if ((this.viewCounts.get(id) ?? 0) > 0) throw new BuildError('failed-precondition', `Cannot remove snapshot ${id}: a view of it is mounted`);
+      this.table.delete(id);
     }
     this.metas.delete(id);
     this.baselines.delete(id);
-    await removeSnapshotDir(this.dir, id);
+    // a crash before this ends leaves a dir without a row: open() removes it
+    await fsp.rm(path.join(this.dir, id), { recursive: true, force: true });
   }
 
   detach(id: string): (() => Promise<void>) | undefined {
     const info = this.metas.get(id);
     if (info?.kind !== 'committed' || this.viewed(id) || [...this.metas.values()].some((m) => m.parent === id)) return undefined;
+    this.table.delete(id);
     this.metas.delete(id);
     this.baselines.delete(id);
-    return () => removeSnapshotDir(this.dir, id);
+    return () => fsp.rm(path.join(this.dir, id), { recursive: true, force: true });
   }
 
   /**

@@ -6,7 +6,9 @@ import { promisify } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { BuildError } from '../solver/build-error';
 import type { ActiveSnapshot, CommitOptions, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
-import { loadSnapshots, mountsBelow, removeSnapshotDir, writeMeta } from './snapshot-records';
+import { MetaDb } from './meta-db';
+import { loadSnapshots, mountsBelow } from './snapshot-records';
+import { SnapshotTable } from './snapshot-table';
 import { assertOverlayXattrsReadable, type OverlayXattrNamespace } from './trusted-xattr-probe';
 
 const execFileP = promisify(execFile);
@@ -32,13 +34,18 @@ export interface OverlaySnapshotterOptions {
    * `open` fails with `failed-precondition` when a test mount (see probeOverlay) is refused.
    */
   overlayXattrs?: OverlayXattrNamespace;
+  /**
+   * The daemon's metadata database, which holds the committed snapshots (the snapshots table);
+   * default: the one at `<root>/meta.db` (MetaDb.open shares a connection per file).
+   */
+  meta?: MetaDb;
 }
 
 /**
  * Snapshotter on overlayfs under `<root>/snapshots`: each snapshot is `<id>/fs` (its upper
  * layer), `<id>/work` (overlay's work dir while active), `<id>/merged` (mount point while
- * mounted) and `<id>/meta.json` (written atomically). `empty/` is the lower layer of a snapshot
- * with no parent and `views/` holds read-only mount points.
+ * mounted); its record is a row of the metadata database, written once its files are synced.
+ * `empty/` is the lower layer of a snapshot with no parent and `views/` holds read-only mount points.
  */
 export class OverlaySnapshotter implements Snapshotter {
   private readonly metas = new Map<string, SnapshotInfo>();
@@ -47,29 +54,49 @@ export class OverlaySnapshotter implements Snapshotter {
   private readonly viewCounts = new Map<string, number>();
   private indexOff = false;
 
+  /** the database handle open() made (no `meta` given), closed by close() */
+  private ownMeta: MetaDb | undefined;
+
   private constructor(
     private readonly dir: string,
+    private readonly table: SnapshotTable,
     private readonly log: Logger,
     readonly overlayXattrs: OverlayXattrNamespace,
   ) {}
 
   /**
    * Opens (creating) the store, unmounting stale mounts and dropping snapshots a crash left
-   * active. A snapshot whose metadata is damaged, and every snapshot layered on it, is deleted
-   * with a warning: nothing can mount it again, and the build cache treats it as a miss, so
-   * builds stay correct and only rebuild (or pull again) what was lost.
+   * active. A snapshot whose record is damaged or whose directory is gone, and every snapshot
+   * layered on it, is deleted with a warning (see loadSnapshots): nothing can mount it again,
+   * and the build cache treats it as a miss, so builds stay correct and only rebuild (or pull
+   * again) what was lost.
    */
   static async open(root: string, opts: OverlaySnapshotterOptions = {}): Promise<OverlaySnapshotter> {
-    const s = new OverlaySnapshotter(path.join(path.resolve(root), 'snapshots'), opts.logger ?? pino({ enabled: false }), opts.overlayXattrs ?? 'trusted');
-    await fsp.mkdir(path.join(s.dir, 'empty'), { recursive: true });
-    await s.unmountStale();
-    await fsp.rm(path.join(s.dir, 'views'), { recursive: true, force: true });
-    await fsp.mkdir(path.join(s.dir, 'views'));
-    await s.load();
-    s.indexOff = await indexOffSupported();
-    // A refused mount would otherwise only show at the first build.
-    await probeOverlay(path.join(s.dir, 'views'), s.overlayXattrs);
+    // a handle of its own when none is given, closed by close() (or here, when the open fails)
+    const own = opts.meta === undefined ? MetaDb.open(root) : undefined;
+    const table = new SnapshotTable(opts.meta ?? (own as MetaDb), 'overlayfs');
+    const s = new OverlaySnapshotter(path.join(path.resolve(root), 'snapshots'), table, opts.logger ?? pino({ enabled: false }), opts.overlayXattrs ?? 'trusted');
+    s.ownMeta = own;
+    try {
+      await fsp.mkdir(path.join(s.dir, 'empty'), { recursive: true });
+      await s.unmountStale();
+      await fsp.rm(path.join(s.dir, 'views'), { recursive: true, force: true });
+      await fsp.mkdir(path.join(s.dir, 'views'));
+      await s.load();
+      s.indexOff = await indexOffSupported();
+      // A refused mount would otherwise only show at the first build.
+      await probeOverlay(path.join(s.dir, 'views'), s.overlayXattrs);
+    } catch (err) {
+      own?.close();
+      throw err;
+    }
     return s;
+  }
+
+  /** Closes the database handle open() made when no `meta` was given (a test's, a tool's); idempotent. */
+  close(): void {
+    this.ownMeta?.close();
+    this.ownMeta = undefined;
   }
 
   async prepare(parent: string | undefined, signal?: AbortSignal): Promise<ActiveSnapshot> {
@@ -79,9 +106,8 @@ export class OverlaySnapshotter implements Snapshotter {
     const sdir = path.join(this.dir, id);
     await fsp.mkdir(path.join(sdir, 'fs'), { recursive: true });
     await fsp.mkdir(path.join(sdir, 'work'));
+    // only in memory until committed: after a crash its dir has no row, and open() removes it
     const info: SnapshotInfo = { id, parent, kind: 'active', createdAt: new Date().toISOString() };
-    // A crash before this write leaves a dir without metadata, which open() removes.
-    await this.writeMeta(info);
     this.metas.set(id, info);
     return {
       id,
@@ -106,7 +132,7 @@ export class OverlaySnapshotter implements Snapshotter {
     // The layer's files must be on disk before the metadata says the snapshot exists.
     await execFileP('sync', ['-f', path.join(sdir, 'fs')]);
     const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.createdAt ? { createdAt: opts.createdAt } : {}), ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
-    await this.writeMeta(done);
+    this.table.commit(done, opts.within);
     this.metas.set(active.id, done);
     return active.id;
   }
@@ -141,18 +167,21 @@ export class OverlaySnapshotter implements Snapshotter {
       const child = [...this.metas.values()].find((m) => m.parent === id);
       if (child) throw new BuildError('failed-precondition', `Cannot remove snapshot ${id}: snapshot ${child.id} is layered on it`);
       if ((this.viewCounts.get(id) ?? 0) > 0) throw new BuildError('failed-precondition', `Cannot remove snapshot ${id}: a view of it is mounted`);
+      this.table.delete(id);
     } else {
       await this.unmountActive(id);
     }
     this.metas.delete(id);
-    await removeSnapshotDir(this.dir, id);
+    // a crash before this ends leaves a dir without a row: open() removes it
+    await fsp.rm(path.join(this.dir, id), { recursive: true, force: true });
   }
 
   detach(id: string): (() => Promise<void>) | undefined {
     const info = this.metas.get(id);
     if (info?.kind !== 'committed' || this.viewed(id) || [...this.metas.values()].some((m) => m.parent === id)) return undefined;
+    this.table.delete(id);
     this.metas.delete(id);
-    return () => removeSnapshotDir(this.dir, id);
+    return () => fsp.rm(path.join(this.dir, id), { recursive: true, force: true });
   }
 
   async mountView(id: string): Promise<SnapshotView> {
@@ -236,12 +265,8 @@ export class OverlaySnapshotter implements Snapshotter {
     }
   }
 
-  private writeMeta(info: SnapshotInfo): Promise<void> {
-    return writeMeta(this.dir, info);
-  }
-
   private async load(): Promise<void> {
-    const metas = await loadSnapshots(this.dir, {
+    const metas = await loadSnapshots(this.dir, this.table, {
       skip: ['empty', 'views'],
       log: this.log,
       onCommitted: (sdir) => fsp.rm(path.join(sdir, 'merged'), { recursive: true, force: true }),

@@ -29,6 +29,12 @@ export interface CommitOptions {
    * the time its first build made it, so images assembled from it date their history the same.
    */
   createdAt?: string;
+  /**
+   * Runs in the transaction that records the commit, with the new snapshot's id: the rows that
+   * point at it (its cache record, its layer) land with it or not at all. Synchronous, and only
+   * through the snapshotter's own database (MetaDb.open shares one connection per root).
+   */
+  within?: (id: string) => void;
 }
 
 /**
@@ -40,8 +46,8 @@ export interface CommitOptions {
  *   committed chain ending at `parent` (or on nothing). It is not mounted until
  *   `ActiveSnapshot.mount()` is called; a build writes into the merged directory.
  * - `commit(active)` unmounts it and turns it into a *committed*, immutable snapshot that
- *   survives a daemon restart (and `kill -9`): its metadata is written atomically, after the
- *   layer's files are synced. Committed snapshots are parents of later ones and sources for
+ *   survives a daemon restart (and `kill -9`): its row in the metadata database is written
+ *   after the layer's files are synced, in one transaction with what `within` records. Committed snapshots are parents of later ones and sources for
  *   `mountView` (read-only) and `upperDir` (for diffs).
  * - `ActiveSnapshot.release()` throws away an active snapshot that will not be committed
  *   (failure, cancel); after a commit it does nothing. Active snapshots left by a crash are

@@ -102,9 +102,8 @@ export class CacheManager {
       progress = false;
       for (const s of await this.storage.snapshotter.list()) {
         if (keep.has(s.id)) continue;
-        const remove = this.storage.snapshotter.detach(s.id);
+        const remove = this.detach(s.id, () => this.storage.snapshotter.detach(s.id))?.remove;
         if (remove === undefined) continue;
-        this.queries.forgetSnapshot(s.id);
         await remove();
         removedSnapshots++;
         progress = true;
@@ -131,10 +130,10 @@ export class CacheManager {
     for (const r of plan) {
       signal?.throwIfAborted();
       if (r.type === 'regular') {
-        const remove = this.detachIfUnused(r.id);
-        if (remove === undefined) continue;
-        for (const d of this.queries.forgetSnapshot(r.id)) freedDigests.add(d);
-        await remove();
+        const detached = this.detach(r.id, () => this.detachIfUnused(r.id));
+        if (detached === undefined) continue;
+        for (const d of detached.digests) freedDigests.add(d);
+        await detached.remove();
       } else if (r.type === 'exec.cachemount') {
         const [hash, n] = this.mountIds.get(r.id) ?? [];
         if (hash === undefined || n === undefined || !(await this.storage.cacheMounts?.remove(hash, n))) continue;
@@ -158,6 +157,18 @@ export class CacheManager {
     }
     this.log.info({ records: result.removed.length, bytes: result.removed.reduce((n, r) => n + r.size, 0) + result.blobBytes }, 'pruned the build cache');
     return result;
+  }
+
+  /**
+   * Takes snapshot `id` out (`detach`: the snapshotter's detach, with any last check) and forgets
+   * every row that refers to it, in one transaction: a lookup after it misses, and no record is
+   * left naming a snapshot about to go. Undefined, and nothing changed, when it must stay.
+   */
+  private detach(id: string, detach: () => (() => Promise<void>) | undefined): { remove: () => Promise<void>; digests: string[] } | undefined {
+    return this.storage.meta.transaction(() => {
+      const remove = detach();
+      return remove === undefined ? undefined : { remove, digests: this.queries.forgetSnapshot(id) };
+    });
   }
 
   /**

@@ -10,7 +10,7 @@ import { checksumPaths, type ChecksumSelection } from '../../store/content-check
 import { TreeChecksumMemo } from '../../store/tree-checksum-memo';
 import { ContentStore, LocalContentStore } from '../../store/content-store';
 import { copyAction, mkdirAction, mkfileAction } from '../../store/fs-copy';
-import { Snapshotter } from '../../store/snapshotter';
+import type { CommitOptions, Snapshotter } from '../../store/snapshotter';
 import { LinkedCopier } from './linked-copier';
 import { Executor } from './executor';
 import { GitSource } from './git-source';
@@ -189,7 +189,7 @@ export class BuildWorker implements Worker {
       if (exitCode !== 0) {
         throw new BuildError('failed-precondition', `process "${op.meta.args.join(' ')}" did not complete successfully: exit code: ${exitCode}`, { exitCode });
       }
-      return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active) };
+      return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active, withRecord(ctx)) };
     } finally {
       // the container is gone: views, throwaway snapshots, cache leases and lent secrets can go too
       try {
@@ -212,7 +212,7 @@ export class BuildWorker implements Worker {
     const releases: Array<() => Promise<void>> = [];
     try {
       const linkedFrom = await this.linkedCopier.copy(op, inputs, base, active, ctx.signal);
-      if (linkedFrom !== undefined) return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active, { linkedFrom }) };
+      if (linkedFrom !== undefined) return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active, { linkedFrom, ...withRecord(ctx) }) };
       const destRoot = await active.mount();
       for (const action of op.actions) {
         ctx.signal.throwIfAborted();
@@ -237,7 +237,7 @@ export class BuildWorker implements Worker {
         }
         await copyAction(action, srcRoot, destRoot, { tmpDir: this.deps.tmpDir, signal: ctx.signal });
       }
-      return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active) };
+      return { kind: 'snapshot', id: await this.deps.snapshotter.commit(active, withRecord(ctx)) };
     } finally {
       for (const release of releases.reverse()) await release();
       await active.release();
@@ -277,4 +277,9 @@ function keyParts(op: Exclude<Op, { kind: 'source' }>, inputs: Array<{ key: stri
     parts.rest = digestOf(canonicalJson({ ...op, inputs: [] }));
   }
   return parts;
+}
+
+/** The commit option that records the step's result with its snapshot (see OpContext.recordCommit). */
+function withRecord(ctx: OpContext): CommitOptions {
+  return ctx.recordCommit === undefined ? {} : { within: ctx.recordCommit };
 }

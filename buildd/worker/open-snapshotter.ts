@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { BuildError } from '../../solver/build-error';
 import { writeFileAtomic } from '../../store/atomic-file';
+import type { MetaDb } from '../../store/meta-db';
 import { NativeSnapshotter } from '../../store/native-snapshotter';
 import { OverlaySnapshotter, probeOverlay } from '../../store/overlay-snapshotter';
 import type { Snapshotter } from '../../store/snapshotter';
@@ -57,6 +58,8 @@ export interface OpenSnapshotterOptions {
   /** `user` for buildd --rootless (overlay's userxattr), else `trusted` */
   overlayXattrs: OverlayXattrNamespace;
   logger: Logger;
+  /** the daemon's metadata database: the snapshots table lives there, beside the cache records */
+  meta: MetaDb;
 }
 
 /**
@@ -76,7 +79,7 @@ export async function openSnapshotter(opts: OpenSnapshotterOptions): Promise<Sna
   } else {
     opts.logger.info({ snapshotter: decision.name }, `snapshotter: ${decision.name}`);
   }
-  const common = { logger: opts.logger, overlayXattrs: opts.overlayXattrs };
+  const common = { logger: opts.logger, overlayXattrs: opts.overlayXattrs, meta: opts.meta };
   try {
     return await (decision.name === 'native' ? NativeSnapshotter.open(opts.root, common) : OverlaySnapshotter.open(opts.root, common));
   } catch (err) {

@@ -26,8 +26,8 @@ export interface UnpackOptions {
 
 /**
  * Applies layer blob `blob` (already in the content store) on a new snapshot over `parent`,
- * checks its diff ID, commits it and records the blob as the snapshot's primary, so an export
- * reuses that very blob. Returns the committed snapshot; a failure leaves no snapshot behind.
+ * checks its diff ID, commits it and records the blob as the snapshot's primary (in the commit's
+ * transaction), so an export reuses that very blob. Returns the committed snapshot; a failure leaves no snapshot behind.
  */
 export async function unpackLayer(deps: UnpackDeps, parent: string | undefined, blob: Descriptor, diffId: string, opts: UnpackOptions, signal: AbortSignal): Promise<string> {
   const active = await deps.snapshotter.prepare(parent, signal);
@@ -37,9 +37,9 @@ export async function unpackLayer(deps: UnpackDeps, parent: string | undefined, 
     if (applied.diffId !== diffId) {
       throw new BuildError('invalid-argument', `Cannot unpack ${opts.what}: layer ${blob.digest} has diff ID ${applied.diffId}, expected ${diffId}`);
     }
-    const id = await deps.snapshotter.commit(active, opts.createdAt !== undefined ? { createdAt: opts.createdAt } : {});
-    await deps.layers.put(id, { digest: blob.digest, size: blob.size, diffId, mediaType: blob.mediaType, ...opts.record });
-    return id;
+    // the layer row lands with the snapshot: a snapshot never lacks the blob it came from
+    const record = { digest: blob.digest, size: blob.size, diffId, mediaType: blob.mediaType, ...opts.record };
+    return await deps.snapshotter.commit(active, { ...(opts.createdAt !== undefined ? { createdAt: opts.createdAt } : {}), within: (id) => deps.layers.putNow(id, record) });
   } finally {
     await active.release();
   }

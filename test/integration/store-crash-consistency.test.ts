@@ -42,24 +42,21 @@ async function expectConsistentStore(expectRecords = true): Promise<void> {
   for (const name of await fsp.readdir(blobs)) expect(await sha256File(path.join(blobs, name))).toBe(name);
   expect(await fsp.readdir(path.join(root, 'content', 'ingest'))).toEqual([]);
   const db = new Database(path.join(root, 'meta.db'), { readonly: true, fileMustExist: true });
+  let committed: Set<string>;
   try {
-    const snapshots = db.prepare('SELECT snapshot FROM cache_records WHERE snapshot IS NOT NULL UNION SELECT snapshot FROM layers').all() as Array<{ snapshot: string }>;
+    committed = new Set((db.prepare('SELECT id FROM snapshots').all() as Array<{ id: string }>).map((r) => r.id));
+    // every record names a committed snapshot, and every snapshot's parent is one too
+    const snapshots = db.prepare('SELECT snapshot FROM cache_records WHERE snapshot IS NOT NULL UNION SELECT snapshot FROM layers UNION SELECT parent FROM snapshots WHERE parent IS NOT NULL').all() as Array<{ snapshot: string }>;
     if (expectRecords) expect(snapshots.length).toBeGreaterThan(0);
-    for (const { snapshot } of snapshots) {
-      const meta = JSON.parse(await fsp.readFile(path.join(root, 'snapshots', snapshot, 'meta.json'), 'utf8')) as { kind: string };
-      expect(meta.kind).toBe('committed');
-    }
+    for (const { snapshot } of snapshots) expect(committed.has(snapshot) ? snapshot : `${snapshot} (no committed snapshot)`).toBe(snapshot);
     const stored = db.prepare("SELECT digest FROM layers WHERE variant != 'unstored' UNION SELECT digest FROM images").all() as Array<{ digest: string }>;
     for (const { digest } of stored) await expect(fsp.stat(path.join(blobs, digest.replace('sha256:', '')))).resolves.toBeDefined();
   } finally {
     db.close();
   }
-  // every snapshot dir is a committed snapshot (active ones a crash left are gone)
-  for (const name of await fsp.readdir(path.join(root, 'snapshots'))) {
-    if (!/^[a-f0-9]{24}$/.test(name)) continue;
-    const meta = JSON.parse(await fsp.readFile(path.join(root, 'snapshots', name, 'meta.json'), 'utf8')) as { kind: string };
-    expect(meta.kind).toBe('committed');
-  }
+  // every snapshot dir is a committed snapshot (active ones a crash left are gone), and every committed one has its dir
+  const dirs = (await fsp.readdir(path.join(root, 'snapshots'))).filter((n) => /^[a-f0-9]{24}$/.test(n));
+  expect(dirs.sort()).toEqual([...committed].sort());
 }
 
 async function killAndRestart(expectRecords = true): Promise<void> {

@@ -287,8 +287,9 @@ describe('NativeSnapshotter where whiteouts cannot be made', () => {
     const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-native-on-overlay-'));
     for (const d of ['l', 'u', 'w', 'm']) await fsp.mkdir(path.join(tmp, d));
     execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${tmp}/l,upperdir=${tmp}/u,workdir=${tmp}/w`, path.join(tmp, 'm')]);
+    let s: NativeSnapshotter | undefined;
     try {
-      const s = await NativeSnapshotter.open(path.join(tmp, 'm', 'root'));
+      s = await NativeSnapshotter.open(path.join(tmp, 'm', 'root'));
       const a = await s.prepare(undefined);
       await fsp.writeFile(path.join(await a.mount(), 'gone'), 'g');
       const aid = await s.commit(a);
@@ -303,6 +304,8 @@ describe('NativeSnapshotter where whiteouts cannot be made', () => {
         await b.release();
       }
     } finally {
+      // its database is on the mount
+      s?.close();
       execFileSync('umount', [path.join(tmp, 'm')]);
       await fsp.rm(tmp, { recursive: true, force: true });
     }

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { BuildError } from '../../../solver/build-error';
 import { chooseSnapshotter, openSnapshotter, SNAPSHOTTER_RECORD } from '../../../buildd/worker/open-snapshotter';
 import { resolveConfig } from '../../../buildd/run-daemon';
+import { MetaDb } from '../../../store/meta-db';
 import { captureLogger } from '../../helpers/capture-logger';
 
 const refused = (): Promise<void> => Promise.reject(new BuildError('failed-precondition', 'Cannot use overlayfs under /r/tmp: a test mount was refused: wrong fs type (/r/tmp is on overlay)'));
@@ -42,14 +43,21 @@ describe('--oci-worker-snapshotter: choosing the snapshotter (probe injected)', 
 
 describe('openSnapshotter: the record in the daemon root', () => {
   let root: string;
+  // the database lives elsewhere, so that what the open leaves in the root shows alone
+  let metaRoot: string;
+  let meta: MetaDb;
   beforeEach(async () => {
     root = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-snapchoice-'));
+    metaRoot = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-snapchoice-meta-'));
+    meta = MetaDb.open(metaRoot);
   });
   afterEach(async () => {
+    meta.close();
     await fsp.rm(root, { recursive: true, force: true });
+    await fsp.rm(metaRoot, { recursive: true, force: true });
   });
   const open = (requested: 'auto' | 'overlayfs' | 'native'): Promise<unknown> =>
-    openSnapshotter({ root, requested, overlayXattrs: 'trusted', logger: captureLogger().logger });
+    openSnapshotter({ root, requested, overlayXattrs: 'trusted', logger: captureLogger().logger, meta });
 
   it('refuses a root recorded as native when overlayfs is asked for, before touching it', async () => {
     await fsp.writeFile(path.join(root, SNAPSHOTTER_RECORD), '{"snapshotter":"native"}\n');
