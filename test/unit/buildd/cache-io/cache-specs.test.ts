@@ -15,6 +15,12 @@ describe('--export-cache and --import-cache', () => {
     expect(() => parseCacheFlag('--import-cache', 'type=registry,oops')).toThrow('"oops" is not key=value');
   });
 
+  test('buildctl reads the value as one CSV record, as Go\'s encoding/csv: a quoted field keeps its commas', () => {
+    expect(parseCacheFlag('--export-cache', 'type=local,"dest=/tmp/a,b",mode=max')).toEqual({ type: 'local', attrs: { dest: '/tmp/a,b', mode: 'max' } });
+    expect(parseCacheFlag('--import-cache', 'type=local,"src=/tmp/say ""hi"" "')).toEqual({ type: 'local', attrs: { src: '/tmp/say "hi" ' } });
+    expect(() => parseCacheFlag('--import-cache', 'type=local,"src=/tmp/a')).toThrow('unterminated quote');
+  });
+
   test('an export defaults to mode=min and gzip; mode, compression and ignore-error are read as BuildKit names them', () => {
     const warnings: string[] = [];
     const [min] = cacheExportSpecs([{ type: 'registry', attrs: { ref: 'localhost:5000/c' } }], (w) => warnings.push(w));
