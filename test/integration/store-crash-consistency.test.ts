@@ -15,7 +15,7 @@ import { waitFor } from '../helpers/wait-for';
 jest.setTimeout(240_000);
 
 /**
- * kill -9 of the daemon in the middle of a pull, of a download (ADD), and of a push, each
+ * kill -9 of the daemon in the middle of a pull, of a download (ADD), of a COPY and of a push, each
  * followed by a restart: every blob left re-hashes to its digest, nothing is left in the
  * content store's ingest dir, every record of the metadata database names a committed
  * snapshot and a blob that exist, and the next build works.
@@ -118,6 +118,49 @@ test('kill -9 in the middle of an ADD download', async () => {
     server.closeAllConnections();
     server.close();
   }
+});
+
+test('kill -9 in the middle of a COPY', async () => {
+  // a stage of many files, then a COPY of them that must copy each one (--chown: no links)
+  const ctx = await writeContext(path.join(tmp, 'copy'), {
+    Dockerfile: [
+      `FROM ${registry.host}/library/busybox:1 AS many`,
+      'RUN mkdir /many && cd /many && i=0 && while [ $i -lt 10000 ]; do echo $i > f$i; i=$((i+1)); done',
+      `FROM ${registry.host}/library/busybox:1`,
+      'COPY --from=many --chown=1:1 /many /many',
+    ].join('\n'),
+  });
+  const client = build(daemon, ctx);
+  const snapshots = path.join(root, 'snapshots');
+  // the COPY's snapshot: a directory being written that has no row yet
+  const copying = await waitFor(
+    'the COPY to be part way',
+    async () => {
+      const db = new Database(path.join(root, 'meta.db'), { readonly: true, fileMustExist: true });
+      try {
+        const committed = new Set((db.prepare('SELECT id FROM snapshots').all() as Array<{ id: string }>).map((r) => r.id));
+        for (const name of await fsp.readdir(snapshots)) {
+          if (committed.has(name) || !/^[a-f0-9]{24}$/.test(name)) continue;
+          // the RUN writes /many too, as root; the COPY's files are uid 1's
+          const dir = path.join(snapshots, name, 'fs', 'many');
+          const first = (await fsp.readdir(dir).catch(() => [] as string[]))[0];
+          if (first !== undefined && (await fsp.lstat(path.join(dir, first))).uid === 1) return name;
+        }
+        return undefined;
+      } finally {
+        db.close();
+      }
+    },
+    120_000,
+  );
+  await killAndRestart();
+  expect((await client).code).not.toBe(0);
+  await expect(fsp.access(path.join(snapshots, copying))).rejects.toMatchObject({ code: 'ENOENT' });
+  // the stage before it was committed with its record: only the COPY runs again
+  const again = await build(daemon, ctx);
+  expect(again.code).toBe(0);
+  expect(again.stderr).toMatch(/RUN mkdir \/many [^\n]*\n#\d+ CACHED/);
+  await expectConsistentStore();
 });
 
 test('kill -9 in the middle of a push', async () => {
