@@ -89,12 +89,13 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const sweptNets = (await sandboxes?.sweep()) ?? [];
   if (sweptNets.length > 0) opts.logger.warn({ sandboxes: sweptNets }, 'released network namespaces left by a previous daemon');
   const executor = sandboxes ? new NetworkedExecutor(runc, sandboxes) : runc;
-  const content = await LocalContentStore.open(path.join(root, 'content'));
   // one database for every record that refers to a blob or a snapshot (see MetaDb)
   const meta = MetaDb.open(root);
   let snapshotter: Snapshotter;
+  let content: LocalContentStore;
   try {
     await importJsonRecords(meta, root, opts.logger);
+    content = await LocalContentStore.open(path.join(root, 'content'), { meta });
     // in a user namespace overlay keeps its markers in user.overlay.* (mount option userxattr)
     snapshotter = await openSnapshotter({ root, requested: opts.config.snapshotter, logger: opts.logger, overlayXattrs: opts.config.rootless ? 'user' : 'trusted', meta });
   } catch (err) {

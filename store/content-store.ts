@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BuildError } from '../solver/build-error';
+import { BoundedTasks } from './bounded-tasks';
+import type { MetaDb } from './meta-db';
 
 /** A blob's address and length. */
 export interface BlobInfo {
@@ -28,8 +30,18 @@ export interface ContentStore {
   ingest(source: Readable | AsyncIterable<Buffer>, expected?: Partial<BlobInfo>, signal?: AbortSignal): Promise<BlobInfo>;
   readJson(digest: string, maxBytes?: number): Promise<unknown>;
   delete(digest: string): Promise<void>;
-  /** Every blob (for GC). */
+  /** Every blob (for GC), with when it was last written or found present by an ingest. */
   list(): Promise<StoredBlob[]>;
+}
+
+/** Options of `LocalContentStore.open`. */
+export interface ContentStoreOptions {
+  /**
+   * The daemon's metadata database: each blob gets a row of the blobs table (digest, size,
+   * written_at), so `list` is a query. Without it (a test's, a tool's store) `list` walks the
+   * directory and `written_at` is the file's mtime.
+   */
+  meta?: MetaDb;
 }
 
 const DIGEST_RE = /^sha256:([a-f0-9]{64})$/;
@@ -41,23 +53,73 @@ export function digestHex(digest: string): string {
   return m[1];
 }
 
-/** The filesystem ContentStore under `<root>/content`. */
+/**
+ * The filesystem ContentStore under `<root>/content`. With a MetaDb, a blob's row is written
+ * after its file is renamed into place and synced, and deleted before its file: a crash in
+ * between leaves a file without a row, which `open` adopts (and GC then judges like any other).
+ */
 export class LocalContentStore implements ContentStore {
   private readonly blobsDir: string;
   private readonly ingestDir: string;
 
-  private constructor(root: string) {
+  private constructor(
+    root: string,
+    private readonly meta: MetaDb | undefined,
+  ) {
     this.blobsDir = path.join(root, 'blobs', 'sha256');
     this.ingestDir = path.join(root, 'ingest');
   }
 
-  static async open(root: string): Promise<LocalContentStore> {
-    const store = new LocalContentStore(root);
+  static async open(root: string, opts: ContentStoreOptions = {}): Promise<LocalContentStore> {
+    const store = new LocalContentStore(root, opts.meta);
     await fsp.mkdir(store.blobsDir, { recursive: true });
     // Leftovers of writes interrupted by a crash: never visible, safe to drop.
     await fsp.rm(store.ingestDir, { recursive: true, force: true });
     await fsp.mkdir(store.ingestDir, { recursive: true });
+    await store.reconcile();
     return store;
+  }
+
+  /**
+   * Makes the blobs table agree with the directory, once at open: a file without a row (a crash
+   * between the rename and the row, a store used without the database) gets one, dated by its
+   * mtime; a row without a file (deleted by hand) goes.
+   */
+  private async reconcile(): Promise<void> {
+    const meta = this.meta;
+    if (meta === undefined) return;
+    const names = new Set((await fsp.readdir(this.blobsDir)).filter((n) => /^[a-f0-9]{64}$/.test(n)));
+    const rows = new Set((meta.db.prepare('SELECT digest FROM blobs').all() as Array<{ digest: string }>).map((r) => r.digest));
+    const adopted: StoredBlob[] = [];
+    const tasks = new BoundedTasks(32);
+    for (const n of names) {
+      if (rows.has(`sha256:${n}`)) continue;
+      await tasks.run(async () => {
+        const st = await fsp.stat(path.join(this.blobsDir, n)).catch(() => undefined);
+        if (st) adopted.push({ digest: `sha256:${n}`, size: st.size, writtenAtMs: st.mtimeMs });
+      });
+    }
+    await tasks.drain();
+    const gone = [...rows].filter((d) => !names.has(d.slice('sha256:'.length)));
+    if (adopted.length === 0 && gone.length === 0) return;
+    meta.transaction(() => {
+      const insert = meta.db.prepare('INSERT OR REPLACE INTO blobs (digest, size, written_at) VALUES (?, ?, ?)');
+      for (const b of adopted) insert.run(b.digest, b.size, new Date(b.writtenAtMs).toISOString());
+      const del = meta.db.prepare('DELETE FROM blobs WHERE digest = ?');
+      for (const d of gone) del.run(d);
+    });
+  }
+
+  /** Stamps `digest` as written now: a new blob, or one an ingest found present (see ContentStore.list). */
+  private async stamp(digest: string, size: number): Promise<void> {
+    const now = new Date();
+    if (this.meta !== undefined) {
+      this.meta.db
+        .prepare('INSERT INTO blobs (digest, size, written_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO UPDATE SET written_at = excluded.written_at')
+        .run(digest, size, now.toISOString());
+    } else {
+      await fsp.utimes(this.blobPath(digest), now, now).catch(() => undefined);
+    }
   }
 
   blobPath(digest: string): string {
@@ -102,6 +164,8 @@ export class LocalContentStore implements ContentStore {
       if (have) {
         // Already present: drain nothing more than needed; the caller's stream is abandoned.
         if (source instanceof Readable) source.destroy();
+        // the caller is about to refer to it: GC must judge it as new (see CacheManager)
+        await this.stamp(have.digest, have.size);
         return have;
       }
     }
@@ -147,6 +211,7 @@ export class LocalContentStore implements ContentStore {
       } finally {
         await dir.close();
       }
+      await this.stamp(digest, size);
       return { digest, size };
     } finally {
       await fsp.rm(tmp, { force: true });
@@ -154,11 +219,16 @@ export class LocalContentStore implements ContentStore {
   }
 
   async delete(digest: string): Promise<void> {
+    this.meta?.db.prepare('DELETE FROM blobs WHERE digest = ?').run(digest);
     await fsp.rm(this.blobPath(digest), { force: true });
   }
 
   /** Every blob with its size and when it was written (for GC), in no particular order. */
   async list(): Promise<StoredBlob[]> {
+    if (this.meta !== undefined) {
+      const rows = this.meta.db.prepare('SELECT digest, size, written_at FROM blobs').all() as Array<{ digest: string; size: number; written_at: string }>;
+      return rows.map((r) => ({ digest: r.digest, size: r.size, writtenAtMs: Date.parse(r.written_at) }));
+    }
     const dir = path.dirname(this.blobPath('sha256:' + '0'.repeat(64)));
     const names = (await fsp.readdir(dir).catch(() => [] as string[])).filter((n) => /^[a-f0-9]{64}$/.test(n));
     const out: StoredBlob[] = [];

@@ -112,4 +112,13 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX snapshots_by_parent ON snapshots (parent);
   `,
+  `
+  -- every blob of the content store, with when it was last written or found present (a blob
+  -- younger than the oldest running build may be one that build is about to refer to)
+  CREATE TABLE blobs (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    written_at TEXT NOT NULL
+  ) STRICT;
+  `,
 ];

@@ -28,7 +28,7 @@ export type OldestBuild = () => number | undefined;
 /** What a prune removed. */
 export interface PruneResult {
   removed: UsageRecord[];
-  /** bytes of blobs the removed snapshots' layers held that nothing else refers to */
+  /** bytes of blobs nothing refers to any more (removed snapshots' layers, downloads found cached) */
   blobBytes: number;
 }
 
@@ -40,8 +40,9 @@ export interface PruneResult {
  * created or took from the cache since it started (CacheStore.take stamps the use), and every
  * snapshot those are layered on (a snapshot goes only once nothing is layered on it). The last
  * check and the snapshot's detach are one synchronous step (Snapshotter.detach), so a build
- * either finds the record first and is seen, or misses it. Layer blobs of removed snapshots go
- * unless an image, the embedded registry or another layer row still refers to them.
+ * either finds the record first and is seen, or misses it. Then every blob goes that no image,
+ * embedded registry or layer row refers to and that was written before the oldest running
+ * build started (see sweepBlobs): blobs are listed by a query of the blobs table.
  *
  * Lifecycle: one per daemon (BuildService), prunes one at a time.
  */
@@ -102,20 +103,14 @@ export class CacheManager {
       progress = false;
       for (const s of await this.storage.snapshotter.list()) {
         if (keep.has(s.id)) continue;
-        const remove = this.detach(s.id, () => this.storage.snapshotter.detach(s.id))?.remove;
+        const remove = this.detach(s.id, () => this.storage.snapshotter.detach(s.id));
         if (remove === undefined) continue;
         await remove();
         removedSnapshots++;
         progress = true;
       }
     }
-    const roots = await this.queries.blobRoots(this.storage.content);
-    let blobs = 0;
-    for (const b of await this.storage.content.list()) {
-      if (roots.has(b.digest)) continue;
-      await this.storage.content.delete(b.digest);
-      blobs++;
-    }
+    const { count: blobs } = await this.sweepBlobs(Date.now());
     if (records + removedSnapshots + blobs > 0) this.log.info({ records, snapshots: removedSnapshots, blobs }, 'removed cache nothing refers to');
     return { records, snapshots: removedSnapshots, blobs };
   }
@@ -126,14 +121,12 @@ export class CacheManager {
     // so does the cache, and nothing needs measuring (the automatic GC's usual case).
     if (opts.keepBytes !== undefined && this.storage.root !== undefined && (await usedBytes(this.storage.root)) <= opts.keepBytes) return result;
     const plan = planPrune(await this.usage([], signal), opts);
-    const freedDigests = new Set<string>();
     for (const r of plan) {
       signal?.throwIfAborted();
       if (r.type === 'regular') {
-        const detached = this.detach(r.id, () => this.detachIfUnused(r.id));
-        if (detached === undefined) continue;
-        for (const d of detached.digests) freedDigests.add(d);
-        await detached.remove();
+        const remove = this.detach(r.id, () => this.detachIfUnused(r.id));
+        if (remove === undefined) continue;
+        await remove();
       } else if (r.type === 'exec.cachemount') {
         const [hash, n] = this.mountIds.get(r.id) ?? [];
         if (hash === undefined || n === undefined || !(await this.storage.cacheMounts?.remove(hash, n))) continue;
@@ -145,18 +138,30 @@ export class CacheManager {
       result.removed.push(r);
       removed?.(r);
     }
-    if (freedDigests.size > 0) {
-      const roots = await this.queries.blobRoots(this.storage.content);
-      for (const d of freedDigests) {
-        if (roots.has(d)) continue;
-        const info = await this.storage.content.info(d);
-        if (info === undefined) continue;
-        await this.storage.content.delete(d);
-        result.blobBytes += info.size;
-      }
-    }
+    signal?.throwIfAborted();
+    const oldest = this.oldestBuild();
+    result.blobBytes = (await this.sweepBlobs(Math.min(oldest ?? Infinity, Date.now() - BLOB_GRACE_MS))).bytes;
     this.log.info({ records: result.removed.length, bytes: result.removed.reduce((n, r) => n + r.size, 0) + result.blobBytes }, 'pruned the build cache');
     return result;
+  }
+
+  /**
+   * Deletes every blob nothing refers to (see RecordQueries.blobRoots) that was last written
+   * before `cutoffMs`: the layers of removed snapshots, a download an ADD made for its cache key
+   * and then found cached, a crashed pull's. A blob written (or found present by an ingest)
+   * since is one a running build or an upload may be about to refer to, and stays.
+   */
+  private async sweepBlobs(cutoffMs: number): Promise<{ count: number; bytes: number }> {
+    const roots = await this.queries.blobRoots(this.storage.content);
+    let count = 0;
+    let bytes = 0;
+    for (const b of await this.storage.content.list()) {
+      if (roots.has(b.digest) || b.writtenAtMs >= cutoffMs) continue;
+      await this.storage.content.delete(b.digest);
+      count++;
+      bytes += b.size;
+    }
+    return { count, bytes };
   }
 
   /**
@@ -164,10 +169,11 @@ export class CacheManager {
    * every row that refers to it, in one transaction: a lookup after it misses, and no record is
    * left naming a snapshot about to go. Undefined, and nothing changed, when it must stay.
    */
-  private detach(id: string, detach: () => (() => Promise<void>) | undefined): { remove: () => Promise<void>; digests: string[] } | undefined {
+  private detach(id: string, detach: () => (() => Promise<void>) | undefined): (() => Promise<void>) | undefined {
     return this.storage.meta.transaction(() => {
       const remove = detach();
-      return remove === undefined ? undefined : { remove, digests: this.queries.forgetSnapshot(id) };
+      if (remove !== undefined) this.queries.forgetSnapshot(id);
+      return remove;
     });
   }
 
@@ -256,6 +262,12 @@ export class CacheManager {
     }));
   }
 }
+
+/**
+ * How long a blob no build holds is kept after it was written: an upload to the embedded
+ * registry stores its blob and links it right after, outside any build.
+ */
+const BLOB_GRACE_MS = 60_000;
 
 /** A kept context's record id: its key is a hash the client never sees, shortened as BuildKit shortens ids. */
 function localId(key: string): string {

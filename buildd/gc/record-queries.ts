@@ -44,15 +44,12 @@ export class RecordQueries {
   /**
    * Removes every row that refers to `snapshot` (its cache records, layer rows, size) in one
    * transaction, so a lookup after it misses instead of finding a snapshot about to go.
-   * Returns the digests its layer rows named (candidates for the content store's GC).
    */
-  forgetSnapshot(snapshot: string): string[] {
-    return this.meta.transaction(() => {
-      const digests = (this.meta.db.prepare('SELECT digest FROM layers WHERE snapshot = ?').all(snapshot) as Array<{ digest: string }>).map((r) => r.digest);
+  forgetSnapshot(snapshot: string): void {
+    this.meta.transaction(() => {
       this.meta.db.prepare('DELETE FROM cache_records WHERE snapshot = ?').run(snapshot);
       this.meta.db.prepare('DELETE FROM layers WHERE snapshot = ?').run(snapshot);
       this.meta.db.prepare('DELETE FROM snapshot_sizes WHERE snapshot = ?').run(snapshot);
-      return digests;
     });
   }
 

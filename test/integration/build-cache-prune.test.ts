@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -180,4 +181,41 @@ test('du lists a cache mount; prune --filter type==exec.cachemount empties it', 
   // the next step that mounts it starts from an empty cache
   expect((await withStamp('three')).code).toBe(0);
   expect((await fsp.readFile(path.join(tmp, 'out-three', 'lines'), 'utf8')).trim()).toBe('1');
+});
+
+test('a prune removes the download an ADD made once nothing refers to it, and keeps a fresh blob a build may be about to use', async () => {
+  const body = randomBytes(200_000);
+  const server = http.createServer((_req, res) => res.end(body));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (server.address() as AddressInfo).port;
+    const ctx = await writeContext(path.join(tmp, 'download'), { Dockerfile: `FROM ${base}\nADD http://127.0.0.1:${port}/data /data\n` });
+    expect((await build(daemon, ctx)).code).toBe(0);
+    const hex = createHash('sha256').update(body).digest('hex');
+    const blob = path.join(root, 'content', 'blobs', 'sha256', hex);
+    await expect(fsp.access(blob)).resolves.toBeUndefined();
+    // the step's snapshot holds the file; the downloaded blob itself is referred to by nothing,
+    // and was written within the last minute: an upload may be about to refer to it
+    const age = (ms: number): void => {
+      const db = new Database(path.join(root, 'meta.db'));
+      try {
+        db.prepare('UPDATE blobs SET written_at = ? WHERE digest = ?').run(new Date(Date.now() - ms).toISOString(), `sha256:${hex}`);
+      } finally {
+        db.close();
+      }
+    };
+    // a prune that removes no record still sweeps blobs
+    expect((await ctl(daemon, ['prune', '--filter', 'type==exec.cachemount'])).code).toBe(0);
+    await expect(fsp.access(blob)).resolves.toBeUndefined();
+    age(10 * 60_000);
+    expect((await ctl(daemon, ['prune', '--filter', 'type==exec.cachemount'])).code).toBe(0);
+    await expect(fsp.access(blob)).rejects.toMatchObject({ code: 'ENOENT' });
+    // the ADD's key downloads the file again, and the step is still cached
+    const again = await build(daemon, ctx);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toMatch(/ADD http:\/\/127\.0\.0\.1:\d+\/data \/data\n#\d+ CACHED/);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
 });

@@ -34,6 +34,25 @@ describe('MetaDb', () => {
     expect(() => MetaDb.open(root)).toThrow(/schema version \d+ is newer than this buildd's/);
   });
 
+  it('shares one connection per file: the last handle closes it, and a root made again is another database', () => {
+    const a = MetaDb.open(root);
+    const b = MetaDb.open(root);
+    expect(b.db).toBe(a.db);
+    a.close();
+    a.close();
+    // b's handle still counts
+    expect(b.db.open).toBe(true);
+    b.close();
+    expect(b.db.open).toBe(false);
+    const c = MetaDb.open(root);
+    rmSync(root, { recursive: true, force: true });
+    const d = MetaDb.open(root);
+    expect(d.db).not.toBe(c.db);
+    expect(d.db.prepare('SELECT count(*) AS n FROM images').get()).toEqual({ n: 0 });
+    c.close();
+    d.close();
+  });
+
   it('rolls a failed transaction back whole', () => {
     const meta = MetaDb.open(root);
     const cache = CacheStore.on(meta);
