@@ -40,6 +40,22 @@ export function daemonCacheFlags(flags: readonly CacheFlag[], key: 'src' | 'dest
   return { sent, dirs };
 }
 
+/** The most blobs of a dest directory the daemon is told about (BuildStart's limit). */
+const MAX_PRESENT = 10_000;
+
+/**
+ * The blobs an --export-cache type=local dest already has (`blobs/sha256/<hex>`, names only:
+ * each was hashed before it was renamed there), so the daemon sends only the others; none
+ * when the directory does not exist yet. At most MAX_PRESENT: the rest are sent again.
+ */
+export async function presentBlobs(dir: string): Promise<string[]> {
+  const names = await fsp.readdir(path.join(dir, 'blobs', 'sha256')).catch(() => [] as string[]);
+  return names
+    .filter((n) => /^[a-f0-9]{64}$/.test(n))
+    .slice(0, MAX_PRESENT)
+    .map((n) => `sha256:${n}`);
+}
+
 /**
  * buildctl's side of local cache directories, OCI layouts as BuildKit's buildctl keeps them:
  * answers the daemon's reads of an --import-cache src (index.json, blobs/sha256/…, nothing

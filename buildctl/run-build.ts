@@ -19,7 +19,7 @@ import { SessionClient } from './session-client';
 import { SshAgents } from './ssh-agents';
 import { FileRequestQueue } from './file-request-queue';
 import type { CacheFlag } from './cache-flag';
-import { daemonCacheFlags, LocalCacheDirs } from './local-cache-dirs';
+import { daemonCacheFlags, LocalCacheDirs, presentBlobs } from './local-cache-dirs';
 import { uploadLocals, type StartMessage, type UploadStats } from './upload-locals';
 
 export interface RunBuildOptions {
@@ -70,7 +70,15 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
   // a local cache's directory stays here: the daemon reads and writes it through the session
   const cacheImports = daemonCacheFlags(opts.cacheImports ?? [], 'src');
   const cacheExports = daemonCacheFlags(opts.cacheExports ?? [], 'dest');
-  if (cacheExports.sent.length) start.cache_exports = cacheExports.sent;
+  if (cacheExports.sent.length) {
+    start.cache_exports = await Promise.all(
+      cacheExports.sent.map(async (flag, i) => {
+        const dir = cacheExports.dirs.get(i);
+        const present = dir === undefined ? [] : await presentBlobs(dir);
+        return present.length > 0 ? { ...flag, present } : flag;
+      }),
+    );
+  }
   if (cacheImports.sent.length) start.cache_imports = cacheImports.sent;
   const cacheDirs = new LocalCacheDirs(cacheImports.dirs, cacheExports.dirs);
   const secrets = new SecretStore(opts.secrets ?? []);

@@ -24,7 +24,7 @@ export interface StartMessage {
   /** the client answers the daemon's requests for registry credentials */
   forward_credentials?: boolean;
   /** --export-cache and --import-cache entries */
-  cache_exports?: Array<{ type: string; attrs: Record<string, string> }>;
+  cache_exports?: Array<{ type: string; attrs: Record<string, string>; present?: string[] }>;
   cache_imports?: Array<{ type: string; attrs: Record<string, string> }>;
 }
 

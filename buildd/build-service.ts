@@ -169,7 +169,7 @@ export class BuildService {
         locals: { ...receiver.localDirs(), ...keyed.localDirs() },
         exports: start.exports.map((e) => ({ type: e.type, attrs: e.attrs })),
         noCache: start.no_cache,
-        cacheExports: start.cache_exports.map((c) => ({ type: c.type, attrs: c.attrs })),
+        cacheExports: start.cache_exports.map((c) => ({ type: c.type, attrs: c.attrs, ...(c.present.length > 0 ? { present: c.present } : {}) })),
         cacheImports: start.cache_imports.map((c) => ({ type: c.type, attrs: c.attrs })),
         entitlements: start.entitlements,
       };

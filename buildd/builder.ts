@@ -42,6 +42,8 @@ export interface CacheOptions {
   type: string;
   /** every key=value of the flag but `type` */
   attrs: Record<string, string>;
+  /** a type=local export: the blobs the client's directory has already (not sent again) */
+  present?: string[];
 }
 
 /** Progress, as the client renders it. Times are milliseconds since the epoch. */

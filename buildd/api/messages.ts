@@ -41,6 +41,7 @@ export const exportSpecSchema = z.object({
 export const cacheOptionsSchema = z.object({
   type: z.string().min(1).max(64),
   attrs: attrsSchema,
+  present: z.array(z.string().regex(/^sha256:[a-f0-9]{64}$/)).max(10_000).default([]),
 });
 
 /** The key of a kept copy of a local (BuildStart.local_keys): also a directory name on the daemon. */

@@ -107,7 +107,7 @@ export async function runExports(deps: BuildCacheDeps, specs: readonly CacheExpo
         const cache = await exportCache(deps, steps, imported, result, spec.mode, spec.request, session.signal);
         if (spec.type === 'local') {
           if (session.clientCache === undefined) throw new BuildError('failed-precondition', 'Cannot export a local cache: this build has no client session');
-          return exportLocalCache(session.clientCache, spec.entry, spec.tag, cache, deps.content, session.signal);
+          return exportLocalCache(session.clientCache, { entry: spec.entry, tag: spec.tag, present: spec.present }, cache, deps.content, session.signal);
         }
         await fetchRemoteBlobs(deps.content, cache.remote, spec.ref, session.signal);
         await withClient(deps, spec, (client) => pushCache(client, spec.ref, cache, deps.content, session.signal));

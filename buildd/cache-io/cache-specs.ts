@@ -15,7 +15,7 @@ interface WrittenCache {
 /** A checked --export-cache; `entry` is its position in the client's list (a local one's dest is the client's). */
 export type CacheExportSpec =
   | ({ type: 'registry'; ref: string; insecure: boolean } & WrittenCache)
-  | ({ type: 'local'; entry: number; tag: string } & WrittenCache)
+  | ({ type: 'local'; entry: number; tag: string; present: ReadonlySet<string> } & WrittenCache)
   | { type: 'inline' };
 
 /** A checked --import-cache; `entry` is its position in the client's list (a local one's src is the client's). */
@@ -43,7 +43,7 @@ const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
  * inline's mode=max). Other types BuildKit has are refused, naming what is.
  */
 export function cacheExportSpecs(entries: readonly CacheOptions[], warn: (message: string) => void): CacheExportSpec[] {
-  return entries.map(({ type, attrs }, entry) => {
+  return entries.map(({ type, attrs, present }, entry) => {
     const known = EXPORT_ATTRS[type];
     if (known === undefined) throw new BuildError('invalid-argument', `Cannot export cache type=${type}: buildd exports type=registry, type=local and type=inline`);
     for (const key of Object.keys(attrs)) {
@@ -64,7 +64,7 @@ export function cacheExportSpecs(entries: readonly CacheOptions[], warn: (messag
       throw new BuildError('invalid-argument', (err as Error).message.replace('--output attribute', '--export-cache attribute'));
     }
     const written: WrittenCache = { mode, request, ignoreError: boolAttr(attrs, 'ignore-error', false) };
-    if (type === 'local') return { type: 'local', entry, tag: layoutTag('export', attrs), ...written };
+    if (type === 'local') return { type: 'local', entry, tag: layoutTag('export', attrs), present: new Set(present), ...written };
     return { type: 'registry', ref: requiredRef('export', attrs), insecure: boolAttr(attrs, 'registry.insecure', false), ...written };
   });
 }

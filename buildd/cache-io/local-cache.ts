@@ -49,13 +49,22 @@ export async function openLocalCache(client: ClientCacheTransfer, entry: number,
   return { name, ref: `local:${entry}`, config, blobs: manifest.data.layers, fetch };
 }
 
+/** Where a local cache export goes: the client's entry, the tag, the blobs the directory has. */
+export interface LocalCacheTarget {
+  entry: number;
+  tag: string;
+  present: ReadonlySet<string>;
+}
+
 /**
- * Writes a cache to --export-cache type=local entry `entry` on the client: every blob (the
- * client keeps those it has), the manifest, then the index entry tagging it. Blobs of imported
- * records that were never downloaded are downloaded first (a directory has only what it is sent).
+ * Writes a cache to --export-cache type=local entry `target.entry` on the client: every blob
+ * the directory does not have yet, the manifest, then the index entry tagging it. Blobs of
+ * imported records that were never downloaded are downloaded first, unless the directory has
+ * them (it has only what it was sent).
  */
-export async function exportLocalCache(client: ClientCacheTransfer, entry: number, tag: string, cache: ExportedCache, content: ContentStore, signal: AbortSignal): Promise<void> {
-  for (const r of cache.remote) await r.origin.fetch(r.blob, signal);
+export async function exportLocalCache(client: ClientCacheTransfer, target: LocalCacheTarget, cache: ExportedCache, content: ContentStore, signal: AbortSignal): Promise<void> {
+  const { entry, tag, present } = target;
+  for (const r of cache.remote) if (!present.has(r.blob.digest)) await r.origin.fetch(r.blob, signal);
   const send = async (digest: string, source: Readable | AsyncIterable<Buffer>): Promise<void> => {
     let pending = Buffer.alloc(0);
     for await (const chunk of source) {
@@ -68,7 +77,7 @@ export async function exportLocalCache(client: ClientCacheTransfer, entry: numbe
     }
     await client.sendCacheExport({ export: entry, digest, data: pending, eof: true, index: false, size: 0, tag: '' });
   };
-  for (const blob of cache.blobs) await send(blob.digest, await content.read(blob.digest));
+  for (const blob of cache.blobs) if (!present.has(blob.digest)) await send(blob.digest, await content.read(blob.digest));
   const manifestDigest = `sha256:${createHash('sha256').update(cache.manifestBytes).digest('hex')}`;
   await send(manifestDigest, Readable.from([cache.manifestBytes]));
   await client.sendCacheExport({ export: entry, digest: manifestDigest, data: Buffer.alloc(0), eof: false, index: true, size: cache.manifestBytes.length, tag });

@@ -207,6 +207,18 @@ test('type=local: the cache goes to a directory on the client (an OCI layout) an
   const big = topLayerOf({ records: config.records, layers: manifest.layers.map((l) => l.digest) }, /head -c 300000/);
   expect(await (await LocalContentStore.open(path.join(b.root as string, 'content'))).info(big)).toBeUndefined();
 
+  // b exports what it imported back to the same directory: blobs the directory has are neither
+  // downloaded from it nor sent to it again (b still lacks the big layer), and the index holds
+  const back = await build(b, 'app:local-b', ['--import-cache', `type=local,src=${dir}`, '--export-cache', `type=local,dest=${dir},mode=max`]);
+  expect(back.res.stderr).not.toMatch(/ERROR|WARN/);
+  expect(back.res.code).toBe(0);
+  expect(await (await LocalContentStore.open(path.join(b.root as string, 'content'))).info(big)).toBeUndefined();
+  const after = JSON.parse(await fsp.readFile(path.join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  expect(after.manifests).toHaveLength(1);
+  const exported = JSON.parse(await fsp.readFile(path.join(dir, 'blobs', 'sha256', (after.manifests[0] as { digest: string }).digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
+  expect(exported.layers.map((l) => l.digest)).toContain(big);
+  for (const l of exported.layers) await fsp.access(path.join(dir, 'blobs', 'sha256', l.digest.slice(7)));
+
   // several imports: the first has nothing, the second has it all
   const c = await daemon('local-c');
   const both = await build(c, 'app:local-c', ['--import-cache', `type=registry,ref=${registry.host}/cache/none:2`, '--import-cache', `type=local,src=${dir}`]);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, promises as fsp, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { daemonCacheFlags, LocalCacheDirs } from '../../../buildctl/local-cache-dirs';
+import { daemonCacheFlags, LocalCacheDirs, presentBlobs } from '../../../buildctl/local-cache-dirs';
 
 const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -18,6 +18,15 @@ describe('LocalCacheDirs (buildctl side of type=local caches)', () => {
     expect(sent).toEqual([{ type: 'registry', attrs: { ref: 'r/x' } }, { type: 'local', attrs: { mode: 'max' } }]);
     expect(dirs.get(1)).toBe(path.resolve('out'));
     expect(() => daemonCacheFlags([{ type: 'local', attrs: {} }], 'src')).toThrow('src=DIR is missing');
+  });
+
+  test('tells the daemon the blobs a dest has (names that are digests only), none for a dest not made yet', async () => {
+    expect(await presentBlobs(path.join(dir, 'not-yet'))).toEqual([]);
+    const blobs = path.join(dir, 'blobs', 'sha256');
+    await fsp.mkdir(blobs, { recursive: true });
+    await fsp.writeFile(path.join(blobs, 'a'.repeat(64)), 'x');
+    await fsp.writeFile(path.join(blobs, 'partial.tmp'), 'x');
+    expect(await presentBlobs(dir)).toEqual([`sha256:${'a'.repeat(64)}`]);
   });
 
   test('writes blobs verified against their digests and tags the manifest in index.json, keeping other tags', async () => {
