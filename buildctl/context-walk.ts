@@ -95,7 +95,7 @@ function statEntry(rel: string, abs: string, ignore: DockerIgnore | undefined): 
   const type = st.isSymbolicLink() ? 'SYMLINK' : st.isDirectory() ? 'DIR' : st.isFile() ? 'FILE' : undefined;
   if (type === undefined) return undefined;
   const ignored = ignore?.ignores(rel) ?? false;
-  if (ignored && (type !== 'DIR' || !ignore?.hasExceptions)) return undefined;
+  if (ignored && (type !== 'DIR' || !ignore?.mayReincludeBelow(rel))) return undefined;
   return {
     rel,
     abs,
@@ -148,6 +148,19 @@ export function dockerfileOnly(filename: string): DockerIgnore {
   // escaped, so a name holding `*`, `?`, `[` or `\` is matched as itself, not as a glob
   const clean = path.posix.normalize(filename.replace(/^\/+/, '')).replace(/[\\*?[]/g, '\\$&');
   return DockerIgnore.parse(`**\n!${clean}\n!${clean}.dockerignore\n`);
+}
+
+/**
+ * The ignore rules local `name` is walked with: of `dockerfile`, only the Dockerfile (and its
+ * .dockerignore); of any other, its .dockerignore (for `context`, `<Dockerfile>.dockerignore`
+ * first). `filename` is the frontend's `filename` attribute (default Dockerfile), `locals` every
+ * local of the build.
+ */
+export async function localIgnore(name: string, locals: Record<string, string>, filename: string): Promise<DockerIgnore | undefined> {
+  if (name === 'dockerfile') return dockerfileOnly(filename);
+  const dir = locals[name] as string;
+  const dockerfileDir = locals.dockerfile ?? locals.context;
+  return readDockerIgnore(dir, name === 'context' && dockerfileDir !== undefined ? path.join(dockerfileDir, filename) : undefined);
 }
 
 async function readIgnoreFile(file: string): Promise<DockerIgnore | undefined> {

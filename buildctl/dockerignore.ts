@@ -37,6 +37,11 @@ export class DockerIgnore {
     return new DockerIgnore(text.split(/\r?\n/));
   }
 
+  /** Whether something below the ignored directory `rel` may be re-included (see PathPatterns.mayReincludeBelow). */
+  mayReincludeBelow(rel: string): boolean {
+    return this.hasExceptions && this.patterns.mayReincludeBelow(rel);
+  }
+
   /** Whether `rel` ('/'-separated, relative to the context) is ignored. */
   ignores(rel: string): boolean {
     return this.patterns.matches(rel);

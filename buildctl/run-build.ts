@@ -21,6 +21,7 @@ import { FileRequestQueue } from './file-request-queue';
 import type { CacheFlag } from './cache-flag';
 import { daemonCacheFlags, LocalCacheDirs, presentBlobs } from './local-cache-dirs';
 import { uploadLocals, type StartMessage, type UploadStats } from './upload-locals';
+import type { PrefetchedWalk } from './walk-prefetch';
 
 export interface RunBuildOptions {
   frontend: string;
@@ -47,6 +48,8 @@ export interface RunBuildOptions {
   localKeys?: Record<string, string>;
   /** told what content the upload sent, once it is done */
   onUploaded?: (stats: UploadStats) => void;
+  /** walks of the locals started ahead (see PrefetchedWalk), by name; the others are walked when sent */
+  prefetched?: Readonly<Record<string, PrefetchedWalk>>;
 }
 
 type BuildCall = grpc.ClientDuplexStream<object, unknown>;
@@ -104,7 +107,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
     localError ??= err;
     call.cancel();
   };
-  void uploadLocals(call, start, opts.locals, requests).then(opts.onUploaded, (err: unknown) => {
+  void uploadLocals(call, start, opts.locals, requests, opts.prefetched).then(opts.onUploaded, (err: unknown) => {
     // an upload that stops because the daemon already ended the call is not the error to show
     const be = toBuildError(err);
     if (be.code !== 'cancelled') fail(be);

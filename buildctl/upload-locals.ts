@@ -1,9 +1,9 @@
 import { closeSync, constants as fsc, fstatSync, openSync, promises as fsp, readSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { BuildError } from '../solver/build-error';
-import * as path from 'node:path';
 import { xattrBytes } from '../buildd/api/entry-xattrs';
-import { dockerfileOnly, readDockerIgnore, walkContext, type WalkEntry } from './context-walk';
+import { localIgnore, walkContext, type WalkEntry } from './context-walk';
+import type { PrefetchedWalk } from './walk-prefetch';
 import type { FileRequestQueue } from './file-request-queue';
 
 /** Content chunk size on the wire: the daemon accepts at most 1 MiB per FileData. */
@@ -44,7 +44,14 @@ export interface UploadStats {
  * daemon asks for (`requests`) are sent; locals_done follows once every keyed local's
  * requests are done.
  */
-export async function uploadLocals(call: Writable, start: StartMessage, locals: Record<string, string>, requests?: FileRequestQueue): Promise<UploadStats> {
+export async function uploadLocals(
+  call: Writable,
+  start: StartMessage,
+  locals: Record<string, string>,
+  requests?: FileRequestQueue,
+  /** walks started before the call (see PrefetchedWalk), by local name; each is read once */
+  prefetched?: Readonly<Record<string, PrefetchedWalk>>,
+): Promise<UploadStats> {
   const send = (msg: object): Promise<void> => writeWithBackpressure(call, msg);
   const keys = start.local_keys ?? {};
   if (Object.keys(keys).length > 0 && requests === undefined) throw new BuildError('internal', 'Cannot send keyed locals: no queue for the daemon\'s requests');
@@ -55,11 +62,8 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
   for (const name of start.local_names) {
     const dir = locals[name] as string;
     const filename = start.frontend_attrs.filename ?? 'Dockerfile';
-    const dockerfileDir = locals.dockerfile ?? locals.context;
-    const ignore =
-      name === 'dockerfile'
-        ? dockerfileOnly(filename)
-        : await readDockerIgnore(dir, name === 'context' && dockerfileDir !== undefined ? path.join(dockerfileDir, filename) : undefined);
+    // walked ahead in a worker thread while the client loaded and connected, or walked now
+    const walk: Iterable<WalkEntry> | AsyncIterable<WalkEntry> = prefetched?.[name]?.entries() ?? walkContext(dir, await localIgnore(name, locals, filename));
     const keyed = Object.hasOwn(keys, name);
     const files = new Map<string, WalkEntry>();
     if (keyed) listed.set(name, files);
@@ -74,7 +78,7 @@ export async function uploadLocals(call: Writable, start: StartMessage, locals: 
       // wire now, so the daemon works on it while the next one is listed
       await new Promise<void>((resolve) => setImmediate(resolve));
     };
-    for (const e of walkContext(dir, ignore)) {
+    for await (const e of walk) {
       const entry = {
         local: name,
         path: e.rel,

@@ -1,10 +1,12 @@
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
-import { globRegExpSource } from './path-glob';
+import { globRegExpSource, segmentRegExp } from './path-glob';
 
 interface Pattern {
   re: RegExp;
   exclusion: boolean;
+  /** one matcher per segment, up to the first segment holding `**` */
+  prefix: RegExp[];
 }
 
 /**
@@ -32,13 +34,34 @@ export class PathPatterns {
         // an empty include (`COPY --parents dir/./`) names the whole tree below the pivot
         p = '**';
       }
-      this.patterns.push({ re: new RegExp('^' + globRegExpSource(p, { doubleStar: true }) + '$', 's'), exclusion });
+      const segments = p.split('/');
+      const open = segments.findIndex((seg) => seg.includes('**'));
+      const prefix = (open < 0 ? segments : segments.slice(0, open)).map(segmentRegExp);
+      this.patterns.push({ re: new RegExp('^' + globRegExpSource(p, { doubleStar: true }) + '$', 's'), exclusion, prefix });
     }
   }
 
   /** Whether any pattern is a `!` re-inclusion (then an excluded directory must still be walked). */
   get hasExclusions(): boolean {
     return this.patterns.some((p) => p.exclusion);
+  }
+
+  /**
+   * Whether a `!` pattern may re-include something below directory `dir`: one whose leading
+   * segments (up to a `**`) match dir's as far as both go. When none does, nothing below a
+   * matched directory can come back and a walk need not enter it (as fsutil's walker skips an
+   * excluded directory no exception pattern can reach). Conservative: true when unsure.
+   */
+  mayReincludeBelow(dir: string): boolean {
+    const parts = dir.split('/');
+    for (const pattern of this.patterns) {
+      if (!pattern.exclusion) continue;
+      const n = Math.min(parts.length, pattern.prefix.length);
+      let agrees = true;
+      for (let i = 0; i < n && agrees; i++) agrees = (pattern.prefix[i] as RegExp).test(parts[i] as string);
+      if (agrees) return true;
+    }
+    return false;
   }
 
   /** Whether `rel` (or a parent directory of it) is matched, after every pattern in order. */

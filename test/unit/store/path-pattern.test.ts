@@ -55,6 +55,30 @@ describe('.dockerignore file syntax', () => {
   });
 });
 
+describe('mayReincludeBelow', () => {
+  test('is true only where a ! pattern\'s leading segments agree with the directory', () => {
+    const p = new PathPatterns(['**', '!docker/Dockerfile.prod', '!*/keep/*.js']);
+    expect(p.mayReincludeBelow('docker')).toBe(true);
+    expect(p.mayReincludeBelow('src')).toBe(true); // */keep/*.js may match src/keep/x.js
+    expect(p.mayReincludeBelow('src/keep')).toBe(true);
+    expect(p.mayReincludeBelow('src/lib')).toBe(false);
+    expect(p.mayReincludeBelow('docker/sub')).toBe(false);
+    // a ! pattern with ** re-includes anywhere below its prefix
+    expect(new PathPatterns(['*', '!a/**/b']).mayReincludeBelow('a/x/y')).toBe(true);
+    expect(new PathPatterns(['*', '!a/**/b']).mayReincludeBelow('c')).toBe(false);
+    expect(new PathPatterns(['*', '!**/b']).mayReincludeBelow('c/d')).toBe(true);
+    // without ! patterns nothing comes back
+    expect(new PathPatterns(['*']).mayReincludeBelow('a')).toBe(false);
+  });
+
+  test('a Dockerfile-only walk enters only the directories on the way to it', () => {
+    const ignore = DockerIgnore.parse('**\n!docker/Dockerfile\n!docker/Dockerfile.dockerignore\n');
+    expect(ignore.mayReincludeBelow('docker')).toBe(true);
+    expect(ignore.mayReincludeBelow('node_modules')).toBe(false);
+    expect(DockerIgnore.parse('*.log\n').mayReincludeBelow('logs')).toBe(false);
+  });
+});
+
 describe('segmentRegExp', () => {
   test('keeps * and ? inside one segment and reads classes and escapes like path patterns', () => {
     expect(segmentRegExp('*.txt').test('a.txt')).toBe(true);
