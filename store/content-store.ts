@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { createWriteStream, existsSync, promises as fsp, renameSync, statSync, utimesSync } from 'node:fs';
 import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -22,6 +22,7 @@ export interface BlobInfo {
  * Blobs live until `delete` (garbage collection); readers open them by digest.
  */
 export interface ContentStore {
+  /** The blob's size, or undefined when absent; a blob found counts as used now (GC keeps it a while). */
   info(digest: string): Promise<BlobInfo | undefined>;
   /** A stream of the blob; throws not-found when absent. */
   read(digest: string): Promise<Readable>;
@@ -30,6 +31,12 @@ export interface ContentStore {
   ingest(source: Readable | AsyncIterable<Buffer>, expected?: Partial<BlobInfo>, signal?: AbortSignal): Promise<BlobInfo>;
   readJson(digest: string, maxBytes?: number): Promise<unknown>;
   delete(digest: string): Promise<void>;
+  /**
+   * For GC: deletes blob `digest` when it was last written or found (see info) before
+   * `olderThanMs` and `referenced()` says false, both checked in the synchronous step that
+   * takes its name away; true when it was deleted.
+   */
+  collect(digest: string, olderThanMs: number, referenced: () => boolean): Promise<boolean>;
   /** Every blob (for GC), with when it was last written or found present by an ingest. */
   list(): Promise<StoredBlob[]>;
 }
@@ -111,14 +118,18 @@ export class LocalContentStore implements ContentStore {
   }
 
   /** Stamps `digest` as written now: a new blob, or one an ingest found present (see ContentStore.list). */
-  private async stamp(digest: string, size: number): Promise<void> {
+  private stamp(digest: string, size: number): void {
     const now = new Date();
     if (this.meta !== undefined) {
       this.meta.db
         .prepare('INSERT INTO blobs (digest, size, written_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO UPDATE SET written_at = excluded.written_at')
         .run(digest, size, now.toISOString());
     } else {
-      await fsp.utimes(this.blobPath(digest), now, now).catch(() => undefined);
+      try {
+        utimesSync(this.blobPath(digest), now, now);
+      } catch {
+        // gone meanwhile: the caller's check after the stamp sees it
+      }
     }
   }
 
@@ -127,13 +138,18 @@ export class LocalContentStore implements ContentStore {
   }
 
   async info(digest: string): Promise<BlobInfo | undefined> {
+    let size: number;
     try {
-      const st = await fsp.stat(this.blobPath(digest));
-      return { digest, size: st.size };
+      size = (await fsp.stat(this.blobPath(digest))).size;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
+    // Found: stamped as used now, then looked for again in the same synchronous step. GC's
+    // collect checks the stamp and takes the name away in one step too: either it ran first
+    // (and the blob is absent here) or this did (and GC keeps it).
+    this.stamp(digest, size);
+    return existsSync(this.blobPath(digest)) ? { digest, size } : undefined;
   }
 
   async read(digest: string): Promise<Readable> {
@@ -164,8 +180,7 @@ export class LocalContentStore implements ContentStore {
       if (have) {
         // Already present: drain nothing more than needed; the caller's stream is abandoned.
         if (source instanceof Readable) source.destroy();
-        // the caller is about to refer to it: GC must judge it as new (see CacheManager)
-        await this.stamp(have.digest, have.size);
+        // info() stamped it: the caller is about to refer to it, and GC keeps it
         return have;
       }
     }
@@ -211,7 +226,7 @@ export class LocalContentStore implements ContentStore {
       } finally {
         await dir.close();
       }
-      await this.stamp(digest, size);
+      this.stamp(digest, size);
       return { digest, size };
     } finally {
       await fsp.rm(tmp, { force: true });
@@ -221,6 +236,28 @@ export class LocalContentStore implements ContentStore {
   async delete(digest: string): Promise<void> {
     this.meta?.db.prepare('DELETE FROM blobs WHERE digest = ?').run(digest);
     await fsp.rm(this.blobPath(digest), { force: true });
+  }
+
+  async collect(digest: string, olderThanMs: number, referenced: () => boolean): Promise<boolean> {
+    const file = this.blobPath(digest);
+    const trash = path.join(this.ingestDir, `gc-${randomBytes(8).toString('hex')}`);
+    // one synchronous step: the last checks, the row and the name (see info())
+    const row = this.meta?.db.prepare('SELECT written_at FROM blobs WHERE digest = ?').get(digest) as { written_at: string } | undefined;
+    let writtenAtMs: number;
+    try {
+      writtenAtMs = row !== undefined ? Date.parse(row.written_at) : statSync(file).mtimeMs;
+    } catch {
+      return false;
+    }
+    if (writtenAtMs >= olderThanMs || referenced()) return false;
+    try {
+      renameSync(file, trash);
+    } catch {
+      return false;
+    }
+    this.meta?.db.prepare('DELETE FROM blobs WHERE digest = ?').run(digest);
+    await fsp.rm(trash, { force: true });
+    return true;
   }
 
   /** Every blob with its size and when it was written (for GC), in no particular order. */

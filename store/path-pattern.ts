@@ -34,7 +34,9 @@ export class PathPatterns {
         // an empty include (`COPY --parents dir/./`) names the whole tree below the pivot
         p = '**';
       }
-      const segments = p.split('/');
+      // only `!` patterns need segments; one with an escape or a class may hold a `/` that is
+      // no separator (`a\/b`, `a[/]b`), so it gets none: it may re-include anywhere (conservative)
+      const segments = exclusion && !/[\\[]/.test(p) ? p.split('/') : [];
       const open = segments.findIndex((seg) => seg.includes('**'));
       const prefix = (open < 0 ? segments : segments.slice(0, open)).map(segmentRegExp);
       this.patterns.push({ re: new RegExp('^' + globRegExpSource(p, { doubleStar: true }) + '$', 's'), exclusion, prefix });

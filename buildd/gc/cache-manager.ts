@@ -157,7 +157,8 @@ export class CacheManager {
     let bytes = 0;
     for (const b of await this.storage.content.list()) {
       if (roots.has(b.digest) || b.writtenAtMs >= cutoffMs) continue;
-      await this.storage.content.delete(b.digest);
+      // checked again as it goes: a build may have found it, or a row named it, since the list
+      if (!(await this.storage.content.collect(b.digest, cutoffMs, () => this.queries.refersTo(b.digest)))) continue;
       count++;
       bytes += b.size;
     }

@@ -61,6 +61,15 @@ export class RecordQueries {
     return gone.length;
   }
 
+  /** Whether a row names blob `digest` directly (a layer, an image, the registry's blobs and manifests). */
+  refersTo(digest: string): boolean {
+    return (
+      this.meta.db
+        .prepare('SELECT 1 FROM layers WHERE digest = @d UNION ALL SELECT 1 FROM images WHERE digest = @d UNION ALL SELECT 1 FROM registry_blobs WHERE digest = @d UNION ALL SELECT 1 FROM registry_manifests WHERE digest = @d LIMIT 1')
+        .get({ d: digest }) !== undefined
+    );
+  }
+
   /**
    * Every blob something still refers to: the manifests (and what they list) of named images
    * and of the embedded registry, the registry's linked blobs, and every layers row's blob.

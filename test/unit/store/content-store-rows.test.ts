@@ -41,6 +41,22 @@ describe('LocalContentStore over the metadata database (the blobs table)', () =>
     expect(Date.parse(writtenAt(a.digest))).toBeGreaterThan(Date.parse('2026-01-01T00:00:00.000Z'));
   });
 
+  it('collects a blob only when it is old and unreferenced, checked as its name goes; a blob found by info() counts as new', async () => {
+    const store = await LocalContentStore.open(path.join(root, 'content'), { meta });
+    const a = await store.ingest(Readable.from([Buffer.from('alpha')]));
+    const cutoff = Date.now() + 60_000;
+    expect(await store.collect(a.digest, Date.now() - 60_000, () => false)).toBe(false); // too new
+    expect(await store.collect(a.digest, cutoff, () => true)).toBe(false); // referenced
+    meta.db.prepare('UPDATE blobs SET written_at = ? WHERE digest = ?').run('2020-01-01T00:00:00.000Z', a.digest);
+    // a build finds it: stamped as used now, so a GC that listed it before keeps it
+    expect(await store.info(a.digest)).toEqual(a);
+    expect(await store.collect(a.digest, Date.parse('2026-01-01T00:00:00.000Z'), () => false)).toBe(false);
+    expect(await store.collect(a.digest, cutoff, () => false)).toBe(true);
+    expect(await store.info(a.digest)).toBeUndefined();
+    expect(rows()).toEqual([]);
+    expect(await store.collect(a.digest, cutoff, () => false)).toBe(false);
+  });
+
   it('at open adopts a file without a row (dated by its mtime) and drops a row without a file', async () => {
     // a store without the database stands for a crash between a rename and its row
     const bare = await LocalContentStore.open(path.join(root, 'content'));

@@ -69,6 +69,9 @@ describe('mayReincludeBelow', () => {
     expect(new PathPatterns(['*', '!**/b']).mayReincludeBelow('c/d')).toBe(true);
     // without ! patterns nothing comes back
     expect(new PathPatterns(['*']).mayReincludeBelow('a')).toBe(false);
+    // a pattern with an escape or a class may hold a / that is no separator: taken as reaching anywhere
+    expect(new PathPatterns(['**', '!a[^x]b/c']).mayReincludeBelow('a')).toBe(true);
+    expect(() => new PathPatterns(['a\\/b', '!a[/]b'])).not.toThrow();
   });
 
   test('a Dockerfile-only walk enters only the directories on the way to it', () => {
