@@ -234,25 +234,33 @@ export class LocalContentStore implements ContentStore {
   }
 
   async delete(digest: string): Promise<void> {
-    this.meta?.db.prepare('DELETE FROM blobs WHERE digest = ?').run(digest);
-    await fsp.rm(this.blobPath(digest), { force: true });
+    await this.remove(digest);
   }
 
   async collect(digest: string, olderThanMs: number, referenced: () => boolean): Promise<boolean> {
-    const file = this.blobPath(digest);
-    const trash = path.join(this.ingestDir, `gc-${randomBytes(8).toString('hex')}`);
     // one synchronous step: the last checks, the row and the name (see info())
     const row = this.meta?.db.prepare('SELECT written_at FROM blobs WHERE digest = ?').get(digest) as { written_at: string } | undefined;
     let writtenAtMs: number;
     try {
-      writtenAtMs = row !== undefined ? Date.parse(row.written_at) : statSync(file).mtimeMs;
+      writtenAtMs = row !== undefined ? Date.parse(row.written_at) : statSync(this.blobPath(digest)).mtimeMs;
     } catch {
       return false;
     }
     if (writtenAtMs >= olderThanMs || referenced()) return false;
+    return this.remove(digest);
+  }
+
+  /**
+   * Takes the blob's name and row away in one synchronous step (an info() or ingest after it
+   * finds the blob absent), then deletes its content; false when it was not there.
+   */
+  private async remove(digest: string): Promise<boolean> {
+    const trash = path.join(this.ingestDir, `gc-${randomBytes(8).toString('hex')}`);
     try {
-      renameSync(file, trash);
-    } catch {
+      renameSync(this.blobPath(digest), trash);
+    } catch (err) {
+      // already gone: its row goes too
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.meta?.db.prepare('DELETE FROM blobs WHERE digest = ?').run(digest);
       return false;
     }
     this.meta?.db.prepare('DELETE FROM blobs WHERE digest = ?').run(digest);
