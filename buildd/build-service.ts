@@ -25,6 +25,7 @@ import { removeTree } from './remove-tree';
 import { ClientSession } from './session/client-session';
 import type { FileDigestCache } from '../store/file-digest-cache';
 import { builddVersion } from './version';
+import type { BuildTracker, DaemonMetrics } from './ops/daemon-metrics';
 
 export interface BuildServiceOptions {
   builder: Builder;
@@ -39,6 +40,8 @@ export interface BuildServiceOptions {
   gcRules?: readonly PruneOptions[];
   /** how long after a build the GC runs at the earliest (gcDelayMs) */
   gcDelayMs?: number;
+  /** the daemon's Prometheus metrics: builds, steps, context bytes, store sizes, GC runs */
+  metrics?: DaemonMetrics;
 }
 
 type BuildCall = grpc.ServerDuplexStream<unknown, ServerMessage>;
@@ -73,7 +76,9 @@ export class BuildService {
     this.store.catch((err: Error) => opts.logger.error({ err: err.message }, 'cannot open the kept locals'));
     const storage = opts.builder.storage;
     this.cache = storage && new CacheManager(storage, () => this.oldestBuild(), () => this.store.catch(() => undefined), opts.logger);
-    this.gc = this.cache && new GcRunner(this.cache, opts.gcRules ?? [], opts.logger, opts.gcDelayMs ?? 60_000);
+    this.gc = this.cache && new GcRunner(this.cache, opts.gcRules ?? [], opts.logger, opts.gcDelayMs ?? 60_000, (freed) => opts.metrics?.gcRan(freed));
+    const cache = this.cache;
+    if (cache) opts.metrics?.watchStorage(() => cache.storedBytes());
   }
 
   /** When the oldest running build started: what it may hold is kept by GC (see CacheManager). */
@@ -102,11 +107,24 @@ export class BuildService {
     return this.running.size;
   }
 
-  async shutdown(): Promise<void> {
+  /**
+   * Refuses new builds from now on (UNAVAILABLE), lets running ones finish for up to `graceMs`,
+   * then cancels what still runs and resolves once every build has settled.
+   */
+  async shutdown(graceMs = 0): Promise<void> {
     this.closing = true;
     const all = [...this.running.values()];
-    for (const b of all) b.abort.abort(new BuildError('cancelled', 'Cannot continue: the daemon is shutting down'));
-    await Promise.allSettled(all.map((b) => b.done));
+    if (all.length > 0 && graceMs > 0) {
+      this.opts.logger.info({ builds: all.length, graceMs }, 'waiting for running builds to finish');
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+      await Promise.race([Promise.allSettled(all.map((b) => b.done)), graceOver]);
+      clearTimeout(timer);
+    }
+    const left = [...this.running.values()];
+    const why = graceMs > 0 ? `the daemon is shutting down and its grace period of ${graceMs / 1000}s is over` : 'the daemon is shutting down';
+    for (const b of left) b.abort.abort(new BuildError('cancelled', `Cannot continue: ${why}`));
+    await Promise.allSettled(left.map((b) => b.done));
     await this.gc?.stop();
   }
 
@@ -115,16 +133,16 @@ export class BuildService {
     const started = Date.now();
     const ref = randomUUID();
     const abort = new AbortController();
-    if (this.closing) abort.abort(new BuildError('unavailable', 'Cannot start a build: the daemon is shutting down'));
+    if (this.closing) abort.abort(new BuildError('unavailable', 'Cannot start a build: the daemon is shutting down (running builds are finishing); retry on another instance or after the restart'));
     call.on('cancelled', () => abort.abort(new BuildError('cancelled', 'Cannot continue: the client went away')));
-    const done = this.runBuild(call, ref, abort).finally(() => {
+    const done = this.runBuild(call, ref, abort, this.opts.metrics?.buildStarted()).finally(() => {
       this.running.delete(ref);
       if (!this.closing) this.gc?.request();
     });
     this.running.set(ref, { abort, done, started });
   }
 
-  private async runBuild(call: BuildCall, ref: string, abort: AbortController): Promise<void> {
+  private async runBuild(call: BuildCall, ref: string, abort: AbortController, tracker: BuildTracker | undefined): Promise<void> {
     const log = this.opts.logger.child({ build: ref });
     const writer = new CallWriter(call);
     abort.signal.addEventListener('abort', () => writer.close(), { once: true });
@@ -173,18 +191,21 @@ export class BuildService {
         cacheImports: start.cache_imports.map((c) => ({ type: c.type, attrs: c.attrs })),
         entitlements: start.entitlements,
       };
-      const session = this.session(writer, abort.signal);
+      tracker?.contextBytes(reports.reduce((n, r) => n + r.bytes, 0));
+      const session = this.session(writer, abort.signal, tracker);
       session.progress = withTransferProgress(session.progress, reports);
       const result = await this.opts.builder.build(req, { ...session, attachables: clientSession, clientCache: clientSession });
       throwIfAborted(abort.signal);
       await writer.send({ msg: 'result', result: { exporter_response: result } });
       await writer.flush();
       log.info('build done');
+      tracker?.end('succeeded');
       call.end();
     } catch (err) {
       const reason: unknown = abort.signal.aborted ? abort.signal.reason : undefined;
       const be = reason instanceof BuildError ? reason : toBuildError(err);
       log.info({ code: be.code, err: be.message }, 'build failed');
+      tracker?.end(be.code === 'cancelled' ? 'cancelled' : 'failed', be.code);
       await writer.flush();
       writer.close();
       if (!call.cancelled) call.emit('error', buildErrorToStatus(be));
@@ -198,10 +219,13 @@ export class BuildService {
     }
   }
 
-  private session(writer: CallWriter, signal: AbortSignal): BuildSession {
+  private session(writer: CallWriter, signal: AbortSignal, tracker: BuildTracker | undefined): BuildSession {
     let exported = false;
     return {
-      progress: (ev) => writer.progress(encodeProgress(ev)),
+      progress: (ev) => {
+        tracker?.progress(ev);
+        writer.progress(encodeProgress(ev));
+      },
       exportStream: () => {
         if (exported) throw new BuildError('internal', 'Cannot open the export stream: it was already opened for this build');
         exported = true;

@@ -1,4 +1,5 @@
 import { gcConfigSchema, type GcConfig } from './gc/gc-policy';
+import { parseDuration } from './gc/units';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
@@ -67,6 +68,12 @@ export const daemonConfigFileSchema = z
     maxLayerBytes: z.number().int().min(1),
     /** automatic GC of the build cache (see buildd/gc/gc-policy.ts) */
     gc: gcConfigSchema,
+    /** `tcp://host:port` or `unix:///path` of a plain gRPC server with only grpc.health.v1 (probes) */
+    healthAddr: z.string().min(1),
+    /** `host:port` of the HTTP debug server: Prometheus /metrics and /debug/pprof profiles */
+    debugAddr: z.string().min(1),
+    /** after SIGTERM, how long running builds may go on (seconds, or a Go duration such as "5m") */
+    shutdownGrace: z.union([z.number().min(0).max(86_400), z.string().min(1).max(32)]),
   })
   .partial()
   .strict();
@@ -133,7 +140,16 @@ export interface DaemonConfig {
   registryHtpasswd?: string;
   /** `--registry-anonymous-pull`: with an htpasswd file, pulls need no credentials */
   registryAnonymousPull: boolean;
+  /** `--health-addr`: a plain gRPC server with only the health service (for probes); undefined: none */
+  healthAddr?: string;
+  /** `--debugaddr`: the HTTP server of /metrics and /debug/pprof; undefined: none */
+  debugAddr?: string;
+  /** `--shutdown-grace`: after SIGTERM, how long running builds may finish before they are cancelled */
+  shutdownGraceMs: number;
 }
+
+/** How long running builds may finish after SIGTERM unless configured: below Kubernetes' default 30 s, so cleanup still fits. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 20_000;
 
 export const DEFAULT_ROOT = '/var/lib/buildd';
 
@@ -190,6 +206,9 @@ export interface DaemonFlags {
   registryTlskey?: string;
   registryHtpasswd?: string;
   registryAnonymousPull?: boolean;
+  healthAddr?: string;
+  debugaddr?: string;
+  shutdownGrace?: string;
 }
 
 /** The registry's key pair: its own (both files), or the daemon's with --registry-tls. */
@@ -205,6 +224,17 @@ function registryTls(flags: DaemonFlags, file: DaemonConfigFile, daemon: { cert?
     throw new BuildError('invalid-argument', "Cannot configure the registry: --registry-tls serves the daemon's certificate, and the daemon has none (--tlscert, --tlskey)");
   }
   return { cert: daemon.cert, key: daemon.key };
+}
+
+function shutdownGraceMs(value: string | number | undefined): number {
+  if (value === undefined) return DEFAULT_SHUTDOWN_GRACE_MS;
+  try {
+    const ms = typeof value === 'number' ? value * 1000 : parseDuration(value);
+    if (ms > 86_400_000) throw new Error('more than 24h');
+    return ms;
+  } catch (err) {
+    throw new BuildError('invalid-argument', `Cannot configure the shutdown grace period: ${(err as Error).message}`);
+  }
 }
 
 /** Flags override the file; the file overrides the defaults. */
@@ -239,6 +269,9 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     registryTls: registryTls(flags, file, tls),
     registryHtpasswd: flags.registryHtpasswd ?? file.registryHtpasswd,
     registryAnonymousPull: flags.registryAnonymousPull ?? file.registryAnonymousPull ?? false,
+    healthAddr: flags.healthAddr ?? file.healthAddr,
+    debugAddr: flags.debugaddr ?? file.debugAddr,
+    shutdownGraceMs: shutdownGraceMs(flags.shutdownGrace ?? file.shutdownGrace),
   };
   if (config.registryAddr === undefined && (config.registryTls !== undefined || config.registryHtpasswd !== undefined || config.registryAnonymousPull)) {
     throw new BuildError('invalid-argument', 'Cannot configure the registry: its TLS and authentication settings need --registry-addr');

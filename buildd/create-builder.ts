@@ -14,6 +14,7 @@ import { loadDockerCredentials } from '../store/docker-credentials';
 import { RegistryClient } from '../store/registry-client';
 import { Builder } from './builder';
 import { DaemonConfig } from './config';
+import type { DaemonMetrics } from './ops/daemon-metrics';
 import { EmbeddedRegistry } from './registry/embedded-registry';
 import { DockerfileBuilder } from './dockerfile-builder';
 import { BuildWorker } from './worker/build-worker';
@@ -35,6 +36,8 @@ export interface CreateBuilderOptions {
   root: string;
   logger: Logger;
   config: DaemonConfig;
+  /** where pulled and pushed blob bytes are counted */
+  metrics?: DaemonMetrics;
 }
 
 /**
@@ -107,7 +110,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const images = ImageStore.on(meta);
   // checked now (a malformed config.json stops the start), then re-read whenever it changes
   const credentials = await loadDockerCredentials();
-  const registries = new SessionRegistries(new RegistryClient({ registries: opts.config.registry, credentials }), credentials);
+  const registries = new SessionRegistries(new RegistryClient({ registries: opts.config.registry, credentials, onBlobBytes: (direction, bytes) => opts.metrics?.blobTransferred(direction, bytes) }), credentials);
   const puller = new ImagePuller({ registries, content, snapshotter, cache, layers, maxLayerBytes: opts.config.maxLayerBytes });
   // cache mounts outlive builds and restarts: beside the other stores, not under tmp/
   const cacheMounts = await CacheMounts.open(path.join(root, 'cache-mounts'), { logger: opts.logger });

@@ -9,6 +9,9 @@ import type { PruneOptions } from './gc/prune-plan';
 import type { Builder } from './builder';
 import type { DaemonConfig } from './config';
 import { listen } from './listen';
+import { ServingHealth } from './ops/serving-health';
+import { DaemonMetrics } from './ops/daemon-metrics';
+import { startDebugServer, type DebugServer } from './ops/debug-server';
 import { serverCredentials } from './server-credentials';
 import { HtpasswdAuth } from './registry/htpasswd-auth';
 import { startRegistryServer, type RegistryServer } from './registry/registry-server';
@@ -19,36 +22,52 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 /**
  * A serving daemon. Lifecycle: `startDaemon` binds every address (or fails and releases what
- * it bound); `stop()` cancels running builds, waits for them to settle, closes the builder,
- * shuts the server down and removes its unix sockets. `stop` is idempotent.
+ * it bound) and then reports SERVING on the health service; `stop()` reports NOT_SERVING,
+ * refuses new builds, lets running ones finish for up to `config.shutdownGraceMs`, cancels the
+ * rest, closes the builder, shuts the servers down and removes their unix sockets. `stop` is
+ * idempotent.
  */
 export interface RunningDaemon {
   /** the addresses served, tcp ports resolved */
   addresses: Address[];
   /** the embedded registry's `host:port` when served (config.registryAddr) */
   registry?: string;
+  /** the health-only server's address when served (config.healthAddr), tcp port resolved */
+  health?: Address;
+  /** the debug server's `host:port` when served (config.debugAddr) */
+  debug?: string;
   stop(): Promise<void>;
 }
 
-export async function startDaemon(config: DaemonConfig, builder: Builder, logger: Logger): Promise<RunningDaemon> {
+export async function startDaemon(config: DaemonConfig, builder: Builder, logger: Logger, metrics = new DaemonMetrics()): Promise<RunningDaemon> {
   await fsp.mkdir(config.root, { recursive: true, mode: 0o700 });
   const api = loadControlApi();
   const gc = await gcOf(config);
-  const service = new BuildService({ builder, root: config.root, logger, keptLocals: config.keptLocals, gcRules: gc.rules, gcDelayMs: gc.delayMs });
+  const service = new BuildService({ builder, root: config.root, logger, keptLocals: config.keptLocals, gcRules: gc.rules, gcDelayMs: gc.delayMs, metrics });
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   server.addService(api.service, service.handlers());
+  const health = new ServingHealth();
+  health.addTo(server);
+  const healthServer = config.healthAddr === undefined ? undefined : new grpc.Server();
+  if (healthServer) health.addTo(healthServer);
+  let healthAddress: Address | undefined;
   const tls = await serverCredentials(config.tls);
   const addresses: Address[] = [];
 
   let registry: RegistryServer | undefined;
+  let debug: DebugServer | undefined;
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      health.draining();
+      await service.shutdown(config.shutdownGraceMs);
       await registry?.stop();
-      await service.shutdown();
       await builder.close();
+      await debug?.stop();
+      // probes have nothing more to learn; their Watch streams would hold a graceful shutdown
+      healthServer?.forceShutdown();
       await shutdownServer(server);
-      for (const a of addresses) if (a.kind === 'unix') await fsp.rm(a.path, { force: true });
+      for (const a of [...addresses, ...(healthAddress ? [healthAddress] : [])]) if (a.kind === 'unix') await fsp.rm(a.path, { force: true });
     })();
     return stopping;
   };
@@ -58,6 +77,7 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
     await service.cache?.sweep();
     service.gc?.request();
     for (const text of config.addr) addresses.push(await listen(server, text, { tls, config, logger }));
+    if (healthServer && config.healthAddr !== undefined) healthAddress = await listen(healthServer, config.healthAddr, { tls: undefined, config, logger, plain: true });
     if (config.registryAddr !== undefined) {
       if (!builder.embeddedRegistry) throw new BuildError('failed-precondition', 'Cannot serve the registry: this builder has no registry state');
       const htpasswd = config.registryHtpasswd === undefined ? undefined : await HtpasswdAuth.load(config.registryHtpasswd);
@@ -69,12 +89,16 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
         auth: htpasswd && { htpasswd, anonymousPull: config.registryAnonymousPull },
       });
     }
+    if (config.debugAddr !== undefined) debug = await startDebugServer(config.debugAddr, metrics, logger);
   } catch (err) {
+    await registry?.stop();
     server.forceShutdown();
-    for (const a of addresses) if (a.kind === 'unix') await fsp.rm(a.path, { force: true });
+    healthServer?.forceShutdown();
+    for (const a of [...addresses, ...(healthAddress ? [healthAddress] : [])]) if (a.kind === 'unix') await fsp.rm(a.path, { force: true });
     throw err;
   }
-  return { addresses, registry: registry?.address, stop };
+  health.serving();
+  return { addresses, registry: registry?.address, health: healthAddress, debug: debug?.address, stop };
 }
 
 function shutdownServer(server: grpc.Server): Promise<void> {

@@ -6,20 +6,23 @@ import type { Logger } from 'pino';
 import { BuildError } from '../solver/build-error';
 import { parseAddress, type Address } from './api/address';
 import type { DaemonConfig } from './config';
+import { parseHostPort } from './ops/debug-server';
 
 /**
  * Binds `server` to one configured address and returns the address actually served (a tcp
  * port 0 becomes the chosen port). tcp uses mutual TLS when `tls` is given and is refused
- * without it unless `insecureTcp`; unix sockets rely on file permissions (0660), as in BuildKit.
+ * without it unless `insecureTcp` (or `plain`, for the health-only server); unix sockets rely on
+ * file permissions (0660), as in BuildKit.
  */
 export async function listen(
   server: grpc.Server,
   text: string,
-  opts: { tls: grpc.ServerCredentials | undefined; config: DaemonConfig; logger: Logger },
+  opts: { tls: grpc.ServerCredentials | undefined; config: DaemonConfig; logger: Logger; plain?: boolean },
 ): Promise<Address> {
   const addr = parseAddress(text);
   if (addr.kind === 'tcp') {
-    let creds = opts.tls;
+    // `plain`: a server that exposes nothing but health, which probes (kubelet's) reach without a certificate
+    let creds = opts.plain ? grpc.ServerCredentials.createInsecure() : opts.tls;
     if (!creds) {
       if (!opts.config.insecureTcp) {
         throw tcpWithoutTls(text);
@@ -46,6 +49,8 @@ export function checkAddresses(config: DaemonConfig): void {
     const addr = parseAddress(text);
     if (addr.kind === 'tcp' && !tls && !config.insecureTcp) throw tcpWithoutTls(text);
   }
+  if (config.healthAddr !== undefined) parseAddress(config.healthAddr);
+  if (config.debugAddr !== undefined) parseHostPort(config.debugAddr);
 }
 
 function tcpWithoutTls(text: string): BuildError {

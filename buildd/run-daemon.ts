@@ -10,6 +10,7 @@ import { watchParentLifeline } from './rootless/parent-lifeline';
 import { CHILD_ENV, runUnderRootlesskit } from './rootless/rootlesskit-reexec';
 import { rootlessStart } from './rootless/rootless-start';
 import { builddVersion } from './version';
+import { DaemonMetrics } from './ops/daemon-metrics';
 import { SNAPSHOTTER_CHOICES } from './worker/snapshotter-choice';
 
 /**
@@ -17,7 +18,7 @@ import { SNAPSHOTTER_CHOICES } from './worker/snapshotter-choice';
  * then exit 0. The builder comes from `makeBuilder` (main.ts passes the real one) so the
  * process logic does not depend on the build machinery being loadable.
  */
-export type MakeBuilder = (opts: { root: string; logger: Logger; config: DaemonConfig }) => Promise<Builder>;
+export type MakeBuilder = (opts: { root: string; logger: Logger; config: DaemonConfig; metrics: DaemonMetrics }) => Promise<Builder>;
 
 interface MainFlags extends DaemonFlags {
   config?: string;
@@ -48,6 +49,9 @@ export function daemonCommand(): Command {
     .option('--registry-tlskey <file>', "the registry certificate's private key")
     .option('--registry-htpasswd <file>', 'Basic authentication to the registry: an htpasswd file of bcrypt entries (htpasswd -B)')
     .option('--registry-anonymous-pull', 'with --registry-htpasswd: pulls need no credentials, pushes do')
+    .option('--health-addr <addr>', 'also serve only the gRPC health service, without TLS, on tcp://host:port or unix:///path (for Kubernetes probes)')
+    .option('--debugaddr <host:port>', 'serve Prometheus /metrics and /debug/pprof profiles over HTTP (no authentication: keep it on loopback or a private network)')
+    .option('--shutdown-grace <duration>', 'after SIGTERM, how long running builds may finish before they are cancelled (default 20s)')
     .addOption(new Option('--oci-worker-snapshotter <name>', 'how snapshots are layered: overlayfs, native (copies), auto (overlayfs where it mounts, else native)').choices(SNAPSHOTTER_CHOICES))
     .exitOverride();
 }
@@ -103,8 +107,9 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
   let builder: Builder | undefined;
   let daemon: RunningDaemon | undefined;
   try {
-    builder = await makeBuilder({ root: config.root, logger, config });
-    daemon = await startDaemon(config, builder, logger);
+    const metrics = new DaemonMetrics();
+    builder = await makeBuilder({ root: config.root, logger, config, metrics });
+    daemon = await startDaemon(config, builder, logger, metrics);
   } catch (err) {
     logger.fatal({ err: toBuildError(err).message }, 'buildd cannot start');
     process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
@@ -143,4 +148,6 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
   }
   for (const a of running.addresses) logger.info({ addr: a.text }, `buildd listening on ${a.text}`);
   if (running.registry) logger.info({ registry: running.registry }, `registry listening on ${running.registry}`);
+  if (running.debug) logger.info({ debugaddr: running.debug }, `debug server (metrics, profiles) listening on http://${running.debug}`);
+  if (running.health) logger.info({ health: running.health.text }, `health service listening on ${running.health.text}`);
 }

@@ -212,7 +212,9 @@ export class RegistryClient {
       throw new BuildError('invalid-argument', `Cannot pull ${ref.familiar}: blob ${descriptor.digest} is ${declared} bytes, expected ${descriptor.size}`);
     }
     try {
-      return await store.ingest(res.body, { digest: descriptor.digest, size: descriptor.size }, signal);
+      const info = await store.ingest(res.body, { digest: descriptor.digest, size: descriptor.size }, signal);
+      this.transport.transferred('pull', descriptor.size);
+      return info;
     } catch (err) {
       res.body.destroy();
       if (err instanceof BuildError && err.code === 'invalid-argument') {

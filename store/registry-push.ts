@@ -119,4 +119,5 @@ async function pushBlob(transport: RegistryTransport, ref: ImageRef, scope: stri
   });
   if (res.statusCode !== 201) throw await transport.fail(res, ref, 'push', `blob ${blob.digest}`);
   await discard(res);
+  transport.transferred('push', info.size);
 }

@@ -22,6 +22,8 @@ export interface RegistryTransportOptions {
    * connections: the TLS settings of `registries` (ca, insecure) do not apply to it.
    */
   dispatcher?: Dispatcher;
+  /** Told the size of each blob pulled or pushed in full (a mount or a blob the registry has moves nothing). */
+  onBlobBytes?: (direction: 'pull' | 'push', bytes: number) => void;
 }
 
 const errorBodySchema = z.object({
@@ -44,7 +46,7 @@ export class RegistryTransport {
   /** Bodies sendOnce already read (a bare 400), for `fail` to quote. */
   private readonly readBodies = new WeakMap<HttpResponse, Buffer>();
 
-  constructor(opts: RegistryTransportOptions = {}) {
+  constructor(private readonly opts: RegistryTransportOptions = {}) {
     // Last, so that `insecure` wins over the settings of every key naming the same host.
     this.hosts = new RegistryHosts([
       ...Object.entries(opts.registries ?? {}),
@@ -53,6 +55,11 @@ export class RegistryTransport {
     this.ownDispatcher = opts.dispatcher ? undefined : new Agent({ connections: 8, connect: this.hosts.connect });
     this.dispatcher = opts.dispatcher ?? (this.ownDispatcher as Agent);
     this.auth = new RegistryAuth(this.dispatcher, opts.credentials);
+  }
+
+  /** Reports a blob moved in full (RegistryTransportOptions.onBlobBytes). */
+  transferred(direction: 'pull' | 'push', bytes: number): void {
+    this.opts.onBlobBytes?.(direction, bytes);
   }
 
   /** `http(s)://host/v2/<path>` for a registry. */

@@ -105,6 +105,7 @@ export class StreamedUploads implements BlobTee {
     await discard(res);
     if (res.statusCode !== 201) return false;
     this.uploaded.add(blob.digest);
+    this.transport.transferred('push', blob.size);
     return true;
   }
 

@@ -59,6 +59,11 @@ export class CacheManager {
     this.queries = new RecordQueries(storage.meta);
   }
 
+  /** Bytes held in the content store and in measured snapshots (metrics; no disk walk). */
+  storedBytes(): { content: number; snapshots: number } {
+    return this.queries.storedBytes();
+  }
+
   /** Every record (those `filters` pick), least recently used first. */
   async usage(filters: readonly RecordFilter[] = [], signal?: AbortSignal): Promise<UsageRecord[]> {
     const snapshots = await this.storage.snapshotter.list();

@@ -23,6 +23,8 @@ export class GcRunner {
     private readonly rules: readonly PruneOptions[],
     private readonly log: Logger,
     private readonly delayMs: number,
+    /** told after each run how many bytes it freed (metrics) */
+    private readonly ran?: (freedBytes: number) => void,
   ) {}
 
   request(): void {
@@ -53,8 +55,14 @@ export class GcRunner {
       this.again = false;
       try {
         let removed = 0;
-        for (const rule of this.rules) removed += (await this.manager.prune(rule)).removed.length;
-        if (removed > 0) this.log.debug({ removed }, 'gc run done');
+        let freed = 0;
+        for (const rule of this.rules) {
+          const result = await this.manager.prune(rule);
+          removed += result.removed.length;
+          freed += result.blobBytes + result.removed.reduce((n, r) => n + r.size, 0);
+        }
+        if (removed > 0) this.log.debug({ removed, freed }, 'gc run done');
+        this.ran?.(freed);
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'gc run failed');
       }

@@ -37,6 +37,12 @@ export class RecordQueries {
     return new Map((this.meta.db.prepare('SELECT snapshot, size FROM snapshot_sizes').all() as Array<{ snapshot: string; size: number }>).map((r) => [r.snapshot, r.size]));
   }
 
+  /** Bytes of the content store's blobs and of the snapshots measured so far (a snapshot is measured once, by du or GC). */
+  storedBytes(): { content: number; snapshots: number } {
+    const one = (sql: string): number => (this.meta.db.prepare(sql).get() as { n: number }).n;
+    return { content: one('SELECT COALESCE(SUM(size), 0) AS n FROM blobs'), snapshots: one('SELECT COALESCE(SUM(size), 0) AS n FROM snapshot_sizes') };
+  }
+
   putSize(snapshot: string, size: number): void {
     this.meta.db.prepare('INSERT OR REPLACE INTO snapshot_sizes (snapshot, size) VALUES (?, ?)').run(snapshot, size);
   }

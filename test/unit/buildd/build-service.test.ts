@@ -248,19 +248,35 @@ describe('BuildService', () => {
     expect(await sessions()).toEqual([]);
   });
 
-  it('shutdown aborts running builds, waits for them, then refuses new ones', async () => {
-    builder.behave = (_req, s) =>
-      new Promise((_res, rej) => {
+  it('shutdown lets running builds finish within the grace period, cancels the rest, then refuses new ones', async () => {
+    let finish!: () => void;
+    const finishing = new Promise<void>((resolve) => (finish = resolve));
+    // the first build ends when told; the second never ends by itself
+    let n = 0;
+    builder.behave = (_req, s) => {
+      n += 1;
+      if (n === 1) return finishing.then(() => ({ 'containerimage.digest': 'sha256:done' }));
+      return new Promise((_res, rej) => {
         if (s.signal.aborted) rej(s.signal.reason);
         else s.signal.addEventListener('abort', () => rej(s.signal.reason));
       });
+    };
     const before = builder.signals.length;
-    const pending = rawBuild([start, { locals_done: {} }]);
-    await waitFor('the build to run', async () => (builder.signals.length > before ? true : undefined));
-    await service.shutdown();
-    expect(builder.signals.at(-1)?.aborted).toBe(true);
+    const finished = rawBuild([start, { locals_done: {} }]);
+    await waitFor('the first build to run', async () => (builder.signals.length > before ? true : undefined));
+    const cancelled = rawBuild([start, { locals_done: {} }]);
+    await waitFor('the second build to run', async () => (builder.signals.length > before + 1 ? true : undefined));
+    const stopped = service.shutdown(1500);
+    // draining: a new build is refused at once while the running ones go on
+    await expect(rawBuild([start, { locals_done: {} }])).resolves.toMatchObject({
+      code: 'unavailable',
+      message: 'Cannot start a build: the daemon is shutting down (running builds are finishing); retry on another instance or after the restart',
+    });
+    expect(builder.signals.at(-1)?.aborted).toBe(false);
+    finish();
+    await expect(finished).resolves.toBe('ok');
+    await stopped;
     expect(service.runningBuilds()).toBe(0);
-    await expect(pending).resolves.toMatchObject({ code: 'cancelled', message: 'Cannot continue: the daemon is shutting down' });
-    await expect(rawBuild([start, { locals_done: {} }])).resolves.toMatchObject({ code: 'unavailable', message: 'Cannot start a build: the daemon is shutting down' });
+    await expect(cancelled).resolves.toMatchObject({ code: 'cancelled', message: 'Cannot continue: the daemon is shutting down and its grace period of 1.5s is over' });
   });
 });

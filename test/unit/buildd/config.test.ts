@@ -31,7 +31,18 @@ describe('daemon config', () => {
       rootless: false,
       snapshotter: 'auto',
       registryAnonymousPull: false,
+      shutdownGraceMs: 20_000,
     });
+  });
+
+  it('takes the health and debug addresses and the shutdown grace period from flags or the file', async () => {
+    const flags = await resolveConfig(['--health-addr', 'tcp://0.0.0.0:8081', '--debugaddr', '127.0.0.1:6060', '--shutdown-grace', '5m']);
+    expect(flags).toMatchObject({ healthAddr: 'tcp://0.0.0.0:8081', debugAddr: '127.0.0.1:6060', shutdownGraceMs: 300_000 });
+    const f = await write({ healthAddr: 'unix:///run/buildd/health.sock', debugAddr: '[::1]:6060', shutdownGrace: 90 });
+    expect(await resolveConfig(['--config', f])).toMatchObject({ healthAddr: 'unix:///run/buildd/health.sock', debugAddr: '[::1]:6060', shutdownGraceMs: 90_000 });
+    expect((await resolveConfig(['--config', f, '--shutdown-grace', '0'])).shutdownGraceMs).toBe(0);
+    await expect(resolveConfig(['--shutdown-grace', 'soon'])).rejects.toThrow(/Cannot configure the shutdown grace period: .*Go duration/);
+    await expect(resolveConfig(['--shutdown-grace', '25h'])).rejects.toThrow(/more than 24h/);
   });
 
   it('takes mirrors per registry, as BuildKit\'s [registry."host"] mirrors', async () => {
