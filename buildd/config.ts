@@ -12,6 +12,9 @@ import { describeZodError } from './api/messages';
 import { stepLimitsSchema, type StepLimits } from './worker/step-limits';
 import { SNAPSHOTTER_CHOICES, type SnapshotterChoice } from './worker/snapshotter-choice';
 
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /**
  * Daemon configuration: the JSON of `--config FILE`, with command-line flags laid over it.
  * Keys mirror the flags. Made once at start and read-only afterwards.
@@ -74,6 +77,12 @@ export const daemonConfigFileSchema = z
     debugAddr: z.string().min(1),
     /** after SIGTERM, how long running builds may go on (seconds, or a Go duration such as "5m") */
     shutdownGrace: z.union([z.number().min(0).max(86_400), z.string().min(1).max(32)]),
+    /** log level: trace, debug, info, warn, error, fatal (`debug: true` means debug) */
+    logLevel: z.enum(LOG_LEVELS),
+    /** build history kept for `buildctl debug histories` (BuildKit's [history]): most entries, oldest age in seconds */
+    history: z.object({ maxEntries: z.number().int().min(0).max(100_000), maxAge: z.number().int().min(0) }).partial().strict(),
+    /** OpenTelemetry traces over OTLP/HTTP; OTEL_EXPORTER_OTLP_ENDPOINT sets the endpoint too */
+    otel: z.object({ endpoint: z.string().url(), serviceName: z.string().min(1).max(255) }).partial().strict(),
   })
   .partial()
   .strict();
@@ -146,6 +155,12 @@ export interface DaemonConfig {
   debugAddr?: string;
   /** `--shutdown-grace`: after SIGTERM, how long running builds may finish before they are cancelled */
   shutdownGraceMs: number;
+  /** `--log-level` (or `--debug`: debug); default info */
+  logLevel: LogLevel;
+  /** history limits; undefined: BuildKit's defaults (see buildd/history) */
+  history?: { maxEntries?: number; maxAge?: number };
+  /** OTLP/HTTP trace export; undefined: none unless OTEL_EXPORTER_OTLP_ENDPOINT is set */
+  otel?: { endpoint?: string; serviceName?: string };
 }
 
 /** How long running builds may finish after SIGTERM unless configured: below Kubernetes' default 30 s, so cleanup still fits. */
@@ -209,6 +224,7 @@ export interface DaemonFlags {
   healthAddr?: string;
   debugaddr?: string;
   shutdownGrace?: string;
+  logLevel?: LogLevel;
 }
 
 /** The registry's key pair: its own (both files), or the daemon's with --registry-tls. */
@@ -272,6 +288,9 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     healthAddr: flags.healthAddr ?? file.healthAddr,
     debugAddr: flags.debugaddr ?? file.debugAddr,
     shutdownGraceMs: shutdownGraceMs(flags.shutdownGrace ?? file.shutdownGrace),
+    logLevel: flags.logLevel ?? file.logLevel ?? ((flags.debug ?? file.debug ?? false) ? 'debug' : 'info'),
+    history: file.history,
+    otel: file.otel,
   };
   if (config.registryAddr === undefined && (config.registryTls !== undefined || config.registryHtpasswd !== undefined || config.registryAnonymousPull)) {
     throw new BuildError('invalid-argument', 'Cannot configure the registry: its TLS and authentication settings need --registry-addr');

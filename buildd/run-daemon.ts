@@ -3,7 +3,7 @@ import pino, { type Logger } from 'pino';
 import { toBuildError } from '../solver/build-error';
 import { ENTITLEMENTS, isEntitlement, type Entitlement } from '../solver/entitlements';
 import type { Builder } from './builder';
-import { loadConfigFile, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
+import { LOG_LEVELS, loadConfigFile, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
 import { startDaemon, type RunningDaemon } from './daemon';
 import { checkAddresses } from './listen';
 import { watchParentLifeline } from './rootless/parent-lifeline';
@@ -35,7 +35,8 @@ export function daemonCommand(): Command {
     .option('--tlskey <file>', 'server private key')
     .option('--insecure-tcp', 'allow tcp listeners without TLS')
     .option('--config <file>', 'JSON config file; flags override it')
-    .option('--debug', 'debug logging')
+    .option('--debug', 'debug logging (the same as --log-level debug)')
+    .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LOG_LEVELS))
     .option('--cni-config-path <file>', "CNI network config (.conflist) for RUN steps (default: buildd's own bridge buildd0, 10.10.0.0/16)")
     .option('--cni-binary-dir <dir>', 'directory of the CNI plugin binaries (default /usr/lib/cni)')
     .addOption(new Option('--cni-pool-size <n>', 'network sandboxes kept ready for RUN steps (default 0)').argParser(poolSize))
@@ -103,7 +104,7 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
       process.exit(1);
     }
   }
-  const logger = pino({ level: config.debug ? 'debug' : 'info', base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   let builder: Builder | undefined;
   let daemon: RunningDaemon | undefined;
   try {

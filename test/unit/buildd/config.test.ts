@@ -32,6 +32,7 @@ describe('daemon config', () => {
       snapshotter: 'auto',
       registryAnonymousPull: false,
       shutdownGraceMs: 20_000,
+      logLevel: 'info',
     });
   });
 
@@ -43,6 +44,14 @@ describe('daemon config', () => {
     expect((await resolveConfig(['--config', f, '--shutdown-grace', '0'])).shutdownGraceMs).toBe(0);
     await expect(resolveConfig(['--shutdown-grace', 'soon'])).rejects.toThrow(/Cannot configure the shutdown grace period: .*Go duration/);
     await expect(resolveConfig(['--shutdown-grace', '25h'])).rejects.toThrow(/more than 24h/);
+  });
+
+  it('sets the log level by --log-level, the file, or --debug', async () => {
+    expect((await resolveConfig(['--debug'])).logLevel).toBe('debug');
+    expect((await resolveConfig(['--debug', '--log-level', 'warn'])).logLevel).toBe('warn');
+    const f = await write({ logLevel: 'error', history: { maxEntries: 10, maxAge: 3600 }, otel: { endpoint: 'http://127.0.0.1:4318', serviceName: 'ci-buildd' } });
+    expect(await resolveConfig(['--config', f])).toMatchObject({ logLevel: 'error', history: { maxEntries: 10, maxAge: 3600 }, otel: { endpoint: 'http://127.0.0.1:4318', serviceName: 'ci-buildd' } });
+    await expect(resolveConfig(['--log-level', 'loud'])).rejects.toThrow();
   });
 
   it('takes mirrors per registry, as BuildKit\'s [registry."host"] mirrors', async () => {
