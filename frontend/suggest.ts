@@ -7,17 +7,19 @@
 /** The candidate nearest to `word` (case-insensitive), or undefined when none is near. */
 export function suggest(word: string, candidates: readonly string[]): string | undefined {
   const w = word.toLowerCase();
+  // Two edits for long words, one for short ones: `--cp` should not become `--chmod`.
+  const limit = w.length > 4 ? 2 : 1;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {
+    // the distance is at least the difference in length: a 160 kB "instruction" costs nothing
+    if (Math.abs(c.length - w.length) > limit) continue;
     const d = distance(w, c.toLowerCase());
     if (d < bestDistance) {
       best = c;
       bestDistance = d;
     }
   }
-  // Two edits for long words, one for short ones: `--cp` should not become `--chmod`.
-  const limit = w.length > 4 ? 2 : 1;
   return bestDistance > 0 && bestDistance <= limit ? best : undefined;
 }
 
