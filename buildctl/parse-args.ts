@@ -6,6 +6,7 @@ import { DEFAULT_ADDR } from '../buildd/api/address';
 import type { ConnectFlags } from './connect';
 import { parseSecrets, parseSshs, type SecretSpec, type SshSpec } from './session-flags';
 import type { DuCommand, PruneCommand } from './cache-commands';
+import type { DebugCommand } from './debug-commands';
 import { parseDuration, parseStorage } from './cache-flags';
 import { parseCacheFlag, type CacheFlag } from './cache-flag';
 
@@ -35,7 +36,7 @@ export interface BuildCommand {
 export interface ParsedArgs {
   connect: ConnectFlags;
   debug: boolean;
-  command: BuildCommand | DuCommand | PruneCommand | { kind: 'info' };
+  command: BuildCommand | DuCommand | PruneCommand | DebugCommand | { kind: 'info' };
 }
 
 function cacheFlags(o: { exportCache?: string[]; importCache?: string[] }): Pick<BuildCommand, 'cacheExports' | 'cacheImports'> {
@@ -157,8 +158,37 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, out?:
       command = { kind: 'info' };
     });
 
+  const format = new Option('--format <format>', 'table or json').choices(['table', 'json']).default('table');
+  debug
+    .command('histories')
+    .description('list past and running builds, newest first')
+    .option('--ref <ref>', 'only this build')
+    .addOption(format)
+    .exitOverride()
+    .action((o: { ref?: string; format: 'table' | 'json' }) => {
+      command = { kind: 'histories', ...(o.ref === undefined ? {} : { ref: o.ref }), format: o.format };
+    });
+  debug
+    .command('logs')
+    .description("replay a past build's progress")
+    .argument('<ref>', 'the build (debug histories lists them)')
+    .addOption(new Option('--progress <mode>', 'auto, plain, tty or rawjson').choices(['auto', 'plain', 'tty', 'rawjson']).default('plain'))
+    .exitOverride()
+    .action((ref: string, o: { progress: ProgressMode }) => {
+      command = { kind: 'logs', ref, progress: o.progress };
+    });
+  debug
+    .command('workers')
+    .description("show the daemon's worker: platforms, labels, GC policy, executor")
+    .option('-v, --verbose', 'every field')
+    .addOption(new Option('--format <format>', 'table or json').choices(['table', 'json']).default('table'))
+    .exitOverride()
+    .action((o: { verbose?: boolean; format: 'table' | 'json' }) => {
+      command = { kind: 'workers', verbose: o.verbose === true, format: o.format };
+    });
+
   program.parse([...argv], { from: 'user' });
-  if (!command) throw new BuildError('invalid-argument', 'Cannot run: no command given (build, du, prune, debug info)');
+  if (!command) throw new BuildError('invalid-argument', 'Cannot run: no command given (build, du, prune, debug info|histories|logs|workers)');
   const g = program.opts<ConnectFlags & { debug?: boolean }>();
   return {
     connect: {

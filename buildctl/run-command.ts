@@ -37,6 +37,17 @@ export async function runCommand(args: ParsedArgs, prefetched: Readonly<Record<s
       else await runPrune(client, args.command, out);
       return 0;
     }
+    if (args.command.kind === 'histories' || args.command.kind === 'logs' || args.command.kind === 'workers') {
+      const { runHistories, runLogs, runWorkers } = await import('./debug-commands');
+      const out = (s: string): void => void process.stdout.write(s);
+      if (args.command.kind === 'histories') await runHistories(client, args.command, out);
+      else if (args.command.kind === 'workers') await runWorkers(client, args.command, out);
+      else {
+        const mode = args.command.progress;
+        await runLogs(client, args.command, (now) => makeRenderer(mode, now));
+      }
+      return 0;
+    }
     const cmd = args.command;
     renderer = makeRenderer(cmd.progress);
     const abort = new AbortController();
@@ -59,10 +70,11 @@ export async function runCommand(args: ParsedArgs, prefetched: Readonly<Record<s
   }
 }
 
-function makeRenderer(mode: BuildCommand['progress']): ProgressRenderer {
+/** `now`: the clock the renderer reads (a replay's is the recorded time of each event). */
+function makeRenderer(mode: BuildCommand['progress'], now: () => number = Date.now): ProgressRenderer {
   const target: RenderTarget = {
     write: (s) => process.stderr.write(s),
-    now: () => Date.now(),
+    now,
     columns: process.stderr.columns,
   };
   const resolved = mode === 'auto' ? (process.stderr.isTTY ? 'tty' : 'plain') : mode;

@@ -26,6 +26,9 @@ import { ClientSession } from './session/client-session';
 import type { FileDigestCache } from '../store/file-digest-cache';
 import { builddVersion } from './version';
 import type { BuildTracker, DaemonMetrics } from './ops/daemon-metrics';
+import type { WorkerRecord } from './ops/worker-record';
+import { debugHandlers } from './history/history-rpc';
+import { DEFAULT_HISTORY_LIMITS, HistoryStore, type BuildHistory, type HistoryLimits } from './history/history-store';
 
 export interface BuildServiceOptions {
   builder: Builder;
@@ -42,6 +45,10 @@ export interface BuildServiceOptions {
   gcDelayMs?: number;
   /** the daemon's Prometheus metrics: builds, steps, context bytes, store sizes, GC runs */
   metrics?: DaemonMetrics;
+  /** how much build history is kept (`<root>/history`); defaults when absent */
+  historyLimits?: HistoryLimits;
+  /** what `buildctl debug workers` shows; undefined: the call fails */
+  worker?: WorkerRecord;
 }
 
 type BuildCall = grpc.ServerDuplexStream<unknown, ServerMessage>;
@@ -64,6 +71,8 @@ export class BuildService {
   readonly cache: CacheManager | undefined;
   /** the automatic GC, asked to run after each build */
   readonly gc: GcRunner | undefined;
+  /** past builds (buildctl debug histories), in the builder's meta.db */
+  readonly history: Promise<HistoryStore | undefined>;
 
   constructor(private readonly opts: BuildServiceOptions) {
     this.root = path.resolve(opts.root);
@@ -79,6 +88,13 @@ export class BuildService {
     this.gc = this.cache && new GcRunner(this.cache, opts.gcRules ?? [], opts.logger, opts.gcDelayMs ?? 60_000, (freed) => opts.metrics?.gcRan(freed));
     const cache = this.cache;
     if (cache) opts.metrics?.watchStorage(() => cache.storedBytes());
+    // a history that cannot open costs the history, never a build
+    this.history = storage
+      ? HistoryStore.open(storage.meta, path.join(this.root, 'history'), opts.historyLimits ?? DEFAULT_HISTORY_LIMITS, opts.logger).catch((err: Error) => {
+          opts.logger.error({ err: err.message }, 'cannot open the build history');
+          return undefined;
+        })
+      : Promise.resolve(undefined);
   }
 
   /** When the oldest running build started: what it may hold is kept by GC (see CacheManager). */
@@ -99,6 +115,7 @@ export class BuildService {
       Info: (_call: grpc.ServerUnaryCall<unknown, InfoResponse>, cb: grpc.sendUnaryData<InfoResponse>) =>
         cb(null, { version: this.version, api: 'buildd.v1' }),
       ...cacheHandlers(this.cache, this.opts.logger),
+      ...debugHandlers(() => this.history, this.opts.worker, this.opts.logger),
     };
   }
 
@@ -151,10 +168,13 @@ export class BuildService {
     let receiver: LocalsReceiver | undefined;
     let keyed: KeyedLocalsReceiver | undefined;
     let clientSession: ClientSession | undefined;
+    let history: BuildHistory | undefined;
+    let ended: Promise<void> | undefined;
     try {
       throwIfAborted(abort.signal);
       const start = await this.readStart(reader);
       log.info({ frontend: start.frontend, locals: start.local_names }, 'build started');
+      history = await this.recordStart(ref, start, log);
       await fsp.mkdir(path.dirname(sessionDir), { recursive: true, mode: 0o700 });
       await fsp.mkdir(sessionDir, { mode: 0o700 });
       receiver = new LocalsReceiver(sessionDir, start.local_names.filter((n) => !Object.hasOwn(start.local_keys, n)));
@@ -192,7 +212,7 @@ export class BuildService {
         entitlements: start.entitlements,
       };
       tracker?.contextBytes(reports.reduce((n, r) => n + r.bytes, 0));
-      const session = this.session(writer, abort.signal, tracker);
+      const session = this.session(writer, abort.signal, tracker, history);
       session.progress = withTransferProgress(session.progress, reports);
       const result = await this.opts.builder.build(req, { ...session, attachables: clientSession, clientCache: clientSession });
       throwIfAborted(abort.signal);
@@ -201,11 +221,13 @@ export class BuildService {
       log.info('build done');
       tracker?.end('succeeded');
       call.end();
+      ended = history?.end('completed', undefined, result);
     } catch (err) {
       const reason: unknown = abort.signal.aborted ? abort.signal.reason : undefined;
       const be = reason instanceof BuildError ? reason : toBuildError(err);
       log.info({ code: be.code, err: be.message }, 'build failed');
       tracker?.end(be.code === 'cancelled' ? 'cancelled' : 'failed', be.code);
+      ended = history?.end(be.code === 'cancelled' ? 'cancelled' : 'failed', be.message);
       await writer.flush();
       writer.close();
       if (!call.cancelled) call.emit('error', buildErrorToStatus(be));
@@ -216,14 +238,31 @@ export class BuildService {
       await keyed?.abort();
       keyed?.release();
       await removeTree(sessionDir).catch((err: Error) => log.error({ err: err.message, dir: sessionDir }, 'cannot remove session dir'));
+      await ended?.catch((err: Error) => log.warn({ err: err.message }, 'cannot record the build in the history'));
     }
   }
 
-  private session(writer: CallWriter, signal: AbortSignal, tracker: BuildTracker | undefined): BuildSession {
+  /** The build's history record from its start message; undefined when the history cannot take it. */
+  private async recordStart(ref: string, start: BuildStartMessage, log: Logger): Promise<BuildHistory | undefined> {
+    try {
+      return (await this.history)?.begin({
+        ref,
+        frontend: start.frontend,
+        frontendAttrs: start.frontend_attrs,
+        outputs: start.exports.map((e) => ({ type: e.type, attrs: e.attrs })),
+      });
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cannot record the build in the history');
+      return undefined;
+    }
+  }
+
+  private session(writer: CallWriter, signal: AbortSignal, tracker: BuildTracker | undefined, history: BuildHistory | undefined): BuildSession {
     let exported = false;
     return {
       progress: (ev) => {
         tracker?.progress(ev);
+        history?.progress(ev);
         writer.progress(encodeProgress(ev));
       },
       exportStream: () => {

@@ -49,7 +49,8 @@ export interface CacheOptions {
 /** Progress, as the client renders it. Times are milliseconds since the epoch. */
 export type ProgressEvent =
   | { type: 'vertex'; digest: string; name: string; started?: number; completed?: number; cached: boolean; error?: string; cacheMiss?: string }
-  | { type: 'log'; vertex: string; stream: 1 | 2; data: Buffer }
+  /** `at`: when the step wrote it (ms since the epoch), known in a replayed history only */
+  | { type: 'log'; vertex: string; stream: 1 | 2; data: Buffer; at?: number }
   | { type: 'warning'; message: string; range?: SourceRange };
 
 /**

@@ -79,8 +79,8 @@ export const daemonConfigFileSchema = z
     shutdownGrace: z.union([z.number().min(0).max(86_400), z.string().min(1).max(32)]),
     /** log level: trace, debug, info, warn, error, fatal (`debug: true` means debug) */
     logLevel: z.enum(LOG_LEVELS),
-    /** build history kept for `buildctl debug histories` (BuildKit's [history]): most entries, oldest age in seconds */
-    history: z.object({ maxEntries: z.number().int().min(0).max(100_000), maxAge: z.number().int().min(0) }).partial().strict(),
+    /** build history kept for `buildctl debug histories` (BuildKit's [history]): most entries, oldest age in seconds, most bytes of progress logs (ours) */
+    history: z.object({ maxEntries: z.number().int().min(0).max(100_000), maxAge: z.number().int().min(0), maxBytes: z.number().int().min(0) }).partial().strict(),
     /** OpenTelemetry traces over OTLP/HTTP; OTEL_EXPORTER_OTLP_ENDPOINT sets the endpoint too */
     otel: z.object({ endpoint: z.string().url(), serviceName: z.string().min(1).max(255) }).partial().strict(),
   })
@@ -158,7 +158,7 @@ export interface DaemonConfig {
   /** `--log-level` (or `--debug`: debug); default info */
   logLevel: LogLevel;
   /** history limits; undefined: BuildKit's defaults (see buildd/history) */
-  history?: { maxEntries?: number; maxAge?: number };
+  history?: { maxEntries?: number; maxAge?: number; maxBytes?: number };
   /** OTLP/HTTP trace export; undefined: none unless OTEL_EXPORTER_OTLP_ENDPOINT is set */
   otel?: { endpoint?: string; serviceName?: string };
 }

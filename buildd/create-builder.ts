@@ -1,5 +1,4 @@
 import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { CacheStore } from '../solver/cache-store';
@@ -15,6 +14,7 @@ import { RegistryClient } from '../store/registry-client';
 import { Builder } from './builder';
 import { DaemonConfig } from './config';
 import type { DaemonMetrics } from './ops/daemon-metrics';
+import { defaultMaxParallelism } from './ops/worker-record';
 import { EmbeddedRegistry } from './registry/embedded-registry';
 import { DockerfileBuilder } from './dockerfile-builder';
 import { BuildWorker } from './worker/build-worker';
@@ -116,7 +116,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   const cacheMounts = await CacheMounts.open(path.join(root, 'cache-mounts'), { logger: opts.logger });
   // the kept copies of keyed locals (BuildService's LocalsStore, <root>/locals) never change once made
   const worker = new BuildWorker({ snapshotter, executor, puller, tmpDir, content, cacheMounts, immutableLocalsDir: path.join(root, 'locals') });
-  const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? Math.max(2, os.cpus().length), log: opts.logger });
+  const solver = new Solver(worker, cache, { maxParallelism: opts.config.maxParallelism ?? defaultMaxParallelism(), log: opts.logger });
   // last: once the builder exists, its close() tears the pool down
   sandboxes?.fill();
   const embedded = opts.config.registryAddr === undefined ? undefined : await EmbeddedRegistry.open(path.join(root, 'registry'), content, meta);

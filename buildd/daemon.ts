@@ -11,6 +11,8 @@ import type { DaemonConfig } from './config';
 import { listen } from './listen';
 import { ServingHealth } from './ops/serving-health';
 import { DaemonMetrics } from './ops/daemon-metrics';
+import { workerRecord } from './ops/worker-record';
+import { DEFAULT_HISTORY_LIMITS } from './history/history-store';
 import { startDebugServer, type DebugServer } from './ops/debug-server';
 import { serverCredentials } from './server-credentials';
 import { HtpasswdAuth } from './registry/htpasswd-auth';
@@ -43,7 +45,14 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
   await fsp.mkdir(config.root, { recursive: true, mode: 0o700 });
   const api = loadControlApi();
   const gc = await gcOf(config);
-  const service = new BuildService({ builder, root: config.root, logger, keptLocals: config.keptLocals, gcRules: gc.rules, gcDelayMs: gc.delayMs, metrics });
+  const snapshotter = builder.storage?.snapshotter.kind;
+  const worker = snapshotter && workerRecord({ rootless: config.rootless, snapshotter, gcPolicy: gc.rules, maxParallelism: config.maxParallelism, network: 'cni' });
+  const history = config.history && {
+    maxEntries: config.history.maxEntries ?? DEFAULT_HISTORY_LIMITS.maxEntries,
+    maxAgeMs: config.history.maxAge === undefined ? DEFAULT_HISTORY_LIMITS.maxAgeMs : config.history.maxAge * 1000,
+    maxBytes: config.history.maxBytes ?? DEFAULT_HISTORY_LIMITS.maxBytes,
+  };
+  const service = new BuildService({ builder, root: config.root, logger, keptLocals: config.keptLocals, gcRules: gc.rules, gcDelayMs: gc.delayMs, metrics, worker, historyLimits: history });
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   server.addService(api.service, service.handlers());
   const health = new ServingHealth();

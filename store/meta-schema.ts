@@ -121,4 +121,24 @@ export const MIGRATIONS: readonly string[] = [
     written_at TEXT NOT NULL
   ) STRICT;
   `,
+  `
+  -- build history (buildctl debug histories): a row when a build starts, completed when it
+  -- ends; its progress is a file of its own under <root>/history (see buildd/history)
+  CREATE TABLE build_history (
+    ref TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'cancelled', 'interrupted')),
+    started_at TEXT NOT NULL,
+    completed_at TEXT,
+    frontend TEXT NOT NULL,
+    frontend_attrs TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    error TEXT,
+    steps INTEGER NOT NULL DEFAULT 0,
+    cached_steps INTEGER NOT NULL DEFAULT 0,
+    exporter_response TEXT NOT NULL DEFAULT '{}',
+    log_bytes INTEGER NOT NULL DEFAULT 0,
+    log_truncated INTEGER NOT NULL DEFAULT 0
+  ) STRICT;
+  CREATE INDEX build_history_by_start ON build_history (started_at);
+  `,
 ];

@@ -44,6 +44,7 @@ export interface NativeSnapshotterOptions {
  * snapshot's `fs` is never written again; `mountView` guards that with a read-only bind mount.
  */
 export class NativeSnapshotter implements Snapshotter {
+  readonly kind = 'native' as const;
   private readonly metas = new Map<string, SnapshotInfo>();
   /** what each active snapshot's tree was right after its copy (in memory: an active snapshot dies with the daemon) */
   private readonly baselines = new Map<string, Baselines>();

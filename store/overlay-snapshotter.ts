@@ -48,6 +48,7 @@ export interface OverlaySnapshotterOptions {
  * `empty/` is the lower layer of a snapshot with no parent and `views/` holds read-only mount points.
  */
 export class OverlaySnapshotter implements Snapshotter {
+  readonly kind = 'overlayfs' as const;
   private readonly metas = new Map<string, SnapshotInfo>();
   /** merged dir of mounted active snapshots, by id (a promise, so concurrent mounts share one) */
   private readonly mounts = new Map<string, Promise<string>>();

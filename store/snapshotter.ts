@@ -1,3 +1,4 @@
+import type { SnapshotterKind } from './snapshot-table';
 import type { OverlayXattrNamespace } from './trusted-xattr-probe';
 
 /** What a snapshotter knows about one snapshot. */
@@ -58,6 +59,8 @@ export interface CommitOptions {
  *   `release()`; every mount the snapshotter makes is also cleaned up at the next open.
  */
 export interface Snapshotter {
+  /** how snapshots are layered: overlayfs mounts or native copies (buildctl debug workers shows it) */
+  readonly kind: SnapshotterKind;
   /**
    * Where the upper dirs keep overlay's markers (opaque directories): `trusted` (the default
    * when absent) or `user` for rootless `userxattr` mounts. Fixed for the snapshotter's life.

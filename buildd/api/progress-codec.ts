@@ -19,7 +19,7 @@ export function encodeProgress(ev: ProgressEvent): ServerMessage {
         },
       };
     case 'log':
-      return { msg: 'log', log: { vertex: ev.vertex, stream: ev.stream, data: ev.data } };
+      return { msg: 'log', log: { vertex: ev.vertex, stream: ev.stream, data: ev.data, timestamp_ms: ev.at ?? 0 } };
     case 'warning': {
       const r = ev.range;
       const range = r ? { file: r.file, start_line: r.startLine, end_line: r.endLine, column: r.column ?? 0 } : null;
@@ -45,7 +45,7 @@ export function decodeProgress(m: ServerMessage): ProgressEvent | undefined {
       };
     }
     case 'log':
-      return { type: 'log', vertex: m.log.vertex, stream: m.log.stream === 2 ? 2 : 1, data: m.log.data };
+      return { type: 'log', vertex: m.log.vertex, stream: m.log.stream === 2 ? 2 : 1, data: m.log.data, ...(m.log.timestamp_ms ? { at: m.log.timestamp_ms } : {}) };
     case 'warning': {
       const r = m.warning.range;
       const range = r && r.file ? { file: r.file, startLine: r.start_line, endLine: r.end_line, column: r.column || undefined } : undefined;

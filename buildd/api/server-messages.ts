@@ -29,7 +29,7 @@ export const serverMessageSchema = z.discriminatedUnion('msg', [
   }),
   z.object({
     msg: z.literal('log'),
-    log: z.object({ vertex: z.string(), stream: z.number().int(), data: z.instanceof(Buffer) }),
+    log: z.object({ vertex: z.string(), stream: z.number().int(), data: z.instanceof(Buffer), /** absent from an older daemon */ timestamp_ms: z.number().optional() }),
   }),
   z.object({ msg: z.literal('warning'), warning: z.object({ message: z.string(), range: optionalRange }) }),
   z.object({ msg: z.literal('export'), export: z.object({ data: z.instanceof(Buffer), eof: z.boolean() }) }),

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProgressEvent } from '../builder';
+import { isStepVertex } from './step-vertex';
 
 /** How a build ended, as the metrics label it. */
 export type BuildOutcome = 'succeeded' | 'failed' | 'cancelled';
@@ -7,11 +8,6 @@ export type BuildOutcome = 'succeeded' | 'failed' | 'cancelled';
 /** The store sizes a scrape reports (CacheManager.storedBytes). */
 export type StoredBytes = () => { content: number; snapshots: number };
 
-/**
- * A Dockerfile instruction's vertex (`[2/3] RUN ...`, `[build 1/4] FROM ...`): what cache hits
- * and misses and step durations count. Internal vertices (context, metadata, export) are not steps.
- */
-const STEP_NAME = /^\[[^\]]*\b\d+\/\d+\] /;
 
 /**
  * The daemon's Prometheus metrics (prom-client, in a registry of their own so tests and several
@@ -92,7 +88,7 @@ export class DaemonMetrics {
     let ended = false;
     return {
       progress: (ev: ProgressEvent) => {
-        if (ev.type !== 'vertex' || !STEP_NAME.test(ev.name)) return;
+        if (ev.type !== 'vertex' || !isStepVertex(ev.name)) return;
         if (ev.completed === undefined) {
           if (ev.started !== undefined && !running.has(ev.digest)) {
             running.set(ev.digest, ev.started);
