@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { statusToBuildError } from '../buildd/api/grpc-status';
 import { decodeProgress } from '../buildd/api/progress-codec';
 import { serverMessageSchema } from '../buildd/api/server-messages';
@@ -97,7 +97,7 @@ export async function runBuild(client: grpc.Client, opts: RunBuildOptions): Prom
   const openDest = opts.openDest ?? defaultOpenDest;
   // type=local: the tar the daemon streams lands in a file of ours, unpacked into dest once whole
   const localTar = destOutput?.type === 'local' ? path.join(os.tmpdir(), `buildctl-local-${process.pid}-${randomBytes(6).toString('hex')}.tar`) : undefined;
-  const call = (client as unknown as { Build(): BuildCall }).Build();
+  const call = (client as unknown as { Build(metadata: grpc.Metadata): BuildCall }).Build(traceMetadata(process.env));
   const onAbort = (): void => call.cancel();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
 
@@ -211,4 +211,20 @@ function finishStream(s: Writable): Promise<void> {
     s.once('close', () => resolve());
     if (!s.writableEnded) s.end();
   });
+}
+
+/**
+ * The caller's W3C trace context ($TRACEPARENT and $TRACESTATE, as CI tools such as Jenkins'
+ * OpenTelemetry plugin and otel-cli export it) as gRPC metadata: the daemon's build span
+ * becomes its child. Malformed values are not sent.
+ */
+export function traceMetadata(env: NodeJS.ProcessEnv): grpc.Metadata {
+  const md = new grpc.Metadata();
+  const parent = env['TRACEPARENT']?.trim();
+  if (parent !== undefined && /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(parent)) {
+    md.set('traceparent', parent);
+    const state = env['TRACESTATE']?.trim();
+    if (state !== undefined && state !== '' && state.length <= 512) md.set('tracestate', state);
+  }
+  return md;
 }

@@ -8,7 +8,7 @@ import { buildErrorToStatus } from './api/grpc-status';
 import { clientMessageSchema, describeZodError, SESSION_MESSAGES, type BuildStartMessage, type ClientMessage, type SessionClientMessage } from './api/messages';
 import { encodeProgress } from './api/progress-codec';
 import type { InfoResponse, ServerMessage } from './api/server-messages';
-import type { Builder, BuildRequest, BuildSession } from './builder';
+import type { Builder, BuildRequest, BuildSession, ProgressEvent } from './builder';
 import { CallWriter } from './call-writer';
 import { createExportStream } from './export-stream';
 import { CacheManager } from './gc/cache-manager';
@@ -27,6 +27,7 @@ import type { FileDigestCache } from '../store/file-digest-cache';
 import { builddVersion } from './version';
 import type { BuildTracker, DaemonMetrics } from './ops/daemon-metrics';
 import type { WorkerRecord } from './ops/worker-record';
+import { BuildSpans, remoteContext } from './ops/build-spans';
 import { debugHandlers } from './history/history-rpc';
 import { DEFAULT_HISTORY_LIMITS, HistoryStore, type BuildHistory, type HistoryLimits } from './history/history-store';
 
@@ -152,14 +153,15 @@ export class BuildService {
     const abort = new AbortController();
     if (this.closing) abort.abort(new BuildError('unavailable', 'Cannot start a build: the daemon is shutting down (running builds are finishing); retry on another instance or after the restart'));
     call.on('cancelled', () => abort.abort(new BuildError('cancelled', 'Cannot continue: the client went away')));
-    const done = this.runBuild(call, ref, abort, this.opts.metrics?.buildStarted()).finally(() => {
+    const spans = BuildSpans.start(remoteContext(traceCarrier(call)), ref);
+    const done = spans.run(() => this.runBuild(call, ref, abort, this.opts.metrics?.buildStarted(), spans)).finally(() => {
       this.running.delete(ref);
       if (!this.closing) this.gc?.request();
     });
     this.running.set(ref, { abort, done, started });
   }
 
-  private async runBuild(call: BuildCall, ref: string, abort: AbortController, tracker: BuildTracker | undefined): Promise<void> {
+  private async runBuild(call: BuildCall, ref: string, abort: AbortController, tracker: BuildTracker | undefined, spans: BuildSpans): Promise<void> {
     const log = this.opts.logger.child({ build: ref });
     const writer = new CallWriter(call);
     abort.signal.addEventListener('abort', () => writer.close(), { once: true });
@@ -175,6 +177,7 @@ export class BuildService {
       const start = await this.readStart(reader);
       log.info({ frontend: start.frontend, locals: start.local_names }, 'build started');
       history = await this.recordStart(ref, start, log);
+      spans.describe({ 'buildd.build.frontend': start.frontend, 'buildd.build.outputs': start.exports.map((e) => e.type).join(',') });
       await fsp.mkdir(path.dirname(sessionDir), { recursive: true, mode: 0o700 });
       await fsp.mkdir(sessionDir, { mode: 0o700 });
       receiver = new LocalsReceiver(sessionDir, start.local_names.filter((n) => !Object.hasOwn(start.local_keys, n)));
@@ -212,7 +215,14 @@ export class BuildService {
         entitlements: start.entitlements,
       };
       tracker?.contextBytes(reports.reduce((n, r) => n + r.bytes, 0));
-      const session = this.session(writer, abort.signal, tracker, history);
+      const session = this.session(writer, abort.signal, {
+        progress: (ev) => {
+          tracker?.progress(ev);
+          history?.progress(ev);
+          spans.progress(ev);
+          logStep(log, ev);
+        },
+      });
       session.progress = withTransferProgress(session.progress, reports);
       const result = await this.opts.builder.build(req, { ...session, attachables: clientSession, clientCache: clientSession });
       throwIfAborted(abort.signal);
@@ -220,6 +230,7 @@ export class BuildService {
       await writer.flush();
       log.info('build done');
       tracker?.end('succeeded');
+      spans.end('succeeded');
       call.end();
       ended = history?.end('completed', undefined, result);
     } catch (err) {
@@ -227,6 +238,7 @@ export class BuildService {
       const be = reason instanceof BuildError ? reason : toBuildError(err);
       log.info({ code: be.code, err: be.message }, 'build failed');
       tracker?.end(be.code === 'cancelled' ? 'cancelled' : 'failed', be.code);
+      spans.end(be.code === 'cancelled' ? 'cancelled' : 'failed', be.message);
       ended = history?.end(be.code === 'cancelled' ? 'cancelled' : 'failed', be.message);
       await writer.flush();
       writer.close();
@@ -257,12 +269,12 @@ export class BuildService {
     }
   }
 
-  private session(writer: CallWriter, signal: AbortSignal, tracker: BuildTracker | undefined, history: BuildHistory | undefined): BuildSession {
+  /** `observer`: who else sees the build's progress (metrics, history, spans) */
+  private session(writer: CallWriter, signal: AbortSignal, observer: { progress(ev: ProgressEvent): void }): BuildSession {
     let exported = false;
     return {
       progress: (ev) => {
-        tracker?.progress(ev);
-        history?.progress(ev);
+        observer.progress(ev);
         writer.progress(encodeProgress(ev));
       },
       exportStream: () => {
@@ -369,6 +381,29 @@ function peerIdentity(call: BuildCall): string {
   } catch {
     return '';
   }
+}
+
+/** A step's start and end in the daemon's log, with its vertex digest beside the build's ref. */
+function logStep(log: Logger, ev: ProgressEvent): void {
+  if (ev.type !== 'vertex') return;
+  const fields = { vertex: ev.digest, step: ev.name };
+  if (ev.completed === undefined) {
+    if (ev.started !== undefined) log.debug(fields, 'step started');
+  } else if (ev.error !== undefined) {
+    log.info({ ...fields, err: ev.error }, 'step failed');
+  } else {
+    log.debug({ ...fields, cached: ev.cached, ms: ev.started === undefined ? 0 : ev.completed - ev.started }, 'step done');
+  }
+}
+
+/** The W3C trace context the client sent as gRPC metadata (buildctl passes $TRACEPARENT on). */
+function traceCarrier(call: BuildCall): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  for (const key of ['traceparent', 'tracestate']) {
+    const v = call.metadata?.get(key)[0];
+    if (typeof v === 'string' && v.length <= 512) carrier[key] = v;
+  }
+  return carrier;
 }
 
 function throwIfAborted(signal: AbortSignal): void {

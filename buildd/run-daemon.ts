@@ -11,6 +11,7 @@ import { CHILD_ENV, runUnderRootlesskit } from './rootless/rootlesskit-reexec';
 import { rootlessStart } from './rootless/rootless-start';
 import { builddVersion } from './version';
 import { DaemonMetrics } from './ops/daemon-metrics';
+import { startTracing, type Tracing } from './ops/tracing';
 import { SNAPSHOTTER_CHOICES } from './worker/snapshotter-choice';
 
 /**
@@ -107,7 +108,9 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
   let builder: Builder | undefined;
   let daemon: RunningDaemon | undefined;
+  let tracing: Tracing | undefined;
   try {
+    tracing = startTracing(config.otel, logger);
     const metrics = new DaemonMetrics();
     builder = await makeBuilder({ root: config.root, logger, config, metrics });
     daemon = await startDaemon(config, builder, logger, metrics);
@@ -115,6 +118,7 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
     logger.fatal({ err: toBuildError(err).message }, 'buildd cannot start');
     process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
     await builder?.close().catch(() => undefined);
+    await tracing?.shutdown();
     process.exit(1);
   }
   const running = daemon;
@@ -127,7 +131,8 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
     signalled = true;
     logger.info({ signal: sig }, 'buildd shutting down');
     running.stop().then(
-      () => {
+      async () => {
+        await tracing?.shutdown();
         logger.info('buildd stopped');
         process.exit(0);
       },

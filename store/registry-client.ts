@@ -1,3 +1,4 @@
+import { traced } from './traced';
 import { createHash } from 'node:crypto';
 import { BuildError } from '../solver/build-error';
 import { describeZodError } from '../solver/describe-zod-error';
@@ -109,6 +110,10 @@ export class RegistryClient {
    */
   async resolve(refIn: ImageRef | string, signal?: AbortSignal, platform: Platform = this.platform): Promise<ResolvedImage> {
     const ref = asRef(refIn);
+    return traced('registry.resolve', { 'registry.ref': ref.familiar }, () => this.resolveTraced(ref, signal, platform));
+  }
+
+  private async resolveTraced(ref: ImageRef, signal: AbortSignal | undefined, platform: Platform): Promise<ResolvedImage> {
     const resolved = await this.viaMirrors(ref, (from) => this.resolveFrom(from, signal, platform), signal);
     return { ...resolved, ref: ref.toString() };
   }
@@ -171,7 +176,9 @@ export class RegistryClient {
     const have = await store.info(descriptor.digest);
     if (have) return have;
     // a download that broke off (the store keeps nothing of it) starts again
-    const info = await this.viaMirrors(ref, (from) => withRetries(() => this.fetchBlobOnce(from, descriptor, store, signal), signal), signal);
+    const info = await traced('registry.pull', { 'registry.ref': ref.familiar, 'registry.blob.digest': descriptor.digest, 'registry.blob.size': descriptor.size }, () =>
+      this.viaMirrors(ref, (from) => withRetries(() => this.fetchBlobOnce(from, descriptor, store, signal), signal), signal),
+    );
     this.remember(descriptor.digest, ref);
     return info;
   }
@@ -231,7 +238,7 @@ export class RegistryClient {
       const o = this.origins.get(digest);
       return o !== undefined && o.registry === ref.registry && o.repository !== ref.repository ? o.repository : undefined;
     };
-    return pushImage(this.transport, ref, { mountFrom, ...image }, signal);
+    return traced('registry.push', { 'registry.ref': ref.familiar, 'registry.blobs': image.blobs.length }, () => pushImage(this.transport, ref, { mountFrom, ...image }, signal));
   }
 
   /** A tee for assembleImage that uploads to `refIn`'s repository the blobs it makes (see StreamedUploads). */

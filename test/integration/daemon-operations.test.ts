@@ -119,6 +119,14 @@ test('/metrics counts builds, cache hits and misses, failures, context and regis
   const reasons = afterFailed.split('\n').filter((l) => l.startsWith('buildd_builds_failed_total{reason='));
   expect(reasons.length).toBeGreaterThan(0);
   expect(sample(afterFailed, 'buildd_step_duration_seconds_count', '{status="failed"}')).toBe(1);
+  // the daemon's log names the failed step with its build and vertex
+  const logged = daemon
+    .stderr()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .find((l) => l['msg'] === 'step failed');
+  expect(logged).toMatchObject({ build: expect.stringMatching(/^[0-9a-f-]{36}$/), vertex: expect.stringMatching(/^sha256:/), step: expect.stringMatching(/RUN exit 3/) });
   expect(sample(afterFailed, 'buildd_active_builds')).toBe(0);
   expect(sample(afterFailed, 'buildd_active_steps')).toBe(0);
   // Node's own process metrics come with them
