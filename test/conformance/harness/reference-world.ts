@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { request } from 'undici';
 import { ensureBaseImages } from './base-images';
-import { alive, startOwned, stopOwned, type OwnedProcess } from './owned-process';
+import { startOwned, stopOwned, type OwnedProcess } from './owned-process';
 import { runCommand, type CommandResult, type RunCommandOptions } from './run-command';
 
 /** The registry's address: fixed, since the cases say `FROM localhost:5000/...`. */
@@ -44,7 +44,7 @@ export interface ReferenceWorld {
   release(): Promise<void>;
 }
 
-function files(stateDir: string) {
+function files(stateDir: string): { socket: string; registryPid: string; dockerdPid: string } {
   return {
     socket: path.join(stateDir, 'docker.sock'),
     registryPid: path.join(stateDir, 'registry.pid'),
@@ -52,7 +52,7 @@ function files(stateDir: string) {
   };
 }
 
-/** `export DOCKER_HOST=...` for a shell, as the CLI's `reference env` prints it. */
+/** The DOCKER_HOST value of the reference dockerd of `stateDir` (the CLI's `reference env`). */
 export function dockerHostOf(stateDir = DEFAULT_STATE_DIR): string {
   return `unix://${files(stateDir).socket}`;
 }
@@ -140,7 +140,7 @@ async function until(what: string, proc: OwnedProcess, logFile: string, ready: (
   for (;;) {
     if (await ready()) return;
     const tail = async (): Promise<string> => (await fsp.readFile(logFile, 'utf8').catch(() => '')).slice(-3000);
-    if (proc.exited() || !alive(proc.pid)) throw new Error(`Cannot start ${what}: it exited:\n${await tail()}`);
+    if (proc.exited()) throw new Error(`Cannot start ${what}: it exited:\n${await tail()}`);
     if (Date.now() > deadline) throw new Error(`Cannot start ${what}: not serving after ${timeoutMs} ms:\n${await tail()}`);
     await delay(100);
   }
