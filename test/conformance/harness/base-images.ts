@@ -19,10 +19,17 @@ export interface BaseImageContext {
 /**
  * The base images the cases build on, in the registry (`localhost:5000/...` in a Dockerfile):
  * busybox:latest always, debian:bookworm when asked. An image already there is left as it is.
+ * Then dockerd pulls them: its builder takes an image it holds by that name without asking the
+ * registry, and what it holds may be another build of it (its own earlier import, when the
+ * registry serving now is another's), while buildd always resolves through the registry.
  */
 export async function ensureBaseImages(ctx: BaseImageContext, debian: boolean): Promise<void> {
   if (!(await hasImage(ctx.registry, 'busybox', 'latest'))) await pushBusybox(ctx);
   if (debian && !(await hasImage(ctx.registry, 'debian', 'bookworm'))) await pushDebian(ctx);
+  for (const ref of ['localhost:5000/busybox:latest', ...(debian ? ['localhost:5000/debian:bookworm'] : [])]) {
+    const res = await ctx.docker(['pull', '-q', ref], { logFile: path.join(ctx.stateDir, 'base-images.log') });
+    if (res.code !== 0) throw new Error(`Cannot pull ${ref} into the reference dockerd: docker exited with ${res.code}: ${(res.stderr || res.stdout).trim().slice(-2000)}`);
+  }
 }
 
 export async function hasImage(registry: string, repo: string, tag: string): Promise<boolean> {
