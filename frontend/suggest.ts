@@ -7,17 +7,20 @@
 /** The candidate nearest to `word` (case-insensitive), or undefined when none is near. */
 export function suggest(word: string, candidates: readonly string[]): string | undefined {
   const w = word.toLowerCase();
+  // Two edits for long words, one for short ones: `--cp` should not become `--chmod`.
+  const limit = w.length > 4 ? 2 : 1;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {
+    // The distance is at least the difference in length: a candidate that far off cannot be
+    // the answer, and measuring it costs length x length (a 160 KB token took seconds).
+    if (Math.abs(w.length - c.length) > limit) continue;
     const d = distance(w, c.toLowerCase());
     if (d < bestDistance) {
       best = c;
       bestDistance = d;
     }
   }
-  // Two edits for long words, one for short ones: `--cp` should not become `--chmod`.
-  const limit = w.length > 4 ? 2 : 1;
   return bestDistance > 0 && bestDistance <= limit ? best : undefined;
 }
 
