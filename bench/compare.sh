@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The six scenarios of the speed issue, side by side with BuildKit (the reference dockerd of
-# ../shared/conformance) in one run: each scenario alternates reference and buildd, ROUNDS times
+# the conformance harness) in one run: each scenario alternates reference and buildd, ROUNDS times
 # (default 3), and the table gives the medians in seconds and the ratio buildd/BuildKit.
 #
 #   1 cold: 3 independent stages (4,000 small files + 48 MiB each), a final stage copies all three
@@ -13,17 +13,18 @@
 # Cold means an empty cache and no base image: buildd restarts on an empty root, the reference
 # prunes its build cache and removes the base image. Both keep what they build as an image
 # (docker's image store; buildd's --output type=image). buildd's peak RSS (VmHWM) over every
-# daemon of the run is printed last. Needs root and ../shared/conformance/reference.sh start.
+# daemon of the run is printed last. Needs root. The reference is the conformance harness's
+# (scripts/conformance.sh reference start, run here when it is not serving; it stays up for the
+# next run: scripts/conformance.sh reference stop ends it).
 #
 #   ROUNDS=5 bench/compare.sh      SCENARIOS="4 5 6" bench/compare.sh      KEEP=1 bench/compare.sh
 # Asserts nothing: a benchmark, never a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
-shared=$repo/../shared/conformance
 ROUNDS=${ROUNDS:-3}
 SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6"}
-eval "$("$shared/reference.sh" env)"
+bash scripts/conformance.sh reference start --no-debian >&2
+eval "$(bash scripts/conformance.sh reference env)"
 npm run build >/dev/null
 work=$(mktemp -d)
 bash certs/make-certs.sh "$work/certs" >/dev/null

@@ -28,6 +28,11 @@ want setpriv util-linux    # setpriv, unshare, nsenter: tests drop capabilities,
 want ssh-agent openssh-client
 want faketime faketime     # build-reproducible.test.ts runs a daemon days ahead (libfaketime)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+# The conformance harness's reference world (test/conformance/harness; docker-registry,
+# busybox-static and skopeo are above): Debian's dockerd and its own client, checked by path
+# since another docker may come first on PATH; debootstrap makes the Debian base image.
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need+=(docker.io)
+want debootstrap debootstrap
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -1,11 +1,7 @@
-import { execFile } from 'node:child_process';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { getAttribute, setAttribute } from '@napi-rs/xattr';
+import { flattenImage } from '../conformance/harness/flatten-image';
 import { BuildEnv, startBuildEnv, writeContext } from '../helpers/build-env';
-import { IMGDIFF } from '../helpers/shared-conformance';
-
-const run = promisify(execFile);
 
 /** v2 file capability, effective, cap_setuid + cap_net_raw: binary, a byte >= 0x80. */
 const CAP = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x80, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -14,14 +10,13 @@ const CAP_NET_RAW = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0, 0, 0, 0,
 
 type FileRow = { type: string; sha256?: string; xattrs?: Record<string, string> };
 
-/** The image's files as the shared imgdiff.py flattens them (xattrs from the SCHILY.xattr records). */
+/** The image's files as the conformance harness flattens them (xattrs from the SCHILY.xattr records). */
 async function flatten(archive: string): Promise<Record<string, FileRow>> {
-  const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
-  return (JSON.parse(stdout) as { files: Record<string, FileRow> }).files;
+  return (await flattenImage(archive)).files;
 }
 
 /**
- * A PAX value as Python's tarfile decodes it (UTF-8, surrogateescape) and imgdiff prints it:
+ * A PAX value as the conformance harness prints it (xattrText: UTF-8, else Python's surrogateescape):
  * ASCII stays, a byte >= 0x80 that is no UTF-8 sequence becomes U+DC00+byte. Enough for the
  * capabilities here, whose high bytes stand alone.
  */

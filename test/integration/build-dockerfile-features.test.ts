@@ -5,8 +5,8 @@ import { createServer, Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { flattenImage } from '../conformance/harness/flatten-image';
 import { BuildEnv, startBuildEnv, writeContext } from '../helpers/build-env';
-import { IMGDIFF } from '../helpers/shared-conformance';
 import { freePort } from '../helpers/registry';
 import { waitFor } from '../helpers/wait-for';
 
@@ -15,8 +15,7 @@ const run = promisify(execFile);
 type FileEntry = { type: string; mode: string; uid: number; gid: number; sha256?: string; target?: string };
 
 async function flatten(archive: string): Promise<{ config: Record<string, unknown>; files: Record<string, FileEntry> }> {
-  const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
-  return JSON.parse(stdout) as never;
+  return flattenImage(archive);
 }
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');

@@ -2,16 +2,15 @@ import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { flattenImage } from '../conformance/harness/flatten-image';
 import { BuildEnv, startBuildEnv, writeContext } from '../helpers/build-env';
-import { IMGDIFF } from '../helpers/shared-conformance';
 
 const run = promisify(execFile);
 const REPO = path.resolve(__dirname, '..', '..');
 
-/** The files of an image as imgdiff.py (the conformance tool) flattens them, and its config. */
+/** The files of an image as the conformance harness flattens them, and its config. */
 async function flatten(archive: string): Promise<{ config: Record<string, unknown>; files: Record<string, { type: string; mode: string; uid: number; gid: number; sha256?: string; target?: string }> }> {
-  const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
-  return JSON.parse(stdout) as never;
+  return flattenImage(archive);
 }
 
 function sha256(text: string): string {

@@ -5,8 +5,8 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as tar from 'tar-stream';
+import { flattenImage } from '../conformance/harness/flatten-image';
 import { BuildEnv, startBuildEnv, writeContext } from '../helpers/build-env';
-import { IMGDIFF } from '../helpers/shared-conformance';
 import { makeBusyboxRootfs } from '../helpers/busybox-image';
 import { pushOciImage } from '../helpers/push-oci-image';
 
@@ -27,8 +27,7 @@ async function writeTar(file: string, entries: Entry[]): Promise<string> {
 }
 
 async function files(archive: string): Promise<Record<string, { type: string; target?: string; sha256?: string }>> {
-  const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
-  return (JSON.parse(stdout) as { files: Record<string, { type: string; target?: string; sha256?: string }> }).files;
+  return (await flattenImage(archive)).files;
 }
 
 describe('hostile layers and contexts never reach outside their root', () => {

@@ -1,7 +1,5 @@
-import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { setAttribute } from '@napi-rs/xattr';
 
@@ -10,19 +8,17 @@ const CAP_BIND = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0, 0, 0, 0, 0,
 const CAP_RAW = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 import { loadControlApi } from '../../buildd/api/load-proto';
 import { localKeys } from '../../buildctl/local-keys';
+import { flattenImage } from '../conformance/harness/flatten-image';
 import { BuildEnv, startBuildEnv } from '../helpers/build-env';
 import { runBuildctl } from '../helpers/daemon';
-import { IMGDIFF } from '../helpers/shared-conformance';
 import { waitFor } from '../helpers/wait-for';
 
-const run = promisify(execFile);
 jest.setTimeout(240_000);
 
 type ImageFile = { type: string; mode?: string; sha256?: string; xattrs?: Record<string, string> };
 
 async function imageFiles(archive: string): Promise<Record<string, ImageFile>> {
-  const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
-  return (JSON.parse(stdout) as { files: Record<string, ImageFile> }).files;
+  return (await flattenImage(archive)).files;
 }
 
 /** The daemon's `local synced` log lines since `from` (one per keyed local of each build). */

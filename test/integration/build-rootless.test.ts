@@ -4,12 +4,13 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { flattenImage } from '../conformance/harness/flatten-image';
+import { compareImages, formatDifference } from '../conformance/harness/image-compare';
 import { writeContext } from '../helpers/build-env';
 import { pushBusyboxImage } from '../helpers/busybox-image';
 import { runBuildctl, runBuildd, startDaemon, type RunResult, type TestDaemon } from '../helpers/daemon';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { createRootlessUser, startRootlessDaemon, type RootlessUser } from '../helpers/rootless-daemon';
-import { IMGDIFF } from '../helpers/shared-conformance';
 import { createSystemUser } from '../helpers/system-user';
 import { mountsUnder } from '../helpers/store-mounts';
 import { waitFor } from '../helpers/wait-for';
@@ -26,8 +27,7 @@ interface FileRow {
 }
 
 async function flatten(archive: string): Promise<Record<string, FileRow>> {
-  const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
-  return (JSON.parse(stdout) as { files: Record<string, FileRow> }).files;
+  return (await flattenImage(archive)).files;
 }
 
 /** Processes whose real uid is `uid` (the rootless daemon, rootlesskit, containers). */
@@ -131,11 +131,7 @@ describe('buildd --rootless', () => {
     expect(files['etc/group']).toBeUndefined();
     expect(files['etc/passwd']).toBeDefined();
 
-    const diff = await run('python3', [IMGDIFF, 'diff', outRootless, outRoot], { maxBuffer: 16 * 1024 * 1024 }).then(
-      (r) => ({ code: 0, out: r.stdout + r.stderr }),
-      (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: err.code, out: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
-    );
-    expect(diff).toEqual({ code: 0, out: expect.any(String) });
+    expect((await compareImages(outRootless, outRoot)).map(formatDifference)).toEqual([]);
   });
 
   it('gives a RUN step of the default network an interface on the bridge besides loopback, and --network=none loopback only', async () => {

@@ -6,10 +6,10 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { flattenImage } from '../conformance/harness/flatten-image';
 import { pushBusyboxImage } from '../helpers/busybox-image';
 import { RunResult, startDaemon, TestDaemon } from '../helpers/daemon';
 import { startRegistry, TestRegistry } from '../helpers/registry';
-import { IMGDIFF } from '../helpers/shared-conformance';
 import { mountsUnder } from '../helpers/store-mounts';
 import { waitFor } from '../helpers/wait-for';
 import { writeContext } from '../helpers/build-env';
@@ -213,8 +213,7 @@ describe('a COPY from the context, shared by two builds of different context dir
     expect((await blocker.done).code).toBe(0);
     const second = await b.done;
     expect({ code: second.code, stderr: second.code === 0 ? '' : second.stderr }).toEqual({ code: 0, stderr: '' });
-    const { stdout } = await run('python3', [IMGDIFF, 'flatten', out], { maxBuffer: 64 * 1024 * 1024 });
-    const files = (JSON.parse(stdout) as { files: Record<string, { type: string; sha256?: string }> }).files;
+    const { files } = await flattenImage(out);
     expect(files['data-1']).toMatchObject({ type: 'file', sha256: sha256(data) });
     expect(daemonLog(daemon).filter((l) => l['msg'] === 'a shared step restarts with the context of another build' && l['step'] === step)).toHaveLength(1);
 
@@ -290,8 +289,7 @@ describe('a COPY from the context, shared by two builds of different context dir
     expect(await release(await heldFifo())).toBe('first\n');
     const second = await b.done;
     expect({ code: second.code, stderr: second.code === 0 ? '' : second.stderr }).toEqual({ code: 0, stderr: '' });
-    const { stdout } = await run('python3', [IMGDIFF, 'flatten', out], { maxBuffer: 64 * 1024 * 1024 });
-    const files = (JSON.parse(stdout) as { files: Record<string, { type: string; sha256?: string }> }).files;
+    const { files } = await flattenImage(out);
     expect(files['x/data']).toMatchObject({ type: 'file', sha256: sha256(data) });
     expect(files['x/after']).toMatchObject({ type: 'file', sha256: sha256('second\n') });
 

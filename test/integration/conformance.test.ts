@@ -1,126 +1,87 @@
-import { execFile, spawn } from 'node:child_process';
-import { existsSync, promises as fsp, readdirSync, readFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import pino from 'pino';
 import { EmbeddedRegistry } from '../../buildd/registry/embedded-registry';
 import { startRegistryServer } from '../../buildd/registry/registry-server';
 import { LocalContentStore } from '../../store/content-store';
+import { listCases, needsDebian, OWN_CASES_DIR, SHARED_CONFORMANCE_DIR, sharedCasesDir } from '../conformance/harness/case-dirs';
+import { runCase, summaryLine, type CaseResult } from '../conformance/harness/case-runner';
+import { DOCKER, startReferenceWorld, type ReferenceWorld } from '../conformance/harness/reference-world';
+import { mustRun } from '../conformance/harness/run-command';
 import { runBuildctl, startDaemon, TestDaemon } from '../helpers/daemon';
-import { SHARED_CONFORMANCE as CONFORMANCE } from '../helpers/shared-conformance';
 
-const run = promisify(execFile);
-
-/** Runs a command to its end and gives its exit status and both outputs, whatever the status. */
-function runAll(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 const REPO = path.resolve(__dirname, '..', '..');
+const OWN_CASES = listCases(OWN_CASES_DIR);
+/** The shared kit's cases where ../shared/conformance sits beside the repository; optional. */
+const SHARED_CASES_DIR = sharedCasesDir();
+const SHARED_CASES = SHARED_CASES_DIR ? listCases(SHARED_CASES_DIR) : [];
 
-const REFERENCE = path.join(CONFORMANCE, 'reference.sh');
+/** A result as one line, with what a person needs when it is not `same`: CI keeps no files. */
+const reported = (r: CaseResult): string => (r.outcome === 'same' ? summaryLine(r) : `${summaryLine(r)}\n${r.detail}`);
 
-const SHARED_CASES_DIR = path.join(CONFORMANCE, 'cases');
-const OWN_CASES_DIR = path.join(REPO, 'test', 'conformance', 'cases');
-
-/** What run.sh left for a case that was not `same`: its diff, else the tail of its build logs. */
-function caseDetail(outDir: string, line: string): string {
-  const name = line.slice(0, line.indexOf(':'));
-  const read = (f: string): string => {
-    try {
-      return readFileSync(path.join(outDir, name, f), 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  const diff = read('diff.txt');
-  if (diff !== '') return diff.slice(0, 8000);
-  return ['reference.log', 'candidate.log'].map((f) => `${f}:\n${read(f).slice(-4000)}`).join('\n');
-}
-
-async function referenceRunning(): Promise<boolean> {
-  try {
-    const { stdout } = await run('bash', [REFERENCE, 'env']);
-    const sock = /DOCKER_HOST=unix:\/\/(\S+)/.exec(stdout)?.[1];
-    if (!sock || !existsSync(sock)) return false;
-    await run('docker', ['-H', `unix://${sock}`, 'info'], { timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
+describe('conformance with BuildKit (test/conformance/harness: the reference builder inside Debian\'s dockerd)', () => {
+  let world: ReferenceWorld;
   let daemon: TestDaemon;
-  let startedReference = false;
+  let outDir: string;
 
   beforeAll(async () => {
-    if (!existsSync(REFERENCE)) throw new Error(`Cannot run conformance: ${REFERENCE} is missing (../shared must sit beside the project)`);
-    startedReference = !(await referenceRunning());
-    // Idempotent: starts what is missing. --debian: the shared v08 case builds on a Debian base.
-    await run('bash', [REFERENCE, 'start', '--debian'], { timeout: 900_000, maxBuffer: 16 * 1024 * 1024 });
+    // Starts what is not already serving (minutes the first time on a machine: debootstrap), and
+    // release() stops only that. The Debian base is needed by cases that build on it.
+    world = await startReferenceWorld({ debian: needsDebian([...OWN_CASES, ...SHARED_CASES]), log: (l) => void process.stderr.write(`conformance: ${l}\n`) });
+    process.stderr.write(`conformance: reference world ready${world.started.length ? `, started ${world.started.join(' and ')} (stopped at the end)` : ', all was serving already'}\n`);
     daemon = await startDaemon({ builder: 'real' });
-  }, 1_200_000);
+    outDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-conformance-out-'));
+  }, 1_800_000);
 
   afterAll(async () => {
     await daemon?.stop();
-    if (startedReference) await run('bash', [REFERENCE, 'stop']);
-  });
+    await world?.release();
+    if (outDir) await fsp.rm(outDir, { recursive: true, force: true });
+  }, 120_000);
 
-  test('every shared case and every case of our own builds the same image as BuildKit', async () => {
-    const cases = [
-      ...readdirSync(SHARED_CASES_DIR).sort().map((c) => path.join(SHARED_CASES_DIR, c)),
-      ...readdirSync(OWN_CASES_DIR).sort().map((c) => path.join(OWN_CASES_DIR, c)),
-    ];
-    const buildctl = `${process.execPath} ${path.join(REPO, 'dist', 'buildctl', 'main.js')} --addr ${daemon.addr} --tlsdir ${path.join(daemon.certsDir as string, 'client')}`;
-    const outDir = path.join(daemon.root, '..', 'conformance-out');
-    const out = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
-      const child = spawn('bash', [path.join(CONFORMANCE, 'run.sh'), ...cases], {
-        env: { ...process.env, BUILDCTL: buildctl, OUT: outDir },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      let stdout = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout }));
-    });
-    const lines = out.stdout.split('\n').filter((l) => /^[\w-]+: /.test(l));
-    // A case that differs carries its diff.txt (or build log) into the failure message: CI keeps
-    // no files, and a difference seen once must say what it was.
-    const detailed = lines.map((l) => (l.endsWith(': same') ? l : `${l}\n${caseDetail(outDir, l)}`));
-    expect(detailed).toEqual(cases.map((c) => `${path.basename(c)}: same`));
-    expect(out.code).toBe(0);
-    // run.sh does not compare history; BuildKit writes it and `docker history` shows it.
-    // A pass is exit status 0 with nothing printed: a crash of the script is a failure too.
-    const history = await runAll('python3', [path.join(REPO, 'test', 'conformance', 'history-diff.py'), outDir, ...cases.map((c) => path.basename(c))]);
-    expect(history).toEqual({ code: 0, stdout: '', stderr: '' });
-  }, 900_000);
+  /** Debian's docker client on the reference dockerd; a failure rejects with its stderr. */
+  const docker = (...args: string[]) => mustRun(`docker ${args[0]}`, DOCKER, args, { env: { ...process.env, DOCKER_HOST: world.dockerHost } });
+
+  /** Builds every case with both builders and gives the results. */
+  async function runCases(cases: string[]): Promise<string[]> {
+    const buildctl = [process.execPath, path.join(REPO, 'dist', 'buildctl', 'main.js'), '--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client')];
+    const lines: string[] = [];
+    for (const dir of cases) {
+      const result = await runCase(dir, { world, buildctl, outDir });
+      process.stderr.write(`conformance: ${summaryLine(result)}\n`);
+      lines.push(reported(result));
+    }
+    return lines;
+  }
+
+  test('every case of our own builds the same image as BuildKit: files, config and history', async () => {
+    expect(OWN_CASES.length).toBeGreaterThan(0);
+    expect(await runCases(OWN_CASES)).toEqual(OWN_CASES.map((c) => `${path.basename(c)}: same`));
+  }, 3_600_000);
+
+  test('every case of the shared kit (../shared/conformance/cases), where it is there, builds the same image as BuildKit', async () => {
+    if (!SHARED_CASES_DIR) {
+      console.warn(`conformance: ${path.join(SHARED_CONFORMANCE_DIR, 'cases')} does not exist: the shared cases were skipped (the project's own cases ran)`);
+      return;
+    }
+    expect(await runCases(SHARED_CASES)).toEqual(SHARED_CASES.map((c) => `${path.basename(c)}: same`));
+  }, 3_600_000);
 
   test('a --output type=docker archive loads into the reference dockerd with `docker load`', async () => {
-    const dir = path.join(CONFORMANCE, 'cases', 'v01-basics');
-    const archive = path.join(daemon.root, '..', 'v01.docker.tar');
-    const name = 'buildd-conformance/loaded:v01';
+    const dir = path.join(OWN_CASES_DIR, 'c36-image-config-basics');
+    const archive = path.join(outDir, 'c36.docker.tar');
+    const name = 'buildd-conformance/loaded:c36';
     const res = await runBuildctl(['--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0',
       '--local', `context=${dir}`, '--local', `dockerfile=${dir}`, '--output', `type=docker,dest=${archive},name=${name}`]);
     expect(res.code).toBe(0);
-    const { stdout: hostLine } = await run('bash', [REFERENCE, 'env']);
-    const dockerHost = (/DOCKER_HOST=(\S+)/.exec(hostLine) as RegExpExecArray)[1];
-    const docker = (...args: string[]) => run('docker', ['-H', dockerHost, ...args]);
     const { stdout: loaded } = await docker('load', '-i', archive);
     expect(loaded).toContain(name);
     try {
       const { stdout } = await docker('image', 'inspect', name, '--format', '{{json .Config.Cmd}} {{.Config.WorkingDir}} {{.Config.User}}');
-      expect(stdout.trim()).toBe('["-c","cat note.txt"] /opt/app 1000:1000');
+      expect(stdout.trim()).toBe('["-c","cat motd.txt"] /srv/service 2000:2000');
     } finally {
-      await docker('rmi', name).catch(() => undefined);
+      await world.docker(['rmi', name]);
     }
   }, 120_000);
 
@@ -128,9 +89,6 @@ describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-random-layer-'));
     const archive = path.join(dir, 'random.docker.tar');
     const name = 'buildd-conformance/random:1';
-    const { stdout: hostLine } = await run('bash', [REFERENCE, 'env']);
-    const dockerHost = (/DOCKER_HOST=(\S+)/.exec(hostLine) as RegExpExecArray)[1];
-    const docker = (...args: string[]) => run('docker', ['-H', dockerHost, ...args]);
     try {
       await fsp.writeFile(path.join(dir, 'Dockerfile'), 'FROM localhost:5000/busybox:latest\nRUN head -c 1000000 /dev/urandom > /random && sha256sum /random > /random.sha\n');
       const res = await runBuildctl(['--addr', daemon.addr, '--tlsdir', path.join(daemon.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0',
@@ -142,7 +100,7 @@ describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
       const { stdout } = await docker('run', '--rm', '--network=none', name, 'sha256sum', '-c', '/random.sha');
       expect(stdout.trim()).toBe('/random: OK');
     } finally {
-      await docker('rmi', '-f', name).catch(() => undefined);
+      await world.docker(['rmi', '-f', name]);
       await fsp.rm(dir, { recursive: true, force: true });
     }
   }, 120_000);
@@ -151,9 +109,6 @@ describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
     const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'buildd-docker-interop-'));
     const content = await LocalContentStore.open(path.join(tmp, 'content'));
     const registry = await startRegistryServer({ addr: '127.0.0.1:0', registry: await EmbeddedRegistry.open(path.join(tmp, 'registry'), content), logger: pino({ level: 'silent' }) });
-    const { stdout: hostLine } = await run('bash', [REFERENCE, 'env']);
-    const dockerHost = (/DOCKER_HOST=(\S+)/.exec(hostLine) as RegExpExecArray)[1];
-    const docker = (...args: string[]) => run('docker', ['-H', dockerHost, ...args]);
     // dockerd takes 127.0.0.0/8 as an insecure registry: plain HTTP, as the registry speaks
     const name = `${registry.address}/interop/busybox:1`;
     try {
@@ -166,10 +121,10 @@ describe('conformance with BuildKit (../shared/conformance/run.sh)', () => {
       // the image ID is the config's digest, and the config names every layer by its diff ID
       const { stdout: pulled } = await docker('image', 'inspect', name, '--format', '{{.Id}}');
       expect(pulled.trim()).toBe(id.trim());
-      const { stdout: raw } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${name}`]);
+      const { stdout: raw } = await mustRun('inspect the pushed manifest', 'skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${name}`]);
       expect(JSON.parse(raw).mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
     } finally {
-      await docker('rmi', name).catch(() => undefined);
+      await world.docker(['rmi', name]);
       await registry.stop();
       await fsp.rm(tmp, { recursive: true, force: true });
     }

@@ -10,9 +10,9 @@ import { LocalContentStore } from '../../store/content-store';
 import { exportDockerArchive } from '../../store/docker-archive-exporter';
 import { ExportImage, exportOciLayout } from '../../store/oci-layout-exporter';
 import { RegistryClient } from '../../store/registry-client';
+import { flattenImage, type FlatImage } from '../conformance/harness/flatten-image';
 import { pushBusyboxImage } from '../helpers/busybox-image';
 import { TestRegistry, startRegistry } from '../helpers/registry';
-import { IMGDIFF } from '../helpers/shared-conformance';
 
 const run = promisify(execFile);
 jest.setTimeout(60_000);
@@ -50,32 +50,22 @@ afterAll(async () => {
   if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
 });
 
-interface Flattened {
-  config: { Cmd?: string[]; Env?: string[] };
-  files: Record<string, { type: string; mode: string; target?: string }>;
-}
-
-async function flatten(tar: string): Promise<Flattened> {
-  const { stdout } = await run('python3', [IMGDIFF, 'flatten', tar], { maxBuffer: 64 * 1024 * 1024 });
-  return JSON.parse(stdout) as Flattened;
-}
-
 async function tarList(tar: string): Promise<string[]> {
   const { stdout } = await run('tar', ['-tf', tar]);
   return stdout.split('\n').filter(Boolean);
 }
 
-function expectBusybox(flat: Flattened): void {
+function expectBusybox(flat: FlatImage): void {
   expect(flat.config.Cmd).toEqual(['sh']);
   expect(flat.files['bin/busybox']).toMatchObject({ type: 'file', mode: '0o755' });
   expect(flat.files['bin/sh']).toMatchObject({ type: 'symlink', target: 'busybox' });
   expect(flat.files['tmp']).toMatchObject({ type: 'dir', mode: '0o1777' });
 }
 
-test('OCI layout tar: imgdiff flattens it and skopeo reads it as oci-archive', async () => {
+test('OCI layout tar: the conformance harness flattens it and skopeo reads it as oci-archive', async () => {
   const out = path.join(tmp, 'oci.tar');
   await exportOciLayout(image, store, createWriteStream(out));
-  expectBusybox(await flatten(out));
+  expectBusybox(await flattenImage(out));
   const members = await tarList(out);
   expect(members).toEqual(expect.arrayContaining(['oci-layout', 'index.json', `blobs/sha256/${image.manifestDigest.slice(7)}`]));
   const { stdout } = await run('skopeo', ['inspect', `oci-archive:${out}`]);
@@ -89,7 +79,7 @@ test('OCI layout tar: imgdiff flattens it and skopeo reads it as oci-archive', a
   });
 });
 
-test('docker archive: manifest.json with RepoTags, readable by imgdiff and skopeo docker-archive', async () => {
+test('docker archive: manifest.json with RepoTags, readable by the conformance harness and skopeo docker-archive', async () => {
   const out = path.join(tmp, 'docker.tar');
   await exportDockerArchive(image, store, createWriteStream(out));
   const { stdout: manifestJson } = await run('tar', ['-xOf', out, 'manifest.json']);
@@ -98,7 +88,7 @@ test('docker archive: manifest.json with RepoTags, readable by imgdiff and skope
     RepoTags: ['exported:1'],
     Layers: image.layers.map((l) => `blobs/sha256/${l.digest.slice(7)}`),
   }]);
-  expectBusybox(await flatten(out));
+  expectBusybox(await flattenImage(out));
   const { stdout } = await run('skopeo', ['inspect', `docker-archive:${out}`]);
   const inspected = JSON.parse(stdout) as { RepoTags: string[]; Architecture: string; Layers: string[] };
   expect(inspected.Architecture).toBe('amd64');

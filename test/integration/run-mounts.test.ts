@@ -1,24 +1,19 @@
-import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
+import { flattenImage } from '../conformance/harness/flatten-image';
 import { writeContext } from '../helpers/build-env';
 import { pushBusyboxImage } from '../helpers/busybox-image';
 import { RunResult, runBuildctl, startDaemon, TestDaemon } from '../helpers/daemon';
 import { startRegistry, TestRegistry } from '../helpers/registry';
-import { IMGDIFF } from '../helpers/shared-conformance';
 import { cleanupRoot, mountsUnder } from '../helpers/store-mounts';
 import { waitFor } from '../helpers/wait-for';
 
-const run = promisify(execFile);
-
 type FileEntry = { type: string; mode: string; uid: number; gid: number; sha256?: string };
 
-/** The files of an image as imgdiff.py (the conformance tool) flattens them. */
+/** The files of an image as the conformance harness flattens them. */
 async function flatten(archive: string): Promise<Record<string, FileEntry>> {
-  const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
-  return (JSON.parse(stdout) as { files: Record<string, FileEntry> }).files;
+  return (await flattenImage(archive)).files;
 }
 
 function sha256(text: string): string {

@@ -5,9 +5,9 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { SecretsDir } from '../../buildd/worker/mounts/secrets-dir';
+import { flattenImage } from '../conformance/harness/flatten-image';
 import { BuildEnv, startBuildEnv, writeContext } from '../helpers/build-env';
 import { runBuildctl, type RunResult } from '../helpers/daemon';
-import { IMGDIFF } from '../helpers/shared-conformance';
 import { waitFor } from '../helpers/wait-for';
 
 const run = promisify(execFile);
@@ -18,8 +18,7 @@ function sha256(data: string): string {
 }
 
 async function flatten(archive: string): Promise<Record<string, { type: string; mode: string; uid: number; gid: number; sha256?: string }>> {
-  const { stdout } = await run('python3', [IMGDIFF, 'flatten', archive], { maxBuffer: 64 * 1024 * 1024 });
-  return (JSON.parse(stdout) as { files: never }).files;
+  return (await flattenImage(archive)).files;
 }
 
 /** Every regular file under `dir` (gzip ones also decompressed) that holds `needle`. */

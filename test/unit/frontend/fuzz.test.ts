@@ -12,11 +12,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { SHARED_CONFORMANCE } from '../../helpers/shared-conformance';
+import { sharedCasesDir } from '../../conformance/harness/case-dirs';
 import { CorpusEntry, FuzzFailure, FuzzJob, FuzzMessage, fuzzInput } from './fuzz-worker';
 
 const REPO = path.resolve(__dirname, '../../..');
-const SHARED_CASES = path.join(SHARED_CONFORMANCE, 'cases');
+/** The shared kit's cases join the corpus where ../shared/conformance is beside the repository. */
+const SHARED_CASES = sharedCasesDir();
 const OWN_CASES = path.join(REPO, 'test/conformance/cases');
 const FILENAME = 'fuzz.Dockerfile';
 const PROGRESS_DEADLINE_MS = 5_000;
@@ -172,7 +173,7 @@ WORKDIR \${
 
 function readCases(root: string): CorpusEntry[] {
   if (!fs.existsSync(root)) {
-    throw new Error(`Cannot build the fuzz corpus: ${root} does not exist (../shared must sit beside the project)`);
+    throw new Error(`Cannot build the fuzz corpus: ${root} does not exist`);
   }
   const entries: CorpusEntry[] = [];
   for (const name of fs.readdirSync(root).sort()) {
@@ -295,13 +296,13 @@ describe('Dockerfile frontend fuzzing', () => {
 
   test(`every mutated Dockerfile ends in a result or a BuildError naming its line, and finishes (seed ${seed}, ${rounds} inputs)`, async () => {
     const corpus = [
-      ...readCases(SHARED_CASES),
+      ...(SHARED_CASES ? readCases(SHARED_CASES) : []),
       ...readCases(OWN_CASES),
       ...Object.entries(INLINE).map(([name, text]) => ({ origin: `inline:${name}`, text })),
     ];
     const job: FuzzJob = { marker: 'buildd-frontend-fuzz', corpus, seed, rounds, filename: FILENAME };
     // The seed goes to the log even on success: a later failure with the same code reruns it.
-    console.log(`frontend fuzz: FUZZ_SEED=${seed} FUZZ_ROUNDS=${rounds}, ${corpus.length} corpus files`);
+    console.log(`frontend fuzz: FUZZ_SEED=${seed} FUZZ_ROUNDS=${rounds}, ${corpus.length} corpus files${SHARED_CASES ? '' : ' (no ../shared/conformance/cases: the shared cases are not in the corpus)'}`);
 
     const outcome = await runWorker(job);
 
