@@ -3,7 +3,8 @@ import pino, { type Logger } from 'pino';
 import { toBuildError } from '../solver/build-error';
 import { ENTITLEMENTS, isEntitlement, type Entitlement } from '../solver/entitlements';
 import type { Builder } from './builder';
-import { LOG_LEVELS, loadConfigFile, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
+import { LOG_LEVELS, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
+import { loadConfigFile } from './config-file/load-config-file';
 import { startDaemon, type RunningDaemon } from './daemon';
 import { checkAddresses } from './listen';
 import { watchParentLifeline } from './rootless/parent-lifeline';
@@ -34,7 +35,7 @@ export function daemonCommand(): Command {
     .option('--tlscert <file>', 'server certificate')
     .option('--tlskey <file>', 'server private key')
     .option('--insecure-tcp', 'allow tcp listeners without TLS')
-    .option('--config <file>', 'JSON config file; flags override it')
+    .option('--config <file>', 'config file, buildd.toml (TOML) or JSON; flags override it')
     .option('--debug', 'debug logging (the same as --log-level debug)')
     .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LOG_LEVELS))
     .option('--cni-config-path <file>', "CNI network config (.conflist) for RUN steps (default: buildd's own bridge buildd0, 10.10.0.0/16)")
