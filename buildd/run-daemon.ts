@@ -4,7 +4,8 @@ import { toBuildError } from '../solver/build-error';
 import { ENTITLEMENTS, isEntitlement, type Entitlement } from '../solver/entitlements';
 import type { Builder } from './builder';
 import { LOG_LEVELS, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
-import { loadConfigFile } from './config-file/load-config-file';
+import { defaultConfigPath } from './config-file/default-config-path';
+import { loadConfigFile, loadDefaultConfigFile } from './config-file/load-config-file';
 import { startDaemon, type RunningDaemon } from './daemon';
 import { checkAddresses } from './listen';
 import { watchParentLifeline } from './rootless/parent-lifeline';
@@ -35,7 +36,7 @@ export function daemonCommand(): Command {
     .option('--tlscert <file>', 'server certificate')
     .option('--tlskey <file>', 'server private key')
     .option('--insecure-tcp', 'allow tcp listeners without TLS')
-    .option('--config <file>', 'config file, buildd.toml (TOML) or JSON; flags override it')
+    .option('--config <file>', 'config file, buildd.toml (TOML) or JSON; flags override it (default /etc/buildd/buildd.toml, rootless ~/.config/buildd/buildd.toml, when it exists)')
     .option('--debug', 'debug logging (the same as --log-level debug)')
     .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LOG_LEVELS))
     .option('--cni-config-path <file>', "CNI network config (.conflist) for RUN steps (default: buildd's own bridge buildd0, 10.10.0.0/16)")
@@ -73,12 +74,20 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
+/** What resolveConfig takes besides argv; given per call. */
+export interface ResolveOptions {
+  /** the config read without --config; default defaultConfigPath() (a test points it elsewhere) */
+  defaultConfigFile?: string;
+}
+
 /** Parses argv into the resolved config (exported for tests). */
-export async function resolveConfig(argv: string[]): Promise<DaemonConfig> {
+export async function resolveConfig(argv: string[], opts: ResolveOptions = {}): Promise<DaemonConfig> {
   const cmd = daemonCommand();
   cmd.parse(argv, { from: 'user' });
   const flags = cmd.opts<MainFlags>();
-  const file: DaemonConfigFile = flags.config ? await loadConfigFile(flags.config) : {};
+  const file: DaemonConfigFile = flags.config
+    ? await loadConfigFile(flags.config)
+    : await loadDefaultConfigFile(opts.defaultConfigFile ?? defaultConfigPath(flags.rootless ?? false));
   return mergeConfig(file, flags);
 }
 

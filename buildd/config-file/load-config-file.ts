@@ -1,3 +1,4 @@
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
 import { describeZodError } from '../../solver/describe-zod-error';
@@ -51,4 +52,19 @@ export async function loadConfigFile(file: string): Promise<DaemonConfigFile> {
     }
   }
   return config;
+}
+
+/**
+ * The config read without `--config` (see defaultConfigPath): loaded as `--config` would when
+ * the file exists, nothing when it does not. A file that exists and cannot be read is an error,
+ * not a silent start with the defaults.
+ */
+export async function loadDefaultConfigFile(file: string): Promise<DaemonConfigFile> {
+  try {
+    await fsp.stat(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return {};
+  }
+  return loadConfigFile(file);
 }

@@ -67,4 +67,29 @@ describe('--config with buildd.toml or JSON', () => {
   it('refuses a --config file that is not there', async () => {
     await expect(resolveConfig(['--config', path.join(dir, 'nope.toml')])).rejects.toThrow(/^Cannot load config .*nope\.toml: ENOENT/);
   });
+
+  describe('without --config', () => {
+    it('reads the default file when it exists', async () => {
+      const f = await write('buildd.toml', 'root = "/from-default"\n[log]\nlevel = "debug"\n');
+      expect(await resolveConfig([], { defaultConfigFile: f })).toMatchObject({ root: '/from-default', logLevel: 'debug' });
+      expect((await resolveConfig(['--root', '/flag'], { defaultConfigFile: f })).root).toBe('/flag');
+    });
+
+    it('runs with the defaults when the default file is not there', async () => {
+      const absent = await resolveConfig([], { defaultConfigFile: path.join(dir, 'buildd.toml') });
+      expect(absent).toEqual(await resolveConfig([], { defaultConfigFile: path.join(dir, 'not-a-dir', 'x', 'buildd.toml') }));
+      expect(absent).toMatchObject({ root: '/var/lib/buildd', addr: ['unix:///run/buildd/buildd.sock'] });
+    });
+
+    it('refuses a default file that is there and wrong, rather than starting without it', async () => {
+      const f = await write('buildd.toml', '[worker.oci]\nmax-paralelism = 4\n');
+      await expect(resolveConfig([], { defaultConfigFile: f })).rejects.toThrow(/unknown key worker\.oci\.max-paralelism, did you mean "max-parallelism"\?/);
+    });
+
+    it('does not read the default file when --config names another', async () => {
+      const wrong = await write('buildd.toml', 'not toml at all');
+      const chosen = await write('chosen.toml', 'root = "/chosen"');
+      expect((await resolveConfig(['--config', chosen], { defaultConfigFile: wrong })).root).toBe('/chosen');
+    });
+  });
 });
