@@ -4,6 +4,7 @@ import { toBuildError } from '../solver/build-error';
 import { ENTITLEMENTS, isEntitlement, type Entitlement } from '../solver/entitlements';
 import type { Builder } from './builder';
 import { LOG_LEVELS, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
+import { configCommand } from './config-file/config-command';
 import { defaultConfigPath } from './config-file/default-config-path';
 import { loadConfigFile, loadDefaultConfigFile } from './config-file/load-config-file';
 import { startDaemon, type RunningDaemon } from './daemon';
@@ -56,6 +57,7 @@ export function daemonCommand(): Command {
     .option('--debugaddr <host:port>', 'serve Prometheus /metrics and /debug/pprof profiles over HTTP (no authentication: keep it on loopback or a private network)')
     .option('--shutdown-grace <duration>', 'after SIGTERM, how long running builds may finish before they are cancelled (default 20s)')
     .addOption(new Option('--oci-worker-snapshotter <name>', 'how snapshots are layered: overlayfs, native (copies), auto (overlayfs where it mounts, else native)').choices(SNAPSHOTTER_CHOICES))
+    .addHelpText('after', '\nCommands:\n  config convert <file>  print a JSON config file as buildd.toml (see docs/config.md)')
     .exitOverride();
 }
 
@@ -91,8 +93,27 @@ export async function resolveConfig(argv: string[], opts: ResolveOptions = {}): 
   return mergeConfig(file, flags);
 }
 
+/** `buildd config …` (see configCommand): the process's exit code. */
+async function runConfigCommand(argv: string[]): Promise<number> {
+  try {
+    let printed = '';
+    await configCommand((text) => (printed += text)).parseAsync(argv, { from: 'user' });
+    // written before the exit that follows, whatever stdout is
+    await new Promise<void>((resolve) => process.stdout.write(printed, () => resolve()));
+    return 0;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    // commander already printed help, version or its own usage error
+    if (typeof code === 'string' && code.startsWith('commander.')) return code === 'commander.helpDisplayed' || code === 'commander.version' ? 0 : 2;
+    process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
+    return 1;
+  }
+}
+
 /** Runs the daemon with `argv` (without `node script`); exits the process when done. */
 export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promise<void> {
+  // the daemon has no operands, so a first word `config` can only mean the command
+  if (argv[0] === 'config') process.exit(await runConfigCommand(argv.slice(1)));
   let config: DaemonConfig;
   try {
     config = await resolveConfig(argv);
