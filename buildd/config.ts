@@ -4,11 +4,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { BuildError } from '../solver/build-error';
-import { readSmallFile } from '../store/small-file';
 import { ENTITLEMENTS, type Entitlement } from '../solver/entitlements';
-import { type RegistryHostConfig, loadCaFile } from '../store/registry-hosts';
+import type { RegistryHostConfig } from '../store/registry-hosts';
 import { DEFAULT_ADDR } from './api/address';
-import { describeZodError } from './api/messages';
 import { stepLimitsSchema, type StepLimits } from './worker/step-limits';
 import { SNAPSHOTTER_CHOICES, type SnapshotterChoice } from './worker/snapshotter-choice';
 
@@ -17,7 +15,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /**
  * Daemon configuration: the JSON of `--config FILE`, with command-line flags laid over it.
- * Keys mirror the flags. Made once at start and read-only afterwards.
+ * Keys mirror the flags. Made once at start and read-only afterwards. buildd.toml is read into
+ * this shape too (see config-file/toml-keys.ts for where each key is in TOML).
  */
 export const daemonConfigFileSchema = z
   .object({
@@ -172,32 +171,6 @@ export const DEFAULT_ROOT = '/var/lib/buildd';
 function rootlessDefaultRoot(): string {
   const data = process.env['XDG_DATA_HOME'] ?? path.join(os.homedir(), '.local', 'share');
   return path.join(data, 'buildd');
-}
-
-/** Largest config file read: configs are small, and this keeps a wrong path from eating memory. */
-const MAX_CONFIG_BYTES = 1024 * 1024;
-
-export async function loadConfigFile(file: string): Promise<DaemonConfigFile> {
-  const text = await readSmallFile(file, MAX_CONFIG_BYTES, 'load config');
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new BuildError('invalid-argument', `Cannot load config ${file}: ${(err as Error).message}`);
-  }
-  const parsed = daemonConfigFileSchema.safeParse(json);
-  if (!parsed.success) throw new BuildError('invalid-argument', `Cannot load config ${file}: ${describeZodError(parsed.error)}`);
-  // A CA path that is wrong stops the daemon at start, not the first pull from that registry.
-  for (const [host, settings] of Object.entries(parsed.data.registry ?? {})) {
-    for (const ca of settings.ca ?? []) {
-      try {
-        await loadCaFile(ca);
-      } catch (err) {
-        throw new BuildError('invalid-argument', `Cannot load config ${file}: registry.${JSON.stringify(host)}.ca: ${(err as Error).message}`);
-      }
-    }
-  }
-  return parsed.data;
 }
 
 /** Flags as commander parsed them; undefined = not given. */

@@ -3,7 +3,10 @@ import pino, { type Logger } from 'pino';
 import { toBuildError } from '../solver/build-error';
 import { ENTITLEMENTS, isEntitlement, type Entitlement } from '../solver/entitlements';
 import type { Builder } from './builder';
-import { LOG_LEVELS, loadConfigFile, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
+import { LOG_LEVELS, mergeConfig, type DaemonConfig, type DaemonConfigFile, type DaemonFlags } from './config';
+import { configCommand } from './config-file/config-command';
+import { defaultConfigPath } from './config-file/default-config-path';
+import { loadConfigFile, loadDefaultConfigFile } from './config-file/load-config-file';
 import { startDaemon, type RunningDaemon } from './daemon';
 import { checkAddresses } from './listen';
 import { watchParentLifeline } from './rootless/parent-lifeline';
@@ -35,7 +38,7 @@ export function daemonCommand(): Command {
     .option('--tlscert <file>', 'server certificate')
     .option('--tlskey <file>', 'server private key')
     .option('--insecure-tcp', 'allow tcp listeners without TLS')
-    .option('--config <file>', 'JSON config file; flags override it')
+    .option('--config <file>', 'config file, buildd.toml (TOML) or JSON; flags override it (default /etc/buildd/buildd.toml, rootless ~/.config/buildd/buildd.toml, when it exists)')
     .option('--debug', 'debug logging (the same as --log-level debug)')
     .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LOG_LEVELS))
     .option('--cni-config-path <file>', "CNI network config (.conflist) for RUN steps (default: buildd's own bridge buildd0, 10.10.0.0/16)")
@@ -55,6 +58,7 @@ export function daemonCommand(): Command {
     .option('--debugaddr <host:port>', 'serve Prometheus /metrics and /debug/pprof profiles over HTTP (no authentication: keep it on loopback or a private network)')
     .option('--shutdown-grace <duration>', 'after SIGTERM, how long running builds may finish before they are cancelled (default 20s)')
     .addOption(new Option('--oci-worker-snapshotter <name>', 'how snapshots are layered: overlayfs, native (copies), auto (overlayfs where it mounts, else native)').choices(SNAPSHOTTER_CHOICES))
+    .addHelpText('after', '\nCommands:\n  config convert <file>  print a JSON config file as buildd.toml (see docs/config.md)')
     .exitOverride();
 }
 
@@ -73,17 +77,44 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
+/** What resolveConfig takes besides argv; given per call. */
+export interface ResolveOptions {
+  /** the config read without --config; default defaultConfigPath() (a test points it elsewhere) */
+  defaultConfigFile?: string;
+}
+
 /** Parses argv into the resolved config (exported for tests). */
-export async function resolveConfig(argv: string[]): Promise<DaemonConfig> {
+export async function resolveConfig(argv: string[], opts: ResolveOptions = {}): Promise<DaemonConfig> {
   const cmd = daemonCommand();
   cmd.parse(argv, { from: 'user' });
   const flags = cmd.opts<MainFlags>();
-  const file: DaemonConfigFile = flags.config ? await loadConfigFile(flags.config) : {};
+  const file: DaemonConfigFile = flags.config
+    ? await loadConfigFile(flags.config)
+    : await loadDefaultConfigFile(opts.defaultConfigFile ?? defaultConfigPath(flags.rootless ?? false));
   return mergeConfig(file, flags);
+}
+
+/** `buildd config …` (see configCommand): the process's exit code. */
+async function runConfigCommand(argv: string[]): Promise<number> {
+  try {
+    let printed = '';
+    await configCommand((text) => (printed += text)).parseAsync(argv, { from: 'user' });
+    // written before the exit that follows, whatever stdout is
+    await new Promise<void>((resolve) => process.stdout.write(printed, () => resolve()));
+    return 0;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    // commander already printed help, version or its own usage error
+    if (typeof code === 'string' && code.startsWith('commander.')) return code === 'commander.helpDisplayed' || code === 'commander.version' ? 0 : 2;
+    process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
+    return 1;
+  }
 }
 
 /** Runs the daemon with `argv` (without `node script`); exits the process when done. */
 export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promise<void> {
+  // the daemon has no operands, so a first word `config` can only mean the command
+  if (argv[0] === 'config') process.exit(await runConfigCommand(argv.slice(1)));
   let config: DaemonConfig;
   try {
     config = await resolveConfig(argv);

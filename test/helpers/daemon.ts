@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
 import { makeCerts } from './certs';
 import { watchDaemon } from './daemon-process';
 import { makeTestNetwork } from './test-network';
@@ -114,8 +115,13 @@ async function namesCniConfig(extraArgs: string[]): Promise<boolean> {
   if (extraArgs.includes('--cni-config-path')) return true;
   const i = extraArgs.indexOf('--config');
   if (i < 0 || extraArgs[i + 1] === undefined) return false;
-  const file = JSON.parse(await fsp.readFile(extraArgs[i + 1], 'utf8')) as { cniConfigPath?: unknown };
-  return file.cniConfigPath !== undefined;
+  const text = await fsp.readFile(extraArgs[i + 1], 'utf8');
+  // the daemon's rule (configFormat): JSON by name or a leading `{`, else buildd.toml
+  if (!extraArgs[i + 1].endsWith('.toml') && (extraArgs[i + 1].endsWith('.json') || text.trimStart().startsWith('{'))) {
+    return (JSON.parse(text) as { cniConfigPath?: unknown }).cniConfigPath !== undefined;
+  }
+  const worker = parseToml(text)['worker'] as { oci?: { cniConfigPath?: unknown } } | undefined;
+  return worker?.oci?.cniConfigPath !== undefined;
 }
 
 export interface RunResult {
