@@ -29,17 +29,24 @@ export function didYouMean(word: string, candidates: readonly string[], render: 
   return s === undefined ? '' : `: did you mean ${render(s)}?`;
 }
 
-/** Optimal string alignment distance. */
+/**
+ * Optimal string alignment distance: insertions, deletions, substitutions and transpositions
+ * of two neighbours, each one edit (Damerau-Levenshtein without edits of a transposed pair).
+ */
 export function distance(a: string, b: string): number {
-  const rows = a.length + 1;
-  const cols = b.length + 1;
-  const d: number[][] = Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i < rows; i++) {
-    for (let j = 1; j < cols; j++) {
+  // three rows suffice: a transposition looks two rows back
+  let before = new Array<number>(b.length + 1).fill(0);
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      let d = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, (previous[j - 1] as number) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, (before[j - 2] as number) + 1);
+      current.push(d);
     }
+    before = previous;
+    previous = current;
   }
-  return d[rows - 1][cols - 1];
+  return previous[b.length] as number;
 }

@@ -1,4 +1,5 @@
-import { editDistance, suggestKey } from '../../../../buildd/config-file/suggest-key';
+import { distance as editDistance } from '../../../../frontend/suggest';
+import { suggestKey } from '../../../../buildd/config-file/suggest-key';
 
 describe('suggestKey', () => {
   const oci = ['rootless', 'snapshotter', 'max-parallelism', 'cniConfigPath', 'cniBinaryPath', 'cniPoolSize', 'gc', 'gckeepstorage', 'gcpolicy'];
