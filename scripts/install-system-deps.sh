@@ -27,6 +27,7 @@ want chattr e2fsprogs      # runc-executor.test.ts makes a stub unremovable with
 want setpriv util-linux    # setpriv, unshare, nsenter: tests drop capabilities, make namespaces
 want ssh-agent openssh-client
 want faketime faketime     # build-reproducible.test.ts runs a daemon days ahead (libfaketime)
+want systemd-analyze systemd # deploy-systemd.test.ts verifies the units
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 # The conformance harness's reference world (test/conformance/harness; docker-registry,
 # busybox-static and skopeo are above): Debian's dockerd and its own client, checked by path
