@@ -1,7 +1,5 @@
 import { stringify } from 'smol-toml';
-import { BuildError } from '../../solver/build-error';
-import { describeZodError } from '../../solver/describe-zod-error';
-import { daemonConfigFileSchema } from '../config';
+import { parseJsonConfig } from './load-config-file';
 import { jsonToToml } from './map-config-keys';
 
 /**
@@ -12,14 +10,7 @@ import { jsonToToml } from './map-config-keys';
  * converted on another machine than the one it is for. Pure.
  */
 export function jsonConfigToToml(text: string, file: string): string {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new BuildError('invalid-argument', `Cannot convert config ${file}: ${(err as Error).message}`);
-  }
-  const parsed = daemonConfigFileSchema.safeParse(json);
-  if (!parsed.success) throw new BuildError('invalid-argument', `Cannot convert config ${file}: ${describeZodError(parsed.error)}`);
+  const { json } = parseJsonConfig(text, file, 'convert');
   // the given values, not parsed.data: the schema turns some of them (stepLimits.memory) into others
   const toml = stringify(jsonToToml(json as Record<string, unknown>));
   const header = [`# buildd.toml, converted from ${file} by \`buildd config convert\`.`, '# Its keys are described in docs/config.md.', ''];

@@ -27,15 +27,20 @@ export function configFormat(file: string, text: string): ConfigFormat {
 /** A config's text, in either format, as DaemonConfigFile; `file` names it in errors. Pure. */
 export function parseConfigText(text: string, file: string): DaemonConfigFile {
   if (configFormat(file, text) === 'toml') return parseTomlConfig(text, file);
+  return parseJsonConfig(text, file, 'load').config;
+}
+
+/** A JSON config checked against the schema: the parsed JSON as given and the config it makes. Errors say `Cannot <action> config FILE`. */
+export function parseJsonConfig(text: string, file: string, action: 'load' | 'convert'): { json: unknown; config: DaemonConfigFile } {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new BuildError('invalid-argument', `Cannot load config ${file}: ${(err as Error).message}`);
+    throw new BuildError('invalid-argument', `Cannot ${action} config ${file}: ${(err as Error).message}`);
   }
   const parsed = daemonConfigFileSchema.safeParse(json);
-  if (!parsed.success) throw new BuildError('invalid-argument', `Cannot load config ${file}: ${describeZodError(parsed.error)}`);
-  return parsed.data;
+  if (!parsed.success) throw new BuildError('invalid-argument', `Cannot ${action} config ${file}: ${describeZodError(parsed.error)}`);
+  return { json, config: parsed.data };
 }
 
 /** `--config FILE`: buildd.toml or the JSON config, checked, with the CA files it names. */
