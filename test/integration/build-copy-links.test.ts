@@ -240,7 +240,8 @@ describe('COPY from a kept context: files hard-linked into the layer', () => {
   });
 
   test('a COPY to / over a base that has files goes through the mount, as an unkeyed build does', async () => {
-    const dir = path.join(env.tmp, 'root');
+    // not env.tmp/root: that is the daemon's root, which the context must not be
+    const dir = path.join(env.tmp, 'copy-over-root');
     await fsp.mkdir(path.join(dir, 'rootfs', 'lnk'), { recursive: true });
     await fsp.writeFile(path.join(dir, 'rootfs', 'lnk', 'tool'), 'tool\n');
     await fsp.writeFile(path.join(dir, 'rootfs', 'new.txt'), 'new\n');
