@@ -25,6 +25,7 @@ COPY --from=app /opt/buildd /opt/buildd
 RUN ln -s /opt/buildd/bin/buildd.js /usr/local/bin/buildd \
  && ln -s /opt/buildd/bin/buildctl.js /usr/local/bin/buildctl \
  && buildd --version \
+ && node -e "new (require('/opt/buildd/node_modules/better-sqlite3'))(':memory:').close()" \
  && (grep -q '^user:' /etc/passwd || (echo 'user:x:1000:1000:buildd:/home/user:/bin/sh' >> /etc/passwd && echo 'user:x:1000:' >> /etc/group)) \
  && mkdir -p /home/user/.local/share/buildd /run/user/1000 \
  && chown -R 1000:1000 /home/user /run/user/1000 \

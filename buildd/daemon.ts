@@ -101,6 +101,7 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
     if (config.debugAddr !== undefined) debug = await startDebugServer(config.debugAddr, metrics, logger);
   } catch (err) {
     await registry?.stop();
+    await service.shutdown(0);
     server.forceShutdown();
     healthServer?.forceShutdown();
     for (const a of [...addresses, ...(healthAddress ? [healthAddress] : [])]) if (a.kind === 'unix') await fsp.rm(a.path, { force: true });

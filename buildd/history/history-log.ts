@@ -1,6 +1,6 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import * as readline from 'node:readline';
-import { createGunzip, createGzip } from 'node:zlib';
+import { constants, createGunzip, createGzip } from 'node:zlib';
 import { z } from 'zod';
 import { BuildError } from '../../solver/build-error';
 import type { ProgressEvent } from '../builder';
@@ -12,7 +12,7 @@ const lineSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('vertex'),
     digest: z.string().max(1024),
-    name: z.string().max(65_536),
+    name: z.string(),
     started: z.number().optional(),
     completed: z.number().optional(),
     cached: z.boolean(),
@@ -72,7 +72,7 @@ export class HistoryLogWriter {
     this.bytes += line.length;
     this.gzip.write(line);
     // a step's end reaches the file at once: a daemon killed later leaves a log that shows it
-    if (ev.type === 'vertex' && ev.completed !== undefined) this.gzip.flush();
+    if (ev.type === 'vertex' && ev.completed !== undefined) this.gzip.flush(constants.Z_SYNC_FLUSH);
   }
 
   /** Ends the file: what it holds (bytes before compression), whether events were dropped, and the write error if any. */

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -35,14 +36,15 @@ export function debugHandlers(history: () => Promise<HistoryStore | undefined>, 
     HistoryLogs: (call: grpc.ServerWritableStream<unknown, ServerMessage>) => {
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
+      call.on('close', () => abort.abort());
       void (async () => {
         const req = refRequestSchema.safeParse(call.request);
         if (!req.success) throw new BuildError('invalid-argument', `Cannot replay a build: ${describeZodError(req.error)}`);
         const file = (await store()).logFile(req.data.ref);
         if (file === undefined) throw new BuildError('not-found', `Cannot replay build ${req.data.ref}: no such build in the history (buildctl debug histories lists them)`);
         for await (const ev of readHistoryLog(file, abort.signal)) {
-          // backpressure: a slow client holds the reading back
-          if (!call.write(encodeProgress(ev))) await new Promise((resolve) => call.once('drain', resolve));
+          // backpressure: a slow client holds the reading back; one that leaves ends the wait
+          if (!call.write(encodeProgress(ev))) await once(call, 'drain', { signal: abort.signal });
         }
         call.end();
       })().catch((err: unknown) => {

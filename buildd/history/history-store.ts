@@ -88,6 +88,13 @@ export class HistoryStore {
     meta.db
       .prepare("UPDATE build_history SET status = 'interrupted', error = 'the daemon stopped before the build ended', completed_at = NULL WHERE status = 'running'")
       .run();
+    // an interrupted build's log counts towards maxBytes as it is on disk
+    const unmeasured = meta.db.prepare("SELECT ref FROM build_history WHERE status = 'interrupted' AND log_bytes = 0").all() as Array<{ ref: string }>;
+    const measure = meta.db.prepare('UPDATE build_history SET log_bytes = ? WHERE ref = ?');
+    for (const { ref } of unmeasured) {
+      const size = (await fsp.stat(store.logPath(ref)).catch(() => undefined))?.size ?? 0;
+      if (size > 0) measure.run(size, ref);
+    }
     const refs = new Set((meta.db.prepare('SELECT ref FROM build_history').all() as Array<{ ref: string }>).map((r) => r.ref));
     for (const name of await fsp.readdir(dir)) {
       if (!refs.has(name.replace(/\.jsonl\.gz$/, ''))) await fsp.rm(path.join(dir, name), { force: true, recursive: true });

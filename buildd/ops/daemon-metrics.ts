@@ -71,8 +71,10 @@ export class DaemonMetrics {
     // content and snapshot gauges are scraped together: one query answers both
     const sizes = { at: 0, value: { content: 0, snapshots: 0 } };
     const read = (): { content: number; snapshots: number } => {
-      if (Date.now() - sizes.at > 1000) sizes.value = stored();
-      sizes.at = Date.now();
+      if (Date.now() - sizes.at > 1000) {
+        sizes.value = stored();
+        sizes.at = Date.now();
+      }
       return sizes.value;
     };
     new Gauge({ name: 'buildd_content_store_bytes', help: "Bytes of the content store's blobs", registers, collect() { this.set(read().content); } });

@@ -12,10 +12,12 @@ const DEFAULT_PROFILE_SECONDS = 30;
 const MAX_PROFILE_SECONDS = 300;
 
 /**
- * `buildd --debugaddr`: HTTP for operators. `/metrics` (Prometheus text format),
- * `/debug/pprof/profile?seconds=N` (a V8 CPU profile of the daemon, a `.cpuprofile` that Chrome
- * DevTools and speedscope open), `/debug/pprof/heap` (a V8 heap snapshot). No authentication,
- * as BuildKit's debug address: keep it on loopback or a network only operators reach.
+ * `buildd --debugaddr`: HTTP for operators. `/metrics` (Prometheus text format) to anyone who
+ * reaches the address, as BuildKit's debug address; `/debug/pprof/profile?seconds=N` (a V8 CPU
+ * profile, a `.cpuprofile` that Chrome DevTools and speedscope open) and `/debug/pprof/heap` (a
+ * V8 heap snapshot) only to loopback clients: unlike Go's pprof, a heap snapshot holds every
+ * string in memory (keys, credentials, secrets in flight), and taking one stops the daemon
+ * for a while. On Kubernetes, `kubectl port-forward` reaches them.
  *
  * Lifecycle: `startDebugServer` listens (or fails naming the address); `stop()` closes the
  * listener and every open connection, ending a profile in progress.
@@ -29,6 +31,7 @@ export interface DebugServer {
 export async function startDebugServer(addr: string, metrics: DaemonMetrics, logger: Logger): Promise<DebugServer> {
   const { host, port } = parseHostPort(addr);
   let profiling = false;
+  let snapshotting = false;
   const server = http.createServer((req, res) => {
     void handle(req, res).catch((err: Error) => {
       logger.warn({ err: err.message, url: req.url }, 'debug request failed');
@@ -49,17 +52,33 @@ export async function startDebugServer(addr: string, metrics: DaemonMetrics, log
       }
       case '/debug/pprof/':
       case '/debug/pprof':
+      case '/debug/pprof/profile':
+      case '/debug/pprof/heap':
+        if (!isLoopback(req.socket.remoteAddress ?? '')) return reply(res, 403, 'profiles are served to loopback clients only (on Kubernetes: kubectl port-forward)\n');
+        return pprof(url, req, res);
+      default:
+        return reply(res, 404, 'not found: /metrics, /debug/pprof/profile?seconds=N, /debug/pprof/heap\n');
+    }
+  }
+
+  async function pprof(url: URL, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    switch (url.pathname) {
+      case '/debug/pprof/':
+      case '/debug/pprof':
         return reply(res, 200, 'profile?seconds=N  V8 CPU profile (.cpuprofile)\nheap               V8 heap snapshot (.heapsnapshot)\n');
       case '/debug/pprof/profile':
         return profile(url, req, res);
-      case '/debug/pprof/heap': {
+      default: {
+        if (snapshotting) return reply(res, 409, 'a heap snapshot is already being taken\n');
         res.writeHead(200, { 'content-type': 'application/json', 'content-disposition': 'attachment; filename="buildd.heapsnapshot"' });
         if (req.method === 'HEAD') return void res.end();
-        await pipeline(getHeapSnapshot(), res);
-        return;
+        snapshotting = true;
+        try {
+          await pipeline(getHeapSnapshot(), res);
+        } finally {
+          snapshotting = false;
+        }
       }
-      default:
-        return reply(res, 404, 'not found: /metrics, /debug/pprof/profile?seconds=N, /debug/pprof/heap\n');
     }
   }
 
@@ -98,6 +117,8 @@ export async function startDebugServer(addr: string, metrics: DaemonMetrics, log
     server.once('error', (err) => reject(new BuildError('unavailable', `Cannot serve --debugaddr ${addr}: ${err.message}`)));
     server.listen(port, host, resolve);
   });
+  // after the listen: an accept that fails (EMFILE) is logged, never the daemon's end
+  server.on('error', (err) => logger.warn({ err: err.message }, 'debug server error'));
   const bound = server.address() as AddressInfo;
   const address = `${host.includes(':') ? `[${host}]` : host}:${bound.port}`;
   if (!isLoopback(host)) logger.warn({ debugaddr: address }, `the debug server on ${address} has no authentication: anyone who reaches it reads metrics and profiles`);
@@ -119,8 +140,9 @@ export function parseHostPort(addr: string): { host: string; port: number } {
   return { host: (m[1] as string).replace(/^\[(.*)\]$/, '$1'), port };
 }
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+/** A loopback address or name (IPv4-mapped included): who may take profiles. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^(::ffff:)?127\./.test(host);
 }
 
 function reply(res: http.ServerResponse, status: number, text: string): void {

@@ -5,6 +5,12 @@ import { HealthImplementation } from 'grpc-health-check';
 export const CONTROL_SERVICE = 'buildd.v1.Control';
 
 /**
+ * For liveness probes: SERVING from start to exit, draining included, so that a probe never
+ * restarts a daemon that is finishing its builds after SIGTERM (readiness asks for '').
+ */
+export const LIVENESS_SERVICE = 'liveness';
+
+/**
  * `grpc.health.v1.Health` for every gRPC server of the daemon (grpc-health-check, the grpc-node
  * team's implementation: Check and Watch). The overall status ('') and the Control service's
  * move together: NOT_SERVING until the daemon has bound every address, SERVING while it takes
@@ -14,7 +20,7 @@ export const CONTROL_SERVICE = 'buildd.v1.Control';
  * `draining()` when stopping (watchers are told at once). Never goes back to SERVING.
  */
 export class ServingHealth {
-  private readonly impl = new HealthImplementation({ '': 'NOT_SERVING', [CONTROL_SERVICE]: 'NOT_SERVING' });
+  private readonly impl = new HealthImplementation({ '': 'NOT_SERVING', [CONTROL_SERVICE]: 'NOT_SERVING', [LIVENESS_SERVICE]: 'NOT_SERVING' });
   private drained = false;
 
   addTo(server: grpc.Server): void {
@@ -24,6 +30,7 @@ export class ServingHealth {
   serving(): void {
     if (this.drained) return;
     this.set('SERVING');
+    this.impl.setStatus(LIVENESS_SERVICE, 'SERVING');
   }
 
   draining(): void {

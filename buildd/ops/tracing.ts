@@ -23,7 +23,7 @@ export interface Tracing {
 }
 
 export function startTracing(otel: { endpoint?: string; serviceName?: string } | undefined, logger: Logger): Tracing | undefined {
-  const fromEnv = process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] ?? process.env['OTEL_EXPORTER_OTLP_ENDPOINT'];
+  const fromEnv = process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] || process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] || undefined;
   const endpoint = fromEnv ?? otel?.endpoint;
   if (endpoint === undefined || endpoint === '') return undefined;
   const exporter = new OTLPTraceExporter(fromEnv !== undefined ? {} : { url: `${endpoint.replace(/\/+$/, '')}/v1/traces` });

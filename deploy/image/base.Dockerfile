@@ -8,4 +8,4 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       runc containernetworking-plugins rootlesskit uidmap slirp4netns iptables ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && userdel -r node 2>/dev/null; true
+ && (userdel -r node 2>/dev/null || true)

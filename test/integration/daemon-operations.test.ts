@@ -170,6 +170,8 @@ test('SIGTERM: health turns NOT_SERVING at once, a new build is refused as UNAVA
     daemon.process.kill('SIGTERM');
     await waitFor('health to say NOT_SERVING', async () => ((await probe.check()) === 'NOT_SERVING' ? true : undefined));
     expect(await probe.check('buildd.v1.Control')).toBe('NOT_SERVING');
+    // a liveness probe must not restart a daemon that is draining
+    expect(await probe.check('liveness')).toBe('SERVING');
 
     const refusedCtx = await writeContext(path.join(tmp, 'refused'), { Dockerfile: `FROM ${base}\nRUN true\n` });
     const refused = await build(refusedCtx, 'type=image,name=ops/refused');

@@ -19,7 +19,7 @@ const DIR = path.join(REPO, 'deploy', 'kubernetes');
  * health address, TLS files are keys of the Secret create-secret.sh makes, selectors match.
  */
 const labels = z.record(z.string());
-const probe = z.object({ grpc: z.object({ port: z.number().int() }).strict(), initialDelaySeconds: z.number().int().optional(), periodSeconds: z.number().int().optional(), failureThreshold: z.number().int().optional() }).strict();
+const probe = z.object({ grpc: z.object({ port: z.number().int(), service: z.string().optional() }).strict(), initialDelaySeconds: z.number().int().optional(), periodSeconds: z.number().int().optional(), failureThreshold: z.number().int().optional() }).strict();
 const container = z
   .object({
     name: z.string(),
@@ -43,7 +43,8 @@ const container = z
 const podSpec = z
   .object({
     terminationGracePeriodSeconds: z.number().int(),
-    securityContext: z.object({ runAsUser: z.number().int(), runAsGroup: z.number().int(), fsGroup: z.number().int() }).strict(),
+    hostUsers: z.boolean().optional(),
+    securityContext: z.object({ runAsUser: z.number().int(), runAsGroup: z.number().int(), fsGroup: z.number().int(), fsGroupChangePolicy: z.enum(['OnRootMismatch', 'Always']) }).strict(),
     containers: z.array(container).length(1),
     volumes: z.array(z.object({ name: z.string(), secret: z.object({ secretName: z.string(), defaultMode: z.number().int() }).strict().optional(), emptyDir: z.object({}).strict().optional() }).strict()),
   })
@@ -57,7 +58,7 @@ const workload = z.object({
       serviceName: z.string().optional(),
       replicas: z.number().int().min(1),
       selector: z.object({ matchLabels: labels }).strict(),
-      template: z.object({ metadata: z.object({ labels }).strict(), spec: podSpec }).strict(),
+      template: z.object({ metadata: z.object({ labels, annotations: z.record(z.string()).optional() }).strict(), spec: podSpec }).strict(),
       volumeClaimTemplates: z
         .array(z.object({ metadata: z.object({ name: z.string() }).strict(), spec: z.object({ accessModes: z.array(z.string()), resources: z.object({ requests: z.object({ storage: z.string() }).strict() }).strict() }).strict() }).strict())
         .optional(),
@@ -155,5 +156,12 @@ describe.each([
     // the kubelet waits for running builds to drain before it kills the pod
     expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(config.shutdownGraceMs);
     expect(pod.securityContext.runAsUser).not.toBe(0);
+    // the API server refuses an unmasked /proc outside a user namespace of the pod's own
+    if (c.securityContext.procMount === 'Unmasked') expect(pod.hostUsers).toBe(false);
+    // fsGroup must not rewrite the owners and modes of the cache at each start
+    expect(pod.securityContext.fsGroupChangePolicy).toBe('OnRootMismatch');
+    // liveness asks for the service that stays SERVING while draining, readiness for the daemon
+    expect(c.livenessProbe.grpc.service).toBe('liveness');
+    expect(c.readinessProbe.grpc.service ?? '').toBe('');
   });
 });

@@ -1,5 +1,5 @@
 import { DaemonMetrics } from '../../../../buildd/ops/daemon-metrics';
-import { parseHostPort } from '../../../../buildd/ops/debug-server';
+import { isLoopback, parseHostPort } from '../../../../buildd/ops/debug-server';
 
 async function value(m: DaemonMetrics, name: string, labels: Record<string, string> = {}): Promise<number> {
   const metric = await m.registry.getSingleMetric(name)?.get();
@@ -77,5 +77,12 @@ describe('parseHostPort (--debugaddr)', () => {
     expect(parseHostPort('[::1]:0')).toEqual({ host: '::1', port: 0 });
     expect(parseHostPort('tcp://localhost:1')).toEqual({ host: 'localhost', port: 1 });
     for (const bad of ['6060', 'host:', 'host:99999', 'unix:///x', 'a b:1']) expect(() => parseHostPort(bad)).toThrow(/Cannot parse --debugaddr/);
+  });
+});
+
+describe('isLoopback (who may take profiles)', () => {
+  it('takes loopback addresses as a socket reports them, and nothing else', () => {
+    for (const a of ['127.0.0.1', '127.8.9.10', '::1', '::ffff:127.0.0.1', 'localhost']) expect(isLoopback(a)).toBe(true);
+    for (const a of ['10.0.0.5', '::ffff:10.0.0.5', '0.0.0.0', '', '::', '1127.0.0.1']) expect(isLoopback(a)).toBe(false);
   });
 });
