@@ -27,7 +27,8 @@ import type { FileDigestCache } from '../store/file-digest-cache';
 import { builddVersion } from './version';
 import type { BuildTracker, DaemonMetrics } from './ops/daemon-metrics';
 import type { WorkerRecord } from './ops/worker-record';
-import { BuildSpans, remoteContext } from './ops/build-spans';
+import { BuildSpans, remoteContext, traceCarrierOf } from './ops/build-spans';
+import { logStep } from './ops/step-log';
 import { debugHandlers } from './history/history-rpc';
 import { DEFAULT_HISTORY_LIMITS, HistoryStore, type BuildHistory, type HistoryLimits } from './history/history-store';
 
@@ -153,7 +154,7 @@ export class BuildService {
     const abort = new AbortController();
     if (this.closing) abort.abort(new BuildError('unavailable', 'Cannot start a build: the daemon is shutting down (running builds are finishing); retry on another instance or after the restart'));
     call.on('cancelled', () => abort.abort(new BuildError('cancelled', 'Cannot continue: the client went away')));
-    const spans = BuildSpans.start(remoteContext(traceCarrier(call)), ref);
+    const spans = BuildSpans.start(remoteContext(traceCarrierOf(call.metadata)), ref);
     const done = spans.run(() => this.runBuild(call, ref, abort, this.opts.metrics?.buildStarted(), spans)).finally(() => {
       this.running.delete(ref);
       if (!this.closing) this.gc?.request();
@@ -381,29 +382,6 @@ function peerIdentity(call: BuildCall): string {
   } catch {
     return '';
   }
-}
-
-/** A step's start and end in the daemon's log, with its vertex digest beside the build's ref. */
-function logStep(log: Logger, ev: ProgressEvent): void {
-  if (ev.type !== 'vertex') return;
-  const fields = { vertex: ev.digest, step: ev.name };
-  if (ev.completed === undefined) {
-    if (ev.started !== undefined) log.debug(fields, 'step started');
-  } else if (ev.error !== undefined) {
-    log.info({ ...fields, err: ev.error }, 'step failed');
-  } else {
-    log.debug({ ...fields, cached: ev.cached, ms: ev.started === undefined ? 0 : ev.completed - ev.started }, 'step done');
-  }
-}
-
-/** The W3C trace context the client sent as gRPC metadata (buildctl passes $TRACEPARENT on). */
-function traceCarrier(call: BuildCall): Record<string, string> {
-  const carrier: Record<string, string> = {};
-  for (const key of ['traceparent', 'tracestate']) {
-    const v = call.metadata?.get(key)[0];
-    if (typeof v === 'string' && v.length <= 512) carrier[key] = v;
-  }
-  return carrier;
 }
 
 function throwIfAborted(signal: AbortSignal): void {

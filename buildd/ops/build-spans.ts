@@ -1,8 +1,19 @@
 import { context, propagation, ROOT_CONTEXT, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
+import type { Metadata } from '@grpc/grpc-js';
 import type { ProgressEvent } from '../builder';
 
 /** The instrumentation scope of the daemon's build and step spans. */
 const TRACER_NAME = 'buildd';
+
+/** The W3C trace context a client sent as gRPC metadata (buildctl passes $TRACEPARENT on); values over 512 bytes are ignored. */
+export function traceCarrierOf(metadata: Metadata | undefined): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  for (const key of ['traceparent', 'tracestate']) {
+    const v = metadata?.get(key)[0];
+    if (typeof v === 'string' && v.length <= 512) carrier[key] = v;
+  }
+  return carrier;
+}
 
 /** The client's trace context (W3C `traceparent`/`tracestate`, as gRPC metadata), for a build's span to continue. */
 export function remoteContext(carrier: Record<string, string>): Context {
