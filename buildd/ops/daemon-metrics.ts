@@ -38,10 +38,10 @@ export class DaemonMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'buildd_' });
     this.buildsStarted = new Counter({ name: 'buildd_builds_started_total', help: 'Builds started', registers });
     this.buildsFinished = new Counter({ name: 'buildd_builds_finished_total', help: 'Builds finished, by status (succeeded, failed, cancelled)', labelNames: ['status'], registers });
-    this.buildsFailed = new Counter({ name: 'buildd_builds_failed_total', help: "Builds failed or cancelled, by reason (the error's gRPC code name)", labelNames: ['reason'], registers });
+    this.buildsFailed = new Counter({ name: 'buildd_builds_failed_total', help: "Builds failed or cancelled, by reason (the error's code: invalid-argument, unavailable, cancelled...)", labelNames: ['reason'], registers });
     this.buildDuration = new Histogram({
       name: 'buildd_build_duration_seconds',
-      help: 'Build durations, from the start message to the result, by status',
+      help: 'Build durations, from the call to the result, by status',
       labelNames: ['status'],
       buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800],
       registers,

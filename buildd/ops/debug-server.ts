@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { getHeapSnapshot } from 'node:v8';
 import type { Logger } from 'pino';
 import { BuildError } from '../../solver/build-error';
+import { parseAddress, type Address } from '../api/address';
 import type { DaemonMetrics } from './daemon-metrics';
 
 /** A CPU profile is asked for in seconds (as Go's /debug/pprof/profile?seconds=N); these bound it. */
@@ -134,10 +135,16 @@ export async function startDebugServer(addr: string, metrics: DaemonMetrics, log
 
 /** `host:port`, `[v6]:port` (and a `tcp://` prefix, as the gRPC addresses take). */
 export function parseHostPort(addr: string): { host: string; port: number } {
-  const m = /^(?:tcp:\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(addr);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new BuildError('invalid-argument', `Cannot parse --debugaddr ${addr}: expected host:port, e.g. 127.0.0.1:6060`);
-  return { host: (m[1] as string).replace(/^\[(.*)\]$/, '$1'), port };
+  // the gRPC addresses' tcp form, with its scheme optional here
+  const bad = (): BuildError => new BuildError('invalid-argument', `Cannot parse --debugaddr ${addr}: expected host:port, e.g. 127.0.0.1:6060`);
+  let parsed: Address;
+  try {
+    parsed = parseAddress(addr.startsWith('tcp://') ? addr : `tcp://${addr}`);
+  } catch {
+    throw bad();
+  }
+  if (parsed.kind !== 'tcp') throw bad();
+  return { host: parsed.host.replace(/^\[(.*)\]$/, '$1'), port: parsed.port };
 }
 
 /** A loopback address or name (IPv4-mapped included): who may take profiles. */
