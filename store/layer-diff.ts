@@ -1,18 +1,13 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { BuildError } from '../solver/build-error';
 import { teeInto, type BlobTee, type BlobTeeSink } from './blob-tee';
 import type { ContentStore } from './content-store';
 import { createCompressor, DEFAULT_COMPRESSION, layerMediaType, type LayerCompression } from './layer-compression';
 import type { Snapshotter } from './snapshotter';
-import { encodeTarHeader, padding, TAR_END, type TarHeaderFields } from './tar-header';
-import { isWhiteout } from './overlay-whiteout';
-import { readSmallFileSync } from './read-small-file';
+import { layerTarEntries, type WalkState } from './layer-tar-walk';
 import { rewriteTarTimes } from './tar-times';
 import { assertOverlayXattrsReadable } from './trusted-xattr-probe';
-import { CAPABILITY_XATTR, readXattrsSync } from './xattrs';
 
 /** A layer blob as an image manifest and config refer to it. */
 export interface LayerDescriptor {
@@ -29,9 +24,6 @@ export interface LayerDescriptor {
   /** true when the snapshot changed nothing (the tar has no entries) */
   empty: boolean;
 }
-
-const OPAQUE_MARKER = '.wh..wh..opq';
-const WHITEOUT_PREFIX = '.wh.';
 
 /**
  * Turns the changes of snapshot `id` (its overlay upper dir) into an OCI layer in the content
@@ -167,138 +159,20 @@ async function* coalesce(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> 
   if (size > 0) yield Buffer.concat(pending, size);
 }
 
-/** What the walk tells diffToLayer: how many entries it wrote, why it stopped early. */
-interface WalkState {
-  entries: number;
-  error?: unknown;
-}
-
-/** The layer tar of `upper` as a stream of chunks; pulled, so it honours backpressure. */
 /**
  * A tar of a whole filesystem as a mounted view shows it (BuildKit's `tar` and `local`
  * outputs): every entry with its mode, owner, time and file capability, in the layer tar's
  * order and format, hard links kept; no whiteouts or opaque markers (a merged view has none).
  */
 export async function* filesystemTar(root: string, signal: AbortSignal): AsyncGenerator<Buffer> {
-  yield* layerEntries(root, undefined, { entries: 0 }, signal);
+  yield* layerTarEntries(root, undefined, { entries: 0 }, signal);
 }
 
 async function* layerTar(upper: string, opaqueXattr: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
   try {
-    yield* layerEntries(upper, opaqueXattr, counter, signal);
+    yield* layerTarEntries(upper, opaqueXattr, counter, signal);
   } catch (err) {
     counter.error = err;
     throw err;
   }
-}
-
-/** `opaqueXattr` undefined: a merged tree, whose 0:0 character devices are devices, not whiteouts. */
-async function* layerEntries(upper: string, opaqueXattr: string | undefined, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
-  const links = new Map<string, string>();
-  const wanted = (n: string): boolean => n === CAPABILITY_XATTR || n === opaqueXattr;
-  let sinceTurn = 0;
-  // Metadata, attributes and small contents are read with synchronous calls: each is a few
-  // microseconds of kernel work on cached data, where a thread-pool round trip per call cost
-  // several times that on the main thread (20,000 files: 3.8 s of export, see the commit).
-  // The event loop gets a turn every TURN entries, so other builds are not held up.
-  async function* walk(rel: string): AsyncGenerator<Buffer> {
-    const names = readdirSync(path.join(upper, rel)).sort(compareBytes);
-    for (const name of names) {
-      signal.throwIfAborted();
-      if (++sinceTurn >= TURN) {
-        sinceTurn = 0;
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
-      const relPath = rel === '' ? name : `${rel}/${name}`;
-      yield* entry(rel, name, relPath, path.join(upper, relPath));
-    }
-  }
-  async function* entry(rel: string, name: string, relPath: string, abs: string): AsyncGenerator<Buffer> {
-    const st = lstatSync(abs);
-    counter.entries++;
-    if (opaqueXattr !== undefined && isWhiteout(st)) {
-      // An overlay whiteout: the path was deleted in this layer.
-      yield encodeTarHeader({ ...baseHeader(st), name: wh(rel, name), type: 'file', mode: 0, uid: 0, gid: 0 });
-      return;
-    }
-    const xattrs = readXattrsSync(abs, wanted);
-    const opaque = opaqueXattr !== undefined && st.isDirectory() && xattrs.get(opaqueXattr)?.toString('latin1') === 'y';
-    // "y" marks an opaque dir; newer kernels also write "x" (has whiteouts), which is not opaque.
-    if (opaqueXattr !== undefined) xattrs.delete(opaqueXattr);
-    const head = { ...baseHeader(st), xattrs };
-    if (st.isDirectory()) {
-      yield encodeTarHeader({ ...head, name: relPath + '/', type: 'directory' });
-      if (opaque) yield encodeTarHeader({ ...baseHeader(st), name: `${relPath}/${OPAQUE_MARKER}`, type: 'file', mode: 0, uid: 0, gid: 0 });
-      yield* walk(relPath);
-    } else if (st.isFile()) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = st.nlink > 1 ? links.get(key) : undefined;
-      if (first !== undefined) {
-        yield encodeTarHeader({ ...head, name: relPath, type: 'link', linkname: first });
-        return;
-      }
-      if (st.nlink > 1) links.set(key, relPath);
-      yield encodeTarHeader({ ...head, name: relPath, type: 'file', size: st.size });
-      if (st.size <= SMALL_FILE) {
-        const content = readSmallFileSync(abs, st.size);
-        // As a streamed file: one that grew meanwhile is cut at the promised size, one that shrank fails.
-        if (content.length < st.size) throw changedSize(relPath);
-        if (st.size > 0) yield content.subarray(0, st.size);
-      } else {
-        yield* fileContent(abs, relPath, st.size, signal);
-      }
-      yield padding(st.size);
-    } else if (st.isSymbolicLink()) {
-      yield encodeTarHeader({ ...head, name: relPath, type: 'symlink', linkname: readlinkSync(abs) });
-    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-      const type = st.isCharacterDevice() ? 'character-device' : 'block-device';
-      yield encodeTarHeader({ ...head, name: relPath, type, devmajor: major(st.rdev), devminor: minor(st.rdev) });
-    } else if (st.isFIFO()) {
-      yield encodeTarHeader({ ...head, name: relPath, type: 'fifo' });
-    }
-    // Sockets are not representable in a tar; like Docker, they are left out.
-  }
-  yield* walk('');
-  yield TAR_END;
-}
-
-/** Entries walked between two turns of the event loop: a few milliseconds of work. */
-const TURN = 128;
-/** Files up to this size are read whole in one call; larger ones stream. */
-const SMALL_FILE = 64 * 1024;
-
-function changedSize(name: string): BuildError {
-  return new BuildError('failed-precondition', `Cannot add ${name} to the layer: it changed size while being read`);
-}
-
-function baseHeader(st: Stats): Omit<TarHeaderFields, 'name' | 'type'> {
-  return { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: 0, mtime: Math.floor(st.mtimeMs / 1000) };
-}
-
-function wh(rel: string, name: string): string {
-  return rel === '' ? WHITEOUT_PREFIX + name : `${rel}/${WHITEOUT_PREFIX}${name}`;
-}
-
-/** Exactly `size` bytes of the file: the header already promised them. */
-async function* fileContent(abs: string, name: string, size: number, signal: AbortSignal): AsyncGenerator<Buffer> {
-  let written = 0;
-  for await (const chunk of createReadStream(abs, { signal }) as AsyncIterable<Buffer>) {
-    // A file that grew meanwhile is cut at the promised size, one that shrank fails below.
-    const part = written + chunk.length > size ? chunk.subarray(0, size - written) : chunk;
-    written += part.length;
-    if (part.length > 0) yield part;
-  }
-  if (written !== size) throw changedSize(name);
-}
-
-function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-function major(dev: number): number {
-  return ((dev >> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
-}
-
-function minor(dev: number): number {
-  return (dev & 0xff) | ((dev >> 12) & 0xfff00);
 }
