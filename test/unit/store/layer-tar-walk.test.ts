@@ -20,7 +20,7 @@ async function readTar(chunks: Buffer[]): Promise<Entry[]> {
   const done = new Promise<void>((resolve, reject) => {
     extract.on('entry', (h, stream, next) => {
       const hash = createHash('sha256');
-      stream.on('data', (c: Buffer) => hash.update(c));
+      stream.on('data', (c: unknown) => hash.update(c as Buffer));
       stream.on('end', () => {
         out.push({ name: h.name, type: h.type ?? '', size: h.size ?? 0, ...(h.linkname ? { linkname: h.linkname } : {}), ...(h.type === 'file' ? { sha: hash.digest('hex') } : {}) });
         next();
