@@ -2,7 +2,7 @@ import { chmodSync, chownSync, closeSync, constants as fsc, copyFileSync, lchown
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
 import { writeXattrs } from '../../store/xattrs';
-import { indexLine, type EntryChange, type IndexEntry } from './listing-index';
+import { writeIndexFile, type EntryChange, type IndexEntry } from './listing-index';
 import { BoundedTasks } from '../../store/bounded-tasks';
 
 /** Files linked, copied or moved at once: enough to keep the thread pool busy, few enough to keep memory flat. */
@@ -89,7 +89,7 @@ export async function buildGeneration(plan: GenerationPlan): Promise<BuildStats>
     chmodSync(target, p.entry.mode);
     utimesSync(target, seconds(p.entry.mtime_ms), seconds(p.entry.mtime_ms));
   }
-  await writeIndex(path.join(plan.dir, 'index.jsonl'), plan.entries);
+  await writeIndexFile(path.join(plan.dir, 'index.jsonl'), plan.entries.map((p) => p.entry));
   return stats;
 }
 
@@ -201,25 +201,6 @@ async function placeEntry(p: PlannedEntry, tree: string, plan: GenerationPlan, s
   await applyXattrs(target, e);
   await fsp.chmod(target, e.mode);
   await fsp.utimes(target, seconds(e.mtime_ms), seconds(e.mtime_ms));
-}
-
-/** Written and synced before the generation is published, so a published index is whole. */
-async function writeIndex(file: string, entries: readonly PlannedEntry[]): Promise<void> {
-  const fh = await fsp.open(file, 'wx', 0o600);
-  try {
-    let batch: string[] = [];
-    for (const p of entries) {
-      batch.push(indexLine(p.entry));
-      if (batch.length >= 1024) {
-        await fh.write(batch.join('\n') + '\n');
-        batch = [];
-      }
-    }
-    if (batch.length > 0) await fh.write(batch.join('\n') + '\n');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**

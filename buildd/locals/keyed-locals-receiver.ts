@@ -8,7 +8,8 @@ import type { FileEntryMessage } from '../api/messages';
 import { MAX_REQUEST_PATHS } from '../api/server-messages';
 import { removeTree } from '../remove-tree';
 import { defaultFileDigestCache, type FileDigestCache } from '../../store/file-digest-cache';
-import { buildGeneration, type PlannedEntry } from './generation-builder';
+import { buildGeneration, type BuildStats, type PlannedEntry } from './generation-builder';
+import { canUpdateInPlace, updateGeneration } from './generation-update';
 import { receivedDir, recordReceivedDigests } from './received-files';
 import { compareEntry, type IndexEntry } from './listing-index';
 import type { Generation, LocalsStore } from './locals-store';
@@ -300,7 +301,7 @@ export class KeyedLocalsReceiver {
       return;
     }
     st.tmp ??= await this.store.tempDir(st.key);
-    const stats = await buildGeneration({ dir: st.tmp, entries: st.entries, keptTree: st.kept?.generation.tree, madeDirs: st.madeDirs, chown: this.chown, signal: this.signal });
+    const stats = await this.makeGeneration(st, st.tmp);
     await recordReceivedDigests(this.digests, path.join(st.tmp, 'tree'), st.entries, this.signal);
     let bytes = 0;
     for (const p of st.entries) bytes += p.entry.size;
@@ -315,6 +316,24 @@ export class KeyedLocalsReceiver {
     st.transfer.copied = stats.copied;
     // the listing is on disk now; the build needs only the directory
     st.entries = [];
+  }
+
+  /**
+   * The new generation's tree in `tmp`: the kept one updated in place when no other build
+   * reads it (a one-file change costs one rename, not 20,000 links, and the old copy's
+   * removal), else built anew beside it.
+   */
+  private async makeGeneration(st: LocalState, tmp: string): Promise<BuildStats> {
+    const kept = st.kept;
+    const claimed = path.join(tmp, 'claimed');
+    if (kept && canUpdateInPlace(st.entries, kept.index, this.chown) && (await this.store.claim(st.key, kept.generation, claimed))) {
+      // the lease went with the claim
+      kept.release = () => undefined;
+      const stats = await updateGeneration({ dir: tmp, claimedTree: path.join(claimed, 'tree'), keptIndex: kept.index, entries: st.entries, signal: this.signal });
+      await fsp.rm(claimed, { recursive: true, force: true });
+      return stats;
+    }
+    return buildGeneration({ dir: tmp, entries: st.entries, keptTree: kept?.generation.tree, madeDirs: st.madeDirs, chown: this.chown, signal: this.signal });
   }
 
   private async flush(local: string, st: LocalState, done: boolean): Promise<void> {

@@ -1,3 +1,4 @@
+import { promises as fsp } from 'node:fs';
 import type { FileEntryMessage } from '../api/messages';
 
 /**
@@ -66,4 +67,23 @@ export function parseIndex(text: string): Map<string, IndexEntry> {
     out.set(l.p, { path: l.p, type: l.t, mode: l.m, uid: l.u, gid: l.g, mtime_ms: l.mt, size: l.s, link_target: l.l ?? '', xattrs });
   }
   return out;
+}
+
+/** Writes an index and syncs it, before its generation is published: a published index is whole. */
+export async function writeIndexFile(file: string, entries: Iterable<IndexEntry>): Promise<void> {
+  const fh = await fsp.open(file, 'wx', 0o600);
+  try {
+    let batch: string[] = [];
+    for (const e of entries) {
+      batch.push(indexLine(e));
+      if (batch.length >= 1024) {
+        await fh.write(batch.join('\n') + '\n');
+        batch = [];
+      }
+    }
+    if (batch.length > 0) await fh.write(batch.join('\n') + '\n');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }

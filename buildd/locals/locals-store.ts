@@ -170,6 +170,24 @@ export class LocalsStore {
     return { generation: gen, release };
   }
 
+  /**
+   * Takes the key's current generation `gen` out of the store, to be updated in place into the
+   * next one (see generation-update.ts): only when it is current and `lease` (the caller's, under
+   * the key's lock) is its only lease, so no build reads it. Its directory is renamed to
+   * `into`; the key has no kept copy until the next publish, so a sync that fails meanwhile
+   * leaves nothing to trust (its temp dir goes, and the next sync starts from nothing). The
+   * lease is used up. False, with nothing changed, when another build holds the generation.
+   */
+  async claim(key: string, gen: Generation, into: string): Promise<boolean> {
+    const st = this.keys.get(key);
+    if (!st || st.current !== gen || st.refs.get(gen.n) !== 1 || !st.locked) return false;
+    await fsp.rename(this.genDir(key, gen.n), into);
+    st.current = undefined;
+    st.refs.delete(gen.n);
+    this.indexes.delete(`${key}/${gen.n}`);
+    return true;
+  }
+
   list(): KeptLocal[] {
     return [...this.keys.entries()]
       .filter(([, st]) => st.current !== undefined)

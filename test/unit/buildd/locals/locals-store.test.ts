@@ -42,6 +42,37 @@ describe('LocalsStore', () => {
     expect(store.lease('a')?.generation.tree).toBe(second.generation.tree);
   });
 
+  it('hands the current generation over to be updated in place only under the lock and with no other lease, and then keeps nothing for the key', async () => {
+    const store = await LocalsStore.open({ dir: tmp });
+    const first = await publish(store, 'a', 3);
+    first.release();
+    const unlock = await store.lock(['a'], signal);
+    try {
+      const mine = store.lease('a');
+      const other = store.lease('a');
+      if (!mine || !other) throw new Error('no lease');
+      const into = path.join(await store.tempDir('a'), 'claimed');
+      // another build still reads it
+      expect(await store.claim('a', mine.generation, into)).toBe(false);
+      other.release();
+      expect(await store.claim('a', mine.generation, into)).toBe(true);
+      expect(await fsp.readFile(path.join(into, 'tree', 'f'))).toHaveLength(3);
+      await expect(fsp.stat(path.dirname(mine.generation.tree))).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(store.list()).toEqual([]);
+      expect(store.lease('a')).toBeUndefined();
+    } finally {
+      unlock();
+    }
+    // not without the lock
+    const again = await publish(store, 'a', 4);
+    expect(await store.claim('a', again.generation, path.join(tmp, 'x'))).toBe(false);
+    again.release();
+    // a restart trusts nothing of a claimed generation's temp dir
+    const reopened = await LocalsStore.open({ dir: tmp });
+    expect(reopened.list()).toMatchObject([{ key: 'a', bytes: 4 }]);
+    expect((await fsp.readdir(path.join(tmp, 'a'))).filter((n) => n.startsWith('tmp-'))).toEqual([]);
+  });
+
   it('gives the index a publish handed it without reading the file, and reads the file for a generation it does not hold', async () => {
     const store = await LocalsStore.open({ dir: tmp });
     const unlock = await store.lock(['a'], signal);
