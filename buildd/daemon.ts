@@ -8,6 +8,7 @@ import { gcDelayMs, gcRules as resolveGcRules } from './gc/gc-policy';
 import type { PruneOptions } from './gc/prune-plan';
 import type { Builder } from './builder';
 import type { DaemonConfig } from './config';
+import { widenReceiveWindows } from './receive-window';
 import { listen } from './listen';
 import { ServingHealth } from './ops/serving-health';
 import { DaemonMetrics } from './ops/daemon-metrics';
@@ -86,6 +87,7 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
     await service.cache?.sweep();
     service.gc?.request();
     for (const text of config.addr) addresses.push(await listen(server, text, { tls, config, logger }));
+    if (!widenReceiveWindows(server)) logger.warn('grpc-js no longer shows its HTTP/2 listeners: contexts stream with 64 KiB receive windows');
     if (healthServer && config.healthAddr !== undefined) healthAddress = await listen(healthServer, config.healthAddr, { tls: undefined, config, logger, plain: true });
     if (config.registryAddr !== undefined) {
       if (!builder.embeddedRegistry) throw new BuildError('failed-precondition', 'Cannot serve the registry: this builder has no registry state');
