@@ -2,7 +2,7 @@ import { chmodSync, chownSync, closeSync, constants as fsc, copyFileSync, lchown
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
 import { writeXattrs } from '../../store/xattrs';
-import { writeIndexFile, type EntryChange, type IndexEntry } from './listing-index';
+import { utimeSeconds, writeIndexFile, type EntryChange, type IndexEntry } from './listing-index';
 import { BoundedTasks } from '../../store/bounded-tasks';
 
 /** Files linked, copied or moved at once: enough to keep the thread pool busy, few enough to keep memory flat. */
@@ -16,6 +16,8 @@ export interface PlannedEntry {
   staged?: string;
   /** sha256 (hex) of the received content, taken as it was written */
   digest?: string;
+  /** the staged file was given its owner, mode and times as it was written (it has no extended attributes) */
+  metaSet?: boolean;
 }
 
 export interface GenerationPlan {
@@ -87,7 +89,7 @@ export async function buildGeneration(plan: GenerationPlan): Promise<BuildStats>
     const target = join(tree, p.entry.path);
     if (plan.chown) lchownSync(target, p.entry.uid, p.entry.gid);
     chmodSync(target, p.entry.mode);
-    utimesSync(target, seconds(p.entry.mtime_ms), seconds(p.entry.mtime_ms));
+    utimesSync(target, utimeSeconds(p.entry.mtime_ms), utimeSeconds(p.entry.mtime_ms));
   }
   await writeIndexFile(path.join(plan.dir, 'index.jsonl'), plan.entries.map((p) => p.entry));
   return stats;
@@ -123,7 +125,7 @@ function placeInline(p: PlannedEntry, tree: string, plan: GenerationPlan, stats:
   const e = p.entry;
   if (Object.keys(e.xattrs).length > 0) return false;
   const target = join(tree, e.path);
-  const time = seconds(e.mtime_ms);
+  const time = utimeSeconds(e.mtime_ms);
   if (e.type === 'SYMLINK') {
     symlinkSync(e.link_target, target);
     if (plan.chown) lchownSync(target, e.uid, e.gid);
@@ -133,6 +135,7 @@ function placeInline(p: PlannedEntry, tree: string, plan: GenerationPlan, stats:
   if (p.staged !== undefined) {
     if (p.staged !== target) renameSync(p.staged, target);
     stats.written++;
+    if (p.metaSet) return true;
   } else if (p.change === 'content') {
     if (e.size !== 0) throw new BuildError('internal', `Cannot place ${e.path}: its content was never received`);
     closeSync(openSync(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600));
@@ -173,7 +176,7 @@ async function placeEntry(p: PlannedEntry, tree: string, plan: GenerationPlan, s
     await fsp.symlink(e.link_target, target);
     if (plan.chown) await fsp.lchown(target, e.uid, e.gid);
     await applyXattrs(target, e);
-    await fsp.lutimes(target, seconds(e.mtime_ms), seconds(e.mtime_ms));
+    await fsp.lutimes(target, utimeSeconds(e.mtime_ms), utimeSeconds(e.mtime_ms));
     return;
   }
   if (p.staged !== undefined) {
@@ -200,7 +203,7 @@ async function placeEntry(p: PlannedEntry, tree: string, plan: GenerationPlan, s
   // after the chown (it drops security.capability), before the chmod (user.* needs a writable file when not root)
   await applyXattrs(target, e);
   await fsp.chmod(target, e.mode);
-  await fsp.utimes(target, seconds(e.mtime_ms), seconds(e.mtime_ms));
+  await fsp.utimes(target, utimeSeconds(e.mtime_ms), utimeSeconds(e.mtime_ms));
 }
 
 /**
@@ -220,10 +223,6 @@ function join(root: string, rel: string): string {
   return path.join(root, ...rel.split('/'));
 }
 
-/** utimes takes seconds as a double: half a microsecond more lands on the intended millisecond. */
-function seconds(ms: number): number {
-  return ms / 1000 + 5e-7;
-}
 
 function compareBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));

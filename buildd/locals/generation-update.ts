@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
 import { writeXattrs } from '../../store/xattrs';
 import type { BuildStats, PlannedEntry } from './generation-builder';
-import { writeIndexFile, type IndexEntry } from './listing-index';
+import { utimeSeconds, writeIndexFile, type IndexEntry } from './listing-index';
 
 /** What {@link updateGeneration} works on. */
 export interface UpdatePlan {
@@ -95,10 +95,15 @@ export async function updateGeneration(plan: UpdatePlan): Promise<BuildStats> {
       symlinkSync(e.link_target, aside);
       lchownSync(aside, e.uid, e.gid);
       await applyXattrs(aside, e);
-      lutimesSync(aside, seconds(e.mtime_ms), seconds(e.mtime_ms));
+      lutimesSync(aside, utimeSeconds(e.mtime_ms), utimeSeconds(e.mtime_ms));
     } else {
       if (p.staged !== undefined) {
         stats.written++;
+        if (p.metaSet) {
+          renameSync(aside, target);
+          touched.add(parentOf(e.path));
+          continue;
+        }
       } else if (p.change === 'content') {
         if (e.size !== 0) throw new BuildError('internal', `Cannot place ${e.path}: its content was never received`);
         closeSync(openSync(aside, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600));
@@ -113,7 +118,7 @@ export async function updateGeneration(plan: UpdatePlan): Promise<BuildStats> {
       // after the chown (it drops security.capability), before the chmod
       await applyXattrs(aside, e);
       chmodSync(aside, e.mode);
-      utimesSync(aside, seconds(e.mtime_ms), seconds(e.mtime_ms));
+      utimesSync(aside, utimeSeconds(e.mtime_ms), utimeSeconds(e.mtime_ms));
     }
     renameSync(aside, target);
     touched.add(parentOf(e.path));
@@ -127,7 +132,7 @@ export async function updateGeneration(plan: UpdatePlan): Promise<BuildStats> {
     const target = join(tree, e.path);
     lchownSync(target, e.uid, e.gid);
     chmodSync(target, e.mode);
-    utimesSync(target, seconds(e.mtime_ms), seconds(e.mtime_ms));
+    utimesSync(target, utimeSeconds(e.mtime_ms), utimeSeconds(e.mtime_ms));
   }
   // the received files' directories are empty now; the updated tree takes their place
   await fsp.rm(path.join(plan.dir, 'tree'), { recursive: true, force: true });
@@ -163,10 +168,6 @@ function join(root: string, rel: string): string {
   return path.join(root, ...rel.split('/'));
 }
 
-/** utimes takes seconds as a double: half a microsecond more lands on the intended millisecond. */
-function seconds(ms: number): number {
-  return ms / 1000 + 5e-7;
-}
 
 function compareBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));

@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, constants as fsc, openSync, promises as fsp, writeSync } from 'node:fs';
+import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
@@ -11,7 +11,8 @@ import { defaultFileDigestCache, type FileDigestCache } from '../../store/file-d
 import { buildGeneration, type BuildStats, type PlannedEntry } from './generation-builder';
 import { canUpdateInPlace, updateGeneration } from './generation-update';
 import { receivedDir, recordReceivedDigests } from './received-files';
-import { compareEntry, type IndexEntry } from './listing-index';
+import { sharedStagingWriter, StagingError, type StagingWriter } from './staging-writer';
+import { compareEntry, utimeSeconds, type IndexEntry } from './listing-index';
 import type { Generation, LocalsStore } from './locals-store';
 
 /** Most entries one build may list, so a hostile client cannot fill the inode table. */
@@ -76,6 +77,9 @@ const STAGE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 
 /** Staged files whose writes and close may still be under way while the stream goes on. */
 export const STAGE_CONCURRENCY = 32;
+/** Files received whole that may wait on the staging thread, and their bytes: memory stays bounded. */
+export const STAGE_AHEAD_FILES = 1024;
+export const STAGE_AHEAD_BYTES = 16 * 1024 * 1024;
 
 /**
  * Receives the locals a client sends incrementally (BuildStart.local_keys): the listing, from
@@ -96,6 +100,9 @@ export class KeyedLocalsReceiver {
   private current: OpenFile | undefined;
   /** files received whole whose disk work is still in flight (at most STAGE_CONCURRENCY) */
   private readonly inFlight = new Set<Promise<void>>();
+  /** files received whole and queued on the staging thread, oldest first */
+  private readonly staging: Array<{ done: Promise<void>; bytes: number }> = [];
+  private stagingBytes = 0;
   private failure: { err: unknown } | undefined;
   private unlock: (() => void) | undefined;
   private entries = 0;
@@ -109,6 +116,7 @@ export class KeyedLocalsReceiver {
     private readonly chown: boolean,
     /** the digests of received files go here, for the first COPY's checksum */
     private readonly digests: FileDigestCache = defaultFileDigestCache,
+    private readonly stager: StagingWriter = sharedStagingWriter(),
   ) {
     for (const [local, key] of Object.entries(keys)) {
       this.locals.set(local, {
@@ -215,9 +223,9 @@ export class KeyedLocalsReceiver {
     if (cur.written + chunk.length > size) throw refuse({ local: cur.local, path: cur.planned.entry.path }, `more data than its size ${size}`);
     const t = (this.locals.get(cur.local) as LocalState).transfer;
     if (cur.chain === undefined && cur.written === 0 && chunk.length === size) {
-      // Most files of a source tree come in one message: written with synchronous calls, a
-      // few microseconds of kernel work each, where three thread-pool round trips cost more.
-      this.stageWhole(cur, chunk);
+      // Most files of a source tree come in one message: created and written on the staging
+      // thread, in batches, while this thread goes on decoding the stream.
+      await this.stageWhole(cur, chunk);
       cur.planned.digest = createHash('sha256').update(chunk).digest('hex');
       cur.written = size;
       t.bytesReceived += size;
@@ -278,7 +286,8 @@ export class KeyedLocalsReceiver {
     const cur = this.current;
     this.current = undefined;
     await cur?.chain?.then((fh) => fh.close()).catch(() => undefined);
-    await Promise.allSettled([...this.inFlight]);
+    await Promise.allSettled([...this.inFlight, ...this.staging.splice(0).map((s) => s.done)]);
+    this.stagingBytes = 0;
     for (const st of this.locals.values()) {
       if (st.tmp !== undefined) await removeTree(st.tmp).catch(() => undefined);
       st.tmp = undefined;
@@ -382,22 +391,32 @@ export class KeyedLocalsReceiver {
     return chain;
   }
 
-  /** Writes the whole content of `cur` at once, synchronously (see `data`). */
-  private stageWhole(cur: OpenFile, content: Buffer): void {
-    let fd: number | undefined;
-    try {
-      fd = openSync(cur.planned.staged as string, STAGE_FLAGS, 0o600);
-      let off = 0;
-      while (off < content.length) off += writeSync(fd, content, off, content.length - off);
-    } catch (err) {
-      throw refuse({ local: cur.local, path: cur.planned.entry.path }, `cannot be staged: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-    } finally {
-      if (fd !== undefined) closeSync(fd);
+  /**
+   * Hands the whole content of `cur` to the staging thread (see `data`); waits only while more
+   * than STAGE_AHEAD_FILES files or STAGE_AHEAD_BYTES bytes are queued there. A failure fails the
+   * next call.
+   */
+  private async stageWhole(cur: OpenFile, content: Buffer): Promise<void> {
+    const where = { local: cur.local, path: cur.planned.entry.path };
+    const e = cur.planned.entry;
+    // as root, and without attributes (which go after the owner), the staging thread finishes the file
+    const meta = this.chown && Object.keys(e.xattrs).length === 0 ? { uid: e.uid, gid: e.gid, mode: e.mode, time: utimeSeconds(e.mtime_ms) } : undefined;
+    cur.planned.metaSet = meta !== undefined;
+    const done = this.stager.write(cur.planned.staged as string, content, meta).catch((err: unknown) => {
+      this.failure ??= { err: refuse(where, `cannot be staged: ${err instanceof StagingError ? err.code : String(err)}`) };
+    });
+    this.staging.push({ done, bytes: content.length });
+    this.stagingBytes += content.length;
+    while (this.staging.length > STAGE_AHEAD_FILES || this.stagingBytes > STAGE_AHEAD_BYTES) {
+      const oldest = this.staging.shift() as { done: Promise<void>; bytes: number };
+      await oldest.done;
+      this.stagingBytes -= oldest.bytes;
     }
   }
 
   private async drain(): Promise<void> {
-    await Promise.allSettled([...this.inFlight]);
+    await Promise.allSettled([...this.inFlight, ...this.staging.splice(0).map((s) => s.done)]);
+    this.stagingBytes = 0;
     this.throwFailure();
   }
 

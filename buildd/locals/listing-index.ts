@@ -87,3 +87,8 @@ export async function writeIndexFile(file: string, entries: Iterable<IndexEntry>
     await fh.close();
   }
 }
+
+/** An entry's mtime as utimes takes it, seconds as a double: half a microsecond more lands on the intended millisecond. */
+export function utimeSeconds(ms: number): number {
+  return ms / 1000 + 5e-7;
+}
