@@ -1,7 +1,8 @@
-import { chmodSync, constants, copyFileSync, lchownSync, linkSync, promises as fsp, utimesSync, type Stats } from 'node:fs';
+import { chmodSync, constants, copyFileSync, lchownSync, promises as fsp, utimesSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
 import { BoundedTasks } from './bounded-tasks';
+import { FileThreadError, sharedFileThread, type FileThread } from './file-thread';
 import type { FileMode } from './file-mode';
 import type { PathPatterns } from './path-pattern';
 import { walkSelected } from './copy-selection';
@@ -51,6 +52,8 @@ export interface TreeCopierOptions {
 
 /** Enough to keep the thread pool (16 threads at least, see uv-threadpool.ts) busy. */
 const DEFAULT_CONCURRENCY = 16;
+/** Links that may wait on the file thread: a batch or two ahead of the walk. */
+const LINKS_AHEAD = 512;
 /** Files up to this size are copied inline (see copyFileInline); a larger one would block the event loop. */
 const INLINE_FILE_MAX = 256 * 1024;
 
@@ -78,8 +81,13 @@ export class TreeCopier {
   private readonly tasks: BoundedTasks;
   /** destination → its copy in flight, so a later entry for the same path waits for it */
   private readonly inflight = new Map<string, Promise<void>>();
+  /** links queued on the file thread, oldest first */
+  private readonly linking: Array<Promise<void>> = [];
 
-  constructor(private readonly opts: TreeCopierOptions) {
+  constructor(
+    private readonly opts: TreeCopierOptions,
+    private readonly files: FileThread = sharedFileThread(),
+  ) {
     this.tasks = new BoundedTasks(opts.concurrency ?? DEFAULT_CONCURRENCY);
   }
 
@@ -121,6 +129,7 @@ export class TreeCopier {
 
   /** Waits for every copy, then sets directory times (children change their parent's mtime). */
   async finish(): Promise<void> {
+    await Promise.all(this.linking.splice(0));
     await this.tasks.drain();
     // Latest first: when two sources of one COPY made the same directory, the later one's times win.
     const done = new Set<string>();
@@ -133,12 +142,16 @@ export class TreeCopier {
 
   /** Waits for the copies in flight, whatever their outcome (an error path, before a discard). */
   async settle(): Promise<void> {
+    await Promise.allSettled(this.linking.splice(0));
     await this.tasks.settle();
   }
 
   private async schedule(src: string, dest: string, st: Stats): Promise<void> {
     this.opts.signal?.throwIfAborted();
-    if (this.opts.linkFiles && st.isFile() && this.keepsMetadata(st) && !this.inflight.has(dest) && this.linkInline(src, dest)) return;
+    if (this.opts.linkFiles && st.isFile() && this.keepsMetadata(st) && !this.inflight.has(dest) && this.linkable(src)) {
+      await this.linkOnThread(src, dest, st);
+      return;
+    }
     if (st.isFile() && st.nlink === 1 && st.size <= INLINE_FILE_MAX && !this.inflight.has(dest)) {
       const inline = this.copyFileInline(src, dest, st);
       if (inline === undefined) return;
@@ -170,23 +183,30 @@ export class TreeCopier {
     return this.opts.chmod === undefined && (owner === null || (owner.uid === st.uid && owner.gid === st.gid));
   }
 
-  /**
-   * Links `src` at `dest` (see linkFiles); false when the copy must go the usual way: something
-   * is at `dest` (replaced the careful way), another file system, or the inode has as many
-   * links as the file system allows (EMLINK).
-   */
-  private linkInline(src: string, dest: string): boolean {
+  /** Whether `src` may be linked rather than copied (see linkFiles). */
+  private linkable(src: string): boolean {
     // An upper dir's file may carry overlayfs' own attributes (origin, after a move from a
     // lower layer): the copy leaves those out, a link would take them along.
-    if (this.opts.skipWhiteouts && listAttributesSync(src).some(isOverlayXattr)) return false;
-    try {
-      linkSync(src, dest);
-      return true;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST' || code === 'EXDEV' || code === 'EMLINK' || code === 'EPERM') return false;
-      throw err;
-    }
+    return !(this.opts.skipWhiteouts && listAttributesSync(src).some(isOverlayXattr));
+  }
+
+  /**
+   * Links `src` at `dest` on the file thread (see linkFiles), while the walk goes on; the copy
+   * goes the usual way when the link cannot be made: something is at `dest` (replaced the
+   * careful way), another file system, or the inode has as many links as the file system
+   * allows (EMLINK). At most LINKS_AHEAD links wait on the thread.
+   */
+  private async linkOnThread(src: string, dest: string, st: Stats): Promise<void> {
+    const linking = this.files.link(src, dest).catch(async (err: unknown) => {
+      const code = err instanceof FileThreadError ? err.code : undefined;
+      if (code !== 'EEXIST' && code !== 'EXDEV' && code !== 'EMLINK' && code !== 'EPERM') throw err;
+      await this.copyNonDir(src, dest, st);
+    });
+    const tracked = this.track(dest, linking);
+    // settled by finish() or settle(); a failure is reported there
+    tracked.catch(() => undefined);
+    this.linking.push(tracked);
+    if (this.linking.length > LINKS_AHEAD) await (this.linking.shift() as Promise<void>);
   }
 
   /** Records `copy` as the write in flight at `dest` until it settles. */

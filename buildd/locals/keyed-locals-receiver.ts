@@ -8,10 +8,10 @@ import type { FileEntryMessage } from '../api/messages';
 import { MAX_REQUEST_PATHS } from '../api/server-messages';
 import { removeTree } from '../remove-tree';
 import { defaultFileDigestCache, type FileDigestCache } from '../../store/file-digest-cache';
+import { FileThreadError, sharedFileThread, type FileThread } from '../../store/file-thread';
 import { buildGeneration, type BuildStats, type PlannedEntry } from './generation-builder';
 import { canUpdateInPlace, updateGeneration } from './generation-update';
 import { receivedDir, recordReceivedDigests } from './received-files';
-import { sharedStagingWriter, StagingError, type StagingWriter } from './staging-writer';
 import { compareEntry, utimeSeconds, type IndexEntry } from './listing-index';
 import type { Generation, LocalsStore } from './locals-store';
 
@@ -77,7 +77,7 @@ const STAGE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 
 /** Staged files whose writes and close may still be under way while the stream goes on. */
 export const STAGE_CONCURRENCY = 32;
-/** Files received whole that may wait on the staging thread, and their bytes: memory stays bounded. */
+/** Files received whole that may wait on the file thread, and their bytes: memory stays bounded. */
 export const STAGE_AHEAD_FILES = 1024;
 export const STAGE_AHEAD_BYTES = 16 * 1024 * 1024;
 
@@ -100,7 +100,7 @@ export class KeyedLocalsReceiver {
   private current: OpenFile | undefined;
   /** files received whole whose disk work is still in flight (at most STAGE_CONCURRENCY) */
   private readonly inFlight = new Set<Promise<void>>();
-  /** files received whole and queued on the staging thread, oldest first */
+  /** files received whole and queued on the file thread, oldest first */
   private readonly staging: Array<{ done: Promise<void>; bytes: number }> = [];
   private stagingBytes = 0;
   private failure: { err: unknown } | undefined;
@@ -116,7 +116,7 @@ export class KeyedLocalsReceiver {
     private readonly chown: boolean,
     /** the digests of received files go here, for the first COPY's checksum */
     private readonly digests: FileDigestCache = defaultFileDigestCache,
-    private readonly stager: StagingWriter = sharedStagingWriter(),
+    private readonly files: FileThread = sharedFileThread(),
   ) {
     for (const [local, key] of Object.entries(keys)) {
       this.locals.set(local, {
@@ -223,7 +223,7 @@ export class KeyedLocalsReceiver {
     if (cur.written + chunk.length > size) throw refuse({ local: cur.local, path: cur.planned.entry.path }, `more data than its size ${size}`);
     const t = (this.locals.get(cur.local) as LocalState).transfer;
     if (cur.chain === undefined && cur.written === 0 && chunk.length === size) {
-      // Most files of a source tree come in one message: created and written on the staging
+      // Most files of a source tree come in one message: created and written on the file
       // thread, in batches, while this thread goes on decoding the stream.
       await this.stageWhole(cur, chunk);
       cur.planned.digest = createHash('sha256').update(chunk).digest('hex');
@@ -392,18 +392,18 @@ export class KeyedLocalsReceiver {
   }
 
   /**
-   * Hands the whole content of `cur` to the staging thread (see `data`); waits only while more
+   * Hands the whole content of `cur` to the file thread (see `data`); waits only while more
    * than STAGE_AHEAD_FILES files or STAGE_AHEAD_BYTES bytes are queued there. A failure fails the
    * next call.
    */
   private async stageWhole(cur: OpenFile, content: Buffer): Promise<void> {
     const where = { local: cur.local, path: cur.planned.entry.path };
     const e = cur.planned.entry;
-    // as root, and without attributes (which go after the owner), the staging thread finishes the file
+    // as root, and without attributes (which go after the owner), the file thread finishes the file
     const meta = this.chown && Object.keys(e.xattrs).length === 0 ? { uid: e.uid, gid: e.gid, mode: e.mode, time: utimeSeconds(e.mtime_ms) } : undefined;
     cur.planned.metaSet = meta !== undefined;
-    const done = this.stager.write(cur.planned.staged as string, content, meta).catch((err: unknown) => {
-      this.failure ??= { err: refuse(where, `cannot be staged: ${err instanceof StagingError ? err.code : String(err)}`) };
+    const done = this.files.write(cur.planned.staged as string, content, meta).catch((err: unknown) => {
+      this.failure ??= { err: refuse(where, `cannot be staged: ${err instanceof FileThreadError ? err.code : String(err)}`) };
     });
     this.staging.push({ done, bytes: content.length });
     this.stagingBytes += content.length;

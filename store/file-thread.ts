@@ -1,11 +1,12 @@
 import { Worker } from 'node:worker_threads';
 
 /**
- * The staging thread's whole program: each file of a batch is created (O_EXCL, never through a
- * link, 0600), written whole, given its owner, mode and times when asked, and closed, in order;
- * what failed is posted back by index with its errno code. Plain JavaScript with Node built-ins only, run with `eval`, so the compiled daemon
- * and the TypeScript tests start the same thread (a script file beside the module would exist
- * only in the build's output).
+ * The file thread's whole program: the operations of a batch, in order. A write creates its
+ * file (O_EXCL, never through a link, 0600), writes it whole, gives it its owner, mode and
+ * times when asked, and closes it; a link is link(2). What failed is posted back by index with
+ * its errno code. Plain JavaScript with Node built-ins only, run with `eval`, so the compiled
+ * daemon and the TypeScript tests start the same thread (a script file beside the module would
+ * exist only in the build's output).
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
@@ -15,6 +16,10 @@ parentPort.on('message', (batch) => {
   const failed = [];
   const bytes = new Uint8Array(batch.data);
   for (let i = 0; i < batch.files.length; i++) {
+    if (batch.linkFrom[i] !== null) {
+      try { fs.linkSync(batch.linkFrom[i], batch.files[i]); } catch (err) { failed.push([i, (err && err.code) || String(err)]); }
+      continue;
+    }
     const data = bytes.subarray(batch.offsets[i], batch.offsets[i + 1]);
     let fd;
     try {
@@ -56,6 +61,8 @@ interface Batch {
   data: ArrayBuffer;
   /** [uid, gid, mode, time] or null, per file */
   meta: Array<[number, number, number, number] | null>;
+  /** per file: the existing file to link it to, or null for a write */
+  linkFrom: Array<string | null>;
 }
 
 interface Reply {
@@ -63,45 +70,58 @@ interface Reply {
   failed: Array<[number, string]>;
 }
 
-/** A file the staging thread could not write: its path and errno code. */
-export class StagingError extends Error {
+/** An operation the file thread could not do: the path it made and the errno code. */
+export class FileThreadError extends Error {
   constructor(
     readonly file: string,
     readonly code: string,
   ) {
-    super(`Cannot stage ${file}: ${code}`);
+    super(`Cannot make ${file}: ${code}`);
   }
 }
 
-/** Files gathered into one message to the thread; a batch also goes at the next turn of the event loop. */
+const EMPTY = Buffer.alloc(0);
+
+/** Operations gathered into one message to the thread; a batch also goes at the next turn of the event loop. */
 const BATCH_FILES = 64;
 const BATCH_BYTES = 256 * 1024;
 
 /**
- * Creates and writes small received files on a thread of its own, so the kernel's work of
- * making 20,000 inodes (most of a cold context transfer on the main thread, see the commit)
- * runs beside the main thread's decoding of the stream instead of between its messages. Files
- * go in batches, written in the order given; each write's promise settles when its batch is
- * done (rejecting with a StagingError).
+ * Makes files on a thread of its own: small received files written whole, hard links of a
+ * COPY. The kernel's work of making 20,000 inodes or links (most of a cold context transfer,
+ * and most of a linked COPY, on the main thread; see the commits) then runs beside the main
+ * thread's decoding and walking instead of between them. Operations go in batches, done in the
+ * order given; each one's promise settles when its batch is done (rejecting with a
+ * FileThreadError).
  *
- * Lifecycle: one per daemon ({@link sharedStagingWriter}), its thread started at the first write;
- * it keeps the process alive only while it has batches to write; `close()` ends it.
+ * Lifecycle: one per daemon ({@link sharedFileThread}), its thread started at the first
+ * operation; it keeps the process alive only while it has batches to do; `close()` ends it.
  */
-export class StagingWriter {
+export class FileThread {
   private worker: Worker | undefined;
   private next = 1;
-  private pending: { files: string[]; chunks: Buffer[]; meta: Batch['meta']; bytes: number; waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> } | undefined;
+  private pending: { files: string[]; chunks: Buffer[]; meta: Batch['meta']; linkFrom: Batch['linkFrom']; bytes: number; waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> } | undefined;
   private readonly sent = new Map<number, { files: string[]; waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> }>();
   private scheduled = false;
 
   /** Creates `file` (which must not exist) with `content` (and `meta`, when given), which must not change before the next turn of the event loop (it is copied into the batch then). */
   write(file: string, content: Buffer, meta?: StagedMeta): Promise<void> {
+    return this.queue(file, content, meta ? [meta.uid, meta.gid, meta.mode, meta.time] : null, null);
+  }
+
+  /** Makes `file` (which must not exist) a hard link of `existing`. */
+  link(existing: string, file: string): Promise<void> {
+    return this.queue(file, EMPTY, null, existing);
+  }
+
+  private queue(file: string, content: Buffer, meta: Batch['meta'][number], linkFrom: string | null): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.pending ??= { files: [], chunks: [], meta: [], bytes: 0, waiters: [] };
+      this.pending ??= { files: [], chunks: [], meta: [], linkFrom: [], bytes: 0, waiters: [] };
       const p = this.pending;
       p.files.push(file);
       p.chunks.push(content);
-      p.meta.push(meta ? [meta.uid, meta.gid, meta.mode, meta.time] : null);
+      p.meta.push(meta);
+      p.linkFrom.push(linkFrom);
       p.bytes += content.length;
       p.waiters.push({ resolve, reject });
       if (p.files.length >= BATCH_FILES || p.bytes >= BATCH_BYTES) this.flush();
@@ -115,12 +135,12 @@ export class StagingWriter {
     });
   }
 
-  /** Ends the thread; writes still queued fail. */
+  /** Ends the thread; operations still queued fail. */
   async close(): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
     if (worker) await worker.terminate();
-    this.failAll(new Error('the staging thread was stopped'));
+    this.failAll(new Error('the file thread was stopped'));
   }
 
   private flush(): void {
@@ -138,7 +158,7 @@ export class StagingWriter {
       offsets.push(at);
     }
     this.sent.set(id, { files: p.files, waiters: p.waiters });
-    const batch: Batch = { id, files: p.files, offsets, data, meta: p.meta };
+    const batch: Batch = { id, files: p.files, offsets, data, meta: p.meta, linkFrom: p.linkFrom };
     const worker = this.thread();
     // held while it has work: a write's caller may have nothing else keeping the process up
     if (this.sent.size === 1) worker.ref();
@@ -154,7 +174,7 @@ export class StagingWriter {
       this.failAll(err);
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`the staging thread exited (${code})`)));
+    worker.on('exit', (code) => fail(new Error(`the file thread exited (${code})`)));
     // after the listeners, which take a reference; flush() holds one while batches are out
     worker.unref();
     this.worker = worker;
@@ -170,7 +190,7 @@ export class StagingWriter {
     batch.waiters.forEach((w, i) => {
       const code = failed.get(i);
       if (code === undefined) w.resolve();
-      else w.reject(new StagingError(batch.files[i] as string, code));
+      else w.reject(new FileThreadError(batch.files[i] as string, code));
     });
   }
 
@@ -185,10 +205,10 @@ export class StagingWriter {
   }
 }
 
-let shared: StagingWriter | undefined;
+let shared: FileThread | undefined;
 
-/** The daemon's staging thread. */
-export function sharedStagingWriter(): StagingWriter {
-  shared ??= new StagingWriter();
+/** The daemon's file thread. */
+export function sharedFileThread(): FileThread {
+  shared ??= new FileThread();
   return shared;
 }

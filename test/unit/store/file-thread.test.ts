@@ -1,14 +1,14 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { StagingError, StagingWriter } from '../../../../buildd/locals/staging-writer';
+import { FileThread, FileThreadError } from '../../../store/file-thread';
 
-describe('StagingWriter', () => {
+describe('FileThread', () => {
   let tmp: string;
-  let writer: StagingWriter;
+  let writer: FileThread;
   beforeEach(async () => {
     tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'staging-'));
-    writer = new StagingWriter();
+    writer = new FileThread();
   });
   afterEach(async () => {
     await writer.close();
@@ -51,8 +51,8 @@ describe('StagingWriter', () => {
       writer.write(path.join(tmp, 'b'), Buffer.from('b')),
     ]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'rejected', 'fulfilled']);
-    const reasons = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as StagingError] : []));
-    expect(reasons.every((r) => r instanceof StagingError)).toBe(true);
+    const reasons = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as FileThreadError] : []));
+    expect(reasons.every((r) => r instanceof FileThreadError)).toBe(true);
     expect(reasons.map((r) => [path.basename(r.file), r.code])).toEqual([
       ['there', 'EEXIST'],
       ['link', 'EEXIST'],
@@ -60,6 +60,20 @@ describe('StagingWriter', () => {
     ]);
     expect(await fsp.readFile(path.join(tmp, 'there'), 'utf8')).toBe('old');
     expect(await fsp.readFile('/etc/passwd', 'utf8')).not.toContain('evil');
+  });
+
+  it('makes hard links in order with writes, failing only a link whose path is taken', async () => {
+    await writer.write(path.join(tmp, 'src'), Buffer.from('shared'));
+    const results = await Promise.allSettled([
+      writer.link(path.join(tmp, 'src'), path.join(tmp, 'l1')),
+      writer.link(path.join(tmp, 'src'), path.join(tmp, 'src')),
+      writer.write(path.join(tmp, 'w'), Buffer.from('w')),
+      writer.link(path.join(tmp, 'w'), path.join(tmp, 'l2')),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'EEXIST' });
+    expect((await fsp.stat(path.join(tmp, 'l1'))).ino).toBe((await fsp.stat(path.join(tmp, 'src'))).ino);
+    expect(await fsp.readFile(path.join(tmp, 'l2'), 'utf8')).toBe('w');
   });
 
   it('fails what is still queued when it is closed, and starts a new thread for the next write', async () => {
