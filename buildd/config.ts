@@ -51,6 +51,8 @@ export const daemonConfigFileSchema = z
       .refine((p) => !p.split('/').includes('..'), 'expected a path without ".." segments'),
     /** run in the starting user's namespaces (see buildd/rootless/) */
     rootless: z.boolean(),
+    /** BuildKit's `noProcessSandbox`: steps share the daemon's PID namespace and /proc (rootless only) */
+    noProcessSandbox: z.boolean(),
     /** BuildKit's `oci-worker-snapshotter`: auto (overlayfs where it mounts, else native), overlayfs, native */
     snapshotter: z.enum(SNAPSHOTTER_CHOICES),
     /** `HOST:PORT` of the embedded OCI registry; absent: not served */
@@ -138,6 +140,13 @@ export interface DaemonConfig {
    * `$XDG_DATA_HOME/buildd` (~/.local/share/buildd)
    */
   rootless: boolean;
+  /**
+   * `--oci-worker-no-process-sandbox` (BuildKit's): RUN steps get no PID namespace of their own
+   * and see the daemon's /proc (a bind mount) instead of a fresh procfs, for a container whose
+   * /proc is masked (Kubernetes), where the kernel refuses a new procfs in a user namespace.
+   * Steps can then see and signal the daemon's processes; rootless only, as in BuildKit.
+   */
+  noProcessSandbox: boolean;
   /** `--oci-worker-snapshotter`: how snapshots are layered (see openSnapshotter); default auto */
   snapshotter: SnapshotterChoice;
   /** `--registry-addr`: where the embedded OCI registry listens (see buildd/registry); undefined: not served */
@@ -187,6 +196,7 @@ export interface DaemonFlags {
   cniPoolSize?: number;
   allowInsecureEntitlement?: Entitlement[];
   rootless?: boolean;
+  ociWorkerNoProcessSandbox?: boolean;
   ociWorkerSnapshotter?: SnapshotterChoice;
   registryAddr?: string;
   registryTls?: boolean;
@@ -253,6 +263,7 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
     maxLayerBytes: file.maxLayerBytes,
     gc: file.gc,
     rootless,
+    noProcessSandbox: flags.ociWorkerNoProcessSandbox ?? file.noProcessSandbox ?? false,
     snapshotter: flags.ociWorkerSnapshotter ?? file.snapshotter ?? 'auto',
     registryAddr: flags.registryAddr ?? file.registryAddr,
     registryTls: registryTls(flags, file, tls),
@@ -270,6 +281,11 @@ export function mergeConfig(file: DaemonConfigFile, flags: DaemonFlags): DaemonC
   }
   if (config.registryAnonymousPull && config.registryHtpasswd === undefined) {
     throw new BuildError('invalid-argument', 'Cannot configure the registry: --registry-anonymous-pull needs --registry-htpasswd (without it every pull is anonymous already)');
+  }
+  if (config.noProcessSandbox && !config.rootless) {
+    // as buildkitd: a root daemon's steps would hold root's capabilities in the host's PID
+    // namespace, and only a user namespace needs it (a root daemon may mount procfs under masks)
+    throw new BuildError('invalid-argument', 'Cannot configure the worker: --oci-worker-no-process-sandbox needs --rootless (a root daemon can mount /proc for its steps even where /proc is masked)');
   }
   const given = [tls.ca, tls.cert, tls.key].filter((v) => v !== undefined).length;
   if (given !== 0 && given !== 3) {

@@ -30,6 +30,7 @@ import { ROOTLESS_NETWORK_OFF, ROOTLESS_NETWORK_ON } from './rootless/rootless-s
 import { openSlirpUplink } from './rootless/slirp-uplink';
 import { rootlessStepCgroups } from './worker/cgroups/rootless-cgroup-parent';
 import { sweepLeftCgroups } from './worker/cgroups/step-cgroup-sweep';
+import { checkProcessMode } from './worker/check-process-mode';
 
 /** Options of the daemon's one builder. */
 export interface CreateBuilderOptions {
@@ -55,6 +56,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   await fsp.mkdir(tmpDir, { recursive: true });
   // rootless: steps get cgroups only under a parent delegated to the user, probed here
   const stepCgroups = opts.config.rootless ? await rootlessStepCgroups(opts.config) : undefined;
+  const processMode = await checkProcessMode(opts.config, opts.logger);
   // Containers a killed daemon left still use their rootfs mounts: delete them before the
   // snapshotter unmounts what it finds.
   const runc = new RuncExecutor({
@@ -64,6 +66,7 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
     stateDir: path.join(root, 'bundles'),
     logger: opts.logger,
     stepLimits: opts.config.stepLimits,
+    processMode,
   });
   const swept = await runc.sweep();
   if (swept.length > 0) opts.logger.warn({ containers: swept }, 'deleted containers left by a previous daemon');

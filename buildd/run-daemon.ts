@@ -57,6 +57,10 @@ export function daemonCommand(): Command {
     .option('--health-addr <addr>', 'also serve only the gRPC health service, without TLS, on tcp://host:port or unix:///path (for Kubernetes probes)')
     .option('--debugaddr <host:port>', 'serve Prometheus /metrics and /debug/pprof profiles over HTTP (no authentication: keep it on loopback or a private network)')
     .option('--shutdown-grace <duration>', 'after SIGTERM, how long running builds may finish before they are cancelled (default 20s)')
+    .option(
+      '--oci-worker-no-process-sandbox',
+      "RUN steps share the daemon's PID namespace and /proc (for a container whose /proc is masked, e.g. Kubernetes; WARNING: steps can see and signal the daemon's processes); needs --rootless",
+    )
     .addOption(new Option('--oci-worker-snapshotter <name>', 'how snapshots are layered: overlayfs, native (copies), auto (overlayfs where it mounts, else native)').choices(SNAPSHOTTER_CHOICES))
     .addHelpText('after', '\nCommands:\n  config convert <file>  print a JSON config file as buildd.toml (see docs/config.md)')
     .exitOverride();

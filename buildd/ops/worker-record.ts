@@ -39,7 +39,8 @@ export function nativePlatform(arch: string = process.arch): WorkerPlatform | un
 }
 
 /** The daemon's worker, with BuildKit's label names where they mean the same. */
-export function workerRecord(opts: { rootless: boolean; snapshotter: string; gcPolicy: readonly PruneOptions[]; maxParallelism?: number; network: string }): WorkerRecord {
+export function workerRecord(opts: { rootless: boolean; noProcessSandbox?: boolean; snapshotter: string; gcPolicy: readonly PruneOptions[]; maxParallelism?: number; network: string }): WorkerRecord {
+  const processMode = opts.noProcessSandbox ? 'no-sandbox' : 'sandbox';
   const native = nativePlatform();
   return {
     // one worker per daemon, named for the host as BuildKit's OCI worker is
@@ -49,13 +50,20 @@ export function workerRecord(opts: { rootless: boolean; snapshotter: string; gcP
       'org.mobyproject.buildkit.worker.executor': 'oci',
       'org.mobyproject.buildkit.worker.hostname': os.hostname(),
       'org.mobyproject.buildkit.worker.network': opts.network,
-      'org.mobyproject.buildkit.worker.oci.process-mode': 'sandbox',
+      // BuildKit's values: sandbox, no-sandbox
+      'org.mobyproject.buildkit.worker.oci.process-mode': processMode,
       'org.mobyproject.buildkit.worker.snapshotter': opts.snapshotter,
       'org.mobyproject.buildkit.worker.rootless': String(opts.rootless),
     },
     gcPolicy: opts.gcPolicy,
-    executor: opts.rootless ? 'runc (rootless)' : 'runc',
+    executor: `runc${executorNotes(opts.rootless, processMode)}`,
     snapshotter: opts.snapshotter,
     maxParallelism: opts.maxParallelism ?? defaultMaxParallelism(),
   };
+}
+
+/** `runc (rootless, no process sandbox)`: what an operator must know of the steps' isolation. */
+function executorNotes(rootless: boolean, processMode: 'sandbox' | 'no-sandbox'): string {
+  const notes = [...(rootless ? ['rootless'] : []), ...(processMode === 'no-sandbox' ? ['no process sandbox'] : [])];
+  return notes.length === 0 ? '' : ` (${notes.join(', ')})`;
 }

@@ -4,6 +4,7 @@ import { securitySections, type SecurityMode } from './oci-security';
 import type { SeccompTarget, OciSeccomp } from './seccomp-profile';
 import type { OciResources } from './step-limits';
 import { type InsecureHost, withInsecureSecurity } from './insecure-spec';
+import { withoutProcessSandbox, type ProcessMode } from './process-mode';
 
 /** The part of the OCI runtime spec 1.0 (config.json) that buildd writes. */
 export interface OciSpec {
@@ -75,6 +76,8 @@ export interface OciSpecInput {
   seccompTarget?: Omit<SeccompTarget, 'capabilities'>;
   /** secret files and ssh agent sockets (bind mounts), after the defaults so none hides them */
   sessionMounts?: OciMount[];
+  /** 'sandbox' (default): a PID namespace and procfs of the step's own; see ProcessMode */
+  processMode?: ProcessMode;
 }
 
 /**
@@ -121,7 +124,8 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
   };
   if (security.seccomp) spec.linux.seccomp = security.seccomp;
   if (input.resources) spec.linux.resources = structuredClone(input.resources);
-  return input.insecure === undefined ? spec : withInsecureSecurity(spec, input.insecure);
+  const secured = input.insecure === undefined ? spec : withInsecureSecurity(spec, input.insecure);
+  return input.processMode === 'no-sandbox' ? withoutProcessSandbox(secured) : secured;
 }
 
 /** Adds BuildKit's default PATH when `env` has none; an explicit PATH (even empty) is kept. */

@@ -14,9 +14,11 @@ import type { ExecRequest, ExecResult, Executor } from './executor';
 import { recordMountStubs } from './mount-stubs';
 import { DEFAULT_HOSTNAME } from './oci-defaults';
 import { buildOciSpec, mountDestinations, type OciSpec } from './oci-spec';
+import { isProcMountFailure, MASKED_PROC_HINT, type ProcessMode } from './process-mode';
 import { runRuncCommand } from './runc-command';
 import { readRuncErrors } from './runc-log';
 import { detectCgroupHost, linuxResources, type CgroupHost, type StepLimits } from './step-limits';
+import { killStepProcesses, waitForInitExit } from './step-processes';
 
 export interface RuncExecutorOptions {
   /** passed as `runc --root`: runc's state of the containers; buildd owns everything in it */
@@ -37,6 +39,11 @@ export interface RuncExecutorOptions {
    * parent delegated to the user, checked by prepareRootlessCgroupParent) as a root daemon.
    */
   rootless?: boolean;
+  /**
+   * 'no-sandbox' (`--oci-worker-no-process-sandbox`): steps share the daemon's PID namespace;
+   * their processes are then killed by mount namespace when the step ends (see step-processes.ts)
+   */
+  processMode?: ProcessMode;
 }
 
 interface RunningContainer {
@@ -50,6 +57,8 @@ const ID_PATTERN = /^[A-Za-z0-9_+.-]{1,128}$/;
 const KILL_RETRY_MS = 50;
 /** after this long without the container going away, the runc process itself is killed */
 const KILL_DEADLINE_MS = 10_000;
+/** 'no-sandbox': how often a step's init is looked at (see waitForInitExit); the most a step's end is delayed */
+const INIT_POLL_MS = 50;
 
 /** Runs each RUN step with `runc run` in a bundle under `stateDir`; see `Executor` for the lifecycle. */
 export class RuncExecutor implements Executor {
@@ -60,6 +69,7 @@ export class RuncExecutor implements Executor {
   private readonly hostResolvConf: string;
   private readonly cgroupParent: string | undefined;
   private readonly stepLimits: StepLimits;
+  private readonly processMode: ProcessMode;
   private cgroupHost?: Promise<CgroupHost>;
   private readonly running = new Map<string, RunningContainer>();
   private closed = false;
@@ -74,6 +84,7 @@ export class RuncExecutor implements Executor {
     const parent = opts.cgroupParent ?? (opts.rootless ? undefined : '/buildd');
     this.cgroupParent = parent === undefined ? undefined : cleanAbsolute(parent);
     this.stepLimits = { ...opts.stepLimits };
+    this.processMode = opts.processMode ?? 'sandbox';
   }
 
   async run(req: ExecRequest): Promise<ExecResult> {
@@ -172,6 +183,7 @@ export class RuncExecutor implements Executor {
         insecure: req.security === 'insecure' ? await this.hostPrivileges() : undefined,
         resources,
         sessionMounts: req.sessionMounts,
+        processMode: this.processMode,
       });
       await writeSpec(bundle, spec, req);
       await ensureCwd(req.rootfs, cwd, user);
@@ -203,7 +215,9 @@ export class RuncExecutor implements Executor {
   private async runRunc(id: string, bundle: string, req: ExecRequest, signal: AbortSignal): Promise<ExecResult> {
     if (signal.aborted) throw signal.reason;
     const logFile = path.join(bundle, 'runc.log');
-    const args = ['--root', this.runcRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, id];
+    const pidFile = path.join(bundle, 'init.pid');
+    const noSandbox = this.processMode === 'no-sandbox';
+    const args = ['--root', this.runcRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, ...(noSandbox ? ['--pid-file', pidFile] : []), id];
     this.log.debug({ id, args: req.args }, 'starting container');
     const child = spawn(this.binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const ended = new Promise<{ code: number | null; sig: NodeJS.Signals | null; spawnError?: Error }>((resolve) => {
@@ -211,6 +225,17 @@ export class RuncExecutor implements Executor {
       // 'close', not 'exit': it comes after stdout/stderr ended, so all output has been piped
       child.once('close', (c, s) => resolve({ code: c, sig: s }));
     });
+    if (noSandbox) {
+      // the step is over when its init is: what it left in the background holds runc's output
+      // pipes, so runc (and 'close') end only once those processes are gone
+      const runcExited = new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.once('error', () => resolve());
+      });
+      void waitForInitExit(id, pidFile, runcExited, INIT_POLL_MS).then(async () => {
+        if (child.exitCode === null && child.signalCode === null) await this.killLeftProcesses(id, child);
+      });
+    }
     let killer: Promise<void> | undefined;
     const stop = (): void => {
       killer ??= this.killContainer(id, child, ended.then(() => undefined));
@@ -243,6 +268,10 @@ export class RuncExecutor implements Executor {
       const runcErrors = code === 0 ? [] : await readRuncErrors(logFile);
       if (runcErrors.length > 0) {
         const msg = runcErrors[runcErrors.length - 1] as string;
+        // the daemon's setting, not the Dockerfile: say which flag makes the step run
+        if (this.processMode === 'sandbox' && isProcMountFailure(msg)) {
+          throw new BuildError('failed-precondition', `Cannot run ${describe(req.args)}: ${msg}: ${MASKED_PROC_HINT}`);
+        }
         // a command that cannot be started, or a cwd that is a file, is the Dockerfile's fault;
         // anything else (mounts, cgroups, namespaces) is ours. runc's own message is also on stderr.
         const kind = /exec: "|executable file not found|chdir to cwd/.test(msg) ? 'invalid-argument' : 'internal';
@@ -285,8 +314,28 @@ export class RuncExecutor implements Executor {
     }
   }
 
+  /**
+   * 'no-sandbox': kills what the step left running in the daemon's PID namespace. Should some
+   * process survive the deadline (or /proc be unreadable), runc, which waits for the output
+   * pipes that process holds, is killed and its pipes let go, so that the step still ends.
+   */
+  private async killLeftProcesses(id: string, child?: ChildProcess): Promise<void> {
+    const left = await killStepProcesses(id, KILL_DEADLINE_MS).catch((err: unknown) => {
+      this.log.warn({ id, err: (err as Error).message }, 'Cannot look for the processes a step left: reading /proc failed');
+      return undefined;
+    });
+    if (left === undefined || left.length > 0) {
+      if (left) this.log.warn({ id, pids: left }, 'processes of a step are still running after SIGKILL');
+      child?.kill('SIGKILL');
+      child?.stdout?.destroy();
+      child?.stderr?.destroy();
+    }
+  }
+
   /** `runc delete --force`: kills what is left and removes runc's state and the cgroup. */
   private async deleteContainer(id: string): Promise<void> {
+    // without a PID namespace (or a cgroup) runc reaches only the init: the rest is ours to kill
+    if (this.processMode === 'no-sandbox') await this.killLeftProcesses(id);
     for (let attempt = 0; attempt < 2; attempt++) {
       const res = await runRuncCommand(this.binary, ['--root', this.runcRoot, 'delete', '--force', id]);
       if (res.code === 0) return;

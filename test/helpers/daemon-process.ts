@@ -13,9 +13,11 @@ export interface WatchedDaemon {
 /**
  * Watches a buildd process just spawned (stderr piped) until it logs its tcp address. When it
  * exits first or the deadline passes, the process is stopped with `failSignal`, `cleanup` runs,
- * and the error says why. Lifecycle: the caller owns the process; `stop` ends it.
+ * and the error says why. Lifecycle: the caller owns the process; `stop` ends it. `terminate`,
+ * when given, replaces the SIGTERM to `child` (a daemon started inside a wrapper that does not
+ * pass signals on, such as unshare: see masked-proc-pod.ts).
  */
-export async function watchDaemon(child: ChildProcess, what: string, failSignal: NodeJS.Signals, cleanup: () => Promise<void>): Promise<WatchedDaemon> {
+export async function watchDaemon(child: ChildProcess, what: string, failSignal: NodeJS.Signals, cleanup: () => Promise<void>, terminate?: () => Promise<void>): Promise<WatchedDaemon> {
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   let exited: number | null | undefined;
@@ -26,7 +28,10 @@ export async function watchDaemon(child: ChildProcess, what: string, failSignal:
     return addr === undefined ? undefined : { addr };
   }).catch((err: Error) => ({ error: err }));
   if (!('addr' in ready) || ready.addr === undefined) {
-    if (exited === undefined) child.kill(failSignal);
+    if (exited === undefined) {
+      if (terminate) await terminate().catch(() => child.kill('SIGKILL'));
+      else child.kill(failSignal);
+    }
     await exit;
     await cleanup();
     throw 'error' in ready ? ready.error : new Error(`Cannot start ${what}: it exited with ${exited}: ${stderr}`);
@@ -35,7 +40,10 @@ export async function watchDaemon(child: ChildProcess, what: string, failSignal:
     addr: ready.addr,
     stderr: () => stderr,
     stop: async () => {
-      if (exited === undefined) child.kill('SIGTERM');
+      if (exited === undefined) {
+        if (terminate) await terminate();
+        else child.kill('SIGTERM');
+      }
       return exit;
     },
   };

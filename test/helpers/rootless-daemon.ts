@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -74,25 +74,37 @@ export async function createRootlessUser(home: string): Promise<RootlessUser> {
 }
 
 /**
+ * Where the setpriv command line runs: `command` wraps it (e.g. in namespaces of its own, see
+ * masked-proc-pod.ts), `terminate` asks the daemon in it to stop.
+ */
+export interface DaemonLauncher {
+  command(argv: readonly string[]): [string, string[]];
+  terminate(child: ChildProcess): Promise<void>;
+}
+
+/**
  * `buildd --rootless` (bin/buildd, real builder) started as `user` with setpriv, listening on a
  * free loopback port with fresh mutual-TLS certificates that the user owns, its root `root`
  * (default `<home>/root`). Lifecycle as TestDaemon: `stop()` sends SIGTERM to buildd (which
  * passes it through rootlesskit), waits for the exit, and removes the certificates; the root is
  * the caller's (it holds files owned by the user's subordinate ids, which only root can remove).
  */
-export async function startRootlessDaemon(user: SystemUser, opts: { root?: string; extraArgs?: string[] } = {}): Promise<TestDaemon> {
+export async function startRootlessDaemon(user: SystemUser, opts: { root?: string; extraArgs?: string[]; launcher?: DaemonLauncher } = {}): Promise<TestDaemon> {
   ensureBuilt();
   const root = opts.root ?? path.join(user.home, 'root');
   const certs = await makeCerts(path.join(user.home, 'certs'));
   await run('chown', ['-R', `${user.uid}:${user.gid}`, certs.dir]);
   const args = ['--rootless', '--addr', 'tcp://127.0.0.1:0', '--root', root, '--tlscacert', certs.daemon.ca, '--tlscert', certs.daemon.cert, '--tlskey', certs.daemon.key, ...(opts.extraArgs ?? [])];
-  const child = spawn('setpriv', ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', process.execPath, path.join(DIST, 'buildd', 'main.js'), ...args], {
+  const argv = ['setpriv', '--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', process.execPath, path.join(DIST, 'buildd', 'main.js'), ...args];
+  const [command, commandArgs] = opts.launcher ? opts.launcher.command(argv) : [argv[0] as string, argv.slice(1)];
+  const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'ignore', 'pipe'],
     cwd: user.home,
     env: { PATH: process.env['PATH'], HOME: user.home, USER: user.name, LOGNAME: user.name },
   });
   const removeCerts = (): Promise<void> => fsp.rm(certs.dir, { recursive: true, force: true });
-  const watched = await watchDaemon(child, 'buildd --rootless', 'SIGTERM', removeCerts);
+  const terminate = opts.launcher ? (): Promise<void> => (opts.launcher as DaemonLauncher).terminate(child) : undefined;
+  const watched = await watchDaemon(child, 'buildd --rootless', 'SIGTERM', removeCerts, terminate);
   return {
     addr: watched.addr,
     certsDir: certs.dir,

@@ -29,6 +29,7 @@ describe('daemon config', () => {
       debug: false,
       insecureEntitlements: [],
       rootless: false,
+      noProcessSandbox: false,
       snapshotter: 'auto',
       registryAnonymousPull: false,
       shutdownGraceMs: 20_000,

@@ -7,6 +7,7 @@ import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { resolveConfig } from '../../../buildd/run-daemon';
 import { parseAddress } from '../../../buildd/api/address';
+import { MIN_SUBIDS } from '../../../buildd/rootless/rootlesskit-reexec';
 
 const run = promisify(execFile);
 const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -32,7 +33,7 @@ const container = z
       .object({
         seccompProfile: z.object({ type: z.enum(['Unconfined', 'RuntimeDefault', 'Localhost']) }).strict(),
         appArmorProfile: z.object({ type: z.enum(['Unconfined', 'RuntimeDefault', 'Localhost']) }).strict(),
-        procMount: z.enum(['Default', 'Unmasked']),
+        procMount: z.enum(['Default', 'Unmasked']).optional(),
         allowPrivilegeEscalation: z.boolean(),
       })
       .strict(),
@@ -78,6 +79,27 @@ const secret = z.object({
   type: z.literal('Opaque'),
   data: z.record(z.string().regex(/^[A-Za-z0-9+/]+=*$/)),
 });
+
+/**
+ * What the image (the root Dockerfile on deploy/image/base.Dockerfile) gives rootless buildd:
+ * its USER, the ids /etc/subuid and /etc/subgid give that user by name or uid, and whether the
+ * base installs Debian's uidmap (setuid newuidmap and newgidmap). Read from the Dockerfiles'
+ * text: building the image needs a registry and network access.
+ */
+function imageFacts(): { user: { uid: number; gid: number }; subids: { subuid: number; subgid: number }; uidmap: boolean } {
+  const dockerfile = readFileSync(path.join(REPO, 'Dockerfile'), 'utf8');
+  const base = readFileSync(path.join(REPO, 'deploy', 'image', 'base.Dockerfile'), 'utf8');
+  const users = [...dockerfile.matchAll(/^USER (\d+):(\d+)$/gm)];
+  const last = users[users.length - 1];
+  const user = { uid: Number(last?.[1]), gid: Number(last?.[2]) };
+  const name = new RegExp(`echo '([a-z_][a-z0-9_-]*):x:${user.uid}:${user.gid}:`).exec(dockerfile)?.[1];
+  const count = (file: string): number =>
+    [...dockerfile.matchAll(new RegExp(`echo '([^':]+):(\\d+):(\\d+)' > ${file.replace(/\//g, '\\/')}`, 'g'))]
+      .filter((m) => m[1] === name || m[1] === String(user.uid))
+      .reduce((n, m) => n + Number(m[3]), 0);
+  return { user, subids: { subuid: count('/etc/subuid'), subgid: count('/etc/subgid') }, uidmap: /apt-get install[^\n]*(\\\n[^\n]*)*\buidmap\b/.test(base) };
+}
+const image = imageFacts();
 
 function documents(file: string): unknown[] {
   const docs = parseAllDocuments(readFileSync(path.join(DIR, file), 'utf8'));
@@ -163,5 +185,26 @@ describe.each([
     // liveness asks for the service that stays SERVING while draining, readiness for the daemon
     expect(c.livenessProbe.grpc.service).toBe('liveness');
     expect(c.readinessProbe.grpc.service ?? '').toBe('');
+  });
+
+  it("runs rootless as BuildKit's examples do: in the node's user namespace, without a process sandbox, newuidmap allowed", async () => {
+    const config = await resolveConfig(c.args);
+    // a user namespace of the pod's own has 65536 ids: rootlesskit could not map 65536 more for
+    // the pod's user (MIN_SUBIDS), so the pod must not ask for one
+    expect(pod.hostUsers ?? true).toBe(true);
+    // outside one, the runtime masks /proc (procMount Unmasked is refused) and the kernel
+    // refuses each step a procfs of its own: the steps must share the daemon's
+    expect(c.securityContext.procMount ?? 'Default').toBe('Default');
+    if (config.rootless && (pod.hostUsers ?? true)) expect(config.noProcessSandbox).toBe(true);
+    // rootlesskit and runc unshare namespaces and mount: refused by the runtime's default profiles
+    expect(c.securityContext.seccompProfile.type).toBe('Unconfined');
+    expect(c.securityContext.appArmorProfile.type).toBe('Unconfined');
+    // newuidmap and newgidmap are setuid: no_new_privs would stop them
+    expect(c.securityContext.allowPrivilegeEscalation).toBe(true);
+    // the image's user and its subordinate ids are the pod's
+    expect(image.user).toEqual({ uid: pod.securityContext.runAsUser, gid: pod.securityContext.runAsGroup });
+    expect(image.subids.subuid).toBeGreaterThanOrEqual(MIN_SUBIDS);
+    expect(image.subids.subgid).toBeGreaterThanOrEqual(MIN_SUBIDS);
+    expect(image.uidmap).toBe(true);
   });
 });

@@ -29,6 +29,7 @@ const EVERY_KEY = {
   stepLimits: { memory: '2g', pids: 4096, cpus: 1.5 },
   cgroupParent: '/buildd',
   rootless: false,
+  noProcessSandbox: false,
   snapshotter: 'overlayfs',
   registryAddr: '127.0.0.1:5000',
   registryTls: false,
