@@ -4,7 +4,9 @@ import { BuildError } from '../solver/build-error';
 import { sha256Digest } from '../solver/canonical-json';
 import { loadDefinition, type DefinitionGraph } from '../solver/definition-graph';
 import type { CacheSource } from '../solver/cache-source';
+import { resultChain } from '../solver/result-chain';
 import { Solver, type SolvedStep } from '../solver/solver';
+import { premeasureLayer } from '../store/layer-blob';
 import type { CacheLoader } from './cache-io/cache-loader';
 import { cacheExportSpecs, cacheImportSpecs, type CacheExportSpec } from './cache-io/cache-specs';
 import { openImports, runExports } from './cache-io/build-cache-io';
@@ -25,7 +27,7 @@ import { checkEntitlements, type Entitlement } from '../solver/entitlements';
 import { grantEntitlements } from './grant-entitlements';
 import { Builder, BuildRequest, BuildSession, ExporterResponse, type ExportSpec } from './builder';
 import { frontendOptWarnings } from './frontend-opt-warnings';
-import { exportImage } from './image-export';
+import { exportImage, layerRequest } from './image-export';
 import { exportFilesystem } from './filesystem-export';
 import { outputAttrWarnings } from './output-attr-warnings';
 import { sourceDateEpoch } from './source-date-epoch';
@@ -166,13 +168,20 @@ export class DockerfileBuilder implements Builder {
     // what an --export-cache writes: every cacheable step with its result on disk
     const steps: SolvedStep[] = [];
     const importedSteps: ImportedStep[] = [];
+    // a type=image output without push describes its layers by measure only: each layer of the
+    // result is measured as soon as its step is committed, while later steps run
+    const measureEarly = req.exports.some((spec, i) => layerRequest(spec, epochs[i]).lazy === true) ? resultChain(graph) : undefined;
+    const onResult = (step: SolvedStep): void => {
+      if (cacheExports.length > 0) steps.push(step);
+      if (measureEarly?.has(step.vertex) && step.result.kind === 'snapshot' && step.result.id !== null) premeasureLayer(this.deps, step.result.id, session.signal);
+    };
     const result = await this.deps.solver.solve(graph, {
       locals: req.locals,
       session: session.attachables,
       onEvent: (e) => session.progress(e),
       signal: session.signal,
       imports,
-      ...(cacheExports.length > 0 ? { onResult: (step: SolvedStep) => steps.push(step) } : {}),
+      ...(cacheExports.length > 0 || measureEarly ? { onResult } : {}),
       onImported: ({ key, source, description }) => {
         if (!(source instanceof ImportedCache)) return;
         const chain = source.chainOf(key);

@@ -34,7 +34,7 @@ export interface ImageExportDeps {
  * given, reads no blob: its built layers are described uncompressed and no blob is made
  * (see LayerBlobRequest.lazy), so the build does not wait for compression nothing reads.
  */
-function layerRequest(spec: ExportSpec, epoch: number | undefined): LayerBlobRequest {
+export function layerRequest(spec: ExportSpec, epoch: number | undefined): LayerBlobRequest {
   const request: LayerBlobRequest = exportCompression(spec.attrs);
   // rewrite-timestamp=true, as BuildKit: the built layers' file times are clamped to the epoch
   if (epoch !== undefined && boolAttr(spec.attrs, 'rewrite-timestamp', false)) request.epoch = epoch;

@@ -33,6 +33,8 @@ export interface SolvedStep {
   result: OpResult;
   /** the step's name, as progress shows it */
   description: string;
+  /** the digest of the step's vertex in this build's graph */
+  vertex: string;
 }
 
 /**
@@ -185,7 +187,7 @@ export class Solver {
       if (step !== undefined && parts) await this.cache.recordStepKey(step, key, parts);
       if (hit !== undefined) {
         emit({ cached: true, completed: Date.now() });
-        opts.onResult?.({ key, result: hit, description: vertex.meta.name });
+        opts.onResult?.({ key, result: hit, description: vertex.meta.name, vertex: vertex.digest });
         return { ...keyed, result: hit };
       }
       // shown as cached once loaded, or at the end when nothing read it (see solve): a load
@@ -224,7 +226,7 @@ export class Solver {
       const result = await this.runShared(key, cacheable, vertex, inputs, this.context(state, vertex));
       emit({ completed: Date.now() });
       if (step !== undefined && parts) await this.cache.recordStepKey(step, key, parts);
-      if (cacheable && result.kind === 'snapshot') opts.onResult?.({ key, result, description: vertex.meta.name });
+      if (cacheable && result.kind === 'snapshot') opts.onResult?.({ key, result, description: vertex.meta.name, vertex: vertex.digest });
       return result;
     });
   }
@@ -233,7 +235,7 @@ export class Solver {
   private async load(source: CacheSource, key: string, vertex: Vertex, opts: SolveOptions): Promise<OpResult | undefined> {
     try {
       const result = await source.load(key, opts.signal);
-      opts.onResult?.({ key, result, description: vertex.meta.name });
+      opts.onResult?.({ key, result, description: vertex.meta.name, vertex: vertex.digest });
       return result;
     } catch (err) {
       opts.signal.throwIfAborted();

@@ -96,10 +96,43 @@ async function unstoredLayer(deps: LayerBlobDeps, id: string, primary: LayerReco
   if (primary?.diffSize !== undefined) return view(primary.diffId, primary.diffSize);
   const known = await deps.layers.getUnstored(id);
   if (known) return known;
-  const measured = await measureLayer(deps.snapshotter, id, signal);
-  const record = view(measured.diffId, measured.diffSize);
-  await deps.layers.putUnstored(id, record);
-  return record;
+  // one walk per layer: an export joins the measure a build started early (premeasureLayer)
+  const upper = await deps.snapshotter.upperDir(id);
+  for (;;) {
+    let measuring = inFlight.get(upper);
+    if (measuring === undefined) {
+      measuring = (async () => {
+        const measured = await measureLayer(deps.snapshotter, id, signal);
+        const record = view(measured.diffId, measured.diffSize);
+        await deps.layers.putUnstored(id, record);
+        return record;
+      })().finally(() => inFlight.delete(upper));
+      inFlight.set(upper, measuring);
+    }
+    try {
+      return await measuring;
+    } catch (err) {
+      // another build's measure, stopped by that build's cancel: measure again for this one
+      if (signal.aborted || !isAbort(err)) throw err;
+    }
+  }
+}
+
+/** Layer measures under way, by the snapshot's upper dir (unique across daemons in one process). */
+const inFlight = new Map<string, Promise<LayerRecord>>();
+
+function isAbort(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'AbortError' || (err as { code?: unknown }).code === 'ABORT_ERR' || (err instanceof BuildError && err.code === 'cancelled'));
+}
+
+/**
+ * Measures committed snapshot `id`'s layer now, for a `type=image` export without push (see
+ * LayerBlobRequest.lazy) that will want it: started as soon as a step of the result's chain is
+ * committed, it runs while later steps do (a RUN's process, another stage), and the export finds
+ * it done or joins it. Never fails: the export measures again and reports what went wrong.
+ */
+export function premeasureLayer(deps: LayerBlobDeps, id: string, signal: AbortSignal): void {
+  void layerBlob(deps, id, { compression: layerCompression('uncompressed'), force: false, lazy: true }, signal).catch(() => undefined);
 }
 
 function satisfies(primary: LayerRecord, request: LayerBlobRequest): boolean {

@@ -13,6 +13,8 @@ import { LocalContentStore } from '../../store/content-store';
 import type { ImageConfig } from '../../store/image-config';
 import { ImageStore } from '../../store/image-store';
 import { layerCompression } from '../../store/layer-compression';
+import * as layerDiff from '../../store/layer-diff';
+import { premeasureLayer } from '../../store/layer-blob';
 import { LayerIndex } from '../../store/layer-index';
 import { OverlaySnapshotter } from '../../store/overlay-snapshotter';
 import { RegistryClient } from '../../store/registry-client';
@@ -312,6 +314,33 @@ describe('type=image without push: no blob is made that nothing reads', () => {
     }
     // once blobs exist, the lazy export describes the layers from their records without a walk: the same image
     expect((await keep('lazy:after-push', {}, fresh)).digest).toBe(kept.digest);
+  });
+
+  test('a layer measured early is measured once: the export joins the measure under way, and one a cancelled build began is measured again', async () => {
+    const spy = jest.spyOn(layerDiff, 'measureLayer');
+    try {
+      const early = await commitLayer(fresh, { 'lazy/early.txt': text + 'early' });
+      premeasureLayer(deps, early, new AbortController().signal);
+      premeasureLayer(deps, early, new AbortController().signal);
+      const kept = await keep('lazy:early', {}, early);
+      expect(spy.mock.calls.filter(([, id]) => id === early)).toHaveLength(1);
+      expect(kept.manifest.layers).toHaveLength(3);
+
+      const cancelled = await commitLayer(fresh, { 'lazy/cancelled.txt': text + 'cancelled' });
+      const ac = new AbortController();
+      ac.abort(new Error('the build was cancelled'));
+      const err = Object.assign(new Error('aborted'), { name: 'AbortError' });
+      spy.mockImplementationOnce(async () => {
+        throw err;
+      });
+      premeasureLayer(deps, cancelled, ac.signal);
+      const other = await keep('lazy:cancelled', {}, cancelled);
+      const config = (await content.readJson(other.manifest.config.digest)) as ImageConfig;
+      expect(config.rootfs.diff_ids[2]).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(spy.mock.calls.filter(([, id]) => id === cancelled)).toHaveLength(2);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   test('a compression attribute asks for blobs now, as with push', async () => {
