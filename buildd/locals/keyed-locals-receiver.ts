@@ -9,6 +9,7 @@ import { MAX_REQUEST_PATHS } from '../api/server-messages';
 import { removeTree } from '../remove-tree';
 import { defaultFileDigestCache, type FileDigestCache } from '../../store/file-digest-cache';
 import { FileThreadError, sharedFileThread, type FileThread } from '../../store/file-thread';
+import { defaultKeptListings, type KeptListings } from '../../store/kept-listings';
 import { buildGeneration, type BuildStats, type PlannedEntry } from './generation-builder';
 import { canUpdateInPlace, updateGeneration } from './generation-update';
 import { receivedDir, recordReceivedDigests } from './received-files';
@@ -117,6 +118,8 @@ export class KeyedLocalsReceiver {
     /** the digests of received files go here, for the first COPY's checksum */
     private readonly digests: FileDigestCache = defaultFileDigestCache,
     private readonly files: FileThread = sharedFileThread(),
+    /** the listings of published trees go here, for checksums without a walk */
+    private readonly listings: KeptListings = defaultKeptListings,
   ) {
     for (const [local, key] of Object.entries(keys)) {
       this.locals.set(local, {
@@ -309,8 +312,12 @@ export class KeyedLocalsReceiver {
       st.dir = st.kept.generation.tree;
       return;
     }
+    const keptTree = st.kept?.generation.tree;
+    const previous = keptTree === undefined ? undefined : this.listings.get(keptTree);
     st.tmp ??= await this.store.tempDir(st.key);
     const stats = await this.makeGeneration(st, st.tmp);
+    // the kept tree was updated (its path is gone) or is current no more
+    if (keptTree !== undefined) this.listings.delete(keptTree);
     await recordReceivedDigests(this.digests, path.join(st.tmp, 'tree'), st.entries, this.signal);
     let bytes = 0;
     for (const p of st.entries) bytes += p.entry.size;
@@ -321,6 +328,8 @@ export class KeyedLocalsReceiver {
     st.kept?.release();
     st.kept = { generation: published.generation, index: new Map(), release: published.release };
     st.dir = published.generation.tree;
+    const digests = fileDigests(st.entries, previous?.digests);
+    if (digests) this.listings.set(st.dir, { entries: st.entries.map((p) => p.entry), digests });
     st.transfer.linked = stats.linked;
     st.transfer.copied = stats.copied;
     // the listing is on disk now; the build needs only the directory
@@ -423,6 +432,24 @@ export class KeyedLocalsReceiver {
   private throwFailure(): void {
     if (this.failure) throw this.failure.err;
   }
+}
+
+const EMPTY_DIGEST = createHash('sha256').digest('hex');
+
+/**
+ * The digest of every regular file of a new generation: received ones as they were hashed on
+ * arrival, empty ones, and the rest (same content as in the generation before) from
+ * `previous`; undefined when one is unknown (the previous listing was not held).
+ */
+function fileDigests(entries: readonly PlannedEntry[], previous: ReadonlyMap<string, string> | undefined): Map<string, string> | undefined {
+  const out = new Map<string, string>();
+  for (const p of entries) {
+    if (p.entry.type !== 'FILE') continue;
+    const digest = p.digest ?? (p.entry.size === 0 ? EMPTY_DIGEST : p.change !== 'content' ? previous?.get(p.entry.path) : undefined);
+    if (digest === undefined) return undefined;
+    out.set(p.entry.path, digest);
+  }
+  return out;
 }
 
 function refuse(e: Pick<FileEntryMessage, 'local' | 'path'>, why: string): BuildError {

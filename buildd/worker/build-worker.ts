@@ -8,6 +8,9 @@ import { ExecOp, FileOp, Op } from '../../solver/op';
 import { CacheKey, OpContext, OpResult, Worker } from '../../solver/worker';
 import { checksumPaths, type ChecksumSelection } from '../../store/content-checksum';
 import { TreeChecksumMemo } from '../../store/tree-checksum-memo';
+import { defaultKeptListings, type KeptListings } from '../../store/kept-listings';
+import { checksumOfListing } from '../../store/listing-checksum';
+import { debuglog } from 'node:util';
 import { ContentStore, LocalContentStore } from '../../store/content-store';
 import { copyAction, mkdirAction, mkfileAction } from '../../store/fs-copy';
 import type { CommitOptions, Snapshotter } from '../../store/snapshotter';
@@ -23,6 +26,9 @@ import { CacheMounts } from './mounts/cache-mounts';
 import { prepareStepMounts, StepMounts } from './mounts/step-mounts';
 import { stepLogStream } from './step-log-stream';
 
+
+/** NODE_DEBUG=buildd-checksum: as content-checksum.ts logs its walks */
+const debugChecksum = debuglog('buildd-checksum');
 /** What the worker runs ops with; all shared by every build of the daemon. */
 export interface BuildWorkerDeps {
   snapshotter: Snapshotter;
@@ -51,6 +57,8 @@ export interface BuildWorkerDeps {
    * a COPY's checksum of one is remembered (TreeChecksumMemo); absent: every checksum walks
    */
   immutableLocalsDir?: string;
+  /** the kept trees' listings, for a checksum of a whole kept context without a walk (default: the process's) */
+  keptListings?: KeptListings;
 }
 
 /**
@@ -119,9 +127,18 @@ export class BuildWorker implements Worker {
     return { key: sha256Digest(canonicalJson(normalized)), cacheable: true, parts: keyParts(op, inputs, contents) };
   }
 
-  /** checksumPaths, remembered for a kept copy of a local (immutable, see TreeChecksumMemo) */
+  /**
+   * checksumPaths, remembered for a kept copy of a local (immutable, see TreeChecksumMemo); of
+   * a whole kept copy whose listing the daemon holds, computed from the listing (no walk)
+   */
   private checksum(dir: string, patterns: string[], selection: ChecksumSelection, signal: AbortSignal): Promise<string> {
-    const compute = (): Promise<string> => checksumPaths(dir, patterns, signal, selection);
+    const compute = async (): Promise<string> => {
+      const listing = (selection.exclude?.length ?? 0) === 0 && !selection.parents ? (this.deps.keptListings ?? defaultKeptListings).get(dir) : undefined;
+      const fromListing = listing && checksumOfListing(listing.entries, listing.digests, patterns);
+      if (fromListing === undefined) return checksumPaths(dir, patterns, signal, selection);
+      debugChecksum('checksum of %s %j from its listing: %d entries, no walk', dir, patterns, listing?.entries.length);
+      return fromListing;
+    };
     return this.checksums ? this.checksums.checksum(dir, { patterns, exclude: selection.exclude, parents: selection.parents }, compute) : compute();
   }
 

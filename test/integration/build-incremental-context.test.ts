@@ -97,8 +97,13 @@ describe('incremental context transfer with a real daemon', () => {
     await fsp.writeFile(path.join(ctx, 'src', 'f3.txt'), 'changed\n');
     await fsp.rm(path.join(ctx, 'src', 'f4.txt'));
     await fsp.chmod(path.join(ctx, 'tool.sh'), 0o755);
+    const logged = env.daemon.stderr().length;
     const next = await build();
     expect(ctxSync(next.sync)).toMatchObject({ filesReceived: 1, bytesReceived: 8 });
+    // the new copy's COPY key comes from its listing and the digests the daemon holds: no walk
+    const log = env.daemon.stderr().slice(logged);
+    expect(log).toMatch(/checksum of \S+ \["\."\] from its listing: 52 entries, no walk/);
+    expect(log).not.toMatch(/checksum of \S+ \["\."\]: /);
     expect(next.files['app/src/f4.txt']).toBeUndefined();
     expect(next.files['app/src/f3.txt']?.sha256).not.toBe(base.files['app/src/f3.txt']?.sha256);
     expect(next.files['app/tool.sh']?.mode).toBe('0o755');
