@@ -3,7 +3,8 @@ import { Worker } from 'node:worker_threads';
 /**
  * The file thread's whole program: the operations of a batch, in order. A write creates its
  * file (O_EXCL, never through a link, 0600), writes it whole, gives it its owner, mode and
- * times when asked, and closes it; a link is link(2). What failed is posted back by index with
+ * times when asked, and closes it; a link is link(2). A read batch fills slots of a buffer
+ * the caller handed over with whole small files (never through a link) and hands it back. What failed is posted back by index with
  * its errno code. Plain JavaScript with Node built-ins only, run with `eval`, so the compiled
  * daemon and the TypeScript tests start the same thread (a script file beside the module would
  * exist only in the build's output).
@@ -12,7 +13,38 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 const FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW;
+const probe = new Uint8Array(1);
+function readInto(job) {
+  // each file read whole into its slot of the buffer; one byte more is looked for in a probe,
+  // so a file that grew since its stat is seen (got = size + 1) without writing past the slot
+  const buf = new Uint8Array(job.buffer);
+  const got = [];
+  const failed = [];
+  for (let i = 0; i < job.files.length; i++) {
+    let fd;
+    try {
+      fd = fs.openSync(job.files[i], READ_FLAGS);
+      const size = job.sizes[i];
+      let n = 0;
+      while (n < size) {
+        const r = fs.readSync(fd, buf, job.offsets[i] + n, size - n, null);
+        if (r === 0) break;
+        n += r;
+      }
+      if (n === size && fs.readSync(fd, probe, 0, 1, null) > 0) n++;
+      got.push(n);
+    } catch (err) {
+      got.push(-1);
+      failed.push([i, (err && err.code) || String(err)]);
+    } finally {
+      if (fd !== undefined) try { fs.closeSync(fd); } catch {}
+    }
+  }
+  parentPort.postMessage({ id: job.id, got, failed, buffer: job.buffer }, [job.buffer]);
+}
 parentPort.on('message', (batch) => {
+  if (batch.read) return readInto(batch);
   const failed = [];
   const bytes = new Uint8Array(batch.data);
   for (let i = 0; i < batch.files.length; i++) {
@@ -70,6 +102,13 @@ interface Reply {
   failed: Array<[number, string]>;
 }
 
+interface ReadReply {
+  id: number;
+  got: number[];
+  failed: Array<[number, string]>;
+  buffer: ArrayBuffer;
+}
+
 /** An operation the file thread could not do: the path it made and the errno code. */
 export class FileThreadError extends Error {
   constructor(
@@ -103,6 +142,7 @@ export class FileThread {
   private pending: { files: string[]; chunks: Buffer[]; meta: Batch['meta']; linkFrom: Batch['linkFrom']; bytes: number; waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> } | undefined;
   private readonly sent = new Map<number, { files: string[]; waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> }>();
   private scheduled = false;
+  private readonly reads = new Map<number, { files: string[]; resolve: (r: { buffer: ArrayBuffer; got: number[] }) => void; reject: (e: Error) => void }>();
 
   /** Creates `file` (which must not exist) with `content` (and `meta`, when given), which must not change before the next turn of the event loop (it is copied into the batch then). */
   write(file: string, content: Buffer, meta?: StagedMeta): Promise<void> {
@@ -161,14 +201,14 @@ export class FileThread {
     const batch: Batch = { id, files: p.files, offsets, data, meta: p.meta, linkFrom: p.linkFrom };
     const worker = this.thread();
     // held while it has work: a write's caller may have nothing else keeping the process up
-    if (this.sent.size === 1) worker.ref();
+    if (this.sent.size + this.reads.size === 1) worker.ref();
     worker.postMessage(batch, [data]);
   }
 
   private thread(): Worker {
     if (this.worker) return this.worker;
     const worker = new Worker(WORKER_SOURCE, { eval: true });
-    worker.on('message', (reply: Reply) => this.settle(reply));
+    worker.on('message', (reply: Reply | ReadReply) => this.settle(reply));
     const fail = (err: Error): void => {
       if (this.worker === worker) this.worker = undefined;
       this.failAll(err);
@@ -181,11 +221,38 @@ export class FileThread {
     return worker;
   }
 
-  private settle(reply: Reply): void {
+  /**
+   * Reads each of `files` (regular files, opened without following a link) into `buffer` at
+   * its offset, `sizes[i]` bytes at most; gives the buffer back with how many bytes each file
+   * had: its size, less when it shrank, size + 1 when it grew (the extra byte is not stored).
+   * The buffer is moved to the thread meanwhile: the caller must not touch it until this
+   * settles. Rejects with a FileThreadError for a file that cannot be opened or read.
+   */
+  readFiles(buffer: ArrayBuffer, files: string[], offsets: number[], sizes: number[]): Promise<{ buffer: ArrayBuffer; got: number[] }> {
+    return new Promise((resolve, reject) => {
+      const id = this.next++;
+      this.reads.set(id, { files, resolve, reject });
+      const worker = this.thread();
+      if (this.sent.size + this.reads.size === 1) worker.ref();
+      worker.postMessage({ read: true, id, buffer, files, offsets, sizes }, [buffer]);
+    });
+  }
+
+  private settle(reply: Reply | ReadReply): void {
+    if ('got' in reply) {
+      const read = this.reads.get(reply.id);
+      if (!read) return;
+      this.reads.delete(reply.id);
+      if (this.sent.size + this.reads.size === 0) this.worker?.unref();
+      const failure = reply.failed[0];
+      if (failure) read.reject(new FileThreadError(read.files[failure[0]] as string, failure[1]));
+      else read.resolve({ buffer: reply.buffer, got: reply.got });
+      return;
+    }
     const batch = this.sent.get(reply.id);
     if (!batch) return;
     this.sent.delete(reply.id);
-    if (this.sent.size === 0) this.worker?.unref();
+    if (this.sent.size + this.reads.size === 0) this.worker?.unref();
     const failed = new Map(reply.failed);
     batch.waiters.forEach((w, i) => {
       const code = failed.get(i);
@@ -198,6 +265,10 @@ export class FileThread {
     const p = this.pending;
     this.pending = undefined;
     for (const w of p?.waiters ?? []) w.reject(err);
+    for (const [id, read] of this.reads) {
+      this.reads.delete(id);
+      read.reject(err);
+    }
     for (const [id, batch] of this.sent) {
       this.sent.delete(id);
       for (const w of batch.waiters) w.reject(err);

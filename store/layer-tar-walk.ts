@@ -1,6 +1,7 @@
-import { closeSync, constants as fsc, createReadStream, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
+import { createReadStream, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
+import { sharedFileThread, type FileThread } from './file-thread';
 import { isWhiteout } from './overlay-whiteout';
 import { encodeTarHeader, TAR_END, type TarHeaderFields } from './tar-header';
 import { CAPABILITY_XATTR, readXattrsSync } from './xattrs';
@@ -28,15 +29,26 @@ const SMALL_FILE = 64 * 1024;
  * `.wh.` entries and opaque directories get their `.wh..wh..opq` marker; without it (a merged
  * view) 0:0 character devices are devices.
  *
- * Metadata, attributes and small contents are read with synchronous calls, straight into a
+ * Metadata and attributes are read with synchronous calls, headers written straight into a
  * batch buffer that is handed on at about BATCH bytes: each call is a few microseconds of kernel
  * work on cached data, where a thread-pool round trip, an allocation and an async generator
  * step per entry cost several times that (20,000 files of 4 KiB: 0.88 s as one generator step per
- * header and content piece, see the commit). The event loop gets a turn every TURN entries, so
- * other builds are not held up. Directories are walked with an explicit stack, not recursion.
+ * header and content piece, see the commit). Small files' contents are read into their slots of
+ * a batch by the file thread, while this thread walks on (at most AHEAD batches ahead). The
+ * event loop gets a turn every TURN entries, so other builds are not held up. Directories are
+ * walked with an explicit stack, not recursion.
  */
-export async function* layerTarEntries(root: string, opaqueXattr: string | undefined, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {
+export async function* layerTarEntries(root: string, opaqueXattr: string | undefined, counter: WalkState, signal: AbortSignal, files: FileThread = sharedFileThread()): AsyncGenerator<Buffer> {
   const out = new Batch();
+  // batches in order, each ready once the file thread has read its small files into it
+  const ready: Array<Promise<Buffer>> = [];
+  const ship = (): void => {
+    if (out.size === 0) return;
+    const batch = out.take();
+    const filled = batch.reads.files.length === 0 ? Promise.resolve(batch.bytes) : fill(files, batch);
+    filled.catch(() => undefined);
+    ready.push(filled);
+  };
   const links = new Map<string, string>();
   const wanted = (n: string): boolean => n === CAPABILITY_XATTR || n === opaqueXattr;
   const stack: Array<{ rel: string; names: string[]; next: number }> = [{ rel: '', names: sortedNames(root), next: 0 }];
@@ -51,7 +63,9 @@ export async function* layerTarEntries(root: string, opaqueXattr: string | undef
     signal.throwIfAborted();
     if (++sinceTurn >= TURN) {
       sinceTurn = 0;
-      if (out.size > 0) yield out.take();
+      ship();
+      // the walk runs at most AHEAD batches ahead of the reads
+      while (ready.length > AHEAD) yield await (ready.shift() as Promise<Buffer>);
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     const rel = dir.rel;
@@ -81,9 +95,10 @@ export async function* layerTarEntries(root: string, opaqueXattr: string | undef
           if (st.nlink > 1) links.set(key, relPath);
           out.put(encodeTarHeader({ ...head, name: relPath, type: 'file', size: st.size }));
           if (st.size <= SMALL_FILE) {
-            out.readFile(abs, relPath, st.size);
+            out.reserve(abs, relPath, st.size);
           } else {
-            if (out.size > 0) yield out.take();
+            ship();
+            while (ready.length > 0) yield await (ready.shift() as Promise<Buffer>);
             yield* fileContent(abs, relPath, st.size, signal);
           }
           out.pad(st.size);
@@ -98,18 +113,53 @@ export async function* layerTarEntries(root: string, opaqueXattr: string | undef
       }
       // Sockets are not representable in a tar; like Docker, they are left out.
     }
-    if (out.size >= BATCH) yield out.take();
+    if (out.size >= BATCH) {
+      ship();
+      while (ready.length > AHEAD) yield await (ready.shift() as Promise<Buffer>);
+    }
   }
   out.put(TAR_END);
-  yield out.take();
+  ship();
+  while (ready.length > 0) yield await (ready.shift() as Promise<Buffer>);
+}
+
+/** Batches whose reads may be under way on the file thread while the walk goes on. */
+const AHEAD = 3;
+
+/** The batch with its small files read in by the file thread; a file whose size changed since its stat fails it. */
+async function fill(files: FileThread, batch: TakenBatch): Promise<Buffer> {
+  // the bytes' buffer moves to the thread and back: what this Buffer says is gone once it has
+  const length = batch.bytes.length;
+  const { buffer, got } = await files.readFiles(batch.bytes.buffer as ArrayBuffer, batch.reads.files, batch.reads.offsets, batch.reads.sizes);
+  got.forEach((n, i) => {
+    // As a streamed file: one that grew meanwhile is cut at the promised size, one that shrank fails.
+    if (n < (batch.reads.sizes[i] as number)) throw changedSize(batch.reads.names[i] as string);
+  });
+  return Buffer.from(buffer, 0, length);
+}
+
+/** Small files whose content the file thread reads into a batch: path, offset, size, name in the layer. */
+interface BatchReads {
+  files: string[];
+  offsets: number[];
+  sizes: number[];
+  names: string[];
+}
+
+/** A batch handed on: its bytes (in an ArrayBuffer of their own) and the reads that fill its slots. */
+interface TakenBatch {
+  bytes: Buffer;
+  reads: BatchReads;
 }
 
 /**
  * The bytes of the tar being made, in one buffer that is handed on whole and then replaced (the
- * consumer may keep what it was given: a compressor queues its input).
+ * consumer may keep what it was given: a compressor queues its input), with a slot for the
+ * content of each small file, which the file thread reads in.
  */
 class Batch {
-  private buf = Buffer.allocUnsafe(BATCH + SMALL_FILE + BLOCK);
+  private buf = newBuffer(BATCH + SMALL_FILE + BLOCK);
+  private reads: BatchReads = { files: [], offsets: [], sizes: [], names: [] };
   size = 0;
 
   put(bytes: Buffer): void {
@@ -127,45 +177,37 @@ class Batch {
     this.size += BLOCK - rest;
   }
 
-  /**
-   * A small regular file's content, read with three synchronous calls into the batch. Opened
-   * without following a symlink: a path that was a file at its lstat and is a link now fails
-   * (ELOOP) instead of reading wherever it points. As a streamed file: one that grew meanwhile
-   * is cut at the promised size, one that shrank fails.
-   */
-  readFile(abs: string, relPath: string, size: number): void {
+  /** A slot for a small regular file's content, read in later (see fill). */
+  reserve(abs: string, relPath: string, size: number): void {
     if (size === 0) return;
-    // one byte more than promised, to see a file that grew
-    this.room(size + 1);
-    const fd = openSync(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-    let got = 0;
-    try {
-      while (got <= size) {
-        const n = readSync(fd, this.buf, this.size + got, size + 1 - got, null);
-        if (n === 0) break;
-        got += n;
-      }
-    } finally {
-      closeSync(fd);
-    }
-    if (got < size) throw changedSize(relPath);
+    this.room(size);
+    this.reads.files.push(abs);
+    this.reads.offsets.push(this.size);
+    this.reads.sizes.push(size);
+    this.reads.names.push(relPath);
     this.size += size;
   }
 
-  take(): Buffer {
-    const full = this.buf.subarray(0, this.size);
-    this.buf = Buffer.allocUnsafe(BATCH + SMALL_FILE + BLOCK);
+  take(): TakenBatch {
+    const taken = { bytes: this.buf.subarray(0, this.size), reads: this.reads };
+    this.buf = newBuffer(BATCH + SMALL_FILE + BLOCK);
+    this.reads = { files: [], offsets: [], sizes: [], names: [] };
     this.size = 0;
-    return full;
+    return taken;
   }
 
-  /** Makes `n` bytes of room, in a larger buffer when the batch is already past its size. */
+  /** Makes `n` bytes of room, in a larger buffer when the batch is already past its size (slots keep their offsets). */
   private room(n: number): void {
     if (this.size + n <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.size + n));
+    const bigger = newBuffer(Math.max(this.buf.length * 2, this.size + n));
     this.buf.copy(bigger, 0, 0, this.size);
     this.buf = bigger;
   }
+}
+
+/** A buffer over an ArrayBuffer of its own, from its start: it can be moved to the file thread and back. */
+function newBuffer(size: number): Buffer {
+  return Buffer.from(new ArrayBuffer(size));
 }
 
 function sortedNames(dir: string): string[] {

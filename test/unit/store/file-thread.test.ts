@@ -76,6 +76,23 @@ describe('FileThread', () => {
     expect(await fsp.readFile(path.join(tmp, 'l2'), 'utf8')).toBe('w');
   });
 
+  it('reads small files into their slots of a buffer it hands back, telling a grown or shrunk file, never following a link', async () => {
+    await fsp.writeFile(path.join(tmp, 'a'), 'aaaa');
+    await fsp.writeFile(path.join(tmp, 'b'), 'bbbbbbbb');
+    await fsp.writeFile(path.join(tmp, 'short'), 'ss');
+    const buffer = new ArrayBuffer(32);
+    const { buffer: back, got } = await writer.readFiles(buffer, [path.join(tmp, 'a'), path.join(tmp, 'b'), path.join(tmp, 'short')], [0, 8, 20], [4, 6, 4]);
+    expect(buffer.byteLength).toBe(0); // moved to the thread
+    const bytes = Buffer.from(back);
+    expect(bytes.subarray(0, 4).toString()).toBe('aaaa');
+    // grown: the promised bytes, and one more seen
+    expect(bytes.subarray(8, 14).toString()).toBe('bbbbbb');
+    expect(bytes[14]).toBe(0);
+    expect(got).toEqual([4, 7, 2]);
+    await fsp.symlink(path.join(tmp, 'a'), path.join(tmp, 'link'));
+    await expect(writer.readFiles(new ArrayBuffer(8), [path.join(tmp, 'link')], [0], [4])).rejects.toMatchObject({ code: 'ELOOP' });
+  });
+
   it('fails what is still queued when it is closed, and starts a new thread for the next write', async () => {
     const queued = writer.write(path.join(tmp, 'q'), Buffer.from('q'));
     await writer.close();
