@@ -136,7 +136,7 @@ export class HistoryStore {
   /** Every kept build (or the one named `ref`), newest first. */
   list(ref?: string): HistoryRecord[] {
     const rows = ref === undefined
-      ? this.meta.db.prepare('SELECT * FROM build_history ORDER BY started_at DESC, ref').all()
+      ? this.meta.db.prepare('SELECT * FROM build_history ORDER BY started_at DESC, rowid DESC').all()
       : this.meta.db.prepare('SELECT * FROM build_history WHERE ref = ?').all(ref);
     return rows.map((r) => toRecord(rowSchema.parse(r)));
   }
@@ -150,7 +150,7 @@ export class HistoryStore {
   /** Removes the oldest finished builds past the limits (count, age, log bytes). */
   async trim(now = Date.now()): Promise<void> {
     const finished = (this.meta.db
-      .prepare("SELECT ref, started_at, log_bytes FROM build_history WHERE status != 'running' ORDER BY started_at DESC, ref")
+      .prepare("SELECT ref, started_at, log_bytes FROM build_history WHERE status != 'running' ORDER BY started_at DESC, rowid DESC")
       .all() as Array<{ ref: string; started_at: string; log_bytes: number }>);
     const drop: string[] = [];
     let bytes = 0;
