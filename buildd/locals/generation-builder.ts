@@ -210,7 +210,7 @@ async function placeEntry(p: PlannedEntry, tree: string, plan: GenerationPlan, s
  * As the old receiver: an attribute the file system refuses on a symlink or without user.*
  * support is left out, a refused security.capability fails the build.
  */
-async function applyXattrs(target: string, e: IndexEntry): Promise<void> {
+export async function applyXattrs(target: string, e: IndexEntry): Promise<void> {
   const names = Object.keys(e.xattrs);
   if (names.length === 0) return;
   const xattrs = new Map(names.sort(compareBytes).map((n) => [n, e.xattrs[n] as Buffer]));
@@ -219,7 +219,8 @@ async function applyXattrs(target: string, e: IndexEntry): Promise<void> {
   });
 }
 
-function join(root: string, rel: string): string {
+/** `rel` (`/`-separated, from a listing) below `root`, in the platform's form. */
+export function join(root: string, rel: string): string {
   return path.join(root, ...rel.split('/'));
 }
 

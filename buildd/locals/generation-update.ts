@@ -1,8 +1,7 @@
 import { chmodSync, closeSync, constants as fsc, lchownSync, lutimesSync, mkdirSync, openSync, promises as fsp, renameSync, symlinkSync, utimesSync } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../../solver/build-error';
-import { writeXattrs } from '../../store/xattrs';
-import type { BuildStats, PlannedEntry } from './generation-builder';
+import { applyXattrs, join, type BuildStats, type PlannedEntry } from './generation-builder';
 import { utimeSeconds, writeIndexFile, type IndexEntry } from './listing-index';
 
 /** What {@link updateGeneration} works on. */
@@ -142,16 +141,6 @@ export async function updateGeneration(plan: UpdatePlan): Promise<BuildStats> {
   return stats;
 }
 
-/** As buildGeneration: an attribute refused on a symlink or without user.* support is left out, a refused security.capability fails. */
-async function applyXattrs(target: string, e: IndexEntry): Promise<void> {
-  const names = Object.keys(e.xattrs);
-  if (names.length === 0) return;
-  const xattrs = new Map(names.sort(compareBytes).map((n) => [n, e.xattrs[n] as Buffer]));
-  await writeXattrs(target, xattrs, {
-    fail: (name, reason) => new BuildError('invalid-argument', `Cannot receive ${e.path}: its extended attribute ${name} cannot be set: ${reason}`),
-  });
-}
-
 /** Whether a parent of `p` is in `dirs`. */
 function underAny(p: string, dirs: ReadonlySet<string>): boolean {
   if (dirs.size === 0) return false;
@@ -162,13 +151,4 @@ function underAny(p: string, dirs: ReadonlySet<string>): boolean {
 function parentOf(p: string): string {
   const i = p.lastIndexOf('/');
   return i < 0 ? '' : p.slice(0, i);
-}
-
-function join(root: string, rel: string): string {
-  return path.join(root, ...rel.split('/'));
-}
-
-
-function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
