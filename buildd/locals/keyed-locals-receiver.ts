@@ -10,9 +10,11 @@ import { removeTree } from '../remove-tree';
 import { defaultFileDigestCache, type FileDigestCache } from '../../store/file-digest-cache';
 import { FileThreadError, sharedFileThread, type FileThread } from '../../store/file-thread';
 import { defaultKeptListings, type KeptListings } from '../../store/kept-listings';
-import { buildGeneration, type BuildStats, type PlannedEntry } from './generation-builder';
-import { canUpdateInPlace, updateGeneration } from './generation-update';
-import { receivedDir, recordReceivedDigests } from './received-files';
+import type { PlannedEntry } from './generation-builder';
+import { publishNextGeneration } from './next-generation';
+import { receivedDir } from './received-files';
+import { WriteWindow } from './write-window';
+import type { FileRequestMessage, LocalTransfer } from './transfer-types';
 import { compareEntry, utimeSeconds, type IndexEntry } from './listing-index';
 import type { Generation, LocalsStore } from './locals-store';
 
@@ -20,23 +22,6 @@ import type { Generation, LocalsStore } from './locals-store';
 export const MAX_KEYED_ENTRIES = 1_000_000;
 /** Most bytes the listed files of one build may hold. */
 export const MAX_KEYED_BYTES = 256 * 1024 ** 3;
-
-/** The daemon's side of a FileRequest. */
-export interface FileRequestMessage {
-  local: string;
-  paths: string[];
-  done: boolean;
-}
-
-/** What one keyed local cost: content actually received, files linked, copied, and whether the kept copy was used as it was. */
-export interface LocalTransfer {
-  local: string;
-  filesReceived: number;
-  bytesReceived: number;
-  reused: boolean;
-  linked: number;
-  copied: number;
-}
 
 interface LocalState {
   key: string;
@@ -102,8 +87,7 @@ export class KeyedLocalsReceiver {
   /** files received whole whose disk work is still in flight (at most STAGE_CONCURRENCY) */
   private readonly inFlight = new Set<Promise<void>>();
   /** files received whole and queued on the file thread, oldest first */
-  private readonly staging: Array<{ done: Promise<void>; bytes: number }> = [];
-  private stagingBytes = 0;
+  private readonly staging = new WriteWindow(STAGE_AHEAD_FILES, STAGE_AHEAD_BYTES);
   private failure: { err: unknown } | undefined;
   private unlock: (() => void) | undefined;
   private entries = 0;
@@ -289,8 +273,7 @@ export class KeyedLocalsReceiver {
     const cur = this.current;
     this.current = undefined;
     await cur?.chain?.then((fh) => fh.close()).catch(() => undefined);
-    await Promise.allSettled([...this.inFlight, ...this.staging.splice(0).map((s) => s.done)]);
-    this.stagingBytes = 0;
+    await Promise.allSettled([...this.inFlight, ...this.staging.takeAll()]);
     for (const st of this.locals.values()) {
       if (st.tmp !== undefined) await removeTree(st.tmp).catch(() => undefined);
       st.tmp = undefined;
@@ -312,46 +295,19 @@ export class KeyedLocalsReceiver {
       st.dir = st.kept.generation.tree;
       return;
     }
-    const keptTree = st.kept?.generation.tree;
-    const previous = keptTree === undefined ? undefined : this.listings.get(keptTree);
     st.tmp ??= await this.store.tempDir(st.key);
-    const stats = await this.makeGeneration(st, st.tmp);
-    // the kept tree was updated (its path is gone) or is current no more
-    if (keptTree !== undefined) this.listings.delete(keptTree);
-    await recordReceivedDigests(this.digests, path.join(st.tmp, 'tree'), st.entries, this.signal);
-    let bytes = 0;
-    for (const p of st.entries) bytes += p.entry.size;
-    const index = new Map<string, IndexEntry>();
-    for (const p of st.entries) index.set(p.entry.path, p.entry);
-    const published = await this.store.publish(st.key, st.tmp, { entries: st.entries.length, bytes }, index);
+    const next = await publishNextGeneration(
+      { store: this.store, listings: this.listings, digests: this.digests, chown: this.chown, signal: this.signal },
+      { key: st.key, tmp: st.tmp, kept: st.kept, entries: st.entries, madeDirs: st.madeDirs },
+    );
     st.tmp = undefined;
     st.kept?.release();
-    st.kept = { generation: published.generation, index: new Map(), release: published.release };
-    st.dir = published.generation.tree;
-    const digests = fileDigests(st.entries, previous?.digests);
-    if (digests) this.listings.set(st.dir, { entries: st.entries.map((p) => p.entry), digests });
-    st.transfer.linked = stats.linked;
-    st.transfer.copied = stats.copied;
+    st.kept = { generation: next.generation, index: new Map(), release: next.release };
+    st.dir = next.generation.tree;
+    st.transfer.linked = next.stats.linked;
+    st.transfer.copied = next.stats.copied;
     // the listing is on disk now; the build needs only the directory
     st.entries = [];
-  }
-
-  /**
-   * The new generation's tree in `tmp`: the kept one updated in place when no other build
-   * reads it (a one-file change costs one rename, not 20,000 links, and the old copy's
-   * removal), else built anew beside it.
-   */
-  private async makeGeneration(st: LocalState, tmp: string): Promise<BuildStats> {
-    const kept = st.kept;
-    const claimed = path.join(tmp, 'claimed');
-    if (kept && canUpdateInPlace(st.entries, kept.index, this.chown) && (await this.store.claim(st.key, kept.generation, claimed))) {
-      // the lease went with the claim
-      kept.release = () => undefined;
-      const stats = await updateGeneration({ dir: tmp, claimedTree: path.join(claimed, 'tree'), keptIndex: kept.index, entries: st.entries, signal: this.signal });
-      await fsp.rm(claimed, { recursive: true, force: true });
-      return stats;
-    }
-    return buildGeneration({ dir: tmp, entries: st.entries, keptTree: kept?.generation.tree, madeDirs: st.madeDirs, chown: this.chown, signal: this.signal });
   }
 
   private async flush(local: string, st: LocalState, done: boolean): Promise<void> {
@@ -414,42 +370,17 @@ export class KeyedLocalsReceiver {
     const done = this.files.write(cur.planned.staged as string, content, meta).catch((err: unknown) => {
       this.failure ??= { err: refuse(where, `cannot be staged: ${err instanceof FileThreadError ? err.code : String(err)}`) };
     });
-    this.staging.push({ done, bytes: content.length });
-    this.stagingBytes += content.length;
-    while (this.staging.length > STAGE_AHEAD_FILES || this.stagingBytes > STAGE_AHEAD_BYTES) {
-      const oldest = this.staging.shift() as { done: Promise<void>; bytes: number };
-      await oldest.done;
-      this.stagingBytes -= oldest.bytes;
-    }
+    await this.staging.add(done, content.length);
   }
 
   private async drain(): Promise<void> {
-    await Promise.allSettled([...this.inFlight, ...this.staging.splice(0).map((s) => s.done)]);
-    this.stagingBytes = 0;
+    await Promise.allSettled([...this.inFlight, ...this.staging.takeAll()]);
     this.throwFailure();
   }
 
   private throwFailure(): void {
     if (this.failure) throw this.failure.err;
   }
-}
-
-const EMPTY_DIGEST = createHash('sha256').digest('hex');
-
-/**
- * The digest of every regular file of a new generation: received ones as they were hashed on
- * arrival, empty ones, and the rest (same content as in the generation before) from
- * `previous`; undefined when one is unknown (the previous listing was not held).
- */
-function fileDigests(entries: readonly PlannedEntry[], previous: ReadonlyMap<string, string> | undefined): Map<string, string> | undefined {
-  const out = new Map<string, string>();
-  for (const p of entries) {
-    if (p.entry.type !== 'FILE') continue;
-    const digest = p.digest ?? (p.entry.size === 0 ? EMPTY_DIGEST : p.change !== 'content' ? previous?.get(p.entry.path) : undefined);
-    if (digest === undefined) return undefined;
-    out.set(p.entry.path, digest);
-  }
-  return out;
 }
 
 function refuse(e: Pick<FileEntryMessage, 'local' | 'path'>, why: string): BuildError {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import type { FileDigestCache } from '../../store/file-digest-cache';
@@ -46,4 +47,22 @@ export async function recordReceivedDigests(digests: FileDigestCache, tree: stri
     const found = digests.lookup(st);
     if ('record' in found) found.record(p.digest);
   }
+}
+
+const EMPTY_DIGEST = createHash('sha256').digest('hex');
+
+/**
+ * The digest of every regular file of a new generation: received ones as they were hashed on
+ * arrival, empty ones, and the rest (same content as in the generation before) from
+ * `previous`; undefined when one is unknown (the previous listing was not held).
+ */
+export function fileDigests(entries: readonly PlannedEntry[], previous: ReadonlyMap<string, string> | undefined): Map<string, string> | undefined {
+  const out = new Map<string, string>();
+  for (const p of entries) {
+    if (p.entry.type !== 'FILE') continue;
+    const digest = p.digest ?? (p.entry.size === 0 ? EMPTY_DIGEST : p.change !== 'content' ? previous?.get(p.entry.path) : undefined);
+    if (digest === undefined) return undefined;
+    out.set(p.entry.path, digest);
+  }
+  return out;
 }
