@@ -68,17 +68,10 @@ export class DaemonMetrics {
   /** Reports the stores' sizes at each scrape (read from the metadata database: no disk walk). Call once. */
   watchStorage(stored: StoredBytes): void {
     const registers = [this.registry];
-    // content and snapshot gauges are scraped together: one query answers both
-    const sizes = { at: 0, value: { content: 0, snapshots: 0 } };
-    const read = (): { content: number; snapshots: number } => {
-      if (Date.now() - sizes.at > 1000) {
-        sizes.value = stored();
-        sizes.at = Date.now();
-      }
-      return sizes.value;
-    };
-    new Gauge({ name: 'buildd_content_store_bytes', help: "Bytes of the content store's blobs", registers, collect() { this.set(read().content); } });
-    new Gauge({ name: 'buildd_snapshot_bytes', help: 'Bytes of committed snapshots measured so far (each is measured once, by du or GC)', registers, collect() { this.set(read().snapshots); } });
+    // read at every scrape (two sums over indexed rows): a value kept for a while would show a
+    // scrape right after a build the sizes from before it
+    new Gauge({ name: 'buildd_content_store_bytes', help: "Bytes of the content store's blobs", registers, collect() { this.set(stored().content); } });
+    new Gauge({ name: 'buildd_snapshot_bytes', help: 'Bytes of committed snapshots measured so far (each is measured once, by du or GC)', registers, collect() { this.set(stored().snapshots); } });
   }
 
   /** A build began; the returned tracker follows its progress and must be ended exactly once. */
