@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { BuildError } from '../solver/build-error';
+import { BuildError, toBuildError } from '../solver/build-error';
 import type { BlobTee } from './blob-tee';
 import type { ContentStore } from './content-store';
 import { diffToLayer, measureLayer } from './layer-diff';
@@ -113,17 +113,13 @@ async function unstoredLayer(deps: LayerBlobDeps, id: string, primary: LayerReco
       return await measuring;
     } catch (err) {
       // another build's measure, stopped by that build's cancel: measure again for this one
-      if (signal.aborted || !isAbort(err)) throw err;
+      if (signal.aborted || toBuildError(err).code !== 'cancelled') throw err;
     }
   }
 }
 
 /** Layer measures under way, by the snapshot's upper dir (unique across daemons in one process). */
 const inFlight = new Map<string, Promise<LayerRecord>>();
-
-function isAbort(err: unknown): boolean {
-  return err instanceof Error && (err.name === 'AbortError' || (err as { code?: unknown }).code === 'ABORT_ERR' || (err instanceof BuildError && err.code === 'cancelled'));
-}
 
 /**
  * Measures committed snapshot `id`'s layer now, for a `type=image` export without push (see

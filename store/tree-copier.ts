@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
 import { BoundedTasks } from './bounded-tasks';
 import { FileThreadError, sharedFileThread, type FileThread } from './file-thread';
+import { WriteWindow } from './write-window';
 import type { FileMode } from './file-mode';
 import type { PathPatterns } from './path-pattern';
 import { walkSelected } from './copy-selection';
@@ -81,8 +82,8 @@ export class TreeCopier {
   private readonly tasks: BoundedTasks;
   /** destination → its copy in flight, so a later entry for the same path waits for it */
   private readonly inflight = new Map<string, Promise<void>>();
-  /** links queued on the file thread, oldest first */
-  private readonly linking: Array<Promise<void>> = [];
+  /** links queued on the file thread */
+  private readonly linking = new WriteWindow(LINKS_AHEAD, Number.POSITIVE_INFINITY);
 
   constructor(
     private readonly opts: TreeCopierOptions,
@@ -129,7 +130,7 @@ export class TreeCopier {
 
   /** Waits for every copy, then sets directory times (children change their parent's mtime). */
   async finish(): Promise<void> {
-    await Promise.all(this.linking.splice(0));
+    await Promise.all(this.linking.takeAll());
     await this.tasks.drain();
     // Latest first: when two sources of one COPY made the same directory, the later one's times win.
     const done = new Set<string>();
@@ -142,7 +143,7 @@ export class TreeCopier {
 
   /** Waits for the copies in flight, whatever their outcome (an error path, before a discard). */
   async settle(): Promise<void> {
-    await Promise.allSettled(this.linking.splice(0));
+    await Promise.allSettled(this.linking.takeAll());
     await this.tasks.settle();
   }
 
@@ -205,8 +206,7 @@ export class TreeCopier {
     const tracked = this.track(dest, linking);
     // settled by finish() or settle(); a failure is reported there
     tracked.catch(() => undefined);
-    this.linking.push(tracked);
-    if (this.linking.length > LINKS_AHEAD) await (this.linking.shift() as Promise<void>);
+    await this.linking.add(tracked, 0);
   }
 
   /** Records `copy` as the write in flight at `dest` until it settles. */

@@ -13,7 +13,7 @@ import { defaultKeptListings, type KeptListings } from '../../store/kept-listing
 import type { PlannedEntry } from './generation-builder';
 import { publishNextGeneration } from './next-generation';
 import { receivedDir } from './received-files';
-import { WriteWindow } from './write-window';
+import { WriteWindow } from '../../store/write-window';
 import type { FileRequestMessage, LocalTransfer } from './transfer-types';
 import { compareEntry, utimeSeconds, type IndexEntry } from './listing-index';
 import type { Generation, LocalsStore } from './locals-store';

@@ -1,9 +1,9 @@
 /**
- * Writes handed to another thread whose results are awaited only when too many are out: a
- * window of at most `maxCount` writes and `maxBytes` bytes, oldest first. Each write's promise
- * must settle without rejecting (its failure recorded by the caller). Lifecycle: one per sync;
- * `add` as writes go out, `settle` before anything reads what they wrote (or before the
- * writes' directory is removed).
+ * Writes handed to another thread (the file thread) whose results are awaited only when too
+ * many are out: a window of at most `maxCount` writes and `maxBytes` bytes, oldest first. A
+ * write that fails fails the `add` that waits for it, or the caller's wait on `takeAll`'s
+ * promises. Lifecycle: one per batch of writes (a sync, a copy); `add` as writes go out, then
+ * wait on `takeAll()` before anything reads what they wrote (or removes their directory).
  */
 export class WriteWindow {
   private readonly out: Array<{ done: Promise<void>; bytes: number }> = [];
