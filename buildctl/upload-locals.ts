@@ -1,8 +1,10 @@
 import { closeSync, constants as fsc, fstatSync, openSync, promises as fsp, readSync } from 'node:fs';
 import type { Writable } from 'node:stream';
+import { PreEncoded } from '../buildd/api/pre-encoded';
 import { BuildError } from '../solver/build-error';
-import { xattrBytes } from '../buildd/api/entry-xattrs';
 import { localIgnore, walkContext, type WalkEntry } from './context-walk';
+import { encodeListing } from './listing-encoder';
+import { BATCH_BYTES, BATCH_ENTRIES, listingEntry, listingEntryBytes } from './listing-entry';
 import type { PrefetchedWalk } from './walk-prefetch';
 import type { FileRequestQueue } from './file-request-queue';
 
@@ -62,52 +64,31 @@ export async function uploadLocals(
   for (const name of start.local_names) {
     const dir = locals[name] as string;
     const filename = start.frontend_attrs.filename ?? 'Dockerfile';
-    // walked ahead in a worker thread while the client loaded and connected, or walked now
-    const walk: Iterable<WalkEntry> | AsyncIterable<WalkEntry> = prefetched?.[name]?.entries() ?? walkContext(dir, await localIgnore(name, locals, filename));
     const keyed = Object.hasOwn(keys, name);
-    const files = new Map<string, WalkEntry>();
-    if (keyed) listed.set(name, files);
-    // a keyed listing travels in batches: one message per entry cost more than the entry itself
-    let batch: object[] = [];
-    let batchBytes = 0;
-    const flush = async (): Promise<void> => {
-      if (batch.length > 0) await send({ entries: { entries: batch } });
-      batch = [];
-      batchBytes = 0;
-      // the walk is synchronous: a turn of the event loop per batch lets gRPC put it on the
-      // wire now, so the daemon works on it while the next one is listed
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    };
-    for await (const e of walk) {
-      const entry = {
-        local: name,
-        path: e.rel,
-        type: e.type,
-        mode: e.mode,
-        // As BuildKit's client (resetUIDAndGID in its filesync): a context arrives owned by
-        // 0:0 whoever owns it on this machine, so a bind mount of it shows root's files.
-        uid: 0,
-        gid: 0,
-        mtime_ms: e.mtimeMs,
-        link_target: e.linkTarget,
-        size: e.size,
-        xattrs: Object.fromEntries(e.xattrs),
-      };
-      if (keyed) {
-        batch.push(entry);
-        batchBytes += 64 + Buffer.byteLength(e.rel) + Buffer.byteLength(e.linkTarget) + xattrBytes(e.xattrs);
-        if (batch.length >= BATCH_ENTRIES || batchBytes >= BATCH_BYTES) await flush();
-        if (e.type === 'FILE' && e.size > 0) files.set(e.rel, e);
-        continue;
+    const walked = prefetched?.[name];
+    if (keyed) {
+      const files = new Map<string, WalkEntry>();
+      listed.set(name, files);
+      // walked and encoded ahead in a worker thread while the client loaded and connected
+      // (see PrefetchedWalk), or walked and encoded here
+      const batches = walked?.batches() ?? listingBatches(name, walkContext(dir, await localIgnore(name, locals, filename)));
+      for await (const batch of batches) {
+        for (const e of batch.entries) if (e.type === 'FILE' && e.size > 0) files.set(e.rel, e);
+        await send(new PreEncoded(batch.listing));
+        // the walk is synchronous: a turn of the event loop per batch lets gRPC put it on the
+        // wire now, so the daemon works on it while the next one is listed
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      await send({ entry });
+      await send({ listing_done: { local: name } });
+      continue;
+    }
+    for await (const e of walked?.entries() ?? walkContext(dir, await localIgnore(name, locals, filename))) {
+      await send({ entry: listingEntry(name, e) });
       if (e.type !== 'FILE' || e.size === 0) continue;
       await sendContent(e, send);
       stats.files++;
       stats.bytes += e.size;
     }
-    await flush();
-    if (keyed) await send({ listing_done: { local: name } });
   }
   while (listed.size > 0) {
     const r = await (requests as FileRequestQueue).next();
@@ -138,9 +119,24 @@ export async function uploadLocals(
   return stats;
 }
 
-/** Bounds of one FileEntries message: the daemon takes 1024 entries, gRPC 4 MiB. */
-const BATCH_ENTRIES = 512;
-const BATCH_BYTES = 512 * 1024;
+/**
+ * A keyed listing walked here (no prefetched walk: tests, and a local the client did not walk
+ * ahead), in the batches a PrefetchedWalk yields.
+ */
+function* listingBatches(name: string, walk: Iterable<WalkEntry>): Generator<{ entries: WalkEntry[]; listing: Uint8Array }> {
+  let entries: WalkEntry[] = [];
+  let bytes = 0;
+  for (const e of walk) {
+    entries.push(e);
+    bytes += listingEntryBytes(e);
+    if (entries.length >= BATCH_ENTRIES || bytes >= BATCH_BYTES) {
+      yield { entries, listing: encodeListing(name, entries) };
+      entries = [];
+      bytes = 0;
+    }
+  }
+  if (entries.length > 0) yield { entries, listing: encodeListing(name, entries) };
+}
 
 /** Files sent between two turns of the event loop. */
 const TURN = 64;

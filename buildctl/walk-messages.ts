@@ -1,8 +1,6 @@
 import type { BuildErrorCode } from '../solver/build-error';
 import type { WalkEntry } from './context-walk';
 
-/** Entries in one message from the walk worker. */
-export const WALK_BATCH = 512;
 /** Batches the worker may post before the main thread takes them (about 64,000 entries). */
 export const AHEAD_BATCHES = 128;
 
@@ -21,5 +19,21 @@ export interface WalkJob {
 /** A WalkEntry as it crosses threads: its attributes as pairs (a Buffer arrives as a Uint8Array). */
 export type WireEntry = Omit<WalkEntry, 'xattrs'> & { xattrs: Array<[string, Uint8Array]> };
 
-/** Worker -> main thread. */
-export type WalkMessage = { kind: 'entries'; entries: WireEntry[] } | { kind: 'done' } | { kind: 'error'; code: BuildErrorCode; message: string };
+/**
+ * Worker -> main thread. A batch holds at most BATCH_ENTRIES entries and about
+ * BATCH_BYTES (listing-entry.ts), and `listing` is the BuildClientMessage that lists it (see
+ * encodeListing): whether the local is keyed is known only later, and the encoding costs the
+ * worker's time, not the main thread's.
+ */
+export type WalkMessage = { kind: 'entries'; entries: WireEntry[]; listing: Uint8Array } | { kind: 'done' } | { kind: 'error'; code: BuildErrorCode; message: string };
+
+/** Blocks until fewer than AHEAD_BATCHES of the `posted` batches are untaken (`taken[0]`). */
+export function waitForRoom(taken: Int32Array, posted: number): void {
+  for (let seen = Atomics.load(taken, 0); posted - seen >= AHEAD_BATCHES; seen = Atomics.load(taken, 0)) Atomics.wait(taken, 0, seen, 1000);
+}
+
+/** Tells the worker that a batch was taken. */
+export function takeOne(taken: Int32Array): void {
+  Atomics.add(taken, 0, 1);
+  Atomics.notify(taken, 0);
+}

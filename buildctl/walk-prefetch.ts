@@ -2,18 +2,19 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { BuildError } from '../solver/build-error';
 import type { WalkEntry } from './context-walk';
-import type { WalkJob, WalkMessage } from './walk-messages';
+import { takeOne, type WalkJob, type WalkMessage } from './walk-messages';
 
 /**
  * One local's walk (walkContext with its ignore rules, see localIgnore), started in a worker
  * thread as soon as buildctl has read its flags: while the main thread loads gRPC, connects and
  * starts the build, the walk's lstat and llistxattr calls (most of an unchanged context's cost)
- * are done on the other core. `entries()` then yields the same entries in the same order as
- * walkContext would, with its errors.
+ * and the encoding of the listing are done on the other core. `entries()` then yields the same
+ * entries in the same order as walkContext would, with its errors; `batches()` yields them in
+ * the batches of a keyed listing, each with its encoded BuildClientMessage.
  *
- * Lifecycle: `start`, then `entries()` read at most once, then `close()` (always: it stops a
- * walk nobody read, after a failed connect say). The worker runs at most AHEAD_BATCHES batches
- * ahead of the reader.
+ * Lifecycle: `start`, then `entries()` or `batches()` read at most once, then `close()`
+ * (always: it stops a walk nobody read, after a failed connect say). The worker runs at most
+ * AHEAD_BATCHES batches ahead of the reader.
  */
 export class PrefetchedWalk {
   private readonly queue: WalkMessage[] = [];
@@ -41,6 +42,15 @@ export class PrefetchedWalk {
 
   /** The walk's entries; throws what the walk threw (a BuildError with its code). */
   async *entries(): AsyncGenerator<WalkEntry> {
+    for await (const batch of this.batches()) yield* batch.entries;
+  }
+
+  /**
+   * The walk's entries in batches of at most BATCH_ENTRIES entries and about BATCH_BYTES, each
+   * with `listing`, the BuildClientMessage that lists it (see encodeListing); throws what the
+   * walk threw.
+   */
+  async *batches(): AsyncGenerator<{ entries: WalkEntry[]; listing: Uint8Array }> {
     for (;;) {
       const msg = this.queue.shift();
       if (msg === undefined) {
@@ -50,9 +60,9 @@ export class PrefetchedWalk {
       }
       if (msg.kind === 'done') return;
       if (msg.kind === 'error') throw new BuildError(msg.code, msg.message);
-      Atomics.add(this.taken, 0, 1);
-      Atomics.notify(this.taken, 0);
-      for (const e of msg.entries) yield { ...e, xattrs: new Map(e.xattrs.map(([k, v]) => [k, Buffer.from(v.buffer, v.byteOffset, v.byteLength)])) };
+      takeOne(this.taken);
+      const entries = msg.entries.map((e) => ({ ...e, xattrs: new Map(e.xattrs.map(([k, v]) => [k, Buffer.from(v.buffer, v.byteOffset, v.byteLength)])) }));
+      yield { entries, listing: msg.listing };
     }
   }
 

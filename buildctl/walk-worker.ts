@@ -1,12 +1,15 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { toBuildError } from '../solver/build-error';
-import { localIgnore, walkContext } from './context-walk';
-import { AHEAD_BATCHES, WALK_BATCH, type WalkJob, type WalkMessage, type WireEntry } from './walk-messages';
+import { localIgnore, walkContext, type WalkEntry } from './context-walk';
+import { encodeListing } from './listing-encoder';
+import { BATCH_BYTES, BATCH_ENTRIES, listingEntryBytes } from './listing-entry';
+import { waitForRoom, type WalkJob, type WalkMessage, type WireEntry } from './walk-messages';
 
 /**
  * The worker thread of a PrefetchedWalk: walks one local with its ignore rules and posts its
- * entries in batches, at most AHEAD_BATCHES ahead of what the main thread has taken (it blocks
- * on the shared counter until then), so memory stays flat whatever the context.
+ * entries in batches, each with its encoded listing (encodeListing), at most AHEAD_BATCHES
+ * ahead of what the main thread has taken (it blocks on the shared counter until then), so
+ * memory stays flat whatever the context.
  */
 async function run(): Promise<void> {
   const port = parentPort;
@@ -14,24 +17,27 @@ async function run(): Promise<void> {
   const job = workerData as WalkJob;
   const taken = new Int32Array(job.taken);
   let posted = 0;
-  const post = (msg: WalkMessage): void => {
-    port.postMessage(msg);
-  };
+  const post = (msg: WalkMessage): void => port.postMessage(msg);
   try {
     const ignore = await localIgnore(job.name, job.locals, job.filename);
-    let batch: WireEntry[] = [];
+    let wire: WireEntry[] = [];
+    let entries: WalkEntry[] = [];
+    let bytes = 0;
     const flush = (): void => {
-      // wait until the main thread has taken enough: a bounded queue between the threads
-      for (let seen = Atomics.load(taken, 0); posted - seen >= AHEAD_BATCHES; seen = Atomics.load(taken, 0)) Atomics.wait(taken, 0, seen, 1000);
-      post({ kind: 'entries', entries: batch });
+      waitForRoom(taken, posted);
+      post({ kind: 'entries', entries: wire, listing: encodeListing(job.name, entries) });
       posted++;
-      batch = [];
+      wire = [];
+      entries = [];
+      bytes = 0;
     };
     for (const e of walkContext(job.locals[job.name] as string, ignore)) {
-      batch.push({ ...e, xattrs: [...e.xattrs] });
-      if (batch.length >= WALK_BATCH) flush();
+      wire.push({ ...e, xattrs: [...e.xattrs] });
+      entries.push(e);
+      bytes += listingEntryBytes(e);
+      if (entries.length >= BATCH_ENTRIES || bytes >= BATCH_BYTES) flush();
     }
-    if (batch.length > 0) flush();
+    if (entries.length > 0) flush();
     post({ kind: 'done' });
   } catch (err) {
     const be = toBuildError(err);

@@ -320,8 +320,14 @@ export class BuildService {
             if (!keyed.handles(e.local)) {
               throw new BuildError('invalid-argument', `Cannot receive ${e.local}/${e.path}: only the listing of a keyed local may come in a batch of entries`);
             }
-            await keyed.entry(e);
           }
+          await keyed.listed(msg.entries.entries);
+          break;
+        case 'listing':
+          if (!keyed.handles(msg.listing.local)) {
+            throw new BuildError('invalid-argument', `Cannot receive the listing of ${msg.listing.local}: only a keyed local may be listed`);
+          }
+          await keyed.listed(msg.listing.entries);
           break;
         case 'data':
           if (keyed.hasOpenFile()) await keyed.data(msg.data.data);

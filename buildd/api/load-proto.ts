@@ -1,8 +1,7 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { BuildError } from '../../solver/build-error';
+import { passPreEncoded } from './pre-encoded';
+import { protoPath } from './proto-path';
 
 /**
  * Options shared by the daemon and the CLI so both see the same object shapes: snake_case
@@ -30,20 +29,8 @@ export function loadControlApi(): ControlApi {
   if (cached) return cached;
   const def = protoLoader.loadSync(protoPath(), LOADER_OPTIONS);
   const pkg = grpc.loadPackageDefinition(def) as unknown as { buildd: { v1: { Control: grpc.ServiceClientConstructor } } };
-  const Client = pkg.buildd.v1.Control;
-  cached = { service: Client.service, Client };
+  const service = pkg.buildd.v1.Control.service;
+  // a client writes PreEncoded messages as they are (buildctl's listings, see encodeListing)
+  cached = { service, Client: grpc.makeGenericClientConstructor(passPreEncoded(service), 'Control') };
   return cached;
-}
-
-/**
- * tsc does not copy .proto files, so from dist/buildd/api the source file is found in the
- * package's buildd/api folder.
- */
-function protoPath(): string {
-  const candidates = [
-    path.join(__dirname, 'buildd.proto'),
-    path.resolve(__dirname, '..', '..', '..', 'buildd', 'api', 'buildd.proto'),
-  ];
-  for (const c of candidates) if (fs.existsSync(c)) return c;
-  throw new BuildError('internal', `Cannot load the API definition: buildd.proto not found in ${candidates.join(', ')}`);
 }

@@ -110,29 +110,102 @@ const entryXattrsSchema = z
     if (xattrBytes(entries) > MAX_ENTRY_XATTR_BYTES) ctx.addIssue({ code: 'custom', message: `Extended attributes larger than ${MAX_ENTRY_XATTR_BYTES} bytes` });
   });
 
+const fileTypeSchema = z.enum(['FILE', 'DIR', 'SYMLINK']);
+const modeSchema = z.number().int().min(0).max(0o7777);
+const mtimeSchema = z.number().int().safe();
+const sizeSchema = z.number().int().min(0).max(MAX_FILE_BYTES);
+const linkTargetSchema = z
+  .string()
+  .max(MAX_PATH_CHARS)
+  .superRefine((t, ctx) => {
+    if (t.includes('\0')) ctx.addIssue({ code: 'custom', message: 'Link target contains NUL' });
+  });
+
+/** What makes an entry's fields contradict each other, if anything (each entry, either message). */
+function entryProblem(e: { type: string; size: number; link_target: string; xattrs: Record<string, Buffer> }): string | undefined {
+  if (e.type !== 'FILE' && e.size !== 0) return 'Only files have a size';
+  if ((e.type === 'SYMLINK') !== (e.link_target !== '')) return 'A symlink, and only a symlink, has a link target';
+  // the kernel takes a file capability on regular files only
+  if (e.type !== 'FILE' && Object.hasOwn(e.xattrs, CAPABILITY_XATTR_NAME)) return `Only a file has ${CAPABILITY_XATTR_NAME}`;
+  return undefined;
+}
+
 export const fileEntrySchema = z
   .object({
     local: nameSchema,
     path: entryPathSchema,
-    type: z.enum(['FILE', 'DIR', 'SYMLINK']),
-    mode: z.number().int().min(0).max(0o7777),
+    type: fileTypeSchema,
+    mode: modeSchema,
     uid: u32,
     gid: u32,
-    mtime_ms: z.number().int().safe(),
-    link_target: z
-      .string()
-      .max(MAX_PATH_CHARS)
-      .superRefine((t, ctx) => {
-        if (t.includes('\0')) ctx.addIssue({ code: 'custom', message: 'Link target contains NUL' });
-      }),
-    size: z.number().int().min(0).max(MAX_FILE_BYTES),
+    mtime_ms: mtimeSchema,
+    link_target: linkTargetSchema,
+    size: sizeSchema,
     xattrs: entryXattrsSchema,
   })
   .superRefine((e, ctx) => {
-    if (e.type !== 'FILE' && e.size !== 0) ctx.addIssue({ code: 'custom', message: 'Only files have a size' });
-    if ((e.type === 'SYMLINK') !== (e.link_target !== '')) ctx.addIssue({ code: 'custom', message: 'A symlink, and only a symlink, has a link target' });
-    // the kernel takes a file capability on regular files only
-    if (e.type !== 'FILE' && Object.hasOwn(e.xattrs, CAPABILITY_XATTR_NAME)) ctx.addIssue({ code: 'custom', message: `Only a file has ${CAPABILITY_XATTR_NAME}` });
+    const problem = entryProblem(e);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+/**
+ * A FileListing, checked column by column (each column as long as `paths`, the attributes'
+ * indexes increasing and in range), then as entries: the same FileEntryMessage values, under
+ * the same rules, as the FileEntries that list the same entries.
+ */
+export const fileListingSchema = z
+  .object({
+    local: nameSchema,
+    paths: z.array(entryPathSchema).max(MAX_BATCH_ENTRIES),
+    types: z.array(fileTypeSchema).max(MAX_BATCH_ENTRIES),
+    modes: z.array(modeSchema).max(MAX_BATCH_ENTRIES),
+    uids: z.array(u32).max(MAX_BATCH_ENTRIES),
+    gids: z.array(u32).max(MAX_BATCH_ENTRIES),
+    mtimes_ms: z.array(mtimeSchema).max(MAX_BATCH_ENTRIES),
+    sizes: z.array(sizeSchema).max(MAX_BATCH_ENTRIES),
+    link_targets: z.array(linkTargetSchema).max(MAX_BATCH_ENTRIES),
+    xattrs: z.array(z.object({ index: u32, attrs: entryXattrsSchema })).max(MAX_BATCH_ENTRIES),
+  })
+  .transform((l, ctx) => {
+    const n = l.paths.length;
+    for (const column of ['types', 'modes', 'uids', 'gids', 'mtimes_ms', 'sizes', 'link_targets'] as const) {
+      if (l[column].length !== n) {
+        ctx.addIssue({ code: 'custom', message: `Listing column ${column} has ${l[column].length} values for ${n} paths` });
+        return z.NEVER;
+      }
+    }
+    const attrs = new Map<number, Record<string, Buffer>>();
+    let last = -1;
+    for (const x of l.xattrs) {
+      if (x.index >= n || x.index <= last) {
+        ctx.addIssue({ code: 'custom', message: `Listing attributes for entry ${x.index}: out of range or out of order` });
+        return z.NEVER;
+      }
+      attrs.set(x.index, x.attrs);
+      last = x.index;
+    }
+    const entries: FileEntryMessage[] = [];
+    for (let i = 0; i < n; i++) {
+      const e = {
+        local: l.local,
+        path: l.paths[i] as string,
+        type: l.types[i] as FileEntryMessage['type'],
+        mode: l.modes[i] as number,
+        uid: l.uids[i] as number,
+        gid: l.gids[i] as number,
+        mtime_ms: l.mtimes_ms[i] as number,
+        link_target: l.link_targets[i] as string,
+        size: l.sizes[i] as number,
+        xattrs: attrs.get(i) ?? {},
+      };
+      const problem = entryProblem(e);
+      if (problem !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `${problem} (${e.path})` });
+        return z.NEVER;
+      }
+      entries.push(e);
+    }
+    return { local: l.local, entries };
   });
 
 /** The answer to a SecretRequest; the size is capped before anything keeps the value. */
@@ -172,6 +245,7 @@ export const clientMessageSchema = z.discriminatedUnion('msg', [
   }),
   z.object({ msg: z.literal('locals_done'), locals_done: z.object({}) }),
   z.object({ msg: z.literal('entries'), entries: z.object({ entries: z.array(fileEntrySchema).max(MAX_BATCH_ENTRIES) }) }),
+  z.object({ msg: z.literal('listing'), listing: fileListingSchema }),
   z.object({ msg: z.literal('listing_done'), listing_done: z.object({ local: nameSchema }) }),
   z.object({ msg: z.literal('file'), file: z.object({ local: nameSchema, path: entryPathSchema }) }),
   z.object({ msg: z.literal('secret_value'), secret_value: secretValueSchema }),
@@ -190,7 +264,7 @@ export const clientMessageSchema = z.discriminatedUnion('msg', [
 ]);
 
 export type BuildStartMessage = z.infer<typeof buildStartSchema>;
-export type FileEntryMessage = z.infer<typeof fileEntrySchema>;
+export type FileEntryMessage = z.output<typeof fileEntrySchema>;
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 /** The messages a client may send after locals_done: answers to what the daemon asked. */
 export const SESSION_MESSAGES = ['secret_value', 'credentials_value', 'ssh_data', 'ssh_close', 'cache_blob'] as const;

@@ -2,7 +2,9 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
+import { loadControlApi } from '../../../buildd/api/load-proto';
 import { FileRequestQueue } from '../../../buildctl/file-request-queue';
+import { PreEncoded } from '../../../buildd/api/pre-encoded';
 import { uploadLocals, type StartMessage } from '../../../buildctl/upload-locals';
 import { waitFor } from '../../helpers/wait-for';
 
@@ -26,7 +28,9 @@ describe('uploadLocals with a keyed local', () => {
   function upload(requests: FileRequestQueue) {
     const call = new PassThrough({ objectMode: true, highWaterMark: 1024 });
     const sent: Array<Record<string, unknown>> = [];
-    call.on('data', (m: Record<string, unknown>) => sent.push(m));
+    // a listing is written encoded: decoded here as the daemon decodes it
+    const decode = loadControlApi().service.Build?.requestDeserialize as (b: Buffer) => Record<string, unknown>;
+    call.on('data', (m: Record<string, unknown>) => sent.push(m instanceof PreEncoded ? decode(Buffer.from(m.bytes)) : m));
     return { sent, done: uploadLocals(call, start, { context: ctx }, requests) };
   }
 
@@ -35,9 +39,9 @@ describe('uploadLocals with a keyed local', () => {
     const { sent, done } = upload(requests);
     requests.push({ local: 'context', paths: ['b'], done: true });
     await expect(done).resolves.toEqual({ files: 1, bytes: 4 });
-    const kinds = sent.map((m) => Object.keys(m)[0]);
-    expect(kinds).toEqual(['start', 'entries', 'listing_done', 'file', 'data', 'locals_done']);
-    expect((sent[1] as { entries: { entries: Array<{ path: string }> } }).entries.entries.map((e) => e.path)).toEqual(['a', 'b']);
+    const kinds = sent.map((m) => (typeof m.msg === 'string' ? m.msg : Object.keys(m)[0]));
+    expect(kinds).toEqual(['start', 'listing', 'listing_done', 'file', 'data', 'locals_done']);
+    expect(sent[1]).toMatchObject({ listing: { local: 'context', paths: ['a', 'b'], types: ['FILE', 'FILE'], sizes: [3, 4], uids: [0, 0], gids: [0, 0], link_targets: ['', ''], xattrs: [] } });
     expect(sent[3]).toEqual({ file: { local: 'context', path: 'b' } });
     expect((sent[4] as { data: { data: Buffer } }).data.data.toString()).toBe('bbbb');
   });

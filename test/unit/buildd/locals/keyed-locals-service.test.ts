@@ -232,6 +232,22 @@ describe('incremental locals (BuildStart.local_keys)', () => {
     entry: { local: 'context', path: p, type: 'FILE', mode: 0o644, uid: 0, gid: 0, mtime_ms: 0, link_target: '', size: 3, ...extra },
   });
   const done = { listing_done: { local: 'context' } };
+  /** A FileListing of files `paths` (size 3), with `extra` replacing whole columns. */
+  const listing = (paths: string[], extra: object = {}) => ({
+    listing: {
+      local: 'context',
+      paths,
+      types: paths.map(() => 'FILE'),
+      modes: paths.map(() => 0o644),
+      uids: paths.map(() => 0),
+      gids: paths.map(() => 0),
+      mtimes_ms: paths.map(() => 0),
+      sizes: paths.map(() => 3),
+      link_targets: paths.map(() => ''),
+      xattrs: [],
+      ...extra,
+    },
+  });
   const header = (p: string) => ({ file: { local: 'context', path: p } });
   const data = (s: string) => ({ data: { data: Buffer.from(s) } });
 
@@ -249,6 +265,16 @@ describe('incremental locals (BuildStart.local_keys)', () => {
     ['locals_done before the listing was done', () => [start, entry('a', { size: 0 }), { locals_done: {} }], /before the listing of context was done/],
     ['a batch of entries of a local without a key', () => [{ start: { ...start.start, local_names: ['context', 'plain'] } }, { entries: { entries: [{ ...entry('a').entry, local: 'plain' }] } }], /plain\/a: only the listing of a keyed local may come in a batch/],
     ['a batched entry listed twice', () => [start, { entries: { entries: [entry('a').entry, entry('a').entry] } }], /context\/a: sent twice/],
+    ['a listing of a local without a key', () => [{ start: { ...start.start, local_names: ['context', 'plain'] } }, { listing: { ...listing(['a']).listing, local: 'plain' } }], /listing of plain: only a keyed local may be listed/],
+    ['a listed entry listed twice', () => [start, listing(['a', 'a'])], /context\/a: sent twice/],
+    ['a listing entry under a symlink', () => [start, listing(['l', 'l/x'], { types: ['SYMLINK', 'FILE'], sizes: [0, 3], link_targets: ['/etc', ''] })], /its parent is a symlink/],
+    ['a listing path with ..', () => [start, listing(['../x'])], /"\.\." component/],
+    ['a listing column shorter than its paths', () => [start, listing(['a', 'b'], { sizes: [3] })], /column sizes has 1 values for 2 paths/],
+    ['listing attributes of an entry it does not have', () => [start, listing(['a'], { xattrs: [{ index: 1, attrs: { 'user.x': Buffer.from('v') } }] })], /attributes for entry 1: out of range/],
+    ['listing attributes out of order', () => [start, listing(['a', 'b'], { xattrs: [{ index: 1, attrs: { 'user.x': Buffer.from('v') } }, { index: 0, attrs: { 'user.y': Buffer.from('v') } }] })], /attributes for entry 0: out of range or out of order/],
+    ['a listed trusted.* attribute', () => [start, listing(['a'], { xattrs: [{ index: 0, attrs: { 'trusted.x': Buffer.from('v') } }] })], /trusted/],
+    ['a listed directory with a size', () => [start, listing(['d'], { types: ['DIR'] })], /Only files have a size \(d\)/],
+    ['a listed file with a link target', () => [start, listing(['a'], { link_targets: ['/etc'] })], /only a symlink, has a link target \(a\)/],
     ['a key for an undeclared local', () => [{ start: { ...start.start, local_keys: { other: 'k' } } }], /local key names a local that is not in local_names/],
     ['a key that is not a name', () => [{ start: { ...start.start, local_keys: { context: '../x' } } }], /local_keys/],
   ])('refuses %s, leaves no generation, and serves the next build', async (_n, msgs, expected) => {
