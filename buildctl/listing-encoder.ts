@@ -35,7 +35,7 @@ export function encodeListing(local: string, entries: readonly WalkEntry[]): Uin
 
 /**
  * The object proto-loader's serializer takes for the same BuildClientMessage (shape of
- * buildd.v1.FileListing): for a listing the worker did not encode, and for the test.
+ * buildd.v1.FileListing): what encodeListing's bytes are checked against.
  */
 export function listingMessage(local: string, entries: readonly WalkEntry[]): object {
   return {
