@@ -1,3 +1,4 @@
+import type { WorkerPlatforms } from './worker/worker-platforms';
 import type { CacheStorage } from './gc/cache-manager';
 import type { EmbeddedRegistry } from './registry/embedded-registry';
 import type { Readable, Writable } from 'node:stream';
@@ -98,4 +99,6 @@ export interface Builder {
   readonly embeddedRegistry?: EmbeddedRegistry;
   /** the stores du, prune and GC work on (absent in builders without a cache, as tests' fakes) */
   readonly storage?: CacheStorage;
+  /** the platforms it builds for (`buildctl debug workers`); absent in tests' fakes */
+  readonly platforms?: WorkerPlatforms;
 }

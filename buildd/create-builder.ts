@@ -1,3 +1,5 @@
+import { platformId } from '../store/platforms';
+import { detectWorkerPlatforms } from './worker/worker-platforms';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
@@ -124,5 +126,11 @@ export async function createBuilder(opts: CreateBuilderOptions): Promise<Builder
   sandboxes?.fill();
   const embedded = opts.config.registryAddr === undefined ? undefined : await EmbeddedRegistry.open(path.join(root, 'registry'), content, meta);
   const cacheLoader = new CacheLoader({ content, snapshotter, cache, layers, maxLayerBytes: opts.config.maxLayerBytes });
-  return new DockerfileBuilder({ solver, registries, content, snapshotter, layers, images, meta, cacheMounts, root, executor, cacheLoader, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded });
+  // the emulators registered now: one registered later is used after a restart
+  const platforms = await detectWorkerPlatforms();
+  opts.logger.info({ platforms: platforms.runnable.map((p) => platformId(p)) }, 'platforms the worker runs steps for');
+  for (const e of platforms.emulated.filter((x) => !x.fixBinary)) {
+    opts.logger.warn({ handler: e.name, platform: platformId(e.platform) }, 'a binfmt_misc emulator is registered without the F flag: steps cannot use it');
+  }
+  return new DockerfileBuilder({ solver, registries, content, snapshotter, layers, images, meta, cacheMounts, root, executor, cacheLoader, logger: opts.logger, insecureEntitlements: opts.config.insecureEntitlements, embedded, platforms });
 }

@@ -47,7 +47,7 @@ export async function startDaemon(config: DaemonConfig, builder: Builder, logger
   const api = loadControlApi();
   const gc = await gcOf(config);
   const snapshotter = builder.storage?.snapshotter.kind;
-  const worker = snapshotter && workerRecord({ rootless: config.rootless, noProcessSandbox: config.noProcessSandbox, snapshotter, gcPolicy: gc.rules, maxParallelism: config.maxParallelism, network: 'cni' });
+  const worker = snapshotter && workerRecord({ rootless: config.rootless, noProcessSandbox: config.noProcessSandbox, snapshotter, gcPolicy: gc.rules, maxParallelism: config.maxParallelism, network: 'cni', ...(builder.platforms ? { platforms: builder.platforms.runnable } : {}) });
   const history = config.history && {
     maxEntries: config.history.maxEntries ?? DEFAULT_HISTORY_LIMITS.maxEntries,
     maxAgeMs: config.history.maxAge === undefined ? DEFAULT_HISTORY_LIMITS.maxAgeMs : config.history.maxAge * 1000,

@@ -17,7 +17,7 @@ import type { MadeLayers } from '../store/image-assembler';
 import { ContentStore } from '../store/content-store';
 import type { EmbeddedRegistry } from './registry/embedded-registry';
 import { ImageStore } from '../store/image-store';
-import { Platform } from '../store/manifest';
+import { parsePlatform, parsePlatformList, platformId } from '../store/platforms';
 import { resolveInRoot } from '../store/safe-path';
 import { Snapshotter } from '../store/snapshotter';
 import { dockerfileToGraph, type FrontendResult } from '../frontend/dockerfile-frontend';
@@ -33,6 +33,7 @@ import { outputAttrWarnings } from './output-attr-warnings';
 import { sourceDateEpoch } from './source-date-epoch';
 import { boolAttr } from './bool-attr';
 import { Executor } from './worker/executor';
+import { checkRunnable, type WorkerPlatforms } from './worker/worker-platforms';
 import { LayerIndex } from '../store/layer-index';
 import type { MetaDb } from '../store/meta-db';
 import type { CacheStorage } from './gc/cache-manager';
@@ -63,6 +64,8 @@ export interface DockerfileBuilderDeps {
   embedded?: EmbeddedRegistry;
   /** unpacks what --import-cache loads (absent: a build with --import-cache fails) */
   cacheLoader?: CacheLoader;
+  /** what the worker builds for (absent: linux/amd64 only, as tests' builders) */
+  platforms?: WorkerPlatforms;
 }
 
 const MAX_DOCKERFILE_BYTES = 2 * 1024 * 1024;
@@ -76,6 +79,10 @@ export class DockerfileBuilder implements Builder {
 
   get embeddedRegistry(): EmbeddedRegistry | undefined {
     return this.deps.embedded;
+  }
+
+  get platforms(): WorkerPlatforms {
+    return this.deps.platforms ?? AMD64_ONLY;
   }
 
   get storage(): CacheStorage | undefined {
@@ -103,6 +110,12 @@ export class DockerfileBuilder implements Builder {
     // Before any work: an option the user believes in but buildd ignores must not pass unseen.
     const optionWarnings = [...frontendOptWarnings(attrs), ...req.exports.flatMap((spec) => outputAttrWarnings(spec))];
     for (const message of optionWarnings) session.progress({ type: 'warning', message });
+    const platforms = this.platforms;
+    const buildPlatform = platformId(platforms.build);
+    const targets = attrs.platform ? parsePlatformList(attrs.platform).map((p) => platformId(p)) : [];
+    if (targets.length > 1) {
+      throw new BuildError('invalid-argument', `Cannot build for ${targets.join(', ')} at once: one image index of several platforms is not built yet; build each platform with its own --opt platform=`);
+    }
     const filename = attrs.filename ?? 'Dockerfile';
     const dockerfile = await readDockerfile(req.locals.dockerfile ?? req.locals.context, filename);
     const buildArgs: Record<string, string> = {};
@@ -117,16 +130,15 @@ export class DockerfileBuilder implements Builder {
       target: attrs.target || undefined,
       buildArgs,
       namedContexts,
-      platform: attrs.platform || undefined,
+      ...(targets[0] !== undefined ? { platform: targets[0] } : {}),
+      buildPlatform,
       noCache: req.noCache,
       forceNetworkMode: parseForceNetworkMode(attrs['force-network-mode']),
       hostname: parseHostnameOpt(attrs),
       contextName: 'context',
       signal: session.signal,
       resolveImage: async (ref, opts) => {
-        // Another platform's image can be copied from (FROM --platform=... AS files); its RUN
-        // steps would fail: the executor runs linux/amd64 only and emulates nothing.
-        const resolved = await registry.resolve(ref, opts.signal ?? session.signal, parsePlatform(opts.platform));
+        const resolved = await registry.resolve(ref, opts.signal ?? session.signal, opts.platform === undefined ? platforms.build : parsePlatform(opts.platform));
         return { ref: resolved.ref, digest: resolved.digest, config: resolved.config };
       },
     });
@@ -139,8 +151,10 @@ export class DockerfileBuilder implements Builder {
       }
     });
     const graph = loadDefinition(frontend.definition);
-    // before anything runs: a step needing an entitlement the client did not grant fails the build
+    // before anything runs: a step needing an entitlement the client did not grant fails the
+    // build, and so does one for a platform the worker cannot run
     checkEntitlements(graph.vertices.values(), granted);
+    checkRunnable(platforms, [...graph.vertices.values()].flatMap((v) => (v.op.kind === 'exec' ? [v.op.platform ?? 'linux/amd64'] : [])));
     const warn = (message: string): void => session.progress({ type: 'warning', message });
     const inlineArg = frontendInlineCache(attrs) && !(req.cacheExports ?? []).some((c) => c.type === 'inline');
     const cacheExports = cacheExportSpecs([...(req.cacheExports ?? []), ...(inlineArg ? [{ type: 'inline', attrs: {} }] : [])], warn);
@@ -218,13 +232,8 @@ export class DockerfileBuilder implements Builder {
   }
 }
 
-/** `os/arch[/variant]` as FROM --platform writes it; linux/amd64 when absent. */
-function parsePlatform(spec: string | undefined): Platform {
-  if (spec === undefined) return { os: 'linux', architecture: 'amd64' };
-  const [os, architecture, variant] = spec.split('/');
-  if (!os || !architecture) throw new BuildError('invalid-argument', `Cannot use platform ${JSON.stringify(spec)}: expected os/arch[/variant]`);
-  return variant ? { os, architecture, variant } : { os, architecture };
-}
+/** A builder without detected platforms (tests): linux/amd64, nothing emulated. */
+const AMD64_ONLY: WorkerPlatforms = { build: { os: 'linux', architecture: 'amd64' }, runnable: [{ os: 'linux', architecture: 'amd64' }], emulated: [], dir: '' };
 
 async function readDockerfile(dir: string | undefined, filename: string): Promise<string> {
   if (dir === undefined) throw new BuildError('invalid-argument', 'Cannot read Dockerfile: the client sent no --local dockerfile=DIR');

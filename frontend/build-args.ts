@@ -8,18 +8,22 @@ import type { FrontendWarningLike } from './lint-types';
 
 /** The build's global ARG scope and the "build-args were not consumed" warning. */
 
-/** BuildKit's predefined platform ARGs for a build platform linux/amd64 and a target. */
-export function platformArgs(target: string): Array<[string, string]> {
-  const [os, arch, variant = ''] = target.split('/');
+/**
+ * BuildKit's predefined platform ARGs for a target and the build platform (the worker's own),
+ * both normalized `os/arch[/variant]` (so linux/arm gives TARGETVARIANT=v7, linux/arm64 none).
+ */
+export function platformArgs(target: string, build = 'linux/amd64'): Array<[string, string]> {
+  const [os = '', arch = '', variant = ''] = target.split('/');
+  const [bos = '', barch = '', bvariant = ''] = build.split('/');
   return [
-    ['BUILDPLATFORM', 'linux/amd64'], ['BUILDOS', 'linux'], ['BUILDARCH', 'amd64'], ['BUILDVARIANT', ''],
+    ['BUILDPLATFORM', build], ['BUILDOS', bos], ['BUILDARCH', barch], ['BUILDVARIANT', bvariant],
     ['TARGETPLATFORM', target], ['TARGETOS', os], ['TARGETARCH', arch], ['TARGETVARIANT', variant],
   ];
 }
 
 /** Global ARGs: the predefined ones, then those before the first FROM, build args overriding. */
-export function metaArgs(parsed: ParsedDockerfile, buildArgs: Record<string, string>, filename: string, targetPlatform: string): EnvList {
-  const args = new EnvList(platformArgs(targetPlatform));
+export function metaArgs(parsed: ParsedDockerfile, buildArgs: Record<string, string>, filename: string, targetPlatform: string, buildPlatform = 'linux/amd64'): EnvList {
+  const args = new EnvList(platformArgs(targetPlatform, buildPlatform));
   for (const decl of parsed.globalArgs) {
     for (const arg of decl.args) {
       if (Object.prototype.hasOwnProperty.call(buildArgs, arg.key)) {

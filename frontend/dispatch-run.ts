@@ -49,6 +49,7 @@ export function dispatchRun(st: StageState, ins: RunInstruction, ctx: DispatchCo
     network: runNetworkMode(ins.network, ctx.forceNetworkMode ?? 'sandbox'),
     // host network and insecure mode are checked against the build's entitlements by the daemon
     ...(ins.security === 'insecure' ? { security: 'insecure' as const } : {}),
+    platform: st.platform,
   }, session);
   commit(st, `RUN ${runCommandString(args, st)} # buildkit`, true);
 }

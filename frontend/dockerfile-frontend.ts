@@ -1,3 +1,4 @@
+import { normalizePlatform, parsePlatform, platformId } from '../store/platforms';
 import { BuildError, toBuildError } from '../solver/build-error';
 import { Definition } from '../solver/op';
 import { ImageConfig } from '../store/image-config';
@@ -42,8 +43,13 @@ export interface FrontendInput {
   buildArgs: Record<string, string>;
   /** --opt context:NAME=VALUE, raw values: `docker-image://REF` or `local:NAME` */
   namedContexts?: Record<string, string>;
-  /** --opt platform= : the target platform, linux/amd64 when absent */
+  /**
+   * the target platform, one of `--opt platform=`'s (`os/arch[/variant]`); the build
+   * platform when absent
+   */
   platform?: string;
+  /** the platform the worker runs natively (BUILDPLATFORM); linux/amd64 when absent */
+  buildPlatform?: string;
   /** sets meta.ignoreCache on every op */
   noCache: boolean;
   /** --opt force-network-mode (see parseForceNetworkMode): every RUN's network unless it names none or host */
@@ -90,10 +96,11 @@ export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendR
   const lints: Lint[] = [...parsed.lints];
   const syntaxWarning = syntaxDirectiveWarning(parsed.syntax?.value, filename, parsed.syntax?.at);
 
-  const targetPlatform = input.platform || DEFAULT_PLATFORM;
+  const buildPlatform = input.buildPlatform ?? DEFAULT_PLATFORM;
+  const targetPlatform = input.platform ? platformId(parsePlatform(input.platform)) : buildPlatform;
   const named = new Map<string, NamedContext>();
   for (const [k, v] of Object.entries(input.namedContexts ?? {})) named.set(k, parseNamedContext(k, v));
-  const globalArgs = metaArgs(parsed, input.buildArgs, filename, targetPlatform);
+  const globalArgs = metaArgs(parsed, input.buildArgs, filename, targetPlatform, buildPlatform);
   const plan = planStages(parsed, globalArgs, input.target, filename, named, lints);
   const images = await resolveImages(plan, input, targetPlatform);
   const imageOf = (ref: string, platform?: string): ResolvedImage => images.get(imageKey(ref, platform ?? targetPlatform)) as ResolvedImage;
@@ -146,6 +153,10 @@ export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendR
 
   const warnings: FrontendWarning[] = [...(syntaxWarning ? [syntaxWarning] : []), ...applyChecks(lints, checks, filename), ...unusedBuildArgs(parsed, plan, input.buildArgs)];
   const target = states.get(plan.target.parsed.index) as StageState;
+  // As BuildKit: with a platform asked for, the image is the target's, whatever platform its
+  // last stage ran as (FROM --platform=$BUILDPLATFORM); its variant is kept from the base
+  // only when the target has none and the same os and architecture.
+  if (input.platform) targetImagePlatform(target.image, targetPlatform);
   const sourceDateEpoch = input.buildArgs.SOURCE_DATE_EPOCH ?? globalArgs.get('SOURCE_DATE_EPOCH');
   return { definition: toDefinition(target.fs), image: target.image, baseHistory: target.baseHistory, warnings, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) };
 }
@@ -157,22 +168,40 @@ function startOf(
   const base = planned.base;
   if (base.kind === 'stage') return deriveStage(states.get(base.index) as StageState, planned.displayName, planned.cmdTotal);
   if (base.kind === 'scratch' || base.kind === 'local') {
-    const st = startStage(null, withPlatform(emptyImage(), targetPlatform), planned.displayName, planned.cmdTotal);
+    const platform = (base.kind === 'scratch' ? base.platform : undefined) ?? targetPlatform;
+    const st = startStage(null, withPlatform(emptyImage(), platform), planned.displayName, planned.cmdTotal, platform);
     if (base.kind === 'local') st.fs = localNode(base.name);
     return st;
   }
   const resolved = imageOf(base.ref, base.platform);
-  const st = startStage(null, withPlatform(imageFromBase(resolved.config), base.platform ?? targetPlatform), planned.displayName, planned.cmdTotal);
+  const platform = base.platform ?? targetPlatform;
+  const st = startStage(null, withPlatform(imageFromBase(resolved.config), platform), planned.displayName, planned.cmdTotal, platform);
   st.fs = imageNode(base.ref, base.platform, nextPrefix(st) + `FROM ${resolved.ref}`, planned.parsed.at);
   return st;
 }
 
 function withPlatform(image: ImageConfig, platform: string): ImageConfig {
-  const [os, architecture, variant] = platform.split('/');
+  const [os = '', architecture = '', variant] = platform.split('/');
   image.os = os;
   image.architecture = architecture;
-  if (variant) (image as ImageConfig & { variant?: string }).variant = variant;
+  if (variant) image.variant = variant;
   return image;
+}
+
+/**
+ * BuildKit's final image platform for an explicit target (dockerfile2llb's convert): the
+ * target's os and architecture; its variant, unless it has none and the os and architecture
+ * stay, which keeps the base's; then normalized (an arm64 image's v8 goes).
+ */
+function targetImagePlatform(image: ImageConfig, target: string): void {
+  const wanted = parsePlatform(target);
+  const same = image.os === wanted.os && image.architecture === wanted.architecture;
+  const variant = wanted.variant ?? (same ? image.variant : undefined);
+  const p = normalizePlatform({ os: wanted.os, architecture: wanted.architecture, ...(variant ? { variant } : {}) });
+  image.os = p.os;
+  image.architecture = p.architecture;
+  if (p.variant) image.variant = p.variant;
+  else delete image.variant;
 }
 
 function imageKey(ref: string, platform: string): string {

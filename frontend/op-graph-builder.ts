@@ -60,6 +60,8 @@ export function sourceNode(identifier: string, attrs: Record<string, string>, me
 export interface ExecModes {
   network?: 'none' | 'sandbox' | 'host';
   security?: 'sandbox' | 'insecure';
+  /** the stage's platform, `os/arch[/variant]`; linux/amd64 when absent */
+  platform?: string;
 }
 
 /** RUN: the process runs with `base` mounted read-write at `/`, which becomes the output. */
@@ -81,6 +83,8 @@ export function execNode(base: FsState, spec: ExecSpec, meta: OpMeta, modes: Exe
     network: modes.network ?? 'sandbox',
     // only when insecure: an ordinary step keeps the digest it had before security existed
     ...(modes.security === 'insecure' ? { security: 'insecure' as const } : {}),
+    // only when not linux/amd64, as a source's attrs.platform
+    ...(modes.platform !== undefined && modes.platform !== 'linux/amd64' ? { platform: modes.platform } : {}),
   }, meta, inputs);
 }
 

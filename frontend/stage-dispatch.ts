@@ -37,6 +37,11 @@ export interface StageState {
    * or the stage it derives from): the exporter keeps their times under SOURCE_DATE_EPOCH
    */
   baseHistory: number;
+  /**
+   * the platform the stage's steps run as, `os/arch[/variant]`: its FROM --platform, else the
+   * target's; a stage built on another stage has that stage's
+   */
+  platform: string;
 }
 
 /** What dispatching needs from the build as a whole. */
@@ -71,17 +76,17 @@ export interface DispatchContext {
 export function deriveStage(parent: StageState, displayName: string, cmdTotal: number): StageState {
   return {
     fs: parent.fs, image: cloneImage(parent.image), env: parent.env.clone(), args: [],
-    cmdSet: false, displayName, cmdIndex: 0, cmdTotal, baseHistory: parent.baseHistory,
+    cmdSet: false, displayName, cmdIndex: 0, cmdTotal, baseHistory: parent.baseHistory, platform: parent.platform,
   };
 }
 
 /** A new stage on top of a base image (already normalized) or scratch. */
-export function startStage(fs: FsState, image: ImageConfig, displayName: string, cmdTotal: number): StageState {
+export function startStage(fs: FsState, image: ImageConfig, displayName: string, cmdTotal: number, platform: string): StageState {
   image.config = image.config ?? {};
   ensurePath(image.config);
   return {
     fs, image, env: EnvList.fromStrings(image.config.Env ?? []), args: [],
-    cmdSet: false, displayName, cmdIndex: 0, cmdTotal, baseHistory: image.history?.length ?? 0,
+    cmdSet: false, displayName, cmdIndex: 0, cmdTotal, baseHistory: image.history?.length ?? 0, platform,
   };
 }
 

@@ -1,3 +1,4 @@
+import { parsePlatform, platformId } from '../store/platforms';
 import { BuildError } from '../solver/build-error';
 import { Lint } from './build-checks';
 import { dockerfileError, LineRange } from './dockerfile-error';
@@ -18,7 +19,7 @@ export type NamedContext = { kind: 'image'; ref: string } | { kind: 'local'; nam
 
 /** Where a stage starts. */
 export type StageBase =
-  | { kind: 'scratch' }
+  | { kind: 'scratch'; platform?: string }
   | { kind: 'image'; ref: string; platform?: string }
   | { kind: 'stage'; index: number }
   | { kind: 'local'; name: string };
@@ -48,7 +49,6 @@ export interface StagePlan {
   reachable: PlannedStage[];
 }
 
-const PLATFORM = /^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/;
 const STEP_KINDS = new Set(['RUN', 'COPY', 'ADD', 'WORKDIR']);
 
 /** Parses a named context's value; a malformed one is the client's error. */
@@ -134,15 +134,21 @@ function stageBase(
   if (name === '') throw dockerfileError(filename, st.at, `base name (${st.baseName}) should not be blank`);
   let platform: string | undefined;
   if (st.platform !== undefined) {
-    platform = expand(st.platform).toLowerCase();
-    if (!PLATFORM.test(platform)) throw dockerfileError(filename, st.at, `invalid --platform "${platform}": expected os/arch[/variant], e.g. linux/arm64`);
+    const value = expand(st.platform);
+    if (value === '') throw dockerfileError(filename, st.at, `empty platform value from expression ${st.platform}`);
+    try {
+      // normalized as containerd does (linux/arm is linux/arm/v7, linux/arm64/v8 is linux/arm64)
+      platform = platformId(parsePlatform(value));
+    } catch (err) {
+      throw dockerfileError(filename, st.at, `invalid --platform "${value}": ${(err as Error).message}`);
+    }
   }
   const context = named.get(name);
   if (context?.kind === 'local') return { kind: 'local', name: context.name };
   if (context?.kind === 'image') return { kind: 'image', ref: context.ref, ...(platform ? { platform } : {}) };
   const earlier = names.get(name.toLowerCase());
   if (earlier !== undefined) return { kind: 'stage', index: earlier };
-  if (name === 'scratch') return { kind: 'scratch' };
+  if (name === 'scratch') return { kind: 'scratch', ...(platform ? { platform } : {}) };
   return { kind: 'image', ref: name, ...(platform ? { platform } : {}) };
 }
 

@@ -20,6 +20,13 @@ repo=$PWD
 npx tsc -p test/conformance/harness/tsconfig.json
 harness() { node "$repo/.state/conformance-harness/test/conformance/harness/cli.js" "$@"; }
 
+if [ "${1:-}" = reference ] && [ "${2:-}" = start ]; then
+  harness "$@"
+  # the registry is up: localhost:5000/busybox:multi (linux/amd64 + linux/arm64), the base of the
+  # multi-platform cases (quick when it is there already)
+  bash scripts/multiarch-busybox.sh 127.0.0.1:5000
+  exit
+fi
 if [ "${1:-}" != run ] || [ -n "${BUILDCTL:-}" ]; then
   harness "$@"
   exit

@@ -34,6 +34,7 @@ want systemd-analyze systemd # deploy-systemd.test.ts verifies the units
 # since another docker may come first on PATH; debootstrap makes the Debian base image.
 [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || need+=(docker.io)
 want debootstrap debootstrap
+want qemu-aarch64-static qemu-user-static  # RUN steps of a foreign platform (registered below)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -47,3 +48,7 @@ fi
 if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" = 600 ]; then
   chmod 0666 /dev/net/tun
 fi
+# QEMU user emulation registered with binfmt_misc (qemu-user-static's postinst does not do it in
+# a container): linux/arm64 RUN steps and the multi-platform tests. Only warns where the machine
+# does not allow it.
+bash "$(dirname "$0")/register-emulators.sh"

@@ -136,6 +136,14 @@ export const execOpSchema = z.object({
   secrets: z.array(secretMountSchema).max(64).optional(),
   /** RUN --mount=type=ssh: the client's ssh agents, relayed into the step */
   ssh: z.array(sshMountSchema).max(16).optional(),
+  /**
+   * The platform the process runs as, `os/arch[/variant]` normalized (containerd's rules);
+   * absent means linux/amd64, so that the digests of ordinary steps do not change. Part of the
+   * step's cache key, as in BuildKit's ExecOp: the same command gives another result on
+   * another platform. A platform the worker cannot run (natively or through binfmt_misc)
+   * fails the build before any step runs.
+   */
+  platform: z.string().regex(/^[a-z0-9]+\/[a-z0-9_.-]+(\/[a-z0-9.]+)?$/).optional(),
 }).strict();
 export type ExecOp = z.infer<typeof execOpSchema>;
 

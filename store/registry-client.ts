@@ -1,3 +1,4 @@
+import { pickManifest, platformId, platformMatcher, type PlatformLike } from './platforms';
 import { traced } from './traced';
 import { createHash } from 'node:crypto';
 import { BuildError } from '../solver/build-error';
@@ -7,7 +8,7 @@ import type { BlobInfo, ContentStore } from './content-store';
 import type { CredentialSource } from './docker-credentials';
 import { ImageConfig, imageConfigSchema } from './image-config';
 import { ImageRef, parseImageRef } from './image-ref';
-import { Descriptor, ImageManifest, Platform, imageIndexSchema, imageManifestSchema } from './manifest';
+import { Descriptor, ImageManifest, imageIndexSchema, imageManifestSchema } from './manifest';
 import { INDEX_TYPES, MANIFEST_ACCEPT } from './oci-media-types';
 import { PushImage, pushImage } from './registry-push';
 import { StreamedUploads } from './streamed-upload';
@@ -39,17 +40,11 @@ export interface ResolvedImage {
 /** Options of a RegistryClient. */
 export interface RegistryClientOptions extends RegistryTransportOptions {
   /** The platform picked from an index; linux/amd64 unless said. */
-  platform?: Platform;
+  platform?: PlatformLike;
 }
 
 function sha256(bytes: Buffer): string {
   return 'sha256:' + createHash('sha256').update(bytes).digest('hex');
-}
-
-/** Whether an index entry's platform is the wanted one (any variant when none is wanted). */
-function matchesPlatform(want: Platform, p: Platform | undefined): boolean {
-  if (!p || p.os !== want.os || p.architecture !== want.architecture) return false;
-  return !want.variant || p.variant === want.variant;
 }
 
 function asRef(ref: ImageRef | string): ImageRef {
@@ -71,7 +66,7 @@ const MAX_ORIGINS = 10_000;
  */
 export class RegistryClient {
   private readonly transport: RegistryTransport;
-  private readonly platform: Platform;
+  private readonly platform: PlatformLike;
   /** where pulled blobs came from (digest → registry and repository), for cross-repository mounts */
   private readonly origins: Map<string, { registry: string; repository: string }>;
 
@@ -108,26 +103,27 @@ export class RegistryClient {
    * Fetches the manifest (picking `platform`, default this client's, from an index) and the
    * config; from the registry's mirrors first when it has some (the result names `refIn`).
    */
-  async resolve(refIn: ImageRef | string, signal?: AbortSignal, platform: Platform = this.platform): Promise<ResolvedImage> {
+  async resolve(refIn: ImageRef | string, signal?: AbortSignal, platform: PlatformLike = this.platform): Promise<ResolvedImage> {
     const ref = asRef(refIn);
     return traced('registry.resolve', { 'registry.ref': ref.familiar }, () => this.resolveTraced(ref, signal, platform));
   }
 
-  private async resolveTraced(ref: ImageRef, signal: AbortSignal | undefined, platform: Platform): Promise<ResolvedImage> {
+  private async resolveTraced(ref: ImageRef, signal: AbortSignal | undefined, platform: PlatformLike): Promise<ResolvedImage> {
     const resolved = await this.viaMirrors(ref, (from) => this.resolveFrom(from, signal, platform), signal);
     return { ...resolved, ref: ref.toString() };
   }
 
-  private async resolveFrom(ref: ImageRef, signal: AbortSignal | undefined, platform: Platform): Promise<ResolvedImage> {
+  private async resolveFrom(ref: ImageRef, signal: AbortSignal | undefined, platform: PlatformLike): Promise<ResolvedImage> {
     let got = await this.getManifest(ref, ref.digest ?? (ref.tag as string), signal);
     let indexDigest: string | undefined;
     if (INDEX_TYPES.includes(got.mediaType)) {
       const index = imageIndexSchema.safeParse(got.json);
       if (!index.success) throw this.malformed(ref, 'index', describeZodError(index.error));
-      const pick = index.data.manifests.find((m) => matchesPlatform(platform, m.platform));
+      // containerd's matcher: the best of what the platform accepts (arm/v7 takes v6, amd64 386)
+      const pick = pickManifest(index.data.manifests, platform);
       if (!pick) {
-        const want = `${platform.os}/${platform.architecture}${platform.variant ? '/' + platform.variant : ''}`;
-        throw new BuildError('not-found', `Cannot pull ${ref.familiar}: no manifest for platform ${want} in its index`);
+        const has = [...new Set(index.data.manifests.flatMap((m) => (m.platform ? [platformId(m.platform)] : [])))];
+        throw new BuildError('not-found', `Cannot pull ${ref.familiar}: no match for platform ${platformId(platform)} in its index, which has ${has.length > 0 ? has.join(', ') : 'no platform'}`);
       }
       indexDigest = got.digest;
       got = await this.getManifest(ref, pick.digest, signal);
@@ -146,6 +142,12 @@ export class RegistryClient {
     }
     const config = imageConfigSchema.safeParse(parseJson(bytes, `config of ${ref.familiar}`));
     if (!config.success) throw this.malformed(ref, 'config', describeZodError(config.error));
+    // a single manifest is taken only for a platform that accepts its config's (as containerd),
+    // unless its digest was asked for: a pull of what the frontend picked from an index
+    const { os, architecture, variant } = config.data;
+    if (indexDigest === undefined && ref.digest === undefined && os && architecture && !platformMatcher(platform).match({ os, architecture, ...(variant ? { variant } : {}) })) {
+      throw new BuildError('not-found', `Cannot pull ${ref.familiar}: no match for platform ${platformId(platform)}: it is a single image for ${platformId({ os, architecture, ...(variant ? { variant } : {}) })}`);
+    }
     return {
       ref: ref.toString(),
       digest: got.digest,

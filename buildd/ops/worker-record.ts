@@ -39,13 +39,22 @@ export function nativePlatform(arch: string = process.arch): WorkerPlatform | un
 }
 
 /** The daemon's worker, with BuildKit's label names where they mean the same. */
-export function workerRecord(opts: { rootless: boolean; noProcessSandbox?: boolean; snapshotter: string; gcPolicy: readonly PruneOptions[]; maxParallelism?: number; network: string }): WorkerRecord {
+export function workerRecord(opts: {
+  rootless: boolean;
+  noProcessSandbox?: boolean;
+  snapshotter: string;
+  gcPolicy: readonly PruneOptions[];
+  maxParallelism?: number;
+  network: string;
+  /** what steps can run as, native first then emulated (WorkerPlatforms.runnable); the native one when absent */
+  platforms?: readonly WorkerPlatform[];
+}): WorkerRecord {
   const processMode = opts.noProcessSandbox ? 'no-sandbox' : 'sandbox';
   const native = nativePlatform();
   return {
     // one worker per daemon, named for the host as BuildKit's OCI worker is
     id: os.hostname(),
-    platforms: native ? [native] : [],
+    platforms: opts.platforms ? [...opts.platforms] : native ? [native] : [],
     labels: {
       'org.mobyproject.buildkit.worker.executor': 'oci',
       'org.mobyproject.buildkit.worker.hostname': os.hostname(),

@@ -61,6 +61,11 @@ export interface StartDaemonOptions {
   builder?: 'stub' | 'real';
   /** extra environment for the daemon (e.g. DOCKER_CONFIG) */
   env?: NodeJS.ProcessEnv;
+  /**
+   * a command the daemon runs under, given node and its arguments after it (e.g. unshare and a
+   * shell that mounts something first, then `exec "$@"`)
+   */
+  wrap?: string[];
 }
 
 const STUB_ENTRY = `
@@ -90,7 +95,8 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<TestDa
   const network = opts.builder === 'real' && !(await namesCniConfig(opts.extraArgs ?? [])) ? await makeTestNetwork(path.join(tmp, 'net')) : undefined;
   if (network) args.push('--cni-config-path', network.conflist);
   const nodeArgs = opts.builder === 'real' ? [path.join(DIST, 'buildd', 'main.js'), ...args] : ['-e', STUB_ENTRY, '--', ...args];
-  const child = spawn(process.execPath, nodeArgs, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
+  const [cmd, ...cmdArgs] = opts.wrap ? [...opts.wrap, process.execPath, ...nodeArgs] : [process.execPath, ...nodeArgs];
+  const child = spawn(cmd as string, cmdArgs, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
   const watched = await watchDaemon(child, 'buildd', 'SIGKILL', async () => {
     await network?.remove();
     await fsp.rm(tmp, { recursive: true, force: true });

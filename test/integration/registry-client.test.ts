@@ -112,6 +112,36 @@ describe('resolve', () => {
     } finally {
       await armClient.close();
     }
+    // containerd's matcher: arm64/v8 is arm64; a platform the index lacks is named with what it has
+    expect((await client.resolve(`${ref}:v1`, undefined, { os: 'linux', architecture: 'arm64', variant: 'v8' })).digest).toBe(armDigest);
+    const missing = await rejection(client.resolve(`${ref}:v1`, undefined, { os: 'linux', architecture: 's390x' }));
+    expect(missing.code).toBe('not-found');
+    expect(missing.message).toBe(`Cannot pull ${ref}:v1: no match for platform linux/s390x in its index, which has linux/arm64, linux/amd64`);
+    // a single image for another platform is no match either, unless asked for by its digest
+    const single = await rejection(client.resolve(busybox.ref, undefined, { os: 'linux', architecture: 'arm64' }));
+    expect(single.message).toMatch(/no match for platform linux\/arm64: it is a single image for linux\/amd64/);
+    await expect(client.resolve(`${registry.host}/busybox@${busybox.digest}`, undefined, { os: 'linux', architecture: 'arm64' })).resolves.toMatchObject({ digest: busybox.digest });
+  });
+
+  test('an arm/v7 platform takes an index\'s arm/v6 image when it has no v7, and amd64 takes 386 last', async () => {
+    const v6 = await buildImage('arm', 'v6');
+    const i386 = await buildImage('386', 'i386');
+    const ref = `${registry.host}/fallbacks`;
+    const v6Digest = await client.push(`${ref}@sha256:${createHash('sha256').update(v6.manifest).digest('hex')}`, v6);
+    const i386Digest = await client.push(`${ref}@sha256:${createHash('sha256').update(i386.manifest).digest('hex')}`, i386);
+    const index = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MediaTypes.ociIndex,
+      manifests: [
+        { mediaType: MediaTypes.ociManifest, digest: i386Digest, size: i386.manifest.length, platform: { os: 'linux', architecture: '386' } },
+        { mediaType: MediaTypes.ociManifest, digest: v6Digest, size: v6.manifest.length, platform: { os: 'linux', architecture: 'arm', variant: 'v6' } },
+      ],
+    }));
+    await client.push(`${ref}:v1`, { manifest: index, mediaType: MediaTypes.ociIndex, blobs: [], store });
+    expect((await client.resolve(`${ref}:v1`, undefined, { os: 'linux', architecture: 'arm', variant: 'v7' })).digest).toBe(v6Digest);
+    expect((await client.resolve(`${ref}:v1`, undefined, { os: 'linux', architecture: 'amd64' })).digest).toBe(i386Digest);
+    const v5 = await rejection(client.resolve(`${ref}:v1`, undefined, { os: 'linux', architecture: 'arm', variant: 'v5' }));
+    expect(v5.message).toMatch(/no match for platform linux\/arm\/v5 in its index, which has linux\/386, linux\/arm\/v6/);
   });
 
   test('a Docker schema 2 manifest (written by skopeo) resolves, and its layer fetches verified', async () => {

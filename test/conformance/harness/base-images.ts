@@ -18,13 +18,20 @@ export interface BaseImageContext {
 
 /**
  * The base images the cases build on, in the registry (`localhost:5000/...` in a Dockerfile):
- * busybox:latest always, debian:bookworm when asked. An image already there is left as it is.
+ * busybox:latest and busybox:multi always, debian:bookworm when asked. An image already there
+ * is left as it is.
  * Then dockerd pulls them: its builder takes an image it holds by that name without asking the
  * registry, and what it holds may be another build of it (its own earlier import, when the
  * registry serving now is another's), while buildd always resolves through the registry.
  */
 export async function ensureBaseImages(ctx: BaseImageContext, debian: boolean): Promise<void> {
   if (!(await hasImage(ctx.registry, 'busybox', 'latest'))) await pushBusybox(ctx);
+  // busybox:multi, an index of linux/amd64 and linux/arm64 for the foreign-platform cases; not
+  // pulled into dockerd: its image store would keep one platform under that name
+  if (!(await hasImage(ctx.registry, 'busybox', 'multi'))) {
+    ctx.log('making localhost:5000/busybox:multi (busybox-static, amd64 and arm64)');
+    await mustRun('push busybox:multi', 'bash', [path.join(__dirname, '..', '..', '..', 'scripts', 'multiarch-busybox.sh'), ctx.registry]);
+  }
   if (debian && !(await hasImage(ctx.registry, 'debian', 'bookworm'))) await pushDebian(ctx);
   for (const ref of ['localhost:5000/busybox:latest', ...(debian ? ['localhost:5000/debian:bookworm'] : [])]) {
     const res = await ctx.docker(['pull', '-q', ref], { logFile: path.join(ctx.stateDir, 'base-images.log') });
