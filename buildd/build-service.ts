@@ -312,23 +312,17 @@ export class BuildService {
       }
       switch (msg.msg) {
         case 'entry':
-          if (keyed.handles(msg.entry.local)) await keyed.entry(msg.entry);
+          if (keyed.handles(msg.entry.local)) await keyed.listed([msg.entry]);
           else await receiver.entry(msg.entry);
           break;
         case 'entries':
-          for (const e of msg.entries.entries) {
-            if (!keyed.handles(e.local)) {
-              throw new BuildError('invalid-argument', `Cannot receive ${e.local}/${e.path}: only the listing of a keyed local may come in a batch of entries`);
-            }
-          }
-          await keyed.listed(msg.entries.entries);
+        case 'listing': {
+          const list = msg.msg === 'entries' ? msg.entries.entries : msg.listing.entries;
+          const stray = list.find((e) => !keyed.handles(e.local));
+          if (stray) throw new BuildError('invalid-argument', `Cannot receive ${stray.local}/${stray.path}: only the listing of a keyed local may come in a batch of entries`);
+          await keyed.listed(list);
           break;
-        case 'listing':
-          if (!keyed.handles(msg.listing.local)) {
-            throw new BuildError('invalid-argument', `Cannot receive the listing of ${msg.listing.local}: only a keyed local may be listed`);
-          }
-          await keyed.listed(msg.listing.entries);
-          break;
+        }
         case 'data':
           if (keyed.hasOpenFile()) await keyed.data(msg.data.data);
           else await receiver.data(msg.data.data);

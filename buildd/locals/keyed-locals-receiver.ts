@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -15,49 +15,14 @@ import { publishNextGeneration } from './next-generation';
 import { receivedDir } from './received-files';
 import { WriteWindow } from '../../store/write-window';
 import type { FileRequestMessage, LocalTransfer } from './transfer-types';
-import { compareEntry, utimeSeconds, type IndexEntry } from './listing-index';
-import type { Generation, LocalsStore } from './locals-store';
+import type { LocalState, OpenFile } from './keyed-local-state';
+import { compareEntry, utimeSeconds } from './listing-index';
+import type { LocalsStore } from './locals-store';
 
 /** Most entries one build may list, so a hostile client cannot fill the inode table. */
 export const MAX_KEYED_ENTRIES = 1_000_000;
 /** Most bytes the listed files of one build may hold. */
 export const MAX_KEYED_BYTES = 256 * 1024 ** 3;
-
-interface LocalState {
-  key: string;
-  kept?: { generation: Generation; index: ReadonlyMap<string, IndexEntry>; release: () => void };
-  entries: PlannedEntry[];
-  seen: Set<string>;
-  dirs: Set<string>;
-  /** requested and not yet answered: path → its planned entry */
-  waiting: Map<string, PlannedEntry>;
-  batch: string[];
-  listingDone: boolean;
-  tmp?: string;
-  /**
-   * Directories made below `<tmp>/tree` for received files, '' for the tree itself: a file is
-   * received where the new generation has it, so nothing moves it afterwards.
-   */
-  madeDirs: Set<string>;
-  same: boolean;
-  transfer: LocalTransfer;
-  dir?: string;
-}
-
-/** The file being received: its disk work runs as a chain the stream need not wait for. */
-interface OpenFile {
-  /**
-   * open, then each write in order; resolves to the handle. Unset until content comes, and
-   * never set for a file whose content came in one message (written inline, see `data`).
-   */
-  chain?: Promise<FileHandle>;
-  local: string;
-  planned: PlannedEntry;
-  /** bytes received (queued on the chain) */
-  written: number;
-  /** sha256 of what was received so far, for a file of several chunks */
-  hash?: Hash;
-}
 
 const STAGE_FLAGS = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 
@@ -73,7 +38,7 @@ export const STAGE_AHEAD_BYTES = 16 * 1024 * 1024;
  * in a temp dir; then a new generation (or the kept one, when nothing changed).
  *
  * Lifecycle: `begin()` once (takes the keys' sync locks and leases their current generations),
- * then `entry`/`listingDone`/`file`/`data` in stream order, then `finish()` (publishes, releases
+ * then `listed`/`listingDone`/`file`/`data` in stream order, then `finish()` (publishes, releases
  * the locks); `release()` once the build ends (leases), `abort()` after a failure (temp dirs).
  *
  * Safety: the listing is checked in memory before anything touches the disk: no path twice,
@@ -147,10 +112,6 @@ export class KeyedLocalsReceiver {
         lease.release();
       }
     }
-  }
-
-  async entry(e: FileEntryMessage): Promise<void> {
-    await this.listed([e]);
   }
 
   /**
