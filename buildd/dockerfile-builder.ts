@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import { BuildError } from '../solver/build-error';
 import { sha256Digest } from '../solver/canonical-json';
 import { loadDefinition, type DefinitionGraph } from '../solver/definition-graph';
+import { mergeGraphs } from '../solver/merge-graphs';
+import type { OpInput } from '../solver/op';
 import type { CacheSource } from '../solver/cache-source';
 import { resultChain } from '../solver/result-chain';
 import { Solver, type SolvedStep } from '../solver/solver';
@@ -17,7 +19,7 @@ import type { MadeLayers } from '../store/image-assembler';
 import { ContentStore } from '../store/content-store';
 import type { EmbeddedRegistry } from './registry/embedded-registry';
 import { ImageStore } from '../store/image-store';
-import { parsePlatform, parsePlatformList, platformId } from '../store/platforms';
+import { parsePlatform, parsePlatformList, platformDirName, platformId } from '../store/platforms';
 import { resolveInRoot } from '../store/safe-path';
 import { Snapshotter } from '../store/snapshotter';
 import { dockerfileToGraph, type FrontendResult } from '../frontend/dockerfile-frontend';
@@ -112,10 +114,9 @@ export class DockerfileBuilder implements Builder {
     for (const message of optionWarnings) session.progress({ type: 'warning', message });
     const platforms = this.platforms;
     const buildPlatform = platformId(platforms.build);
+    // --opt platform=A,B: one frontend run per target, solved together, exported as one index
     const targets = attrs.platform ? parsePlatformList(attrs.platform).map((p) => platformId(p)) : [];
-    if (targets.length > 1) {
-      throw new BuildError('invalid-argument', `Cannot build for ${targets.join(', ')} at once: one image index of several platforms is not built yet; build each platform with its own --opt platform=`);
-    }
+    const multi = targets.length > 1;
     const filename = attrs.filename ?? 'Dockerfile';
     const dockerfile = await readDockerfile(req.locals.dockerfile ?? req.locals.context, filename);
     const buildArgs: Record<string, string> = {};
@@ -124,14 +125,15 @@ export class DockerfileBuilder implements Builder {
       if (k.startsWith('build-arg:')) buildArgs[k.slice('build-arg:'.length)] = v;
       if (k.startsWith('context:')) namedContexts[k.slice('context:'.length)] = v;
     }
-    const frontend = await dockerfileToGraph({
+    const frontends = await Promise.all((targets.length > 0 ? targets : [undefined]).map((platform) => dockerfileToGraph({
       dockerfile,
       filename,
       target: attrs.target || undefined,
       buildArgs,
       namedContexts,
-      ...(targets[0] !== undefined ? { platform: targets[0] } : {}),
+      ...(platform !== undefined ? { platform } : {}),
       buildPlatform,
+      multiPlatform: multi,
       noCache: req.noCache,
       forceNetworkMode: parseForceNetworkMode(attrs['force-network-mode']),
       hostname: parseHostnameOpt(attrs),
@@ -141,8 +143,16 @@ export class DockerfileBuilder implements Builder {
         const resolved = await registry.resolve(ref, opts.signal ?? session.signal, opts.platform === undefined ? platforms.build : parsePlatform(opts.platform));
         return { ref: resolved.ref, digest: resolved.digest, config: resolved.config };
       },
-    });
-    for (const w of frontend.warnings) session.progress({ type: 'warning', message: w.message, range: w.range });
+    })));
+    const frontend = frontends[0] as FrontendResult;
+    // a warning every target gives (most are of the Dockerfile, not the platform) is shown once
+    const warned = new Set<string>();
+    for (const w of frontends.flatMap((f) => f.warnings)) {
+      const key = JSON.stringify(w);
+      if (warned.has(key)) continue;
+      warned.add(key);
+      session.progress({ type: 'warning', message: w.message, range: w.range });
+    }
     // SOURCE_DATE_EPOCH per output (the build arg, or the Dockerfile's global ARG default), checked before any step runs
     const epochs = req.exports.map((spec) => sourceDateEpoch(frontend.sourceDateEpoch, spec.attrs));
     req.exports.forEach((spec, i) => {
@@ -150,7 +160,8 @@ export class DockerfileBuilder implements Builder {
         session.progress({ type: 'warning', message: `--output type=${spec.type}: rewrite-timestamp is set, but there is no SOURCE_DATE_EPOCH (--opt build-arg:SOURCE_DATE_EPOCH=SECONDS): file times are left as they are` });
       }
     });
-    const graph = loadDefinition(frontend.definition);
+    const graphs = frontends.map((f) => loadDefinition(f.definition));
+    const graph = graphs.length === 1 ? (graphs[0] as DefinitionGraph) : mergeGraphs(graphs);
     // before anything runs: a step needing an entitlement the client did not grant fails the
     // build, and so does one for a platform the worker cannot run
     checkEntitlements(graph.vertices.values(), granted);
@@ -163,7 +174,8 @@ export class DockerfileBuilder implements Builder {
     if (cacheImports.length > 0 && cacheLoader === undefined) throw new BuildError('internal', 'Cannot import cache: this builder has no cache loader');
     const imports = cacheLoader && cacheImports.length > 0 ? await openImports({ ...this.deps, loader: cacheLoader, registry }, cacheImports, session) : undefined;
     try {
-      return await this.solveWithCaches(req, session, registry, graph, frontend, epochs, cacheExports, imports?.sources ?? []);
+      const built = frontends.map((f, i) => ({ frontend: f, output: (graphs[i] as DefinitionGraph).result, ...(multi ? { platform: targets[i] as string } : {}) }));
+      return await this.solveWithCaches(req, session, registry, graph, built, epochs, cacheExports, imports?.sources ?? []);
     } finally {
       await imports?.close();
     }
@@ -174,7 +186,8 @@ export class DockerfileBuilder implements Builder {
     session: BuildSession,
     registry: RegistryClient,
     graph: DefinitionGraph,
-    frontend: FrontendResult,
+    /** one per target, in the order asked for; `platform` set in a multi-platform build */
+    built: ReadonlyArray<{ frontend: FrontendResult; output: OpInput | null; platform?: string }>,
     epochs: Array<number | undefined>,
     cacheExports: CacheExportSpec[],
     imports: CacheSource[],
@@ -184,12 +197,12 @@ export class DockerfileBuilder implements Builder {
     const importedSteps: ImportedStep[] = [];
     // a type=image output without push describes its layers by measure only: each layer of the
     // result is measured as soon as its step is committed, while later steps run
-    const measureEarly = req.exports.some((spec, i) => layerRequest(spec, epochs[i]).lazy === true) ? resultChain(graph) : undefined;
+    const measureEarly = req.exports.some((spec, i) => layerRequest(spec, epochs[i]).lazy === true) ? new Set(built.flatMap((b) => [...resultChain({ vertices: graph.vertices, result: b.output })])) : undefined;
     const onResult = (step: SolvedStep): void => {
       if (cacheExports.length > 0) steps.push(step);
       if (measureEarly?.has(step.vertex) && step.result.kind === 'snapshot' && step.result.id !== null) premeasureLayer(this.deps, step.result.id, session.signal);
     };
-    const result = await this.deps.solver.solve(graph, {
+    const results = await this.deps.solver.solveAll(graph, built.map((b) => b.output), {
       locals: req.locals,
       session: session.attachables,
       onEvent: (e) => session.progress(e),
@@ -202,7 +215,11 @@ export class DockerfileBuilder implements Builder {
         if (chain !== undefined) importedSteps.push({ key, description, chain, origin: source.origin });
       },
     });
-    if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
+    const ids = results.map((result) => {
+      if (result.kind !== 'snapshot') throw new BuildError('invalid-argument', 'Cannot export: the build result is a local directory, not a filesystem');
+      return result.id;
+    });
+    const multi = built.length > 1;
     const response: ExporterResponse = {};
     const inline = cacheExports.some((c) => c.type === 'inline') ? (made: MadeLayers) => inlineCache(this.deps.snapshotter, steps, importedSteps, made) : undefined;
     for (const [i, spec] of req.exports.entries()) {
@@ -212,8 +229,8 @@ export class DockerfileBuilder implements Builder {
       session.progress({ type: 'vertex', digest: vertex, name, started, cached: false });
       try {
         const exported = spec.type === 'tar' || spec.type === 'local'
-          ? await exportFilesystem(this.deps.snapshotter, result.id, session, epochs[i])
-          : await exportImage({ ...this.deps, registry }, spec, result.id, frontend.image, session, epochs[i], frontend.baseHistory, inline);
+          ? await exportFilesystem(this.deps.snapshotter, multi ? built.map((b, j) => ({ dir: platformDirName(parsePlatform(b.platform as string)), result: ids[j] ?? null })) : (ids[0] ?? null), session, epochs[i])
+          : await exportImage({ ...this.deps, registry }, spec, built.map((b, j) => ({ result: ids[j] ?? null, image: b.frontend.image, baseHistory: b.frontend.baseHistory })), session, epochs[i], inline, multi);
         Object.assign(response, exported);
         session.progress({ type: 'vertex', digest: vertex, name, started, completed: Date.now(), cached: false });
       } catch (err) {
@@ -221,7 +238,7 @@ export class DockerfileBuilder implements Builder {
         throw err;
       }
     }
-    if (cacheExports.length > 0) await runExports({ ...this.deps, registry }, cacheExports, steps, importedSteps, result.id, session);
+    if (cacheExports.length > 0) await runExports({ ...this.deps, registry }, cacheExports, steps, importedSteps, ids, session);
     return response;
   }
 

@@ -84,5 +84,19 @@ export function nextPrefix(st: StageState): string {
   if (st.cmdTotal === 0) return '';
   st.cmdIndex++;
   const width = 1 + Math.floor(Math.log10(Math.max(st.cmdTotal, st.cmdIndex)));
-  return `[${st.displayName ? st.displayName + ' ' : ''}${String(st.cmdIndex).padStart(width, ' ')}/${st.cmdTotal}] `;
+  const platform = st.targetPlatform === undefined ? '' : `${st.platform}${targetSuffix(st.platform, st.targetPlatform)} `;
+  return `[${platform}${st.displayName ? st.displayName + ' ' : ''}${String(st.cmdIndex).padStart(width, ' ')}/${st.cmdTotal}] `;
+}
+
+/**
+ * BuildKit's `->arm64` of a step that runs on one platform for another target (a stage on
+ * $BUILDPLATFORM in a multi-platform build): the target's arch[/variant], or all of it when
+ * the os differs; nothing when the arch is the same.
+ */
+function targetSuffix(platform: string, target: string): string {
+  const [os, arch] = platform.split('/');
+  const [tos, tarch, tvariant] = target.split('/');
+  if (os !== tos) return `->${target}`;
+  if (arch !== tarch) return `->${tarch}${tvariant ? '/' + tvariant : ''}`;
+  return '';
 }

@@ -50,6 +50,8 @@ export interface FrontendInput {
   platform?: string;
   /** the platform the worker runs natively (BUILDPLATFORM); linux/amd64 when absent */
   buildPlatform?: string;
+  /** one of several targets: step names start with their platform, as BuildKit's */
+  multiPlatform?: boolean;
   /** sets meta.ignoreCache on every op */
   noCache: boolean;
   /** --opt force-network-mode (see parseForceNetworkMode): every RUN's network unless it names none or host */
@@ -142,7 +144,7 @@ export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendR
       mountSource: (m): FsState => fromState(planned.mountFrom.get(m)?.from),
       source: (identifier, attrs, name) => sourceOnce(identifier, attrs, name),
     };
-    const st = startOf(planned, states, imageOf, imageNode, localNode, targetPlatform);
+    const st = startOf(planned, states, imageOf, imageNode, localNode, targetPlatform, input.multiPlatform === true);
     const onbuild = st.image.config?.OnBuild ?? [];
     if (st.image.config) delete st.image.config.OnBuild;
     const triggers = parseTriggers(onbuild, parsed.escape, filename, planned.parsed.at);
@@ -164,18 +166,20 @@ export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendR
 function startOf(
   planned: PlannedStage, states: Map<number, StageState>, imageOf: (ref: string, platform?: string) => ResolvedImage,
   imageNode: (ref: string, platform: string | undefined, name: string, at?: LineRange) => OpNode, localNode: (name: string) => OpNode, targetPlatform: string,
+  multiPlatform: boolean,
 ): StageState {
   const base = planned.base;
   if (base.kind === 'stage') return deriveStage(states.get(base.index) as StageState, planned.displayName, planned.cmdTotal);
+  const target = multiPlatform ? { targetPlatform } : {};
   if (base.kind === 'scratch' || base.kind === 'local') {
     const platform = (base.kind === 'scratch' ? base.platform : undefined) ?? targetPlatform;
-    const st = startStage(null, withPlatform(emptyImage(), platform), planned.displayName, planned.cmdTotal, platform);
+    const st = { ...startStage(null, withPlatform(emptyImage(), platform), planned.displayName, planned.cmdTotal, platform), ...target };
     if (base.kind === 'local') st.fs = localNode(base.name);
     return st;
   }
   const resolved = imageOf(base.ref, base.platform);
   const platform = base.platform ?? targetPlatform;
-  const st = startStage(null, withPlatform(imageFromBase(resolved.config), platform), planned.displayName, planned.cmdTotal, platform);
+  const st: StageState = { ...startStage(null, withPlatform(imageFromBase(resolved.config), platform), planned.displayName, planned.cmdTotal, platform), ...target };
   st.fs = imageNode(base.ref, base.platform, nextPrefix(st) + `FROM ${resolved.ref}`, planned.parsed.at);
   return st;
 }

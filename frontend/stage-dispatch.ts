@@ -42,6 +42,11 @@ export interface StageState {
    * target's; a stage built on another stage has that stage's
    */
   platform: string;
+  /**
+   * the build's target, set in a multi-platform build only: step names then start with the
+   * platform, as BuildKit's (`[linux/arm64 2/3]`, `[linux/amd64->arm64 build 1/2]`)
+   */
+  targetPlatform?: string;
 }
 
 /** What dispatching needs from the build as a whole. */
@@ -77,6 +82,7 @@ export function deriveStage(parent: StageState, displayName: string, cmdTotal: n
   return {
     fs: parent.fs, image: cloneImage(parent.image), env: parent.env.clone(), args: [],
     cmdSet: false, displayName, cmdIndex: 0, cmdTotal, baseHistory: parent.baseHistory, platform: parent.platform,
+    ...(parent.targetPlatform !== undefined ? { targetPlatform: parent.targetPlatform } : {}),
   };
 }
 

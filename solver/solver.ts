@@ -1,7 +1,7 @@
 import { BuildError, toBuildError } from './build-error';
 import { CacheStore } from './cache-store';
 import { DefinitionGraph, Vertex } from './definition-graph';
-import { opInputs } from './op';
+import { opInputs, type OpInput } from './op';
 import { Semaphore } from './semaphore';
 import { explainMiss, stepIdentity, type KeyParts } from './key-parts';
 import { SharedRun } from './shared-run';
@@ -107,16 +107,25 @@ export class Solver {
 
   /** Returns the result of the graph's output, or a scratch snapshot when it has none. */
   async solve(graph: DefinitionGraph, opts: SolveOptions): Promise<OpResult> {
-    if (!graph.result) return { kind: 'snapshot', id: null };
+    const [result] = await this.solveAll(graph, [graph.result], opts);
+    return result as OpResult;
+  }
+
+  /**
+   * The results of several outputs of one graph (a multi-platform build's, one per platform),
+   * in one build: a vertex they share (a stage on $BUILDPLATFORM) is solved and shown once.
+   * A null output is a scratch snapshot.
+   */
+  async solveAll(graph: DefinitionGraph, outputs: ReadonlyArray<OpInput | null>, opts: SolveOptions): Promise<OpResult[]> {
     const failFast = new AbortController();
     const signal = AbortSignal.any([opts.signal, failFast.signal]);
     // this build's turn at the step slots (see Semaphore)
     const state: BuildState = { graph, opts: { ...opts, signal }, group: {}, keys: new Map(), results: new Map(), failFast };
     try {
-      const result = await this.resultOf(state, graph.result.digest);
+      const results = await Promise.all(outputs.map((o): Promise<OpResult> => (o === null ? Promise.resolve({ kind: 'snapshot', id: null }) : this.resultOf(state, o.digest))));
       // imported hits under a hit: cached, though nothing needed them loaded
       for (const keyed of await Promise.all(state.keys.values())) keyed.showCached?.();
-      return result;
+      return results;
     } catch (err) {
       opts.signal.throwIfAborted();
       throw toBuildError(state.firstError ?? err);

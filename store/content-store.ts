@@ -179,7 +179,13 @@ export class LocalContentStore implements ContentStore {
       const have = await this.info(expected.digest);
       if (have) {
         // Already present: drain nothing more than needed; the caller's stream is abandoned.
-        if (source instanceof Readable) source.destroy();
+        // An HTTP body (undici's) reports its destruction as an 'error' event: nobody else
+        // listens to it, and unheard it would take the daemon down (two imported caches
+        // fetching one layer at once did).
+        if (source instanceof Readable) {
+          source.on('error', () => undefined);
+          source.destroy();
+        }
         // info() stamped it: the caller is about to refer to it, and GC keeps it
         return have;
       }

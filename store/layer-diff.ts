@@ -5,7 +5,7 @@ import { teeInto, type BlobTee, type BlobTeeSink } from './blob-tee';
 import type { ContentStore } from './content-store';
 import { createCompressor, DEFAULT_COMPRESSION, layerMediaType, type LayerCompression } from './layer-compression';
 import type { Snapshotter } from './snapshotter';
-import { layerTarEntries, type WalkState } from './layer-tar-walk';
+import { layerTarEntries, type TarPlacing, type WalkState } from './layer-tar-walk';
 import { rewriteTarTimes } from './tar-times';
 import { assertOverlayXattrsReadable } from './trusted-xattr-probe';
 
@@ -164,8 +164,8 @@ async function* coalesce(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> 
  * outputs): every entry with its mode, owner, time and file capability, in the layer tar's
  * order and format, hard links kept; no whiteouts or opaque markers (a merged view has none).
  */
-export async function* filesystemTar(root: string, signal: AbortSignal): AsyncGenerator<Buffer> {
-  yield* layerTarEntries(root, undefined, { entries: 0 }, signal);
+export async function* filesystemTar(root: string, signal: AbortSignal, placing?: TarPlacing): AsyncGenerator<Buffer> {
+  yield* layerTarEntries(root, undefined, { entries: 0 }, signal, undefined, placing);
 }
 
 async function* layerTar(upper: string, opaqueXattr: string, counter: WalkState, signal: AbortSignal): AsyncGenerator<Buffer> {

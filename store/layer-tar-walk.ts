@@ -38,7 +38,8 @@ const SMALL_FILE = 64 * 1024;
  * event loop gets a turn every TURN entries, so other builds are not held up. Directories are
  * walked with an explicit stack, not recursion.
  */
-export async function* layerTarEntries(root: string, opaqueXattr: string | undefined, counter: WalkState, signal: AbortSignal, files: FileThread = sharedFileThread()): AsyncGenerator<Buffer> {
+export async function* layerTarEntries(root: string, opaqueXattr: string | undefined, counter: WalkState, signal: AbortSignal, files: FileThread = sharedFileThread(), placing: TarPlacing = {}): AsyncGenerator<Buffer> {
+  const prefix = placing.prefix ?? '';
   const out = new Batch();
   // batches in order, each ready once the file thread has read its small files into it
   const ready: Array<Promise<Buffer>> = [];
@@ -75,7 +76,7 @@ export async function* layerTarEntries(root: string, opaqueXattr: string | undef
     counter.entries++;
     if (opaqueXattr !== undefined && isWhiteout(st)) {
       // An overlay whiteout: the path was deleted in this layer.
-      out.put(encodeTarHeader({ ...baseHeader(st), name: wh(rel, name), type: 'file', mode: 0, uid: 0, gid: 0 }));
+      out.put(encodeTarHeader({ ...baseHeader(st), name: prefix + wh(rel, name), type: 'file', mode: 0, uid: 0, gid: 0 }));
     } else {
       const xattrs = readXattrsSync(abs, wanted);
       const opaque = opaqueXattr !== undefined && st.isDirectory() && xattrs.get(opaqueXattr)?.toString('latin1') === 'y';
@@ -83,17 +84,17 @@ export async function* layerTarEntries(root: string, opaqueXattr: string | undef
       if (opaqueXattr !== undefined) xattrs.delete(opaqueXattr);
       const head = { ...baseHeader(st), xattrs };
       if (st.isDirectory()) {
-        out.put(encodeTarHeader({ ...head, name: relPath + '/', type: 'directory' }));
-        if (opaque) out.put(encodeTarHeader({ ...baseHeader(st), name: `${relPath}/${OPAQUE_MARKER}`, type: 'file', mode: 0, uid: 0, gid: 0 }));
+        out.put(encodeTarHeader({ ...head, name: prefix + relPath + '/', type: 'directory' }));
+        if (opaque) out.put(encodeTarHeader({ ...baseHeader(st), name: `${prefix}${relPath}/${OPAQUE_MARKER}`, type: 'file', mode: 0, uid: 0, gid: 0 }));
         stack.push({ rel: relPath, names: sortedNames(abs), next: 0 });
       } else if (st.isFile()) {
         const key = `${st.dev}:${st.ino}`;
         const first = st.nlink > 1 ? links.get(key) : undefined;
         if (first !== undefined) {
-          out.put(encodeTarHeader({ ...head, name: relPath, type: 'link', linkname: first }));
+          out.put(encodeTarHeader({ ...head, name: prefix + relPath, type: 'link', linkname: first }));
         } else {
-          if (st.nlink > 1) links.set(key, relPath);
-          out.put(encodeTarHeader({ ...head, name: relPath, type: 'file', size: st.size }));
+          if (st.nlink > 1) links.set(key, prefix + relPath);
+          out.put(encodeTarHeader({ ...head, name: prefix + relPath, type: 'file', size: st.size }));
           if (st.size <= SMALL_FILE) {
             out.reserve(abs, relPath, st.size);
           } else {
@@ -104,12 +105,12 @@ export async function* layerTarEntries(root: string, opaqueXattr: string | undef
           out.pad(st.size);
         }
       } else if (st.isSymbolicLink()) {
-        out.put(encodeTarHeader({ ...head, name: relPath, type: 'symlink', linkname: readlinkSync(abs) }));
+        out.put(encodeTarHeader({ ...head, name: prefix + relPath, type: 'symlink', linkname: readlinkSync(abs) }));
       } else if (st.isCharacterDevice() || st.isBlockDevice()) {
         const type = st.isCharacterDevice() ? 'character-device' : 'block-device';
-        out.put(encodeTarHeader({ ...head, name: relPath, type, devmajor: major(st.rdev), devminor: minor(st.rdev) }));
+        out.put(encodeTarHeader({ ...head, name: prefix + relPath, type, devmajor: major(st.rdev), devminor: minor(st.rdev) }));
       } else if (st.isFIFO()) {
-        out.put(encodeTarHeader({ ...head, name: relPath, type: 'fifo' }));
+        out.put(encodeTarHeader({ ...head, name: prefix + relPath, type: 'fifo' }));
       }
       // Sockets are not representable in a tar; like Docker, they are left out.
     }
@@ -118,9 +119,17 @@ export async function* layerTarEntries(root: string, opaqueXattr: string | undef
       while (ready.length > AHEAD) yield await (ready.shift() as Promise<Buffer>);
     }
   }
-  out.put(TAR_END);
+  if (placing.end ?? true) out.put(TAR_END);
   ship();
   while (ready.length > 0) yield await (ready.shift() as Promise<Buffer>);
+}
+
+/** Where a walk's entries go in a bigger tar (BuildKit's per-platform folders of an export). */
+export interface TarPlacing {
+  /** put before every name, e.g. `linux_arm64/` (its own directory entry is the caller's) */
+  prefix?: string;
+  /** end the tar (default): false when more entries follow */
+  end?: boolean;
 }
 
 /** Batches whose reads may be under way on the file thread while the walk goes on. */

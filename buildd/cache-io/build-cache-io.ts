@@ -73,17 +73,18 @@ export async function openImports(deps: BuildCacheDeps & { loader: CacheLoader }
     for (const spec of specs) {
       const what = spec.type === 'registry' ? spec.ref : `type=local (${spec.digest ?? `tag ${spec.tag}`})`;
       try {
-        const index = await asStep(session, `importing cache manifest from ${what}`, () => {
+        const indexes = await asStep(session, `importing cache manifest from ${what}`, async () => {
           if (spec.type === 'local') {
             if (session.clientCache === undefined) throw new BuildError('failed-precondition', 'Cannot import a local cache: this build has no client session');
-            return openLocalCache(session.clientCache, spec.entry, spec, deps.content, session.signal);
+            const local = await openLocalCache(session.clientCache, spec.entry, spec, deps.content, session.signal);
+            return local === undefined ? undefined : [local];
           }
           const client = spec.insecure ? deps.registry.withInsecureRegistry(parseImageRef(spec.ref).registry) : deps.registry;
           if (client !== deps.registry) opened.push(client);
           return openRegistryCache(client, spec.ref, deps.content, session.signal);
         });
-        if (index === undefined) session.progress({ type: 'warning', message: `--import-cache ${what}: not found; the build runs without it` });
-        else sources.push(new ImportedCache(index, deps.loader));
+        if (indexes === undefined) session.progress({ type: 'warning', message: `--import-cache ${what}: not found; the build runs without it` });
+        else for (const index of indexes) sources.push(new ImportedCache(index, deps.loader));
       } catch (err) {
         session.signal.throwIfAborted();
         session.progress({ type: 'warning', message: `--import-cache ${what}: ${toBuildError(err).message}; the build runs without it` });
@@ -97,14 +98,14 @@ export async function openImports(deps: BuildCacheDeps & { loader: CacheLoader }
 }
 
 /** Exports the build's cache to each --export-cache (after the outputs, as BuildKit does). */
-export async function runExports(deps: BuildCacheDeps, specs: readonly CacheExportSpec[], steps: readonly SolvedStep[], imported: readonly ImportedStep[], result: string | null, session: BuildSession): Promise<void> {
+export async function runExports(deps: BuildCacheDeps, specs: readonly CacheExportSpec[], steps: readonly SolvedStep[], imported: readonly ImportedStep[], results: ReadonlyArray<string | null>, session: BuildSession): Promise<void> {
   for (const spec of specs) {
     // an inline cache went into the image's config as it was exported
     if (spec.type === 'inline') continue;
     const what = spec.type === 'registry' ? `registry ${spec.ref}` : `client directory (--export-cache ${spec.entry + 1})`;
     try {
       await asStep(session, `exporting cache to ${what}`, async () => {
-        const cache = await exportCache(deps, steps, imported, result, spec.mode, spec.request, session.signal);
+        const cache = await exportCache(deps, steps, imported, results, spec.mode, spec.request, session.signal);
         if (spec.type === 'local') {
           if (session.clientCache === undefined) throw new BuildError('failed-precondition', 'Cannot export a local cache: this build has no client session');
           return exportLocalCache(session.clientCache, { entry: spec.entry, tag: spec.tag, present: spec.present }, cache, deps.content, session.signal);

@@ -50,17 +50,18 @@ export async function exportCache(
   deps: CacheExportDeps,
   steps: readonly SolvedStep[],
   imported: readonly ImportedStep[],
-  result: string | null,
+  /** the build's results (one per platform): mode=min keeps the steps their layers are */
+  results: ReadonlyArray<string | null>,
   mode: 'min' | 'max',
   request: LayerBlobRequest,
   signal: AbortSignal,
 ): Promise<ExportedCache> {
-  const finalChain = result === null ? [] : await deps.snapshotter.chain(result);
+  const finalChains = await Promise.all(results.map((r) => (r === null ? [] : deps.snapshotter.chain(r))));
   const byKey = new Map<string, { description: string; chain: string[] }>();
   for (const step of steps) {
     if (step.result.kind !== 'snapshot' || byKey.has(step.key)) continue;
     const chain = step.result.id === null ? [] : await deps.snapshotter.chain(step.result.id);
-    if (mode === 'min' && !chain.every((id, i) => finalChain[i] === id)) continue;
+    if (mode === 'min' && !finalChains.some((finalChain) => chain.every((id, i) => finalChain[i] === id))) continue;
     byKey.set(step.key, { description: step.description, chain });
   }
   const snapshots = [...new Set([...byKey.values()].flatMap((r) => r.chain))];
@@ -88,11 +89,11 @@ export async function exportCache(
   }));
   // Steps found in an import and never loaded (under a hit) stay in the cache: their blobs are
   // the import's, fetched at push time only where the destination lacks them (see `remote`).
-  const finalLayers = finalChain.map((id) => ({ diffId: blobOf.get(id)?.diffId, createdAt: createdAt.get(id) }));
+  const finalLayerLists = finalChains.map((finalChain) => finalChain.map((id) => ({ diffId: blobOf.get(id)?.diffId, createdAt: createdAt.get(id) })));
   const remote: RemoteBlob[] = [];
   for (const step of imported) {
     if (byKey.has(step.key)) continue;
-    if (mode === 'min' && !step.chain.every((e, i) => finalLayers[i]?.diffId === e.layer.diffId && finalLayers[i]?.createdAt === e.createdAt)) continue;
+    if (mode === 'min' && !finalLayerLists.some((finalLayers) => step.chain.every((e, i) => finalLayers[i]?.diffId === e.layer.diffId && finalLayers[i]?.createdAt === e.createdAt))) continue;
     byKey.set(step.key, { description: step.description, chain: [] });
     const chain = step.chain.map((e) => {
       let at = indexOf.get(e.blob.digest);

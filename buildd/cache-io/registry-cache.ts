@@ -2,8 +2,9 @@ import { BuildError } from '../../solver/build-error';
 import { describeZodError } from '../../solver/describe-zod-error';
 import { BUILDKIT_CACHE_CONFIG_MEDIA_TYPE, CACHE_CONFIG_MEDIA_TYPE, INLINE_CACHE_KEY, MAX_CACHE_CONFIG_BYTES, cacheConfigSchema, type CacheConfig } from '../../solver/cache-io/cache-config';
 import type { ContentStore } from '../../store/content-store';
-import { imageManifestSchema, type Descriptor } from '../../store/manifest';
-import { MediaTypes } from '../../store/oci-media-types';
+import { parseImageRef } from '../../store/image-ref';
+import { imageIndexSchema, imageManifestSchema, type Descriptor } from '../../store/manifest';
+import { INDEX_TYPES, MediaTypes } from '../../store/oci-media-types';
 import { compressionOfMediaType } from '../../store/layer-compression';
 import type { RegistryClient } from '../../store/registry-client';
 import type { ExportedCache } from './cache-export';
@@ -16,12 +17,14 @@ export function pushCache(registry: RegistryClient, ref: string, cache: Exported
 }
 
 /**
- * The index of the cache at `ref`: a cache manifest (type=registry), or an image whose config
- * carries an inline cache (type=inline); its layers are fetched only when a record is loaded.
- * Undefined when `ref` does not exist (a first build has no cache yet); an error for anything
- * that is not a buildd cache, naming what it is.
+ * The indexes of the cache at `ref`: a cache manifest (type=registry), or an image whose config
+ * carries an inline cache (type=inline), or an image index (a multi-platform build's) of such
+ * images, one index per platform that has one, as BuildKit reads every manifest of an index;
+ * its layers are fetched only when a record is loaded. Undefined when `ref` does not exist (a
+ * first build has no cache yet); an error for anything that is not a buildd cache, naming what
+ * it is.
  */
-export async function openRegistryCache(registry: RegistryClient, ref: string, content: ContentStore, signal: AbortSignal): Promise<ImportedIndex | undefined> {
+export async function openRegistryCache(registry: RegistryClient, ref: string, content: ContentStore, signal: AbortSignal): Promise<ImportedIndex[] | undefined> {
   let got;
   try {
     got = await registry.fetchManifest(ref, signal);
@@ -29,6 +32,32 @@ export async function openRegistryCache(registry: RegistryClient, ref: string, c
     if (err instanceof BuildError && err.code === 'not-found') return undefined;
     throw err;
   }
+  if (INDEX_TYPES.includes(got.mediaType)) return openIndexCaches(registry, ref, got.json, content, signal);
+  return [await openManifestCache(registry, ref, got, content, signal)];
+}
+
+/** Each platform's inline cache of an image index; platforms without one are passed over. */
+async function openIndexCaches(registry: RegistryClient, ref: string, json: unknown, content: ContentStore, signal: AbortSignal): Promise<ImportedIndex[]> {
+  const index = imageIndexSchema.safeParse(json);
+  if (!index.success) throw new BuildError('invalid-argument', `Cannot import cache ${ref}: malformed image index: ${describeZodError(index.error) ?? 'invalid'}`);
+  const base = parseImageRef(ref).withoutTag();
+  const found: ImportedIndex[] = [];
+  let firstError: unknown;
+  for (const m of index.data.manifests) {
+    const child = base.withDigest(m.digest).toString();
+    try {
+      const got = await registry.fetchManifest(child, signal);
+      found.push(await openManifestCache(registry, child, got, content, signal));
+    } catch (err) {
+      signal.throwIfAborted();
+      firstError ??= err;
+    }
+  }
+  if (found.length === 0) throw firstError ?? new BuildError('invalid-argument', `Cannot import cache ${ref}: its index names no image`);
+  return found;
+}
+
+async function openManifestCache(registry: RegistryClient, ref: string, got: { json: unknown; mediaType: string }, content: ContentStore, signal: AbortSignal): Promise<ImportedIndex> {
   const parsed = imageManifestSchema.safeParse(got.json);
   if (!parsed.success) throw new BuildError('invalid-argument', `Cannot import cache ${ref}: it is not a cache manifest (${got.mediaType}: ${describeZodError(parsed.error) ?? 'invalid'})`);
   const manifest = parsed.data;

@@ -89,7 +89,7 @@ function session(): BuildSession {
 async function push(repo: string, attrs: Record<string, string>, result: string = top, base: ImageConfig = image): Promise<{ name: string; digest: string }> {
   const name = `${registry.host}/${repo}`;
   const spec: ExportSpec = { type: 'image', attrs: { name, push: 'true', ...attrs } };
-  const response = await exportImage(deps, spec, result, base, session());
+  const response = await exportImage(deps, spec, [{ result, image: base, baseHistory: 0 }], session());
   return { name, digest: response['containerimage.digest'] as string };
 }
 
@@ -263,7 +263,7 @@ describe('force-compression on a pulled base image', () => {
     }
     const config = { ...image, rootfs: { type: 'layers' as const, diff_ids: zstdBase.diffIds } };
     const spec: ExportSpec = { type: 'image', attrs: { name: `${registry.host}/derived:from-zstd`, push: 'true', 'force-compression': 'true' } };
-    await exportImage({ ...deps, ...pullDeps }, spec, pulledTop, config, session());
+    await exportImage({ ...deps, ...pullDeps }, spec, [{ result: pulledTop, image: config, baseHistory: 0 }], session());
     const got = await fetchChecked(`${registry.host}/derived:from-zstd`);
     expect(got.manifest.layers.map((l) => l.mediaType)).toEqual(Array(3).fill('application/vnd.oci.image.layer.v1.tar+gzip'));
     // Recompressed from the zstd blobs, it is the very gzip the snapshots gave at first.
@@ -275,7 +275,7 @@ describe('type=image without push: no blob is made that nothing reads', () => {
   /** Exports `result` as type=image with `attrs`, not pushed; the manifest it names. */
   async function keep(name: string, attrs: Record<string, string>, result: string): Promise<{ digest: string; configDigest: string; manifest: Manifest }> {
     const spec: ExportSpec = { type: 'image', attrs: { name: `${registry.host}/${name}`, ...attrs } };
-    const response = await exportImage(deps, spec, result, image, session());
+    const response = await exportImage(deps, spec, [{ result, image, baseHistory: 0 }], session());
     const digest = response['containerimage.digest'] as string;
     return { digest, configDigest: response['containerimage.config.digest'] as string, manifest: (await content.readJson(digest)) as Manifest };
   }

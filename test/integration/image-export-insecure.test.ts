@@ -66,7 +66,7 @@ async function pushInsecure(registries: Record<string, RegistryHostConfig>, name
   };
   const spec: ExportSpec = { type: 'image', attrs: { name, push: 'true', 'registry.insecure': 'true' } };
   try {
-    return await exportImage({ ...stores, registry: client }, spec, null, image, session);
+    return await exportImage({ ...stores, registry: client }, spec, [{ result: null, image, baseHistory: 0 }], session);
   } finally {
     await client.close();
   }

@@ -33,6 +33,16 @@ describe('LocalContentStore over the metadata database (the blobs table)', () =>
     expect(await store.info(a.digest)).toBeUndefined();
   });
 
+  it('abandons the stream of a blob it has without an unheard error (an HTTP body reports its destruction as one)', async () => {
+    const store = await LocalContentStore.open(path.join(root, 'content'), { meta });
+    const a = await store.ingest(Readable.from([Buffer.from('alpha')]));
+    // as undici's BodyReadable: destroy() emits 'error' (RequestAbortedError)
+    const body = new Readable({ read() {}, destroy(_err, cb) { cb(new Error('Request aborted')); } });
+    await expect(store.ingest(body, { digest: a.digest })).resolves.toMatchObject({ digest: a.digest });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(body.destroyed).toBe(true);
+  });
+
   it('stamps a blob an ingest finds present as written now: GC must take it as about to be used', async () => {
     const store = await LocalContentStore.open(path.join(root, 'content'), { meta });
     const a = await store.ingest(Readable.from([Buffer.from('alpha')]));
