@@ -9,6 +9,9 @@
 #   4 cold: a 20,000-file, 80 MB context, COPY . . then one RUN
 #   5 the same context rebuilt unchanged (every step cached)
 #   6 the same after changing one 4 KiB file
+#   7 cold: a small two-platform build (linux/amd64 + linux/arm64, the arm64 RUN under QEMU):
+#     buildd builds both at once into one index; the reference, whose docker exporter takes one
+#     platform at a time, builds each (two runs, timed together)
 #
 # Cold means an empty cache and no base image: buildd restarts on an empty root, the reference
 # prunes its build cache and removes the base image. Both keep what they build as an image
@@ -22,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
-SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6"}
+SCENARIOS=${SCENARIOS:-"1 2 3 4 5 6 7"}
 bash scripts/conformance.sh reference start --no-debian >&2
 eval "$(bash scripts/conformance.sh reference env)"
 npm run build >/dev/null
@@ -57,7 +60,7 @@ start_daemon() { # $1: "fresh" starts on an empty root
 trap 'stop_daemon; [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"' EXIT
 ours() { node bin/buildctl.js --addr "tcp://127.0.0.1:$port" --tlsdir "$work/certs/client" "$@"; }
 ref() { DOCKER_BUILDKIT=1 /usr/bin/docker "$@"; }
-ref_cold() { ref builder prune -af >/dev/null 2>&1 || true; ref image rm -f localhost:5000/busybox:latest bench/multi bench/ctx >/dev/null 2>&1 || true; }
+ref_cold() { ref builder prune -af >/dev/null 2>&1 || true; ref image rm -f localhost:5000/busybox:latest bench/multi bench/ctx bench/mp:amd64 bench/mp:arm64 >/dev/null 2>&1 || true; }
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >>"$work/commands.log" 2>&1 || { echo FAIL; return; }; t1=$(date +%s.%N); python3 -c "print(f'{$t1-$t0:.2f}')"; }
 
 # the multi-stage build: each stage makes 4,000 small files and 48 MiB of random data
@@ -84,6 +87,18 @@ with open(f'{root}/Dockerfile', 'w') as fh:
     fh.write('FROM localhost:5000/busybox:latest\nCOPY . /src\nRUN find /src -type f | wc -l > /count\n')
 EOF
 touch_one() { head -c 4096 /dev/urandom > "$ctx/d100/f050"; }
+# the two-platform build: a stage on the build platform makes 2,000 files for the target's arch
+# (as a cross-compiler would), the target stage copies them and runs a step on the target
+bash scripts/multiarch-busybox.sh 127.0.0.1:5000 >/dev/null
+mp=$work/multi-platform; mkdir -p "$mp"
+cat > "$mp/Dockerfile" <<'EOF2'
+FROM --platform=$BUILDPLATFORM localhost:5000/busybox:multi AS build
+ARG TARGETARCH
+RUN mkdir /out && i=0 && while [ $i -lt 2000 ]; do echo "$TARGETARCH $i" > /out/f$i; i=$((i+1)); done
+FROM localhost:5000/busybox:multi
+COPY --from=build /out /out
+RUN ls /out | wc -l > /count && uname -m > /arch && sha256sum /out/f1 > /sum
+EOF2
 
 declare -A R O
 # `docker build --network=none` is the frontend option force-network-mode=none: both builders run
@@ -104,6 +119,8 @@ run_scenario() { # $1 scenario number; sets R[$1,$round] and O[$1,$round]
        O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$ctx" --local "dockerfile=$ctx" --output type=image,name=bench/ctx) ;;
     6) touch_one; R[$n,$round]=$(seconds ref build -q --network=none -t bench/ctx "$ctx")
        touch_one; O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --local "context=$ctx" --local "dockerfile=$ctx" --output type=image,name=bench/ctx) ;;
+    7) ref_cold; R[$n,$round]=$(seconds bash -c "DOCKER_BUILDKIT=1 /usr/bin/docker build -q --network=none --platform linux/amd64 -t bench/mp:amd64 '$mp' && DOCKER_BUILDKIT=1 /usr/bin/docker build -q --network=none --platform linux/arm64 -t bench/mp:arm64 '$mp'")
+       start_daemon fresh; O[$n,$round]=$(seconds ours build "${ourlocal[@]}" --opt platform=linux/amd64,linux/arm64 --local "context=$mp" --local "dockerfile=$mp" --output type=image,name=bench/mp) ;;
   esac
 }
 
@@ -121,6 +138,7 @@ label() {
     4) echo 'cold: 20,000-file 80 MB context, COPY . . + RUN' ;;
     5) echo 'the same context rebuilt unchanged' ;;
     6) echo 'the same after changing one 4 KiB file' ;;
+    7) echo 'cold: small two-platform build (amd64 + arm64 under QEMU)' ;;
   esac
 }
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x!="FAIL"]; print(f"{statistics.median(v):.2f}" if v else "FAIL")' "$@"; }
