@@ -27,7 +27,10 @@ export async function main(): Promise<number> {
     const { locals, frontendAttrs } = args.command;
     // the dockerfile local's walk enters only the directories on the way to the Dockerfile:
     // cheaper than a thread
-    for (const name of Object.keys(locals)) if (name !== 'dockerfile') prefetched[name] = PrefetchedWalk.start(name, locals, frontendAttrs.filename ?? 'Dockerfile');
+    // a local is keyed when the client has a config dir for its id (localKeys): its walk then
+    // posts only the listing and the files the daemon may ask for
+    const mode = process.env['XDG_CONFIG_HOME'] || process.env['HOME'] ? 'listing' : 'entries';
+    for (const name of Object.keys(locals)) if (name !== 'dockerfile') prefetched[name] = PrefetchedWalk.start(name, locals, frontendAttrs.filename ?? 'Dockerfile', mode);
   }
   try {
     const { runCommand } = await import('./run-command');

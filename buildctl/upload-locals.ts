@@ -4,6 +4,7 @@ import { PreEncoded } from '../buildd/api/pre-encoded';
 import { BuildError } from '../solver/build-error';
 import { localIgnore, walkContext, type WalkEntry } from './context-walk';
 import { encodeListing } from './listing-encoder';
+import { ListedFiles, walkedFiles, type ListedFile, type WalkedFiles } from './listed-files';
 import { BATCH_BYTES, BATCH_ENTRIES, listingEntry, listingEntryBytes } from './listing-entry';
 import type { PrefetchedWalk } from './walk-prefetch';
 import type { FileRequestQueue } from './file-request-queue';
@@ -58,8 +59,8 @@ export async function uploadLocals(
   const keys = start.local_keys ?? {};
   if (Object.keys(keys).length > 0 && requests === undefined) throw new BuildError('internal', 'Cannot send keyed locals: no queue for the daemon\'s requests');
   const stats: UploadStats = { files: 0, bytes: 0 };
-  /** per keyed local, the files that may be asked for (path → entry), until asked */
-  const listed = new Map<string, Map<string, WalkEntry>>();
+  /** per keyed local, the files that may be asked for, until asked */
+  const listed = new Map<string, ListedFiles>();
   await send({ start });
   for (const name of start.local_names) {
     const dir = locals[name] as string;
@@ -67,13 +68,13 @@ export async function uploadLocals(
     const keyed = Object.hasOwn(keys, name);
     const walked = prefetched?.[name];
     if (keyed) {
-      const files = new Map<string, WalkEntry>();
+      const files = new ListedFiles(dir);
       listed.set(name, files);
       // walked and encoded ahead in a worker thread while the client loaded and connected
       // (see PrefetchedWalk), or walked and encoded here
-      const batches = walked?.batches() ?? listingBatches(name, walkContext(dir, await localIgnore(name, locals, filename)));
+      const batches = walked?.mode === 'listing' ? walked.batches() : listingBatches(name, walked?.entries() ?? walkContext(dir, await localIgnore(name, locals, filename)));
       for await (const batch of batches) {
-        for (const e of batch.entries) if (e.type === 'FILE' && e.size > 0) files.set(e.rel, e);
+        files.add(batch.files);
         await send(new PreEncoded(batch.listing));
         // the walk is synchronous: a turn of the event loop per batch lets gRPC put it on the
         // wire now, so the daemon works on it while the next one is listed
@@ -82,7 +83,7 @@ export async function uploadLocals(
       await send({ listing_done: { local: name } });
       continue;
     }
-    for await (const e of walked?.entries() ?? walkContext(dir, await localIgnore(name, locals, filename))) {
+    for await (const e of walked?.mode === 'entries' ? walked.entries() : walkContext(dir, await localIgnore(name, locals, filename))) {
       await send({ entry: listingEntry(name, e) });
       if (e.type !== 'FILE' || e.size === 0) continue;
       await sendContent(e, send);
@@ -95,9 +96,8 @@ export async function uploadLocals(
     const files = listed.get(r.local);
     if (!files) throw new BuildError('internal', `Cannot answer the daemon: it asked for files of ${r.local}, which has no open listing`);
     const asked = r.paths.map((rel) => {
-      const e = files.get(rel);
+      const e = files.take(rel);
       if (!e) throw new BuildError('internal', `Cannot answer the daemon: it asked for ${r.local}/${rel}, which was not listed or was sent already`);
-      files.delete(rel);
       return e;
     });
     for (const e of asked) {
@@ -120,29 +120,29 @@ export async function uploadLocals(
 }
 
 /**
- * A keyed listing walked here (no prefetched walk: tests, and a local the client did not walk
- * ahead), in the batches a PrefetchedWalk yields.
+ * A keyed listing walked here, or by a walk started for entries (no prefetched listing: tests,
+ * and a local the client did not walk ahead), in the batches a PrefetchedWalk yields.
  */
-function* listingBatches(name: string, walk: Iterable<WalkEntry>): Generator<{ entries: WalkEntry[]; listing: Uint8Array }> {
+async function* listingBatches(name: string, walk: Iterable<WalkEntry> | AsyncIterable<WalkEntry>): AsyncGenerator<{ files: WalkedFiles; listing: Uint8Array }> {
   let entries: WalkEntry[] = [];
   let bytes = 0;
-  for (const e of walk) {
+  for await (const e of walk) {
     entries.push(e);
     bytes += listingEntryBytes(e);
     if (entries.length >= BATCH_ENTRIES || bytes >= BATCH_BYTES) {
-      yield { entries, listing: encodeListing(name, entries) };
+      yield { files: walkedFiles(entries), listing: encodeListing(name, entries) };
       entries = [];
       bytes = 0;
     }
   }
-  if (entries.length > 0) yield { entries, listing: encodeListing(name, entries) };
+  if (entries.length > 0) yield { files: walkedFiles(entries), listing: encodeListing(name, entries) };
 }
 
 /** Files sent between two turns of the event loop. */
 const TURN = 64;
 
 /** The whole content of a small file asked for after the listing; it must still be as listed. */
-function readListed(e: WalkEntry): Buffer {
+function readListed(e: ListedFile): Buffer {
   let fd: number;
   try {
     fd = openSync(e.abs, fsc.O_RDONLY | fsc.O_NOFOLLOW);
@@ -168,7 +168,7 @@ function readListed(e: WalkEntry): Buffer {
 }
 
 /** Sends exactly `e.size` bytes, the size already announced; a file that changed meanwhile fails. */
-async function sendContent(e: WalkEntry, send: (msg: object) => Promise<void>, checkListed = false): Promise<void> {
+async function sendContent(e: ListedFile, send: (msg: object) => Promise<void>, checkListed = false): Promise<void> {
   // O_NOFOLLOW: if the file was swapped for a symlink since lstat, refuse instead of following it
   const fh = await fsp.open(e.abs, fsc.O_RDONLY | fsc.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
     throw new BuildError('invalid-argument', `Cannot read ${e.abs}: ${err.code ?? err.message}`);

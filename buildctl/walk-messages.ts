@@ -1,5 +1,6 @@
 import type { BuildErrorCode } from '../solver/build-error';
 import type { WalkEntry } from './context-walk';
+import type { WalkedFiles } from './listed-files';
 
 /** Batches the worker may post before the main thread takes them (about 64,000 entries). */
 export const AHEAD_BATCHES = 128;
@@ -14,18 +15,27 @@ export interface WalkJob {
   filename: string;
   /** Int32Array over it: [0] is how many batches the main thread has taken */
   taken: SharedArrayBuffer;
+  /**
+   * `listing`: each batch as its encoded listing and its files with content (the upload of a
+   * keyed local needs no more); `entries`: the entries themselves (a local sent whole)
+   */
+  mode: 'listing' | 'entries';
 }
 
 /** A WalkEntry as it crosses threads: its attributes as pairs (a Buffer arrives as a Uint8Array). */
 export type WireEntry = Omit<WalkEntry, 'xattrs'> & { xattrs: Array<[string, Uint8Array]> };
 
 /**
- * Worker -> main thread. A batch holds at most BATCH_ENTRIES entries and about
- * BATCH_BYTES (listing-entry.ts), and `listing` is the BuildClientMessage that lists it (see
- * encodeListing): whether the local is keyed is known only later, and the encoding costs the
- * worker's time, not the main thread's.
+ * Worker -> main thread. A batch holds at most BATCH_ENTRIES entries and about BATCH_BYTES
+ * (listing-entry.ts). In `listing` mode, `listing` is the BuildClientMessage that lists it (see
+ * encodeListing; the encoding costs the worker's time, not the main thread's) and `files` its
+ * files with content.
  */
-export type WalkMessage = { kind: 'entries'; entries: WireEntry[]; listing: Uint8Array } | { kind: 'done' } | { kind: 'error'; code: BuildErrorCode; message: string };
+export type WalkMessage =
+  | { kind: 'entries'; entries: WireEntry[] }
+  | { kind: 'listing'; listing: Uint8Array; files: WalkedFiles }
+  | { kind: 'done' }
+  | { kind: 'error'; code: BuildErrorCode; message: string };
 
 /** Blocks until fewer than AHEAD_BATCHES of the `posted` batches are untaken (`taken[0]`). */
 export function waitForRoom(taken: Int32Array, posted: number): void {

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { BuildError } from '../solver/build-error';
 import type { WalkEntry } from './context-walk';
+import type { WalkedFiles } from './listed-files';
 import { takeOne, type WalkJob, type WalkMessage } from './walk-messages';
 
 /**
@@ -10,7 +11,7 @@ import { takeOne, type WalkJob, type WalkMessage } from './walk-messages';
  * starts the build, the walk's lstat and llistxattr calls (most of an unchanged context's cost)
  * and the encoding of the listing are done on the other core. `entries()` then yields the same
  * entries in the same order as walkContext would, with its errors; `batches()` yields them in
- * the batches of a keyed listing, each with its encoded BuildClientMessage.
+ * the batches of a keyed listing, each as its encoded BuildClientMessage and its files.
  *
  * Lifecycle: `start`, then `entries()` or `batches()` read at most once, then `close()`
  * (always: it stops a walk nobody read, after a failed connect say). The worker runs at most
@@ -22,7 +23,7 @@ export class PrefetchedWalk {
   private readonly taken: Int32Array;
   private exited = false;
 
-  private constructor(private readonly worker: Worker, shared: SharedArrayBuffer) {
+  private constructor(private readonly worker: Worker, shared: SharedArrayBuffer, readonly mode: WalkJob['mode']) {
     this.taken = new Int32Array(shared);
     worker.on('message', (msg: WalkMessage) => this.push(msg));
     worker.on('error', (err: Error) => this.push({ kind: 'error', code: 'internal', message: `Cannot walk the local directory: ${err.message}` }));
@@ -32,25 +33,39 @@ export class PrefetchedWalk {
     });
   }
 
-  /** Starts walking local `name` of `locals` (`filename`: the frontend's Dockerfile name). */
-  static start(name: string, locals: Record<string, string>, filename: string): PrefetchedWalk {
+  /**
+   * Starts walking local `name` of `locals` (`filename`: the frontend's Dockerfile name), for
+   * `mode`: `listing` for a local that will be keyed (then only batches() is read), `entries`
+   * for one sent whole (then only entries()).
+   */
+  static start(name: string, locals: Record<string, string>, filename: string, mode: WalkJob['mode'] = 'listing'): PrefetchedWalk {
     const shared = new SharedArrayBuffer(4);
-    const job: WalkJob = { name, locals, filename, taken: shared };
+    const job: WalkJob = { name, locals, filename, taken: shared, mode };
     const worker = new Worker(path.join(__dirname, 'walk-worker.js'), { workerData: job });
-    return new PrefetchedWalk(worker, shared);
+    return new PrefetchedWalk(worker, shared, mode);
   }
 
-  /** The walk's entries; throws what the walk threw (a BuildError with its code). */
+  /** The walk's entries (`entries` mode); throws what the walk threw (a BuildError with its code). */
   async *entries(): AsyncGenerator<WalkEntry> {
-    for await (const batch of this.batches()) yield* batch.entries;
+    for await (const msg of this.messages()) {
+      if (msg.kind !== 'entries') throw new BuildError('internal', 'Cannot read the walk\'s entries: it was started for a listing');
+      for (const e of msg.entries) yield { ...e, xattrs: new Map(e.xattrs.map(([k, v]) => [k, Buffer.from(v.buffer, v.byteOffset, v.byteLength)])) };
+    }
   }
 
   /**
-   * The walk's entries in batches of at most BATCH_ENTRIES entries and about BATCH_BYTES, each
-   * with `listing`, the BuildClientMessage that lists it (see encodeListing); throws what the
-   * walk threw.
+   * The walk in batches of at most BATCH_ENTRIES entries and about BATCH_BYTES (`listing`
+   * mode): each as `listing`, the BuildClientMessage that lists it (see encodeListing), and
+   * `files`, its files with content; throws what the walk threw.
    */
-  async *batches(): AsyncGenerator<{ entries: WalkEntry[]; listing: Uint8Array }> {
+  async *batches(): AsyncGenerator<{ files: WalkedFiles; listing: Uint8Array }> {
+    for await (const msg of this.messages()) {
+      if (msg.kind !== 'listing') throw new BuildError('internal', 'Cannot read the walk\'s listing: it was started for entries');
+      yield msg;
+    }
+  }
+
+  private async *messages(): AsyncGenerator<Extract<WalkMessage, { kind: 'entries' | 'listing' }>> {
     for (;;) {
       const msg = this.queue.shift();
       if (msg === undefined) {
@@ -61,8 +76,7 @@ export class PrefetchedWalk {
       if (msg.kind === 'done') return;
       if (msg.kind === 'error') throw new BuildError(msg.code, msg.message);
       takeOne(this.taken);
-      const entries = msg.entries.map((e) => ({ ...e, xattrs: new Map(e.xattrs.map(([k, v]) => [k, Buffer.from(v.buffer, v.byteOffset, v.byteLength)])) }));
-      yield { entries, listing: msg.listing };
+      yield msg;
     }
   }
 

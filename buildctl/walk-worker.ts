@@ -3,13 +3,14 @@ import { toBuildError } from '../solver/build-error';
 import { localIgnore, walkContext, type WalkEntry } from './context-walk';
 import { encodeListing } from './listing-encoder';
 import { BATCH_BYTES, BATCH_ENTRIES, listingEntryBytes } from './listing-entry';
+import { walkedFiles } from './listed-files';
 import { waitForRoom, type WalkJob, type WalkMessage, type WireEntry } from './walk-messages';
 
 /**
- * The worker thread of a PrefetchedWalk: walks one local with its ignore rules and posts its
- * entries in batches, each with its encoded listing (encodeListing), at most AHEAD_BATCHES
- * ahead of what the main thread has taken (it blocks on the shared counter until then), so
- * memory stays flat whatever the context.
+ * The worker thread of a PrefetchedWalk: walks one local with its ignore rules and posts it in
+ * batches (in `listing` mode each as its encoded listing, see encodeListing, and its files with
+ * content; else the entries), at most AHEAD_BATCHES ahead of what the main thread has taken (it
+ * blocks on the shared counter until then), so memory stays flat whatever the context.
  */
 async function run(): Promise<void> {
   const port = parentPort;
@@ -20,19 +21,17 @@ async function run(): Promise<void> {
   const post = (msg: WalkMessage): void => port.postMessage(msg);
   try {
     const ignore = await localIgnore(job.name, job.locals, job.filename);
-    let wire: WireEntry[] = [];
     let entries: WalkEntry[] = [];
     let bytes = 0;
     const flush = (): void => {
       waitForRoom(taken, posted);
-      post({ kind: 'entries', entries: wire, listing: encodeListing(job.name, entries) });
+      if (job.mode === 'listing') post({ kind: 'listing', listing: encodeListing(job.name, entries), files: walkedFiles(entries) });
+      else post({ kind: 'entries', entries: entries.map((e): WireEntry => ({ ...e, xattrs: [...e.xattrs] })) });
       posted++;
-      wire = [];
       entries = [];
       bytes = 0;
     };
     for (const e of walkContext(job.locals[job.name] as string, ignore)) {
-      wire.push({ ...e, xattrs: [...e.xattrs] });
       entries.push(e);
       bytes += listingEntryBytes(e);
       if (entries.length >= BATCH_ENTRIES || bytes >= BATCH_BYTES) flush();

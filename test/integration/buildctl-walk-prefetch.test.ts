@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { localIgnore, walkContext, type WalkEntry } from '../../buildctl/context-walk';
 import type { PrefetchedWalk as PrefetchedWalkType } from '../../buildctl/walk-prefetch';
+import { loadControlApi } from '../../buildd/api/load-proto';
 import { writeXattrs } from '../../store/xattrs';
 import { ensureBuilt } from '../helpers/daemon';
 
@@ -31,8 +32,8 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function collect(walk: AsyncIterable<WalkEntry>): Promise<WalkEntry[]> {
-  const out: WalkEntry[] = [];
+async function collect<T>(walk: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
   for await (const e of walk) out.push(e);
   return out;
 }
@@ -40,7 +41,7 @@ async function collect(walk: AsyncIterable<WalkEntry>): Promise<WalkEntry[]> {
 test('yields what walkContext yields, in its order, with the ignore rules and attributes', async () => {
   const locals = { context: dir, dockerfile: dir };
   const expected = [...walkContext(dir, await localIgnore('context', locals, 'Dockerfile'))];
-  const walk = PrefetchedWalk.start('context', locals, 'Dockerfile');
+  const walk = PrefetchedWalk.start('context', locals, 'Dockerfile', 'entries');
   try {
     const got = await collect(walk.entries());
     expect(got).toEqual(expected);
@@ -53,11 +54,31 @@ test('yields what walkContext yields, in its order, with the ignore rules and at
   }
 });
 
+test('for a listing, yields walkContext\'s entries encoded, and the files with content as columns', async () => {
+  const locals = { context: dir, dockerfile: dir };
+  const expected = [...walkContext(dir, await localIgnore('context', locals, 'Dockerfile'))];
+  const walk = PrefetchedWalk.start('context', locals, 'Dockerfile', 'listing');
+  const decode = loadControlApi().service.Build?.requestDeserialize as (b: Buffer) => { listing: { paths: string[]; sizes: number[]; xattrs: Array<{ index: number }> } };
+  const paths: string[] = [];
+  const files: Array<[string, number, number]> = [];
+  try {
+    for await (const batch of walk.batches()) {
+      const { listing } = decode(Buffer.from(batch.listing));
+      paths.push(...listing.paths);
+      batch.files.rels.forEach((rel, i) => files.push([rel, batch.files.sizes[i] as number, batch.files.mtimes[i] as number]));
+    }
+  } finally {
+    await walk.close();
+  }
+  expect(paths).toEqual(expected.map((e) => e.rel));
+  expect(files).toEqual(expected.filter((e) => e.type === 'FILE' && e.size > 0).map((e) => [e.rel, e.size, e.mtimeMs]));
+});
+
 test('fails as walkContext fails, with its code and message', async () => {
   const missing = path.join(dir, 'no-such-dir');
   const walk = PrefetchedWalk.start('context', { context: missing }, 'Dockerfile');
   try {
-    await expect(collect(walk.entries())).rejects.toMatchObject({ code: 'invalid-argument', message: `Cannot read local directory ${missing}: ENOENT` });
+    await expect(collect(walk.batches())).rejects.toMatchObject({ code: 'invalid-argument', message: `Cannot read local directory ${missing}: ENOENT` });
   } finally {
     await walk.close();
   }
