@@ -25,7 +25,7 @@ export interface CheckConfig {
 export const RULES = [
   'JSONArgsRecommended', 'StageNameCasing', 'FromAsCasing', 'MaintainerDeprecated', 'UndefinedArgInFrom',
   'ConsistentInstructionCasing', 'MultipleInstructionsDisallowed', 'NoEmptyContinuation', 'InvalidDefaultArgInFrom',
-  'ReservedStageName', 'DuplicateStageName',
+  'ReservedStageName', 'DuplicateStageName', 'InvalidBaseImagePlatform',
 ] as const;
 
 /** Reads `skip=A,B;error=true`; a malformed value is an error on the directive's line. */

@@ -1,4 +1,4 @@
-import { normalizePlatform, parsePlatform, platformId } from '../store/platforms';
+import { normalizePlatform, parsePlatform, platformId, platformMatcher } from '../store/platforms';
 import { BuildError, toBuildError } from '../solver/build-error';
 import { Definition } from '../solver/op';
 import { ImageConfig } from '../store/image-config';
@@ -106,6 +106,16 @@ export async function dockerfileToGraph(input: FrontendInput): Promise<FrontendR
   const plan = planStages(parsed, globalArgs, input.target, filename, named, lints);
   const images = await resolveImages(plan, input, targetPlatform);
   const imageOf = (ref: string, platform?: string): ResolvedImage => images.get(imageKey(ref, platform ?? targetPlatform)) as ResolvedImage;
+  // As BuildKit: a base of a single image of another platform is taken, with a warning
+  for (const st of plan.reachable) {
+    if (st.base.kind !== 'image') continue;
+    const wanted = st.base.platform ?? targetPlatform;
+    const { os, architecture, variant } = imageOf(st.base.ref, st.base.platform).config;
+    const actual = { os, architecture, ...(variant ? { variant } : {}) };
+    if (!platformMatcher(parsePlatform(wanted)).match(actual)) {
+      lints.push({ rule: 'InvalidBaseImagePlatform', message: `Base image ${st.base.ref} was pulled with platform "${platformId(actual)}", expected "${wanted}" for current build`, at: st.parsed.at });
+    }
+  }
 
   const sources = new Map<string, OpNode>();
   const sourceOnce = (identifier: string, attrs: Record<string, string>, name: string, at?: LineRange): OpNode => {

@@ -143,7 +143,7 @@ export const execOpSchema = z.object({
    * another platform. A platform the worker cannot run (natively or through binfmt_misc)
    * fails the build before any step runs.
    */
-  platform: z.string().regex(/^[a-z0-9]+\/[a-z0-9_.-]+(\/[a-z0-9.]+)?$/).optional(),
+  platform: z.string().regex(/^[a-z0-9._-]+\/[a-z0-9._-]+(\/[a-z0-9._-]+)?$/).optional(),
 }).strict();
 export type ExecOp = z.infer<typeof execOpSchema>;
 

@@ -1,4 +1,4 @@
-import { pickManifest, platformId, platformMatcher, type PlatformLike } from './platforms';
+import { pickManifest, platformId, type PlatformLike } from './platforms';
 import { traced } from './traced';
 import { createHash } from 'node:crypto';
 import { BuildError } from '../solver/build-error';
@@ -123,7 +123,9 @@ export class RegistryClient {
       const pick = pickManifest(index.data.manifests, platform);
       if (!pick) {
         const has = [...new Set(index.data.manifests.flatMap((m) => (m.platform ? [platformId(m.platform)] : [])))];
-        throw new BuildError('not-found', `Cannot pull ${ref.familiar}: no match for platform ${platformId(platform)} in its index, which has ${has.length > 0 ? has.join(', ') : 'no platform'}`);
+        // a hostile index may name thousands: the message stays short enough for a gRPC trailer
+        const listed = has.length > 16 ? `${has.slice(0, 16).join(', ')} and ${has.length - 16} more` : has.join(', ');
+        throw new BuildError('not-found', `Cannot pull ${ref.familiar}: no match for platform ${platformId(platform)} in its index, which has ${has.length > 0 ? listed : 'no platform'}`);
       }
       indexDigest = got.digest;
       got = await this.getManifest(ref, pick.digest, signal);
@@ -142,12 +144,6 @@ export class RegistryClient {
     }
     const config = imageConfigSchema.safeParse(parseJson(bytes, `config of ${ref.familiar}`));
     if (!config.success) throw this.malformed(ref, 'config', describeZodError(config.error));
-    // a single manifest is taken only for a platform that accepts its config's (as containerd),
-    // unless its digest was asked for: a pull of what the frontend picked from an index
-    const { os, architecture, variant } = config.data;
-    if (indexDigest === undefined && ref.digest === undefined && os && architecture && !platformMatcher(platform).match({ os, architecture, ...(variant ? { variant } : {}) })) {
-      throw new BuildError('not-found', `Cannot pull ${ref.familiar}: no match for platform ${platformId(platform)}: it is a single image for ${platformId({ os, architecture, ...(variant ? { variant } : {}) })}`);
-    }
     return {
       ref: ref.toString(),
       digest: got.digest,

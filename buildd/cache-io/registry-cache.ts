@@ -36,14 +36,23 @@ export async function openRegistryCache(registry: RegistryClient, ref: string, c
   return [await openManifestCache(registry, ref, got, content, signal)];
 }
 
+/** The most images of one index whose inline caches an import reads (one per platform). */
+const MAX_INDEX_CACHES = 64;
+
 /** Each platform's inline cache of an image index; platforms without one are passed over. */
 async function openIndexCaches(registry: RegistryClient, ref: string, json: unknown, content: ContentStore, signal: AbortSignal): Promise<ImportedIndex[]> {
   const index = imageIndexSchema.safeParse(json);
   if (!index.success) throw new BuildError('invalid-argument', `Cannot import cache ${ref}: malformed image index: ${describeZodError(index.error) ?? 'invalid'}`);
+  // BuildKit's own registry cache is an index of its layers and its cache config
+  if (index.data.manifests.some((m) => m.mediaType === BUILDKIT_CACHE_CONFIG_MEDIA_TYPE)) {
+    throw new BuildError('invalid-argument', `Cannot import cache ${ref}: it is BuildKit's cache (${BUILDKIT_CACHE_CONFIG_MEDIA_TYPE}), whose keys never match buildd's; export it again with buildd`);
+  }
+  const images = index.data.manifests.filter((m) => m.mediaType === MediaTypes.ociManifest || m.mediaType === MediaTypes.dockerManifest);
+  if (images.length > MAX_INDEX_CACHES) throw new BuildError('invalid-argument', `Cannot import cache ${ref}: its index names ${images.length} images, over the ${MAX_INDEX_CACHES} a cache import reads`);
   const base = parseImageRef(ref).withoutTag();
   const found: ImportedIndex[] = [];
   let firstError: unknown;
-  for (const m of index.data.manifests) {
+  for (const m of images) {
     const child = base.withDigest(m.digest).toString();
     try {
       const got = await registry.fetchManifest(child, signal);

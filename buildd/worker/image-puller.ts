@@ -1,4 +1,5 @@
 import { BuildError } from '../../solver/build-error';
+import { parseImageRef } from '../../store/image-ref';
 import { sha256Digest } from '../../solver/canonical-json';
 import { CacheStore } from '../../solver/cache-store';
 import { ContentStore } from '../../store/content-store';
@@ -34,7 +35,9 @@ export class ImagePuller {
   async pull(ref: string, digest: string, signal: AbortSignal, session?: SessionAttachables): Promise<string | null> {
     const { content, snapshotter, cache } = this.deps;
     const registry = this.deps.registries.forSession(session);
-    const pinned = ref.includes('@') ? ref : `${ref}@${digest}`;
+    // the manifest the frontend picked for the stage's platform: a ref pinned to an index's
+    // digest would pick again, for this client's default platform
+    const pinned = parseImageRef(ref).withDigest(digest).toString();
     const image = await registry.resolve(pinned, signal);
     const diffIds = image.config.rootfs.diff_ids;
     if (diffIds.length !== image.manifest.layers.length) {

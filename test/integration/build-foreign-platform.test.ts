@@ -63,6 +63,23 @@ test('a linux/arm64 build runs its RUN steps as aarch64 and makes an arm64 image
   expect(JSON.parse(stdout)).toMatchObject({ os: 'linux', architecture: 'arm64' });
 });
 
+test('a base pinned by its index\'s digest is the platform\'s image, not the amd64 one', async () => {
+  const res = await fetch(`http://${env.registry.host}/v2/busybox/manifests/multi`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+  const indexDigest = res.headers.get('docker-content-digest');
+  expect(indexDigest).toMatch(/^sha256:[a-f0-9]{64}$/);
+  const ctx = await context(`FROM ${env.registry.host}/busybox@${indexDigest}\nRUN uname -m > /arch\n`);
+  const out = path.join(env.tmp, 'pinned-out');
+  expect((await env.build(ctx, ['--opt', 'platform=linux/arm64', '--output', `type=local,dest=${out}`])).code).toBe(0);
+  expect((await fsp.readFile(path.join(out, 'arch'), 'utf8')).trim()).toBe('aarch64');
+  expect((await fsp.readFile(path.join(out, 'bin', 'busybox'))).readUInt16LE(18)).toBe(0xb7);
+});
+
+test('a single image of another platform is taken with BuildKit\'s InvalidBaseImagePlatform warning', async () => {
+  const ctx = await context(`FROM ${env.busybox}\nRUN true\n`);
+  const res = await env.build(ctx, ['--opt', 'platform=linux/arm64']);
+  expect(res.stderr).toContain(`InvalidBaseImagePlatform: Base image ${env.busybox} was pulled with platform "linux/amd64", expected "linux/arm64" for current build`);
+});
+
 test('the same RUN on amd64 and arm64 are two steps, not one cached for both', async () => {
   const ctx = await context(`FROM ${multi}\nRUN uname -m > /arch\n`);
   const amd = path.join(env.tmp, 'amd-out');

@@ -64,4 +64,11 @@ describe('target and build platforms', () => {
     await expect(build('ARG P\nFROM --platform=$P localhost:5000/busybox:latest\n')).rejects.toThrow(/empty platform value from expression \$P/);
     await expect(build('FROM --platform=linux/a/b/c localhost:5000/busybox:latest\n')).rejects.toThrow(/invalid --platform "linux\/a\/b\/c"/);
   });
+
+  test('a base image of another platform than its stage\'s gives BuildKit\'s InvalidBaseImagePlatform warning', async () => {
+    const r = await build('FROM localhost:5000/busybox:latest\nRUN true\n', { platform: 'linux/arm64' });
+    expect(r.warnings.map((w) => w.message)).toContain('InvalidBaseImagePlatform: Base image localhost:5000/busybox:latest was pulled with platform "linux/amd64", expected "linux/arm64" for current build');
+    const native = await build('FROM localhost:5000/busybox:latest\nRUN true\n');
+    expect(native.warnings.map((w) => w.message).join('\n')).not.toMatch(/InvalidBaseImagePlatform/);
+  });
 });
