@@ -1,5 +1,6 @@
 import { toBuildError } from '../solver/build-error';
 import { parseArgs } from './parse-args';
+import { localKeys } from './local-keys';
 import { PrefetchedWalk } from './walk-prefetch';
 
 /**
@@ -23,18 +24,20 @@ export async function main(): Promise<number> {
     return 2;
   }
   const prefetched: Record<string, PrefetchedWalk> = {};
+  let keys: Record<string, string> | undefined;
   if (args.command.kind === 'build') {
     const { locals, frontendAttrs } = args.command;
+    // a keyed local's walk posts only its listing and the files the daemon may ask for
+    keys = await localKeys(locals);
     // the dockerfile local's walk enters only the directories on the way to the Dockerfile:
     // cheaper than a thread
-    // a local is keyed when the client has a config dir for its id (localKeys): its walk then
-    // posts only the listing and the files the daemon may ask for
-    const mode = process.env['XDG_CONFIG_HOME'] || process.env['HOME'] ? 'listing' : 'entries';
-    for (const name of Object.keys(locals)) if (name !== 'dockerfile') prefetched[name] = PrefetchedWalk.start(name, locals, frontendAttrs.filename ?? 'Dockerfile', mode);
+    for (const name of Object.keys(locals)) {
+      if (name !== 'dockerfile') prefetched[name] = PrefetchedWalk.start(name, locals, frontendAttrs.filename ?? 'Dockerfile', Object.hasOwn(keys, name) ? 'listing' : 'entries');
+    }
   }
   try {
     const { runCommand } = await import('./run-command');
-    return await runCommand(args, prefetched);
+    return await runCommand(args, prefetched, keys);
   } finally {
     await Promise.all(Object.values(prefetched).map((w) => w.close()));
   }

@@ -19,7 +19,12 @@ import { runBuild } from './run-build';
  * Runs a parsed buildctl command against the daemon (main.ts parses the flags and starts the
  * context walks first): exit 0 on success, 1 on failure, with the failure printed.
  */
-export async function runCommand(args: ParsedArgs, prefetched: Readonly<Record<string, PrefetchedWalk>> = {}): Promise<number> {
+export async function runCommand(
+  args: ParsedArgs,
+  prefetched: Readonly<Record<string, PrefetchedWalk>> = {},
+  /** the locals' keys when main worked them out already (localKeys) */
+  keys?: Record<string, string>,
+): Promise<number> {
   let client: grpc.Client | undefined;
   let renderer: ProgressRenderer | undefined;
   try {
@@ -56,7 +61,7 @@ export async function runCommand(args: ParsedArgs, prefetched: Readonly<Record<s
     if (cmd.outputs.some((o) => o.dest === '-') && process.stdout.isTTY) {
       throw new BuildError('invalid-argument', 'Cannot write the image tar to a terminal: redirect stdout or use dest=FILE');
     }
-    const response = await runBuild(client, { ...cmd, localKeys: await localKeys(cmd.locals), progress: renderer, signal: abort.signal, registryAuth: new DockerAuthProvider(), prefetched });
+    const response = await runBuild(client, { ...cmd, localKeys: keys ?? (await localKeys(cmd.locals)), progress: renderer, signal: abort.signal, registryAuth: new DockerAuthProvider(), prefetched });
     if (cmd.metadataFile) await writeMetadata(cmd, response);
     return 0;
   } catch (err) {

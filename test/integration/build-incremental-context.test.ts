@@ -183,4 +183,18 @@ describe('incremental context transfer with a real daemon', () => {
     expect(res.stderr).toMatch(/transferring context: [\d.]+kB/);
     expect((await imageFiles(path.join(env.tmp, 'old.tar')))['app/src/f0.txt']?.type).toBe('file');
   });
+
+  test('a config dir that cannot hold the client id sends everything too', async () => {
+    const notADir = path.join(env.tmp, 'config-is-a-file');
+    await fsp.writeFile(notADir, '');
+    const before = synced(env.daemon.stderr()).length;
+    const out = path.join(env.tmp, 'no-id.tar');
+    const res = await runBuildctl(
+      ['--addr', env.daemon.addr, '--tlsdir', path.join(env.daemon.certsDir as string, 'client'), 'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--progress', 'plain', '--output', `type=oci,dest=${out}`],
+      { XDG_CONFIG_HOME: notADir },
+    );
+    expect({ code: res.code, stderr: res.code === 0 ? '' : res.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(synced(env.daemon.stderr()).slice(before)).toEqual([]);
+    expect((await imageFiles(out))['app/src/f0.txt']?.type).toBe('file');
+  });
 });
