@@ -182,15 +182,14 @@ test('a platform the index of the base lacks fails naming the platforms it has',
   expect(res.stderr).toMatch(/no match for platform linux\/s390x in its index, which has linux\/amd64, linux\/arm64/);
 });
 
-test('an inline cache pushed with the index is imported for both platforms by a daemon with an empty root', async () => {
-  const name = `${registry.host}/multi/cached:1`;
-  expect((await build(['--export-cache', 'type=inline', '--output', `type=image,name=${name},push=true,registry.insecure=true`])).code).toBe(0);
+/** Builds both platforms with a fresh daemon (an empty root) importing `importRef`; every step must come from that cache. */
+async function expectAllCachedFrom(importRef: string): Promise<void> {
   const fresh = await startDaemon({ builder: 'real' });
   try {
     const res = await runBuildctl([
       '--addr', fresh.addr, '--tlsdir', path.join(fresh.certsDir as string, 'client'),
       'build', '--frontend', 'dockerfile.v0', '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--progress', 'plain',
-      '--opt', 'platform=linux/amd64,linux/arm64', '--import-cache', `type=registry,ref=${name}`,
+      '--opt', 'platform=linux/amd64,linux/arm64', '--import-cache', `type=registry,ref=${importRef}`,
     ]);
     expect(res.code).toBe(0);
     expect(res.stderr).not.toMatch(/WARN/);
@@ -199,4 +198,20 @@ test('an inline cache pushed with the index is imported for both platforms by a 
   } finally {
     await fresh.stop();
   }
+}
+
+test('an inline cache pushed with the index is imported for both platforms by a daemon with an empty root', async () => {
+  const name = `${registry.host}/multi/cached:1`;
+  expect((await build(['--export-cache', 'type=inline', '--output', `type=image,name=${name},push=true,registry.insecure=true`])).code).toBe(0);
+  await expectAllCachedFrom(name);
+});
+
+test('a registry cache exported by a two-platform build holds both platforms\' steps', async () => {
+  const ref = `${registry.host}/multi/cache:buildcache`;
+  expect((await build(['--export-cache', `type=registry,ref=${ref},registry.insecure=true`])).code).toBe(0);
+  const { stdout } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]);
+  const manifest = JSON.parse(stdout) as { layers?: unknown[]; manifests?: unknown[] };
+  // both platforms' RUN layers (busybox's two, and two per platform's stage) are in the one cache
+  expect((manifest.layers ?? manifest.manifests ?? []).length).toBeGreaterThanOrEqual(4);
+  await expectAllCachedFrom(ref);
 });
