@@ -1,17 +1,17 @@
 import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { mkdirSync, promises as fsp, utimesSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { BuildError } from '../solver/build-error';
 import { createDecompressor, type CompressionType } from './layer-compression';
-import { cleanAbsolute, resolveInRoot } from './safe-path';
+import { cleanAbsolute, resolveInRootSync } from './safe-path';
 import { drained } from './stream-drained';
 import { writeTarEntry } from './tar-entry-writer';
 import { createTarExtract } from './tar-xattrs';
 import { drainEntry } from './tar-entry-writer';
-import { lstatOrUndefined } from './path-exists';
+import { lstatOrUndefinedSync } from './path-exists';
 
 /** One entry of an extract stream: its header and a readable of its content. */
 type TarEntry = tar.ExtractEvents['entry'][1];
@@ -79,13 +79,15 @@ export async function applyLayer(source: Readable, root: string, signal?: AbortS
     }
     await feeding;
   } catch (err) {
+    // what failed first: stopping the feed below makes it fail too, with an AbortError
+    const failure = signal?.aborted ? err : (feedError ?? err);
     stop.abort(err);
     extract.destroy();
     await feeding.catch(() => undefined);
-    throw signal?.aborted ? err : (feedError ?? err);
+    throw failure;
   }
   // Children change their directory's mtime: set directories' times last, deepest first.
-  for (const [dir, mtime] of state.dirTimes.reverse()) await fsp.utimes(dir, mtime, mtime);
+  for (const [dir, mtime] of state.dirTimes.reverse()) utimesSync(dir, mtime, mtime);
   return { diffId: 'sha256:' + hash.digest('hex') };
 }
 
@@ -106,22 +108,25 @@ async function applyEntry(entry: TarEntry, state: ApplyState, signal?: AbortSign
   if (name === '/' || base === OPAQUE_MARKER || base.startsWith(WHITEOUT_PREFIX)) await drainEntry(entry);
   if (name === '/') return; // the root's own entry: the snapshot root keeps its metadata
   if (base === OPAQUE_MARKER) {
-    const dir = await resolveInRoot(state.root, parent);
-    const st = await lstatOrUndefined(dir);
+    const dir = resolveInRootSync(state.root, parent);
+    const st = lstatOrUndefinedSync(dir);
     if (st?.isDirectory()) await emptyDir(dir, state.written);
     return;
   }
   if (base.startsWith(WHITEOUT_PREFIX)) {
-    const victim = await resolveInRoot(state.root, path.posix.join(parent, base.slice(WHITEOUT_PREFIX.length)), { followFinal: false });
+    const victim = resolveInRootSync(state.root, path.posix.join(parent, base.slice(WHITEOUT_PREFIX.length)), { followFinal: false });
     if (victim !== state.root) await fsp.rm(victim, { recursive: true, force: true });
     return;
   }
 
-  const target = await resolveInRoot(state.root, name, { followFinal: false });
+  // path resolution and mkdir are synchronous for the reason writeTarEntry's metadata calls are
+  const target = resolveInRootSync(state.root, name, { followFinal: false });
   if (target === state.root) return drainEntry(entry);
-  await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
-    throw fail(`its parent is not a directory (${err.code ?? err.message})`);
-  });
+  try {
+    mkdirSync(path.dirname(target), { recursive: true, mode: 0o755 });
+  } catch (err) {
+    throw fail(`its parent is not a directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
   state.written.add(target);
   const wrote = await writeTarEntry(entry, target, {
     root: state.root,

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { lstatSync, promises as fsp, readlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
 
@@ -14,7 +14,29 @@ const MAX_LINKS = 255;
  * used to create them.
  */
 export async function resolveInRoot(root: string, p: string, opts: { followFinal?: boolean } = {}): Promise<string> {
-  const followFinal = opts.followFinal ?? true;
+  const steps = resolveSteps(root, p, opts.followFinal ?? true);
+  let step = steps.next();
+  while (!step.done) step = steps.next(await linkTargetAt(step.value));
+  return step.value;
+}
+
+/**
+ * {@link resolveInRoot} with synchronous lstat/readlink: for a loop over many entries (a layer's
+ * symlinks and directories) where a thread-pool round trip per component costs far more than
+ * the call itself. Same rules, same result.
+ */
+export function resolveInRootSync(root: string, p: string, opts: { followFinal?: boolean } = {}): string {
+  const steps = resolveSteps(root, p, opts.followFinal ?? true);
+  let step = steps.next();
+  while (!step.done) step = steps.next(linkTargetAtSync(step.value));
+  return step.value;
+}
+
+/**
+ * The walk of both resolvers: yields each host path to look at and is sent back its symlink
+ * target (undefined for anything else or nothing there); returns the resolved path.
+ */
+function* resolveSteps(root: string, p: string, followFinal: boolean): Generator<string, string, string | undefined> {
   const rootAbs = path.resolve(root);
   let pending = splitPath(p);
   const done: string[] = [];
@@ -26,20 +48,12 @@ export async function resolveInRoot(root: string, p: string, opts: { followFinal
       done.pop();
       continue;
     }
-    const candidate = path.join(rootAbs, ...done, part);
     const isLast = pending.length === 0;
     if (isLast && !followFinal) {
       done.push(part);
       break;
     }
-    let target: string | undefined;
-    try {
-      const st = await fsp.lstat(candidate);
-      if (st.isSymbolicLink()) target = await fsp.readlink(candidate);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
-    }
+    const target = yield path.join(rootAbs, ...done, part);
     if (target === undefined) {
       done.push(part);
       continue;
@@ -51,6 +65,31 @@ export async function resolveInRoot(root: string, p: string, opts: { followFinal
     pending = [...splitPath(target), ...pending];
   }
   return path.join(rootAbs, ...done);
+}
+
+async function linkTargetAt(candidate: string): Promise<string | undefined> {
+  try {
+    const st = await fsp.lstat(candidate);
+    return st.isSymbolicLink() ? await fsp.readlink(candidate) : undefined;
+  } catch (err) {
+    return missing(err);
+  }
+}
+
+function linkTargetAtSync(candidate: string): string | undefined {
+  try {
+    const st = lstatSync(candidate);
+    return st.isSymbolicLink() ? readlinkSync(candidate) : undefined;
+  } catch (err) {
+    return missing(err);
+  }
+}
+
+/** A component that is not there (or under a non-directory) is kept as written; other errors are thrown. */
+function missing(err: unknown): undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+  return undefined;
 }
 
 /** Cleans a path to `/a/b` form without touching the filesystem; `..` never climbs above `/`. */
