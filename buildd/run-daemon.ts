@@ -16,6 +16,7 @@ import { builddVersion } from './version';
 import { DaemonMetrics } from './ops/daemon-metrics';
 import { startTracing, type Tracing } from './ops/tracing';
 import { SNAPSHOTTER_CHOICES } from './worker/snapshotter-choice';
+import { stopHostCommandHelper } from '../store/host-command';
 
 /**
  * The daemon's process: parse flags and config, make the builder, serve until SIGTERM/SIGINT,
@@ -153,6 +154,7 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
     logger.fatal({ err: toBuildError(err).message }, 'buildd cannot start');
     process.stderr.write(`buildd: ${toBuildError(err).message}\n`);
     await builder?.close().catch(() => undefined);
+    await stopHostCommandHelper();
     await tracing?.shutdown();
     process.exit(1);
   }
@@ -167,6 +169,7 @@ export async function runDaemon(argv: string[], makeBuilder: MakeBuilder): Promi
     logger.info({ signal: sig }, 'buildd shutting down');
     running.stop().then(
       async () => {
+        await stopHostCommandHelper();
         await tracing?.shutdown();
         logger.info('buildd stopped');
         process.exit(0);

@@ -1,10 +1,9 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { BuildError } from '../solver/build-error';
+import { execHostCommand } from './host-command';
 import { type Baselines, recordBaselines, writeLayerDiff } from './native-diff';
 import { unmount } from './overlay-snapshotter';
 import { MetaDb } from './meta-db';
@@ -14,7 +13,6 @@ import type { ActiveSnapshot, CommitOptions, SnapshotInfo, Snapshotter, Snapshot
 import { cloneEntry } from './tree-clone';
 import { assertOverlayXattrsReadable, type OverlayXattrNamespace } from './trusted-xattr-probe';
 
-const execFileP = promisify(execFile);
 
 /** Options of `NativeSnapshotter.open`. */
 export interface NativeSnapshotterOptions {
@@ -147,7 +145,7 @@ export class NativeSnapshotter implements Snapshotter {
       });
     }
     // The tree and the diff must be on disk before the metadata says the snapshot exists.
-    await execFileP('sync', ['-f', sdir]);
+    await execHostCommand('sync', ['-f', sdir]);
     const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.createdAt ? { createdAt: opts.createdAt } : {}), ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
     this.table.commit(done, opts.within);
     this.metas.set(active.id, done);
@@ -220,7 +218,7 @@ export class NativeSnapshotter implements Snapshotter {
     const target = path.join(this.dir, 'views', randomBytes(8).toString('hex'));
     await fsp.mkdir(target);
     try {
-      await execFileP('mount', ['--bind', fsDir, target]);
+      await execHostCommand('mount', ['--bind', fsDir, target]);
     } catch (err) {
       await fsp.rmdir(target).catch(() => undefined);
       this.plainViews = ((err as { stderr?: string }).stderr ?? String(err)).trim();
@@ -228,7 +226,7 @@ export class NativeSnapshotter implements Snapshotter {
       return { path: fsDir, release: onceAsync(async () => done()) };
     }
     try {
-      await execFileP('mount', ['-o', 'remount,bind,ro', target]);
+      await execHostCommand('mount', ['-o', 'remount,bind,ro', target]);
     } catch (err) {
       await unmount(target).catch(() => undefined);
       await fsp.rmdir(target).catch(() => undefined);

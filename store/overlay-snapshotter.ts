@@ -1,17 +1,15 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import pino, { type Logger } from 'pino';
 import { BuildError } from '../solver/build-error';
+import { execHostCommand } from './host-command';
 import type { ActiveSnapshot, CommitOptions, SnapshotInfo, Snapshotter, SnapshotView } from './snapshotter';
 import { MetaDb } from './meta-db';
 import { loadSnapshots, mountsBelow } from './snapshot-records';
 import { SnapshotTable } from './snapshot-table';
 import { assertOverlayXattrsReadable, type OverlayXattrNamespace } from './trusted-xattr-probe';
 
-const execFileP = promisify(execFile);
 
 /**
  * The kernel copies mount options into one page; stay under it with room for the other
@@ -131,7 +129,7 @@ export class OverlaySnapshotter implements Snapshotter {
     const sdir = path.join(this.dir, active.id);
     await fsp.rm(path.join(sdir, 'work'), { recursive: true, force: true });
     // The layer's files must be on disk before the metadata says the snapshot exists.
-    await execFileP('sync', ['-f', path.join(sdir, 'fs')]);
+    await execHostCommand('sync', ['-f', path.join(sdir, 'fs')]);
     const done: SnapshotInfo = { ...info, kind: 'committed', ...(opts.createdAt ? { createdAt: opts.createdAt } : {}), ...(opts.linkedFrom?.length ? { linkedFrom: [...opts.linkedFrom] } : {}) };
     this.table.commit(done, opts.within);
     this.metas.set(active.id, done);
@@ -259,7 +257,7 @@ export class OverlaySnapshotter implements Snapshotter {
     }
     try {
       // Relative layer paths resolve against the cwd of the mount process: the snapshots dir.
-      await execFileP('mount', ['-t', 'overlay', 'overlay', '-o', options, target], { cwd: this.dir });
+      await execHostCommand('mount', ['-t', 'overlay', 'overlay', '-o', options, target], { cwd: this.dir });
     } catch (err) {
       const stderr = (err as { stderr?: string }).stderr ?? String(err);
       throw new BuildError('internal', `Cannot mount snapshot ${id}: ${stderr.trim()}`, { cause: err });
@@ -305,7 +303,7 @@ export async function probeOverlay(scratchParent: string, namespace: OverlayXatt
     await assertOverlayXattrsReadable(dir, namespace, 'overlay opaque markers');
     const options = [`lowerdir=lower,upperdir=upper,workdir=work`, ...(namespace === 'user' ? ['userxattr'] : []), ...((await indexOffSupported()) ? ['index=off'] : [])];
     try {
-      await execFileP('mount', ['-t', 'overlay', 'overlay', '-o', options.join(','), 'merged'], { cwd: dir });
+      await execHostCommand('mount', ['-t', 'overlay', 'overlay', '-o', options.join(','), 'merged'], { cwd: dir });
     } catch (err) {
       // mount(8) says `mount: <target>: <why>` and then points at dmesg: the why is the news
       const first = ((err as { stderr?: string }).stderr ?? String(err)).trim().split('\n')[0] ?? '';
@@ -341,12 +339,12 @@ async function fsTypeNote(dir: string): Promise<string> {
 /** Unmounts, falling back to a lazy unmount when something still holds the mount busy. */
 export async function unmount(target: string): Promise<void> {
   try {
-    await execFileP('umount', [target]);
+    await execHostCommand('umount', [target]);
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr ?? '';
     if (/not mounted|no mount point/i.test(stderr)) return;
     try {
-      await execFileP('umount', ['-l', target]);
+      await execHostCommand('umount', ['-l', target]);
     } catch (err2) {
       const stderr2 = (err2 as { stderr?: string }).stderr ?? String(err2);
       throw new BuildError('internal', `Cannot unmount ${target}: ${stderr2.trim()}`, { cause: err2 });

@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { captureCappedOutput } from './capped-output';
+import { runHostCommand } from '../../store/host-command';
 
 /** How a short runc command (kill, delete, list) ended. */
 export interface RuncCommandResult {
@@ -10,15 +9,12 @@ export interface RuncCommandResult {
 }
 
 /**
- * Runs a short-lived runc command to completion and collects its (capped) output. Never
- * rejects: callers decide whether a failure matters (a `kill` of a container that is already
- * gone does not).
+ * Runs a short-lived runc command to completion through the host command helper (a fork of the
+ * daemon blocks its main thread: see store/host-command.ts) and collects its (capped) output.
+ * Never rejects: callers decide whether a failure matters (a `kill` of a container that is
+ * already gone does not).
  */
-export function runRuncCommand(binary: string, args: readonly string[]): Promise<RuncCommandResult> {
-  return new Promise((resolve) => {
-    const child = spawn(binary, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = captureCappedOutput(child);
-    child.once('error', (err) => resolve({ code: null, stdout: out.stdout(), stderr: out.stderr() + err.message }));
-    child.once('close', (code) => resolve({ code, stdout: out.stdout(), stderr: out.stderr() }));
-  });
+export async function runRuncCommand(binary: string, args: readonly string[]): Promise<RuncCommandResult> {
+  const res = await runHostCommand(binary, args);
+  return { code: res.error !== undefined ? null : res.code, stdout: res.stdout, stderr: res.stderr + (res.error ?? '') };
 }
