@@ -15,8 +15,8 @@
 #
 # Cold means an empty cache and no base image: buildd restarts on an empty root, the reference
 # prunes its build cache and removes the base image. Both keep what they build as an image
-# (docker's image store; buildd's --output type=image). buildd's peak RSS (VmHWM) over every
-# daemon of the run is printed last. Needs root. The reference is the conformance harness's
+# (docker's image store; buildd's --output type=image). buildd's peak RSS (VmHWM, the daemon's plus its command
+# helper's) over every daemon of the run is printed last. Needs root. The reference is the conformance harness's
 # (scripts/conformance.sh reference start, run here when it is not serving; it stays up for the
 # next run: scripts/conformance.sh reference stop ends it).
 #
@@ -36,7 +36,10 @@ daemon=""
 peak_kib=0
 stop_daemon() {
   [ -n "$daemon" ] || return 0
-  local hwm; hwm=$(awk '/VmHWM/{print $2}' "/proc/$daemon/status" 2>/dev/null || echo 0)
+  local hwm helper; hwm=$(awk '/VmHWM/{print $2}' "/proc/$daemon/status" 2>/dev/null || echo 0)
+  # the daemon's command helper (store/host-command.ts) counts with it
+  helper=$(pgrep -P "$daemon" -x buildd-commands | head -1 || true)
+  [ -n "$helper" ] && hwm=$(( ${hwm:-0} + $(awk '/VmHWM/{print $2}' "/proc/$helper/status" 2>/dev/null || echo 0) ))
   [ "${hwm:-0}" -gt "$peak_kib" ] && peak_kib=$hwm
   kill -TERM "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; daemon=""
 }
