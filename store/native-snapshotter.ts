@@ -13,7 +13,6 @@ import type { ActiveSnapshot, CommitOptions, SnapshotInfo, Snapshotter, Snapshot
 import { cloneEntry } from './tree-clone';
 import { assertOverlayXattrsReadable, type OverlayXattrNamespace } from './trusted-xattr-probe';
 
-
 /** Options of `NativeSnapshotter.open`. */
 export interface NativeSnapshotterOptions {
   /** where `open` reports what it deleted because it was damaged, and how views are made */

@@ -2,8 +2,8 @@ import { lstatSync, promises as fsp, Stats } from 'node:fs';
 
 /** lstat of `p` (never followed), or undefined when nothing is there. */
 export async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
-  return fsp.lstat(p).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+  return fsp.lstat(p).catch((err: unknown) => {
+    if (isMissingPath(err)) return undefined;
     throw err;
   });
 }
@@ -13,10 +13,15 @@ export function lstatOrUndefinedSync(p: string): Stats | undefined {
   try {
     return lstatSync(p);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (isMissingPath(err)) return undefined;
     throw err;
   }
+}
+
+/** Whether a path call failed because nothing is there: ENOENT, or ENOTDIR (a file where a parent directory would be). */
+export function isMissingPath(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /** Whether something (of any type, a dangling symlink too) is at `p`; lstat, never followed. */

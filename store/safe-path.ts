@@ -1,6 +1,7 @@
 import { lstatSync, promises as fsp, readlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { BuildError } from '../solver/build-error';
+import { isMissingPath } from './path-exists';
 
 const MAX_LINKS = 255;
 
@@ -67,29 +68,26 @@ function* resolveSteps(root: string, p: string, followFinal: boolean): Generator
   return path.join(rootAbs, ...done);
 }
 
+/** The symlink target at `candidate`; undefined for anything else, or for nothing there (kept as written). */
 async function linkTargetAt(candidate: string): Promise<string | undefined> {
   try {
     const st = await fsp.lstat(candidate);
     return st.isSymbolicLink() ? await fsp.readlink(candidate) : undefined;
   } catch (err) {
-    return missing(err);
+    if (isMissingPath(err)) return undefined;
+    throw err;
   }
 }
 
+/** {@link linkTargetAt}, synchronous. */
 function linkTargetAtSync(candidate: string): string | undefined {
   try {
     const st = lstatSync(candidate);
     return st.isSymbolicLink() ? readlinkSync(candidate) : undefined;
   } catch (err) {
-    return missing(err);
+    if (isMissingPath(err)) return undefined;
+    throw err;
   }
-}
-
-/** A component that is not there (or under a non-directory) is kept as written; other errors are thrown. */
-function missing(err: unknown): undefined {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
-  return undefined;
 }
 
 /** Cleans a path to `/a/b` form without touching the filesystem; `..` never climbs above `/`. */
